@@ -1,0 +1,50 @@
+# llmsim: `make demo` runs a default serving simulation; `make test` runs the test suite.
+# Both create .venv and install on first use. Override PYTHON, or TORCH_SPEC / TORCH_PIP_ARGS to
+# choose your PyTorch build (e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu").
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-torch lint bench-smoke bench accuracy fit-profile clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $@
+
+# PyTorch first, so pip never resolves the executor extra to a multi-GB CUDA build.
+$(VENV)/.torch: $(BIN)/python
+	$(BIN)/python -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-torch: $(VENV)/.torch $(VENV)/.installed
+
+demo: install
+	$(BIN)/llmsim estimate --model llama-3.1-8b --hardware h100-sxm --batch 16 --prompt 1024 --output 256
+
+test: install-torch
+	$(BIN)/python -m ruff check src tests benchmarks scripts
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/python -m ruff check src tests benchmarks scripts
+
+bench-smoke: install
+	$(BIN)/python benchmarks/accuracy.py --smoke
+
+accuracy: install
+	$(BIN)/python benchmarks/accuracy.py
+
+fit-profile: install
+	$(BIN)/python scripts/fit_profile.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

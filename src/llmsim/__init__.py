@@ -1,0 +1,44 @@
+"""llmsim: predict how large language models perform when served.
+
+Python API (the CLI is a thin layer over it)::
+
+    import llmsim
+    r = llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=16, prompt=1024, output=256)
+    r.ttft_s, r.tpot_s, r.output_tokens_per_s
+    llmsim.price_op("gemm", "h100-sxm", m=4096, n=4096, k=4096).time_s
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "estimate": ("llmsim.static_batch", "estimate"),
+    "EstimateResult": ("llmsim.static_batch", "EstimateResult"),
+    "build_step_model": ("llmsim.static_batch", "build_step_model"),
+    "price_op": ("llmsim.op", "price_op"),
+    "analyze_memory": ("llmsim.memory", "analyze_memory"),
+    "get_model": ("llmsim.catalog", "get_model"),
+    "get_hardware": ("llmsim.catalog", "get_hardware"),
+    "get_cluster": ("llmsim.catalog", "get_cluster"),
+    "BatchShape": ("llmsim.costmodel", "BatchShape"),
+    "AnalyticStepTimeModel": ("llmsim.costmodel", "AnalyticStepTimeModel"),
+    "StepTimeModel": ("llmsim.costmodel", "StepTimeModel"),
+    "Profile": ("llmsim.costmodel", "Profile"),
+    "LLMSimError": ("llmsim.errors", "LLMSimError"),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import API objects on first use (keeps ``import llmsim`` and the CLI start fast)."""
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'llmsim' has no attribute {name!r}")
+    value = getattr(import_module(target[0]), target[1])
+    globals()[name] = value
+    return value

@@ -1,0 +1,270 @@
+"""The one adapter from HuggingFace ``config.json`` to :class:`ModelSpec`.
+
+Supported families (``model_type``): llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe,
+deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon. Field names and defaults
+follow the ``transformers`` configuration classes of each family.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmsim.catalog.blocks import (
+    Activation,
+    AttentionBlock,
+    FFNBlock,
+    LayerTemplate,
+    MoEBlock,
+    NormKind,
+)
+from llmsim.catalog.model import ModelSpec, PositionKind
+from llmsim.dtypes import DType
+from llmsim.errors import SpecError
+
+SUPPORTED_FAMILIES = (
+    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+    "deepseek_v2", "deepseek_v3", "gptj", "opt", "gpt2", "falcon",
+)
+
+
+def from_hf_config(config: dict[str, Any], name: str, hf_id: str = "",
+                   source: str = "") -> ModelSpec:
+    """Build a :class:`ModelSpec` from a parsed HF ``config.json``."""
+    family = str(config.get("model_type", "")).lower()
+    builder = _BUILDERS.get(family)
+    if builder is None:
+        raise SpecError(
+            f"{name}: model_type {family!r} is not supported; supported: "
+            + ", ".join(SUPPORTED_FAMILIES)
+        )
+    try:
+        fields = builder(config)
+    except KeyError as exc:
+        raise SpecError(f"{name}: config.json lacks {exc.args[0]!r} for a {family} model") from None
+    return ModelSpec(name=name, hf_id=hf_id, family=family, source=source, **fields)
+
+
+def _act(name: str | None) -> Activation:
+    n = (name or "silu").lower()
+    if n in ("silu", "swish", "swiglu"):
+        return Activation.SILU
+    if n.startswith("gelu"):
+        return Activation.GELU
+    if n == "relu":
+        return Activation.RELU
+    raise SpecError(f"unsupported activation {name!r}")
+
+
+def _weight_dtype(c: dict[str, Any]) -> DType:
+    q = c.get("quantization_config") or {}
+    method = str(q.get("quant_method", "")).lower()
+    if method == "fp8":
+        return DType.FP8
+    if method in ("awq", "gptq") or q.get("bits") == 4:
+        return DType.INT4
+    td = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
+    try:
+        dt = DType.parse(td)
+    except Exception:
+        return DType.BF16
+    return DType.BF16 if dt == DType.FP32 else dt
+
+
+def _llama_like(c: dict[str, Any]) -> dict[str, Any]:
+    """llama, mistral, mixtral, qwen2(+moe), qwen3(+moe): RMSNorm, RoPE, SwiGLU, GQA."""
+    family = c["model_type"]
+    h = c["hidden_size"]
+    nh = c["num_attention_heads"]
+    nkv = c.get("num_key_value_heads") or nh
+    head_dim = c.get("head_dim") or h // nh
+    qkv_bias = bool(c.get("attention_bias", False)) or family in ("qwen2", "qwen2_moe")
+    window = c.get("sliding_window")
+    if family.startswith("qwen") and not c.get("use_sliding_window", False):
+        window = None
+    attn = AttentionBlock(
+        hidden_size=h, num_heads=nh, num_kv_heads=nkv, head_dim=head_dim,
+        qkv_bias=qkv_bias, o_bias=bool(c.get("attention_bias", False)),
+        qk_norm=family in ("qwen3", "qwen3_moe"), sliding_window=window or None,
+    )
+    act = _act(c.get("hidden_act"))
+    n_layers = c["num_hidden_layers"]
+    dense = FFNBlock(hidden_size=h, intermediate_size=c["intermediate_size"], activation=act,
+                     bias=bool(c.get("mlp_bias", False)))
+    moe: MoEBlock | None = None
+    moe_layers: set[int] = set()
+    if family == "mixtral":
+        moe = MoEBlock(hidden_size=h, num_experts=c["num_local_experts"],
+                       top_k=c["num_experts_per_tok"],
+                       expert_intermediate_size=c["intermediate_size"], activation=act)
+        moe_layers = set(range(n_layers))
+    elif family in ("qwen3_moe", "qwen2_moe"):
+        shared = c.get("shared_expert_intermediate_size") or None
+        moe = MoEBlock(hidden_size=h, num_experts=c["num_experts"],
+                       top_k=c["num_experts_per_tok"],
+                       expert_intermediate_size=c["moe_intermediate_size"], activation=act,
+                       num_shared_experts=1 if shared else 0,
+                       shared_expert_intermediate_size=shared)
+        step = c.get("decoder_sparse_step", 1) or 1
+        only_dense = set(c.get("mlp_only_layers") or [])
+        moe_layers = {i for i in range(n_layers) if (i + 1) % step == 0 and i not in only_dense}
+    layers = _group_layers(n_layers, moe_layers, attn, dense, moe)
+    return {
+        "hidden_size": h,
+        "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("max_position_embeddings", 4096),
+        "layers": layers,
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "weight_dtype": _weight_dtype(c),
+    }
+
+
+def _deepseek(c: dict[str, Any]) -> dict[str, Any]:
+    """DeepSeek-V2/V3: MLA attention, first_k_dense_replace dense layers, then MoE layers
+    with shared experts (the MTP module, ``num_nextn_predict_layers``, is not counted)."""
+    h = c["hidden_size"]
+    nh = c["num_attention_heads"]
+    attn = AttentionBlock(
+        hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=c["v_head_dim"],
+        q_lora_rank=c.get("q_lora_rank") or None, kv_lora_rank=c["kv_lora_rank"],
+        qk_nope_head_dim=c["qk_nope_head_dim"], qk_rope_head_dim=c["qk_rope_head_dim"],
+        v_head_dim=c["v_head_dim"], o_bias=bool(c.get("attention_bias", False)),
+        qkv_bias=bool(c.get("attention_bias", False)),
+    )
+    act = _act(c.get("hidden_act"))
+    n_layers = c["num_hidden_layers"]
+    dense = FFNBlock(hidden_size=h, intermediate_size=c["intermediate_size"], activation=act)
+    moe = MoEBlock(
+        hidden_size=h, num_experts=c["n_routed_experts"], top_k=c["num_experts_per_tok"],
+        expert_intermediate_size=c["moe_intermediate_size"],
+        num_shared_experts=c.get("n_shared_experts") or 0, activation=act,
+        router_bias=c.get("topk_method") == "noaux_tc",
+    )
+    first_dense = c.get("first_k_dense_replace", 0)
+    freq = c.get("moe_layer_freq", 1) or 1
+    moe_layers = {i for i in range(n_layers) if i >= first_dense and i % freq == 0}
+    return {
+        "hidden_size": h,
+        "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("max_position_embeddings", 4096),
+        "layers": _group_layers(n_layers, moe_layers, attn, dense, moe),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "weight_dtype": _weight_dtype(c),
+    }
+
+
+def _gptj(c: dict[str, Any]) -> dict[str, Any]:
+    """GPT-J: parallel attention + MLP sharing one LayerNorm, partial RoPE, biased MLP/LM head."""
+    h = c["n_embd"]
+    nh = c["n_head"]
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+                          norm=NormKind.LAYER, norm_bias=True)
+    ffn = FFNBlock(hidden_size=h, intermediate_size=c.get("n_inner") or 4 * h, gated=False,
+                   activation=_act(c.get("activation_function", "gelu_new")), bias=True,
+                   norm=NormKind.LAYER, has_norm=False)
+    layer = LayerTemplate(name="decoder", repeat=c["n_layer"], blocks=(attn, ffn),
+                          parallel_residual=True)
+    return {
+        "hidden_size": h, "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("n_positions", 2048), "layers": (layer,),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)), "lm_head_bias": True,
+        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": _weight_dtype(c),
+    }
+
+
+def _opt(c: dict[str, Any]) -> dict[str, Any]:
+    """OPT: learned positions (+2 offset rows), pre-LayerNorm, biased MHA, ReLU MLP, tied head."""
+    h = c["hidden_size"]
+    nh = c["num_attention_heads"]
+    bias = bool(c.get("enable_bias", True))
+    if c.get("word_embed_proj_dim", h) != h:
+        raise SpecError("OPT with word_embed_proj_dim != hidden_size (OPT-350m) is not supported")
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+                          qkv_bias=bias, o_bias=bias, rope=False, norm=NormKind.LAYER,
+                          norm_bias=True)
+    ffn = FFNBlock(hidden_size=h, intermediate_size=c["ffn_dim"], gated=False,
+                   activation=_act(c.get("activation_function", "relu")), bias=bias,
+                   norm=NormKind.LAYER, norm_bias=True)
+    layer = LayerTemplate(name="decoder", repeat=c["num_hidden_layers"], blocks=(attn, ffn))
+    max_pos = c.get("max_position_embeddings", 2048)
+    return {
+        "hidden_size": h, "vocab_size": c["vocab_size"], "max_position_embeddings": max_pos,
+        "position": PositionKind.LEARNED, "learned_position_rows": max_pos + 2,
+        "layers": (layer,), "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
+        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": _weight_dtype(c),
+    }
+
+
+def _gpt2(c: dict[str, Any]) -> dict[str, Any]:
+    """GPT-2 / GPT-3 style: learned positions, pre-LayerNorm, biased MHA and GELU MLP, tied."""
+    h = c["n_embd"]
+    nh = c["n_head"]
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+                          qkv_bias=True, o_bias=True, rope=False, norm=NormKind.LAYER,
+                          norm_bias=True)
+    ffn = FFNBlock(hidden_size=h, intermediate_size=c.get("n_inner") or 4 * h, gated=False,
+                   activation=_act(c.get("activation_function", "gelu_new")), bias=True,
+                   norm=NormKind.LAYER, norm_bias=True)
+    layer = LayerTemplate(name="decoder", repeat=c["n_layer"], blocks=(attn, ffn))
+    max_pos = c.get("n_positions", 1024)
+    return {
+        "hidden_size": h, "vocab_size": c["vocab_size"], "max_position_embeddings": max_pos,
+        "position": PositionKind.LEARNED, "learned_position_rows": max_pos,
+        "layers": (layer,), "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
+        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": _weight_dtype(c),
+    }
+
+
+def _falcon(c: dict[str, Any]) -> dict[str, Any]:
+    """Falcon: parallel attention/MLP; the new decoder architecture (40B/180B) has GQA-style
+    ``num_kv_heads`` groups and separate LayerNorms for attention and MLP."""
+    h = c["hidden_size"]
+    nh = c.get("num_attention_heads") or c["n_head"]
+    new_arch = bool(c.get("new_decoder_architecture", False))
+    multi_query_kv = 1 if c.get("multi_query", True) else nh
+    nkv = (c.get("num_kv_heads") or nh) if new_arch else multi_query_kv
+    bias = bool(c.get("bias", False))
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nkv, head_dim=h // nh,
+                          qkv_bias=bias, o_bias=bias, rope=not c.get("alibi", False),
+                          norm=NormKind.LAYER, norm_bias=True)
+    ffn = FFNBlock(hidden_size=h, intermediate_size=c.get("ffn_hidden_size") or 4 * h,
+                   gated=False, activation=Activation.GELU, bias=bias, norm=NormKind.LAYER,
+                   norm_bias=True, has_norm=new_arch)
+    layer = LayerTemplate(name="decoder", repeat=c.get("num_hidden_layers") or c["n_layer"],
+                          blocks=(attn, ffn), parallel_residual=bool(c.get("parallel_attn", True)))
+    return {
+        "hidden_size": h, "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("max_position_embeddings", 2048),
+        "position": PositionKind.ALIBI if c.get("alibi") else PositionKind.ROPE,
+        "layers": (layer,), "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
+        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": _weight_dtype(c),
+    }
+
+
+def _group_layers(
+    n_layers: int,
+    moe_layers: set[int],
+    attn: AttentionBlock,
+    dense: FFNBlock,
+    moe: MoEBlock | None,
+) -> tuple[LayerTemplate, ...]:
+    """Run-length encode the dense/MoE layer pattern into ordered templates."""
+    templates: list[LayerTemplate] = []
+    run_kind, run_len = None, 0
+    for i in range(n_layers + 1):
+        kind = None if i == n_layers else ("moe" if i in moe_layers else "dense")
+        if kind == run_kind:
+            run_len += 1
+            continue
+        if run_kind is not None:
+            ffn = moe if run_kind == "moe" else dense
+            templates.append(LayerTemplate(name=run_kind, repeat=run_len, blocks=(attn, ffn)))
+        run_kind, run_len = kind, 1
+    return tuple(templates)
+
+
+_BUILDERS = {
+    "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
+    "qwen2_moe": _llama_like, "qwen3": _llama_like, "qwen3_moe": _llama_like,
+    "deepseek_v2": _deepseek, "deepseek_v3": _deepseek, "gptj": _gptj, "opt": _opt,
+    "gpt2": _gpt2, "falcon": _falcon,
+}

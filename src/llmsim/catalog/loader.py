@@ -1,0 +1,207 @@
+"""Catalog lookups: package data read with ``importlib.resources``, validated once, cached.
+
+Names are case-insensitive; aliases and HF ids work; unknown names raise with a did-you-mean.
+A model may also be a path to a local ``config.json`` (or a folder holding one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from llmsim.catalog._base import Spec, validate_spec
+from llmsim.catalog.cluster import Cluster, ClusterSpec, resolve_cluster
+from llmsim.catalog.hardware import HardwareSpec, HostSpec
+from llmsim.catalog.hf import from_hf_config
+from llmsim.catalog.model import ModelSpec
+from llmsim.errors import SpecError, UnknownNameError
+
+log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Spec)
+
+_DATA = "llmsim.data"
+
+
+def _data_dir(sub: str):
+    return resources.files(_DATA).joinpath(sub)
+
+
+def read_yaml_file(path: Path | Any, origin: str | None = None) -> dict[str, Any]:
+    """Parse one YAML file into a dict, with a one-line error on bad syntax."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{origin or path}: invalid YAML ({exc})") from None
+    except OSError as exc:
+        raise SpecError(f"{origin or path}: cannot read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin or path}: expected a mapping at the top level")
+    return data
+
+
+def _load_dir(sub: str, cls: type[S]) -> dict[str, S]:
+    """All specs in ``data/<sub>/*.yaml``, keyed by lower-case name and aliases."""
+    out: dict[str, S] = {}
+    for entry in sorted(_data_dir(sub).iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        origin = f"{sub}/{entry.name}"
+        spec = validate_spec(cls, read_yaml_file(entry, origin), origin)
+        for key in (spec.name, *spec.aliases):  # type: ignore[attr-defined]
+            k = key.lower()
+            if k in out and out[k] is not spec:
+                raise SpecError(f"{sub}: name {key!r} used twice")
+            out[k] = spec
+    return out
+
+
+@cache
+def _hardware() -> dict[str, HardwareSpec]:
+    return _load_dir("hardware", HardwareSpec)
+
+
+@cache
+def _hosts() -> dict[str, HostSpec]:
+    return _load_dir("hosts", HostSpec)
+
+
+@cache
+def _clusters() -> dict[str, ClusterSpec]:
+    return _load_dir("clusters", ClusterSpec)
+
+
+def _lookup(table: dict[str, S], kind: str, name: str) -> S:
+    spec = table.get(name.strip().lower())
+    if spec is None:
+        canonical = sorted({s.name for s in table.values()})  # type: ignore[attr-defined]
+        raise UnknownNameError(kind, name, canonical)
+    return spec
+
+
+def get_hardware(name: str | HardwareSpec) -> HardwareSpec:
+    """An accelerator by canonical name or alias, e.g. ``h100-sxm``, ``H100``."""
+    if isinstance(name, HardwareSpec):
+        return name
+    return _lookup(_hardware(), "hardware", name)
+
+
+def get_host(name: str | HostSpec) -> HostSpec:
+    """A host (CPU, DRAM, PCIe, disk) spec for offloading."""
+    if isinstance(name, HostSpec):
+        return name
+    return _lookup(_hosts(), "host", name)
+
+
+def get_cluster_spec(name: str) -> ClusterSpec:
+    return _lookup(_clusters(), "cluster", name)
+
+
+def list_hardware() -> list[HardwareSpec]:
+    return sorted({id(s): s for s in _hardware().values()}.values(), key=lambda s: s.name)
+
+
+def list_hosts() -> list[HostSpec]:
+    return sorted({id(s): s for s in _hosts().values()}.values(), key=lambda s: s.name)
+
+
+def list_clusters() -> list[ClusterSpec]:
+    return sorted({id(s): s for s in _clusters().values()}.values(), key=lambda s: s.name)
+
+
+def get_cluster(
+    cluster: str | None = None,
+    hardware: str | HardwareSpec | None = None,
+    num_gpus: int | None = None,
+    host: str | HostSpec | None = None,
+) -> Cluster:
+    """Resolve a cluster from a cluster name and/or a hardware name (and a GPU count).
+
+    With only ``hardware``, the part's own scale-up fabric links the GPUs of a node and nodes
+    are joined as in the ``nv_like`` template (``pcie_like`` for parts without a scale-up link).
+    """
+    if cluster is None and hardware is None:
+        raise SpecError("give --hardware or --cluster")
+    if cluster is not None:
+        spec = get_cluster_spec(cluster)
+        if spec.hardware is None and hardware is None:
+            raise SpecError(f"cluster {spec.name!r} is a template; add --hardware")
+        if spec.hardware is not None and hardware is not None:
+            hw = get_hardware(hardware)
+            if hw.name != get_hardware(spec.hardware).name:
+                raise SpecError(
+                    f"cluster {spec.name!r} is built from {spec.hardware}, not {hw.name}; "
+                    "drop --hardware or use a template cluster (nv_like, pcie_like)"
+                )
+        hw = get_hardware(hardware if hardware is not None else spec.hardware)  # type: ignore[arg-type]
+    else:
+        hw = get_hardware(hardware)  # type: ignore[arg-type]
+        spec = get_cluster_spec("nv_like" if hw.scale_up is not None else "pcie_like")
+    host_spec = None
+    if host is not None:
+        host_spec = get_host(host)
+    elif spec.host is not None:
+        host_spec = get_host(spec.host)
+    return resolve_cluster(spec, hw, host_spec, num_gpus)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@cache
+def _model_index() -> dict[str, dict[str, Any]]:
+    """alias / HF id (lower-case) -> index entry."""
+    path = _data_dir("models").joinpath("index.yaml")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    entries = data["models"] if isinstance(data, dict) else data
+    out: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        for key in (e["alias"], e["hf_id"], *(e.get("extra_ids") or [])):
+            out[key.lower()] = e
+    return out
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Index entries of the shipped models, sorted by alias."""
+    seen = {e["alias"]: e for e in _model_index().values()}
+    return [seen[k] for k in sorted(seen)]
+
+
+@cache
+def _load_catalog_model(alias: str) -> ModelSpec:
+    entry = _model_index()[alias.lower()]
+    raw = _data_dir("models").joinpath(entry["file"]).read_text(encoding="utf-8")
+    return from_hf_config(json.loads(raw), name=entry["alias"], hf_id=entry["hf_id"],
+                          source=entry.get("source", ""))
+
+
+def get_model(name: str | ModelSpec) -> ModelSpec:
+    """A model by alias (``llama-2-7b``), HF id (``meta-llama/Llama-2-7b-hf``) or config path."""
+    if isinstance(name, ModelSpec):
+        return name
+    key = name.strip()
+    entry = _model_index().get(key.lower())
+    if entry is not None:
+        return _load_catalog_model(entry["alias"])
+    path = Path(key).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    if path.suffix == ".json" and path.is_file():
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        return from_hf_config(config, name=config.get("_name_or_path") or path.parent.name or
+                              path.stem, source=str(path))
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from llmsim.catalog.scenario import load_scenario
+
+        return load_scenario(path).model
+    known = sorted({e["alias"] for e in _model_index().values()} |
+                   {e["hf_id"] for e in _model_index().values()})
+    raise UnknownNameError("model", name, known)

@@ -1,0 +1,83 @@
+"""The ``llmsim`` command: a typer app that parses, calls the API and renders.
+
+Errors a user can cause (:class:`LLMSimError`) print as one line on stderr and exit with code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from llmsim.errors import LLMSimError
+
+app = typer.Typer(
+    name="llmsim",
+    help="Predict LLM serving performance: latency, throughput, memory and cost.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
+) -> None:
+    if debug:
+        os.environ["LLMSIM_DEBUG"] = "1"
+    level = logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from llmsim.cli import catalog_cmd, estimate_cmd, memory_cmd, op_cmd
+
+    app.add_typer(catalog_cmd.app, name="catalog")
+    app.command("estimate")(estimate_cmd.estimate_cmd)
+    app.command("op")(op_cmd.op_cmd)
+    app.command("memory")(memory_cmd.memory_cmd)
+    for module in ("simulate_cmd", "offload_cmd", "moe_offload_cmd", "executor_cmd",
+                   "calibrate_cmd"):
+        try:
+            mod = __import__(f"llmsim.cli.{module}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"llmsim.cli.{module}":
+                raise
+            continue
+        mod.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning LLMSimError into one line and exit code 2."""
+    debug = "--debug" in (argv if argv is not None else sys.argv)
+    try:
+        app(args=argv, standalone_mode=False)
+    except LLMSimError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

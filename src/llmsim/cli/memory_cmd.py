@@ -1,0 +1,84 @@
+"""``llmsim memory``: the memory breakdown per GPU and what fits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from llmsim.cli.options import (
+    ActDtypeOpt,
+    ClusterOpt,
+    DpOpt,
+    DtypeOpt,
+    EpOpt,
+    Format,
+    FormatOpt,
+    HardwareOpt,
+    KvDtypeOpt,
+    ModelOpt,
+    NumGpusOpt,
+    OutOpt,
+    PpOpt,
+    TpOpt,
+    WeightDtypeOpt,
+)
+from llmsim.errors import ConfigError
+from llmsim.report.render import as_json, console, emit, frame_to_csv, memory_table
+
+
+def memory_cmd(
+    model: ModelOpt = None,
+    hardware: HardwareOpt = None,
+    cluster: ClusterOpt = None,
+    num_gpus: NumGpusOpt = None,
+    tp: TpOpt = 1,
+    pp: PpOpt = 1,
+    ep: EpOpt = 1,
+    dp: DpOpt = 1,
+    batch: Annotated[int, typer.Option("--batch", "-b", min=0,
+                                       help="Sequences to hold (per DP replica).")] = 1,
+    seq_len: Annotated[int, typer.Option("--seq-len", min=1,
+                                         help="Tokens per sequence (prompt + output).")] = 2048,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-num-batched-tokens", min=1,
+        help="Largest forward pass, tokens (default: batch x seq-len).")] = None,
+    dtype: DtypeOpt = None,
+    weight_dtype: WeightDtypeOpt = None,
+    act_dtype: ActDtypeOpt = None,
+    kv_dtype: KvDtypeOpt = None,
+    memory_utilization: Annotated[float, typer.Option("--memory-utilization", min=0.05,
+                                                      max=1.0)] = 0.9,
+    fmt: FormatOpt = Format.table,
+    out: OutOpt = None,
+) -> None:
+    """Memory per GPU: weights, KV cache, activations, max batch and KV tokens that fit."""
+    from llmsim.catalog import ParallelSpec, get_cluster, get_model
+    from llmsim.costmodel import Precision
+    from llmsim.memory import analyze_memory
+
+    if not model or not (hardware or cluster):
+        raise ConfigError("give --model and --hardware (or --cluster)")
+    spec = get_model(model)
+    plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp)
+    plan.validate_for(spec)
+    cl = get_cluster(cluster, hardware, num_gpus or plan.num_gpus)
+    precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype, kv_dtype)
+    tokens = max_tokens or max(1, batch * seq_len)
+    rep = analyze_memory(spec, cl, plan, precision, kv_tokens=batch * seq_len,
+                         max_tokens=tokens, max_logits=max(batch, 1),
+                         memory_utilization=memory_utilization)
+    max_batch = rep.max_kv_tokens // seq_len
+    data = {"model": spec.name, "hardware": cl.hardware.name, "tp": tp, "pp": pp, "ep": ep,
+            "dp": dp, "precision": precision.describe(), "batch": batch, "seq_len": seq_len,
+            **rep.as_dict(), "max_batch_at_seq_len": int(max_batch)}
+    if fmt == Format.json:
+        emit(as_json(data), out)
+    elif fmt == Format.csv:
+        emit(frame_to_csv(pd.DataFrame([data])), out)
+    else:
+        con = console()
+        con.print(memory_table(rep, f"{spec.name} on {cl.hardware.name} (tp {tp}, pp {pp}, "
+                                    f"ep {ep}; {precision.describe()}) per GPU"))
+        con.print(f"max batch at {seq_len} tokens per sequence: {max_batch:,}")

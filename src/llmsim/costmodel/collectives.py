@@ -1,0 +1,103 @@
+"""Collectives over the link hierarchy: all-reduce, all-gather, reduce-scatter, all-to-all, p2p.
+
+Alpha-beta model per link class (Thakur, Rabenseifner & Gropp, "Optimization of Collective
+Communication Operations in MPICH", IJHPCA 2005; NCCL's ring/tree algorithms). For a group of
+``n`` ranks and a message of ``S`` bytes (the full tensor each rank holds / receives):
+
+- ring all-reduce: ``2(n-1)`` steps, each rank moves ``2 (n-1)/n * S`` bytes;
+- all-gather / reduce-scatter: ``n-1`` steps, ``(n-1)/n * S`` bytes;
+- all-to-all: each rank sends ``(n-1)/n`` of its ``S`` bytes, concurrently to all peers;
+- p2p: ``S`` bytes, one step.
+
+time = steps * latency + bytes / (per-GPU link bandwidth * bw_eff). A group spanning several
+nodes runs hierarchically (NCCL's tree/ring across nodes): intra-node reduce-scatter, inter-node
+all-reduce of ``S / g`` per GPU over its own NIC share, intra-node all-gather. On a ``shared``
+(PCIe-switch) fabric a collective of more than two GPUs crosses the root complex, which halves
+the usable bandwidth (assumption, documented in docs/cost-model.md).
+"""
+
+from __future__ import annotations
+
+from llmsim.catalog.cluster import Cluster
+from llmsim.catalog.hardware import LinkSpec, LinkTopology
+from llmsim.costmodel.ops import Bound, OpCost, OpKind
+from llmsim.costmodel.profile import HardwareProfile
+from llmsim.errors import ConfigError
+
+_SHARED_FABRIC_FACTOR = 0.5
+
+
+def _link_time(steps: float, nbytes: float, link: LinkSpec, group: int, inter: bool,
+               prof: HardwareProfile) -> float:
+    eff = prof.comm(inter)
+    bandwidth = link.bandwidth_bytes_per_s * eff.bw_eff
+    if link.topology == LinkTopology.SHARED and group > 2:
+        bandwidth *= _SHARED_FABRIC_FACTOR
+    latency = max(eff.latency_s, link.latency_s) if not prof.efficiency else link.latency_s
+    return steps * latency + nbytes / bandwidth
+
+
+def _flat(kind: OpKind, size: float, n: int, link: LinkSpec, inter: bool,
+          prof: HardwareProfile) -> float:
+    if kind == OpKind.ALL_REDUCE:
+        return _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, inter, prof)
+    if kind in (OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER):
+        return _link_time(n - 1, (n - 1) / n * size, link, n, inter, prof)
+    if kind == OpKind.ALL_TO_ALL:
+        return _link_time(1, (n - 1) / n * size, link, n, inter, prof)
+    if kind == OpKind.P2P:
+        return _link_time(1, size, link, 2, inter, prof)
+    raise ValueError(kind)
+
+
+def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster: Cluster,
+                    prof: HardwareProfile, stride: int = 1) -> float:
+    """Seconds for one collective of ``message_bytes`` over ``group_size`` ranks.
+
+    ``stride``: spacing of the group's ranks (TP groups are contiguous: 1; a DP/EP group whose
+    ranks interleave with TP ranks has stride ``tp``), used to tell intra- from inter-node.
+    """
+    if group_size <= 1 or message_bytes <= 0:
+        return 0.0
+    if kind == OpKind.P2P:
+        link, nodes = cluster.link_for_group(2, stride)
+        return _flat(kind, message_bytes, 2, link, nodes > 1, prof)
+    span = group_size * stride
+    if span <= cluster.gpus_per_node:
+        return _flat(kind, message_bytes, group_size, cluster.intra_node, False, prof)
+    # Spans nodes: ranks per node g, nodes N.
+    per_node = max(1, cluster.gpus_per_node // stride)
+    per_node = min(per_node, group_size)
+    nodes = -(-group_size // per_node)
+    if nodes > cluster.num_nodes:
+        raise ConfigError(
+            f"a group of {group_size} GPUs needs {nodes} nodes but the cluster has "
+            f"{cluster.num_nodes}; add --num-gpus or lower the parallel degree"
+        )
+    intra, inter = cluster.intra_node, cluster.inter_node
+    if kind == OpKind.ALL_REDUCE:
+        t = _flat(OpKind.REDUCE_SCATTER, message_bytes, per_node, intra, False, prof)
+        t += _flat(OpKind.ALL_REDUCE, message_bytes / per_node, nodes, inter, True, prof)
+        t += _flat(OpKind.ALL_GATHER, message_bytes, per_node, intra, False, prof)
+        return t
+    if kind in (OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER):
+        # across nodes each GPU exchanges its 1/g share with its peers, then within the node
+        return (_flat(kind, message_bytes / per_node, nodes, inter, True, prof)
+                + _flat(kind, message_bytes, per_node, intra, False, prof))
+    if kind == OpKind.ALL_TO_ALL:
+        # the share of each rank's data bound for other nodes crosses its NIC share
+        off_node = message_bytes * (group_size - per_node) / group_size
+        on_node = message_bytes * (per_node - 1) / group_size
+        t_inter = _link_time(1, off_node, inter, nodes, True, prof)
+        t_intra = _link_time(1, on_node, intra, per_node, False, prof)
+        return max(t_inter, t_intra)
+    raise ValueError(kind)
+
+
+def collective(kind: OpKind, message_bytes: float, group_size: int, cluster: Cluster,
+               prof: HardwareProfile, stride: int = 1, name: str | None = None) -> OpCost:
+    """:func:`collective_time` as an :class:`OpCost` record."""
+    t = collective_time(kind, message_bytes, group_size, cluster, prof, stride)
+    return OpCost(name or kind.value, kind, 0.0, 0.0, 0.0, 0.0, 0.0, t, 0.0, t,
+                  Bound.COMMUNICATION, comm_bytes=message_bytes,
+                  shape={"message_bytes": message_bytes, "num_gpus": group_size})

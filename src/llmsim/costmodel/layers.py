@@ -1,0 +1,279 @@
+"""Per-layer op lists: turn a layer template, a batch shape and a parallel plan into the ops one
+device runs, each priced by ``kernels`` / ``collectives``.
+
+Shapes are per device: attention heads and dense-MLP widths split by TP (KV heads replicated when
+TP exceeds them), experts split by EP and each expert by ``moe_tp``; every TP rank of a DP rank
+processes all of that DP rank's tokens. Communication follows the Megatron-LM pattern (one
+all-reduce after the attention output projection and one after the MLP down projection; one in
+all for a parallel-residual layer) and, for MoE, token dispatch/combine as vLLM / SGLang do it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from llmsim.catalog.blocks import AttentionBlock, CommBlock, CommGroup, FFNBlock, MoEBlock
+from llmsim.catalog.cluster import Cluster
+from llmsim.catalog.model import ModelSpec
+from llmsim.catalog.parallel import ParallelSpec
+from llmsim.costmodel import kernels
+from llmsim.costmodel.collectives import collective
+from llmsim.costmodel.ops import OpCost, OpKind, Precision
+from llmsim.costmodel.profile import HardwareProfile
+from llmsim.costmodel.shapes import BatchShape
+from llmsim.costmodel.sharding import device_matrix
+
+_COLLECTIVE_KIND = {
+    "all_reduce": OpKind.ALL_REDUCE, "all_gather": OpKind.ALL_GATHER,
+    "reduce_scatter": OpKind.REDUCE_SCATTER, "all_to_all": OpKind.ALL_TO_ALL, "p2p": OpKind.P2P,
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything the op builders need that does not depend on the batch."""
+
+    model: ModelSpec
+    cluster: Cluster
+    plan: ParallelSpec
+    precision: Precision
+    prof: HardwareProfile
+
+    @property
+    def hw(self):
+        return self.cluster.hardware
+
+    # --- attention, per device -------------------------------------------------------------
+    def heads(self, attn: AttentionBlock) -> float:
+        return attn.num_heads / self.plan.tp
+
+    def kv_heads(self, attn: AttentionBlock) -> float:
+        """KV heads held per device: kv/tp, or 1 when tp exceeds kv (replicated copies)."""
+        return max(1.0, attn.num_kv_heads / self.plan.tp)
+
+    def kv_bytes_per_token(self, attn: AttentionBlock) -> float:
+        """This device's KV-cache bytes per token for one layer (the one formula).
+
+        MHA/GQA: kv_heads_per_device x (head_dim + v_head_dim) x kv bytes.
+        MLA: (kv_lora_rank + qk_rope_head_dim) x kv bytes, replicated on every TP rank.
+        """
+        if attn.is_mla:
+            return attn.kv_cache_elements_per_token * self.precision.kv.bytes
+        return self.kv_heads(attn) * (attn.head_dim + attn.value_head_dim) * self.precision.kv.bytes
+
+    def attention_dims(self, attn: AttentionBlock, decode: bool) -> tuple[int, int]:
+        """(qk_dim, v_dim) of the attention kernel. MLA decode runs weight-absorbed over the
+        latent (qk = kv_lora_rank + rope, v = kv_lora_rank; DeepSeek-V2 paper section 2.1.3)."""
+        if attn.is_mla and decode:
+            return attn.kv_lora_rank + attn.qk_rope_head_dim, attn.kv_lora_rank  # type: ignore
+        return attn.qk_head_dim, attn.value_head_dim
+
+    @cached_property
+    def act_bytes(self) -> float:
+        return max(self.precision.activation.bytes, 2.0)
+
+
+def _gemm_dims(w, layout: Layout, tokens: float) -> tuple[float, float, float]:
+    """Per-device (m, n, k) of a dense weight's GEMM (split per ``sharding.device_matrix``)."""
+    k, n, _ = device_matrix(w, layout.plan)
+    return tokens, n, k
+
+
+def _tp_all_reduce(layout: Layout, tokens: float, name: str) -> OpCost:
+    size = tokens * layout.model.hidden_size * layout.act_bytes
+    return collective(OpKind.ALL_REDUCE, size, layout.plan.tp, layout.cluster, layout.prof,
+                      name=name)
+
+
+def _norm(layout: Layout, tokens: float, name: str) -> OpCost:
+    """Fused residual-add + norm: reads x and the residual, writes both (4 x T x h values)."""
+    nbytes = tokens * layout.model.hidden_size * layout.act_bytes
+    return kernels.elementwise(name, 2 * nbytes, 2 * nbytes, layout.hw, layout.prof,
+                               flops=8.0 * tokens * layout.model.hidden_size)
+
+
+def attention_ops(attn: AttentionBlock, shape: BatchShape, layout: Layout,
+                  skip_reduce: bool = False) -> list[OpCost]:
+    """Pre-norm, Q/K/V (or MLA) projections, RoPE, attention kernels, output projection and the
+    TP all-reduce (``skip_reduce`` for parallel-residual layers, reduced after the MLP)."""
+    hw, prof, prec = layout.hw, layout.prof, layout.precision
+    t = float(shape.num_tokens)
+    ops = [_norm(layout, t, "attn_norm")]
+    for w in attn.weights():
+        m, n, k = _gemm_dims(w, layout, t)
+        ops.append(kernels.gemm(m, n, k, hw, prof, prec.weight, prec.activation, name=w.name))
+    heads = layout.heads(attn)
+    if attn.rope:
+        rope_dim = attn.qk_rope_head_dim if attn.is_mla else attn.head_dim
+        rope_heads = heads + (1 if attn.is_mla else layout.kv_heads(attn))
+        nbytes = t * rope_heads * rope_dim * layout.act_bytes
+        ops.append(kernels.elementwise("rope", nbytes, nbytes, hw, prof,
+                                       flops=3.0 * t * rope_heads * rope_dim))
+    kv_bpt = layout.kv_bytes_per_token(attn)
+    if shape.prefill_tokens:
+        qk, v = layout.attention_dims(attn, decode=False)
+        pairs, ctx = _windowed_prefill(attn, shape)
+        ops.append(kernels.attention_prefill(shape.prefill_seqs, shape.prefill_tokens, pairs, ctx,
+                                             heads, kv_bpt, qk, v, hw, prof, prec.activation,
+                                             name="attention_prefill"))
+    if shape.decode_seqs:
+        qk, v = layout.attention_dims(attn, decode=True)
+        ops.append(kernels.attention_decode(shape.decode_seqs, shape.decode_ctx_tokens, heads,
+                                            kv_bpt, qk, v, hw, prof, prec.activation,
+                                            name="attention_decode"))
+    if layout.plan.tp > 1 and not skip_reduce:
+        ops.append(_tp_all_reduce(layout, t, "attn_all_reduce"))
+    return ops
+
+
+def _windowed_prefill(attn: AttentionBlock, shape: BatchShape) -> tuple[float, float]:
+    """Sliding-window attention caps the keys each query sees at ``window`` (approximation on
+    aggregates: average chunk and context per sequence)."""
+    w = attn.sliding_window
+    if not w or shape.prefill_seqs == 0:
+        return shape.prefill_attn_pairs, shape.prefill_ctx_tokens
+    seqs = shape.prefill_seqs
+    ctx = shape.prefill_ctx_tokens / seqs
+    if ctx <= w:
+        return shape.prefill_attn_pairs, shape.prefill_ctx_tokens
+    chunk = shape.prefill_tokens / seqs
+    return seqs * chunk * min(w, ctx), seqs * min(ctx, w + chunk)
+
+
+def ffn_ops(ffn: FFNBlock, shape: BatchShape, layout: Layout, reduce: bool = True) -> list[OpCost]:
+    """(Norm,) up/gate GEMM, activation, down GEMM, TP all-reduce."""
+    hw, prof, prec = layout.hw, layout.prof, layout.precision
+    t = float(shape.num_tokens)
+    ops = [_norm(layout, t, "mlp_norm")] if ffn.has_norm else []
+    up, down = ffn.weights()
+    m, n, k = _gemm_dims(up, layout, t)
+    ops.append(kernels.gemm(m, n, k, hw, prof, prec.weight, prec.activation, name=up.name))
+    width = ffn.intermediate_size / layout.plan.tp
+    read = t * width * (2 if ffn.gated else 1) * layout.act_bytes
+    ops.append(kernels.elementwise("activation", read, t * width * layout.act_bytes, hw, prof,
+                                   flops=5.0 * t * width))
+    m, n, k = _gemm_dims(down, layout, t)
+    ops.append(kernels.gemm(m, n, k, hw, prof, prec.weight, prec.activation, name=down.name))
+    if layout.plan.tp > 1 and reduce:
+        ops.append(_tp_all_reduce(layout, t, "mlp_all_reduce"))
+    return ops
+
+
+def moe_ops(moe: MoEBlock, shape: BatchShape, layout: Layout) -> list[OpCost]:
+    """Router, token dispatch, routed experts, shared experts, combine.
+
+    The MoE group is the tp x dp ranks of a stage. Each DP rank brings its own ``T`` tokens, so
+    the group routes ``T x dp`` tokens. dp == 1: every rank already holds all tokens, experts
+    (EP-split or TP-split) compute their share and one all-reduce over TP combines (vLLM).
+    dp > 1 with EP: all-to-all dispatch and combine of each rank's ``T x top_k / tp`` token
+    copies (DeepEP-style); dp > 1 without EP: all-gather tokens, reduce-scatter results.
+    """
+    hw, prof, prec, plan, cl = layout.hw, layout.prof, layout.precision, layout.plan, layout.cluster
+    h = moe.hidden_size
+    t = float(shape.num_tokens)
+    group = plan.tp * plan.dp
+    t_group = t * plan.dp
+    ops = [_norm(layout, t, "moe_norm")]
+    ops.append(kernels.gemm(t, moe.num_experts, h, hw, prof, prec.unquantized,
+                            prec.unquantized, name="router"))
+    tok_bytes = h * layout.act_bytes
+    if plan.dp > 1 and plan.ep > 1:
+        ops.append(collective(OpKind.ALL_TO_ALL, t * moe.top_k * tok_bytes / plan.tp, group, cl,
+                              prof, name="moe_dispatch"))
+    elif plan.dp > 1:
+        ops.append(collective(OpKind.ALL_GATHER, t_group * tok_bytes, plan.dp, cl, prof,
+                              stride=plan.tp, name="moe_gather"))
+    ops.append(kernels.moe_experts(t_group, h, moe.expert_intermediate_size, moe.num_experts,
+                                   moe.top_k, hw, prof, plan.ep, plan.moe_tp, prec.weight,
+                                   prec.activation, moe.gated, name="experts"))
+    if moe.num_shared_experts:
+        for w in moe.weights():
+            if w.name.startswith("shared"):
+                m, n, k = _gemm_dims(w, layout, t)
+                ops.append(kernels.gemm(m, n, k, hw, prof, prec.weight, prec.activation,
+                                        name=w.name))
+    if plan.dp > 1 and plan.ep > 1:
+        ops.append(collective(OpKind.ALL_TO_ALL, t * moe.top_k * tok_bytes / plan.tp, group, cl,
+                              prof, name="moe_combine"))
+        if plan.moe_tp > 1:
+            routed = t_group * moe.top_k / plan.ep
+            ops.append(collective(OpKind.ALL_REDUCE, routed * tok_bytes, plan.moe_tp, cl, prof,
+                                  name="moe_tp_all_reduce"))
+    elif plan.dp > 1:
+        ops.append(collective(OpKind.REDUCE_SCATTER, t_group * tok_bytes, group, cl, prof,
+                              name="moe_scatter"))
+    elif plan.tp > 1:
+        ops.append(_tp_all_reduce(layout, t, "moe_all_reduce"))
+    return ops
+
+
+def comm_ops(block: CommBlock, shape: BatchShape, layout: Layout) -> list[OpCost]:
+    """An explicit scenario collective of ``bytes_per_token x tokens`` over its group."""
+    plan = layout.plan
+    sizes = {CommGroup.TP: (plan.tp, 1), CommGroup.EP: (plan.ep, 1),
+             CommGroup.DP: (plan.dp, plan.tp), CommGroup.PP: (2, 1),
+             CommGroup.WORLD: (plan.num_gpus, 1)}
+    group, stride = sizes[block.group]
+    size = block.bytes_per_token * shape.num_tokens
+    name = f"{block.collective.value}_{block.group.value}"
+    return [collective(_COLLECTIVE_KIND[block.collective.value], size, group, layout.cluster,
+                       layout.prof, stride=stride, name=name)]
+
+
+def template_ops(template_index: int, shape: BatchShape, layout: Layout) -> list[OpCost]:
+    """All ops of one decoder layer of the given template, in execution order."""
+    template = layout.model.layers[template_index]
+    ops: list[OpCost] = []
+    parallel = template.parallel_residual
+    for block in template.blocks:
+        if isinstance(block, AttentionBlock):
+            ops += attention_ops(block, shape, layout, skip_reduce=parallel)
+        elif isinstance(block, FFNBlock):
+            ops += ffn_ops(block, shape, layout)
+        elif isinstance(block, MoEBlock):
+            ops += moe_ops(block, shape, layout)
+        elif isinstance(block, CommBlock):
+            ops += comm_ops(block, shape, layout)
+    return ops
+
+
+def embedding_ops(shape: BatchShape, layout: Layout) -> list[OpCost]:
+    """Token (and learned position) embedding gather; vocab-parallel under TP (+ all-reduce)."""
+    t = float(shape.num_tokens)
+    model = layout.model
+    row_bytes = model.hidden_size * layout.act_bytes
+    rows = 2 if model.learned_position_rows else 1
+    ops = [kernels.elementwise("embedding", t * row_bytes * rows, t * row_bytes, layout.hw,
+                               layout.prof, kind=OpKind.EMBEDDING)]
+    if layout.plan.tp > 1:
+        ops.append(_tp_all_reduce(layout, t, "embedding_all_reduce"))
+    return ops
+
+
+def lm_head_ops(shape: BatchShape, layout: Layout) -> list[OpCost]:
+    """Final norm, LM-head GEMM over the sampled rows, logits all-gather, sampling."""
+    hw, prof, prec = layout.hw, layout.prof, layout.precision
+    model = layout.model
+    t = float(shape.num_tokens)
+    rows = float(shape.num_logits)
+    ops = [_norm(layout, t, "final_norm")]
+    if rows <= 0:
+        return ops
+    vocab_dev = model.vocab_size / layout.plan.tp
+    ops.append(kernels.gemm(rows, vocab_dev, model.hidden_size, hw, prof, prec.unquantized,
+                            prec.unquantized, name="lm_head"))
+    if layout.plan.tp > 1:
+        ops.append(collective(OpKind.ALL_GATHER, rows * model.vocab_size * layout.act_bytes,
+                              layout.plan.tp, layout.cluster, prof, name="logits_all_gather"))
+    logits_bytes = rows * model.vocab_size * 4.0
+    ops.append(kernels.elementwise("sampling", logits_bytes, rows * 8.0, hw, prof,
+                                   flops=5.0 * rows * model.vocab_size, kind=OpKind.SAMPLING))
+    return ops
+
+
+def stage_p2p(shape: BatchShape, layout: Layout) -> OpCost:
+    """Activations (hidden state and residual) sent from one pipeline stage to the next."""
+    size = 2.0 * shape.num_tokens * layout.model.hidden_size * layout.act_bytes
+    return collective(OpKind.P2P, size, 2, layout.cluster, layout.prof,
+                      stride=layout.plan.tp * layout.plan.dp, name="pp_send")

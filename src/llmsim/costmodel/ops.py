@@ -1,0 +1,137 @@
+"""Op records: what one kernel (or collective) costs and what bounds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from llmsim.dtypes import DType
+
+
+class OpKind(str, Enum):
+    GEMM = "gemm"
+    MOE = "moe"
+    ATTENTION_PREFILL = "attention-prefill"
+    ATTENTION_DECODE = "attention-decode"
+    ELEMENTWISE = "elementwise"
+    EMBEDDING = "embedding"
+    SAMPLING = "sampling"
+    ALL_REDUCE = "all-reduce"
+    ALL_GATHER = "all-gather"
+    REDUCE_SCATTER = "reduce-scatter"
+    ALL_TO_ALL = "all-to-all"
+    P2P = "p2p"
+
+    @property
+    def is_comm(self) -> bool:
+        return self in _COMM
+
+
+_COMM = {OpKind.ALL_REDUCE, OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER, OpKind.ALL_TO_ALL,
+         OpKind.P2P}
+
+
+class Bound(str, Enum):
+    """What dominates an op's time."""
+
+    COMPUTE = "compute"
+    MEMORY = "memory"
+    COMMUNICATION = "communication"
+    OVERHEAD = "overhead"  # launch / latency dominated (tiny kernels, small messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """Numeric formats chosen independently for weights, activations and the KV cache."""
+
+    weight: DType = DType.BF16
+    activation: DType = DType.BF16
+    kv: DType = DType.BF16
+
+    def describe(self) -> str:
+        return f"W:{self.weight.value} A:{self.activation.value} KV:{self.kv.value}"
+
+    @property
+    def unquantized(self) -> DType:
+        """Format of the parts engines keep unquantized (embedding, LM head, router, norms):
+        the weight format when it is 16/32-bit, else bf16."""
+        return self.weight if self.weight.bits >= 16 else DType.BF16
+
+    @classmethod
+    def resolve(cls, model_weight: DType, dtype: DType | str | None = None,
+                weight: DType | str | None = None, activation: DType | str | None = None,
+                kv: DType | str | None = None) -> Precision:
+        """Defaults as serving engines pick them. Weights: ``weight``, else ``dtype``, else the
+        checkpoint's format. Activations: ``activation``, else the weight format when it is
+        16/32-bit or fp8 (W8A8, as DeepSeek-V3 ships), else 16-bit (weight-only int4/int8/fp4
+        runs W4A16). KV cache: ``kv``, else ``dtype`` when it is a float format, else the
+        activation format if 16/32-bit, else bf16 (vLLM's 'auto')."""
+        base = DType.parse(dtype) if dtype is not None else None
+        w = DType.parse(weight) if weight is not None else (base or model_weight)
+        if activation is not None:
+            a = DType.parse(activation)
+        elif w.bits >= 16 or w == DType.FP8:
+            a = w
+        elif base is not None and base.bits >= 16:
+            a = base
+        else:
+            a = model_weight if model_weight.bits >= 16 else DType.BF16
+        if kv is not None:
+            k = DType.parse(kv)
+        elif base is not None and base.bits >= 8 and base.is_float:
+            k = base
+        else:
+            k = a if a.bits >= 16 else DType.BF16
+        return cls(w, a, k)
+
+
+@dataclass(frozen=True, slots=True)
+class OpCost:
+    """Cost of one op on one device. Times in seconds, sizes in bytes, work in FLOP.
+
+    ``time_s = overhead_s + max(compute_s, memory_s)`` for kernels, and
+    ``time_s = overhead_s + comm_s`` for collectives (roofline with a fixed cost).
+    ``count`` repeats the op (e.g. two all-reduces per layer); totals are per single op.
+    """
+
+    name: str
+    kind: OpKind
+    flops: float
+    bytes_read: float
+    bytes_written: float
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    overhead_s: float
+    time_s: float
+    bound: Bound
+    comm_bytes: float = 0.0
+    count: int = 1
+    shape: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    def scaled(self, count: int) -> OpCost:
+        """The same op repeated ``count`` times (fields stay per-op; ``count`` multiplies)."""
+        return OpCost(self.name, self.kind, self.flops, self.bytes_read, self.bytes_written,
+                      self.compute_s, self.memory_s, self.comm_s, self.overhead_s, self.time_s,
+                      self.bound, self.comm_bytes, self.count * count, self.shape)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name, "kind": self.kind.value, "count": self.count,
+            "time_s": self.time_s, "flops": self.flops, "bytes": self.bytes,
+            "bytes_read": self.bytes_read, "bytes_written": self.bytes_written,
+            "comm_bytes": self.comm_bytes, "compute_s": self.compute_s,
+            "memory_s": self.memory_s, "comm_s": self.comm_s, "overhead_s": self.overhead_s,
+            "bound": self.bound.value, **{f"shape_{k}": v for k, v in self.shape.items()},
+        }
+
+
+def kernel_bound(compute_s: float, memory_s: float, overhead_s: float) -> Bound:
+    """Classify a kernel: overhead when the fixed cost exceeds the roofline part."""
+    if overhead_s > max(compute_s, memory_s):
+        return Bound.OVERHEAD
+    return Bound.COMPUTE if compute_s >= memory_s else Bound.MEMORY

@@ -1,0 +1,216 @@
+"""Calibration profiles: measured efficiencies and fixed costs, kept apart from datasheets.
+
+A profile maps hardware names (then architecture families, then ``generic``) to per-op-family
+efficiency curves. The shipped ``data/profiles/default.yaml`` is produced by
+``scripts/fit_profile.py`` from measured kernels in ``../shared/data``; never edit it by hand.
+
+Efficiency model of a kernel with FLOPs ``F`` and bytes ``B`` on a part with peak ``P`` and
+memory bandwidth ``W`` (a roofline with a shape-dependent compute efficiency and a fixed cost)::
+
+    time = launch_s + max(F / (P * eta_c), B / (W * memory_eff))
+    eta_c = compute_eff * m/(m + m_half) * n/(n + n_half) * k/(k + k_half)
+
+where m, n, k are the op's GEMM-like dimensions (tokens, output width, reduction width); the
+saturating factors capture small-tile under-use and wave quantisation on average (Williams et al.,
+"Roofline", CACM 2009, with the usual small-problem correction used by GenZ / LLMCompass).
+
+Collectives: ``time = steps * latency_s + algo_bytes / (link_bandwidth * bw_eff)``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from llmsim.catalog._base import Spec, validate_spec
+from llmsim.catalog.hardware import HardwareSpec
+from llmsim.errors import SpecError
+
+
+class KernelEfficiency(Spec):
+    """Efficiency curve of one op family (all fields optional: missing ones fall back)."""
+
+    compute_eff: float | None = Field(default=None, gt=0, le=1.5)
+    memory_eff: float | None = Field(default=None, gt=0, le=1.5)
+    launch_s: float | None = Field(default=None, ge=0)
+    m_half: float | None = Field(default=None, ge=0)
+    n_half: float | None = Field(default=None, ge=0)
+    k_half: float | None = Field(default=None, ge=0)
+
+
+class CommEfficiency(Spec):
+    """Collective efficiency on one link class."""
+
+    bw_eff: float | None = Field(default=None, gt=0, le=1.5)
+    latency_s: float | None = Field(default=None, ge=0)
+
+
+class ProfileEntry(Spec):
+    """Efficiencies for one hardware (or family, or ``generic``)."""
+
+    gemm: KernelEfficiency = KernelEfficiency()
+    moe: KernelEfficiency = KernelEfficiency()
+    attention_prefill: KernelEfficiency = KernelEfficiency()
+    attention_decode: KernelEfficiency = KernelEfficiency()
+    elementwise: KernelEfficiency = KernelEfficiency()
+    comm_intra: CommEfficiency = CommEfficiency()
+    comm_inter: CommEfficiency = CommEfficiency()
+    step_overhead_s: float | None = Field(default=None, ge=0)
+    fit: dict[str, Any] = Field(default_factory=dict, description="fit provenance and error")
+
+
+class ProfileFile(Spec):
+    version: int = 1
+    description: str = ""
+    generated_by: str = ""
+    sources: list[str] = Field(default_factory=list)
+    entries: dict[str, ProfileEntry]
+
+
+# Fallbacks when neither the hardware, its family nor ``generic`` sets a value: a pure roofline
+# at datasheet peaks (efficiency 1, no fixed costs). Only ``--efficiency`` or a profile changes it.
+_NEUTRAL_KERNEL = dict(compute_eff=1.0, memory_eff=1.0, launch_s=0.0, m_half=0.0, n_half=0.0,
+                       k_half=0.0)
+_NEUTRAL_COMM = dict(bw_eff=1.0, latency_s=0.0)
+
+
+class ResolvedKernel:
+    """A fully specified efficiency curve (no None fields), with the fast evaluation."""
+
+    __slots__ = ("compute_eff", "memory_eff", "launch_s", "m_half", "n_half", "k_half")
+
+    def __init__(self, compute_eff: float, memory_eff: float, launch_s: float, m_half: float,
+                 n_half: float, k_half: float):
+        self.compute_eff = compute_eff
+        self.memory_eff = memory_eff
+        self.launch_s = launch_s
+        self.m_half = m_half
+        self.n_half = n_half
+        self.k_half = k_half
+
+    def compute_efficiency(self, m: float = 0.0, n: float = 0.0, k: float = 0.0):
+        """eta_c for an op of dims (m, n, k); a 0 dim skips its factor. Works on numpy arrays."""
+        eff = self.compute_eff
+        if self.m_half and m is not None:
+            eff = eff * (m / (m + self.m_half))
+        if self.n_half and n is not None:
+            eff = eff * (n / (n + self.n_half))
+        if self.k_half and k is not None:
+            eff = eff * (k / (k + self.k_half))
+        return eff
+
+    def as_dict(self) -> dict[str, float]:
+        return {s: getattr(self, s) for s in self.__slots__}
+
+
+class ResolvedComm:
+    __slots__ = ("bw_eff", "latency_s")
+
+    def __init__(self, bw_eff: float, latency_s: float):
+        self.bw_eff = bw_eff
+        self.latency_s = latency_s
+
+
+class HardwareProfile:
+    """The efficiencies that apply to one hardware, after fallback (hardware > family > generic).
+
+    ``efficiency`` (GenZ's ``system_eff``): when given, every kernel runs at that flat fraction of
+    its datasheet peaks with no fixed costs, and collectives at that fraction of link bandwidth.
+    """
+
+    def __init__(self, chain: list[ProfileEntry], names: list[str], efficiency: float | None):
+        self.names = names
+        self.efficiency = efficiency
+        self._kernels: dict[str, ResolvedKernel] = {}
+        self._comm: dict[str, ResolvedComm] = {}
+        for family in ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise"):
+            if efficiency is not None:
+                vals = dict(_NEUTRAL_KERNEL, compute_eff=efficiency, memory_eff=efficiency)
+            else:
+                vals = {}
+                for key, neutral in _NEUTRAL_KERNEL.items():
+                    vals[key] = next(
+                        (getattr(getattr(e, family), key) for e in chain
+                         if getattr(getattr(e, family), key) is not None),
+                        neutral,
+                    )
+            self._kernels[family] = ResolvedKernel(**vals)
+        for family in ("comm_intra", "comm_inter"):
+            if efficiency is not None:
+                cvals = dict(bw_eff=efficiency, latency_s=0.0)
+            else:
+                cvals = {}
+                for key, neutral in _NEUTRAL_COMM.items():
+                    cvals[key] = next(
+                        (getattr(getattr(e, family), key) for e in chain
+                         if getattr(getattr(e, family), key) is not None),
+                        neutral,
+                    )
+            self._comm[family] = ResolvedComm(**cvals)
+        if efficiency is not None:
+            self.step_overhead_s = 0.0
+        else:
+            self.step_overhead_s = next(
+                (e.step_overhead_s for e in chain if e.step_overhead_s is not None), 0.0
+            )
+
+    def kernel(self, family: str) -> ResolvedKernel:
+        return self._kernels[family]
+
+    def comm(self, inter_node: bool) -> ResolvedComm:
+        return self._comm["comm_inter" if inter_node else "comm_intra"]
+
+    def describe(self) -> str:
+        if self.efficiency is not None:
+            return f"flat efficiency {self.efficiency:g}"
+        return " > ".join(self.names) if self.names else "datasheet roofline"
+
+
+class Profile:
+    """A calibration profile file: entries keyed by hardware name, family or ``generic``."""
+
+    def __init__(self, data: ProfileFile, origin: str):
+        self.data = data
+        self.origin = origin
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Profile:
+        """Load a profile file; ``None`` loads the shipped default."""
+        if path is None:
+            return _default_profile()
+        p = Path(path)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SpecError(f"{p}: cannot read profile ({exc.strerror})") from None
+        return cls(validate_spec(ProfileFile, raw, str(p)), str(p))  # type: ignore[arg-type]
+
+    @classmethod
+    def empty(cls) -> Profile:
+        """No calibration: datasheet roofline."""
+        return cls(ProfileFile(entries={}), "none")
+
+    def for_hardware(self, hw: HardwareSpec, efficiency: float | None = None) -> HardwareProfile:
+        keys = [hw.name, hw.family, "generic"]
+        chain, names = [], []
+        for key in keys:
+            entry = self.data.entries.get(key)
+            if entry is not None:
+                chain.append(entry)
+                names.append(key)
+        return HardwareProfile(chain, names, efficiency)
+
+
+@lru_cache(maxsize=1)
+def _default_profile() -> Profile:
+    ref = resources.files("llmsim.data").joinpath("profiles/default.yaml")
+    if not ref.is_file():
+        return Profile.empty()
+    raw = yaml.safe_load(ref.read_text(encoding="utf-8"))
+    return Profile(validate_spec(ProfileFile, raw, "profiles/default.yaml"),  # type: ignore[arg-type]
+                   "default")

@@ -1,0 +1,347 @@
+"""The one seam: ``StepTimeModel`` prices a batch shape. Nothing else in llmsim computes time.
+
+:class:`AnalyticStepTimeModel` builds per-device op lists for every layer template (see
+``layers.py``), prices them with the calibrated roofline, and sums per pipeline stage:
+
+    stage_time = sum over its layers of sum(op.time_s)
+    step latency = sum(stage times) + (pp - 1) * p2p + step_overhead_s
+    issue interval (throughput with pp micro-batches in flight) = max(stage times)
+
+For speed (simulators call it per step) everything except the attention kernels depends only on
+``(num_tokens, num_logits)`` and is memoised; attention is recomputed from the shape's running
+aggregates in O(templates). ``price(shape)`` returns the full per-layer, per-op breakdown and
+always agrees with ``step_time(shape)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from llmsim.catalog.cluster import Cluster
+from llmsim.catalog.model import ModelSpec
+from llmsim.catalog.parallel import ParallelSpec
+from llmsim.costmodel import kernels
+from llmsim.costmodel.layers import (
+    Layout,
+    _windowed_prefill,
+    embedding_ops,
+    lm_head_ops,
+    stage_p2p,
+    template_ops,
+)
+from llmsim.costmodel.ops import Bound, OpCost, OpKind, Precision
+from llmsim.costmodel.profile import HardwareProfile, Profile
+from llmsim.costmodel.shapes import BatchShape
+from llmsim.errors import ConfigError
+
+_ATTENTION_KINDS = (OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One layer (or embedding / LM head / stage send) of one stage, per single instance."""
+
+    name: str
+    kind: str
+    stage: int
+    repeat: int
+    ops: tuple[OpCost, ...]
+
+    def _sum(self, attr: str) -> float:
+        return sum(getattr(o, attr) * o.count for o in self.ops)
+
+    @property
+    def time_s(self) -> float:
+        return self._sum("time_s")
+
+    @property
+    def flops(self) -> float:
+        return self._sum("flops")
+
+    @property
+    def bytes(self) -> float:
+        return sum(o.bytes * o.count for o in self.ops)
+
+    @property
+    def compute_s(self) -> float:
+        return self._sum("compute_s")
+
+    @property
+    def memory_s(self) -> float:
+        return self._sum("memory_s")
+
+    @property
+    def comm_s(self) -> float:
+        return self._sum("comm_s")
+
+    @property
+    def overhead_s(self) -> float:
+        return self._sum("overhead_s")
+
+    @property
+    def dominant_s(self) -> float:
+        """The op-by-op bounding time (compute or memory or comm, whichever each op is)."""
+        return self.time_s - self.overhead_s
+
+    @property
+    def bound(self) -> Bound:
+        """Which resource bounds most of this layer's time."""
+        totals: dict[Bound, float] = {}
+        for o in self.ops:
+            totals[o.bound] = totals.get(o.bound, 0.0) + o.time_s * o.count
+        return max(totals, key=totals.get) if totals else Bound.OVERHEAD  # type: ignore[arg-type]
+
+    def as_dict(self, with_ops: bool = True) -> dict[str, object]:
+        out: dict[str, object] = {
+            "name": self.name, "type": self.kind, "stage": self.stage, "repeat": self.repeat,
+            "time_s": self.time_s, "flops": self.flops, "bytes": self.bytes,
+            "compute_s": self.compute_s, "memory_s": self.memory_s, "comm_s": self.comm_s,
+            "overhead_s": self.overhead_s, "dominant_s": self.dominant_s,
+            "bound": self.bound.value,
+        }
+        if with_ops:
+            out["ops"] = [o.as_dict() for o in self.ops]
+        return out
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """The priced step: latency, issue interval and the breakdown."""
+
+    time_s: float
+    stage_time_s: float
+    layers: tuple[LayerRecord, ...]
+    overhead_s: float
+
+    def _total(self, attr: str) -> float:
+        return sum(getattr(layer, attr) * layer.repeat for layer in self.layers)
+
+    @property
+    def flops(self) -> float:
+        return self._total("flops")
+
+    @property
+    def bytes(self) -> float:
+        return self._total("bytes")
+
+    @property
+    def compute_s(self) -> float:
+        return self._total("compute_s")
+
+    @property
+    def memory_s(self) -> float:
+        return self._total("memory_s")
+
+    @property
+    def comm_s(self) -> float:
+        return self._total("comm_s")
+
+    @property
+    def bottleneck(self) -> LayerRecord:
+        """The layer (template) that takes the most time in total (time x repeat)."""
+        return max(self.layers, key=lambda r: r.time_s * r.repeat)
+
+    def ops_by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for layer in self.layers:
+            for o in layer.ops:
+                out[o.kind.value] = out.get(o.kind.value, 0.0) + o.time_s * o.count * layer.repeat
+        return out
+
+
+@runtime_checkable
+class StepTimeModel(Protocol):
+    """Price a batch shape. Estimators (analytic, table, learned) implement this protocol."""
+
+    @property
+    def num_stages(self) -> int: ...
+
+    def step_time(self, shape: BatchShape) -> float:
+        """Latency of one step through all pipeline stages, seconds."""
+
+    def stage_time(self, shape: BatchShape) -> float:
+        """Slowest stage: the interval between micro-batches with the pipeline full."""
+
+    def price(self, shape: BatchShape) -> StepCost:
+        """Full breakdown; ``price(s).time_s == step_time(s)``."""
+
+
+class AnalyticStepTimeModel:
+    """Roofline-with-calibration estimator over the model's per-device op lists."""
+
+    def __init__(self, model: ModelSpec, cluster: Cluster, plan: ParallelSpec | None = None,
+                 precision: Precision | None = None, profile: Profile | None = None,
+                 efficiency: float | None = None):
+        plan = plan or ParallelSpec()
+        plan.validate_for(model)
+        if plan.num_gpus > cluster.num_gpus:
+            raise ConfigError(
+                f"the plan needs {plan.num_gpus} GPUs (tp {plan.tp} x pp {plan.pp} x dp "
+                f"{plan.dp}) but the cluster has {cluster.num_gpus}; raise --num-gpus"
+            )
+        if efficiency is not None and not 0 < efficiency <= 1.5:
+            raise ConfigError(f"efficiency {efficiency} must be in (0, 1.5]")
+        precision = precision or Precision.resolve(model.weight_dtype)
+        prof = (profile or Profile.load()).for_hardware(cluster.hardware, efficiency)
+        self.model, self.cluster, self.plan, self.precision = model, cluster, plan, precision
+        self.profile: HardwareProfile = prof
+        self.layout = Layout(model, cluster, plan, precision, prof)
+        self._stages = plan.stage_layers(model)
+        self._dense_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+        self._p2p_cache: dict[int, float] = {}
+        # attention constants per template: (count per stage, heads, kv bytes/token, dims, window)
+        self._attn: list[tuple] = []
+        for template in model.layers:
+            attn = template.attention
+            if attn is None:
+                self._attn.append(None)  # type: ignore[arg-type]
+                continue
+            self._attn.append((
+                attn, self.layout.heads(attn), self.layout.kv_bytes_per_token(attn),
+                self.layout.attention_dims(attn, decode=False),
+                self.layout.attention_dims(attn, decode=True),
+            ))
+        # validate dtype support once, early, with a clear message
+        hw = cluster.hardware
+        kernels.gemm(1, 1, 1, hw, prof, precision.weight, precision.activation)
+
+    @property
+    def num_stages(self) -> int:
+        return self.plan.pp
+
+    # ------------------------------------------------------------------ full breakdown
+    def price(self, shape: BatchShape) -> StepCost:
+        layers: list[LayerRecord] = []
+        last = self.plan.pp - 1
+        stage_times = []
+        for s, counts in enumerate(self._stages):
+            stage_layers: list[LayerRecord] = []
+            if s == 0:
+                stage_layers.append(LayerRecord("embedding", "embedding", s, 1,
+                                                tuple(embedding_ops(shape, self.layout))))
+            for idx, count in counts:
+                template = self.model.layers[idx]
+                stage_layers.append(LayerRecord(template.name, "decoder", s, count,
+                                                tuple(template_ops(idx, shape, self.layout))))
+            if s == last:
+                stage_layers.append(LayerRecord("lm_head", "lm_head", s, 1,
+                                                tuple(lm_head_ops(shape, self.layout))))
+            stage_times.append(sum(r.time_s * r.repeat for r in stage_layers))
+            layers += stage_layers
+            if s < last:
+                layers.append(LayerRecord("pp_send", "comm", s, 1,
+                                          (stage_p2p(shape, self.layout),)))
+        p2p = (self.plan.pp - 1) * self._p2p(shape)
+        overhead = self.profile.step_overhead_s
+        return StepCost(sum(stage_times) + p2p + overhead, max(stage_times), tuple(layers),
+                        overhead)
+
+    # ------------------------------------------------------------------ fast path
+    def _dense(self, shape: BatchShape) -> tuple[float, ...]:
+        """Per-stage time of everything except the attention kernels, memoised."""
+        key = (shape.num_tokens, shape.num_logits)
+        hit = self._dense_cache.get(key)
+        if hit is not None:
+            return hit
+        probe = BatchShape(prefill_seqs=0, prefill_tokens=0, decode_seqs=shape.num_tokens,
+                           decode_ctx_tokens=0.0, logits_seqs=shape.num_logits)
+        last = self.plan.pp - 1
+        out = []
+        for s, counts in enumerate(self._stages):
+            total = 0.0
+            if s == 0:
+                total += _time(embedding_ops(probe, self.layout))
+            for idx, count in counts:
+                ops = template_ops(idx, probe, self.layout)
+                total += count * sum(o.time_s * o.count for o in ops
+                                     if o.kind not in _ATTENTION_KINDS)
+            if s == last:
+                total += _time(lm_head_ops(probe, self.layout))
+            out.append(total)
+        result = tuple(out)
+        if len(self._dense_cache) < 200_000:
+            self._dense_cache[key] = result
+        return result
+
+    def _p2p(self, shape: BatchShape) -> float:
+        if self.plan.pp == 1:
+            return 0.0
+        t = self._p2p_cache.get(shape.num_tokens)
+        if t is None:
+            t = stage_p2p(shape, self.layout).time_s
+            self._p2p_cache[shape.num_tokens] = t
+        return t
+
+    def _attention(self, shape: BatchShape, idx: int) -> float:
+        consts = self._attn[idx]
+        if consts is None:
+            return 0.0
+        attn, heads, kv_bpt, (qk_p, v_p), (qk_d, v_d) = consts
+        hw, prof, act = self.cluster.hardware, self.profile, self.precision.activation
+        t = 0.0
+        if shape.prefill_tokens:
+            pairs, ctx = _windowed_prefill(attn, shape)
+            t += kernels.attention_prefill(shape.prefill_seqs, shape.prefill_tokens, pairs, ctx,
+                                           heads, kv_bpt, qk_p, v_p, hw, prof, act).time_s
+        if shape.decode_seqs:
+            t += float(kernels.attention_decode_time(shape.decode_seqs, shape.decode_ctx_tokens,
+                                                     heads, kv_bpt, qk_d, v_d, hw, prof,
+                                                     act)[0])
+        return t
+
+    def _stage_times(self, shape: BatchShape) -> list[float]:
+        dense = self._dense(shape)
+        times = []
+        for s, counts in enumerate(self._stages):
+            total = dense[s]
+            for idx, count in counts:
+                total += count * self._attention(shape, idx)
+            times.append(total)
+        return times
+
+    def step_time(self, shape: BatchShape) -> float:
+        if shape.num_tokens == 0:
+            return 0.0
+        times = self._stage_times(shape)
+        return sum(times) + (self.plan.pp - 1) * self._p2p(shape) + self.profile.step_overhead_s
+
+    def stage_time(self, shape: BatchShape) -> float:
+        if shape.num_tokens == 0:
+            return 0.0
+        return max(self._stage_times(shape))
+
+    def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        """Latencies of decode steps of ``num_seqs`` sequences at each context length given
+        (vectorised; equals ``step_time(BatchShape.decode(num_seqs, c))`` for each ``c``)."""
+        ctx = np.asarray(context_per_seq, dtype=float)
+        shape = BatchShape.decode(num_seqs, 0.0)
+        dense = self._dense(shape)
+        total = np.full(ctx.shape, sum(dense) + (self.plan.pp - 1) * self._p2p(shape)
+                        + self.profile.step_overhead_s)
+        hw, prof, act = self.cluster.hardware, self.profile, self.precision.activation
+        for counts in self._stages:
+            for idx, count in counts:
+                consts = self._attn[idx]
+                if consts is None:
+                    continue
+                attn, heads, kv_bpt, _, (qk_d, v_d) = consts
+                c = np.minimum(ctx, attn.sliding_window) if attn.sliding_window else ctx
+                t = kernels.attention_decode_time(num_seqs, num_seqs * c, heads, kv_bpt, qk_d,
+                                                  v_d, hw, prof, act)[0]
+                total = total + count * t
+        return total
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "model": self.model.name, "hardware": self.cluster.hardware.name,
+            "cluster": self.cluster.name, "tp": self.plan.tp, "pp": self.plan.pp,
+            "ep": self.plan.ep, "dp": self.plan.dp, "precision": self.precision.describe(),
+            "profile": self.profile.describe(),
+        }
+
+
+def _time(ops: list[OpCost]) -> float:
+    return sum(o.time_s * o.count for o in ops)

@@ -1,0 +1,236 @@
+"""Request-level estimate for a static batch: TTFT, TPOT, E2E, throughput, MFU/MBU, memory.
+
+A batch of ``batch`` requests, each with ``prompt`` input and ``output`` generated tokens
+(``beam`` beams each), runs as one prefill step and ``output - 1`` decode steps over a growing
+context (the first token comes out of the prefill). Conventions, as Splitwise's measurements
+and vLLM's benchmark define them:
+
+    TTFT = prefill latency;  TPOT = mean decode-step latency over the ``output - 1`` steps;
+    E2E = TTFT + (output - 1) * TPOT;  output tokens/s = batch * output / E2E.
+
+With ``dp`` replicas the batch is split across them; with ``pp`` stages a step runs as
+``micro_batches`` micro-batches through the pipeline:
+``latency = step(micro) + (micro_batches - 1) * slowest_stage(micro)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmsim import units
+from llmsim.catalog import ModelSpec, ParallelSpec, get_cluster, get_model
+from llmsim.catalog.cluster import Cluster
+from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, Precision, Profile, StepCost
+from llmsim.errors import ConfigError, DoesNotFitError
+from llmsim.memory import MemoryReport, analyze_memory, check_weights_fit
+from llmsim.memory.footprint import DEFAULT_MEMORY_UTILIZATION, fit_suggestion
+
+# Decode steps beyond this many are priced on an evenly spaced sample of contexts (the step time
+# is piecewise-affine in the context, so the mean over a dense sample is exact to rounding).
+_MAX_PRICED_DECODE_STEPS = 4096
+
+
+@dataclass(frozen=True)
+class EstimateResult:
+    """Result of :func:`estimate`. Times in seconds, sizes in bytes per device."""
+
+    model: str
+    hardware: str
+    cluster: str
+    num_gpus: int
+    tp: int
+    pp: int
+    ep: int
+    dp: int
+    precision: str
+    batch: int
+    prompt: int
+    output: int
+    beam: int
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    prefill_s: float
+    decode_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    input_tokens_per_s: float
+    prefill_mfu: float
+    decode_mbu: float
+    decode_mfu: float
+    weight_bytes_per_device: float
+    kv_bytes_per_device: float
+    activation_bytes_per_device: float
+    peak_bytes_per_device: float
+    usable_bytes_per_device: float
+    max_kv_tokens_per_device: int
+    fits: bool
+    profile: str
+    prefill_step: StepCost = field(repr=False)
+    decode_step: StepCost = field(repr=False)
+    memory: MemoryReport = field(repr=False)
+
+    def as_dict(self, layers: bool = True, ops: bool = False) -> dict[str, object]:
+        """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail)."""
+        out: dict[str, object] = {
+            k: getattr(self, k) for k in self.__dataclass_fields__
+            if k not in ("prefill_step", "decode_step", "memory")
+        }
+        out["bottleneck_layer"] = {
+            "prefill": self.prefill_step.bottleneck.name,
+            "decode": self.decode_step.bottleneck.name,
+        }
+        out["time_by_op_kind_s"] = {
+            "prefill": self.prefill_step.ops_by_kind(),
+            "decode": self.decode_step.ops_by_kind(),
+        }
+        if layers:
+            out["layers"] = {
+                "prefill": [r.as_dict(with_ops=ops) for r in self.prefill_step.layers],
+                "decode": [r.as_dict(with_ops=ops) for r in self.decode_step.layers],
+            }
+        return out
+
+    def summary_row(self) -> dict[str, object]:
+        """Flat scalar fields (for tables and CSV)."""
+        return {k: v for k, v in self.as_dict(layers=False).items() if not isinstance(v, dict)}
+
+
+def _pipelined(model: AnalyticStepTimeModel, shape: BatchShape, micro: int) -> float:
+    if micro <= 1:
+        return model.step_time(shape)
+    return model.step_time(shape) + (micro - 1) * model.stage_time(shape)
+
+
+def _split(total: int, parts: int) -> int:
+    return max(1, math.ceil(total / parts))
+
+
+def build_step_model(model: str | ModelSpec, hardware: str | None = None,
+                     cluster: str | Cluster | None = None, num_gpus: int | None = None,
+                     tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1,
+                     micro_batches: int = 0, dtype: str | None = None,
+                     weight_dtype: str | None = None, act_dtype: str | None = None,
+                     kv_dtype: str | None = None, profile: Profile | str | None = None,
+                     efficiency: float | None = None) -> AnalyticStepTimeModel:
+    """Resolve names into an :class:`AnalyticStepTimeModel` (the entry all front ends share)."""
+    spec = get_model(model)
+    plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
+    if isinstance(cluster, Cluster):
+        cl = cluster
+    else:
+        cl = get_cluster(cluster, hardware, num_gpus or plan.num_gpus)
+    precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype, kv_dtype)
+    prof = profile if isinstance(profile, Profile) else Profile.load(profile)
+    return AnalyticStepTimeModel(spec, cl, plan, precision, prof, efficiency)
+
+
+def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int = 1,
+             prompt: int = 512, output: int = 128, beam: int = 1,
+             cluster: str | Cluster | None = None, num_gpus: int | None = None, tp: int = 1,
+             pp: int = 1, ep: int = 1, dp: int = 1, micro_batches: int = 0,
+             dtype: str | None = None, weight_dtype: str | None = None,
+             act_dtype: str | None = None, kv_dtype: str | None = None,
+             profile: Profile | str | None = None, efficiency: float | None = None,
+             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+             allow_overflow: bool = False,
+             step_model: AnalyticStepTimeModel | None = None) -> EstimateResult:
+    """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
+    batch does not fit, unless ``allow_overflow`` (then ``fits`` is False)."""
+    for name, value in (("batch", batch), ("prompt", prompt), ("output", output),
+                        ("beam", beam)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    sm = step_model or build_step_model(model, hardware, cluster, num_gpus, tp, pp, ep, dp,
+                                        micro_batches, dtype, weight_dtype, act_dtype, kv_dtype,
+                                        profile, efficiency)
+    spec, plan, cl, precision = sm.model, sm.plan, sm.cluster, sm.precision
+    if prompt + output > spec.max_position_embeddings:
+        raise ConfigError(
+            f"prompt + output = {prompt + output} exceeds {spec.name}'s context of "
+            f"{spec.max_position_embeddings} tokens; shorten --prompt or --output"
+        )
+    check_weights_fit(spec, cl, plan, precision, memory_utilization)
+
+    per_replica = _split(batch, plan.dp)
+    micro = plan.micro_batches or (min(plan.pp, per_replica) if plan.pp > 1 else 1)
+    micro = max(1, min(micro, per_replica))
+    per_micro = _split(per_replica, micro)
+    seqs = per_micro * beam
+
+    # memory: every replica holds its sequences' KV (beams share the prompt's blocks)
+    kv_tokens = per_replica * (prompt + beam * output)
+    mem = analyze_memory(spec, cl, plan, precision, kv_tokens=kv_tokens,
+                         max_tokens=per_micro * prompt, max_logits=per_micro * beam,
+                         memory_utilization=memory_utilization)
+    if not mem.fits and not allow_overflow:
+        tok = prompt + beam * output
+        max_batch = max(0, int(mem.max_kv_tokens // tok)) * plan.dp
+        hint = f"--batch {max_batch}" if max_batch >= 1 else fit_suggestion(
+            spec, cl, plan, precision, mem.peak_bytes)
+        alt = "" if precision.kv.bits <= 8 else " or --kv-dtype fp8"
+        raise DoesNotFitError(
+            f"batch {batch} x {prompt}+{output} tokens needs {units.fmt_bytes(mem.peak_bytes)} per "
+            f"GPU (weights {units.fmt_bytes(mem.weight_bytes)}, KV {units.fmt_bytes(mem.kv_bytes)})"
+            f" but {cl.hardware.name} gives {units.fmt_bytes(mem.usable_bytes)} usable; "
+            f"try {hint}{alt}",
+            need_bytes=mem.peak_bytes, have_bytes=mem.usable_bytes,
+        )
+
+    prefill_shape = BatchShape.prefill(per_micro, prompt)
+    prefill_step = sm.price(prefill_shape)
+    ttft = _pipelined(sm, prefill_shape, micro)
+
+    steps = output - 1
+    mid_ctx = prompt + 1 + steps // 2
+    decode_shape = BatchShape.decode(seqs, mid_ctx)
+    decode_step = sm.price(decode_shape)
+    if steps > 0:
+        if steps <= _MAX_PRICED_DECODE_STEPS:
+            ctx = prompt + 1 + np.arange(steps, dtype=float)
+        else:
+            ctx = np.linspace(prompt + 1, prompt + steps, _MAX_PRICED_DECODE_STEPS)
+        lat = sm.decode_step_times(seqs, ctx)
+        if micro > 1:
+            stage_ratio = sm.stage_time(decode_shape) / max(sm.step_time(decode_shape), 1e-30)
+            lat = lat * (1.0 + (micro - 1) * stage_ratio)
+        tpot = float(np.mean(lat))
+    else:
+        tpot = 0.0
+    decode_total = steps * tpot
+    e2e = ttft + decode_total
+
+    hw = cl.hardware
+    gpus = plan.num_gpus
+    peak = hw.peak_flops(_compute_dtype(sm))
+    prefill_flops = prefill_step.flops * micro
+    prefill_mfu = prefill_flops / (ttft * peak * plan.tp * plan.pp) if ttft > 0 else 0.0
+    dec_time = sm.step_time(decode_shape)
+    decode_mbu = decode_step.bytes / (dec_time * hw.memory_bandwidth_bytes_per_s * plan.tp *
+                                      plan.pp) if dec_time > 0 else 0.0
+    decode_mfu = decode_step.flops / (dec_time * peak * plan.tp * plan.pp) if dec_time else 0.0
+    out_tps = batch * output / e2e
+    return EstimateResult(
+        model=spec.name, hardware=hw.name, cluster=cl.name, num_gpus=gpus, tp=plan.tp,
+        pp=plan.pp, ep=plan.ep, dp=plan.dp, precision=precision.describe(), batch=batch,
+        prompt=prompt, output=output, beam=beam, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
+        prefill_s=ttft, decode_s=decode_total, output_tokens_per_s=out_tps,
+        output_tokens_per_s_per_gpu=out_tps / gpus, input_tokens_per_s=batch * prompt / ttft,
+        prefill_mfu=prefill_mfu, decode_mbu=decode_mbu, decode_mfu=decode_mfu,
+        weight_bytes_per_device=mem.weight_bytes, kv_bytes_per_device=mem.kv_bytes,
+        activation_bytes_per_device=mem.activation_bytes,
+        peak_bytes_per_device=mem.peak_bytes, usable_bytes_per_device=mem.usable_bytes,
+        max_kv_tokens_per_device=mem.max_kv_tokens, fits=mem.fits,
+        profile=sm.profile.describe(), prefill_step=prefill_step, decode_step=decode_step,
+        memory=mem,
+    )
+
+
+def _compute_dtype(sm: AnalyticStepTimeModel):
+    from llmsim.dtypes import compute_dtype
+
+    return compute_dtype(sm.precision.weight, sm.precision.activation,
+                         sm.cluster.hardware.supported_dtypes)
