@@ -167,8 +167,12 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
                          max_tokens=per_micro * prompt, max_logits=per_micro * beam,
                          memory_utilization=memory_utilization)
     if not mem.fits and not allow_overflow:
-        tok = prompt + beam * output
-        max_batch = max(0, int(mem.max_kv_tokens // tok)) * plan.dp
+        one = analyze_memory(spec, cl, plan, precision, kv_tokens=prompt + beam * output,
+                             max_tokens=prompt, max_logits=beam,
+                             memory_utilization=memory_utilization)
+        per_seq = one.kv_bytes + one.activation_bytes
+        room = mem.usable_bytes - mem.weight_bytes
+        max_batch = max(0, int(room // per_seq)) * plan.dp if per_seq > 0 else 0
         hint = f"--batch {max_batch}" if max_batch >= 1 else fit_suggestion(
             spec, cl, plan, precision, mem.peak_bytes)
         alt = "" if precision.kv.bits <= 8 else " or --kv-dtype fp8"

@@ -1,7 +1,7 @@
 """The one adapter from HuggingFace ``config.json`` to :class:`ModelSpec`.
 
 Supported families (``model_type``): llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe,
-deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon. Field names and defaults
+deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon, phi. Field names and defaults
 follow the ``transformers`` configuration classes of each family.
 """
 
@@ -23,7 +23,7 @@ from llmsim.errors import SpecError
 
 SUPPORTED_FAMILIES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-    "deepseek_v2", "deepseek_v3", "gptj", "opt", "gpt2", "falcon",
+    "deepseek_v2", "deepseek_v3", "gptj", "opt", "gpt2", "falcon", "phi",
 )
 
 
@@ -214,6 +214,26 @@ def _gpt2(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _phi(c: dict[str, Any]) -> dict[str, Any]:
+    """Phi-1/2: parallel attention + MLP on one LayerNorm, partial RoPE, biases everywhere."""
+    h = c["hidden_size"]
+    nh = c["num_attention_heads"]
+    attn = AttentionBlock(hidden_size=h, num_heads=nh,
+                          num_kv_heads=c.get("num_key_value_heads") or nh, head_dim=h // nh,
+                          qkv_bias=True, o_bias=True, norm=NormKind.LAYER, norm_bias=True)
+    ffn = FFNBlock(hidden_size=h, intermediate_size=c["intermediate_size"], gated=False,
+                   activation=_act(c.get("hidden_act", "gelu_new")), bias=True,
+                   norm=NormKind.LAYER, has_norm=False)
+    layer = LayerTemplate(name="decoder", repeat=c["num_hidden_layers"], blocks=(attn, ffn),
+                          parallel_residual=True)
+    return {
+        "hidden_size": h, "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("max_position_embeddings", 2048), "layers": (layer,),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)), "lm_head_bias": True,
+        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": _weight_dtype(c),
+    }
+
+
 def _falcon(c: dict[str, Any]) -> dict[str, Any]:
     """Falcon: parallel attention/MLP; the new decoder architecture (40B/180B) has GQA-style
     ``num_kv_heads`` groups and separate LayerNorms for attention and MLP."""
@@ -266,5 +286,5 @@ _BUILDERS = {
     "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
     "qwen2_moe": _llama_like, "qwen3": _llama_like, "qwen3_moe": _llama_like,
     "deepseek_v2": _deepseek, "deepseek_v3": _deepseek, "gptj": _gptj, "opt": _opt,
-    "gpt2": _gpt2, "falcon": _falcon,
+    "gpt2": _gpt2, "falcon": _falcon, "phi": _phi,
 }

@@ -119,8 +119,8 @@ def attention_ops(attn: AttentionBlock, shape: BatchShape, layout: Layout,
                                              name="attention_prefill"))
     if shape.decode_seqs:
         qk, v = layout.attention_dims(attn, decode=True)
-        ops.append(kernels.attention_decode(shape.decode_seqs, shape.decode_ctx_tokens, heads,
-                                            kv_bpt, qk, v, hw, prof, prec.activation,
+        ops.append(kernels.attention_decode(shape.decode_seqs, windowed_decode(attn, shape),
+                                            heads, kv_bpt, qk, v, hw, prof, prec.activation,
                                             name="attention_decode"))
     if layout.plan.tp > 1 and not skip_reduce:
         ops.append(_tp_all_reduce(layout, t, "attn_all_reduce"))
@@ -139,6 +139,15 @@ def _windowed_prefill(attn: AttentionBlock, shape: BatchShape) -> tuple[float, f
         return shape.prefill_attn_pairs, shape.prefill_ctx_tokens
     chunk = shape.prefill_tokens / seqs
     return seqs * chunk * min(w, ctx), seqs * min(ctx, w + chunk)
+
+
+def windowed_decode(attn: AttentionBlock, shape: BatchShape) -> float:
+    """Keys the decode sequences attend to, capped at the sliding window per sequence
+    (on aggregates: exact when every sequence is past the window or none is)."""
+    w = attn.sliding_window
+    if not w or shape.decode_seqs == 0:
+        return shape.decode_ctx_tokens
+    return min(shape.decode_ctx_tokens, float(shape.decode_seqs) * w)
 
 
 def ffn_ops(ffn: FFNBlock, shape: BatchShape, layout: Layout, reduce: bool = True) -> list[OpCost]:

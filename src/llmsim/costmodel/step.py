@@ -31,6 +31,7 @@ from llmsim.costmodel.layers import (
     lm_head_ops,
     stage_p2p,
     template_ops,
+    windowed_decode,
 )
 from llmsim.costmodel.ops import Bound, OpCost, OpKind, Precision
 from llmsim.costmodel.profile import HardwareProfile, Profile
@@ -287,9 +288,9 @@ class AnalyticStepTimeModel:
             t += kernels.attention_prefill(shape.prefill_seqs, shape.prefill_tokens, pairs, ctx,
                                            heads, kv_bpt, qk_p, v_p, hw, prof, act).time_s
         if shape.decode_seqs:
-            t += float(kernels.attention_decode_time(shape.decode_seqs, shape.decode_ctx_tokens,
-                                                     heads, kv_bpt, qk_d, v_d, hw, prof,
-                                                     act)[0])
+            t += float(kernels.attention_decode_time(shape.decode_seqs,
+                                                     windowed_decode(attn, shape), heads,
+                                                     kv_bpt, qk_d, v_d, hw, prof, act)[0])
         return t
 
     def _stage_times(self, shape: BatchShape) -> list[float]:

@@ -1,0 +1,145 @@
+"""CLI end to end (in-process): catalog, estimate (single, sweep, per-request), op, memory;
+bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+
+def test_catalog_list_and_show(cli):
+    res = cli("catalog", "list", "models", "--format", "json")
+    assert res.code == 0
+    models = res.json()["models"]
+    assert any(m["name"] == "deepseek-v3" for m in models)
+    show = cli("catalog", "show", "mistralai/Mixtral-8x7B-v0.1", "--format", "json")
+    data = show.json()
+    assert data["num_params"] == pytest.approx(46.7e9, rel=0.01)
+    assert data["num_active_params"] == pytest.approx(12.9e9, rel=0.01)
+    hw = cli("catalog", "show", "h100-sxm", "--format", "json").json()
+    assert hw["kind"] == "hardware" and hw["memory_bytes"] == 80 * 2**30
+    assert cli("catalog", "list").code == 0
+    assert cli("catalog", "show", "dgx-h100", "--format", "json").json()["kind"] == "cluster"
+
+
+def test_estimate_json_and_csv(cli):
+    res = cli("estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "4",
+              "--prompt", "512", "--output", "64", "--format", "json")
+    assert res.code == 0, res.err
+    d = res.json()
+    for key in ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",
+                "weight_bytes_per_device", "kv_bytes_per_device", "peak_bytes_per_device", "fits"):
+        assert key in d
+    assert d["layers"]["decode"][1]["name"] == "dense"
+    csv = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--format", "csv")
+    assert csv.out.splitlines()[0].startswith("model,")
+    table = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm")
+    assert "TTFT" in table.out
+
+
+def test_estimate_cases_sweep(cli, tmp_path):
+    cases = tmp_path / "cases.csv"
+    cases.write_text("model,hardware,tp,pp,batch,prompt,output,dtype\n"
+                     "llama-2-70b,a100-sxm-80gb,4,1,8,512,128,\n"
+                     "llama-2-70b,h100-sxm,2,2,8,512,128,fp8\n"
+                     "llama-2-70b,l4,1,1,1,512,128,\n")
+    res = cli("estimate", "--cases", str(cases), "--format", "json")
+    assert res.code == 0, res.err
+    rows = res.json()["rows"]
+    assert len(rows) == 3
+    assert rows[0]["fits"] and rows[0]["tpot_s"] > 0
+    assert rows[1]["pp"] == 2 and rows[1]["precision"].startswith("W:fp8")
+    assert rows[2]["fits"] is False and "try" in rows[2]["error"]
+    out = tmp_path / "res.csv"
+    assert cli("estimate", "--cases", str(cases), "--out", str(out)).code == 0
+    assert len(pd.read_csv(out)) == 3
+
+
+def test_estimate_per_request_file_with_measurements(cli, tmp_path):
+    reqs = tmp_path / "reqs.csv"
+    reqs.write_text("input_tokens,output_tokens,ttft_s,tpot_s,e2e_s\n"
+                    "512,128,0.2,0.05,6.5\n1024,64,0.4,0.05,3.6\n")
+    res = cli("estimate", "--cases", str(reqs), "-m", "llama-2-70b", "-H", "a100-sxm-80gb",
+              "--tp", "2", "--format", "json")
+    assert res.code == 0, res.err
+    data = res.json()
+    assert len(data["rows"]) == 2 and "pred_ttft_s" in data["rows"][0]
+    stats = data["error_stats"]
+    assert stats["ttft_s"]["n"] == 2 and stats["e2e_s"]["mape_pct"] >= 0
+
+
+def test_op_kinds(cli):
+    base = ["op", "--hardware", "h100-sxm", "--format", "json"]
+    gemm = cli(*base, "--kind", "gemm", "--m", "4096", "--n", "4096", "--k", "4096").json()
+    assert gemm["flops"] == 2 * 4096**3 and gemm["bound"] == "compute" and gemm["time_s"] > 0
+    pre = cli(*base, "--kind", "attention-prefill", "--batch", "2", "--seq-len", "2048",
+              "--num-heads", "32", "--num-kv-heads", "8", "--head-dim", "128").json()
+    assert pre["time_s"] > 0
+    dec = cli(*base, "--kind", "attention-decode", "--batch", "32", "--context-len", "4096",
+              "--num-heads", "32", "--num-kv-heads", "8", "--head-dim", "128",
+              "--kv-dtype", "fp8").json()
+    assert dec["bound"] == "memory"
+    moe = cli(*base, "--kind", "moe", "--num-tokens", "64", "--hidden-size", "4096",
+              "--intermediate-size", "14336", "--num-experts", "8", "--top-k", "2").json()
+    assert moe["flops"] > 0
+    for kind in ("all-reduce", "all-gather", "all-to-all", "reduce-scatter"):
+        c = cli(*base, "--kind", kind, "--message-bytes", "1e8", "--num-gpus", "8").json()
+        assert c["bound"] == "communication" and c["time_s"] > 0
+    p2p = cli(*base, "--kind", "p2p", "--message-bytes", "1e6").json()
+    assert p2p["time_s"] > 0
+
+
+def test_op_cases(cli, tmp_path):
+    cases = tmp_path / "ops.csv"
+    cases.write_text(
+        "kind,hardware,dtype,m,n,k,batch,seq_len,context_len,num_heads,num_kv_heads,head_dim,"
+        "kv_dtype,message_bytes,num_gpus\n"
+        "gemm,a100-sxm-80gb,bf16,1024,1024,1024,,,,,,,,,\n"
+        "attention-decode,h100-sxm,bf16,,,,8,,2048,32,8,128,fp8,,\n"
+        "all-reduce,h100-sxm,bf16,,,,,,,,,,,1000000,4\n"
+        "gemm,a100-sxm-80gb,fp8,64,64,64,,,,,,,,,\n")
+    res = cli("op", "--cases", str(cases), "--format", "json")
+    assert res.code == 0, res.err
+    rows = res.json()
+    assert [r["kind"] for r in rows] == ["gemm", "attention-decode", "all-reduce", "gemm"]
+    assert all(k in rows[0] for k in ("time_s", "flops", "bytes", "bound"))
+    assert "fp8" in rows[3]["error"]
+
+
+def test_memory_command(cli):
+    res = cli("memory", "-m", "llama-2-70b", "-H", "a100-sxm-80gb", "--tp", "4", "--batch", "16",
+              "--seq-len", "4096", "--format", "json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert d["fits"] and d["max_batch_at_seq_len"] >= 16
+    assert d["weight_bytes"] == pytest.approx(68.98e9 * 2 / 4, rel=0.01)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["estimate", "-m", "llama-2-7", "-H", "h100-sxm"], "Did you mean 'llama-2-7b'"),
+    (["estimate", "-m", "llama-2-7b", "-H", "h100-sxn"], "Did you mean 'h100-sxm'"),
+    (["estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--tp", "3"], "does not divide"),
+    (["estimate", "-m", "llama-2-70b", "-H", "l40s"], "try --tp"),
+    (["estimate", "-m", "llama-3.1-8b", "-H", "a100-sxm-80gb", "--dtype", "fp8"], "fp8"),
+    (["estimate", "-m", "llama-2-7b"], "--hardware"),
+    (["op", "--kind", "gemm", "--hardware", "h100-sxm", "--m", "4"], "--n --k"),
+    (["op", "--kind", "conv", "--hardware", "h100-sxm"], "unknown op kind"),
+    (["estimate", "--cases", "/nonexistent.csv", "-m", "llama-2-7b"], "no such file"),
+])
+def test_bad_input_is_one_line_and_exit_2(cli, argv, needle):
+    res = cli(*argv)
+    assert res.code == 2
+    assert needle in res.err
+    assert len(res.err.strip().splitlines()) == 1, res.err
+    assert "Traceback" not in res.err
+
+
+def test_out_file_written_atomically(cli, tmp_path):
+    out = tmp_path / "sub" / "r.json"
+    res = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--format", "json",
+              "--out", str(out))
+    assert res.code == 0 and res.out == ""
+    assert json.loads(out.read_text())["model"] == "llama-3.1-8b"
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]

@@ -1,0 +1,195 @@
+"""Cost model: op FLOPs/bytes by hand, roofline behaviour, collectives, parallel plans, and the
+StepTimeModel fast path agreeing with its full breakdown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmsim.catalog import ParallelSpec, get_cluster, get_hardware, get_model
+from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, OpKind, Precision, Profile
+from llmsim.costmodel import kernels
+from llmsim.costmodel.collectives import collective_time
+from llmsim.dtypes import DType
+from llmsim.errors import ConfigError
+
+H100 = get_hardware("h100-sxm")
+RAW = Profile.empty().for_hardware(H100)
+
+
+def test_gemm_flops_bytes_and_roofline():
+    op = kernels.gemm(4096, 8192, 4096, H100, RAW)
+    assert op.flops == 2 * 4096 * 8192 * 4096
+    assert op.bytes_read == 2 * (4096 * 4096 + 4096 * 8192)
+    assert op.bytes_written == 2 * 4096 * 8192
+    assert op.time_s == pytest.approx(op.flops / 989e12)
+    assert op.bound.value == "compute"
+    small = kernels.gemm(1, 8192, 4096, H100, RAW)
+    assert small.bound.value == "memory"
+    assert small.time_s == pytest.approx(small.bytes / 3.35e12)
+
+
+def test_int4_weights_read_fewer_bytes_but_compute_at_activation_peak():
+    bf16 = kernels.gemm(1, 4096, 4096, H100, RAW, DType.BF16, DType.BF16)
+    int4 = kernels.gemm(1, 4096, 4096, H100, RAW, DType.INT4, DType.BF16)
+    weights_bf16 = 4096 * 4096 * 2
+    weights_int4 = 4096 * 4096 * (0.5 + 2 / 128)
+    assert bf16.bytes_read - int4.bytes_read == pytest.approx(weights_bf16 - weights_int4)
+    big = kernels.gemm(8192, 4096, 4096, H100, RAW, DType.INT4, DType.BF16)
+    assert big.compute_s == pytest.approx(big.flops / 989e12)
+
+
+def test_fp8_compute_runs_at_fp8_peak():
+    op = kernels.gemm(8192, 8192, 8192, H100, RAW, DType.FP8, DType.FP8)
+    assert op.compute_s == pytest.approx(op.flops / 1979e12)
+
+
+def test_expected_experts_touched():
+    assert kernels.expected_experts_touched(8, 2, 1) == pytest.approx(2.0)
+    assert kernels.expected_experts_touched(8, 2, 10_000) == pytest.approx(8.0)
+    assert 2 < kernels.expected_experts_touched(64, 4, 4) < 16
+
+
+def test_moe_decode_reads_only_touched_experts():
+    one = kernels.moe_experts(1, 4096, 14336, 8, 2, H100, RAW)
+    many = kernels.moe_experts(4096, 4096, 14336, 8, 2, H100, RAW)
+    per_expert = 3 * 4096 * 14336 * 2
+    assert one.shape["touched"] == pytest.approx(2.0)
+    assert many.shape["touched"] == pytest.approx(8.0)
+    assert one.bytes_read == pytest.approx(2 * per_expert, rel=0.01)
+    assert many.bytes_read > 8 * per_expert
+    assert many.flops == pytest.approx(2 * 4096 * 2 * 3 * 4096 * 14336)
+
+
+def test_attention_decode_is_memory_bound_and_linear_in_context():
+    kv_bpt = 2 * 8 * 128 * 2  # GQA-8, head 128, bf16, per layer
+    a = kernels.attention_decode(16, 16 * 1000, 32, kv_bpt, 128, 128, H100, RAW)
+    b = kernels.attention_decode(16, 16 * 2000, 32, kv_bpt, 128, 128, H100, RAW)
+    assert a.bound.value == "memory"
+    assert a.flops == 2 * 16 * 1000 * 32 * 256
+    assert b.time_s > 1.9 * a.time_s
+
+
+def test_ring_all_reduce_matches_closed_form():
+    cl = get_cluster(hardware="h100-sxm", num_gpus=8)
+    prof = Profile.empty().for_hardware(cl.hardware)
+    size = 64e6
+    n = 8
+    expect = 2 * (n - 1) / n * size / 450e9 + 2 * (n - 1) * cl.intra_node.latency_s
+    assert collective_time(OpKind.ALL_REDUCE, size, n, cl, prof) == pytest.approx(expect)
+    multi = get_cluster(hardware="h100-sxm", num_gpus=16)
+    assert collective_time(OpKind.ALL_REDUCE, size, 16, multi, prof) > expect
+
+
+def test_pcie_box_collectives_slower_than_nvlink():
+    nv = get_cluster("dgx-a100")
+    pcie = get_cluster("pcie_like", "a100-pcie-80gb", num_gpus=8)
+    p_nv = Profile.empty().for_hardware(nv.hardware)
+    p_pc = Profile.empty().for_hardware(pcie.hardware)
+    assert (collective_time(OpKind.ALL_REDUCE, 32e6, 8, pcie, p_pc)
+            > 5 * collective_time(OpKind.ALL_REDUCE, 32e6, 8, nv, p_nv))
+
+
+SHAPES = [
+    BatchShape.prefill(4, 512),
+    BatchShape.decode(64, 1500),
+    BatchShape.prefill(1, 256, past=1024) + BatchShape.decode(31, 900),
+]
+
+
+@pytest.mark.parametrize("name,plan", [
+    ("llama-3.1-8b", ParallelSpec()),
+    ("llama-2-70b", ParallelSpec(tp=4)),
+    ("llama-2-70b", ParallelSpec(tp=2, pp=2)),
+    ("mixtral-8x7b", ParallelSpec(tp=2, ep=2)),
+    ("deepseek-v2-lite", ParallelSpec(tp=2, dp=2, ep=4)),
+    ("mistral-7b", ParallelSpec()),
+    ("gpt-j-6b", ParallelSpec(tp=2)),
+])
+def test_fast_path_equals_breakdown(name, plan):
+    model = get_model(name)
+    cl = get_cluster(hardware="h100-sxm", num_gpus=plan.num_gpus)
+    sm = AnalyticStepTimeModel(model, cl, plan)
+    for shape in SHAPES:
+        cost = sm.price(shape)
+        assert cost.time_s == pytest.approx(sm.step_time(shape), rel=1e-9)
+        assert cost.stage_time_s == pytest.approx(sm.stage_time(shape), rel=1e-9)
+    ctx = np.array([100.0, 1000.0, 5000.0])
+    vec = sm.decode_step_times(8, ctx)
+    for c, t in zip(ctx, vec, strict=True):
+        assert t == pytest.approx(sm.step_time(BatchShape.decode(8, c)), rel=1e-9)
+
+
+def test_tensor_parallel_speeds_up_and_adds_all_reduces():
+    model = get_model("llama-2-70b")
+    shape = BatchShape.prefill(2, 1024)
+    t1 = AnalyticStepTimeModel(model, get_cluster(hardware="h100-sxm", num_gpus=8),
+                               ParallelSpec(tp=2)).price(shape)
+    t2 = AnalyticStepTimeModel(model, get_cluster(hardware="h100-sxm", num_gpus=8),
+                               ParallelSpec(tp=8)).price(shape)
+    assert t2.time_s < t1.time_s
+    names = {o.name for layer in t2.layers for o in layer.ops}
+    assert {"attn_all_reduce", "mlp_all_reduce"} <= names
+
+
+def test_pipeline_latency_and_stage_time():
+    model = get_model("llama-2-70b")
+    cl = get_cluster(hardware="h100-sxm", num_gpus=8)
+    sm = AnalyticStepTimeModel(model, cl, ParallelSpec(tp=2, pp=4))
+    shape = BatchShape.decode(16, 1000)
+    assert sm.stage_time(shape) < sm.step_time(shape) < 4.5 * sm.stage_time(shape)
+    assert [sum(c for _, c in st) for st in ParallelSpec(pp=3).stage_layers(model)] == [27, 27, 26]
+
+
+def test_efficiency_override_scales_time():
+    model = get_model("llama-3.1-8b")
+    cl = get_cluster(hardware="h100-sxm", num_gpus=1)
+    shape = BatchShape.prefill(8, 2048)
+    full = AnalyticStepTimeModel(model, cl, efficiency=1.0).step_time(shape)
+    half = AnalyticStepTimeModel(model, cl, efficiency=0.5).step_time(shape)
+    assert half == pytest.approx(2 * full, rel=1e-6)
+
+
+def test_mla_decode_is_absorbed_and_caches_the_latent():
+    model = get_model("deepseek-v2-lite")
+    sm = AnalyticStepTimeModel(model, get_cluster(hardware="h100-sxm", num_gpus=1))
+    attn = model.attention
+    assert sm.layout.attention_dims(attn, decode=True) == (512 + 64, 512)
+    assert sm.layout.kv_bytes_per_token(attn) == (512 + 64) * 2
+
+
+def test_gqa_kv_heads_replicated_when_tp_exceeds_them():
+    model = get_model("llama-3.1-70b")  # 8 KV heads
+    cl = get_cluster(hardware="h100-sxm", num_gpus=16)
+    sm = AnalyticStepTimeModel(model, cl, ParallelSpec(tp=16))
+    assert sm.layout.kv_heads(model.attention) == 1.0
+
+
+@pytest.mark.parametrize("plan,match", [
+    (ParallelSpec(tp=3), "does not divide"),
+    (ParallelSpec(pp=100), "exceeds"),
+])
+def test_bad_plans_raise_with_a_fix(plan, match):
+    with pytest.raises(ConfigError, match=match):
+        plan.validate_for(get_model("llama-2-7b"))
+
+
+def test_ep_rules():
+    with pytest.raises(ValueError, match="must divide"):
+        ParallelSpec(tp=2, ep=4)
+    with pytest.raises(ConfigError, match="no MoE"):
+        ParallelSpec(tp=2, ep=2).validate_for(get_model("llama-2-7b"))
+
+
+def test_plan_larger_than_cluster_is_rejected():
+    with pytest.raises(ConfigError, match="raise --num-gpus"):
+        AnalyticStepTimeModel(get_model("llama-2-7b"), get_cluster(hardware="h100-sxm",
+                                                                   num_gpus=2),
+                              ParallelSpec(tp=4))
+
+
+def test_precision_defaults():
+    p = Precision.resolve(DType.BF16, dtype="fp8")
+    assert (p.weight, p.activation, p.kv) == (DType.FP8, DType.FP8, DType.FP8)
+    p = Precision.resolve(DType.BF16, weight="int4")
+    assert (p.weight, p.activation, p.kv) == (DType.INT4, DType.BF16, DType.BF16)

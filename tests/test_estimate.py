@@ -1,0 +1,125 @@
+"""Static-batch estimate: definitions (E2E, throughput), monotonicity, parallel plans, beams,
+memory checks, scenario files."""
+
+from __future__ import annotations
+
+import pytest
+
+import llmsim
+from llmsim.errors import ConfigError, DoesNotFitError
+
+
+def test_definitions_hold():
+    r = llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt=1024, output=128)
+    assert r.e2e_s == pytest.approx(r.ttft_s + 127 * r.tpot_s)
+    assert r.output_tokens_per_s == pytest.approx(8 * 128 / r.e2e_s)
+    assert r.output_tokens_per_s_per_gpu == r.output_tokens_per_s
+    assert 0 < r.prefill_mfu <= 1.05 and 0 < r.decode_mbu <= 1.05
+    d = r.as_dict()
+    for key in ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",
+                "weight_bytes_per_device", "kv_bytes_per_device", "peak_bytes_per_device",
+                "fits", "layers"):
+        assert key in d
+    assert {"prefill", "decode"} <= set(d["layers"])
+
+
+def test_longer_prompts_and_bigger_batches_cost_more():
+    a = llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=1, prompt=512, output=64)
+    b = llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=1, prompt=4096, output=64)
+    c = llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=32, prompt=512, output=64)
+    assert b.ttft_s > a.ttft_s and b.tpot_s > a.tpot_s
+    assert c.ttft_s > a.ttft_s and c.output_tokens_per_s > 10 * a.output_tokens_per_s
+
+
+def test_decode_tpot_grows_with_context_and_beam():
+    short = llmsim.estimate("llama-2-7b", "a100-sxm-80gb", batch=4, prompt=128, output=1024)
+    beam = llmsim.estimate("llama-2-7b", "a100-sxm-80gb", batch=4, prompt=128, output=1024,
+                           beam=4)
+    assert beam.tpot_s > short.tpot_s
+    assert beam.kv_bytes_per_device > short.kv_bytes_per_device
+
+
+def test_tp_dp_pp_plans():
+    tp = llmsim.estimate("llama-2-70b", "h100-sxm", tp=4, batch=16, prompt=512, output=64)
+    tp8 = llmsim.estimate("llama-2-70b", "h100-sxm", tp=8, batch=16, prompt=512, output=64)
+    assert tp8.ttft_s < tp.ttft_s and tp8.num_gpus == 8
+    dp = llmsim.estimate("llama-3.1-8b", "h100-sxm", dp=4, batch=64, prompt=512, output=64)
+    one = llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=16, prompt=512, output=64)
+    assert dp.output_tokens_per_s == pytest.approx(4 * one.output_tokens_per_s, rel=1e-6)
+    pp = llmsim.estimate("llama-2-70b", "h100-sxm", tp=2, pp=2, batch=8, prompt=512, output=32)
+    assert pp.num_gpus == 4 and pp.ttft_s > 0
+
+
+def test_moe_with_expert_and_attention_dp():
+    r = llmsim.estimate("deepseek-v3", "h200-sxm", tp=8, batch=32, prompt=1024, output=128)
+    ep = llmsim.estimate("deepseek-v3", "h200-sxm", tp=1, dp=8, ep=8, batch=32, prompt=1024,
+                         output=128)
+    assert r.fits and ep.fits and r.num_gpus == ep.num_gpus == 8
+    assert r.precision.startswith("W:fp8 A:fp8")
+
+
+def test_does_not_fit_raises_or_reports():
+    with pytest.raises(DoesNotFitError, match="try --tp"):
+        llmsim.estimate("llama-2-70b", "l40s", prompt=512, output=64)
+    with pytest.raises(DoesNotFitError, match="try --batch"):
+        llmsim.estimate("llama-3.1-8b", "l4", batch=256, prompt=4096, output=1024)
+    r = llmsim.estimate("llama-3.1-8b", "l4", batch=256, prompt=4096, output=1024,
+                        allow_overflow=True)
+    assert not r.fits
+
+
+def test_bad_values():
+    with pytest.raises(ConfigError, match="batch must be"):
+        llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=0)
+    with pytest.raises(ConfigError, match="exceeds"):
+        llmsim.estimate("llama-2-7b", "h100-sxm", prompt=4000, output=200)
+    with pytest.raises(ConfigError, match="fp8"):
+        llmsim.estimate("llama-3.1-8b", "a100-sxm-80gb", dtype="fp8")
+
+
+def test_weight_only_fp8_on_ampere():
+    r = llmsim.estimate("llama-3.1-8b", "a100-sxm-80gb", weight_dtype="fp8", act_dtype="bf16")
+    bf16 = llmsim.estimate("llama-3.1-8b", "a100-sxm-80gb")
+    assert r.tpot_s < bf16.tpot_s
+    assert r.weight_bytes_per_device < 0.6 * bf16.weight_bytes_per_device
+
+
+SCENARIO = """
+name: tiny-moe-on-h100
+hardware: h100-sxm
+num_gpus: 2
+model:
+  hidden_size: 2048
+  vocab_size: 32000
+  max_position_embeddings: 8192
+  layers:
+    - name: dense
+      repeat: 2
+      blocks:
+        - {type: attention, num_heads: 16, num_kv_heads: 4, head_dim: 128}
+        - {type: ffn, intermediate_size: 8192}
+    - name: moe
+      repeat: 10
+      blocks:
+        - {type: attention, num_heads: 16, num_kv_heads: 4, head_dim: 128}
+        - {type: moe, num_experts: 16, top_k: 2, expert_intermediate_size: 1408}
+        - {type: comm, collective: all_reduce, group: tp, bytes_per_token: 4096}
+parallel: {tp: 2}
+defaults: {batch: 4, prompt: 256, output: 32}
+"""
+
+
+def test_scenario_file(tmp_path, cli):
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    res = cli("estimate", "--scenario", str(path), "--format", "json")
+    assert res.code == 0, res.err
+    data = res.json()
+    assert data["batch"] == 4 and data["tp"] == 2 and data["model"] == "tiny-moe-on-h100"
+    names = [layer["name"] for layer in data["layers"]["prefill"]]
+    assert names[:3] == ["embedding", "dense", "moe"]
+    over = cli("estimate", "--scenario", str(path), "--batch", "8", "--format", "json")
+    assert over.json()["batch"] == 8
+    path.write_text(SCENARIO.replace("num_heads: 16, num_kv", "num_headz: 16, num_kv", 1))
+    bad = cli("estimate", "--scenario", str(path))
+    assert bad.code == 2 and "num_headz" in bad.err
