@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import pytest
 
@@ -109,9 +110,8 @@ def test_host_specs():
 
 
 def test_local_config_json_path(tmp_path):
-    cfg = json.loads((get_model("llama-2-7b").source and
-                      __import__("importlib.resources").resources.files("llmsim.data")
-                      .joinpath("models/llama-2-7b.json").read_text()))
+    shipped = resources.files("llmsim.data").joinpath("models/llama-2-7b.json")
+    cfg = json.loads(shipped.read_text())
     cfg["num_hidden_layers"] = 4
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))

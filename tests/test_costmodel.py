@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from llmsim.catalog import ParallelSpec, get_cluster, get_hardware, get_model
-from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, OpKind, Precision, Profile
-from llmsim.costmodel import kernels
+from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, OpKind, Precision, Profile, kernels
 from llmsim.costmodel.collectives import collective_time
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError

@@ -8,12 +8,14 @@ only says 36.5B..37.5B). Active counts follow each publisher's convention on the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from llmsim.catalog import get_model, list_models
-from tests.conftest import GOLDEN
 
+GOLDEN = Path(__file__).parent / "golden"
 ENTRIES = yaml.safe_load((GOLDEN / "model_params.yaml").read_text())
 BY_ALIAS = {e["alias"]: e for e in ENTRIES}
 
