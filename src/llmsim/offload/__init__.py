@@ -1,0 +1,25 @@
+"""FlexGen-style offloading: place weights, KV cache and activations over GPU, CPU and disk.
+
+``solve`` finds the policy (batching + placement fractions) with the highest generation
+throughput under per-tier memory limits (an LP per candidate, scipy HiGHS); ``evaluate`` prices a
+given policy. Every size and GPU time comes from the core catalog, memory and cost-model
+functions; see ``costmodel.py`` for the formulas and ``docs/offload.md``.
+
+    from llmsim.offload import solve, evaluate, OffloadPolicy
+    r = solve("opt-30b", 512, 32, hardware="t4", host="gcp-t4-flexgen")
+    r.throughput_tokens_per_s, r.policy, r.peak_gpu_bytes
+"""
+
+from llmsim.offload.policy import (
+    FLEXGEN_4BIT,
+    GroupQuantization,
+    MoEExpertTraffic,
+    OffloadPolicy,
+)
+from llmsim.offload.result import OffloadResult
+from llmsim.offload.solver import evaluate, solve
+from llmsim.offload.system import OffloadSystem, build_system, cpu_op_time_s
+
+__all__ = ["FLEXGEN_4BIT", "GroupQuantization", "MoEExpertTraffic", "OffloadPolicy",
+           "OffloadResult", "OffloadSystem", "build_system", "cpu_op_time_s", "evaluate",
+           "solve"]

@@ -1,0 +1,184 @@
+"""The machine an offloaded run uses: one GPU, its host (CPU, DRAM, PCIe link) and a local disk.
+
+Capacities and rates come from the catalog (``HardwareSpec`` for the GPU, ``HostSpec`` for the
+host) unless given explicitly (CLI flags such as ``--gpu-mem 16`` or ``--h2d-bw 12``). The
+usable capacity of each tier is its size times a slack factor ``alpha`` (FlexGen's
+``alpha_g / alpha_c / alpha_n``): the peak-memory estimate ignores allocator fragmentation, the
+CUDA context and the OS, so the LP keeps that share free.
+
+Host-to-device bandwidth is the smaller of the host's and the GPU's PCIe link (both per
+direction). Disk reads and writes are separate streams (FlexGen assumes they overlap).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from llmsim import units
+from llmsim.catalog import HardwareSpec, HostSpec, get_hardware, get_host
+from llmsim.dtypes import DType
+from llmsim.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HARDWARE = "t4"
+DEFAULT_HOST_FOR = {"t4": "gcp-t4-flexgen"}
+# Slack factors: the share of each tier the placement may fill. GPU 0.9 matches the serving
+# engines' gpu_memory_utilization default used elsewhere in llmsim; DRAM leaves 10% to the OS and
+# the runtime; the disk keeps 5% free (file-system reserve).
+DEFAULT_ALPHA_G = 0.9
+DEFAULT_ALPHA_C = 0.9
+DEFAULT_ALPHA_N = 0.95
+
+
+@dataclass(frozen=True)
+class OffloadSystem:
+    """Resolved capacities (bytes), link rates (bytes/s) and CPU rates of one offload machine."""
+
+    hardware: HardwareSpec
+    host: HostSpec
+    gpu_mem_bytes: float
+    cpu_mem_bytes: float
+    disk_mem_bytes: float
+    h2d_bytes_per_s: float
+    d2h_bytes_per_s: float
+    disk_read_bytes_per_s: float
+    disk_write_bytes_per_s: float
+    cpu_mem_bandwidth_bytes_per_s: float
+    cpu_flops_per_s: float
+    alpha_g: float = DEFAULT_ALPHA_G
+    alpha_c: float = DEFAULT_ALPHA_C
+    alpha_n: float = DEFAULT_ALPHA_N
+
+    @property
+    def gpu_limit_bytes(self) -> float:
+        return self.alpha_g * self.gpu_mem_bytes
+
+    @property
+    def cpu_limit_bytes(self) -> float:
+        return self.alpha_c * self.cpu_mem_bytes
+
+    @property
+    def disk_limit_bytes(self) -> float:
+        return self.alpha_n * self.disk_mem_bytes
+
+    def limits(self) -> dict[str, float]:
+        return {"gpu": self.gpu_limit_bytes, "cpu": self.cpu_limit_bytes,
+                "disk": self.disk_limit_bytes}
+
+    def capacities(self) -> dict[str, float]:
+        return {"gpu": self.gpu_mem_bytes, "cpu": self.cpu_mem_bytes,
+                "disk": self.disk_mem_bytes}
+
+    def alphas(self) -> dict[str, float]:
+        return {"gpu": self.alpha_g, "cpu": self.alpha_c, "disk": self.alpha_n}
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "hardware": self.hardware.name, "host": self.host.name,
+            "gpu_mem_bytes": self.gpu_mem_bytes, "cpu_mem_bytes": self.cpu_mem_bytes,
+            "disk_mem_bytes": self.disk_mem_bytes,
+            "h2d_bytes_per_s": self.h2d_bytes_per_s, "d2h_bytes_per_s": self.d2h_bytes_per_s,
+            "disk_read_bytes_per_s": self.disk_read_bytes_per_s,
+            "disk_write_bytes_per_s": self.disk_write_bytes_per_s,
+            "cpu_mem_bandwidth_bytes_per_s": self.cpu_mem_bandwidth_bytes_per_s,
+            "cpu_flops_per_s": self.cpu_flops_per_s,
+            "alpha_g": self.alpha_g, "alpha_c": self.alpha_c, "alpha_n": self.alpha_n,
+        }
+
+
+def default_host(hw: HardwareSpec) -> str:
+    """The host a GPU is paired with when none is named.
+
+    The FlexGen T4 box for a T4; otherwise a generic server of the GPU's PCIe generation
+    (16 GB/s per direction: Gen3, 32: Gen4, more: Gen5).
+    """
+    if hw.name in DEFAULT_HOST_FOR:
+        return DEFAULT_HOST_FOR[hw.name]
+    bw = hw.host_link.bandwidth_bytes_per_s
+    if bw <= 16.5 * units.GB:
+        return "generic-pcie3-ddr4"
+    if bw <= 33 * units.GB:
+        return "generic-pcie4-ddr4"
+    return "generic-pcie5-ddr5"
+
+
+def _positive(name: str, value: float | None, unit: str, allow_zero: bool = False) -> None:
+    """Reject negative, zero (unless allowed), NaN and infinite sizes and rates."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    bad = not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)
+    if bad:
+        need = ">= 0" if allow_zero else "> 0"
+        shown = {"bytes": units.fmt_bytes, "bytes/s": units.fmt_bandwidth,
+                 "flops": units.fmt_flops}[unit](value) if math.isfinite(value) else str(value)
+        raise ConfigError(f"{name} must be {need}, got {shown}")
+
+
+def build_system(hardware: str | HardwareSpec | None = None, host: str | HostSpec | None = None,
+                 *, gpu_mem_bytes: float | None = None, cpu_mem_bytes: float | None = None,
+                 disk_mem_bytes: float | None = None, h2d_bytes_per_s: float | None = None,
+                 d2h_bytes_per_s: float | None = None,
+                 disk_read_bytes_per_s: float | None = None,
+                 disk_write_bytes_per_s: float | None = None,
+                 cpu_mem_bandwidth_bytes_per_s: float | None = None,
+                 cpu_flops_per_s: float | None = None,
+                 alpha_g: float = DEFAULT_ALPHA_G, alpha_c: float = DEFAULT_ALPHA_C,
+                 alpha_n: float = DEFAULT_ALPHA_N,
+                 compute_dtype: DType = DType.FP16) -> OffloadSystem:
+    """Resolve catalog names and explicit overrides into an :class:`OffloadSystem`.
+
+    Sizes must be > 0 (the disk may be 0: no disk tier); rates > 0; ``alpha_*`` in (0, 2]
+    (FlexGen evaluates given policies with alpha 1.2 to tolerate an imprecise peak estimate).
+    ``cpu_flops_per_s`` defaults to the host's peak for ``compute_dtype`` (fp32 where the CPU
+    has no native 16-bit math).
+    """
+    for name, value, unit in (("--gpu-mem", gpu_mem_bytes, "bytes"),
+                              ("--cpu-mem", cpu_mem_bytes, "bytes"),
+                              ("--h2d-bw", h2d_bytes_per_s, "bytes/s"),
+                              ("--d2h-bw", d2h_bytes_per_s, "bytes/s"),
+                              ("--disk-read-bw", disk_read_bytes_per_s, "bytes/s"),
+                              ("--disk-write-bw", disk_write_bytes_per_s, "bytes/s"),
+                              ("--cpu-mem-bw", cpu_mem_bandwidth_bytes_per_s, "bytes/s"),
+                              ("--cpu-tflops", cpu_flops_per_s, "flops")):
+        _positive(name, value, unit)
+    _positive("--nvme-mem", disk_mem_bytes, "bytes", allow_zero=True)
+    for name, value in (("--alpha-g", alpha_g), ("--alpha-c", alpha_c), ("--alpha-n", alpha_n)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                not 0 < value <= 2:
+            raise ConfigError(f"{name} must be in (0, 2], got {value!r}")
+    hw = get_hardware(hardware or DEFAULT_HARDWARE)
+    if host is None:
+        host = default_host(hw)
+        log.info("no host given: using %s for %s", host, hw.name)
+    hs = get_host(host)
+    h2d = h2d_bytes_per_s or min(hs.h2d_bandwidth_bytes_per_s, hw.host_link.bandwidth_bytes_per_s)
+    d2h = d2h_bytes_per_s or min(hs.d2h_bandwidth_bytes_per_s, hw.host_link.bandwidth_bytes_per_s)
+    return OffloadSystem(
+        hardware=hw, host=hs,
+        gpu_mem_bytes=gpu_mem_bytes if gpu_mem_bytes is not None else hw.memory_bytes,
+        cpu_mem_bytes=cpu_mem_bytes if cpu_mem_bytes is not None else hs.cpu_memory_bytes,
+        disk_mem_bytes=disk_mem_bytes if disk_mem_bytes is not None else hs.disk_bytes,
+        h2d_bytes_per_s=h2d, d2h_bytes_per_s=d2h,
+        disk_read_bytes_per_s=disk_read_bytes_per_s or hs.disk_read_bandwidth_bytes_per_s,
+        disk_write_bytes_per_s=disk_write_bytes_per_s or hs.disk_write_bandwidth_bytes_per_s,
+        cpu_mem_bandwidth_bytes_per_s=(cpu_mem_bandwidth_bytes_per_s
+                                       or hs.cpu_memory_bandwidth_bytes_per_s),
+        cpu_flops_per_s=cpu_flops_per_s or hs.cpu_peak_flops(compute_dtype),
+        alpha_g=float(alpha_g), alpha_c=float(alpha_c), alpha_n=float(alpha_n),
+    )
+
+
+def cpu_op_time_s(flops: float, nbytes: float, system: OffloadSystem) -> float:
+    """Roofline time of one operation on the host CPU: ``max(F / P_cpu, B / W_dram)``.
+
+    ``P_cpu`` is the host's peak FLOP/s (``HostSpec.cpu_peak_flops``; fp32 where the CPU has no
+    native 16-bit math) and ``W_dram`` its DRAM bandwidth, both datasheet values unless
+    overridden (``--cpu-flops``, ``--cpu-mem-bw``). No efficiency factor: a CPU calibration
+    profile does not exist yet, so this is an upper bound on CPU speed.
+    """
+    return max(flops / system.cpu_flops_per_s, nbytes / system.cpu_mem_bandwidth_bytes_per_s)
