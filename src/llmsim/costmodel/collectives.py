@@ -9,11 +9,19 @@ Communication Operations in MPICH", IJHPCA 2005; NCCL's ring/tree algorithms). F
 - all-to-all: each rank sends ``(n-1)/n`` of its ``S`` bytes, concurrently to all peers;
 - p2p: ``S`` bytes, one step.
 
-time = steps * latency + bytes / (per-GPU link bandwidth * bw_eff). A group spanning several
+time = base_latency + steps * latency + bytes / (per-GPU link bandwidth * bw_eff), with
+``base_latency`` (one collective's fixed launch / protocol cost) and ``latency`` (per step) from
+the calibration profile where it has them (else 0 and the link's datasheet latency). A group
+spanning several
 nodes runs hierarchically (NCCL's tree/ring across nodes): intra-node reduce-scatter, inter-node
 all-reduce of ``S / g`` per GPU over its own NIC share, intra-node all-gather. On a ``shared``
 (PCIe-switch) fabric a collective of more than two GPUs crosses the root complex, which halves
 the usable bandwidth (assumption, documented in docs/cost-model.md).
+
+Full-mesh fabrics (AMD XGMI on MI300X, Gaudi's RoCE ports): a catalog link bandwidth is the
+GPU's aggregate over its 7 peer links, and one pair gets 1/7 of it; ring/all-to-all collectives
+over all 8 GPUs use every link, so the aggregate applies to them (not modelled separately: the
+catalog has no mesh topology yet, so p2p on a mesh is optimistic by up to 7x).
 """
 
 from __future__ import annotations
@@ -33,8 +41,8 @@ def _link_time(steps: float, nbytes: float, link: LinkSpec, group: int, inter: b
     bandwidth = link.bandwidth_bytes_per_s * eff.bw_eff
     if link.topology == LinkTopology.SHARED and group > 2:
         bandwidth *= _SHARED_FABRIC_FACTOR
-    latency = max(eff.latency_s, link.latency_s) if not prof.efficiency else link.latency_s
-    return steps * latency + nbytes / bandwidth
+    latency = link.latency_s if eff.latency_s is None else eff.latency_s
+    return eff.base_latency_s + steps * latency + nbytes / bandwidth
 
 
 def _flat(kind: OpKind, size: float, n: int, link: LinkSpec, inter: bool,

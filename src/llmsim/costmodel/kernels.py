@@ -7,6 +7,8 @@ FLOP count is ``2 x multiply-accumulates``.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from llmsim.catalog.hardware import HardwareSpec
@@ -18,28 +20,66 @@ from llmsim.dtypes import DType, compute_dtype
 _OUT_MIN_BYTES = 2.0
 
 
+class KernelWork(NamedTuple):
+    """What one kernel asks of the hardware: work, traffic, the peak it runs at and the GEMM-like
+    dims (m, n, k) its efficiency depends on. Fields are floats or numpy arrays (every
+    ``*_work`` function is vectorised over its shape arguments, which is how the calibration
+    fitter prices thousands of measured shapes with exactly the formulas below)."""
+
+    flops: Any
+    bytes_read: Any
+    bytes_written: Any
+    peak_flops_per_s: float
+    m: Any
+    n: Any
+    k: Any
+
+    @property
+    def bytes(self):
+        return self.bytes_read + self.bytes_written
+
+
 def kernel_time(flops, nbytes, peak_flops_per_s: float, bandwidth_bytes_per_s: float,
                 eff: ResolvedKernel, m=0.0, n=0.0, k=0.0):
-    """Roofline time of one kernel: ``launch + max(F / (P * eta_c(m,n,k)), B / (W * eta_m))``.
+    """Roofline time of one kernel (the one formula; see ``profile.py``)::
+
+        time = launch + max(F / (P * eta_c(m, n, k)), B / (W * eta_m(m, n)))
 
     Returns ``(time_s, compute_s, memory_s, overhead_s)``; accepts floats or numpy arrays.
     """
     compute_s = flops / (peak_flops_per_s * eff.compute_efficiency(m, n, k))
-    memory_s = nbytes / (bandwidth_bytes_per_s * eff.memory_eff)
+    memory_s = nbytes / (bandwidth_bytes_per_s * eff.memory_efficiency(m, n))
     overhead_s = eff.launch_s
     return overhead_s + np.maximum(compute_s, memory_s), compute_s, memory_s, overhead_s
 
 
-def _op(name: str, kind: OpKind, flops: float, bytes_read: float, bytes_written: float,
-        peak: float, hw: HardwareSpec, eff: ResolvedKernel, m: float, n: float, k: float,
+def work_time(work: KernelWork, hw: HardwareSpec, eff: ResolvedKernel):
+    """:func:`kernel_time` of a :class:`KernelWork` on ``hw``."""
+    return kernel_time(work.flops, work.bytes, work.peak_flops_per_s,
+                       hw.memory_bandwidth_bytes_per_s, eff, work.m, work.n, work.k)
+
+
+def _op(name: str, kind: OpKind, work: KernelWork, hw: HardwareSpec, eff: ResolvedKernel,
         shape: dict[str, float]) -> OpCost:
-    if flops <= 0 and bytes_read + bytes_written <= 0:
+    flops, nbytes = float(work.flops), float(work.bytes)
+    if flops <= 0 and nbytes <= 0:
         return OpCost(name, kind, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, Bound.OVERHEAD,
                       shape=shape)
-    t, c, mem, o = kernel_time(flops, bytes_read + bytes_written, peak,
-                               hw.memory_bandwidth_bytes_per_s, eff, m, n, k)
-    return OpCost(name, kind, float(flops), float(bytes_read), float(bytes_written), float(c),
-                  float(mem), 0.0, float(o), float(t), kernel_bound(c, mem, o), shape=shape)
+    t, c, mem, o = work_time(work, hw, eff)
+    return OpCost(name, kind, flops, float(work.bytes_read), float(work.bytes_written),
+                  float(c), float(mem), 0.0, float(o), float(t),
+                  kernel_bound(float(c), float(mem), float(o)), shape=shape)
+
+
+def gemm_work(m, n, k, hw: HardwareSpec, weight: DType = DType.BF16,
+              activation: DType = DType.BF16, copies=1) -> KernelWork:
+    """``[m, k] x [k, n]``: FLOPs = 2mnk; bytes = m*k (activations in) + k*n (weights, incl.
+    group scales) + m*n (out, at least 16-bit). Efficiency dims: (m, n, k)."""
+    peak = hw.peak_flops(compute_dtype(weight, activation, hw.supported_dtypes))
+    flops = 2.0 * m * n * k * copies
+    read = (m * k * activation.bytes + k * n * weight.bytes_with_scales) * copies
+    written = m * n * max(activation.bytes, _OUT_MIN_BYTES) * copies
+    return KernelWork(flops, read, written, peak, m, n, k)
 
 
 def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
@@ -50,22 +90,38 @@ def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
     FLOPs = 2mnk. Bytes = m*k (activations in) + k*n (weights, incl. group scales) + m*n (out).
     ``copies`` batches identical GEMMs (e.g. per-head bmm) into one op.
     """
-    cdt = compute_dtype(weight, activation, hw.supported_dtypes)
-    peak = hw.peak_flops(cdt)
-    flops = 2.0 * m * n * k * copies
-    read = (m * k * activation.bytes + k * n * weight.bytes_with_scales) * copies
-    written = m * n * max(activation.bytes, _OUT_MIN_BYTES) * copies
-    return _op(name, OpKind.GEMM, flops, read, written, peak, hw, prof.kernel("gemm"), m, n, k,
-               {"m": m, "n": n, "k": k})
+    work = gemm_work(m, n, k, hw, weight, activation, copies)
+    return _op(name, OpKind.GEMM, work, hw, prof.kernel("gemm"), {"m": m, "n": n, "k": k})
 
 
 def expected_experts_touched(num_experts: float, top_k: float, num_tokens: float):
     """Expected distinct experts hit by ``num_tokens`` tokens routing top-k of E uniformly:
     ``E * (1 - (1 - k/E)^tokens)`` (each expert is missed by one token with prob 1 - k/E).
     Works on numpy arrays."""
-    if num_experts <= 0:
+    if np.isscalar(num_experts) and num_experts <= 0:
         return 0.0
     return num_experts * (1.0 - np.power(1.0 - top_k / num_experts, num_tokens))
+
+
+def moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw: HardwareSpec,
+             ep=1, moe_tp=1, weight: DType = DType.BF16, activation: DType = DType.BF16,
+             gated: bool = True) -> tuple[KernelWork, Any]:
+    """Grouped expert GEMMs on one EP rank (see :func:`moe_experts`); returns the work and the
+    expected experts touched on this rank. Efficiency dims: (tokens per touched expert,
+    expert width, hidden)."""
+    peak = hw.peak_flops(compute_dtype(weight, activation, hw.supported_dtypes))
+    mats = 3 if gated else 2
+    width = intermediate_size / moe_tp
+    routed = num_tokens * top_k / ep
+    touched = expected_experts_touched(num_experts, top_k, num_tokens) / ep
+    flops = 2.0 * routed * hidden_size * width * mats
+    weight_bytes = touched * mats * hidden_size * width * weight.bytes_with_scales
+    act_bytes = routed * hidden_size * activation.bytes * 2 + routed * width * (mats - 1) * 2.0
+    written = routed * hidden_size * max(activation.bytes, _OUT_MIN_BYTES)
+    tokens_per_expert = routed / np.maximum(touched, 1e-9)
+    work = KernelWork(flops, weight_bytes + act_bytes, written, peak, tokens_per_expert, width,
+                      hidden_size)
+    return work, touched
 
 
 def moe_experts(num_tokens: float, hidden_size: int, intermediate_size: int, num_experts: int,
@@ -78,22 +134,24 @@ def moe_experts(num_tokens: float, hidden_size: int, intermediate_size: int, num
     ``expected_experts_touched`` are hit and have their weights read (I/moe_tp wide each).
     FLOPs = 2 * (T*k/ep) * h * I/moe_tp * (3 if gated else 2).
     """
-    cdt = compute_dtype(weight, activation, hw.supported_dtypes)
-    peak = hw.peak_flops(cdt)
-    mats = 3 if gated else 2
-    width = intermediate_size / moe_tp
-    local_experts = num_experts / ep
-    routed = num_tokens * top_k / ep
-    touched = float(expected_experts_touched(num_experts, top_k, num_tokens)) / ep
-    flops = 2.0 * routed * hidden_size * width * mats
-    weight_bytes = touched * mats * hidden_size * width * weight.bytes_with_scales
-    act_bytes = routed * hidden_size * activation.bytes * 2 + routed * width * (mats - 1) * 2.0
-    written = routed * hidden_size * max(activation.bytes, _OUT_MIN_BYTES)
-    tokens_per_expert = routed / max(touched, 1e-9)
-    return _op(name, OpKind.MOE, flops, weight_bytes + act_bytes, written, peak, hw,
-               prof.kernel("moe"), tokens_per_expert, width, hidden_size,
-               {"num_tokens": num_tokens, "local_experts": local_experts, "touched": touched,
-                "tokens_per_expert": tokens_per_expert})
+    work, touched = moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw,
+                             ep, moe_tp, weight, activation, gated)
+    return _op(name, OpKind.MOE, work, hw, prof.kernel("moe"),
+               {"num_tokens": num_tokens, "local_experts": num_experts / ep,
+                "touched": float(touched), "tokens_per_expert": float(work.m)})
+
+
+def attention_prefill_work(num_seqs, new_tokens, attn_pairs, ctx_tokens, num_heads,
+                           kv_bytes_per_token, qk_dim, v_dim, hw: HardwareSpec,
+                           activation: DType = DType.BF16) -> KernelWork:
+    """See :func:`attention_prefill`. Efficiency dims: (query tokens per sequence, keys per
+    sequence, qk_dim)."""
+    peak = hw.peak_flops(_attn_dtype(activation, hw))
+    flops = 2.0 * attn_pairs * num_heads * (qk_dim + v_dim)
+    read = new_tokens * num_heads * qk_dim * activation.bytes + ctx_tokens * kv_bytes_per_token
+    written = new_tokens * num_heads * v_dim * activation.bytes + new_tokens * kv_bytes_per_token
+    seqs = np.maximum(num_seqs, 1e-9)
+    return KernelWork(flops, read, written, peak, new_tokens / seqs, ctx_tokens / seqs, qk_dim)
 
 
 def attention_prefill(num_seqs: float, new_tokens: float, attn_pairs: float, ctx_tokens: float,
@@ -107,17 +165,23 @@ def attention_prefill(num_seqs: float, new_tokens: float, attn_pairs: float, ctx
     Bytes = Q in + O out + K/V read for ``ctx_tokens`` + K/V written for ``new_tokens``.
     ``kv_bytes_per_token`` is this device's KV bytes per token for one layer.
     """
-    peak = hw.peak_flops(_attn_dtype(activation, hw))
-    flops = 2.0 * attn_pairs * num_heads * (qk_dim + v_dim)
-    read = new_tokens * num_heads * qk_dim * activation.bytes + ctx_tokens * kv_bytes_per_token
-    written = new_tokens * num_heads * v_dim * activation.bytes + new_tokens * kv_bytes_per_token
-    seqs = max(num_seqs, 1e-9)
-    q_len = new_tokens / seqs
-    kv_len = ctx_tokens / seqs
-    return _op(name, OpKind.ATTENTION_PREFILL, flops, read, written, peak, hw,
-               prof.kernel("attention_prefill"), q_len, kv_len, qk_dim,
+    work = attention_prefill_work(num_seqs, new_tokens, attn_pairs, ctx_tokens, num_heads,
+                                  kv_bytes_per_token, qk_dim, v_dim, hw, activation)
+    return _op(name, OpKind.ATTENTION_PREFILL, work, hw, prof.kernel("attention_prefill"),
                {"num_seqs": num_seqs, "new_tokens": new_tokens, "ctx_tokens": ctx_tokens,
                 "num_heads": num_heads})
+
+
+def attention_decode_work(num_seqs, ctx_tokens, num_heads, kv_bytes_per_token, qk_dim, v_dim,
+                          hw: HardwareSpec, activation: DType = DType.BF16) -> KernelWork:
+    """See :func:`attention_decode`. Efficiency dims: (query rows = sequences x heads, keys per
+    sequence, qk_dim): the rows are the kernel's parallel work, the keys its serial loop."""
+    peak = hw.peak_flops(_attn_dtype(activation, hw))
+    flops = 2.0 * ctx_tokens * num_heads * (qk_dim + v_dim)
+    read = ctx_tokens * kv_bytes_per_token + num_seqs * num_heads * qk_dim * activation.bytes
+    written = num_seqs * num_heads * v_dim * activation.bytes
+    seqs = np.maximum(num_seqs, 1e-9)
+    return KernelWork(flops, read, written, peak, seqs * num_heads, ctx_tokens / seqs, qk_dim)
 
 
 def attention_decode(num_seqs: float, ctx_tokens: float, num_heads: float,
@@ -130,39 +194,37 @@ def attention_decode(num_seqs: float, ctx_tokens: float, num_heads: float,
     token (``kv_bytes_per_token`` per token on this device) + Q in and O out. Memory-bound except
     for MLA with many heads sharing one latent.
     """
-    t, c, mem, o = attention_decode_time(num_seqs, ctx_tokens, num_heads, kv_bytes_per_token,
-                                         qk_dim, v_dim, hw, prof, activation)
-    flops = 2.0 * ctx_tokens * num_heads * (qk_dim + v_dim)
-    read = ctx_tokens * kv_bytes_per_token + num_seqs * num_heads * qk_dim * activation.bytes
-    written = num_seqs * num_heads * v_dim * activation.bytes
     if num_seqs <= 0:
         return OpCost(name, OpKind.ATTENTION_DECODE, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
                       Bound.OVERHEAD)
-    return OpCost(name, OpKind.ATTENTION_DECODE, flops, read, written, float(c), float(mem), 0.0,
-                  float(o), float(t), kernel_bound(float(c), float(mem), float(o)),
-                  shape={"num_seqs": num_seqs, "ctx_tokens": ctx_tokens, "num_heads": num_heads})
+    work = attention_decode_work(num_seqs, ctx_tokens, num_heads, kv_bytes_per_token, qk_dim,
+                                 v_dim, hw, activation)
+    return _op(name, OpKind.ATTENTION_DECODE, work, hw, prof.kernel("attention_decode"),
+               {"num_seqs": num_seqs, "ctx_tokens": ctx_tokens, "num_heads": num_heads})
 
 
 def attention_decode_time(num_seqs, ctx_tokens, num_heads: float, kv_bytes_per_token: float,
                           qk_dim: int, v_dim: int, hw: HardwareSpec, prof: HardwareProfile,
                           activation: DType = DType.BF16):
     """Vectorisable core of :func:`attention_decode`: ``(time, compute, memory, overhead)``."""
-    peak = hw.peak_flops(_attn_dtype(activation, hw))
-    flops = 2.0 * ctx_tokens * num_heads * (qk_dim + v_dim)
-    nbytes = (ctx_tokens * kv_bytes_per_token
-              + num_seqs * num_heads * (qk_dim + v_dim) * activation.bytes)
-    seqs = np.maximum(num_seqs, 1e-9)
-    return kernel_time(flops, nbytes, peak, hw.memory_bandwidth_bytes_per_s,
-                       prof.kernel("attention_decode"), seqs, ctx_tokens / seqs, qk_dim)
+    work = attention_decode_work(num_seqs, ctx_tokens, num_heads, kv_bytes_per_token, qk_dim,
+                                 v_dim, hw, activation)
+    return work_time(work, hw, prof.kernel("attention_decode"))
+
+
+def elementwise_work(bytes_read, bytes_written, hw: HardwareSpec, flops=0.0) -> KernelWork:
+    """A memory-bound kernel: no GEMM-like dims (0: every shape factor is skipped)."""
+    return KernelWork(flops, bytes_read, bytes_written, hw.peak_flops(_vector_dtype(hw)),
+                      0.0, 0.0, 0.0)
 
 
 def elementwise(name: str, bytes_read: float, bytes_written: float, hw: HardwareSpec,
                 prof: HardwareProfile, flops: float = 0.0,
                 kind: OpKind = OpKind.ELEMENTWISE) -> OpCost:
     """A memory-bound pointwise / reduction kernel (norm, activation, RoPE, residual add)."""
-    peak = hw.peak_flops(_vector_dtype(hw))
-    return _op(name, kind, flops, bytes_read, bytes_written, peak, hw, prof.kernel("elementwise"),
-               0.0, 0.0, 0.0, {"bytes": bytes_read + bytes_written})
+    work = elementwise_work(bytes_read, bytes_written, hw, flops)
+    return _op(name, kind, work, hw, prof.kernel("elementwise"),
+               {"bytes": bytes_read + bytes_written})
 
 
 def _attn_dtype(activation: DType, hw: HardwareSpec) -> DType:

@@ -2,19 +2,31 @@
 
 A profile maps hardware names (then architecture families, then ``generic``) to per-op-family
 efficiency curves. The shipped ``data/profiles/default.yaml`` is produced by
-``scripts/fit_profile.py`` from measured kernels in ``../shared/data``; never edit it by hand.
+``scripts/fit_profile.py`` from measured kernels in ``../shared/data``; never edit it by hand
+(docs/calibration.md lists what was fitted on which table and the measured error).
 
 Efficiency model of a kernel with FLOPs ``F`` and bytes ``B`` on a part with peak ``P`` and
-memory bandwidth ``W`` (a roofline with a shape-dependent compute efficiency and a fixed cost)::
+memory bandwidth ``W`` (a roofline with shape-dependent efficiencies and a fixed cost)::
 
-    time = launch_s + max(F / (P * eta_c), B / (W * memory_eff))
-    eta_c = compute_eff * m/(m + m_half) * n/(n + n_half) * k/(k + k_half)
+    time  = launch_s + max(F / (P * eta_c), B / (W * eta_m))
+    eta_c = compute_eff * s(m, m_half) * s(n, n_half) * s(k, k_half)
+    eta_m = memory_eff * s(m * n, mn_half)
+    s(x, h) = x / (x + h)            (1 when h == 0 or x == 0: the factor is skipped)
 
-where m, n, k are the op's GEMM-like dimensions (tokens, output width, reduction width); the
-saturating factors capture small-tile under-use and wave quantisation on average (Williams et al.,
-"Roofline", CACM 2009, with the usual small-problem correction used by GenZ / LLMCompass).
+where m, n, k are the op's GEMM-like dimensions (tokens or query rows, output width or keys per
+sequence, reduction width; ``kernels.py`` defines them per op). The saturating compute factors
+capture small-tile under-use and wave quantisation on average (Williams et al., "Roofline",
+CACM 2009, with the small-problem correction GenZ and LLMCompass use); the memory factor is a
+parallelism ramp: a kernel with few independent output rows x columns (a GEMV with a narrow
+output, decode attention over few sequences x heads) cannot keep enough loads in flight to reach
+the sustained bandwidth (``mn_half``: the m*n at which it reaches half of ``memory_eff``).
 
-Collectives: ``time = steps * latency_s + algo_bytes / (link_bandwidth * bw_eff)``.
+Collectives (``collectives.py``): ``time = base_latency_s + steps * latency_s + algo_bytes /
+(link_bandwidth * bw_eff)``; ``base_latency_s`` is the fixed cost of launching one collective
+(NCCL kernel launch and protocol set-up) and ``latency_s`` the per-step hop latency.
+
+Every parameter left unset falls back to the family entry, then ``generic``, then the neutral
+value (efficiency 1, no fixed cost, no ramp): :meth:`Profile.empty` is the datasheet roofline.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import Field
 
@@ -41,13 +54,17 @@ class KernelEfficiency(Spec):
     m_half: float | None = Field(default=None, ge=0)
     n_half: float | None = Field(default=None, ge=0)
     k_half: float | None = Field(default=None, ge=0)
+    mn_half: float | None = Field(default=None, ge=0,
+                                  description="m*n at which the memory efficiency is halved")
 
 
 class CommEfficiency(Spec):
     """Collective efficiency on one link class."""
 
     bw_eff: float | None = Field(default=None, gt=0, le=1.5)
-    latency_s: float | None = Field(default=None, ge=0)
+    latency_s: float | None = Field(default=None, ge=0, description="per algorithm step")
+    base_latency_s: float | None = Field(default=None, ge=0,
+                                         description="fixed cost of one collective")
 
 
 class ProfileEntry(Spec):
@@ -74,46 +91,71 @@ class ProfileFile(Spec):
 
 # Fallbacks when neither the hardware, its family nor ``generic`` sets a value: a pure roofline
 # at datasheet peaks (efficiency 1, no fixed costs). Only ``--efficiency`` or a profile changes it.
-_NEUTRAL_KERNEL = dict(compute_eff=1.0, memory_eff=1.0, launch_s=0.0, m_half=0.0, n_half=0.0,
-                       k_half=0.0)
-_NEUTRAL_COMM = dict(bw_eff=1.0, latency_s=0.0)
+NEUTRAL_KERNEL = dict(compute_eff=1.0, memory_eff=1.0, launch_s=0.0, m_half=0.0, n_half=0.0,
+                       k_half=0.0, mn_half=0.0)
+# ``latency_s`` None: the link's datasheet per-step latency applies (see collectives._link_time)
+NEUTRAL_COMM: dict[str, float | None] = dict(bw_eff=1.0, latency_s=None, base_latency_s=0.0)
+KERNEL_FAMILIES = ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise")
+COMM_FAMILIES = ("comm_intra", "comm_inter")
 
 
 class ResolvedKernel:
     """A fully specified efficiency curve (no None fields), with the fast evaluation."""
 
-    __slots__ = ("compute_eff", "memory_eff", "launch_s", "m_half", "n_half", "k_half")
+    __slots__ = ("compute_eff", "memory_eff", "launch_s", "m_half", "n_half", "k_half",
+                 "mn_half")
 
     def __init__(self, compute_eff: float, memory_eff: float, launch_s: float, m_half: float,
-                 n_half: float, k_half: float):
+                 n_half: float, k_half: float, mn_half: float = 0.0):
         self.compute_eff = compute_eff
         self.memory_eff = memory_eff
         self.launch_s = launch_s
         self.m_half = m_half
         self.n_half = n_half
         self.k_half = k_half
+        self.mn_half = mn_half
 
     def compute_efficiency(self, m: float = 0.0, n: float = 0.0, k: float = 0.0):
         """eta_c for an op of dims (m, n, k); a 0 dim skips its factor. Works on numpy arrays."""
         eff = self.compute_eff
         if self.m_half and m is not None:
-            eff = eff * (m / (m + self.m_half))
+            eff = eff * _saturate(m, self.m_half)
         if self.n_half and n is not None:
-            eff = eff * (n / (n + self.n_half))
+            eff = eff * _saturate(n, self.n_half)
         if self.k_half and k is not None:
-            eff = eff * (k / (k + self.k_half))
+            eff = eff * _saturate(k, self.k_half)
         return eff
+
+    def memory_efficiency(self, m: float = 0.0, n: float = 0.0):
+        """eta_m = memory_eff * s(m*n, mn_half); a 0 dim skips the ramp. Works on arrays."""
+        if not self.mn_half or m is None or n is None:
+            return self.memory_eff
+        if isinstance(m, (int, float)) and isinstance(n, (int, float)):
+            return self.memory_eff * _saturate(m * n, self.mn_half)
+        return self.memory_eff * _saturate(np.asarray(m) * np.asarray(n), self.mn_half)
 
     def as_dict(self) -> dict[str, float]:
         return {s: getattr(self, s) for s in self.__slots__}
 
 
-class ResolvedComm:
-    __slots__ = ("bw_eff", "latency_s")
+def _saturate(x, half: float):
+    """``x / (x + half)``, and 1 where ``x == 0`` (a dimension the op does not have)."""
+    if isinstance(x, (int, float)):
+        return x / (x + half) if x > 0 else 1.0
+    x = np.asarray(x, dtype=float)
+    out = np.where(x > 0, x / np.maximum(x + half, 1e-300), 1.0)
+    return float(out) if out.ndim == 0 else out
 
-    def __init__(self, bw_eff: float, latency_s: float):
+
+class ResolvedComm:
+    """Collective efficiency after fallback; ``latency_s`` None means "use the link's own"."""
+
+    __slots__ = ("bw_eff", "latency_s", "base_latency_s")
+
+    def __init__(self, bw_eff: float, latency_s: float | None, base_latency_s: float = 0.0):
         self.bw_eff = bw_eff
         self.latency_s = latency_s
+        self.base_latency_s = base_latency_s
 
 
 class HardwareProfile:
@@ -128,24 +170,24 @@ class HardwareProfile:
         self.efficiency = efficiency
         self._kernels: dict[str, ResolvedKernel] = {}
         self._comm: dict[str, ResolvedComm] = {}
-        for family in ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise"):
+        for family in KERNEL_FAMILIES:
             if efficiency is not None:
-                vals = dict(_NEUTRAL_KERNEL, compute_eff=efficiency, memory_eff=efficiency)
+                vals = dict(NEUTRAL_KERNEL, compute_eff=efficiency, memory_eff=efficiency)
             else:
                 vals = {}
-                for key, neutral in _NEUTRAL_KERNEL.items():
+                for key, neutral in NEUTRAL_KERNEL.items():
                     vals[key] = next(
                         (getattr(getattr(e, family), key) for e in chain
                          if getattr(getattr(e, family), key) is not None),
                         neutral,
                     )
             self._kernels[family] = ResolvedKernel(**vals)
-        for family in ("comm_intra", "comm_inter"):
+        for family in COMM_FAMILIES:
             if efficiency is not None:
-                cvals = dict(bw_eff=efficiency, latency_s=0.0)
+                cvals = dict(bw_eff=efficiency, latency_s=None, base_latency_s=0.0)
             else:
                 cvals = {}
-                for key, neutral in _NEUTRAL_COMM.items():
+                for key, neutral in NEUTRAL_COMM.items():
                     cvals[key] = next(
                         (getattr(getattr(e, family), key) for e in chain
                          if getattr(getattr(e, family), key) is not None),

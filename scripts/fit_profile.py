@@ -1,0 +1,52 @@
+"""Fit the default calibration profile from ../shared/data and write it into the package.
+
+    python scripts/fit_profile.py [--data ../shared/data] [--out PROFILE.yaml]
+
+Reruns the whole fit (a minute or less on a laptop) and writes the YAML atomically. The shipped
+``src/llmsim/data/profiles/default.yaml`` must be exactly what this script writes; the in-sample
+error of every fit is printed and recorded in each entry's ``fit:`` block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from llmsim.calibration.default_profile import fit_default, to_yaml
+from llmsim.calibration.sources import data_root
+from llmsim.errors import LLMSimError
+from llmsim.io import write_text
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "src" / "llmsim" / "data" / "profiles" / "default.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="measured data folder (default ../shared/data)")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="profile YAML to write")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        root = data_root(args.data)
+        t0 = time.perf_counter()
+        profile, results, _ = fit_default(root)
+    except LLMSimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'hardware':<15} {'family':<18} {'n':>7} {'median %':>9} {'p90 %':>7}  (in-sample)")
+    for r in results:
+        print(f"{r.hardware:<15} {r.family:<18} {r.n:>7} {r.median_ape_pct:>9.1f} "
+              f"{r.p90_ape_pct:>7.1f}")
+    write_text(args.out, to_yaml(profile))
+    print(f"wrote {args.out} ({len(profile.entries)} entries) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
