@@ -88,8 +88,12 @@ WN, CN, HN = ONE - WG - WC, ONE - CG - CC, ONE - HG - HC
 
 
 def value(expr: np.ndarray, fractions: tuple[float, ...] | np.ndarray) -> float:
-    """Evaluate an affine expression at ``(wg, wc, cg, cc, hg, hc)``."""
-    return float(expr[0] + np.dot(expr[1:], np.asarray(fractions, dtype=float)))
+    """Evaluate an affine expression at ``(wg, wc, cg, cc, hg, hc)`` (cancellation below
+    1e-12 of the terms' magnitude, e.g. ``1 - wg`` at ``wg = 1``, is exactly 0)."""
+    f = np.asarray(fractions, dtype=float)
+    raw = float(expr[0] + np.dot(expr[1:], f))
+    scale = abs(float(expr[0])) + float(np.dot(np.abs(expr[1:]), np.abs(f)))
+    return 0.0 if abs(raw) <= 1e-12 * scale else raw
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ unit and stage (``t >= stream`` for every stream, ``t >= sum(streams)`` without 
 Memory rows are scaled to GB for conditioning. When no candidate is feasible,
 :func:`shortfall` solves the same constraints with a slack per tier (weighted so that the GPU
 is blamed only when nothing else can absorb the excess, then the CPU, then the disk) to say
-which tier is short and by how much.
+which tier is short and by how much (a tier of zero capacity, e.g. ``--nvme-mem 0``, counts as
+switched off and is blamed only if nothing else can hold the data).
 """
 
 from __future__ import annotations
@@ -168,8 +169,10 @@ def shortfall(cm: CandidateModel, system: OffloadSystem) -> Shortfall:
             rows.append(r)
             rhs.append((limits[tier] - expr[0]) * _MEM_SCALE)
     cost = np.zeros(num_cols)
+    capacities = system.capacities()
     for j, tier in enumerate(TIERS):
-        cost[NUM_VARS + j] = _SLACK_WEIGHT[tier]
+        # a tier given zero capacity (no disk) is switched off, not "short": blame it last
+        cost[NUM_VARS + j] = _SLACK_WEIGHT[tier] if capacities[tier] > 0 else 1e9
     bounds = [(0.0, 1.0)] * NUM_VARS + [(0.0, None)] * len(TIERS)
     res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.asarray(rhs), bounds=bounds,
                   method="highs")
