@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 GPU_BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
                    1024, 1536, 2048)
-NUM_GPU_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+NUM_GPU_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 _FIX = {
     "gpu": "raise --gpu-mem or --alpha-g, use --compress-w, or shorten --prompt-len",
@@ -180,6 +180,10 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
                           compress_cache, overlap)
     _, policy, cm, sol = best
     policy = policy.with_fractions(refine(cm, wl.system, sol).fractions)
+    if len(gbs_grid) > 1 and policy.gpu_batch_size == gbs_grid[-1] or \
+            len(ngb_grid) > 1 and policy.num_gpu_batches == ngb_grid[-1]:
+        log.warning("the best policy (%s) sits at the edge of the candidate grid; larger "
+                    "batches may do better", policy.describe())
     log.info("best of %d candidates: %s", count, policy.describe())
     return _result(wl, cm, policy, candidates=count)
 
