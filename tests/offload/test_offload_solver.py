@@ -64,8 +64,9 @@ def test_more_gpu_memory_never_lowers_best_throughput(sizes_gb):
     a = solve("opt-6.7b", 512, 32, gpu_mem_bytes=small * units.GB, **common)
     b = solve("opt-6.7b", 512, 32, gpu_mem_bytes=large * units.GB, **common)
     # same candidate grid; each candidate's feasible set only grows with the GPU limit, and the
-    # LP optimum is exact (HiGHS), so the best can only rise (1e-9: solver round-off)
-    assert b.throughput_tokens_per_s >= a.throughput_tokens_per_s * (1 - 1e-9)
+    # LP optimum is exact (HiGHS), so the best can only rise. 1e-6: the tie-breaking second LP
+    # (least data movement) may give up 1e-7 of the optimum, plus solver round-off.
+    assert b.throughput_tokens_per_s >= a.throughput_tokens_per_s * (1 - 1e-6)
 
 
 # All on the GPU there is nothing to move: FlexGen's per-layer max reduces to the GPU compute of
