@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from llmsim.calibration import splitwise
+from llmsim.calibration.accuracy import golden_frame
 from llmsim.calibration.default_profile import fit_default, to_yaml
 from llmsim.calibration.sources import data_root
 from llmsim.errors import LLMSimError
@@ -22,12 +24,17 @@ from llmsim.io import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "src" / "llmsim" / "data" / "profiles" / "default.yaml"
+# rows per data set copied into tests/golden (evenly spaced over measured time)
+GOLDEN_FIT_ROWS, GOLDEN_HELD_OUT_ROWS = 60, 30
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="measured data folder (default ../shared/data)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="profile YAML to write")
+    ap.add_argument("--golden-out", default=None,
+                    help="also write the golden subsets (calib_kernels.csv, "
+                         "calib_splitwise.csv) into this folder")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -35,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         root = data_root(args.data)
         t0 = time.perf_counter()
-        profile, results, _ = fit_default(root)
+        profile, results, sets = fit_default(root)
     except LLMSimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -44,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.hardware:<15} {r.family:<18} {r.n:>7} {r.median_ape_pct:>9.1f} "
               f"{r.p90_ape_pct:>7.1f}")
     write_text(args.out, to_yaml(profile))
+    if args.golden_out:
+        gold = Path(args.golden_out)
+        kernels = golden_frame(sets, GOLDEN_FIT_ROWS, GOLDEN_HELD_OUT_ROWS)
+        write_text(gold / "calib_kernels.csv", kernels.to_csv(index=False, float_format="%.6g"))
+        write_text(gold / "calib_splitwise.csv",
+                   splitwise.load(root).to_csv(index=False, float_format="%.6g"))
+        print(f"wrote {gold}/calib_kernels.csv ({len(kernels)} rows), calib_splitwise.csv")
     print(f"wrote {args.out} ({len(profile.entries)} entries) in {time.perf_counter() - t0:.1f} s")
     return 0
 

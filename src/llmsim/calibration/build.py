@@ -20,7 +20,13 @@ from llmsim.calibration import fit as ft
 from llmsim.calibration.reference import DataSet, combined, fit_sets
 from llmsim.calibration.table import COMM_KINDS
 from llmsim.catalog import get_hardware
-from llmsim.costmodel.profile import COMM_FAMILIES, KERNEL_FAMILIES, ProfileEntry, ProfileFile
+from llmsim.costmodel.profile import (
+    COMM_FAMILIES,
+    KERNEL_FAMILIES,
+    HardwareProfile,
+    ProfileEntry,
+    ProfileFile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +35,16 @@ _KERNEL_FIELDS = ft.KERNEL_PARAMS
 _COMM_FIELDS = ft.COMM_PARAMS
 
 
-def fit_hardware(sets: list[DataSet], hardware: str) -> tuple[dict[str, Any], list[ft.FitResult]]:
-    """One hardware entry (as a plain dict) and the fit results behind it."""
+# Below this many rows per free parameter, only the scale parameters (efficiencies, launch) are
+# fitted and the shape parameters (half-saturation points) come from ``prior`` (user fits).
+MIN_ROWS_PER_PARAM = 20
+_SCALE_PARAMS = ("compute_eff", "memory_eff", "launch_s")
+
+
+def fit_hardware(sets: list[DataSet], hardware: str, prior: HardwareProfile | None = None
+                 ) -> tuple[dict[str, Any], list[ft.FitResult]]:
+    """One hardware entry (as a plain dict) and the fit results behind it. With ``prior``, a
+    family with too few rows for its free parameters fits only the scale parameters."""
     entry: dict[str, Any] = {}
     results: list[ft.FitResult] = []
     for family in KERNEL_FAMILIES:
@@ -38,7 +52,13 @@ def fit_hardware(sets: list[DataSet], hardware: str) -> tuple[dict[str, Any], li
         if len(data) == 0:
             continue
         log.info("fitting %s %s on %d rows", hardware, family, len(data))
-        r = ft.fit_kernel_family(data, hardware, family)
+        free, fixed = ft.FREE[family], None
+        if prior is not None and len(data) < MIN_ROWS_PER_PARAM * len(free):
+            free = tuple(p for p in free if p in _SCALE_PARAMS)
+            fixed = {k: v for k, v in prior.kernel(family).as_dict().items() if k not in free}
+        r = ft.fit_kernel_family(data, hardware, family, free=free, fixed=fixed)
+        if fixed:
+            r.notes.append(f"{len(data)} rows: shape parameters kept from the base profile")
         entry[family] = r.params
         results.append(r)
     intra = combined(fit_sets(sets, hardware, "comm_intra"))
@@ -57,7 +77,8 @@ def fit_hardware(sets: list[DataSet], hardware: str) -> tuple[dict[str, Any], li
     return entry, results
 
 
-def fit_table(table: pd.DataFrame, hardware: str) -> tuple[dict[str, Any], list[ft.FitResult]]:
+def fit_table(table: pd.DataFrame, hardware: str, prior: HardwareProfile | None = None
+              ) -> tuple[dict[str, Any], list[ft.FitResult]]:
     """Fit one hardware entry from a user's measurement table (every row is a fit row; kernel
     kinds map to their family, collectives to ``comm_intra`` / ``comm_inter`` by span)."""
     from llmsim.calibration.reference import FIT, DataSet, _inter_mask
@@ -75,7 +96,7 @@ def fit_table(table: pd.DataFrame, hardware: str) -> tuple[dict[str, Any], list[
         for mask, fam in ((~inter, "comm_intra"), (inter, "comm_inter")):
             if mask.any():
                 sets.append(DataSet(fam, hardware, fam, FIT, "user measurements", comm[mask]))
-    return fit_hardware(sets, hardware)
+    return fit_hardware(sets, hardware, prior)
 
 
 def _median_fields(blocks: Iterable[dict[str, float]], fields: tuple[str, ...]

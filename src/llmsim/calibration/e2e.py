@@ -67,7 +67,7 @@ def split_mask(table: pd.DataFrame) -> np.ndarray:
 
 def errors(pred: pd.DataFrame, rows: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """Median / p90 absolute % error of TTFT and TPOT over rows that fit (and ``rows``)."""
-    mask = pred["fits"].to_numpy(bool)
+    mask = pred["fits"].to_numpy(bool).copy()
     if rows is not None:
         mask &= rows
     sub = pred[mask]

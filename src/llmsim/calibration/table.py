@@ -86,10 +86,8 @@ def validate(df: pd.DataFrame, origin: str = "measurements") -> pd.DataFrame:
             if vals.isna().any():
                 row = int(vals.index[vals.isna()][0])
                 raise DataError(f"{origin}: row {row}: kind {kind} needs column {col!r}")
-    if out["dtype"].isna().all():
-        out["dtype"] = "bf16"
-    out["dtype"] = out["dtype"].fillna("bf16")
-    out["source"] = out["source"].fillna(origin)
+    out["dtype"] = out["dtype"].astype(object).where(out["dtype"].notna(), "bf16")
+    out["source"] = out["source"].astype(object).where(out["source"].notna(), origin)
     out["stride"] = pd.to_numeric(out["stride"], errors="coerce").fillna(1.0)
     return out
 
@@ -114,10 +112,11 @@ def ape_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
 
 
 def summarize(ape: np.ndarray) -> dict[str, float]:
-    """n, median and p90 of absolute % errors (NaN-free input)."""
+    """n, median, p90 and max of absolute % errors (non-finite values are dropped)."""
     ape = np.asarray(ape, float)
     ape = ape[np.isfinite(ape)]
     if ape.size == 0:
-        return {"n": 0, "median_ape_pct": math.nan, "p90_ape_pct": math.nan}
+        return {"n": 0, "median_ape_pct": math.nan, "p90_ape_pct": math.nan,
+                "max_ape_pct": math.nan}
     return {"n": int(ape.size), "median_ape_pct": float(np.median(ape)),
-            "p90_ape_pct": float(np.percentile(ape, 90))}
+            "p90_ape_pct": float(np.percentile(ape, 90)), "max_ape_pct": float(np.max(ape))}

@@ -1,0 +1,89 @@
+"""Calibrate to, and validate against, a user's own op measurements.
+
+A measurement file is an ``llmsim op --cases`` file (columns of
+:data:`llmsim.cases.OP_COLUMNS`) plus ``measured_time_s``: one measured kernel or collective per
+row. ``llmsim calibrate`` fits a profile entry for one hardware from it (the same fitter as the
+shipped profile); ``llmsim validate`` prints the predicted-vs-measured error per op kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmsim.calibration import build
+from llmsim.calibration import predict as pr
+from llmsim.calibration.fit import FitResult
+from llmsim.calibration.table import MEASURED, ape_pct, summarize, validate
+from llmsim.cases import read_table
+from llmsim.catalog import get_hardware
+from llmsim.costmodel.profile import Profile, ProfileFile
+from llmsim.errors import DataError
+
+
+def read_measurements(path: str, hardware: str | None = None) -> pd.DataFrame:
+    """Read and check a measurement file; ``hardware`` fills a missing ``hardware`` column
+    (and, when the column exists, selects its rows). Hardware names are canonicalised."""
+    df = read_table(path)
+    if len(df) == 0:
+        raise DataError(f"{path}: no rows")
+    if "hardware" not in df.columns:
+        if hardware is None:
+            raise DataError(f"{path}: no hardware column; pass --hardware")
+        df["hardware"] = hardware
+    df["hardware"] = df["hardware"].fillna(hardware) if hardware else df["hardware"]
+    if df["hardware"].isna().any():
+        raise DataError(f"{path}: some rows have no hardware; fill the column or pass --hardware")
+    names = {h: get_hardware(str(h)).name for h in set(df["hardware"])}
+    df["hardware"] = df["hardware"].map(names)
+    if hardware is not None:
+        want = get_hardware(hardware).name
+        df = df[df["hardware"] == want]
+        if len(df) == 0:
+            raise DataError(f"{path}: no rows for hardware {want}")
+    return validate(df.reset_index(drop=True), origin=str(path))
+
+
+def calibrate(table: pd.DataFrame, hardware: str, base: Profile | None = None,
+              origin: str = "user measurements") -> tuple[ProfileFile, list[FitResult]]:
+    """A profile whose ``hardware`` entry is fitted on ``table``; every other entry (and every
+    family the table has no rows for) comes from ``base`` (default: the shipped profile)."""
+    spec = get_hardware(hardware)
+    hw = spec.name
+    base = base if base is not None else Profile.load()
+    fitted, results = build.fit_table(table, hw, base.for_hardware(spec))
+    if not results:
+        raise DataError(f"no measurements for {hw} in {origin}")
+    data: dict[str, Any] = base.data.model_dump(mode="json", exclude_none=True)
+    entry = dict(data["entries"].get(hw, {}))
+    old_fit = dict(entry.get("fit", {}))
+    entry.update({k: v for k, v in fitted.items() if k != "fit"})
+    old_fit.update({fam: dict(prov, sources=[origin])
+                    for fam, prov in fitted["fit"].items()})
+    entry["fit"] = old_fit
+    data["entries"][hw] = entry
+    data["description"] = (f"{hw} fitted on {origin} by `llmsim calibrate`; other entries from "
+                           f"profile '{base.origin}'")
+    data["generated_by"] = "llmsim calibrate"
+    data.setdefault("sources", []).append(origin)
+    return ProfileFile.model_validate(data), results
+
+
+def validate_against(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """Error per (hardware, op kind) of ``profile`` and of the uncalibrated roofline."""
+    cal = pr.predict(table, profile)
+    raw = pr.predict(table, Profile.empty())
+    meas = table[MEASURED].to_numpy(float)
+    rows = []
+    for (hw, kind), idx in table.groupby(["hardware", "kind"], sort=True).indices.items():
+        c = summarize(ape_pct(cal[idx], meas[idx]))
+        u = summarize(ape_pct(raw[idx], meas[idx]))
+        signed = (cal[idx] / meas[idx] - 1.0) * 100.0
+        rows.append({"hardware": hw, "kind": kind, "n": c["n"],
+                     "median_ape_pct": c["median_ape_pct"], "p90_ape_pct": c["p90_ape_pct"],
+                     "median_signed_pct": float(np.median(signed)),
+                     "uncalibrated_median_ape_pct": u["median_ape_pct"],
+                     "uncalibrated_p90_ape_pct": u["p90_ape_pct"]})
+    return pd.DataFrame(rows)
