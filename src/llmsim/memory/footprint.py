@@ -59,9 +59,11 @@ class MemoryReport:
         return asdict(self)
 
 
-def _stage_weight_params(model: ModelSpec, plan: ParallelSpec, counts: list[tuple[int, int]],
+def stage_weight_params(model: ModelSpec, plan: ParallelSpec, counts: list[tuple[int, int]],
                          first: bool, last: bool) -> tuple[float, float]:
-    """(quantizable linear params, 16-bit params) on one device of a stage."""
+    """(quantizable linear params, 16-bit params) on one device holding the layers ``counts``
+    (``(template_index, layer_count)`` pairs), plus the embedding when ``first`` and the final
+    norm and LM head when ``last``. The one weight-split entry point (memory, offload)."""
     linear, plain = 0.0, 0.0
     for idx, count in counts:
         template = model.layers[idx]
@@ -91,7 +93,7 @@ def weight_bytes_per_device(model: ModelSpec, plan: ParallelSpec, precision: Pre
     stages = plan.stage_layers(model)
     values = []
     for s, counts in enumerate(stages):
-        linear, plain = _stage_weight_params(model, plan, counts, s == 0, s == len(stages) - 1)
+        linear, plain = stage_weight_params(model, plan, counts, s == 0, s == len(stages) - 1)
         values.append(linear * precision.weight.bytes_with_scales
                       + plain * precision.unquantized.bytes)
     return values[stage] if stage is not None else max(values)

@@ -32,7 +32,7 @@ from llmsim.costmodel.layers import Layout
 from llmsim.costmodel.sharding import device_params
 from llmsim.dtypes import DType, compute_dtype
 from llmsim.errors import ConfigError
-from llmsim.memory.footprint import _stage_weight_params, activation_bytes_per_device
+from llmsim.memory.footprint import stage_weight_params, activation_bytes_per_device
 from llmsim.offload.policy import FLEXGEN_4BIT, GroupQuantization, MoEExpertTraffic
 from llmsim.offload.system import OffloadSystem
 
@@ -143,17 +143,17 @@ class Workload:
     def units(self) -> tuple[Unit, ...]:
         model, plan, layout = self.model, ParallelSpec(), self.layout
         out: list[Unit] = []
-        lin, plain = _stage_weight_params(model, plan, [], True, False)
+        lin, plain = stage_weight_params(model, plan, [], True, False)
         out.append(Unit("embedding", "embedding", 1, lin, 0.0, plain, 0.0, 0.0, 0.0, 0.0, 0.0))
         for idx, template in enumerate(model.layers):
             out.append(self._decoder_unit(idx, template, layout, plan))
-        lin, plain = _stage_weight_params(model, plan, [], False, True)
+        lin, plain = stage_weight_params(model, plan, [], False, True)
         out.append(Unit("lm_head", "lm_head", 1, lin, 0.0, plain, 0.0, 0.0, 0.0, 0.0, 0.0))
         return tuple(out)
 
     def _decoder_unit(self, idx: int, template: LayerTemplate, layout: Layout,
                       plan: ParallelSpec) -> Unit:
-        lin, plain = _stage_weight_params(self.model, plan, [(idx, 1)], False, False)
+        lin, plain = stage_weight_params(self.model, plan, [(idx, 1)], False, False)
         expert = 0.0
         block_max = 0.0
         for block in template.blocks:
