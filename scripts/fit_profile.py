@@ -28,6 +28,25 @@ DEFAULT_OUT = REPO / "src" / "llmsim" / "data" / "profiles" / "default.yaml"
 GOLDEN_FIT_ROWS, GOLDEN_HELD_OUT_ROWS = 60, 30
 
 
+def print_ablation(sets) -> None:
+    """In-sample error of each kernel family with and without the memory ramp ``mn_half``."""
+    from llmsim.calibration import build, fit
+    from llmsim.calibration.reference import combined, fit_sets
+
+    print("\nablation: in-sample median / p90 % error without and with mn_half")
+    for hw in build.FITTED_HARDWARE:
+        for family in ("gemm", "moe", "attention_prefill", "attention_decode"):
+            data = combined(fit_sets(sets, hw, family))
+            if len(data) == 0:
+                continue
+            off = fit.fit_kernel_family(data, hw, family, free=fit.KERNEL_PARAMS[:6])
+            on = fit.fit_kernel_family(data, hw, family, free=fit.KERNEL_PARAMS)
+            used = "mn_half" in fit.FREE[family]
+            print(f"{hw:<15} {family:<18} without {off.median_ape_pct:5.1f} / "
+                  f"{off.p90_ape_pct:5.1f}   with {on.median_ape_pct:5.1f} / "
+                  f"{on.p90_ape_pct:5.1f}   shipped: {'with' if used else 'without'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="measured data folder (default ../shared/data)")
@@ -35,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--golden-out", default=None,
                     help="also write the golden subsets (calib_kernels.csv, "
                          "calib_splitwise.csv) into this folder")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also print each kernel fit's in-sample error without the memory ramp "
+                         "(mn_half) and write nothing else differently")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -50,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"{r.hardware:<15} {r.family:<18} {r.n:>7} {r.median_ape_pct:>9.1f} "
               f"{r.p90_ape_pct:>7.1f}")
+    if args.ablation:
+        print_ablation(sets)
     write_text(args.out, to_yaml(profile))
     if args.golden_out:
         gold = Path(args.golden_out)

@@ -1,0 +1,13 @@
+"""Calibration: measured data -> fitted efficiency profiles, and predicted-vs-measured error.
+
+- ``sources``, ``aiconfigurator``, ``vidur``, ``llmcompass``, ``splitwise``: loaders of the
+  measured tables in ``../shared/data`` into one normalized measurement table (``table``);
+- ``predict``: the cost model's time for every row, vectorised through ``costmodel.kernels``;
+- ``fit``, ``build``, ``default_profile``: least-squares fits of the efficiency model
+  (``costmodel/profile.py``) per hardware and family, and the shipped default profile;
+- ``reference``: which tables are fitted on and which are held out;
+- ``accuracy``, ``e2e``: error tables (``benchmarks/accuracy.py``) and the Splitwise check;
+- ``user``: ``llmsim calibrate`` / ``llmsim validate`` on a user's own measurements.
+
+docs/calibration.md describes the model, the data and the measured accuracy.
+"""

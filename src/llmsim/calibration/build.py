@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 from llmsim.calibration import fit as ft
-from llmsim.calibration.reference import DataSet, combined, fit_sets
-from llmsim.calibration.table import COMM_KINDS
+from llmsim.calibration.predict import inter_node_mask
+from llmsim.calibration.reference import FIT, DataSet, combined, fit_sets
+from llmsim.calibration.table import COMM_KINDS, FAMILY
 from llmsim.catalog import get_hardware
 from llmsim.costmodel.profile import (
     COMM_FAMILIES,
@@ -81,9 +82,6 @@ def fit_table(table: pd.DataFrame, hardware: str, prior: HardwareProfile | None 
               ) -> tuple[dict[str, Any], list[ft.FitResult]]:
     """Fit one hardware entry from a user's measurement table (every row is a fit row; kernel
     kinds map to their family, collectives to ``comm_intra`` / ``comm_inter`` by span)."""
-    from llmsim.calibration.reference import FIT, DataSet, _inter_mask
-    from llmsim.calibration.table import FAMILY
-
     rows = table[table["hardware"].map(lambda h: get_hardware(str(h)).name) == hardware]
     sets = []
     for kind, fam in FAMILY.items():
@@ -92,7 +90,7 @@ def fit_table(table: pd.DataFrame, hardware: str, prior: HardwareProfile | None 
             sets.append(DataSet(kind, hardware, fam, FIT, "user measurements", sub))
     comm = rows[rows["kind"].isin(COMM_KINDS)]
     if len(comm):
-        inter = _inter_mask(comm)
+        inter = inter_node_mask(comm)
         for mask, fam in ((~inter, "comm_intra"), (inter, "comm_inter")):
             if mask.any():
                 sets.append(DataSet(fam, hardware, fam, FIT, "user measurements", comm[mask]))

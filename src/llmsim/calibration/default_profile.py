@@ -21,7 +21,7 @@ import yaml
 
 from llmsim.calibration import build, reference
 from llmsim.calibration.fit import FitResult
-from llmsim.calibration.sources import AICONFIGURATOR, LLMCOMPASS, VIDUR
+from llmsim.calibration.sources import AICONFIGURATOR, VIDUR
 from llmsim.costmodel.profile import ProfileFile
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,3 @@ def to_yaml(profile: ProfileFile) -> str:
                 del entry[key]
     return HEADER + yaml.safe_dump(data, sort_keys=False, width=100)
 
-
-# LLMCompass is only used held-out (benchmarks/accuracy.py); cited there.
-_HELD_OUT_ONLY = (LLMCOMPASS,)

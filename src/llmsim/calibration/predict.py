@@ -108,6 +108,13 @@ def is_inter_node(args: tuple[OpKind, float, int, Cluster, int]) -> bool:
     return (2 if kind == OpKind.P2P else n) * stride > cluster.gpus_per_node
 
 
+def inter_node_mask(df: pd.DataFrame) -> np.ndarray:
+    """Which collective rows span more than one node (they price ``comm_inter``)."""
+    if len(df) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.array([is_inter_node(a) for a in comm_rows(df)], dtype=bool)
+
+
 def comm_time(rows: list[tuple[OpKind, float, int, Cluster, int]],
               prof: HardwareProfile) -> np.ndarray:
     return np.array([collective_time(k, s, n, cl, prof, stride) for k, s, n, cl, stride in rows])

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from llmsim.calibration import aiconfigurator as aic
@@ -41,12 +40,6 @@ class DataSet:
     @property
     def sources(self) -> list[str]:
         return sorted(set(self.rows["source"].astype(str)))
-
-
-def _inter_mask(df: pd.DataFrame) -> np.ndarray:
-    if len(df) == 0:
-        return np.zeros(0, dtype=bool)
-    return np.array([pr.is_inter_node(a) for a in pr.comm_rows(df)], dtype=bool)
 
 
 def _aic_sets(root: Path, gpu: str) -> list[DataSet]:
@@ -115,7 +108,7 @@ def _vidur_sets(root: Path) -> list[DataSet]:
     net = vidur.load_network(root)
     for hw in ("a100-sxm-80gb", "h100-sxm"):
         n = net[net["hardware"] == hw]
-        inter = _inter_mask(n)
+        inter = pr.inter_node_mask(n)
         sets.append(DataSet("vidur dgx multi-node", hw, "comm_inter", FIT,
                             "Vidur NCCL all-reduce and send/recv across two DGX nodes",
                             n[inter]))
