@@ -1,0 +1,107 @@
+"""Open-loop arrival processes (one registry, seeded). Closed-loop clients are the workload's
+``concurrency`` knob (see ``workload.py``).
+
+Each factory returns an object with ``times(n, rng)``: ``n`` non-decreasing arrival times in
+seconds starting near 0.
+
+- ``poisson``: exponential inter-arrival gaps with mean ``1 / rate``;
+- ``gamma``: gamma gaps with mean ``1 / rate`` and coefficient of variation ``cv``
+  (shape ``k = 1 / cv^2``, scale ``cv^2 / rate``; cv > 1 is burstier than Poisson, cv = 1 is
+  Poisson, cv < 1 smoother);
+- ``deterministic``: exactly ``1 / rate`` apart (the first at 0);
+- ``batch`` (all-at-once, offline): every request at t = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from llmsim.errors import ConfigError
+from llmsim.registry import Registry
+
+
+class ArrivalProcess(Protocol):
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
+
+    def describe(self) -> str: ...
+
+
+ARRIVALS: Registry[Any] = Registry("arrival process")
+
+
+def _rate(rate: float | None, name: str) -> float:
+    if rate is None:
+        raise ConfigError(f"arrival process {name!r} needs --rate (requests/s)")
+    if not rate > 0:
+        raise ConfigError(f"--rate must be > 0 requests/s, got {rate}")
+    return float(rate)
+
+
+@ARRIVALS.register("poisson", "exponential")
+@dataclass(frozen=True)
+class Poisson:
+    rate: float
+
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        r = _rate(self.rate, "poisson")
+        if math.isinf(r):
+            return np.zeros(n)
+        return np.cumsum(rng.exponential(1.0 / r, size=n))
+
+    def describe(self) -> str:
+        return f"poisson {self.rate:g} req/s"
+
+
+@ARRIVALS.register("gamma", "bursty")
+@dataclass(frozen=True)
+class Gamma:
+    rate: float
+    cv: float = 1.0
+
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        r = _rate(self.rate, "gamma")
+        if not self.cv > 0:
+            raise ConfigError(f"gamma arrivals: --cv must be > 0, got {self.cv}")
+        shape = 1.0 / (self.cv * self.cv)
+        return np.cumsum(rng.gamma(shape, 1.0 / (shape * r), size=n))
+
+    def describe(self) -> str:
+        return f"gamma {self.rate:g} req/s, cv {self.cv:g}"
+
+
+@ARRIVALS.register("deterministic", "constant", "fixed")
+@dataclass(frozen=True)
+class Deterministic:
+    rate: float
+
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.arange(n, dtype=np.float64) / _rate(self.rate, "deterministic")
+
+    def describe(self) -> str:
+        return f"deterministic {self.rate:g} req/s"
+
+
+@ARRIVALS.register("batch", "all-at-once", "offline")
+@dataclass(frozen=True)
+class AllAtOnce:
+    rate: float | None = None  # ignored
+
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.zeros(n)
+
+    def describe(self) -> str:
+        return "all at once (offline batch)"
+
+
+def make_arrivals(name: str, rate: float | None = None, cv: float | None = None) -> Any:
+    factory = ARRIVALS.get(name)
+    kwargs: dict[str, Any] = {"rate": rate}
+    if factory is Gamma and cv is not None:
+        kwargs["cv"] = cv
+    elif cv is not None and cv != 1.0 and factory is not Gamma:
+        raise ConfigError(f"--cv applies to gamma arrivals only, not {name!r}")
+    return factory(**kwargs)

@@ -1,0 +1,178 @@
+"""Streaming metrics: an ITL histogram sketch, a fixed-grid time series, and the summary.
+
+Definitions (vLLM ``benchmark_serving`` conventions; all in seconds):
+
+- TTFT = first_token - arrival;  E2E = finish - arrival;
+- TPOT = (E2E - TTFT) / (output_tokens - 1), undefined (excluded) for 1-token outputs;
+- ITL = each gap between consecutive tokens of one request (including stalls while it was
+  preempted or while a prefill-only step ran); a request's mean ITL equals its TPOT;
+- queueing delay = first_scheduled - arrival (time until its first step started);
+- goodput = completed requests with TTFT <= slo_ttft and TPOT <= slo_tpot, per second.
+
+Memory stays flat in the number of tokens: per-request values live in preallocated arrays
+(one row per request); ITLs are not stored one by one but streamed into a log-spaced histogram
+(400 bins per decade from 0.1 us to 10 000 s: percentiles within 0.3 %, mean and max exact) and
+a per-request maximum; the time series keeps at most ``max_points`` rows, doubling its interval
+when full.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+class LogHistogram:
+    """Weighted values in log-spaced bins; exact count, sum and max."""
+
+    __slots__ = ("lo_log", "per_decade", "bins", "counts", "count", "total", "vmax", "vmin")
+
+    def __init__(self, lo: float = 1e-7, decades: int = 11, per_decade: int = 400):
+        self.lo_log = math.log10(lo)
+        self.per_decade = per_decade
+        self.bins = decades * per_decade
+        self.counts = [0.0] * self.bins
+        self.count = 0.0
+        self.total = 0.0
+        self.vmax = 0.0
+        self.vmin = math.inf
+
+    def _index(self, v: float) -> int:
+        if v <= 0:
+            return 0
+        i = int((math.log10(v) - self.lo_log) * self.per_decade)
+        return 0 if i < 0 else (self.bins - 1 if i >= self.bins else i)
+
+    def _edge(self, i: int) -> float:
+        return 10.0 ** (self.lo_log + i / self.per_decade)
+
+    def add(self, v: float, weight: float = 1.0) -> None:
+        if weight <= 0:
+            return
+        self.counts[self._index(v)] += weight
+        self.count += weight
+        self.total += v * weight
+        if v > self.vmax:
+            self.vmax = v
+        if v < self.vmin:
+            self.vmin = v
+
+    def add_linear(self, g1: float, g2: float, cnt: int, weight: float) -> None:
+        """Add ``cnt`` evenly spaced values from ``g1`` to ``g2``, each ``weight`` times."""
+        if cnt <= 0 or weight <= 0:
+            return
+        lo, hi = (g1, g2) if g1 <= g2 else (g2, g1)
+        self.count += cnt * weight
+        self.total += (g1 + g2) * 0.5 * cnt * weight
+        if hi > self.vmax:
+            self.vmax = hi
+        if lo < self.vmin:
+            self.vmin = lo
+        i1, i2 = self._index(lo), self._index(hi)
+        counts = self.counts
+        if i1 == i2 or cnt == 1:
+            if cnt == 1:
+                counts[i1] += weight
+            else:
+                counts[i1] += cnt * weight
+            return
+        step = (hi - lo) / (cnt - 1)
+        below = 0  # values already placed
+        for i in range(i1, i2):
+            upper = self._edge(i + 1)
+            n_lt = min(cnt, int(math.ceil((upper - lo) / step))) if upper > lo else 0
+            counts[i] += (n_lt - below) * weight
+            below = n_lt
+        counts[i2] += (cnt - below) * weight
+
+    def add_array(self, values: np.ndarray, weight: float) -> None:
+        if len(values) == 0 or weight <= 0:
+            return
+        v = np.asarray(values, dtype=np.float64)
+        idx = np.clip(((np.log10(np.maximum(v, 1e-300)) - self.lo_log) * self.per_decade)
+                      .astype(np.int64), 0, self.bins - 1)
+        for i, c in zip(*np.unique(idx, return_counts=True), strict=True):
+            self.counts[int(i)] += float(c) * weight
+        self.count += len(v) * weight
+        self.total += float(v.sum()) * weight
+        self.vmax = max(self.vmax, float(v.max()))
+        self.vmin = min(self.vmin, float(v.min()))
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    def percentile(self, q: float) -> float:
+        if not self.count:
+            return math.nan
+        cum = np.cumsum(self.counts)
+        rank = q / 100.0 * self.count
+        i = int(np.searchsorted(cum, rank, side="left"))
+        i = min(i, self.bins - 1)
+        prev = cum[i - 1] if i > 0 else 0.0
+        inbin = cum[i] - prev
+        frac = (rank - prev) / inbin if inbin > 0 else 0.5
+        lo, hi = self._edge(i), self._edge(i + 1)
+        v = lo * (hi / lo) ** min(max(frac, 0.0), 1.0)
+        return float(min(max(v, self.vmin), self.vmax))
+
+    def stats(self) -> dict[str, float]:
+        out = {"mean": self.mean()}
+        for q in PERCENTILES:
+            out[f"p{q}"] = self.percentile(q)
+        out["max"] = self.vmax if self.count else math.nan
+        return out
+
+
+def dist_stats(values: np.ndarray) -> dict[str, float]:
+    """mean, p50, p90, p95, p99, max of the finite values (NaN when none)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"mean": math.nan, **{f"p{q}": math.nan for q in PERCENTILES}, "max": math.nan}
+    pct = np.percentile(v, PERCENTILES)
+    out = {"mean": float(v.mean())}
+    out.update({f"p{q}": float(p) for q, p in zip(PERCENTILES, pct, strict=True)})
+    out["max"] = float(v.max())
+    return out
+
+
+TIMESERIES_COLUMNS = ("waiting", "running", "swapped", "in_system", "kv_usage_frac",
+                      "completed", "output_tokens", "prefill_tokens", "busy_s")
+
+
+class TimeSeries:
+    """Rows sampled every ``interval_s`` (``time_s = k * interval_s``); at most ``max_points``
+    rows: when full, every other row is dropped and the interval doubles."""
+
+    def __init__(self, interval_s: float, max_points: int = 4000):
+        self.interval_s = float(interval_s)
+        self.max_points = max(int(max_points), 16)
+        self.time_s: list[float] = []
+        self.rows: list[tuple[float, ...]] = []
+
+    def next_time(self) -> float:
+        k = len(self.time_s)
+        return k * self.interval_s
+
+    def append(self, time_s: float, row: tuple[float, ...]) -> None:
+        self.time_s.append(time_s)
+        self.rows.append(row)
+        if len(self.time_s) >= self.max_points:
+            self.time_s = self.time_s[::2]
+            self.rows = self.rows[::2]
+            self.interval_s *= 2.0
+
+    def frame(self) -> Any:
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows, columns=list(TIMESERIES_COLUMNS))
+        df.insert(0, "time_s", self.time_s)
+        dt = df["time_s"].diff()
+        df["output_tokens_per_s"] = df["output_tokens"].diff() / dt
+        df["prefill_tokens_per_s"] = df["prefill_tokens"].diff() / dt
+        df["completed_per_s"] = df["completed"].diff() / dt
+        return df

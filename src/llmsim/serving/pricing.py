@@ -1,0 +1,318 @@
+"""Pricing glue between the simulator and the one ``StepTimeModel`` (nothing here invents time).
+
+**Steps.** A step's latency is ``step_time(shape)``. With ``pp`` pipeline stages the running
+batch is split into ``m = min(micro_batches, sequences)`` micro-batches in flight; one engine
+iteration (every sequence of the step advances once) then takes
+
+    round = max(step_time(shape / m), m * stage_time(shape / m))
+
+(latency bound by the full step through all stages, throughput by the slowest stage).
+
+**Decode runs in closed form** (DESIGN "Speed is a feature"). Between two events that change the
+batch, decode steps differ only by the context: with ``B`` decoding sequences, every sequence
+reads one more key per step, so the context per sequence is ``c1, c1 + 1, c1 + 2, ...``. For each
+``B`` the decode step time ``T_B(c)`` is tabulated once from the ``StepTimeModel``'s vectorised
+``decode_step_times`` on a grid of contexts refined until linear interpolation is within 1e-5
+(relative) of the model at every segment midpoint (the analytic model is affine in ``c`` for
+memory-bound attention, with smooth efficiency ramps and kinks at sliding windows). On one grid
+segment step ``k`` takes ``g_k = a + b (k - k0)``, so a run's end time
+``E(k) = sum g = m a + b m (m - 1) / 2`` (``m = k - k0 + 1``), the step in progress at a given
+time (a quadratic), and the run's ITL sum / max are O(1) per segment crossed (usually one).
+
+**Swap** (preemption by swapping KV to host): ``tokens * kv_bytes_per_token / host_bandwidth +
+latency`` per device, all devices of the replica in parallel over their own PCIe links.
+
+**Work** (for MFU / MBU): FLOPs and bytes of a step are a linear function of the step's
+aggregates (tokens, sampled rows, prefill attention pairs, keys read); the coefficients are
+fitted by least squares to ``price(shape).flops / .bytes`` of probe shapes (exact for dense
+models; MoE's expert-touch curve and sliding windows are approximated).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from typing import Any
+
+import numpy as np
+
+from llmsim.costmodel.shapes import BatchShape
+
+
+def scale_shape(shape: BatchShape, m: int) -> BatchShape:
+    """One of ``m`` equal micro-batches of ``shape`` (counts rounded up)."""
+    if m <= 1:
+        return shape
+    return BatchShape(
+        prefill_seqs=-(-shape.prefill_seqs // m), prefill_tokens=-(-shape.prefill_tokens // m),
+        prefill_attn_pairs=shape.prefill_attn_pairs / m,
+        prefill_ctx_tokens=shape.prefill_ctx_tokens / m,
+        decode_seqs=-(-shape.decode_seqs // m), decode_ctx_tokens=shape.decode_ctx_tokens / m,
+        logits_seqs=-(-shape.num_logits // m),
+    )
+
+
+class PiecewiseRun:
+    """``n`` decode steps whose durations are affine in the step index on each piece:
+    ``g_k = a_p + b_p (k - k0_p)`` for ``k0_p <= k < k0_{p+1}`` (1-based). One piece per
+    segment of the decode curve's grid the run's contexts cross (usually one)."""
+
+    __slots__ = ("k0", "cum", "a", "b", "n")
+
+    def __init__(self, k0: list[int], cum: list[float], a: list[float], b: list[float],
+                 n: int):
+        self.k0, self.cum, self.a, self.b, self.n = k0, cum, a, b, n
+
+    def _piece(self, k: int) -> int:
+        if len(self.k0) == 1:
+            return 0
+        return bisect_right(self.k0, k) - 1
+
+    def end(self, k: int) -> float:
+        """Time from the run's start to the end of step ``k``."""
+        p = self._piece(k)
+        m = k - self.k0[p] + 1
+        return self.cum[p] + m * self.a[p] + self.b[p] * m * (m - 1) * 0.5
+
+    def gap(self, k: int) -> float:
+        p = self._piece(k)
+        return self.a[p] + self.b[p] * (k - self.k0[p])
+
+    def step_ending_at_or_after(self, dt: float) -> int:
+        """Smallest ``k`` in [1, n] with ``end(k) >= dt`` (n if none)."""
+        n = self.n
+        if dt <= self.end(1):
+            return 1
+        if dt > self.end(n):
+            return n
+        p = bisect_left(self.cum, dt) - 1 if len(self.cum) > 1 else 0
+        p = max(p, 0)
+        a, b, k0, rest = self.a[p], self.b[p], self.k0[p], dt - self.cum[p]
+        qa = b * 0.5
+        qb = a - qa
+        disc = math.sqrt(max(qb * qb + 4.0 * qa * rest, 0.0))
+        m = 2.0 * rest / (qb + disc) if qb + disc > 0 else 1.0
+        k = min(max(int(math.ceil(m)) + k0 - 1, 1), n)
+        while k > 1 and self.end(k - 1) >= dt:
+            k -= 1
+        while k < n and self.end(k) < dt:
+            k += 1
+        return k
+
+    def _segments(self, k1: int, k2: int) -> list[tuple[float, float, int]]:
+        """(first gap, last gap, count) of each piece's part of steps ``k1..k2``."""
+        out = []
+        k0s, nxt = self.k0, self.k0[1:] + [self.n + 1]
+        for p in range(self._piece(k1), len(k0s)):
+            lo, hi = max(k1, k0s[p]), min(k2, nxt[p] - 1)
+            if lo > hi:
+                break
+            a, b, k0 = self.a[p], self.b[p], k0s[p]
+            out.append((a + b * (lo - k0), a + b * (hi - k0), hi - lo + 1))
+        return out
+
+    def add_gaps(self, hist: Any, k1: int, k2: int, weight: float) -> None:
+        if k2 < k1:
+            return
+        if len(self.k0) == 1:
+            a, b = self.a[0], self.b[0]
+            hist.add_linear(a + b * (k1 - 1), a + b * (k2 - 1), k2 - k1 + 1, weight)
+            return
+        for g1, g2, cnt in self._segments(k1, k2):
+            hist.add_linear(g1, g2, cnt, weight)
+
+    def max_gap(self, k1: int, k2: int) -> float:
+        if k2 < k1:
+            return 0.0
+        if len(self.k0) == 1:
+            a, b = self.a[0], self.b[0]
+            return max(a + b * (k1 - 1), a + b * (k2 - 1))
+        return max(max(g1, g2) for g1, g2, _ in self._segments(k1, k2))
+
+    def truncate(self, n: int) -> None:
+        self.n = n
+
+
+class DecodeCurve:
+    """Decode step time of ``seqs`` sequences as a piecewise-linear function of the context
+    per sequence ``c`` (keys read per sequence, incl. the new token), tabulated from the
+    ``StepTimeModel`` on a grid refined until linear interpolation is within ``rtol`` of the
+    model at every segment midpoint."""
+
+    __slots__ = ("x", "t", "slope")
+
+    def __init__(self, times: Any, seqs: int, max_context: int, rtol: float = 1e-5,
+                 max_points: int = 4096):
+        x = np.unique(np.concatenate([np.geomspace(1.0, max_context, 64),
+                                      np.linspace(1.0, max_context, 65)]))
+        t = times(seqs, x)
+        for _ in range(24):
+            mid = 0.5 * (x[1:] + x[:-1])
+            tm = times(seqs, mid)
+            bad = np.abs(0.5 * (t[1:] + t[:-1]) - tm) > rtol * np.abs(tm)
+            bad &= (x[1:] - x[:-1]) > 1.0
+            if not bad.any() or len(x) + int(bad.sum()) > max_points:
+                break
+            x = np.concatenate([x, mid[bad]])
+            t = np.concatenate([t, tm[bad]])
+            order = np.argsort(x)
+            x, t = x[order], t[order]
+        self.x = x.tolist()
+        self.t = t.tolist()
+        self.slope = (np.diff(t) / np.diff(x)).tolist()
+
+    def run(self, c1: float, n: int, scale: float = 1.0) -> PiecewiseRun:
+        """``n`` steps at per-sequence contexts ``c1, c1 + 1, ...`` (times x ``scale``)."""
+        x, t, sl = self.x, self.t, self.slope
+        last = len(x) - 2
+        i = min(max(bisect_right(x, c1) - 1, 0), last)
+        k0s: list[int] = []
+        cums: list[float] = []
+        aa: list[float] = []
+        bb: list[float] = []
+        k = 1
+        cum = 0.0
+        while True:
+            c = c1 + k - 1
+            b = sl[i] * scale
+            a = (t[i] + sl[i] * (c - x[i])) * scale
+            # steps in this piece: contexts below the next grid point (the last piece extends)
+            k_next = k + max(int(math.ceil(x[i + 1] - c)), 1) if i < last else n + 1
+            k0s.append(k)
+            cums.append(cum)
+            aa.append(a)
+            bb.append(b)
+            if k_next > n:
+                break
+            m = k_next - k
+            cum += m * a + b * m * (m - 1) * 0.5
+            k = k_next
+            i += 1
+        return PiecewiseRun(k0s, cums, aa, bb, n)
+
+
+class SingleStep:
+    """One priced step (prefill or mixed); behaves like a run of length 1."""
+
+    __slots__ = ("t", "n")
+
+    def __init__(self, t: float):
+        self.t, self.n = t, 1
+
+    def end(self, k: int) -> float:
+        return self.t
+
+    def gap(self, k: int) -> float:
+        return self.t
+
+    def step_ending_at_or_after(self, dt: float) -> int:
+        return 1
+
+    def gaps_stats(self, k1: int, k2: int) -> tuple[float, float, float, int]:
+        return 0.0, 0.0, 0.0, 0
+
+    def add_gaps(self, hist: Any, k1: int, k2: int, weight: float) -> None:
+        return None
+
+    def max_gap(self, k1: int, k2: int) -> float:
+        return 0.0
+
+
+class StepPricer:
+    """Prices steps, decode runs and swaps for one replica through its ``StepTimeModel``."""
+
+    def __init__(self, step_model: Any, max_context_tokens: int, micro_batches: int = 1,
+                 kv_bytes_per_token: float = 0.0, host_bandwidth_bytes_per_s: float = 0.0,
+                 host_latency_s: float = 0.0):
+        self.model = step_model
+        self.max_context = max(int(max_context_tokens), 2)
+        self.micro = max(int(micro_batches), 1)
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self.host_bw = host_bandwidth_bytes_per_s
+        self.host_latency_s = host_latency_s
+        self._curves: dict[int, DecodeCurve] = {}
+        self._vector = getattr(step_model, "decode_step_times", None)
+        self.num_priced = 0
+
+    # ------------------------------------------------------------------ single steps
+    def step_s(self, shape: BatchShape, num_seqs: int) -> float:
+        self.num_priced += 1
+        m = min(self.micro, num_seqs)
+        if m <= 1:
+            return self.model.step_time(shape)
+        mb = scale_shape(shape, m)
+        return max(self.model.step_time(mb), m * self.model.stage_time(mb))
+
+    def swap_s(self, tokens: int) -> float:
+        if tokens <= 0 or self.host_bw <= 0:
+            return 0.0
+        return tokens * self.kv_bytes_per_token / self.host_bw + self.host_latency_s
+
+    # ------------------------------------------------------------------ decode runs
+    def _decode_times(self, seqs: int, ctx_per_seq: np.ndarray) -> np.ndarray:
+        if self._vector is not None:
+            return np.asarray(self._vector(seqs, ctx_per_seq), dtype=np.float64)
+        st = self.model.step_time
+        return np.array([st(BatchShape.decode(seqs, float(c))) for c in ctx_per_seq])
+
+    def curve(self, seqs: int) -> DecodeCurve:
+        c = self._curves.get(seqs)
+        if c is None:
+            c = DecodeCurve(self._decode_times, seqs, self.max_context)
+            self._curves[seqs] = c
+        return c
+
+    def pp_factor(self, seqs: int, ctx_total: float) -> tuple[int, float]:
+        """(micro-batches m, round / step_time(micro-batch)) for a decode round with PP."""
+        m = min(self.micro, seqs)
+        if m <= 1:
+            return 1, 1.0
+        mb = BatchShape.decode(-(-seqs // m), ctx_total / seqs)
+        step = self.model.step_time(mb)
+        return m, max(1.0, m * self.model.stage_time(mb) / step) if step > 0 else 1.0
+
+    def decode_run(self, seqs: int, ctx_total: float, max_steps: int) -> PiecewiseRun:
+        """A run of up to ``max_steps`` decode steps of ``seqs`` sequences whose total context
+        (keys read, incl. the new token) is ``ctx_total`` at the first step; the context per
+        sequence grows by one per step."""
+        m, f = self.pp_factor(seqs, ctx_total) if self.micro > 1 else (1, 1.0)
+        return self.curve(-(-seqs // m)).run(ctx_total / seqs, max_steps, f)
+
+
+class WorkFit:
+    """Linear fit of a step's FLOPs and bytes (per device, summed over stages) to its
+    aggregates ``[1, tokens, logits, prefill pairs, prefill keys, decode keys]``."""
+
+    def __init__(self, step_model: Any, max_tokens: int, max_seqs: int, max_context: int):
+        self.ok = hasattr(step_model, "price")
+        self.flops_coef = np.zeros(6)
+        self.bytes_coef = np.zeros(6)
+        if not self.ok:
+            return
+        rows, flops, nbytes = [], [], []
+        ctx = max(min(max_context, 4096), 64)
+        probes = []
+        for b in (1, 8, max(max_seqs, 16)):
+            for c in (64, ctx):
+                probes.append(BatchShape.decode(b, float(c)))
+        for p in (32, 512, max(max_tokens, 1024)):
+            for past in (0, 1024):
+                probes.append(BatchShape.prefill(1, p, past))
+        probes.append(BatchShape.prefill(2, 256) + BatchShape.decode(16, 2000.0))
+        for s in probes:
+            cost = step_model.price(s)
+            rows.append(self.features(s))
+            flops.append(cost.flops)
+            nbytes.append(cost.bytes)
+        x = np.array(rows)
+        self.flops_coef = np.linalg.lstsq(x, np.array(flops), rcond=None)[0]
+        self.bytes_coef = np.linalg.lstsq(x, np.array(nbytes), rcond=None)[0]
+
+    @staticmethod
+    def features(s: BatchShape) -> list[float]:
+        return [1.0, float(s.num_tokens), float(s.num_logits), s.prefill_attn_pairs,
+                s.prefill_ctx_tokens, s.decode_ctx_tokens]
+
+    def totals(self, sums: np.ndarray) -> tuple[float, float]:
+        """(FLOPs, bytes) of all steps given the summed feature vector."""
+        return float(self.flops_coef @ sums), float(self.bytes_coef @ sums)

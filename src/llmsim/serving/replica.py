@@ -1,0 +1,663 @@
+"""One model replica: waiting queue, running batch, paged KV cache, and the step loop.
+
+The replica executes its scheduler's plans: it prices each step with the ``StepPricer`` (the
+``StepTimeModel``), schedules the step's end on the event loop, and commits the step's effects
+when it ends. Decoding requests are tracked *lazily* so that a step costs O(1) however many
+requests decode in it:
+
+- a decode **tick** counts the replica's decode steps; a request that joins the decoding set at
+  tick ``j`` with ``g`` tokens generated and ``c`` tokens cached has, at tick ``T``,
+  ``g + T - j`` tokens and ``c + T - j`` cached; only aggregates are updated per step (number
+  of decoding sequences ``B``, total context ``C`` = the step's keys read);
+- finishes come from a heap of finish ticks; KV block growth from a histogram of each request's
+  block-boundary phase (a request needs a new block at step ``s`` iff
+  ``s = j + 1 - c (mod block_size)``), so the blocks a run of ``n`` steps needs and the longest
+  run that fits the free blocks are O(block_size);
+- a run of pure decode steps is priced in closed form (``pricing.PiecewiseRun``) up to the next
+  finish or the KV limit; an arrival that may join the batch *interrupts* it at the end of the
+  step in progress, exactly as a step-by-step simulation would;
+- inter-token latencies: all decoding requests share each step's gap except newcomers (their
+  first gap is from their own last token); per-request maxima come from a monotone stack of
+  (tick, suffix max of gaps).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right
+from collections import deque
+from itertools import accumulate
+from typing import Any
+
+from llmsim.costmodel.shapes import BatchShape
+from llmsim.serving.kvcache import KVCache
+from llmsim.serving.metrics import LogHistogram
+from llmsim.serving.pricing import SingleStep, StepPricer
+from llmsim.serving.request import RequestStatus, RequestTable
+from llmsim.serving.schedulers.base import Order, SchedulerLimits, StepPlan, make_queue
+
+_WAITING = RequestStatus.WAITING
+_RUNNING = RequestStatus.RUNNING
+_SWAPPED = RequestStatus.SWAPPED
+_FINISHED = RequestStatus.FINISHED
+
+PRIO_ARRIVAL, PRIO_STEP, PRIO_KICK, PRIO_SAMPLE = 0, 1, 2, 3
+
+
+class Segment:
+    """The step (or closed-form run of ``n`` decode steps) in flight: ``dur`` from ``start`` to
+    its end, ``e1`` to the end of its first step."""
+
+    __slots__ = ("start", "run", "n", "plan", "event", "feats", "dur", "e1")
+
+    def __init__(self, start: float, run: Any, n: int, plan: StepPlan, feats: Any,
+                 dur: float, e1: float):
+        self.start, self.run, self.n, self.plan = start, run, n, plan
+        self.event = 0
+        self.feats = feats
+        self.dur, self.e1 = dur, e1
+
+
+class Replica:
+    def __init__(self, index: int, loop: Any, table: RequestTable, workload: Any,
+                 scheduler: Any, limits: SchedulerLimits, order: Order, kv: KVCache,
+                 pricer: StepPricer, itl_hist: LogHistogram, on_finish: Any,
+                 swap: bool = False, trace_steps: list | None = None,
+                 trace_limit: int = 200_000, closed_form: bool = True):
+        self.index = index
+        self.loop = loop
+        self.table = table
+        self.workload = workload
+        self.scheduler = scheduler
+        self.limits = limits
+        self.kv = kv
+        self.bs = kv.block_size
+        self.pricer = pricer
+        self.hist = itl_hist
+        self.on_finish = on_finish
+        self.swap_enabled = swap
+        self.trace_steps = trace_steps
+        self.trace_limit = trace_limit
+        self.closed_form = closed_form
+        self.prefix = kv.prefix_caching and workload.has_prefix_keys
+        self.admits_mid_batch = scheduler.admits_mid_batch
+        self.hold_finished = scheduler.hold_finished
+        self.waiting = make_queue(order, table)
+        self.order = order
+        self.running: dict[int, None] = {}
+        self.prefilling: dict[int, None] = {}
+        self.swapped: deque[int] = deque()
+        self.pkeys: dict[int, list[int]] = {}  # prompt block keys considered (prefix caching)
+        self.kheld: dict[int, int] = {}  # how many of pkeys are referenced
+        # decode aggregates
+        self.n_dec = 0  # decoding sequences priced (incl. static-batch padding)
+        self.n_live = 0  # decoding sequences still producing tokens
+        self.dec_ctx = 0  # sum over decoding sequences of (cached tokens + 1)
+        self.res = [0] * self.bs  # block-boundary phase histogram of live decoders
+        self._psum = [0] * (2 * self.bs + 1)  # prefix sums of res + res (lazy)
+        self._pdirty = False
+        self.fin: list[tuple[int, int, int]] = []  # (finish tick, stint, rid)
+        self.live: dict[int, int] = {}  # live decoder -> its stint (validates ``fin``)
+        self.joiners: list[int] = []
+        self.zombies: list[tuple[int, int, int]] = []  # (rid, tick at finish, cached at finish)
+        self.tick = 0
+        self.reserved_through = 0
+        self.last_decode_end = 0.0
+        self._stk_t: list[int] = []
+        self._stk_v: list[float] = []
+        # in-flight step
+        self.seg: Segment | None = None
+        self.kick_pending = False
+        self.wake_event = 0
+        # counters
+        self.busy_s = 0.0
+        self.num_steps = 0
+        self.num_segments = 0
+        self.output_tokens = 0
+        self.prefill_tokens = 0
+        self.preemptions = 0
+        self.swapped_out_tokens = 0
+        self.hit_tokens = 0
+        self.query_tokens = 0
+        self.w_steps = self.w_tokens = self.w_logits = 0.0  # work features (see WorkFit)
+        self.w_pairs = self.w_pctx = self.w_dctx = 0.0
+
+    # ------------------------------------------------------------------ views for schedulers
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def work(self) -> list[float]:
+        """Summed step features ``[steps, tokens, logits, prefill pairs, prefill keys, decode
+        keys]`` (see ``pricing.WorkFit``)."""
+        return [self.w_steps, self.w_tokens, self.w_logits, self.w_pairs, self.w_pctx,
+                self.w_dctx]
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.running) + len(self.swapped)
+
+    def arrival_s(self, rid: int) -> float:
+        return self.table.arrival_s[rid]
+
+    def known_tokens(self, rid: int) -> int:
+        t = self.table
+        return t.input_tokens[rid] + t.generated[rid]
+
+    def remaining_prompt(self, rid: int) -> int:
+        return self.known_tokens(rid) - self.table.computed[rid]
+
+    def decode_blocks_after_prompt(self, rid: int) -> int:
+        """Blocks a request will still need after its prompt (static-batch reservation)."""
+        t = self.table
+        p, o = t.input_tokens[rid], t.output_tokens[rid]
+        return -(-(p + o - 1) // self.bs) - (-(-p // self.bs))
+
+    # ------------------------------------------------------------------ arrivals
+    def enqueue(self, rid: int, now: float) -> None:
+        self.table.transition(rid, _WAITING)
+        self.table.replica[rid] = self.index
+        self.waiting.push(rid)
+        if self.seg is None:
+            self.kick(now)
+        elif self.admits_mid_batch and self.seg.n > 1:
+            self.interrupt(now)
+
+    def kick(self, now: float) -> None:
+        """Start a step at ``now`` after every same-time arrival is queued."""
+        if self.seg is None and not self.kick_pending:
+            self.kick_pending = True
+            self.loop.schedule(now, PRIO_KICK, self._on_kick)
+
+    def _on_kick(self, now: float, _payload: Any) -> None:
+        self.kick_pending = False
+        if self.seg is None:
+            self._start(now)
+
+    def _on_wake(self, now: float, _payload: Any) -> None:
+        self.wake_event = 0
+        if self.seg is None:
+            self._start(now)
+
+    def interrupt(self, now: float) -> None:
+        """Cut the decode run in flight at the end of the step in progress at ``now``."""
+        seg = self.seg
+        assert seg is not None
+        run = seg.run
+        k = run.step_ending_at_or_after(now - seg.start)
+        if k >= seg.n:
+            return
+        tick = self.tick
+        self.kv.release(self._crossings(tick + k + 1, tick + seg.n))
+        self.reserved_through = tick + k
+        seg.n = k
+        run.truncate(k)
+        seg.dur = run.end(k)
+        loop = self.loop
+        loop.cancel(seg.event)
+        seg.event = loop.schedule(seg.start + seg.dur, PRIO_STEP, self._on_step_end)
+
+    # ------------------------------------------------------------------ KV block phases
+    def _prefix(self) -> list[int]:
+        if self._pdirty:
+            res = self.res
+            self._psum = list(accumulate(res + res, initial=0))
+            self._pdirty = False
+        return self._psum
+
+    def _crossings(self, lo: int, hi: int) -> int:
+        """New blocks the live decoders need for decode steps ``lo..hi`` (absolute ticks)."""
+        n = hi - lo + 1
+        if n <= 0 or not self.n_live:
+            return 0
+        bs = self.bs
+        p = self._prefix()
+        full, rem = divmod(n, bs)
+        s = lo % bs
+        return full * p[bs] + p[s + rem] - p[s]
+
+    def _steps_fitting(self, lo: int, avail: int, cap: int) -> int:
+        """Most decode steps from tick ``lo`` on (at most ``cap``) whose blocks fit ``avail``."""
+        if cap <= 0:
+            return 0
+        bs = self.bs
+        p = self._prefix()
+        nr = p[bs]
+        if nr == 0:
+            return cap
+        full = avail // nr
+        steps = full * bs
+        if steps >= cap:
+            return cap
+        s = lo % bs
+        j = bisect_right(p, p[s] + avail - full * nr, s, s + bs + 1) - 1 - s
+        return min(steps + j, cap)
+
+    def reserve_decode_step(self) -> bool:
+        """Allocate the blocks every live decoder needs for the next step (scheduler helper)."""
+        nxt = self.tick + 1
+        if self.reserved_through >= nxt:
+            return True
+        need = self._crossings(nxt, nxt)
+        if not self.kv.can_allocate(need):
+            return False
+        self.kv.allocate(need)
+        self.reserved_through = nxt
+        return True
+
+    # ------------------------------------------------------------------ decode set
+    def _join(self, rid: int) -> None:
+        t = self.table
+        c = t.computed[rid]
+        g = t.generated[rid]
+        tick = self.tick
+        t.join_tick[rid] = tick
+        stint = t.stint[rid] + 1
+        t.stint[rid] = stint
+        self.live[rid] = stint
+        self.res[(tick + 1 - c) % self.bs] += 1
+        self._pdirty = True
+        self.dec_ctx += c + 1
+        self.n_dec += 1
+        self.n_live += 1
+        heapq.heappush(self.fin, (tick + t.output_tokens[rid] - g, stint, rid))
+        self.joiners.append(rid)
+
+    def _materialise(self, rid: int) -> tuple[int, int]:
+        """Bring a decoder's generated/cached counts up to the current tick; returns
+        (cached tokens at join, blocks held)."""
+        t = self.table
+        j0 = t.join_tick[rid]
+        d = self.tick - j0
+        c0 = t.computed[rid]
+        t.generated[rid] += d
+        t.computed[rid] = c0 + d
+        slots = c0 + (self.reserved_through - j0) if self.reserved_through > self.tick else c0 + d
+        return c0, -(-slots // self.bs)
+
+    def _leave(self, rid: int) -> int:
+        """Remove a live decoder from the decode set; returns the blocks it holds."""
+        t = self.table
+        j0 = t.join_tick[rid]
+        c0, blocks = self._materialise(rid)
+        c = t.computed[rid]
+        del self.live[rid]
+        self.res[(j0 + 1 - c0) % self.bs] -= 1
+        self._pdirty = True
+        self.n_dec -= 1
+        self.n_live -= 1
+        self.dec_ctx -= c + 1
+        if rid in self.joiners:
+            self.joiners.remove(rid)
+        else:
+            m = self._stack_max(j0 + 2)
+            if m > t.itl_max_s[rid]:
+                t.itl_max_s[rid] = m
+        if self.n_dec == 0:
+            self._stk_t.clear()
+            self._stk_v.clear()
+        return blocks
+
+    def _stack_push(self, tick: int, v: float) -> None:
+        st, sv = self._stk_t, self._stk_v
+        while sv and sv[-1] <= v:
+            sv.pop()
+            st.pop()
+        st.append(tick)
+        sv.append(v)
+
+    def _stack_max(self, tick: int) -> float:
+        i = bisect_left(self._stk_t, tick)
+        return self._stk_v[i] if i < len(self._stk_v) else 0.0
+
+    def _free_blocks(self, rid: int, blocks: int) -> None:
+        held = self.kheld.pop(rid, 0)
+        if held:
+            self.kv.release_keys(self.pkeys[rid][:held])
+        self.pkeys.pop(rid, None)
+        self.kv.release(blocks - held)
+        self.table.blocks[rid] = 0
+
+    # ------------------------------------------------------------------ admission
+    def try_admit(self, rid: int, now: float, budget: int, reserve: int, whole: bool,
+                  over_budget_ok: bool = False) -> int:
+        """Admit the waiting request ``rid`` (the queue head) with a prompt chunk of at most
+        ``budget`` tokens (the whole remaining prompt if ``whole``), keeping ``reserve`` blocks
+        free. Returns the tokens scheduled, or 0 (nothing changed) if it does not fit."""
+        t, bs, kv = self.table, self.bs, self.kv
+        known = t.input_tokens[rid] + t.generated[rid]
+        keys: list[int] = []
+        hits = 0
+        if self.prefix:
+            nk = min(t.input_tokens[rid] // bs, (known - 1) // bs)
+            keys = self.workload.prefix_keys(rid, nk, bs) if nk > 0 else []
+            hits = kv.match(keys)
+        start = hits * bs
+        remaining = known - start
+        if whole:
+            if remaining > budget and not over_budget_ok:
+                return 0
+            chunk = remaining
+        else:
+            chunk = min(remaining, budget)
+        nblocks = -(-(start + chunk) // bs)
+        use = keys[:nblocks]
+        need = (kv.blocks_to_acquire(use) if use else 0) + nblocks - len(use)
+        if not kv.can_allocate(need, reserve):
+            return 0
+        if use:
+            kv.acquire(use)
+            self.pkeys[rid] = keys
+            self.kheld[rid] = len(use)
+        kv.allocate(nblocks - len(use))
+        t.blocks[rid] = nblocks
+        t.computed[rid] = start
+        self.query_tokens += known
+        self.hit_tokens += start
+        if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
+            t.first_scheduled_s[rid] = now
+            t.cached_tokens[rid] = start
+        popped = self.waiting.pop()
+        assert popped == rid, (popped, rid)
+        t.transition(rid, _RUNNING)
+        self.running[rid] = None
+        self.prefilling[rid] = None
+        return chunk
+
+    def try_extend(self, rid: int, chunk: int) -> bool:
+        """Allocate blocks for the next ``chunk`` prompt tokens of a prefilling request."""
+        t, bs, kv = self.table, self.bs, self.kv
+        held = t.blocks[rid]
+        nblocks = -(-(t.computed[rid] + chunk) // bs)
+        if nblocks <= held:
+            return True
+        keys = self.pkeys.get(rid)
+        kh = self.kheld.get(rid, 0)
+        use: list[int] = keys[kh:nblocks] if keys and kh == held else []
+        need = (kv.blocks_to_acquire(use) if use else 0) + (nblocks - held - len(use))
+        if not kv.can_allocate(need):
+            return False
+        if use:
+            kv.acquire(use)
+            self.kheld[rid] = kh + len(use)
+        kv.allocate(nblocks - held - len(use))
+        t.blocks[rid] = nblocks
+        return True
+
+    def try_swap_in(self, rid: int, reserve: int) -> int:
+        """Bring a swapped request back (FCFS head of ``swapped``); tokens moved, or -1."""
+        t = self.table
+        blocks = -(-t.computed[rid] // self.bs)
+        if not self.kv.can_allocate(blocks, reserve):
+            return -1
+        self.swapped.popleft()
+        self.kv.allocate(blocks)
+        self.kv.host_used -= t.blocks[rid]
+        t.blocks[rid] = blocks
+        t.transition(rid, _RUNNING)
+        self.running[rid] = None
+        self._join(rid)
+        return t.computed[rid]
+
+    # ------------------------------------------------------------------ preemption
+    def pick_victim(self) -> int | None:
+        """The running request to preempt: FCFS -> latest admitted; priority -> the lowest
+        priority (largest value), latest arrival among equals."""
+        if not self.running:
+            return None
+        if self.order == Order.FCFS:
+            return next(reversed(self.running))
+        t = self.table
+        return max(self.running, key=lambda r: (int(t.priority[r]), float(t.arrival_s[r]), r))
+
+    def preempt(self, rid: int, now: float) -> int:
+        """Preempt ``rid`` by swap (if enabled and host space allows) or recompute. Returns the
+        tokens swapped out (0 for recompute)."""
+        t = self.table
+        del self.running[rid]
+        self.preemptions += 1
+        t.preemptions[rid] += 1
+        if rid in self.prefilling:
+            del self.prefilling[rid]
+            blocks = t.blocks[rid]
+            decoding = False
+        else:
+            blocks = self._leave(rid)
+            decoding = True
+            t.last_token_s[rid] = self.last_decode_end if self.tick > int(
+                t.join_tick[rid]) else t.last_token_s[rid]
+        if (decoding and self.swap_enabled
+                and self.kv.host_used + blocks <= self.kv.host_total):
+            self._free_blocks(rid, blocks)
+            t.blocks[rid] = blocks
+            self.kv.host_used += blocks
+            t.transition(rid, _SWAPPED)
+            self.swapped.append(rid)
+            tokens = t.computed[rid]
+            self.swapped_out_tokens += tokens
+            return tokens
+        self._free_blocks(rid, blocks)
+        t.computed[rid] = 0
+        t.transition(rid, _WAITING)
+        self.waiting.push_front(rid)
+        return 0
+
+    # ------------------------------------------------------------------ the step loop
+    def _start(self, now: float) -> None:
+        plan = self.scheduler.schedule(self, now)
+        if plan.wake_at_s is not None:
+            if self.wake_event:
+                self.loop.cancel(self.wake_event)
+            self.wake_event = self.loop.schedule(plan.wake_at_s, PRIO_KICK, self._on_wake)
+            return
+        if plan.empty and not plan.swap_in_tokens:
+            if self.running:
+                raise RuntimeError(f"replica {self.index}: scheduler idle with running requests")
+            return
+        t = self.table
+        swap_tokens = plan.swap_in_tokens + plan.swap_out_tokens
+        if (plan.repeatable and not plan.prefill and not swap_tokens
+                and self.closed_form):
+            tick = self.tick
+            n_fin = self._min_remaining()
+            n = 1 + (self._steps_fitting(tick + 2, self.kv.available, n_fin - 1)
+                     if n_fin > 1 else 0)
+            run = self.pricer.decode_run(self.n_dec, self.dec_ctx, n)
+            if n > 1:
+                self.kv.allocate(self._crossings(tick + 2, tick + n))
+                self.reserved_through = tick + n
+            seg = Segment(now, run, n, plan, None, run.end(n), run.a[0])
+            self.seg = seg
+            seg.event = self.loop.schedule(now + seg.dur, PRIO_STEP, self._on_step_end)
+            return
+        pre_seqs = len(plan.prefill)
+        pre_tokens = 0
+        pairs = 0.0
+        pctx = 0.0
+        completing = 0
+        for rid, c in plan.prefill:
+            past = t.computed[rid]
+            pre_tokens += c
+            pairs += c * past + c * (c + 1) * 0.5
+            pctx += past + c
+            if past + c >= t.input_tokens[rid] + t.generated[rid]:
+                completing += 1
+        nd = self.n_dec if plan.decode else 0
+        dctx = float(self.dec_ctx) if plan.decode else 0.0
+        shape = BatchShape(pre_seqs, pre_tokens, pairs, pctx, nd, dctx, nd + completing)
+        dur = self.pricer.step_s(shape, pre_seqs + nd) if pre_tokens + nd else 0.0
+        dur += self.pricer.swap_s(swap_tokens)
+        run = SingleStep(dur)
+        n = 1 if plan.decode else 0
+        feats = (1, pre_tokens + nd, nd + completing, pairs, pctx, dctx)
+        self.num_steps += 1
+        seg = Segment(now, run, n, plan, feats, dur, dur)
+        self.seg = seg
+        seg.event = self.loop.schedule(now + dur, PRIO_STEP, self._on_step_end)
+
+    def _min_remaining(self) -> int:
+        """Decode steps until the next live decoder finishes (skipping stale heap entries)."""
+        fin, live = self.fin, self.live
+        while fin:
+            ftick, stint, rid = fin[0]
+            if live.get(rid) == stint:
+                return max(ftick - self.tick, 1)
+            heapq.heappop(fin)
+        return 1
+
+    def _on_step_end(self, now: float, _payload: Any) -> None:
+        seg = self.seg
+        assert seg is not None
+        self.seg = None
+        self._commit(seg, now)
+        self._start(now)
+
+    def _commit(self, seg: Segment, now: float) -> None:
+        t, hist = self.table, self.hist
+        plan, n = seg.plan, seg.n
+        dur = seg.dur
+        self.busy_s += dur
+        self.num_segments += 1
+        f = seg.feats
+        if f is None:  # a decode run: its work is counted here (it may have been cut short)
+            b, c0 = self.n_dec, self.dec_ctx
+            self.w_steps += n
+            self.w_tokens += n * b
+            self.w_logits += n * b
+            self.w_dctx += n * c0 + b * n * (n - 1) * 0.5
+            self.num_steps += n
+        else:
+            self.w_steps += 1
+            self.w_tokens += f[1]
+            self.w_logits += f[2]
+            self.w_pairs += f[3]
+            self.w_pctx += f[4]
+            self.w_dctx += f[5]
+        if self.trace_steps is not None and len(self.trace_steps) < self.trace_limit:
+            self.trace_steps.append((self.index, seg.start, dur, len(plan.prefill),
+                                     sum(c for _, c in plan.prefill), self.n_dec if n else 0,
+                                     n, self.kv.used))
+        if n:
+            self._commit_decode(seg, now)
+        for rid, c in plan.prefill:
+            comp = t.computed[rid] + c
+            t.computed[rid] = comp
+            self.prefill_tokens += c
+            if comp < t.input_tokens[rid] + t.generated[rid]:
+                continue
+            del self.prefilling[rid]
+            g = t.generated[rid] + 1
+            t.generated[rid] = g
+            self.output_tokens += 1
+            if g == 1:
+                t.first_token_s[rid] = now
+            else:
+                gap = now - t.last_token_s[rid]
+                hist.add(gap)
+                if gap > t.itl_max_s[rid]:
+                    t.itl_max_s[rid] = gap
+            t.last_token_s[rid] = now
+            if g >= t.output_tokens[rid]:
+                self._finish(rid, now, t.blocks[rid])
+            else:
+                self._join(rid)
+
+    def _commit_decode(self, seg: Segment, now: float) -> None:
+        t, hist, run, n = self.table, self.hist, seg.run, seg.n
+        e1 = seg.start + seg.e1
+        joiners = self.joiners
+        njoin = len(joiners)
+        if njoin:
+            itl = t.itl_max_s
+            last = t.last_token_s
+            for rid in joiners:
+                gap = e1 - last[rid]
+                hist.add(gap)
+                if gap > itl[rid]:
+                    itl[rid] = gap
+            self.joiners = []
+        tick = self.tick
+        old = self.n_live - njoin
+        if old > 0:
+            g = e1 - self.last_decode_end
+            hist.add(g, old)
+            self._stack_push(tick + 1, g)
+        if n >= 2:
+            run.add_gaps(hist, 2, n, self.n_live)
+            self._stack_push(tick + 2, run.max_gap(2, n))
+        self.tick = tick + n
+        if self.reserved_through < self.tick:
+            self.reserved_through = self.tick
+        self.dec_ctx += n * self.n_dec
+        self.output_tokens += n * self.n_live
+        self.last_decode_end = now
+        fin, live = self.fin, self.live
+        while fin and fin[0][0] <= self.tick:
+            ftick, stint, rid = heapq.heappop(fin)
+            if live.get(rid) != stint:
+                continue
+            if self.hold_finished:
+                self._zombify(rid, now)
+            else:
+                blocks = self._leave(rid)
+                self._finish(rid, now, blocks)
+        if self.hold_finished and self.zombies and self.n_live == 0:
+            self._release_zombies()
+
+    def _zombify(self, rid: int, now: float) -> None:
+        """Static batching: a finished sequence streams its last token but keeps its slot."""
+        t = self.table
+        j0 = t.join_tick[rid]
+        c0, blocks = self._materialise(rid)
+        del self.live[rid]
+        self.res[(j0 + 1 - c0) % self.bs] -= 1
+        self._pdirty = True
+        self.n_live -= 1
+        m = self._stack_max(j0 + 2)
+        if m > t.itl_max_s[rid]:
+            t.itl_max_s[rid] = m
+        t.blocks[rid] = blocks
+        t.last_token_s[rid] = now
+        self.zombies.append((rid, self.tick, t.computed[rid]))
+        t.transition(rid, _FINISHED)
+        t.finish_s[rid] = now
+        self.on_finish(rid, now)
+
+    def _release_zombies(self) -> None:
+        for rid, ztick, c in self.zombies:
+            self.dec_ctx -= c + (self.tick - ztick) + 1
+            self.n_dec -= 1
+            del self.running[rid]
+            self._free_blocks(rid, self.table.blocks[rid])
+        self.zombies = []
+        self._stk_t.clear()
+        self._stk_v.clear()
+
+    def _finish(self, rid: int, now: float, blocks: int) -> None:
+        t = self.table
+        del self.running[rid]
+        self._free_blocks(rid, blocks)
+        if self.hold_finished:  # a 1-token request in a static batch: nothing to hold
+            pass
+        t.transition(rid, _FINISHED)
+        t.finish_s[rid] = now
+        self.on_finish(rid, now)
+
+    # ------------------------------------------------------------------ sampling
+    def progress_tokens(self, time_s: float) -> int:
+        """Output tokens of the decode run in flight already produced by ``time_s``."""
+        seg = self.seg
+        if seg is None or seg.n < 2:
+            return 0
+        k = seg.run.step_ending_at_or_after(time_s - seg.start)
+        if seg.start + seg.run.end(k) > time_s:
+            k -= 1
+        return max(k, 0) * self.n_live
+
+    def check(self) -> None:
+        """Consistency checks (tests): KV accounting and aggregates."""
+        self.kv.check()
+        assert self.kv.used <= self.kv.total
+        assert self.n_live >= 0 and self.n_dec >= self.n_live
+        assert sum(self.res) == self.n_live, (sum(self.res), self.n_live)

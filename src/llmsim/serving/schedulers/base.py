@@ -1,0 +1,157 @@
+"""Scheduler protocol, the frozen step plan, waiting-queue orders and the registry.
+
+A scheduler *decides* (principle 7): each time its replica is free it picks what the next step
+does -- which waiting requests to admit, how many prompt tokens each prefilling request gets,
+whether the decoding requests advance, which requests to preempt -- through the replica's
+decision helpers (``try_admit``, ``reserve_decode_step``, ``preempt``...), and returns a frozen
+:class:`StepPlan`. It never computes time: the replica prices the plan with the
+``StepTimeModel``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+from llmsim.registry import Registry
+
+
+class Order(str, Enum):
+    """Queue order: first come first served, or by request priority (lower value first,
+    then arrival)."""
+
+    FCFS = "fcfs"
+    PRIORITY = "priority"
+
+
+class StepPlan(NamedTuple):
+    """What one step does (immutable). ``prefill``: (request id, prompt tokens this step)
+    chunks; ``decode``: every decoding request adds one token; ``repeatable``: a pure decode
+    step the replica may repeat until the batch changes (closed-form run); ``wake_at_s``:
+    nothing to run now, ask again at that time (dynamic batching's window)."""
+
+    prefill: tuple[tuple[int, int], ...] = ()
+    decode: bool = False
+    repeatable: bool = False
+    preempted: tuple[int, ...] = ()
+    swap_in_tokens: int = 0
+    swap_out_tokens: int = 0
+    wake_at_s: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.prefill and not self.decode
+
+
+IDLE = StepPlan()
+DECODE_RUN = StepPlan(decode=True, repeatable=True)
+
+
+class Scheduler(Protocol):
+    """``schedule(replica, now_s) -> StepPlan``; class attributes describe the policy."""
+
+    admits_mid_batch: ClassVar[bool]  # arrivals may join a running batch (iteration-level)
+    hold_finished: ClassVar[bool]  # finished sequences keep their batch slot until it ends
+    chunks_prompts: ClassVar[bool]  # prompts may be split over steps (else whole prompts)
+
+    def schedule(self, replica: Any, now_s: float) -> StepPlan: ...
+
+
+SCHEDULERS: Registry[Any] = Registry("scheduler")
+
+
+@dataclass
+class SchedulerLimits:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    watermark_blocks: int = 0
+    batch_window_s: float = 0.0
+
+
+class FCFSQueue:
+    """Waiting queue in arrival order; preempted requests go back to the front (vLLM)."""
+
+    __slots__ = ("_q",)
+
+    def __init__(self, table: Any = None):
+        self._q: deque[int] = deque()
+
+    def push(self, rid: int) -> None:
+        self._q.append(rid)
+
+    def push_front(self, rid: int) -> None:
+        self._q.appendleft(rid)
+
+    def peek(self) -> int:
+        return self._q[0]
+
+    def pop(self) -> int:
+        return self._q.popleft()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __bool__(self) -> bool:
+        return bool(self._q)
+
+
+class PriorityQueue:
+    """Waiting queue by (priority, arrival time, id): lower priority value is served first."""
+
+    __slots__ = ("_h", "_table")
+
+    def __init__(self, table: Any):
+        self._h: list[tuple[int, float, int]] = []
+        self._table = table
+
+    def _key(self, rid: int) -> tuple[int, float, int]:
+        return (int(self._table.priority[rid]), float(self._table.arrival_s[rid]), rid)
+
+    def push(self, rid: int) -> None:
+        heapq.heappush(self._h, self._key(rid))
+
+    push_front = push
+
+    def peek(self) -> int:
+        return self._h[0][2]
+
+    def pop(self) -> int:
+        return heapq.heappop(self._h)[2]
+
+    def __len__(self) -> int:
+        return len(self._h)
+
+    def __bool__(self) -> bool:
+        return bool(self._h)
+
+
+def make_queue(order: Order, table: Any) -> FCFSQueue | PriorityQueue:
+    return PriorityQueue(table) if order == Order.PRIORITY else FCFSQueue(table)
+
+
+def swap_in_all(replica: Any, limits: SchedulerLimits) -> int:
+    """Swap preempted requests back in (FCFS) while blocks and sequence slots allow; returns
+    the tokens moved host -> device."""
+    tokens = 0
+    while replica.swapped and replica.num_running < limits.max_num_seqs:
+        moved = replica.try_swap_in(replica.swapped[0], limits.watermark_blocks)
+        if moved < 0:
+            break
+        tokens += moved
+    return tokens
+
+
+def reserve_decode(replica: Any, now_s: float, preempted: list[int]) -> int:
+    """Make room for one more decode step of every decoding request, preempting victims
+    (lowest priority / latest admitted first) until it fits; returns swapped-out tokens."""
+    swapped = 0
+    while not replica.reserve_decode_step():
+        victim = replica.pick_victim()
+        if victim is None:
+            raise RuntimeError("no preemption victim but the decode step does not fit")
+        swapped += replica.preempt(victim, now_s)
+        preempted.append(victim)
+    return swapped

@@ -1,0 +1,286 @@
+"""Build a simulation from a ``SimulationConfig`` and run it: ``simulate(config) -> report``.
+
+Wiring: the workload (``workload.py``) feeds arrivals into the event loop (``events.py``), one
+pending arrival at a time (memory flat in the number of requests); the router (``router.py``)
+sends each admitted request to a replica (``replica.py``), whose scheduler
+(``schedulers/``) plans steps that the ``StepTimeModel`` prices (``pricing.py``). A request is
+*rejected* at arrival -- counted, never a crash -- when its input + output exceed the model
+context (``max_model_len``), when its KV cache alone cannot fit a replica, or (schedulers that
+do not chunk prompts) when its prompt exceeds ``max_num_batched_tokens``. A model that does not
+fit raises :class:`~llmsim.errors.DoesNotFitError` before the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from llmsim.errors import ConfigError, DoesNotFitError
+from llmsim.serving.config import Preemption, SimulationConfig, load_config
+from llmsim.serving.events import EventLoop
+from llmsim.serving.kvcache import KVCache
+from llmsim.serving.metrics import LogHistogram, TimeSeries
+from llmsim.serving.pricing import StepPricer, WorkFit
+from llmsim.serving.replica import PRIO_ARRIVAL, PRIO_SAMPLE, Replica
+from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
+from llmsim.serving.router import ROUTERS
+from llmsim.serving.schedulers import SCHEDULERS, SchedulerLimits
+from llmsim.serving.workload import Workload, build_workload
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNKED_BATCHED_TOKENS = 8192
+ProgressFn = Callable[[int, int], None]
+
+
+class ServingSetup:
+    """Everything resolved from the config before the run (step model, KV capacity...)."""
+
+    def __init__(self, cfg: SimulationConfig, step_model: Any = None,
+                 workload: Workload | None = None):
+        self.cfg = cfg
+        self.workload = workload or build_workload(cfg.workload)
+        sc, par = cfg.scheduler, cfg.parallelism
+        self.scheduler_cls = SCHEDULERS.get(sc.name)
+        self.router_cls = ROUTERS.get(par.router)
+        self.info: dict[str, Any] = {}
+        self.step_model = step_model if step_model is not None else self._build_step_model()
+        spec = getattr(self.step_model, "model", None)
+        model_len = spec.max_position_embeddings if spec is not None else 1 << 20
+        self.max_model_len = int(cfg.model.max_model_len or model_len)
+        if cfg.model.max_model_len and cfg.model.max_model_len > model_len:
+            raise ConfigError(f"max_model_len {cfg.model.max_model_len} exceeds the model's "
+                              f"context of {model_len} tokens")
+        chunks = self.scheduler_cls.chunks_prompts
+        if sc.max_num_batched_tokens is not None:
+            self.max_batched = int(sc.max_num_batched_tokens)
+        elif chunks:
+            self.max_batched = DEFAULT_CHUNKED_BATCHED_TOKENS
+        else:  # vLLM v0 requires >= max_model_len; the longest prompt suffices here
+            longest = int(self.workload.input_tokens.max()) if len(self.workload) else 1
+            self.max_batched = max(DEFAULT_CHUNKED_BATCHED_TOKENS,
+                                   min(self.max_model_len, longest))
+        if chunks and self.max_batched < sc.max_num_seqs:
+            raise ConfigError(f"max_num_batched_tokens ({self.max_batched}) must be >= "
+                              f"max_num_seqs ({sc.max_num_seqs}) for chunked prefill "
+                              "(every decoding sequence needs a token per step)")
+        self.kv_bytes_per_token = 0.0
+        self.kv_tokens = self._kv_capacity()
+        self.num_blocks = self.kv_tokens // sc.block_size
+        if self.num_blocks < 1:
+            raise DoesNotFitError(f"no room for the KV cache: {self.kv_tokens} tokens is less "
+                                  f"than one block of {sc.block_size}; raise --tp or lower "
+                                  "--max-num-batched-tokens")
+        self.watermark_blocks = (int(sc.watermark_frac * self.num_blocks)
+                                 if self.scheduler_cls.__name__ == "ContinuousBatching" else 0)
+        self.host_blocks = 0
+        if sc.preemption == Preemption.SWAP and self.kv_bytes_per_token > 0:
+            self.host_blocks = int(sc.swap_space_bytes
+                                   // (sc.block_size * self.kv_bytes_per_token))
+        self.gpus_per_replica = par.tp * par.pp
+        self.num_gpus = self.gpus_per_replica * par.replicas
+
+    # ------------------------------------------------------------------ resolution
+    def _build_step_model(self) -> Any:
+        from llmsim.static_batch import build_step_model
+
+        m, h, p = self.cfg.model, self.cfg.hardware, self.cfg.parallelism
+        return build_step_model(
+            m.name, h.name, h.cluster, h.num_gpus or p.tp * p.pp, tp=p.tp, pp=p.pp, ep=p.ep,
+            dp=1, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
+            act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile,
+            efficiency=h.efficiency)
+
+    def _kv_capacity(self) -> int:
+        sc, sm = self.cfg.scheduler, self.step_model
+        spec = getattr(sm, "model", None)
+        if spec is None or not hasattr(sm, "cluster"):
+            if sc.kv_capacity_tokens is None:
+                raise ConfigError("a custom step-time model needs scheduler.kv_capacity_tokens")
+            return int(sc.kv_capacity_tokens)
+        from llmsim.memory import analyze_memory, check_weights_fit
+
+        util = self.cfg.hardware.memory_utilization
+        check_weights_fit(spec, sm.cluster, sm.plan, sm.precision, util)
+        mem = analyze_memory(spec, sm.cluster, sm.plan, sm.precision,
+                             max_tokens=self.max_batched, max_logits=sc.max_num_seqs,
+                             memory_utilization=util)
+        self.kv_bytes_per_token = mem.kv_bytes_per_token
+        self.info["memory"] = {"weight_bytes_per_gpu": mem.weight_bytes,
+                               "activation_bytes_per_gpu": mem.activation_bytes,
+                               "kv_bytes_per_token_per_gpu": mem.kv_bytes_per_token,
+                               "max_kv_tokens": mem.max_kv_tokens}
+        if sc.kv_capacity_tokens is not None:
+            return int(sc.kv_capacity_tokens)
+        if mem.max_kv_tokens < sc.block_size:
+            raise DoesNotFitError(
+                f"{spec.name} fits but leaves no KV cache on {sm.cluster.hardware.name} "
+                f"(weights {mem.weight_bytes / 1e9:.1f} GB, activations "
+                f"{mem.activation_bytes / 1e9:.1f} GB of {mem.usable_bytes / 1e9:.1f} GB usable); "
+                "raise --tp, use --dtype fp8 or lower --max-num-batched-tokens",
+                need_bytes=mem.weight_bytes + mem.activation_bytes, have_bytes=mem.usable_bytes)
+        return int(mem.max_kv_tokens)
+
+    def reject_reasons(self) -> np.ndarray:
+        """Per request: why it would be refused at arrival (0: admissible)."""
+        wl, bs = self.workload, self.cfg.scheduler.block_size
+        p, o = wl.input_tokens, wl.output_tokens
+        reason = np.zeros(len(p), dtype=np.int8)
+        kv_blocks = -(-(p + o - 1) // bs)
+        if not self.scheduler_cls.chunks_prompts:
+            reason[p > self.max_batched] = RejectReason.BATCH_TOKENS
+        reason[kv_blocks > self.num_blocks - self.watermark_blocks] = RejectReason.KV_CAPACITY
+        reason[p + o > self.max_model_len] = RejectReason.CONTEXT_LENGTH
+        return reason
+
+
+class Simulation:
+    """One run: event loop, replicas, arrivals and sampling."""
+
+    def __init__(self, setup: ServingSetup, progress: ProgressFn | None = None,
+                 closed_form: bool = True):
+        self.setup = setup
+        cfg = setup.cfg
+        wl = setup.workload
+        self.n = len(wl)
+        self.table = RequestTable(wl.input_tokens, wl.output_tokens, wl.arrival_s, wl.priority)
+        self.reasons = setup.reject_reasons().tolist()
+        self.loop = EventLoop()
+        self.hist = LogHistogram()
+        seeds = np.random.SeedSequence(cfg.workload.seed).spawn(6)
+        self.router = setup.router_cls(np.random.default_rng(seeds[5]))
+        sc = cfg.scheduler
+        limits = SchedulerLimits(sc.max_num_seqs, setup.max_batched, setup.watermark_blocks,
+                                 sc.batch_window_s)
+        sm = setup.step_model
+        link = getattr(getattr(getattr(sm, "cluster", None), "hardware", None), "host_link",
+                       None)
+        micro = cfg.parallelism.micro_batches or cfg.parallelism.pp
+        self.pricer = StepPricer(sm, setup.max_model_len, micro if cfg.parallelism.pp > 1 else 1,
+                                 setup.kv_bytes_per_token,
+                                 link.bandwidth_bytes_per_s if link is not None else 0.0,
+                                 link.latency_s if link is not None else 0.0)
+        self.trace_steps: list | None = [] if cfg.metrics.chrome_trace else None
+        self.replicas = [
+            Replica(i, self.loop, self.table, wl, setup.scheduler_cls(limits), limits, sc.order,
+                    KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
+                            setup.host_blocks),
+                    self.pricer, self.hist, self._on_finish,
+                    swap=sc.preemption == Preemption.SWAP, trace_steps=self.trace_steps,
+                    trace_limit=cfg.metrics.max_trace_steps, closed_form=closed_form)
+            for i in range(cfg.parallelism.replicas)
+        ]
+        span = float(wl.arrival_s[-1]) if self.n else 0.0
+        interval = cfg.metrics.sample_interval_s or max(span / 2000.0, 0.01)
+        self.ts = TimeSeries(interval, cfg.metrics.max_timeseries_points)
+        self.progress = progress
+        self.progress_every = max(1, self.n // 200)
+        self.concurrency = wl.concurrency
+        self.think_s = wl.think_time_s
+        self.in_flight = 0
+        self.blocked: int | None = None
+        self.done = 0
+        self.arrived = 0
+        self.rejected = 0
+        self.completed = 0
+        self.end_s = 0.0
+        self.wall_s = 0.0
+        self.max_kv_used_frac = 0.0
+
+    # ------------------------------------------------------------------ handlers
+    def _on_arrival(self, now: float, rid: int) -> None:
+        if self.concurrency and self.in_flight >= self.concurrency:
+            self.blocked = rid
+            return
+        self._send(rid, now)
+        nxt = rid + 1
+        if nxt < self.n:
+            self.loop.schedule(max(self.table.arrival_s[nxt], now), PRIO_ARRIVAL,
+                               self._on_arrival, nxt)
+
+    def _send(self, rid: int, now: float) -> None:
+        t = self.table
+        t.arrival_s[rid] = now
+        self.arrived += 1
+        reason = self.reasons[rid]
+        if reason:
+            t.transition(rid, RequestStatus.REJECTED)
+            t.reject_reason[rid] = reason
+            self.rejected += 1
+            self._done(now)
+            return
+        self.in_flight += 1
+        i = self.router.route(rid, self.replicas) if len(self.replicas) > 1 else 0
+        self.replicas[i].enqueue(rid, now)
+
+    def _on_finish(self, rid: int, now: float) -> None:
+        self.in_flight -= 1
+        self.completed += 1
+        self._done(now)
+
+    def _done(self, now: float) -> None:
+        self.done += 1
+        if now > self.end_s:
+            self.end_s = now
+        if self.blocked is not None and (not self.concurrency
+                                         or self.in_flight < self.concurrency):
+            rid, self.blocked = self.blocked, None
+            when = max(self.table.arrival_s[rid], now + self.think_s)
+            self.loop.schedule(when, PRIO_ARRIVAL, self._on_arrival, rid)
+        if self.progress is not None and (self.done % self.progress_every == 0
+                                          or self.done == self.n):
+            self.progress(self.done, self.n)
+
+    def _on_sample(self, now: float, _payload: Any) -> None:
+        reps = self.replicas
+        waiting = sum(len(r.waiting) for r in reps)
+        running = sum(len(r.running) - len(r.zombies) for r in reps)
+        swapped = sum(len(r.swapped) for r in reps)
+        kv = sum(r.kv.used for r in reps) / sum(r.kv.total for r in reps)
+        if kv > self.max_kv_used_frac:
+            self.max_kv_used_frac = kv
+        out = sum(r.output_tokens + r.progress_tokens(now) for r in reps)
+        self.ts.append(now, (
+            waiting, running, swapped, self.arrived - self.done, kv, self.completed, out,
+            sum(r.prefill_tokens for r in reps), sum(r.busy_s for r in reps)))
+        if self.done < self.n:
+            self.loop.schedule(max(self.ts.next_time(), now), PRIO_SAMPLE, self._on_sample)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        if self.n:
+            self.loop.schedule(self.table.arrival_s[0], PRIO_ARRIVAL, self._on_arrival, 0)
+            self.loop.schedule(0.0, PRIO_SAMPLE, self._on_sample)
+        self.loop.run()
+        self.wall_s = time.perf_counter() - t0
+        if self.done != self.n:
+            raise RuntimeError(f"simulation ended with {self.n - self.done} requests "
+                               "unaccounted for")
+        log.info("simulated %d requests (%d events) in %.2f s", self.n,
+                 self.loop.num_events, self.wall_s)
+
+
+def simulate(config: SimulationConfig | dict[str, Any] | str, *, step_model: Any = None,
+             progress: ProgressFn | None = None, closed_form: bool = True) -> Any:
+    """Run a serving simulation; returns a :class:`~llmsim.serving.report.SimulationReport`.
+
+    ``config``: a ``SimulationConfig``, a dict of the same shape, or a YAML file path.
+    ``step_model``: any ``StepTimeModel`` to use instead of the analytic one (then
+    ``scheduler.kv_capacity_tokens`` must be given unless it carries model/cluster specs).
+    ``progress(done, total)`` is called as requests finish. ``closed_form=False`` prices every
+    decode step one by one with ``step_time`` (a reference for the closed-form runs; slow).
+    """
+    from llmsim.serving.report import SimulationReport
+
+    cfg = load_config(config)
+    setup = ServingSetup(cfg, step_model)
+    sim = Simulation(setup, progress, closed_form)
+    sim.run()
+    work = WorkFit(setup.step_model, setup.max_batched, cfg.scheduler.max_num_seqs,
+                   setup.max_model_len) if hasattr(setup.step_model, "price") else None
+    return SimulationReport.from_simulation(sim, work)

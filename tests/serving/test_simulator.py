@@ -1,0 +1,248 @@
+"""End-to-end behaviour of the simulator on fixed step-time models (fast, deterministic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stepmodels import FixedStepModel, NoVectorStepModel
+
+from conftest import base_config
+from llmsim.serving import simulate
+from llmsim.serving.schedulers import SCHEDULERS
+
+SCHEDULER_NAMES = ("static", "dynamic", "continuous", "chunked")
+
+
+def test_same_seed_identical_per_request_results(fixed_model):
+    cfg = base_config(workload={"prompt": "lognormal:mean=300,cv=1",
+                                "output": "uniform:1,60", "seed": 7})
+    a = simulate(cfg, step_model=fixed_model).requests
+    b = simulate(cfg, step_model=fixed_model).requests
+    assert a.equals(b)
+    c = simulate(base_config(workload={"prompt": "lognormal:mean=300,cv=1",
+                                       "output": "uniform:1,60", "seed": 8}),
+                 step_model=fixed_model).requests
+    assert not a.equals(c)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+def test_conservation_every_request_finishes_or_is_rejected(fixed_model, scheduler):
+    cfg = base_config(scheduler={"name": scheduler, "kv_capacity_tokens": 4000},
+                      workload={"rate": 20.0, "num_requests": 300,
+                                "prompt": "uniform:10,400", "output": "uniform:1,80"})
+    cfg["model"] = {"name": "fixed", "max_model_len": 450}
+    r = simulate(cfg, step_model=fixed_model)
+    s = r.summary()
+    req = r.requests
+    assert s["num_completed"] + s["num_rejected"] == s["num_requests"] == 300
+    assert (req["status"] != "unfinished").all()
+    rejected = req[req.status == "rejected"]
+    assert (rejected.input_tokens + rejected.output_tokens > 450).all()
+    assert s["rejected_by_reason"]["context_length"] == len(rejected)
+    done = req[req.status == "finished"]
+    # causality: arrival <= first scheduled < first token <= finish
+    assert (done.first_scheduled_s >= done.arrival_s).all()
+    assert (done.first_token_s > done.first_scheduled_s).all()
+    assert (done.finish_s >= done.first_token_s).all()
+    assert s["output_tokens_per_s"] * s["duration_s"] == pytest.approx(
+        done.output_tokens.sum())
+
+
+def test_littles_law(fixed_model):
+    """L = lambda W: the time-average number in the system (sampled) equals the arrival rate
+    times the mean time in system (per request)."""
+    cfg = base_config(workload={"rate": 4.0, "num_requests": 3000, "prompt": "uniform:50,500",
+                                "output": "uniform:5,60", "seed": 3},
+                      metrics={"sample_interval_s": 0.05})
+    r = simulate(cfg, step_model=FixedStepModel(0.03, 0.012, 2e-5, 1e-7))
+    req, ts = r.requests, r.timeseries
+    horizon = req.finish_s.max()
+    lam = len(req) / horizon
+    w = req.e2e_s.mean()
+    sampled = ts[ts.time_s <= horizon].in_system.mean()
+    assert sampled == pytest.approx(lam * w, rel=0.03)
+
+
+def test_md1_queue_matches_closed_form():
+    """Poisson arrivals, one server, deterministic service D (one 1-token request per step):
+    mean wait Wq = rho D / (2 (1 - rho)) (Pollaczek-Khinchine for M/D/1)."""
+    d, rho = 0.1, 0.7
+    cfg = base_config(scheduler={"name": "continuous", "max_num_seqs": 1},
+                      workload={"rate": rho / d, "num_requests": 40_000, "prompt": "fixed:64",
+                                "output": "fixed:1", "seed": 11})
+    r = simulate(cfg, step_model=FixedStepModel(prefill_s=d, decode_s=d))
+    req = r.requests
+    wq = req.queueing_delay_s.mean()
+    expected = rho * d / (2 * (1 - rho))
+    assert wq == pytest.approx(expected, rel=0.05)
+    assert req.ttft_s.mean() == pytest.approx(expected + d, rel=0.03)
+    assert r.summary()["busy_frac"] == pytest.approx(rho, rel=0.02)
+
+
+@pytest.mark.parametrize("preemption", ["recompute", "swap"])
+def test_kv_usage_never_exceeds_capacity_and_preemption_happens(preemption):
+    cfg = base_config(scheduler={"name": "chunked", "kv_capacity_tokens": 2048,
+                                 "block_size": 16, "max_num_batched_tokens": 512,
+                                 "preemption": preemption, "swap_space_bytes": 10**9},
+                      workload={"rate": 50.0, "num_requests": 200, "prompt": "uniform:100,600",
+                                "output": "uniform:50,300", "seed": 5},
+                      metrics={"sample_interval_s": 0.01})
+    sm = FixedStepModel(0.02, 0.01)
+    from llmsim.serving.config import load_config
+    from llmsim.serving.simulator import ServingSetup, Simulation
+
+    setup = ServingSetup(load_config(cfg), sm)
+    setup.kv_bytes_per_token = 1000.0  # let swap have host blocks with the stub model
+    setup.host_blocks = 10_000 if preemption == "swap" else 0
+    sim = Simulation(setup)
+    sim.run()
+    for rep in sim.replicas:
+        rep.check()
+        assert rep.kv.peak_used <= rep.kv.total
+        assert rep.kv.used == 0 and rep.kv.host_used == 0
+    assert sim.max_kv_used_frac <= 1.0
+    assert sum(r.preemptions for r in sim.replicas) > 0
+    assert sim.completed == 200
+    if preemption == "swap":
+        assert sum(r.swapped_out_tokens for r in sim.replicas) > 0
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+def test_each_scheduler_single_request_timing(scheduler):
+    """One request, prompt 100, output 5: TTFT = queue + prefill; E2E = TTFT + 4 decodes."""
+    window = 0.2
+    cfg = base_config(scheduler={"name": scheduler, "batch_window_s": window},
+                      workload={"arrival": "batch", "num_requests": 1, "prompt": "fixed:100",
+                                "output": "fixed:5"})
+    r = simulate(cfg, step_model=FixedStepModel(0.05, 0.01))
+    row = r.requests.iloc[0]
+    wait = window if scheduler == "dynamic" else 0.0
+    assert row.queueing_delay_s == pytest.approx(wait)
+    assert row.ttft_s == pytest.approx(wait + 0.05)
+    assert row.e2e_s == pytest.approx(wait + 0.05 + 4 * 0.01)
+    assert row.tpot_s == pytest.approx(0.01)
+    assert row.itl_max_s == pytest.approx(0.01)
+
+
+def test_static_batch_holds_slots_until_the_longest_finishes():
+    cfg = base_config(scheduler={"name": "static", "max_num_seqs": 2},
+                      workload={"arrival": "batch", "num_requests": 3, "prompt": "fixed:10",
+                                "output": "fixed:1"})
+    cfg["workload"]["output"] = {"dist": "fixed", "value": 1}
+    from llmsim.serving.config import load_config
+    from llmsim.serving.simulator import ServingSetup, Simulation
+
+    setup = ServingSetup(load_config(cfg), FixedStepModel(0.05, 0.01))
+    setup.workload.output_tokens[:] = [3, 11, 2]
+    sim = Simulation(setup)
+    sim.run()
+    t = sim.table
+    # batch 1 = requests 0, 1: prefill 0.05, then decodes; request 0 ends after 2 decodes,
+    # request 1 after 10; request 2 starts only when the whole batch is done (0.15 s)
+    assert t.finish_s[0] == pytest.approx(0.05 + 2 * 0.01)
+    assert t.finish_s[1] == pytest.approx(0.05 + 10 * 0.01)
+    assert t.first_scheduled_s[2] == pytest.approx(0.15)
+    assert t.finish_s[2] == pytest.approx(0.15 + 0.05 + 0.01)
+
+
+def test_continuous_prefill_priority_stalls_decodes():
+    """vLLM v0 style: a new prompt's prefill step delays the running decodes (ITL gap =
+    decode + prefill); chunked prefill mixes it into the decode step instead."""
+    common = {"arrival": "deterministic", "rate": 1 / 0.105, "num_requests": 2,
+              "prompt": "fixed:50", "output": "fixed:40"}
+    sm = FixedStepModel(0.05, 0.01)
+    v0 = simulate(base_config(scheduler={"name": "continuous"}, workload=common),
+                  step_model=sm).requests
+    assert v0.itl_max_s[0] == pytest.approx(0.01 + 0.05)
+    v1 = simulate(base_config(scheduler={"name": "chunked"}, workload=common),
+                  step_model=sm).requests
+    assert v1.itl_max_s[0] == pytest.approx(0.05)  # the mixed step is priced as a prefill
+
+
+def test_chunked_prefill_splits_long_prompts():
+    cfg = base_config(scheduler={"name": "chunked", "max_num_batched_tokens": 256},
+                      workload={"arrival": "batch", "num_requests": 1, "prompt": "fixed:1000",
+                                "output": "fixed:2"})
+    r = simulate(cfg, step_model=FixedStepModel(0.05, 0.01))
+    assert r.requests.ttft_s[0] == pytest.approx(4 * 0.05)  # ceil(1000 / 256) chunks
+    assert r.summary()["num_steps"] == 5
+
+
+def test_priority_order_serves_high_priority_first():
+    cfg = base_config(scheduler={"name": "continuous", "order": "priority", "max_num_seqs": 1},
+                      workload={"rate": 30.0, "num_requests": 400, "prompt": "fixed:10",
+                                "output": "fixed:3", "priority_levels": 2, "seed": 1})
+    req = simulate(cfg, step_model=FixedStepModel(0.02, 0.01)).requests
+    by = req.groupby("priority").queueing_delay_s.mean()
+    assert by[0] < by[1] / 3
+
+
+@pytest.mark.parametrize("router", ["round-robin", "least-outstanding", "least-kv", "random"])
+def test_routers_spread_load(router, fixed_model):
+    cfg = base_config(parallelism={"replicas": 4, "router": router},
+                      workload={"rate": 40.0, "num_requests": 400, "prompt": "uniform:10,200",
+                                "output": "uniform:2,40"})
+    r = simulate(cfg, step_model=fixed_model)
+    counts = r.requests.replica.value_counts()
+    assert len(counts) == 4 and counts.min() > 50
+    assert r.summary()["num_gpus"] == 4
+
+
+def test_closed_loop_concurrency_bounds_requests_in_flight(fixed_model):
+    cfg = base_config(workload={"concurrency": 3, "rate": None, "num_requests": 60,
+                                "prompt": "fixed:100",
+                                "output": "uniform:2,30"})
+    req = simulate(cfg, step_model=fixed_model).requests
+    events = sorted([(a, 1) for a in req.arrival_s] + [(f, -1) for f in req.finish_s],
+                    key=lambda e: (e[0], e[1]))
+    level = peak = 0
+    for _, d in events:
+        level += d
+        peak = max(peak, level)
+    assert peak == 3
+    # closed loop: each new request is sent exactly when one finishes
+    sends = np.sort(req.arrival_s.to_numpy())[3:]
+    finishes = np.sort(req.finish_s.to_numpy())[:len(sends)]
+    np.testing.assert_allclose(sends, finishes)
+
+
+def test_scalar_fallback_model_matches_vectorised():
+    cfg = base_config(workload={"prompt": "uniform:10,300", "output": "uniform:2,50"})
+    a = simulate(cfg, step_model=FixedStepModel(0.02, 0.01, 1e-5, 1e-7)).requests
+    b = simulate(cfg, step_model=NoVectorStepModel(0.02, 0.01, 1e-5, 1e-7)).requests
+    np.testing.assert_allclose(a.e2e_s, b.e2e_s, rtol=1e-9)
+
+
+@pytest.mark.parametrize("scheduler", ["chunked", "continuous", "static"])
+def test_closed_form_runs_match_step_by_step(scheduler):
+    """The closed-form decode runs reproduce a step-by-step simulation."""
+    cfg = base_config(scheduler={"name": scheduler, "kv_capacity_tokens": 6000},
+                      workload={"rate": 12.0, "num_requests": 250, "prompt": "uniform:20,600",
+                                "output": "uniform:1,120", "seed": 4})
+    sm = FixedStepModel(0.03, 0.008, 3e-6, 2e-7)
+    a = simulate(cfg, step_model=sm).requests
+    b = simulate(cfg, step_model=sm, closed_form=False).requests
+    for key in ("ttft_s", "e2e_s", "itl_max_s", "queueing_delay_s"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-9, atol=1e-12, err_msg=key)
+    assert (a.preemptions == b.preemptions).all()
+
+
+def test_registry_has_all_schedulers():
+    assert set(SCHEDULER_NAMES) <= set(SCHEDULERS.names())
+
+
+def test_goodput_counts_requests_meeting_both_slos(fixed_model):
+    cfg = base_config(slo={"ttft_s": 0.06, "tpot_s": 0.02},
+                      workload={"rate": 2.0, "num_requests": 100})
+    r = simulate(cfg, step_model=fixed_model)
+    s, req = r.summary(), r.requests
+    ok = (req.ttft_s <= 0.06) & (req.tpot_s <= 0.02)
+    assert s["goodput_requests_per_s"] == pytest.approx(ok.sum() / s["duration_s"])
+    assert 0 < s["slo_attainment_frac"] <= 1
+
+
+def test_tpot_excludes_single_token_outputs(fixed_model):
+    cfg = base_config(workload={"output": "fixed:1", "num_requests": 20})
+    r = simulate(cfg, step_model=fixed_model)
+    assert r.requests.tpot_s.isna().all()
+    assert r.summary()["tpot_s"]["mean"] is None  # NaN becomes null in the JSON summary
