@@ -1,0 +1,36 @@
+"""MoE expert offloading: a per-layer GPU expert cache with prefetch and CPU fallback, simulated
+with the core cost model (``simulate``) and shared, decision for decision, with the PyTorch
+executor (``llmsim.executor``) through :class:`ExpertCacheEngine`."""
+
+from llmsim.moe_offload.cache import AccessPlan, ExpertCacheEngine, Load, PhaseStats, PrefetchPlan
+from llmsim.moe_offload.config import (
+    PRESETS,
+    MissMode,
+    MoEModelConfig,
+    OffloadConfig,
+    Preset,
+    get_preset,
+    load_moe_config,
+    load_moe_model,
+)
+from llmsim.moe_offload.costs import OffloadCosts, Platform, cpu_op_time, link_time
+from llmsim.moe_offload.policies import CACHE_POLICIES
+from llmsim.moe_offload.result import LayerEvent, OffloadResult
+from llmsim.moe_offload.routing import (
+    ROUTING_DISTRIBUTIONS,
+    RoutingSource,
+    RoutingTrace,
+    parse_distribution,
+    read_trace,
+    resolve_routing,
+)
+from llmsim.moe_offload.simulate import auto_capacity, make_platform, simulate
+
+__all__ = [
+    "AccessPlan", "CACHE_POLICIES", "ExpertCacheEngine", "LayerEvent", "Load", "MissMode",
+    "MoEModelConfig", "OffloadConfig", "OffloadCosts", "OffloadResult", "PRESETS",
+    "PhaseStats", "Platform", "PrefetchPlan", "Preset", "ROUTING_DISTRIBUTIONS",
+    "RoutingSource", "RoutingTrace", "auto_capacity", "cpu_op_time", "get_preset", "link_time",
+    "load_moe_config", "load_moe_model", "make_platform", "parse_distribution", "read_trace",
+    "resolve_routing", "simulate",
+]
