@@ -1,0 +1,178 @@
+"""``llmsim moe-offload simulate``: a GPU expert cache with prefetch and CPU fallback, simulated."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmsim import units
+from llmsim.cli.options import EfficiencyOpt, Format, FormatOpt, OutOpt, ProfileOpt
+from llmsim.errors import ConfigError
+
+app = typer.Typer(name="moe-offload", no_args_is_help=True,
+                  help="MoE expert offloading: GPU expert cache, prefetch, CPU fallback.")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``moe-offload`` to the root app."""
+    root.add_typer(app, name="moe-offload")
+
+
+def parse_capacity(value: str) -> int | None:
+    """``auto`` -> None (fit the GPU), else a non-negative int."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        out = int(value)
+    except ValueError:
+        raise ConfigError(f"--cache-capacity must be a number of experts or 'auto', not "
+                          f"{value!r}") from None
+    if out < 0:
+        raise ConfigError(f"--cache-capacity must be >= 0, got {out}")
+    return out
+
+
+@app.command("simulate")
+def simulate_cmd(
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Catalog MoE model, HF config.json, executor preset or "
+                              "llmsim-moe config file.")],
+    hardware: Annotated[str, typer.Option("--hardware", "-H", help="GPU (see `llmsim catalog "
+                                                                   "list hardware`).")
+                        ] = "rtx-4090",
+    host: Annotated[str, typer.Option("--host", help="Host: CPU, DRAM, PCIe (see `llmsim "
+                                                     "catalog list hosts`).")
+                    ] = "workstation-pcie4",
+    cache_capacity: Annotated[str, typer.Option(
+        "--cache-capacity", "-C", help="Experts cached on the GPU per MoE layer, or 'auto' "
+                                       "(as many as fit).")] = "auto",
+    prefetch: Annotated[int | None, typer.Option(
+        "--prefetch", "-P", min=0, help="Experts prefetched per layer (default: top-k; 0 off).")
+    ] = None,
+    prefetch_accuracy: Annotated[float, typer.Option(
+        "--prefetch-accuracy", "-a", min=0.0, max=1.0,
+        help="Probability that a prefetched expert is used.")] = 0.8,
+    policy: Annotated[str, typer.Option("--policy", help="Cache policy: lru, lfu, static.")
+                      ] = "lru",
+    routing: Annotated[str, typer.Option(
+        "--routing", help="uniform | zipf:S | correlated:R (+ ,corr=R ,sticky=R) | a JSONL/CSV "
+                          "routing trace.")] = "uniform",
+    miss: Annotated[str, typer.Option("--miss", help="Miss handling: fetch (PCIe, then GPU) "
+                                                     "or cpu (compute on the CPU).")
+                    ] = "fetch",
+    prompt: Annotated[int | None, typer.Option(
+        "--prompt", min=1, help="Prompt tokens (default 256, or the trace's).")] = None,
+    decode_steps: Annotated[int | None, typer.Option(
+        "--decode-steps", min=0, help="Decode steps (default 10, or the trace's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of routing and prefetch guesses.")
+                    ] = 0,
+    dtype: Annotated[str | None, typer.Option(
+        "--dtype", help="Weights/activations format (default: the model's).")] = None,
+    profile: ProfileOpt = None,
+    efficiency: EfficiencyOpt = None,
+    cpu_efficiency: Annotated[float, typer.Option(
+        "--cpu-efficiency", min=0.01, max=1.5,
+        help="Fraction of the host's datasheet CPU peaks reached by CPU experts.")] = 1.0,
+    allow_overflow: Annotated[bool, typer.Option(
+        "--allow-overflow", help="Simulate even if the cache does not fit the GPU.")] = False,
+    timeline: Annotated[bool, typer.Option(
+        "--timeline", help="JSON: include the per-step, per-layer timeline.")] = False,
+    fmt: FormatOpt = Format.table,
+    out: OutOpt = None,
+) -> None:
+    """Predict prefill time, decode time per token, hit rate and PCIe traffic of a MoE model
+    whose experts live in host memory behind a per-layer GPU cache."""
+    from llmsim.costmodel import Profile
+    from llmsim.moe_offload import (
+        MissMode,
+        OffloadConfig,
+        auto_capacity,
+        load_moe_model,
+        make_platform,
+        simulate,
+    )
+    from llmsim.moe_offload.routing import is_trace_path, read_trace
+
+    spec = load_moe_model(model)
+    moe = spec.moe
+    assert moe is not None
+    try:
+        miss_mode = MissMode(miss.strip().lower())
+    except ValueError:
+        raise ConfigError(f"--miss must be fetch or cpu, not {miss!r}") from None
+    p = moe.top_k if prefetch is None else prefetch
+    platform = make_platform(hardware, host, cpu_efficiency)
+    capacity = parse_capacity(cache_capacity)
+    if capacity is None:
+        n_prompt, n_steps = prompt or 256, decode_steps if decode_steps is not None else 10
+        if is_trace_path(routing):
+            trace = read_trace(routing, spec)
+            n_prompt, n_steps = trace.prompt_tokens, trace.decode_steps
+        capacity = auto_capacity(spec, platform, p, n_prompt, n_steps, dtype)
+    config = OffloadConfig.build(capacity=capacity, policy=policy, prefetch=p,
+                           prefetch_accuracy=prefetch_accuracy, miss=miss_mode, seed=seed)
+    prof = Profile.load(profile) if profile else None
+    result = simulate(spec, config=config, routing=routing, prompt_tokens=prompt,
+                      decode_steps=decode_steps, dtype=dtype, profile=prof,
+                      efficiency=efficiency, platform=platform, allow_overflow=allow_overflow)
+    if fmt == Format.json:
+        from llmsim.report.render import as_json, emit
+
+        emit(as_json(result.as_dict(timeline=timeline)), out)
+    elif fmt == Format.csv:
+        import pandas as pd
+
+        from llmsim.report.render import emit, frame_to_csv
+
+        emit(frame_to_csv(pd.DataFrame([e.__dict__ for e in result.timeline])), out)
+    else:
+        _tables(result)
+
+
+def _tables(r) -> None:  # noqa: ANN001 - OffloadResult
+    from rich.table import Table
+
+    from llmsim.report.render import console, kv_table
+
+    t = units.fmt_time
+    con = console()
+    con.print(kv_table(
+        f"{r.model} on {r.hardware} + {r.host} ({r.precision}); cache {r.capacity}/layer "
+        f"{r.policy}, prefetch {r.prefetch} @ {r.prefetch_accuracy:g}, miss {r.miss}",
+        [
+            ("routing", f"{r.routing} (seed {r.seed})"),
+            ("prefill", f"{t(r.prefill_s)} for {r.prompt_tokens} tokens "
+                        f"({r.prefill_tokens_per_s:,.0f} tokens/s)"),
+            ("decode per token", f"{t(r.decode_s_per_token)} ({r.tokens_per_s:,.2f} tokens/s, "
+                                 f"{r.decode_steps} steps)"),
+            ("hit rate", f"{r.hit_rate:.1%} (prefill {r.prefill_hit_rate:.1%}, decode "
+                         f"{r.decode_hit_rate:.1%}; token-weighted {r.token_hit_rate:.1%})"),
+            ("prefetch accuracy (measured)", f"{r.measured_prefetch_accuracy:.1%}"),
+            ("PCIe traffic", f"{units.fmt_bytes(r.pcie_bytes)} (H2D "
+                             f"{units.fmt_bytes(r.h2d_bytes)}, D2H "
+                             f"{units.fmt_bytes(r.d2h_bytes)}); link busy {t(r.transfer_s)}"),
+            ("GPU / CPU expert time", f"{t(r.gpu_expert_s)} / {t(r.cpu_expert_s)}"),
+            ("non-expert GPU time", t(r.dense_s)),
+            ("stall (unhidden transfers)", t(r.stall_s)),
+            ("GPU memory", f"{units.fmt_bytes(r.gpu_memory_bytes)} of "
+                           f"{units.fmt_bytes(r.gpu_usable_bytes)} usable"
+                           + ("" if r.fits else "  [red]DOES NOT FIT[/red]")),
+        ]))
+    for phase in ("prefill", "decode"):
+        rows = r.per_layer(phase)
+        if not rows:
+            continue
+        title = ("prefill per layer" if phase == "prefill"
+                 else "decode per layer (mean per step)")
+        table = Table(title=title, title_justify="left")
+        for c in ("layer", "time ms", "other ms", "GPU exp ms", "CPU exp ms", "stall ms",
+                  "H2D MB", "hits"):
+            table.add_column(c, justify="right")
+        for row in rows:
+            table.add_row(str(row["layer"]), f"{row['time_s'] * 1e3:.3f}",
+                          f"{row['dense_s'] * 1e3:.3f}", f"{row['gpu_expert_s'] * 1e3:.3f}",
+                          f"{row['cpu_expert_s'] * 1e3:.3f}", f"{row['stall_s'] * 1e3:.3f}",
+                          f"{row['h2d_bytes'] / 1e6:.1f}",
+                          f"{row['hit_rate']:.0%}" if row["moe"] else "-")
+        con.print(table)
