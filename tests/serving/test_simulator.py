@@ -246,3 +246,37 @@ def test_tpot_excludes_single_token_outputs(fixed_model):
     r = simulate(cfg, step_model=fixed_model)
     assert r.requests.tpot_s.isna().all()
     assert r.summary()["tpot_s"]["mean"] is None  # NaN becomes null in the JSON summary
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+@pytest.mark.parametrize("preemption", ["recompute", "swap"])
+def test_kv_accounting_consistent_after_every_step(monkeypatch, scheduler, preemption):
+    """After every committed step the KV blocks in use equal the blocks the running requests
+    hold, and never exceed the capacity (tight KV forces preemptions)."""
+    from llmsim.serving.config import load_config
+    from llmsim.serving.replica import Replica
+    from llmsim.serving.simulator import ServingSetup, Simulation
+
+    orig = Replica._commit
+    peak = {"used": 0, "checks": 0}
+
+    def checked(self, seg, now):
+        orig(self, seg, now)
+        self.check()
+        peak["used"] = max(peak["used"], self.kv.used)
+        peak["checks"] += 1
+
+    monkeypatch.setattr(Replica, "_commit", checked)
+    cfg = base_config(scheduler={"name": scheduler, "kv_capacity_tokens": 3000,
+                                 "max_num_batched_tokens": 700, "preemption": preemption},
+                      workload={"rate": 30.0, "num_requests": 150, "prompt": "uniform:50,600",
+                                "output": "uniform:1,200", "seed": 9})
+    setup = ServingSetup(load_config(cfg), FixedStepModel(0.02, 0.01, 1e-5, 1e-7))
+    setup.kv_bytes_per_token = 1000.0
+    setup.host_blocks = 50 if preemption == "swap" else 0
+    sim = Simulation(setup)
+    sim.run()
+    assert peak["checks"] > 100
+    assert peak["used"] <= setup.num_blocks
+    assert sim.completed + sim.rejected == 150
+    assert sim.replicas[0].kv.used == 0

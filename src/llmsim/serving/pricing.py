@@ -57,20 +57,24 @@ class PiecewiseRun:
     ``g_k = a_p + b_p (k - k0_p)`` for ``k0_p <= k < k0_{p+1}`` (1-based). One piece per
     segment of the decode curve's grid the run's contexts cross (usually one)."""
 
-    __slots__ = ("k0", "cum", "a", "b", "n")
+    __slots__ = ("k0", "cum", "a", "b", "n", "first", "single")
 
     def __init__(self, k0: list[int], cum: list[float], a: list[float], b: list[float],
                  n: int):
         self.k0, self.cum, self.a, self.b, self.n = k0, cum, a, b, n
+        self.first = a[0]  # duration of the first step
+        self.single = len(k0) == 1
 
     def _piece(self, k: int) -> int:
-        if len(self.k0) == 1:
+        if self.single:
             return 0
         return bisect_right(self.k0, k) - 1
 
     def end(self, k: int) -> float:
         """Time from the run's start to the end of step ``k``."""
-        p = self._piece(k)
+        if self.single:
+            return k * self.a[0] + self.b[0] * k * (k - 1) * 0.5
+        p = bisect_right(self.k0, k) - 1
         m = k - self.k0[p] + 1
         return self.cum[p] + m * self.a[p] + self.b[p] * m * (m - 1) * 0.5
 
@@ -85,8 +89,7 @@ class PiecewiseRun:
             return 1
         if dt > self.end(n):
             return n
-        p = bisect_left(self.cum, dt) - 1 if len(self.cum) > 1 else 0
-        p = max(p, 0)
+        p = 0 if self.single else max(bisect_left(self.cum, dt) - 1, 0)
         a, b, k0, rest = self.a[p], self.b[p], self.k0[p], dt - self.cum[p]
         qa = b * 0.5
         qb = a - qa
@@ -114,7 +117,7 @@ class PiecewiseRun:
     def add_gaps(self, hist: Any, k1: int, k2: int, weight: float) -> None:
         if k2 < k1:
             return
-        if len(self.k0) == 1:
+        if self.single:
             a, b = self.a[0], self.b[0]
             hist.add_linear(a + b * (k1 - 1), a + b * (k2 - 1), k2 - k1 + 1, weight)
             return
@@ -124,7 +127,7 @@ class PiecewiseRun:
     def max_gap(self, k1: int, k2: int) -> float:
         if k2 < k1:
             return 0.0
-        if len(self.k0) == 1:
+        if self.single:
             a, b = self.a[0], self.b[0]
             return max(a + b * (k1 - 1), a + b * (k2 - 1))
         return max(max(g1, g2) for g1, g2, _ in self._segments(k1, k2))
@@ -194,10 +197,10 @@ class DecodeCurve:
 class SingleStep:
     """One priced step (prefill or mixed); behaves like a run of length 1."""
 
-    __slots__ = ("t", "n")
+    __slots__ = ("t", "n", "first")
 
     def __init__(self, t: float):
-        self.t, self.n = t, 1
+        self.t, self.n, self.first = t, 1, t
 
     def end(self, k: int) -> float:
         return self.t

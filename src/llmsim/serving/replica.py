@@ -24,6 +24,7 @@ requests decode in it:
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_left, bisect_right
 from collections import deque
 from itertools import accumulate
@@ -42,20 +43,129 @@ _SWAPPED = RequestStatus.SWAPPED
 _FINISHED = RequestStatus.FINISHED
 
 PRIO_ARRIVAL, PRIO_STEP, PRIO_KICK, PRIO_SAMPLE = 0, 1, 2, 3
+_MAX_PHASES = 4  # finishes one closed-form run may cross
 
 
 class Segment:
-    """The step (or closed-form run of ``n`` decode steps) in flight: ``dur`` from ``start`` to
-    its end, ``e1`` to the end of its first step."""
+    """What is in flight: an optional *head* step (a prefill or mixed step, ``head_dur``
+    long) followed by an optional closed-form *run* of ``n`` pure decode steps. ``tick0``:
+    the decode tick the run starts from; ``psum``: prefix sums of the block-boundary phases
+    of the run's decoders (those joining at the head end included)."""
 
-    __slots__ = ("start", "run", "n", "plan", "event", "feats", "dur", "e1")
+    __slots__ = ("start", "plan", "feats", "head_dur", "run", "n", "tick0", "psum",
+                 "event", "dur")
 
-    def __init__(self, start: float, run: Any, n: int, plan: StepPlan, feats: Any,
-                 dur: float, e1: float):
-        self.start, self.run, self.n, self.plan = start, run, n, plan
+    def __init__(self, start: float, plan: StepPlan, feats: Any, head_dur: float):
+        self.start, self.plan, self.feats, self.head_dur = start, plan, feats, head_dur
+        self.run: Any = None
+        self.n = 0
+        self.tick0 = 0
+        self.psum: list[int] = []
         self.event = 0
-        self.feats = feats
-        self.dur, self.e1 = dur, e1
+        self.dur = head_dur
+
+    @property
+    def steps(self) -> int:
+        return (1 if self.feats is not None else 0) + self.n
+
+
+def _cross(p: list[int], bs: int, lo: int, hi: int) -> int:
+    """Blocks needed by decoders with phase prefix sums ``p`` over decode ticks ``lo..hi``."""
+    n = hi - lo + 1
+    if n <= 0 or not p[bs]:
+        return 0
+    full, rem = divmod(n, bs)
+    s = lo % bs
+    return full * p[bs] + p[s + rem] - p[s]
+
+
+def _fitting(p: list[int], bs: int, lo: int, avail: int, cap: int) -> int:
+    """Most decode steps from tick ``lo`` (at most ``cap``) whose new blocks fit ``avail``."""
+    if cap <= 0:
+        return 0
+    nr = p[bs]
+    if nr == 0:
+        return cap
+    full = avail // nr
+    steps = full * bs
+    if steps >= cap:
+        return cap
+    s = lo % bs
+    j = bisect_right(p, p[s] + avail - full * nr, s, s + bs + 1) - 1 - s
+    return min(steps + j, cap)
+
+
+class PhasedRun:
+    """A closed-form run made of decode *phases*: between two finishes the decoding set is
+    fixed and the run is a ``PiecewiseRun``; at a phase end the finishing requests leave and
+    the next phase prices the smaller batch. Times are relative to the run's start."""
+
+    __slots__ = ("runs", "ns", "t0", "live", "nfin", "n", "dur")
+
+    def __init__(self) -> None:
+        self.runs: list[Any] = []
+        self.ns: list[int] = []
+        self.t0: list[float] = []
+        self.live: list[int] = []
+        self.nfin: list[int] = []
+        self.n = 0
+        self.dur = 0.0
+
+    def add(self, run: Any, n: int, live: int, nfin: int) -> None:
+        self.runs.append(run)
+        self.ns.append(n)
+        self.t0.append(self.dur)
+        self.live.append(live)
+        self.nfin.append(nfin)
+        self.n += n
+        self.dur += run.end(n)
+
+    def _phase_at(self, dt: float) -> int:
+        """The phase whose steps are in progress at ``dt`` (the last if after the end)."""
+        t0 = self.t0
+        if len(t0) == 1:
+            return 0
+        return max(bisect_left(t0, dt) - 1, 0)
+
+    def cut(self, dt: float) -> bool:
+        """Keep only the steps up to the one in progress at ``dt``; False if nothing to cut."""
+        p = self._phase_at(dt)
+        run = self.runs[p]
+        k = run.step_ending_at_or_after(dt - self.t0[p])
+        last = len(self.runs) - 1
+        if p == last and k >= self.ns[p]:
+            return False
+        if k < self.ns[p]:
+            run.truncate(k)
+            self.nfin[p] = 0  # its finishers now finish after this segment
+            self.ns[p] = k
+        del self.runs[p + 1:], self.ns[p + 1:], self.t0[p + 1:], self.live[p + 1:]
+        del self.nfin[p + 1:]
+        self.n = sum(self.ns)
+        self.dur = self.t0[p] + run.end(k)
+        return True
+
+    def finished_by(self, dt: float) -> int:
+        """Requests of this run that finish at or before ``dt``."""
+        done = 0
+        for p, run in enumerate(self.runs):
+            if self.t0[p] + run.end(self.ns[p]) > dt:
+                break
+            done += self.nfin[p]
+        return done
+
+    def tokens_by(self, dt: float) -> int:
+        tokens = 0
+        for p, run in enumerate(self.runs):
+            rel = dt - self.t0[p]
+            if rel <= 0:
+                break
+            n = self.ns[p]
+            k = run.step_ending_at_or_after(rel)
+            if run.end(k) > rel:
+                k -= 1
+            tokens += min(k, n) * self.live[p]
+        return tokens
 
 
 class Replica:
@@ -63,7 +173,8 @@ class Replica:
                  scheduler: Any, limits: SchedulerLimits, order: Order, kv: KVCache,
                  pricer: StepPricer, itl_hist: LogHistogram, on_finish: Any,
                  swap: bool = False, trace_steps: list | None = None,
-                 trace_limit: int = 200_000, closed_form: bool = True):
+                 trace_limit: int = 200_000, closed_form: bool = True,
+                 multi_phase: bool = True, next_arrival: Any = None):
         self.index = index
         self.loop = loop
         self.table = table
@@ -79,6 +190,8 @@ class Replica:
         self.trace_steps = trace_steps
         self.trace_limit = trace_limit
         self.closed_form = closed_form
+        self.multi_phase = multi_phase and closed_form
+        self.next_arrival = next_arrival or (lambda: math.inf)
         self.prefix = kv.prefix_caching and workload.has_prefix_keys
         self.admits_mid_batch = scheduler.admits_mid_batch
         self.hold_finished = scheduler.hold_finished
@@ -136,7 +249,18 @@ class Replica:
 
     @property
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.running) + len(self.swapped)
+        """Requests queued, running or swapped out now (finishes inside the closed-form run
+        in flight count as done once their time has passed)."""
+        return (len(self.waiting) + len(self.running) + len(self.swapped)
+                - self.finished_in_flight(self.loop.now_s))
+
+    def finished_in_flight(self, time_s: float) -> int:
+        """Requests of the run in flight that finished by ``time_s`` (not yet committed)."""
+        seg = self.seg
+        if seg is None or seg.run is None or len(seg.run.runs) < 2:
+            return 0
+        return seg.run.finished_by(time_s - seg.start - (
+            seg.head_dur if seg.feats is not None else 0.0))
 
     def arrival_s(self, rid: int) -> float:
         return self.table.arrival_s[rid]
@@ -161,7 +285,7 @@ class Replica:
         self.waiting.push(rid)
         if self.seg is None:
             self.kick(now)
-        elif self.admits_mid_batch and self.seg.n > 1:
+        elif self.admits_mid_batch and self.seg.steps > 1:
             self.interrupt(now)
 
     def kick(self, now: float) -> None:
@@ -181,19 +305,26 @@ class Replica:
             self._start(now)
 
     def interrupt(self, now: float) -> None:
-        """Cut the decode run in flight at the end of the step in progress at ``now``."""
+        """Cut the segment in flight at the end of the step in progress at ``now``."""
         seg = self.seg
         assert seg is not None
         run = seg.run
-        k = run.step_ending_at_or_after(now - seg.start)
-        if k >= seg.n:
+        if run is None or not seg.n:
             return
-        tick = self.tick
-        self.kv.release(self._crossings(tick + k + 1, tick + seg.n))
-        self.reserved_through = tick + k
-        seg.n = k
-        run.truncate(k)
-        seg.dur = run.end(k)
+        head = seg.head_dur if seg.feats is not None else None
+        run_start = seg.start + (head or 0.0)
+        old_n = seg.n
+        if head is not None and now <= run_start:
+            seg.run, seg.n = None, 0
+            seg.dur = head
+        elif run.cut(now - run_start):
+            seg.n = run.n
+            seg.dur = (head or 0.0) + run.dur
+        else:
+            return
+        tick0 = seg.tick0
+        self.kv.release(_cross(seg.psum, self.bs, tick0 + seg.n + 1, tick0 + old_n))
+        self.reserved_through = tick0 + seg.n
         loop = self.loop
         loop.cancel(seg.event)
         seg.event = loop.schedule(seg.start + seg.dur, PRIO_STEP, self._on_step_end)
@@ -208,31 +339,7 @@ class Replica:
 
     def _crossings(self, lo: int, hi: int) -> int:
         """New blocks the live decoders need for decode steps ``lo..hi`` (absolute ticks)."""
-        n = hi - lo + 1
-        if n <= 0 or not self.n_live:
-            return 0
-        bs = self.bs
-        p = self._prefix()
-        full, rem = divmod(n, bs)
-        s = lo % bs
-        return full * p[bs] + p[s + rem] - p[s]
-
-    def _steps_fitting(self, lo: int, avail: int, cap: int) -> int:
-        """Most decode steps from tick ``lo`` on (at most ``cap``) whose blocks fit ``avail``."""
-        if cap <= 0:
-            return 0
-        bs = self.bs
-        p = self._prefix()
-        nr = p[bs]
-        if nr == 0:
-            return cap
-        full = avail // nr
-        steps = full * bs
-        if steps >= cap:
-            return cap
-        s = lo % bs
-        j = bisect_right(p, p[s] + avail - full * nr, s, s + bs + 1) - 1 - s
-        return min(steps + j, cap)
+        return _cross(self._prefix(), self.bs, lo, hi) if self.n_live else 0
 
     def reserve_decode_step(self) -> bool:
         """Allocate the blocks every live decoder needs for the next step (scheduler helper)."""
@@ -451,26 +558,101 @@ class Replica:
                 self.loop.cancel(self.wake_event)
             self.wake_event = self.loop.schedule(plan.wake_at_s, PRIO_KICK, self._on_wake)
             return
-        if plan.empty and not plan.swap_in_tokens:
+        if not plan.prefill and not plan.decode and not plan.swap_in_tokens:
             if self.running:
                 raise RuntimeError(f"replica {self.index}: scheduler idle with running requests")
             return
-        t = self.table
-        swap_tokens = plan.swap_in_tokens + plan.swap_out_tokens
-        if (plan.repeatable and not plan.prefill and not swap_tokens
-                and self.closed_form):
-            tick = self.tick
-            n_fin = self._min_remaining()
-            n = 1 + (self._steps_fitting(tick + 2, self.kv.available, n_fin - 1)
-                     if n_fin > 1 else 0)
-            run = self.pricer.decode_run(self.n_dec, self.dec_ctx, n)
-            if n > 1:
-                self.kv.allocate(self._crossings(tick + 2, tick + n))
-                self.reserved_through = tick + n
-            seg = Segment(now, run, n, plan, None, run.end(n), run.a[0])
-            self.seg = seg
-            seg.event = self.loop.schedule(now + seg.dur, PRIO_STEP, self._on_step_end)
+        if plan.repeatable and self.closed_form and not plan.prefill and not (
+                plan.swap_in_tokens or plan.swap_out_tokens):
+            seg = Segment(now, plan, None, 0.0)
+            self._plan_run(seg, self.tick, self.n_dec, self.n_live, self.dec_ctx,
+                           self._prefix(), ())
+        else:
+            seg = self._head(plan, now)
+        self.seg = seg
+        seg.event = self.loop.schedule(now + seg.dur, PRIO_STEP, self._on_step_end)
+
+    def _upcoming_finishes(self, limit: int) -> list[tuple[int, int, int]]:
+        """The next ``limit`` live finishes as (finish tick, cached tokens at join, join
+        tick), soonest first."""
+        fin, live, t = self.fin, self.live, self.table
+        if limit == 1:
+            while fin and live.get(fin[0][2]) != fin[0][1]:
+                heapq.heappop(fin)
+            cand = fin[:1]
+        else:
+            cand = heapq.nsmallest(limit + 2, fin)
+        out = [(f, t.computed[rid], t.join_tick[rid]) for f, stint, rid in cand
+               if live.get(rid) == stint]
+        if len(out) < min(limit, len(live)):  # stale entries crowded the candidates out
+            out = [(f, t.computed[rid], t.join_tick[rid]) for f, stint, rid in sorted(fin)
+                   if live.get(rid) == stint]
+        return out[:limit]
+
+    def _plan_run(self, seg: Segment, tick0: int, seqs: int, live: int, ctx: int,
+                  psum: list[int], extra: Any) -> None:
+        """Attach a closed-form decode run from decode tick ``tick0``: phase after phase (one
+        per finish, up to the next arrival) until the KV blocks run out."""
+        bs = self.bs
+        r0 = max(self.reserved_through, tick0)  # decode ticks whose blocks are allocated
+        have = _cross(psum, bs, tick0 + 1, r0)
+        # a finish may let a blocked waiting request in: then the run must stop there
+        max_phases = _MAX_PHASES if self.multi_phase and (self.hold_finished or not (
+            self.waiting or self.swapped)) else 1
+        fins = self._upcoming_finishes(max_phases + 1)
+        if extra:
+            fins = sorted(fins + list(extra))
+        if not fins:
             return
+        kv_n = _fitting(psum, bs, tick0 + 1, self.kv.available + have, fins[-1][0] - tick0)
+        if kv_n <= 0:
+            return
+        horizon = self.next_arrival() - seg.start - seg.dur
+        pricer = self.pricer
+        runs = PhasedRun()
+        hold = self.hold_finished
+        k = 0
+        i = 0
+        nf_all = len(fins)
+        while True:
+            ft = fins[i][0]
+            m = min(ft - tick0, kv_n) - k
+            if m <= 0:
+                break
+            run = pricer.decode_run(seqs, ctx, m)
+            k += m
+            end_tick = tick0 + k
+            nf = 0
+            gone = 0
+            while i < nf_all and fins[i][0] == end_tick:
+                f = fins[i]
+                gone += f[1] + (end_tick - f[2]) + 1
+                nf += 1
+                i += 1
+            runs.add(run, m, live, nf)
+            if (not nf or i >= nf_all or k >= kv_n or len(runs.ns) >= max_phases
+                    or runs.dur >= horizon):
+                break
+            live -= nf
+            if live <= 0:
+                break
+            ctx += seqs * m
+            if not hold:
+                seqs -= nf
+                ctx -= gone
+        if not runs.n:
+            return
+        n = runs.n
+        if tick0 + n > r0:
+            self.kv.allocate(_cross(psum, bs, r0 + 1, tick0 + n))
+            self.reserved_through = tick0 + n
+        seg.run, seg.n, seg.tick0, seg.psum = runs, n, tick0, psum
+        seg.dur += runs.dur
+
+    def _head(self, plan: StepPlan, now: float) -> Segment:
+        """Price a prefill / mixed step; if what follows is sure to be a pure decode run
+        (every chunk finishes its prompt, nothing waits, nothing finishes), attach the run."""
+        t = self.table
         pre_seqs = len(plan.prefill)
         pre_tokens = 0
         pairs = 0.0
@@ -487,14 +669,41 @@ class Replica:
         dctx = float(self.dec_ctx) if plan.decode else 0.0
         shape = BatchShape(pre_seqs, pre_tokens, pairs, pctx, nd, dctx, nd + completing)
         dur = self.pricer.step_s(shape, pre_seqs + nd) if pre_tokens + nd else 0.0
-        dur += self.pricer.swap_s(swap_tokens)
-        run = SingleStep(dur)
-        n = 1 if plan.decode else 0
-        feats = (1, pre_tokens + nd, nd + completing, pairs, pctx, dctx)
-        self.num_steps += 1
-        seg = Segment(now, run, n, plan, feats, dur, dur)
-        self.seg = seg
-        seg.event = self.loop.schedule(now + dur, PRIO_STEP, self._on_step_end)
+        dur += self.pricer.swap_s(plan.swap_in_tokens + plan.swap_out_tokens)
+        seg = Segment(now, plan, (1, pre_tokens + nd, nd + completing, pairs, pctx, dctx), dur)
+        if (self.closed_form and completing == pre_seqs and not plan.preempted
+                and not plan.swap_in_tokens and not plan.swap_out_tokens
+                and (not self.admits_mid_batch or (not self.waiting and not self.swapped))):
+            self._speculate(seg, plan)
+        return seg
+
+    def _speculate(self, seg: Segment, plan: StepPlan) -> None:
+        t, bs = self.table, self.bs
+        tick0 = self.tick + (1 if plan.decode else 0)
+        if self.n_live and plan.decode and self._min_remaining() <= 1:
+            return  # a decoder finishes at the head step: let the scheduler look again
+        seqs = self.n_dec
+        live = self.n_live
+        ctx = self.dec_ctx + (self.n_dec if plan.decode else 0)
+        res = None
+        extra = []
+        for rid, _c in plan.prefill:
+            g = t.generated[rid] + 1
+            left = t.output_tokens[rid] - g
+            if left < 1:
+                return
+            c = t.input_tokens[rid] + g - 1
+            extra.append((tick0 + left, c, tick0))
+            if res is None:
+                res = self.res[:]
+            res[(tick0 + 1 - c) % bs] += 1
+            seqs += 1
+            live += 1
+            ctx += c + 1
+        if live <= 0:
+            return
+        psum = list(accumulate(res + res, initial=0)) if res is not None else self._prefix()
+        self._plan_run(seg, tick0, seqs, live, ctx, psum, extra)
 
     def _min_remaining(self) -> int:
         """Decode steps until the next live decoder finishes (skipping stale heap entries)."""
@@ -514,33 +723,50 @@ class Replica:
         self._start(now)
 
     def _commit(self, seg: Segment, now: float) -> None:
-        t, hist = self.table, self.hist
-        plan, n = seg.plan, seg.n
-        dur = seg.dur
-        self.busy_s += dur
+        self.busy_s += seg.dur
         self.num_segments += 1
+        start = seg.start
         f = seg.feats
-        if f is None:  # a decode run: its work is counted here (it may have been cut short)
-            b, c0 = self.n_dec, self.dec_ctx
-            self.w_steps += n
-            self.w_tokens += n * b
-            self.w_logits += n * b
-            self.w_dctx += n * c0 + b * n * (n - 1) * 0.5
-            self.num_steps += n
-        else:
+        if f is not None:  # the head step
+            t_h = start + seg.head_dur
             self.w_steps += 1
             self.w_tokens += f[1]
             self.w_logits += f[2]
             self.w_pairs += f[3]
             self.w_pctx += f[4]
             self.w_dctx += f[5]
-        if self.trace_steps is not None and len(self.trace_steps) < self.trace_limit:
-            self.trace_steps.append((self.index, seg.start, dur, len(plan.prefill),
-                                     sum(c for _, c in plan.prefill), self.n_dec if n else 0,
-                                     n, self.kv.used))
-        if n:
-            self._commit_decode(seg, now)
-        for rid, c in plan.prefill:
+            self.num_steps += 1
+            plan = seg.plan
+            if self.trace_steps is not None and len(self.trace_steps) < self.trace_limit:
+                self.trace_steps.append((self.index, start, seg.head_dur, len(plan.prefill),
+                                         f[1] - (self.n_dec if plan.decode else 0),
+                                         self.n_dec if plan.decode else 0, 1, self.kv.used))
+            if plan.decode:
+                self._commit_decode(SingleStep(seg.head_dur), 1, start, t_h)
+            if plan.prefill:
+                self._commit_chunks(plan.prefill, t_h)
+            start = t_h
+        if seg.n:
+            runs = seg.run
+            last = len(runs.runs) - 1
+            for p, run in enumerate(runs.runs):
+                n = runs.ns[p]
+                b, c0 = self.n_dec, self.dec_ctx
+                self.w_steps += n
+                self.w_tokens += n * b
+                self.w_logits += n * b
+                self.w_dctx += n * c0 + b * n * (n - 1) * 0.5
+                self.num_steps += n
+                p_start = start + runs.t0[p]
+                p_end = now if p == last else p_start + run.end(n)
+                if self.trace_steps is not None and len(self.trace_steps) < self.trace_limit:
+                    self.trace_steps.append((self.index, p_start, p_end - p_start, 0, 0, b, n,
+                                             self.kv.used))
+                self._commit_decode(run, n, p_start, p_end)
+
+    def _commit_chunks(self, chunks: tuple[tuple[int, int], ...], now: float) -> None:
+        t, hist = self.table, self.hist
+        for rid, c in chunks:
             comp = t.computed[rid] + c
             t.computed[rid] = comp
             self.prefill_tokens += c
@@ -563,9 +789,11 @@ class Replica:
             else:
                 self._join(rid)
 
-    def _commit_decode(self, seg: Segment, now: float) -> None:
-        t, hist, run, n = self.table, self.hist, seg.run, seg.n
-        e1 = seg.start + seg.e1
+    def _commit_decode(self, run: Any, n: int, start: float, now: float) -> None:
+        """Every decoding request gained ``n`` tokens in steps ending at ``start + run.end(k)``;
+        ``now`` is the end of the last."""
+        t, hist = self.table, self.hist
+        e1 = start + run.first
         joiners = self.joiners
         njoin = len(joiners)
         if njoin:
@@ -610,6 +838,10 @@ class Replica:
         t = self.table
         j0 = t.join_tick[rid]
         c0, blocks = self._materialise(rid)
+        need = -(-t.computed[rid] // self.bs)
+        if blocks > need:  # blocks reserved for steps after its finish (a phased run)
+            self.kv.release(blocks - need)
+            blocks = need
         del self.live[rid]
         self.res[(j0 + 1 - c0) % self.bs] -= 1
         self._pdirty = True
@@ -648,16 +880,34 @@ class Replica:
     def progress_tokens(self, time_s: float) -> int:
         """Output tokens of the decode run in flight already produced by ``time_s``."""
         seg = self.seg
-        if seg is None or seg.n < 2:
+        if seg is None or seg.run is None:
             return 0
-        k = seg.run.step_ending_at_or_after(time_s - seg.start)
-        if seg.start + seg.run.end(k) > time_s:
-            k -= 1
-        return max(k, 0) * self.n_live
+        run_start = seg.start + (seg.head_dur if seg.feats is not None else 0.0)
+        return seg.run.tokens_by(time_s - run_start) if time_s > run_start else 0
 
     def check(self) -> None:
-        """Consistency checks (tests): KV accounting and aggregates."""
+        """Consistency checks (tests; O(running)): KV accounting matches the blocks every
+        running request holds, aggregates match the decoding set."""
         self.kv.check()
         assert self.kv.used <= self.kv.total
         assert self.n_live >= 0 and self.n_dec >= self.n_live
         assert sum(self.res) == self.n_live, (sum(self.res), self.n_live)
+        if self.seg is not None:
+            return  # reservations of the segment in flight are not attributed yet
+        t, bs = self.table, self.bs
+        zombies = {z[0] for z in self.zombies}
+        held = 0
+        ctx = 0
+        for rid in self.running:
+            if rid in zombies or rid in self.prefilling:
+                held += t.blocks[rid]
+                continue
+            c = t.computed[rid] + self.tick - t.join_tick[rid]
+            slots = c + max(self.reserved_through - self.tick, 0)
+            held += -(-slots // bs)
+            ctx += c + 1
+        shared = sum(self.kheld.values())
+        private_keys = len(self.kv._refs) - self.kv.cached  # referenced keyed blocks
+        assert held - shared + private_keys == self.kv.used or self.prefix, (held, self.kv.used)
+        if not self.zombies:
+            assert ctx == self.dec_ctx, (ctx, self.dec_ctx)

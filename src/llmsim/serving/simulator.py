@@ -13,6 +13,7 @@ fit raises :class:`~llmsim.errors.DoesNotFitError` before the run.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -171,7 +172,8 @@ class Simulation:
                             setup.host_blocks),
                     self.pricer, self.hist, self._on_finish,
                     swap=sc.preemption == Preemption.SWAP, trace_steps=self.trace_steps,
-                    trace_limit=cfg.metrics.max_trace_steps, closed_form=closed_form)
+                    trace_limit=cfg.metrics.max_trace_steps, closed_form=closed_form,
+                    multi_phase=not wl.concurrency, next_arrival=self._next_arrival)
             for i in range(cfg.parallelism.replicas)
         ]
         span = float(wl.arrival_s[-1]) if self.n else 0.0
@@ -190,17 +192,23 @@ class Simulation:
         self.end_s = 0.0
         self.wall_s = 0.0
         self.max_kv_used_frac = 0.0
+        self.next_arrival_s = math.inf
 
     # ------------------------------------------------------------------ handlers
+    def _next_arrival(self) -> float:
+        return self.next_arrival_s
+
     def _on_arrival(self, now: float, rid: int) -> None:
+        self.next_arrival_s = math.inf
         if self.concurrency and self.in_flight >= self.concurrency:
             self.blocked = rid
             return
-        self._send(rid, now)
         nxt = rid + 1
         if nxt < self.n:
-            self.loop.schedule(max(self.table.arrival_s[nxt], now), PRIO_ARRIVAL,
-                               self._on_arrival, nxt)
+            when = max(self.table.arrival_s[nxt], now)
+            self.next_arrival_s = when
+            self.loop.schedule(when, PRIO_ARRIVAL, self._on_arrival, nxt)
+        self._send(rid, now)
 
     def _send(self, rid: int, now: float) -> None:
         t = self.table
@@ -229,7 +237,7 @@ class Simulation:
         if self.blocked is not None and (not self.concurrency
                                          or self.in_flight < self.concurrency):
             rid, self.blocked = self.blocked, None
-            when = max(self.table.arrival_s[rid], now + self.think_s)
+            when = max(self.table.arrival_s[rid], now + self.think_s, self.loop.now_s)
             self.loop.schedule(when, PRIO_ARRIVAL, self._on_arrival, rid)
         if self.progress is not None and (self.done % self.progress_every == 0
                                           or self.done == self.n):
@@ -238,14 +246,16 @@ class Simulation:
     def _on_sample(self, now: float, _payload: Any) -> None:
         reps = self.replicas
         waiting = sum(len(r.waiting) for r in reps)
-        running = sum(len(r.running) - len(r.zombies) for r in reps)
+        pending = sum(r.finished_in_flight(now) for r in reps)
+        running = sum(len(r.running) - len(r.zombies) for r in reps) - pending
         swapped = sum(len(r.swapped) for r in reps)
         kv = sum(r.kv.used for r in reps) / sum(r.kv.total for r in reps)
         if kv > self.max_kv_used_frac:
             self.max_kv_used_frac = kv
         out = sum(r.output_tokens + r.progress_tokens(now) for r in reps)
         self.ts.append(now, (
-            waiting, running, swapped, self.arrived - self.done, kv, self.completed, out,
+            waiting, running, swapped, self.arrived - self.done - pending, kv,
+            self.completed + pending, out,
             sum(r.prefill_tokens for r in reps), sum(r.busy_s for r in reps)))
         if self.done < self.n:
             self.loop.schedule(max(self.ts.next_time(), now), PRIO_SAMPLE, self._on_sample)
