@@ -166,6 +166,8 @@ def read_trace(path: str | Path, model: ModelSpec) -> RoutingTrace:
     assert moe is not None
     p = Path(path).expanduser()
     rows: list[tuple[int, int, int, list[int]]] = []
+    if not p.is_file():
+        raise DataError(f"routing trace {str(path)!r} not found")
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
