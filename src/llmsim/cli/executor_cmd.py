@@ -1,0 +1,278 @@
+"""``llmsim executor run|check|presets``: the PyTorch MoE executor and the closed loop.
+
+Needs the ``executor`` extra (PyTorch); without it every command fails with one line and exit 2.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from llmsim import units
+from llmsim.cli.options import Format, FormatOpt, OutOpt
+from llmsim.errors import ConfigError
+
+app = typer.Typer(name="executor", no_args_is_help=True,
+                  help="Run a real PyTorch MoE decoder with an offloaded expert cache, and check "
+                       "the simulation against it (needs PyTorch: pip install 'llmsim[executor]').")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``executor`` to the root app."""
+    root.add_typer(app, name="executor")
+
+
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", "-c", help="Preset (gpu-default, cpu-small, tiny), an llmsim-moe JSON/YAML file "
+                           "or an executor-buildable catalog/HF model. Default: the device's "
+                           "preset.")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="cpu or cuda (default: cuda when present).")]
+DtypeOpt = Annotated[str | None, typer.Option(
+    "--dtype", help="fp32 or bf16 on CPU; fp16, bf16 or fp32 on CUDA.")]
+CapacityOpt = Annotated[int | None, typer.Option(
+    "--cache-capacity", "-C", min=0, help="Experts cached per layer (default: preset's).")]
+PrefetchOpt = Annotated[int | None, typer.Option(
+    "--prefetch", "-P", min=0, help="Experts prefetched per layer (default: preset's).")]
+AccuracyOpt = Annotated[float | None, typer.Option(
+    "--prefetch-accuracy", "-a", min=0.0, max=1.0, help="Prefetch accuracy (default: "
+                                                        "preset's).")]
+PolicyOpt = Annotated[str, typer.Option("--policy", help="Cache policy: lru, lfu, static.")]
+RoutingOpt = Annotated[str, typer.Option(
+    "--routing", help="router (the model's own) | uniform | zipf:S | correlated:R | a routing "
+                      "trace file (forced routing).")]
+MissOpt = Annotated[str, typer.Option("--miss", help="fetch or cpu.")]
+PromptOpt = Annotated[int | None, typer.Option("--prompt", min=1, help="Prompt tokens.")]
+StepsOpt = Annotated[int | None, typer.Option("--decode-steps", min=0, help="Decode steps.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of weights, prompt, routing and "
+                                                     "prefetch guesses.")]
+WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed passes first.")]
+RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Timed passes (best kept).")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="CPU threads for torch (default: torch's; 1 is steadier on a "
+                             "shared machine).")]
+
+
+def _setup(config: str | None, device: str | None, threads: int | None) -> tuple[Any, str, Any]:
+    from llmsim.executor._torch import require_torch, resolve_device
+    from llmsim.moe_offload.config import PRESETS, get_preset
+
+    torch = require_torch()
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    name = config or ("gpu-default" if dev.startswith("cuda") else "cpu-small")
+    preset = get_preset(name) if name.strip().lower() in PRESETS else None
+    return preset, name, dev
+
+
+def _offload(preset: Any, num_experts: int, capacity: int | None, prefetch: int | None,
+             accuracy: float | None, policy: str, miss: str, seed: int) -> Any:
+    from llmsim.moe_offload import MissMode, OffloadConfig
+
+    base = preset.offload if preset is not None else OffloadConfig(
+        capacity=min(8, num_experts), prefetch=min(4, num_experts))
+    try:
+        miss_mode = MissMode(miss.strip().lower())
+    except ValueError:
+        raise ConfigError(f"--miss must be fetch or cpu, not {miss!r}") from None
+    return base.replace(
+        capacity=base.capacity if capacity is None else capacity,
+        prefetch=base.prefetch if prefetch is None else prefetch,
+        prefetch_accuracy=base.prefetch_accuracy if accuracy is None else accuracy,
+        policy=policy, miss=miss_mode, seed=seed)
+
+
+def _shape(preset: Any, prompt: int | None, steps: int | None,
+           routing: str) -> tuple[int | None, int | None]:
+    """Prompt and decode steps: the flags, else the preset's (a trace file sets its own)."""
+    from llmsim.moe_offload.routing import is_trace_path
+
+    if routing != "router" and is_trace_path(routing):
+        return prompt, steps
+    p = prompt or (preset.prompt_tokens if preset is not None else 256)
+    s = steps if steps is not None else (preset.decode_steps if preset is not None else 10)
+    return p, s
+
+
+@app.command("run")
+def run_cmd(
+    config: ConfigOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+    cache_capacity: CapacityOpt = None, prefetch: PrefetchOpt = None,
+    prefetch_accuracy: AccuracyOpt = None, policy: PolicyOpt = "lru",
+    routing: RoutingOpt = "router", miss: MissOpt = "fetch", prompt: PromptOpt = None,
+    decode_steps: StepsOpt = None, seed: SeedOpt = 0, warmup: WarmupOpt = 1,
+    repeats: RepeatsOpt = 3, threads: ThreadsOpt = None,
+    profile_dir: Annotated[str | None, typer.Option(
+        "--profile-dir", help="Write a torch.profiler Chrome trace of the last timed pass "
+                              "here.")] = None,
+    nvtx: Annotated[bool, typer.Option("--nvtx", help="NVTX ranges per step and layer (CUDA, "
+                                                      "for Nsight Systems).")] = False,
+    routing_trace_out: Annotated[str | None, typer.Option(
+        "--routing-trace-out", help="Write the executed routing as a JSONL/CSV trace (replay "
+                                    "it with moe-offload simulate --routing).")] = None,
+    fmt: FormatOpt = Format.table, out: OutOpt = None,
+) -> None:
+    """Build the MoE decoder (random weights), warm up, then time prefill and decode."""
+    from llmsim.executor.runner import run_benchmark
+    from llmsim.moe_offload.config import load_moe_config
+
+    preset, name, dev = _setup(config, device, threads)
+    cfg = load_moe_config(name)
+    off = _offload(preset, cfg.num_experts, cache_capacity, prefetch, prefetch_accuracy, policy,
+                   miss, seed)
+    p, s = _shape(preset, prompt, decode_steps, routing)
+    res = run_benchmark(cfg, off, device=dev, dtype=dtype, routing=routing, prompt_tokens=p,
+                        decode_steps=s, warmup=warmup, repeats=repeats, profile_dir=profile_dir,
+                        nvtx=nvtx, trace_out=routing_trace_out)
+    if fmt == Format.json:
+        from llmsim.report.render import as_json, emit
+
+        emit(as_json(res.as_dict()), out)
+        return
+    if fmt == Format.csv:
+        raise ConfigError("executor run writes a table or JSON (--format json)")
+    _run_tables(res)
+
+
+def _run_tables(r: Any) -> None:
+    from rich.table import Table
+
+    from llmsim.report.render import console, kv_table
+
+    t = units.fmt_time
+    con = console()
+    m, o = r.model, r.offload
+    con.print(kv_table(
+        f"executor: {m['name']} on {r.device} ({r.dtype}); cache {o['capacity']}/layer "
+        f"{o['policy']}, prefetch {o['prefetch']} @ {o['prefetch_accuracy']:g}, miss {o['miss']}",
+        [
+            ("model", f"hidden {m['hidden_size']}, {m['num_layers']} layers, {m['num_heads']} "
+                      f"heads / {m['num_kv_heads']} KV x {m['head_dim']}, {m['num_experts']} "
+                      f"experts top-{m['top_k']} x {m['expert_intermediate_size']}"),
+            ("routing", r.routing),
+            ("prefill", f"{t(r.prefill_s)} for {r.prompt_tokens} tokens "
+                        f"({r.prefill_tokens_per_s:,.0f} tokens/s; "
+                        f"median {t(r.prefill_s_median)})"),
+            ("decode per token", f"{t(r.decode_s_per_token)} ({r.tokens_per_s:,.2f} tokens/s; "
+                                 f"median {t(r.decode_s_per_token_median)})"),
+            ("cache hits", f"{r.hits} hits / {r.misses} misses = {r.hit_rate:.1%} (prefill "
+                           f"{r.prefill_hit_rate:.1%}, decode {r.decode_hit_rate:.1%})"),
+            ("prefetch accuracy (measured)", f"{r.prefetch_accuracy:.1%}"),
+            ("host<->device bytes", f"H2D {units.fmt_bytes(r.h2d_bytes)}, D2H "
+                                    f"{units.fmt_bytes(r.d2h_bytes)}"),
+            ("KV length", str(r.kv_len)),
+            ("timing", f"best of {r.repeats} timed passes after {r.warmup} warm-up"),
+        ]))
+    table = Table(title="per layer", title_justify="left")
+    for c in ("layer", "prefill", "decode (mean/step)"):
+        table.add_column(c, justify="right")
+    for i, (a, b) in enumerate(zip(r.prefill_layer_s, r.decode_layer_s, strict=True)):
+        table.add_row(str(i), t(a), t(b))
+    con.print(table)
+
+
+@app.command("check")
+def check_cmd(
+    config: ConfigOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+    cache_capacity: CapacityOpt = None, prefetch: PrefetchOpt = None,
+    prefetch_accuracy: AccuracyOpt = None, policy: PolicyOpt = "lru",
+    routing: RoutingOpt = "router",
+    sim_routing: Annotated[str, typer.Option(
+        "--sim-routing", help="With --routing router: the distribution the simulation assumes "
+                              "for the model's router.")] = "uniform",
+    miss: MissOpt = "fetch", prompt: PromptOpt = None, decode_steps: StepsOpt = None,
+    seed: SeedOpt = 0, warmup: WarmupOpt = 1, repeats: RepeatsOpt = 5,
+    threads: ThreadsOpt = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Shorter measurements (seconds).")
+                     ] = False,
+    details: Annotated[bool, typer.Option("--details", help="JSON: include the executor and "
+                                                            "simulation results in full.")
+                       ] = False,
+    fmt: FormatOpt = Format.table, out: OutOpt = None,
+) -> None:
+    """Measure this machine, run the executor, simulate the same run on the measured spec, and
+    compare prefill time, decode time per token and hit rate."""
+    from llmsim.executor.check import run_check
+    from llmsim.moe_offload.config import load_moe_config
+
+    preset, name, dev = _setup(config, device, threads)
+    cfg = load_moe_config(name)
+    off = _offload(preset, cfg.num_experts, cache_capacity, prefetch, prefetch_accuracy, policy,
+                   miss, seed)
+    p, s = _shape(preset, prompt, decode_steps, routing)
+    res = run_check(cfg, off, device=dev, dtype=dtype, routing=routing, sim_routing=sim_routing,
+                    prompt_tokens=p, decode_steps=s, warmup=warmup, repeats=repeats, quick=quick)
+    if fmt == Format.json:
+        from llmsim.report.render import as_json, emit
+
+        emit(as_json(res.as_dict(details=details)), out)
+        return
+    if fmt == Format.csv:
+        raise ConfigError("executor check writes a table or JSON (--format json)")
+    _check_tables(res)
+
+
+def _check_tables(r: Any) -> None:
+    from rich.table import Table
+
+    from llmsim.report.render import console, kv_table
+
+    con = console()
+    ex, m = r.executor, r.machine
+    o = ex.offload
+    table = Table(title=f"closed loop: {ex.model['name']} on {m.device_name} ({ex.dtype}, "
+                        f"{m.threads} threads); cache {o['capacity']}/layer {o['policy']}, "
+                        f"prefetch {o['prefetch']} @ {o['prefetch_accuracy']:g}, miss "
+                        f"{o['miss']}", title_justify="left")
+    for c in ("metric", "measured", "predicted", "error", "replay", "error"):
+        table.add_column(c, justify="right" if c != "metric" else "left", no_wrap=True)
+    labels = {"prefill_s": "prefill", "decode_s_per_token": "decode / token",
+              "hit_rate": "hit rate"}
+    for key, label in labels.items():
+        fmt = (lambda v: f"{v:.1%}") if key == "hit_rate" else units.fmt_time
+        table.add_row(label, fmt(r.measured[key]), fmt(r.predicted[key]),
+                      f"{r.error_frac[key]:+.1%}", fmt(r.predicted_replay[key]),
+                      f"{r.error_frac_replay[key]:+.1%}")
+    con.print(table)
+    con.print(f"predicted: routing {r.sim_routing}; replay: the executor's recorded routing.\n"
+              f"Executor routing: {ex.routing}; prompt {ex.prompt_tokens}, "
+              f"{ex.decode_steps} decode steps, best of {ex.repeats} passes.")
+    con.print(kv_table("measured machine", [
+        ("matmul peak", f"{m.matmul_flops_per_s / 1e9:,.1f} GFLOP/s ({m.dtype})"),
+        ("GEMM fit", f"m_half {m.gemm_m_half:.3g}, weight-streaming efficiency "
+                     f"{m.gemm_memory_eff:.2f}"),
+        ("attention efficiency", f"{m.attention_compute_eff:.2f}"),
+        ("memory bandwidth", f"{units.fmt_bandwidth(m.memory_bandwidth_bytes_per_s)} (GEMV), "
+                             f"copy {units.fmt_bandwidth(m.copy_bandwidth_bytes_per_s)}"),
+        ("host->device", f"{units.fmt_bandwidth(m.h2d_bandwidth_bytes_per_s)}, latency "
+                         f"{units.fmt_time(m.link_latency_s)}"),
+        ("fixed costs", ", ".join(f"{k} {units.fmt_time(v)}" for k, v in m.launch_s.items())
+         + f", step {units.fmt_time(m.step_overhead_s)}"),
+        ("wall time", units.fmt_time(r.wall_s)),
+    ]))
+
+
+@app.command("presets")
+def presets_cmd(fmt: FormatOpt = Format.table, out: OutOpt = None) -> None:
+    """List the executor presets (model config, cache settings, run shape)."""
+    from llmsim.moe_offload.config import PRESETS
+
+    rows = [{**{k: v for k, v in p.model.model_dump(mode="json").items() if k != "format"},
+             "model": p.model.name, "name": p.name, "description": p.description,
+             "capacity": p.offload.capacity, "prefetch": p.offload.prefetch,
+             "prefetch_accuracy": p.offload.prefetch_accuracy,
+             "prompt_tokens": p.prompt_tokens, "decode_steps": p.decode_steps}
+            for p in PRESETS.values()]
+    import pandas as pd
+
+    from llmsim.report.render import as_json, console, emit, frame_table
+
+    if fmt == Format.json:
+        emit(as_json({"presets": rows}), out)
+        return
+    console().print(frame_table(pd.DataFrame(rows), title="executor presets", columns=[
+        "name", "hidden_size", "num_layers", "num_experts", "top_k", "expert_intermediate_size",
+        "weight_dtype", "capacity", "prefetch", "prefetch_accuracy", "prompt_tokens",
+        "decode_steps"]))
