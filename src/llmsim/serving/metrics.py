@@ -29,7 +29,8 @@ PERCENTILES = (50, 90, 95, 99)
 class LogHistogram:
     """Weighted values in log-spaced bins; exact count, sum and max."""
 
-    __slots__ = ("lo_log", "per_decade", "bins", "counts", "count", "total", "vmax", "vmin")
+    __slots__ = ("lo_log", "per_decade", "bins", "counts", "count", "total", "vmax", "vmin",
+                 "_scale", "_offset")
 
     def __init__(self, lo: float = 1e-7, decades: int = 11, per_decade: int = 400):
         self.lo_log = math.log10(lo)
@@ -40,11 +41,14 @@ class LogHistogram:
         self.total = 0.0
         self.vmax = 0.0
         self.vmin = math.inf
+        # bin index = floor(ln(v) * scale - offset)
+        self._scale = per_decade / math.log(10.0)
+        self._offset = self.lo_log * per_decade
 
     def _index(self, v: float) -> int:
         if v <= 0:
             return 0
-        i = int((math.log10(v) - self.lo_log) * self.per_decade)
+        i = int(math.log(v) * self._scale - self._offset)
         return 0 if i < 0 else (self.bins - 1 if i >= self.bins else i)
 
     def _edge(self, i: int) -> float:
@@ -53,7 +57,12 @@ class LogHistogram:
     def add(self, v: float, weight: float = 1.0) -> None:
         if weight <= 0:
             return
-        self.counts[self._index(v)] += weight
+        if v > 0:
+            i = int(math.log(v) * self._scale - self._offset)
+            i = 0 if i < 0 else (self.bins - 1 if i >= self.bins else i)
+        else:
+            i = 0
+        self.counts[i] += weight
         self.count += weight
         self.total += v * weight
         if v > self.vmax:

@@ -169,6 +169,9 @@ class DecodeCurve:
         x, t, sl = self.x, self.t, self.slope
         last = len(x) - 2
         i = min(max(bisect_right(x, c1) - 1, 0), last)
+        if i == last or c1 + n - 1 < x[i + 1]:  # one grid segment: one piece
+            b = sl[i]
+            return PiecewiseRun([1], [0.0], [(t[i] + b * (c1 - x[i])) * scale], [b * scale], n)
         k0s: list[int] = []
         cums: list[float] = []
         aa: list[float] = []

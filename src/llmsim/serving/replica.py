@@ -792,11 +792,12 @@ class Replica:
     def _commit_decode(self, run: Any, n: int, start: float, now: float) -> None:
         """Every decoding request gained ``n`` tokens in steps ending at ``start + run.end(k)``;
         ``now`` is the end of the last."""
-        t, hist = self.table, self.hist
+        hist = self.hist
         e1 = start + run.first
         joiners = self.joiners
         njoin = len(joiners)
         if njoin:
+            t = self.table
             itl = t.itl_max_s
             last = t.last_token_s
             for rid in joiners:
@@ -806,32 +807,46 @@ class Replica:
                     itl[rid] = gap
             self.joiners = []
         tick = self.tick
-        old = self.n_live - njoin
+        n_live = self.n_live
+        old = n_live - njoin
+        st, sv = self._stk_t, self._stk_v
         if old > 0:
             g = e1 - self.last_decode_end
             hist.add(g, old)
-            self._stack_push(tick + 1, g)
+            while sv and sv[-1] <= g:
+                sv.pop()
+                st.pop()
+            st.append(tick + 1)
+            sv.append(g)
         if n >= 2:
-            run.add_gaps(hist, 2, n, self.n_live)
-            self._stack_push(tick + 2, run.max_gap(2, n))
-        self.tick = tick + n
-        if self.reserved_through < self.tick:
-            self.reserved_through = self.tick
+            run.add_gaps(hist, 2, n, n_live)
+            g = run.max_gap(2, n)
+            while sv and sv[-1] <= g:
+                sv.pop()
+                st.pop()
+            st.append(tick + 2)
+            sv.append(g)
+        tick += n
+        self.tick = tick
+        if self.reserved_through < tick:
+            self.reserved_through = tick
         self.dec_ctx += n * self.n_dec
-        self.output_tokens += n * self.n_live
+        self.output_tokens += n * n_live
         self.last_decode_end = now
-        fin, live = self.fin, self.live
-        while fin and fin[0][0] <= self.tick:
-            ftick, stint, rid = heapq.heappop(fin)
-            if live.get(rid) != stint:
-                continue
-            if self.hold_finished:
-                self._zombify(rid, now)
-            else:
-                blocks = self._leave(rid)
-                self._finish(rid, now, blocks)
-        if self.hold_finished and self.zombies and self.n_live == 0:
-            self._release_zombies()
+        fin = self.fin
+        if fin and fin[0][0] <= tick:
+            live = self.live
+            while fin and fin[0][0] <= tick:
+                ftick, stint, rid = heapq.heappop(fin)
+                if live.get(rid) != stint:
+                    continue
+                if self.hold_finished:
+                    self._zombify(rid, now)
+                else:
+                    blocks = self._leave(rid)
+                    self._finish(rid, now, blocks)
+            if self.hold_finished and self.zombies and self.n_live == 0:
+                self._release_zombies()
 
     def _zombify(self, rid: int, now: float) -> None:
         """Static batching: a finished sequence streams its last token but keeps its slot."""

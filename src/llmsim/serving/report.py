@@ -156,7 +156,7 @@ class SimulationReport:
             "itl_s": sim.hist.stats(),
             "e2e_s": dist_stats(e2e[done]),
             "queueing_delay_s": dist_stats(queue[done]),
-            "busy_frac": busy / (duration * max(len(reps), 1)),
+            "busy_frac": min(busy / (duration * max(len(reps), 1)), 1.0),
             "mfu": mfu, "mbu": mbu,
             "prefix_cache_hit_rate": hits / queries if queries else 0.0,
             "kv_usage_mean_frac": float(ts["kv_usage_frac"].mean()) if len(ts) else 0.0,
