@@ -241,8 +241,10 @@ def _check_tables(r: Any) -> None:
               f"{ex.decode_steps} decode steps, best of {ex.repeats} passes.")
     con.print(kv_table("measured machine", [
         ("matmul peak", f"{m.matmul_flops_per_s / 1e9:,.1f} GFLOP/s ({m.dtype})"),
-        ("GEMM fit", f"m_half {m.gemm_m_half:.3g}, weight-streaming efficiency "
-                     f"{m.gemm_memory_eff:.2f}"),
+        ("GEMM / expert fit", f"compute {m.gemm_compute_eff:.2f} / "
+                              f"{m.expert_compute_eff:.2f} of peak, m_half "
+                              f"{m.gemm_m_half:.3g} / {m.expert_m_half:.3g}, weight streaming "
+                              f"{m.gemm_memory_eff:.2f} / {m.expert_memory_eff:.2f} of GEMV"),
         ("attention efficiency", f"{m.attention_compute_eff:.2f}"),
         ("memory bandwidth", f"{units.fmt_bandwidth(m.memory_bandwidth_bytes_per_s)} (GEMV), "
                              f"copy {units.fmt_bandwidth(m.copy_bandwidth_bytes_per_s)}"),

@@ -101,6 +101,12 @@ def expert_ffn(x: Any, w13: Any, w2: Any) -> Any:
     return F.linear(F.silu(gate) * up, w2)
 
 
+def expert_into(hn: Any, ybuf: Any, rows: Any, k: int, w13: Any, w2: Any) -> None:
+    """Run one expert on its routed assignments: ``rows`` index the flat ``[T k]`` assignment
+    list (token ``row // k``); outputs land in ``ybuf[rows]``."""
+    ybuf.index_copy_(0, rows, expert_ffn(hn.index_select(0, rows // k), w13, w2))
+
+
 def combine(ybuf: Any, weights: Any, residual: Any) -> Any:
     """``residual + sum_k weights[t, k] * y[t, k]`` (fixed order: placement-independent)."""
     t, k = weights.shape

@@ -9,12 +9,16 @@ own -- never the executor run being predicted:
 - ``memory_bandwidth_bytes_per_s``: weight streaming, a matrix-vector product over a matrix far
   larger than the last-level cache (what decode does). ``copy_bandwidth`` (STREAM-copy style,
   read + write bytes) is reported too.
-- GEMM shape efficiency: ``F.linear`` timed over token counts ``m = 1 .. prompt`` at the
-  model's weight shapes with weights not in cache; ``m_half`` (``eta = m / (m + m_half)``) and
-  the weight-streaming efficiency ``memory_eff`` are fitted to it (least squares on log time).
-  Both apply to GEMMs and to experts.
+- shape efficiency: ``F.linear`` at the model's attention weight shapes, and the executor's
+  expert call (gather, gate/up, SwiGLU, down, scatter) at its expert shape, each timed over
+  token counts ``m = 1 .. prompt`` with weights not in cache; per family (gemm, moe) the
+  compute efficiency ``c <= 1``, its saturation ``m_half`` (``eta = c m / (m + m_half)``) and
+  the weight-streaming efficiency ``memory_eff`` are fitted (least squares on log time).
 - attention: causal ``scaled_dot_product_attention`` at two prompt lengths gives the prefill
   attention's compute efficiency.
+- the host CPU that runs CPU experts: its matmul peak and the expert fit's ``m_half`` and
+  effective weight-streaming bandwidth (``GEMV x memory_eff``) feed the CPU roofline. On a CPU-only
+  machine that CPU is the "device" and the same numbers serve both.
 - host<->device: pinned ``copy_`` H2D / D2H bandwidth on a GPU; on a CPU-only machine the
   "device" pool is other host memory and the bandwidth is that of copying one expert from the
   host pool into the device pool (neither in cache). The link latency is the fixed cost of one
@@ -73,8 +77,12 @@ class MachineMeasurement:
     dtype: str
     matmul_flops_per_s: float
     fp32_matmul_flops_per_s: float
+    gemm_compute_eff: float
     gemm_m_half: float
     gemm_memory_eff: float
+    expert_compute_eff: float
+    expert_m_half: float
+    expert_memory_eff: float
     attention_compute_eff: float
     memory_bandwidth_bytes_per_s: float
     copy_bandwidth_bytes_per_s: float
@@ -83,6 +91,7 @@ class MachineMeasurement:
     link_latency_s: float
     host_matmul_flops_per_s: float
     host_memory_bandwidth_bytes_per_s: float
+    host_m_half: float
     memory_bytes: float
     host_memory_bytes: float
     launch_s: dict[str, float]
@@ -127,14 +136,18 @@ class MachineMeasurement:
             notes="disk not measured (placeholder values; the MoE offload model does not use it)")
 
     def profile(self) -> Profile:
-        """A calibration profile for :meth:`hardware_spec`: compute efficiency 1 at the measured
-        matmul peak (GEMMs and experts with the fitted ``m_half`` and weight-streaming
-        efficiency, attention with its measured efficiency), the measured fixed costs."""
+        """A calibration profile for :meth:`hardware_spec` (peaks as measured): GEMMs and
+        experts each with their fitted compute efficiency, ``m_half`` and weight-streaming
+        efficiency, attention with its measured efficiency, and the measured fixed costs."""
         ls = self.launch_s
-        gemm = KernelEfficiency(compute_eff=1.0, memory_eff=self.gemm_memory_eff,
+        gemm = KernelEfficiency(compute_eff=self.gemm_compute_eff,
+                                memory_eff=self.gemm_memory_eff,
                                 launch_s=ls["gemm"], m_half=self.gemm_m_half, n_half=0.0,
                                 k_half=0.0)
-        moe = gemm.model_copy(update={"launch_s": ls["moe"]})
+        moe = KernelEfficiency(compute_eff=self.expert_compute_eff,
+                               memory_eff=self.expert_memory_eff,
+                               launch_s=ls["moe"], m_half=self.expert_m_half, n_half=0.0,
+                               k_half=0.0)
 
         def flat(key: str, compute_eff: float = 1.0) -> KernelEfficiency:
             return KernelEfficiency(compute_eff=compute_eff, memory_eff=1.0, launch_s=ls[key],
@@ -155,7 +168,7 @@ class MachineMeasurement:
     def platform(self) -> Platform:
         return Platform(self.hardware_spec(), self.host_spec(), async_copy=not self.is_cpu,
                         concurrent_host=not self.is_cpu, cpu_efficiency=1.0,
-                        cpu_overhead_s=self.cpu_expert_overhead_s,
+                        cpu_overhead_s=self.cpu_expert_overhead_s, cpu_m_half=self.host_m_half,
                         description=(f"measured {self.device_name} ({self.dtype}, "
                                      f"{self.threads} threads)"))
 
@@ -269,28 +282,53 @@ def measure_links(config: MoEModelConfig, device: str, dtype: Any,
     return bw, bw
 
 
+def _fit_roofline(points: list[tuple[float, float, float, float]], peak: float,
+                  bandwidth: float, launch: float) -> tuple[float, float, float, float]:
+    """Least squares on log time of
+    ``launch + max(F / (P c m / (m + m_half)), B / (W eff))`` over ``points`` = (m, F, B, t):
+    grid search of ``(c, m_half, eff)`` (compute efficiency at most 1); returns them and the rms
+    log error."""
+    m_arr, f_arr, b_arr, t_arr = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+    log_t = np.log(t_arr)
+    effs = np.linspace(0.2, 1.2, 51)[:, None]
+    memory = b_arr[None, :] / (bandwidth * effs)  # [eff, point]
+    best = (1.0, 0.0, 1.0, np.inf)
+    for ce in np.linspace(0.3, 1.0, 15):
+        for mh in np.concatenate([[0.0], np.geomspace(0.25, 4096, 97)]):
+            compute = f_arr / (peak * ce * m_arr / (m_arr + mh))
+            pred = launch + np.maximum(compute[None, :], memory)
+            err = np.sum((np.log(pred) - log_t[None, :]) ** 2, axis=1)
+            i = int(np.argmin(err))
+            if err[i] < best[3]:
+                best = (float(ce), float(mh), float(effs[i, 0]), float(err[i]))
+    return best[0], best[1], best[2], float(np.sqrt(best[3] / len(points)))
+
+
+def _token_counts(max_tokens: int, quick: bool) -> list[int]:
+    ms = [m for m in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if m <= max(max_tokens, 8)]
+    return ms[::2] if quick else ms
+
+
 def fit_gemm(config: MoEModelConfig, device: str, dtype: Any, peak: float, bandwidth: float,
              launch: float, max_tokens: int, quick: bool
-             ) -> tuple[float, float, dict[str, float]]:
-    """Fit ``(m_half, memory_eff)`` of the GEMM roofline to ``F.linear`` timings.
+             ) -> tuple[float, float, float, dict[str, float]]:
+    """Fit ``(compute_eff, m_half, memory_eff)`` of the GEMM roofline to ``F.linear`` timings.
 
-    ``t = launch + max(F / (P * m / (m + m_half)), B / (W * memory_eff))`` over token counts
-    ``m`` (1 .. the prompt) at the model's weight shapes (expert gate/up and down, query
-    projection), weights streamed from memory (least squares on log time, grid search).
+    ``t = launch + max(F / (P c m / (m + m_half)), B / (W * memory_eff))`` over token counts
+    ``m`` (1 .. the prompt) at the model's attention weight shapes (query and key/value
+    projections), weights streamed from memory (least squares on log time, grid search).
     """
     el = torch.empty((), dtype=dtype).element_size()
-    h, i2 = config.hidden_size, 2 * config.expert_intermediate_size
-    shapes = [(h, i2), (i2 // 2, h), (h, config.num_heads * config.head_dim)]
-    ms = [m for m in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if m <= max(max_tokens, 8)]
-    if quick:
-        ms = ms[::2]
+    h = config.hidden_size
+    shapes = [(h, config.num_heads * config.head_dim), (h, 2 * config.num_kv_heads *
+                                                        config.head_dim)]
     points = []
     raw: dict[str, float] = {}
     budget = _cold_budget(device, quick)
     for k, n in shapes:
         ws = _rotating(lambda n=n, k=k: torch.randn(n, k, device=device).to(dtype), budget,
                        n * k * el)
-        for m in ms:
+        for m in _token_counts(max_tokens, quick):
             x = torch.randn(m, k, device=device).to(dtype)
 
             def call(x: Any = x, ws: list = ws, it: Any = iter(range(10 ** 9))) -> Any:
@@ -300,17 +338,51 @@ def fit_gemm(config: MoEModelConfig, device: str, dtype: Any, peak: float, bandw
             points.append((m, 2.0 * m * n * k, (m * k + k * n + m * n) * el, t))
             raw[f"linear_{m}x{k}x{n}_s"] = t
         del ws
-    m_arr, f_arr, b_arr, t_arr = (np.array(v, dtype=float) for v in zip(*points, strict=True))
-    best = (0.0, 1.0, np.inf)
-    for mh in np.concatenate([[0.0], np.geomspace(0.25, 4096, 97)]):
-        compute = f_arr / (peak * m_arr / (m_arr + mh))
-        for eff in np.linspace(0.2, 1.2, 51):
-            pred = launch + np.maximum(compute, b_arr / (bandwidth * eff))
-            err = float(np.sum((np.log(pred) - np.log(t_arr)) ** 2))
-            if err < best[2]:
-                best = (float(mh), float(eff), err)
-    raw["gemm_fit_rms_log_error"] = float(np.sqrt(best[2] / len(points)))
-    return best[0], best[1], raw
+    ce, m_half, eff, rms = _fit_roofline(points, peak, bandwidth, launch)
+    raw["gemm_fit_rms_log_error"] = rms
+    return ce, m_half, eff, raw
+
+
+def fit_expert(config: MoEModelConfig, device: str, dtype: Any, peak: float, bandwidth: float,
+               launch: float, max_tokens: int, quick: bool
+               ) -> tuple[float, float, float, dict[str, float]]:
+    """Fit ``(compute_eff, m_half, memory_eff)`` of the expert op to the executor's own call
+    (:func:`~llmsim.executor.layers.expert_into`: gather, gate/up, SwiGLU, down, scatter) over
+    ``m`` routed tokens, expert weights streamed from memory. FLOPs and bytes are those of
+    ``kernels.moe_experts`` for one expert (the formula the simulation prices with)."""
+    from llmsim.catalog import get_hardware
+    from llmsim.costmodel import kernels
+    from llmsim.executor import layers as L
+
+    c = config
+    h, inter, k = c.hidden_size, c.expert_intermediate_size, c.top_k
+    el = torch.empty((), dtype=dtype).element_size()
+    pool = _rotating(lambda: (torch.randn(2 * inter, h, device=device).to(dtype),
+                              torch.randn(h, inter, device=device).to(dtype)),
+                     _cold_budget(device, quick), 3 * h * inter * el)
+    ref_hw = get_hardware("h100-sxm")  # FLOPs and bytes do not depend on the part
+    ref_prof = Profile.empty().for_hardware(ref_hw)
+    wdt = DType.parse(dtype_name(dtype))
+    points = []
+    raw: dict[str, float] = {}
+    for m in _token_counts(max_tokens, quick):
+        hn = torch.randn(m, h, device=device).to(dtype)
+        ybuf = torch.empty((m * k, h), device=device, dtype=dtype)
+        rows = torch.arange(m, device=device) * k
+
+        def call(hn: Any = hn, ybuf: Any = ybuf, rows: Any = rows,
+                 it: Any = iter(range(10 ** 9))) -> None:
+            w13, w2 = pool[next(it) % len(pool)]
+            L.expert_into(hn, ybuf, rows, k, w13, w2)
+
+        t = _time(call, device, reps=len(pool) if quick else 2 * len(pool), inner=1)
+        op = kernels.moe_experts(m, h, inter, 1, 1, ref_hw, ref_prof, weight=wdt,
+                                 activation=wdt)
+        points.append((m, op.flops, op.bytes, t))
+        raw[f"expert_{m}_s"] = t
+    ce, m_half, eff, rms = _fit_roofline(points, peak, bandwidth, launch)
+    raw["expert_fit_rms_log_error"] = rms
+    return ce, m_half, eff, raw
 
 
 def measure_attention(config: MoEModelConfig, device: str, dtype: Any, peak: float,
@@ -450,23 +522,32 @@ def measure_machine(config: MoEModelConfig, device: str, dtype: Any, quick: bool
     gemv, copy = measure_stream(device, dtype, quick)
     h2d, d2h = measure_links(config, device, dtype, quick)
     launch, cpu_over, load_s, raw = measure_fixed_costs(config, device, dtype, quick)
-    m_half, mem_eff, sweep = fit_gemm(config, device, dtype, peak, gemv, launch["gemm"],
-                                      max_tokens, quick)
+    g_ce, m_half, mem_eff, sweep = fit_gemm(config, device, dtype, peak, gemv,
+                                            launch["gemm"], max_tokens, quick)
+    e_ce, e_half, e_eff, e_sweep = fit_expert(config, device, dtype, peak, gemv,
+                                              launch["moe"], max_tokens, quick)
     attn_eff, attn_raw = measure_attention(config, device, dtype, peak, max_tokens, quick)
-    raw.update(sweep, **attn_raw)
-    if device == "cpu":
-        host_flops, host_bw = peak, gemv * mem_eff
-    else:
+    raw.update(sweep, **e_sweep, **attn_raw)
+    if device == "cpu":  # CPU experts run the same expert code on the same CPU
+        host_flops, host_bw, host_m_half = peak * e_ce, gemv * e_eff, e_half
+    else:  # the host CPU that runs CPU experts, measured the same way (shorter)
         host_flops = measure_matmul("cpu", dtype, quick=True)
-        host_bw, _ = measure_stream("cpu", dtype, quick=True)
+        host_gemv, _ = measure_stream("cpu", dtype, quick=True)
+        host_ce, host_m_half, host_eff, host_raw = fit_expert(
+            config, "cpu", dtype, host_flops, host_gemv, cpu_over, max_tokens, True)
+        host_flops, host_bw = host_flops * host_ce, host_gemv * host_eff
+        raw.update({f"host_{k}": v for k, v in host_raw.items()})
     m = MachineMeasurement(
         device=device, device_name=_device_name(device), dtype=dtype_name(dtype),
-        matmul_flops_per_s=peak, fp32_matmul_flops_per_s=fp32, gemm_m_half=m_half,
-        gemm_memory_eff=mem_eff, attention_compute_eff=attn_eff,
+        matmul_flops_per_s=peak, fp32_matmul_flops_per_s=fp32, gemm_compute_eff=g_ce,
+        gemm_m_half=m_half, gemm_memory_eff=mem_eff, expert_compute_eff=e_ce,
+        expert_m_half=e_half, expert_memory_eff=e_eff,
+        attention_compute_eff=attn_eff,
         memory_bandwidth_bytes_per_s=gemv, copy_bandwidth_bytes_per_s=copy,
         h2d_bandwidth_bytes_per_s=h2d, d2h_bandwidth_bytes_per_s=d2h,
         link_latency_s=load_s,
         host_matmul_flops_per_s=host_flops, host_memory_bandwidth_bytes_per_s=host_bw,
+        host_m_half=host_m_half,
         memory_bytes=_total_memory(device), host_memory_bytes=_total_memory("cpu"),
         launch_s=launch, cpu_expert_overhead_s=cpu_over, step_overhead_s=0.0,
         threads=torch.get_num_threads(), details=raw)

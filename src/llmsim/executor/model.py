@@ -291,7 +291,7 @@ class MoEExecutor:
     def _gpu_expert(self, i: int, e: int, slot: int, hn: Any, ybuf: Any, r: Any,
                     k: int) -> None:
         w13, w2, token = self.store.weights(i, e, slot)
-        ybuf.index_copy_(0, r, L.expert_ffn(hn.index_select(0, r // k), w13, w2))
+        L.expert_into(hn, ybuf, r, k, w13, w2)
         self.store.release(token)
 
     def _to_host(self, hn: Any, order_np: np.ndarray, offsets: np.ndarray,

@@ -27,16 +27,21 @@ from llmsim.errors import ConfigError
 
 
 def cpu_op_time(flops: float, nbytes: float, host: HostSpec, dtype: DType,
-                efficiency: float = 1.0, overhead_s: float = 0.0) -> float:
+                efficiency: float = 1.0, overhead_s: float = 0.0, m: float = 0.0,
+                m_half: float = 0.0) -> float:
     """Roofline time of one op on the host CPU (the one CPU formula)::
 
-        t = overhead_s + max(F / (P_cpu(dtype) * eta), B / (W_cpu * eta))
+        t = overhead_s + max(F / (P_cpu(dtype) * eta * m / (m + m_half)), B / (W_cpu * eta))
 
     ``P_cpu`` is the host's peak for ``dtype`` (fp32 when it lists none for it), ``W_cpu`` its
-    DRAM bandwidth, ``eta`` a flat efficiency (1.0 = datasheet or measured peak).
-    Williams, Waterman, Patterson, "Roofline", CACM 52(4), 2009.
+    DRAM bandwidth, ``eta`` a flat efficiency (1.0 = datasheet or measured peak). A GEMM over
+    ``m`` rows (tokens) reaches ``m / (m + m_half)`` of the peak (``m_half = 0``: a pure
+    roofline, the default for catalog hosts). Williams, Waterman, Patterson, "Roofline",
+    CACM 52(4), 2009.
     """
     peak = host.cpu_peak_flops(dtype) * efficiency
+    if m_half and m > 0:
+        peak *= m / (m + m_half)
     bandwidth = host.cpu_memory_bandwidth_bytes_per_s * efficiency
     return overhead_s + max(flops / peak, nbytes / bandwidth)
 
@@ -62,8 +67,9 @@ class Platform:
     with DMA engines); False when the same cores do the copies (the CPU-only executor, where the
     "device" pool is another region of host memory): copies then sit on the critical path.
     ``concurrent_host``: CPU experts run while the device computes its own (False when host and
-    device are the same cores). ``cpu_efficiency``/``cpu_overhead_s``: the CPU roofline's flat
-    efficiency and the fixed cost of one CPU expert call.
+    device are the same cores). ``cpu_efficiency``/``cpu_overhead_s``/``cpu_m_half``: the CPU
+    roofline's flat efficiency, the fixed cost of one CPU expert call and its small-GEMM
+    saturation constant (see :func:`cpu_op_time`).
     """
 
     hardware: HardwareSpec
@@ -72,6 +78,7 @@ class Platform:
     concurrent_host: bool = True
     cpu_efficiency: float = 1.0
     cpu_overhead_s: float = 0.0
+    cpu_m_half: float = 0.0
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -170,7 +177,7 @@ class OffloadCosts:
             p = self.platform
             t = self._cpu[tokens] = cpu_op_time(op.flops, op.bytes, p.host,
                                                 self.precision.activation, p.cpu_efficiency,
-                                                p.cpu_overhead_s)
+                                                p.cpu_overhead_s, tokens, p.cpu_m_half)
         return t
 
     def combine_s(self, tokens: int) -> float:
