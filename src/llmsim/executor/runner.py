@@ -172,7 +172,46 @@ def build_executor(model: str | MoEModelConfig, offload: OffloadConfig, device: 
         "bf16" if dev.startswith("cuda") else "fp32")
     tdt = resolve_dtype(dtype, dev, default)
     cfg = cfg.replace(weight_dtype=dtype_name(tdt))
+    _check_memory(cfg, offload, dev, max_tokens)
     return MoEExecutor(cfg, offload, dev, tdt, seed=seed, max_tokens=max_tokens, nvtx=nvtx)
+
+
+def _check_memory(cfg: MoEModelConfig, offload: OffloadConfig, device: str,
+                  max_tokens: int) -> None:
+    """Refuse configs whose weights cannot fit before allocating them (one-line error)."""
+    import os
+
+    from llmsim.errors import DoesNotFitError
+    from llmsim.units import fmt_bytes
+
+    el = cfg.weight_dtype.bytes
+    expert = cfg.expert_params() * el
+    host_need = cfg.num_layers * cfg.num_experts * expert
+    dense = (2 * cfg.vocab_size * cfg.hidden_size + cfg.num_layers * cfg.hidden_size * (
+        2 * cfg.num_heads * cfg.head_dim + 2 * cfg.num_kv_heads * cfg.head_dim
+        + cfg.num_experts)) * el
+    kv = 2 * cfg.num_layers * max_tokens * cfg.num_kv_heads * cfg.head_dim * el
+    dev_need = dense + kv + (cfg.num_layers * offload.capacity + 2 * offload.prefetch + 2) * \
+        expert
+    try:
+        ram = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return
+    if device == "cpu":
+        host_need += dev_need
+    if host_need > 0.85 * ram:
+        raise DoesNotFitError(
+            f"{cfg.name} needs {fmt_bytes(host_need)} of host memory for its weights but this "
+            f"machine has {fmt_bytes(ram)}; use a smaller config (e.g. --config cpu-small)",
+            host_need, ram)
+    if device.startswith("cuda"):
+        torch = require_torch()
+        have = float(torch.cuda.get_device_properties(device).total_memory)
+        if dev_need > 0.9 * have:
+            raise DoesNotFitError(
+                f"{cfg.name} with {offload.capacity} cached experts per layer needs "
+                f"{fmt_bytes(dev_need)} on the GPU, which has {fmt_bytes(have)}; lower "
+                "--cache-capacity", dev_need, have)
 
 
 def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: str | None = None,
