@@ -8,6 +8,7 @@ trace (``--trace``) or synthetic (``--arrival``, ``--rate``, ``--prompt-dist``,
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -83,6 +84,10 @@ def simulate_cmd(
         "--batch-window", min=0.0, help="Dynamic batching window, seconds.")] = None,
     max_model_len: Annotated[int | None, typer.Option(
         "--max-model-len", min=2, help="Longest input+output served (default: model's).")
+    ] = None,
+    kv_capacity_tokens: Annotated[int | None, typer.Option(
+        "--kv-capacity-tokens", min=1,
+        help="KV-cache capacity per replica in tokens (default: from the memory analysis).")
     ] = None,
     router: Annotated[str | None, typer.Option(
         "--router", help="round-robin | least-outstanding | least-kv | random.")] = None,
@@ -186,7 +191,8 @@ def simulate_cmd(
                       "max_num_batched_tokens": max_num_batched_tokens,
                       "block_size": block_size, "order": order, "preemption": preemption,
                       "swap_space_bytes": None if swap_space_gb is None else swap_space_gb * 1e9,
-                      "prefix_caching": prefix_caching, "batch_window_s": batch_window},
+                      "prefix_caching": prefix_caching, "batch_window_s": batch_window,
+                      "kv_capacity_tokens": kv_capacity_tokens},
         "workload": {"trace": trace, "trace_format": trace_format, "rate_scale": rate_scale,
                      "num_requests": num_requests, "arrival": arrival, "rate": rate, "cv": cv,
                      "concurrency": concurrency, "think_time_s": think_time,
@@ -241,7 +247,10 @@ def _run(cfg: Any, step_model: Any, show_progress: bool) -> Any:
 
 
 def _fmt_ms(v: Any) -> str:
-    return "-" if v is None else f"{v * 1e3:,.2f}"
+    if v is None:
+        return "-"
+    ms = v * 1e3
+    return f"{ms:,.0f}" if ms >= 1000 else f"{ms:,.2f}"
 
 
 def _render(s: dict[str, Any], out: str | None) -> None:
@@ -256,9 +265,18 @@ def _render(s: dict[str, Any], out: str | None) -> None:
                         for k, v in slo.items() if v is not None) or "none"
     rej = s["rejected_by_reason"]
     rej_txt = ", ".join(f"{k} {v}" for k, v in rej.items() if v) or "none"
+    if wl.get("trace"):
+        tiles = f", tiled x{wl['tiles']}" if wl.get("tiles", 1) > 1 else ""
+        scale = f", rate x{wl['rate_scale']:g}" if wl.get("rate_scale") else ""
+        desc = (f"{Path(wl['trace']).name} ({wl.get('trace_format')}, {wl.get('trace_rows'):,} "
+                f"rows{tiles}); arrivals: {wl.get('arrival')}{scale}")
+    else:
+        desc = (f"{wl.get('arrival', '')}; prompt {wl.get('prompt', '')}; output "
+                f"{wl.get('output', '')}")
+    if wl.get("concurrency"):
+        desc += f"; at most {wl['concurrency']} in flight"
     rows = [
-        ("workload", wl.get("trace") or f"{wl.get('arrival', '')}; prompt {wl.get('prompt', '')}"
-         f"; output {wl.get('output', '')}"),
+        ("workload", desc),
         ("requests", f"{s['num_completed']:,} completed, {s['num_rejected']:,} rejected "
                      f"({rej_txt}) of {s['num_requests']:,}"),
         ("simulated time", f"{s['duration_s']:,.1f} s"),

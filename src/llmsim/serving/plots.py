@@ -64,29 +64,43 @@ def plot_latency_cdfs(report: Any, path: Path) -> Path:
     return path
 
 
+def _rates(ts: Any, column: str, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Rate of a cumulative column over ~``points`` equal windows (smooths sampling noise)."""
+    t = ts["time_s"].to_numpy(dtype=float)
+    c = ts[column].to_numpy(dtype=float)
+    if len(t) < 3:
+        return t, np.zeros_like(t)
+    step = max(len(t) // points, 1)
+    tt, cc = t[::step], c[::step]
+    return 0.5 * (tt[1:] + tt[:-1]), np.diff(cc) / np.diff(tt)
+
+
 def plot_timeseries(report: Any, path: Path) -> Path:
-    """Output token throughput, queue / running requests and KV usage over time."""
+    """Token throughput, queue / running requests and KV usage over time."""
     plt = _plt()
     ts = report.timeseries
-    fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
     if len(ts):
         t = ts["time_s"]
-        axes[0].plot(t, ts["output_tokens_per_s"], lw=1, label="output tokens/s")
-        axes[0].plot(t, ts["prefill_tokens_per_s"], lw=1, alpha=0.7, label="prefill tokens/s")
-        axes[0].legend(fontsize=8)
-        axes[1].plot(t, ts["waiting"], lw=1, label="waiting")
-        axes[1].plot(t, ts["running"], lw=1, label="running")
+        axes[0].plot(*_rates(ts, "output_tokens"), lw=1.2, color="C0")
+        axes[1].plot(*_rates(ts, "prefill_tokens"), lw=1.2, color="C1")
+        axes[2].plot(t, ts["waiting"], lw=1, label="waiting")
+        axes[2].plot(t, ts["running"], lw=1, label="running")
         if ts["swapped"].any():
-            axes[1].plot(t, ts["swapped"], lw=1, label="swapped")
-        axes[1].legend(fontsize=8)
-        axes[2].plot(t, ts["kv_usage_frac"] * 100, lw=1)
-    axes[0].set_ylabel("tokens/s")
-    axes[1].set_ylabel("requests")
-    axes[2].set_ylabel("KV usage %")
-    axes[2].set_ylim(0, 105)
-    axes[2].set_xlabel("simulated time (s)")
+            axes[2].plot(t, ts["swapped"], lw=1, label="swapped")
+        axes[2].legend(fontsize=8)
+        axes[3].plot(t, ts["kv_usage_frac"] * 100, lw=1)
+    axes[0].set_ylabel("output tokens/s")
+    axes[1].set_ylabel("prompt tokens/s")
+    axes[2].set_ylabel("requests")
+    axes[3].set_ylabel("KV usage %")
+    axes[3].set_ylim(0, 105)
+    axes[3].set_xlabel("simulated time (s)")
     for ax in axes:
         ax.grid(alpha=0.3)
+    s = report.summary()
+    fig.suptitle(f"{s.get('model')} on {s.get('num_gpus')}x {s.get('hardware')} - "
+                 f"{s.get('scheduler')}", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

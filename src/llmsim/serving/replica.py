@@ -599,15 +599,25 @@ class Replica:
         # a finish may let a blocked waiting request in: then the run must stop there
         max_phases = _MAX_PHASES if self.multi_phase and (self.hold_finished or not (
             self.waiting or self.swapped)) else 1
-        fins = self._upcoming_finishes(max_phases + 1)
+        horizon = self.next_arrival() - seg.start - seg.dur
+        fins = self._upcoming_finishes(1)  # more only if the run gets past the first finish
         if extra:
             fins = sorted(fins + list(extra))
         if not fins:
             return
+        if max_phases > 1:
+            # the first phase ends at the first finish; look further only if that comes
+            # before the next arrival (which would cut the run anyway)
+            first = self.pricer.decode_run(seqs, ctx, max(fins[0][0] - tick0, 1))
+            if first.end(first.n) < horizon:
+                fins = self._upcoming_finishes(max_phases + 1)
+                if extra:
+                    fins = sorted(fins + list(extra))
+            else:
+                max_phases = 1
         kv_n = _fitting(psum, bs, tick0 + 1, self.kv.available + have, fins[-1][0] - tick0)
         if kv_n <= 0:
             return
-        horizon = self.next_arrival() - seg.start - seg.dur
         pricer = self.pricer
         runs = PhasedRun()
         hold = self.hold_finished

@@ -188,9 +188,33 @@ def _hash_csr(frame: pd.DataFrame, path: Path, first_line: int
     return offsets, values
 
 
-def load_trace(path: str | Path, fmt: str | None = None) -> Trace:
-    """Read and validate a trace file (cached by path, size and mtime)."""
+BUILTIN_TRACES = {
+    "azure-conv": "azure_conv_2023_sample.csv",
+    "mooncake-conv": "mooncake_conversation_sample.jsonl",
+}
+
+
+def resolve_trace_path(path: str | Path) -> Path:
+    """A trace file path, or the packaged sample named ``azure-conv`` / ``mooncake-conv``
+    (first rows of the Azure 2023 conversation and Mooncake conversation traces; see
+    ``llmsim/data/traces/ATTRIBUTION.md``)."""
     p = Path(path)
+    if p.exists():
+        return p
+    name = str(path).strip().lower()
+    if name in BUILTIN_TRACES:
+        from importlib import resources
+
+        return Path(str(resources.files("llmsim.data").joinpath("traces",
+                                                                 BUILTIN_TRACES[name])))
+    raise DataError(f"trace file not found: {p} (built-in samples: "
+                    f"{', '.join(sorted(BUILTIN_TRACES))})")
+
+
+def load_trace(path: str | Path, fmt: str | None = None) -> Trace:
+    """Read and validate a trace file or a built-in sample (cached by path, size and
+    mtime)."""
+    p = resolve_trace_path(path)
     try:
         st = p.stat()
     except FileNotFoundError:
