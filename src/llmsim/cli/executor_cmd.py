@@ -239,6 +239,10 @@ def _check_tables(r: Any) -> None:
     con.print(f"predicted: routing {r.sim_routing}; replay: the executor's recorded routing.\n"
               f"Executor routing: {ex.routing}; prompt {ex.prompt_tokens}, "
               f"{ex.decode_steps} decode steps, best of {ex.repeats} passes.")
+    if r.contended:
+        con.print(f"[yellow]note: load average {r.load_avg_before:.1f} on {r.cpu_count} CPUs "
+                  "when the check started; other processes may have inflated the timings "
+                  "(on a shared machine try --threads 1).[/yellow]")
     con.print(kv_table("measured machine", [
         ("matmul peak", f"{m.matmul_flops_per_s / 1e9:,.1f} GFLOP/s ({m.dtype})"),
         ("GEMM / expert fit", f"compute {m.gemm_compute_eff:.2f} / "

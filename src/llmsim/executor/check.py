@@ -20,6 +20,7 @@ being predicted enters the prediction.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +64,13 @@ class CheckResult:
     simulation: OffloadResult
     simulation_replay: OffloadResult
     wall_s: float
+    load_avg_before: float = 0.0  # 1-minute load average when the check started
+    cpu_count: int = 1
 
+    @property
+    def contended(self) -> bool:
+        """Other processes were busy when the check started (timings may be inflated)."""
+        return self.load_avg_before > 0.5
     def as_dict(self, details: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "measured": self.measured, "predicted": self.predicted,
@@ -73,6 +80,7 @@ class CheckResult:
             "model": self.executor.model, "offload": self.executor.offload,
             "routing": self.executor.routing, "prompt_tokens": self.executor.prompt_tokens,
             "decode_steps": self.executor.decode_steps, "wall_s": self.wall_s,
+            "load_avg_before": self.load_avg_before, "cpu_count": self.cpu_count,
             "machine": self.machine.as_dict(),
         }
         if details:
@@ -88,6 +96,11 @@ def run_check(model: Any, offload: OffloadConfig, device: str | None = None,
               repeats: int = 5, quick: bool = False) -> CheckResult:
     """Measure, run and simulate (see the module docstring)."""
     t0 = time.perf_counter()
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load0 > 0.5:
+        log.warning("load average %.1f on %d CPUs: other processes compete for the machine; "
+                    "timings may be inflated (on a shared box try --threads 1)", load0,
+                    os.cpu_count() or 1)
     max_tokens = (prompt_tokens or 256) + (16 if decode_steps is None else decode_steps) + 1
     if _is_file(routing):
         from llmsim.moe_offload.routing import read_trace
@@ -121,7 +134,7 @@ def run_check(model: Any, offload: OffloadConfig, device: str | None = None,
     predicted, predicted_replay = _pick(sim), _pick(sim_replay)
     return CheckResult(measured, predicted, _errors(predicted, measured), predicted_replay,
                        _errors(predicted_replay, measured), sim.routing, machine, result, sim,
-                       sim_replay, time.perf_counter() - t0)
+                       sim_replay, time.perf_counter() - t0, load0, os.cpu_count() or 1)
 
 
 def _is_file(spec: object) -> bool:
