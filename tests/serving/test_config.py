@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from serving_helpers import base_config
 from stepmodels import FixedStepModel
 
-from conftest import base_config
 from llmsim.errors import ConfigError, SpecError
 from llmsim.serving import SimulationConfig, load_config, simulate
 

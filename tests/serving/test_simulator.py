@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from serving_helpers import base_config
 from stepmodels import FixedStepModel, NoVectorStepModel
 
-from conftest import base_config
 from llmsim.serving import simulate
 from llmsim.serving.schedulers import SCHEDULERS
 
