@@ -22,16 +22,17 @@ accuracy.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import llmsim
-from conftest import GOLDEN
 from llmsim.calibration import e2e
 from llmsim.calibration.table import ape_pct
 
+GOLDEN = Path(__file__).resolve().parent / "golden"
 TABLE = pd.read_csv(GOLDEN / "calib_splitwise.csv")
 ACCURACY = json.loads((GOLDEN / "calib_accuracy.json").read_text())
 MEASURED = {(r["hardware"], r["metric"]): r for r in ACCURACY["e2e"]}

@@ -26,16 +26,17 @@ falling below 80% by chance has probability of a few percent at most) and a medi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import GOLDEN
 from llmsim.calibration import predict as pr
 from llmsim.calibration.accuracy import sets_from_golden
 from llmsim.calibration.table import MEASURED, ape_pct
 from llmsim.costmodel.profile import Profile
 
+GOLDEN = Path(__file__).resolve().parent / "golden"
 MIN_WITHIN_P90 = 0.8
 SETS = sets_from_golden(GOLDEN / "calib_kernels.csv")
 ACCURACY = json.loads((GOLDEN / "calib_accuracy.json").read_text())

@@ -50,7 +50,17 @@ def kernel_time(flops, nbytes, peak_flops_per_s: float, bandwidth_bytes_per_s: f
     compute_s = flops / (peak_flops_per_s * eff.compute_efficiency(m, n, k))
     memory_s = nbytes / (bandwidth_bytes_per_s * eff.memory_efficiency(m, n))
     overhead_s = eff.launch_s
+    if isinstance(compute_s, float) and isinstance(memory_s, float):  # scalar fast path
+        return (overhead_s + (compute_s if compute_s > memory_s else memory_s), compute_s,
+                memory_s, overhead_s)
     return overhead_s + np.maximum(compute_s, memory_s), compute_s, memory_s, overhead_s
+
+
+def _at_least(x, floor: float):
+    """``max(x, floor)`` for scalars and arrays alike."""
+    if isinstance(x, (int, float)):
+        return x if x > floor else floor
+    return np.maximum(x, floor)
 
 
 def work_time(work: KernelWork, hw: HardwareSpec, eff: ResolvedKernel):
@@ -118,7 +128,7 @@ def moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw:
     weight_bytes = touched * mats * hidden_size * width * weight.bytes_with_scales
     act_bytes = routed * hidden_size * activation.bytes * 2 + routed * width * (mats - 1) * 2.0
     written = routed * hidden_size * max(activation.bytes, _OUT_MIN_BYTES)
-    tokens_per_expert = routed / np.maximum(touched, 1e-9)
+    tokens_per_expert = routed / _at_least(touched, 1e-9)
     work = KernelWork(flops, weight_bytes + act_bytes, written, peak, tokens_per_expert, width,
                       hidden_size)
     return work, touched
@@ -150,7 +160,7 @@ def attention_prefill_work(num_seqs, new_tokens, attn_pairs, ctx_tokens, num_hea
     flops = 2.0 * attn_pairs * num_heads * (qk_dim + v_dim)
     read = new_tokens * num_heads * qk_dim * activation.bytes + ctx_tokens * kv_bytes_per_token
     written = new_tokens * num_heads * v_dim * activation.bytes + new_tokens * kv_bytes_per_token
-    seqs = np.maximum(num_seqs, 1e-9)
+    seqs = _at_least(num_seqs, 1e-9)
     return KernelWork(flops, read, written, peak, new_tokens / seqs, ctx_tokens / seqs, qk_dim)
 
 
@@ -180,7 +190,7 @@ def attention_decode_work(num_seqs, ctx_tokens, num_heads, kv_bytes_per_token, q
     flops = 2.0 * ctx_tokens * num_heads * (qk_dim + v_dim)
     read = ctx_tokens * kv_bytes_per_token + num_seqs * num_heads * qk_dim * activation.bytes
     written = num_seqs * num_heads * v_dim * activation.bytes
-    seqs = np.maximum(num_seqs, 1e-9)
+    seqs = _at_least(num_seqs, 1e-9)
     return KernelWork(flops, read, written, peak, seqs * num_heads, ctx_tokens / seqs, qk_dim)
 
 
