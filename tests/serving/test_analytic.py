@@ -33,15 +33,19 @@ def test_closed_form_matches_step_by_step_on_the_analytic_model(scheduler):
 
 
 def test_prefix_caching_on_mooncake_sample(mooncake_sample):
+    """500 long-context requests whose prompts share 512-token blocks (all start with the same
+    system-prompt block; follow-up turns extend earlier prompts)."""
     base = {"trace": mooncake_sample}
-    on = simulate(cfg(scheduler={"prefix_caching": True}, workload=base))
-    off = simulate(cfg(scheduler={"prefix_caching": False}, workload=base))
+    on = simulate(cfg(parallelism={"tp": 4}, scheduler={"prefix_caching": True},
+                      workload=base))
+    off = simulate(cfg(parallelism={"tp": 4}, scheduler={"prefix_caching": False},
+                       workload=base))
     s_on, s_off = on.summary(), off.summary()
-    assert s_on["prefix_cache_hit_rate"] > 0.2
+    assert 0.04 < s_on["prefix_cache_hit_rate"] < 0.17  # 0.164 with an unbounded cache
     assert s_off["prefix_cache_hit_rate"] == 0
-    assert (on.requests.cached_tokens > 0).mean() > 0.5
+    assert (on.requests.cached_tokens > 0).mean() > 0.9
     assert s_on["ttft_s"]["mean"] < s_off["ttft_s"]["mean"]
-    assert s_on["num_completed"] == s_off["num_completed"]
+    assert s_on["num_completed"] == s_off["num_completed"] == 500
 
 
 def test_synthetic_shared_prefix_hits():

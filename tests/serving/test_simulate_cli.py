@@ -148,3 +148,31 @@ def test_config_unknown_key_did_you_mean(tmp_path):
     p = run_main(["simulate", "--config", str(cfg), "--rate", "1"])
     assert p.returncode == 2
     assert "did you mean 'max_num_seqs'" in p.stderr
+
+
+SCENARIO = """
+name: tiny-dense-on-h100
+hardware: h100-sxm
+num_gpus: 2
+model:
+  hidden_size: 2048
+  vocab_size: 32000
+  max_position_embeddings: 8192
+  layers:
+    - name: dense
+      repeat: 4
+      blocks:
+        - {type: attention, num_heads: 16, num_kv_heads: 4, head_dim: 128}
+        - {type: ffn, intermediate_size: 8192}
+parallel: {tp: 2}
+"""
+
+
+def test_scenario_file(tmp_path):
+    p = tmp_path / "scenario.yaml"
+    p.write_text(SCENARIO)
+    res = run(["simulate", "--scenario", str(p), "--rate", "5", "--num-requests", "50",
+               "--format", "json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert s["model"] == "tiny-dense-on-h100" and s["tp"] == 2 and s["num_completed"] == 50

@@ -78,11 +78,11 @@ def test_azure_trace(azure_sample):
 
 def test_mooncake_trace(mooncake_sample):
     t = load_trace(mooncake_sample)
-    assert t.format == "mooncake" and len(t) == 300
+    assert t.format == "mooncake" and len(t) == 500
     assert t.hash_offsets is not None and t.hash_values is not None
     lens = np.diff(t.hash_offsets)
     assert (lens == -(-t.input_tokens // 512)).all()
-    assert t.arrival_s.max() == pytest.approx(102.0)
+    assert t.arrival_s.max() == pytest.approx(165.0)
 
 
 def test_plain_and_vidur_traces(tmp_path):

@@ -460,11 +460,11 @@ class Replica:
         kv.allocate(nblocks - len(use))
         t.blocks[rid] = nblocks
         t.computed[rid] = start
-        self.query_tokens += known
-        self.hit_tokens += start
         if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
             t.first_scheduled_s[rid] = now
             t.cached_tokens[rid] = start
+            self.query_tokens += known  # hit rate over first admissions (not recomputes)
+            self.hit_tokens += start
         popped = self.waiting.pop()
         assert popped == rid, (popped, rid)
         t.transition(rid, _RUNNING)
