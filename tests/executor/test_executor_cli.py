@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="needs PyTorch (pip install 'llmsim[executor]')")
 
+
+@needs_torch
 def test_run_json_end_to_end(cli, tmp_path):
     trace = tmp_path / "routing.jsonl"
     res = cli("executor", "run", "--config", "tiny", "--device", "cpu", "--repeats", "2",
@@ -27,6 +32,7 @@ def test_run_json_end_to_end(cli, tmp_path):
     assert sim.json()["hit_rate"] == pytest.approx(d["hit_rate"])
 
 
+@needs_torch
 def test_run_table_and_presets(cli):
     res = cli("executor", "run", "--config", "tiny", "--device", "cpu", "--repeats", "1",
               "--decode-steps", "2", "--miss", "cpu", "--routing", "zipf:1.0")
@@ -39,6 +45,7 @@ def test_run_table_and_presets(cli):
             big["decode_steps"]) == (4096, 10, 64, 4, 8, 0.8, 256, 10)
 
 
+@needs_torch
 def test_check_on_the_tiny_preset(cli):
     res = cli("executor", "check", "--config", "tiny", "--device", "cpu", "--quick",
               "--repeats", "2", "--threads", "1", "--format", "json")
@@ -60,6 +67,7 @@ def test_check_on_the_tiny_preset(cli):
     assert "closed loop" in table.out and "decode / token" in table.out
 
 
+@needs_torch
 def test_bad_input_exits_2(cli):
     res = cli("executor", "run", "--config", "tiny", "--device", "tpu")
     assert res.code == 2 and "unknown device" in res.err
@@ -85,6 +93,7 @@ def test_without_torch_one_line_and_exit_2():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@needs_torch
 def test_measure_machine_quick(tiny):
     import torch
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from llmsim.executor import MoEExecutor, run_benchmark, run_decode, run_prefill
-from llmsim.executor.runner import build_executor, prompt_ids
-from llmsim.moe_offload import MissMode, OffloadConfig, load_moe_config, resolve_routing, simulate
-from llmsim.moe_offload.routing import RoutingSource
+torch = pytest.importorskip("torch")
+
+from llmsim.executor import MoEExecutor, run_benchmark, run_decode, run_prefill  # noqa: E402
+from llmsim.executor.runner import build_executor, prompt_ids  # noqa: E402
+from llmsim.moe_offload import (  # noqa: E402
+    MissMode,
+    OffloadConfig,
+    load_moe_config,
+    resolve_routing,
+    simulate,
+)
+from llmsim.moe_offload.routing import RoutingSource  # noqa: E402
 
 
 def make(tiny, **offload):
