@@ -109,9 +109,13 @@ def _vidur_sets(root: Path) -> list[DataSet]:
     for hw in ("a100-sxm-80gb", "h100-sxm"):
         n = net[net["hardware"] == hw]
         inter = pr.inter_node_mask(n)
-        sets.append(DataSet("vidur dgx multi-node", hw, "comm_inter", FIT,
-                            "Vidur NCCL all-reduce and send/recv across two DGX nodes",
-                            n[inter]))
+        p2p = (n["kind"] == "p2p").to_numpy()
+        sets.append(DataSet("vidur dgx multi-node p2p", hw, "comm_inter", FIT,
+                            "Vidur NCCL send/recv between two DGX nodes (one GPU each)",
+                            n[inter & p2p]))
+        sets.append(DataSet("vidur dgx multi-node all-reduce", hw, "comm_inter", HELD_OUT,
+                            "Vidur NCCL all-reduce across two DGX nodes (2-16 GPUs): the "
+                            "hierarchical model describes these poorly", n[inter & ~p2p]))
         sets.append(DataSet("vidur dgx one node", hw, "comm_intra", HELD_OUT,
                             "Vidur NCCL all-reduce and send/recv within one DGX node",
                             n[~inter]))
