@@ -192,3 +192,15 @@ def test_precision_defaults():
     assert (p.weight, p.activation, p.kv) == (DType.FP8, DType.FP8, DType.FP8)
     p = Precision.resolve(DType.BF16, weight="int4")
     assert (p.weight, p.activation, p.kv) == (DType.INT4, DType.BF16, DType.BF16)
+
+
+def test_mesh_fabric_gives_small_groups_a_share_of_the_aggregate():
+    cl = get_cluster(hardware="mi300x", num_gpus=8)
+    prof = Profile.empty().for_hardware(cl.hardware)
+    size = 256e6
+    lat = cl.intra_node.latency_s
+    two = collective_time(OpKind.ALL_REDUCE, size, 2, cl, prof)
+    eight = collective_time(OpKind.ALL_REDUCE, size, 8, cl, prof)
+    assert two == pytest.approx(2 * lat + size / (448e9 / 7))  # one peer link: 64 GB/s
+    assert eight == pytest.approx(14 * lat + 2 * 7 / 8 * size / 448e9)
+    assert two > 5 * eight

@@ -33,11 +33,15 @@ class LinkTopology(str, Enum):
 
     ``switch``: every GPU reaches every other at its full per-GPU bandwidth (NVSwitch, NVL72,
     a non-blocking IB fabric). ``shared``: GPUs share an upstream (a PCIe switch / root complex);
-    concurrent transfers split the shared bandwidth. ``ring``/``torus``: neighbour links (TPU ICI).
+    concurrent transfers split the shared bandwidth. ``mesh``: a direct link to every peer of
+    the node (AMD XGMI, Gaudi's scale-up ports); the bandwidth given is the GPU's aggregate over
+    all peer links, one pair gets ``1 / (gpus_per_node - 1)`` of it. ``ring``/``torus``:
+    neighbour links (TPU ICI).
     """
 
     SWITCH = "switch"
     SHARED = "shared"
+    MESH = "mesh"
     RING = "ring"
     TORUS = "torus"
 

@@ -18,10 +18,10 @@ all-reduce of ``S / g`` per GPU over its own NIC share, intra-node all-gather. O
 (PCIe-switch) fabric a collective of more than two GPUs crosses the root complex, which halves
 the usable bandwidth (assumption, documented in docs/cost-model.md).
 
-Full-mesh fabrics (AMD XGMI on MI300X, Gaudi's RoCE ports): a catalog link bandwidth is the
-GPU's aggregate over its 7 peer links, and one pair gets 1/7 of it; ring/all-to-all collectives
-over all 8 GPUs use every link, so the aggregate applies to them (not modelled separately: the
-catalog has no mesh topology yet, so p2p on a mesh is optimistic by up to 7x).
+Full-mesh fabrics (``mesh`` topology: AMD XGMI on MI300X, Gaudi's scale-up ports): the link
+bandwidth is the GPU's aggregate over its ``N - 1`` peer links (``N`` GPUs per node). A group of
+``n`` GPUs can drive ``n - 1`` of them at once (multi-ring / direct all-to-all, as RCCL does), so
+it gets ``(n - 1) / (N - 1)`` of the aggregate; a p2p transfer gets ``1 / (N - 1)``.
 """
 
 from __future__ import annotations
@@ -36,25 +36,28 @@ _SHARED_FABRIC_FACTOR = 0.5
 
 
 def _link_time(steps: float, nbytes: float, link: LinkSpec, group: int, inter: bool,
-               prof: HardwareProfile) -> float:
+               prof: HardwareProfile, node_gpus: int = 8) -> float:
     eff = prof.comm(inter)
     bandwidth = link.bandwidth_bytes_per_s * eff.bw_eff
     if link.topology == LinkTopology.SHARED and group > 2:
         bandwidth *= _SHARED_FABRIC_FACTOR
+    elif link.topology == LinkTopology.MESH and node_gpus > 2:
+        bandwidth *= min(1.0, (group - 1) / (node_gpus - 1))
     latency = link.latency_s if eff.latency_s is None else eff.latency_s
     return eff.base_latency_s + steps * latency + nbytes / bandwidth
 
 
 def _flat(kind: OpKind, size: float, n: int, link: LinkSpec, inter: bool,
-          prof: HardwareProfile) -> float:
+          prof: HardwareProfile, node_gpus: int = 8) -> float:
     if kind == OpKind.ALL_REDUCE:
-        return _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, inter, prof)
+        return _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, inter, prof,
+                          node_gpus)
     if kind in (OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER):
-        return _link_time(n - 1, (n - 1) / n * size, link, n, inter, prof)
+        return _link_time(n - 1, (n - 1) / n * size, link, n, inter, prof, node_gpus)
     if kind == OpKind.ALL_TO_ALL:
-        return _link_time(1, (n - 1) / n * size, link, n, inter, prof)
+        return _link_time(1, (n - 1) / n * size, link, n, inter, prof, node_gpus)
     if kind == OpKind.P2P:
-        return _link_time(1, size, link, 2, inter, prof)
+        return _link_time(1, size, link, 2, inter, prof, node_gpus)
     raise ValueError(kind)
 
 
@@ -69,10 +72,11 @@ def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster
         return 0.0
     if kind == OpKind.P2P:
         link, nodes = cluster.link_for_group(2, stride)
-        return _flat(kind, message_bytes, 2, link, nodes > 1, prof)
+        return _flat(kind, message_bytes, 2, link, nodes > 1, prof, cluster.gpus_per_node)
     span = group_size * stride
     if span <= cluster.gpus_per_node:
-        return _flat(kind, message_bytes, group_size, cluster.intra_node, False, prof)
+        return _flat(kind, message_bytes, group_size, cluster.intra_node, False, prof,
+                     cluster.gpus_per_node)
     # Spans nodes: ranks per node g, nodes N.
     per_node = max(1, cluster.gpus_per_node // stride)
     per_node = min(per_node, group_size)
@@ -83,21 +87,22 @@ def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster
             f"{cluster.num_nodes}; add --num-gpus or lower the parallel degree"
         )
     intra, inter = cluster.intra_node, cluster.inter_node
+    g = cluster.gpus_per_node
     if kind == OpKind.ALL_REDUCE:
-        t = _flat(OpKind.REDUCE_SCATTER, message_bytes, per_node, intra, False, prof)
+        t = _flat(OpKind.REDUCE_SCATTER, message_bytes, per_node, intra, False, prof, g)
         t += _flat(OpKind.ALL_REDUCE, message_bytes / per_node, nodes, inter, True, prof)
-        t += _flat(OpKind.ALL_GATHER, message_bytes, per_node, intra, False, prof)
+        t += _flat(OpKind.ALL_GATHER, message_bytes, per_node, intra, False, prof, g)
         return t
     if kind in (OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER):
         # across nodes each GPU exchanges its 1/g share with its peers, then within the node
         return (_flat(kind, message_bytes / per_node, nodes, inter, True, prof)
-                + _flat(kind, message_bytes, per_node, intra, False, prof))
+                + _flat(kind, message_bytes, per_node, intra, False, prof, g))
     if kind == OpKind.ALL_TO_ALL:
         # the share of each rank's data bound for other nodes crosses its NIC share
         off_node = message_bytes * (group_size - per_node) / group_size
         on_node = message_bytes * (per_node - 1) / group_size
         t_inter = _link_time(1, off_node, inter, nodes, True, prof)
-        t_intra = _link_time(1, on_node, intra, per_node, False, prof)
+        t_intra = _link_time(1, on_node, intra, per_node, False, prof, g)
         return max(t_inter, t_intra)
     raise ValueError(kind)
 
