@@ -203,4 +203,4 @@ def test_mesh_fabric_gives_small_groups_a_share_of_the_aggregate():
     eight = collective_time(OpKind.ALL_REDUCE, size, 8, cl, prof)
     assert two == pytest.approx(2 * lat + size / (448e9 / 7))  # one peer link: 64 GB/s
     assert eight == pytest.approx(14 * lat + 2 * 7 / 8 * size / 448e9)
-    assert two > 5 * eight
+    assert two > 3 * eight  # 2 GPUs move S over one 64 GB/s link; 8 move 1.75 S over 448
