@@ -1,7 +1,7 @@
 """The one adapter from HuggingFace ``config.json`` to :class:`ModelSpec`.
 
 Supported families (``model_type``): llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe,
-deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon, phi. Field names and defaults
+deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon, phi, bloom. Field names and defaults
 follow the ``transformers`` configuration classes of each family.
 """
 
@@ -23,7 +23,7 @@ from llmsim.errors import SpecError
 
 SUPPORTED_FAMILIES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-    "deepseek_v2", "deepseek_v3", "gptj", "opt", "gpt2", "falcon", "phi",
+    "deepseek_v2", "deepseek_v3", "gptj", "opt", "gpt2", "falcon", "phi", "bloom",
 )
 
 
@@ -214,6 +214,27 @@ def _gpt2(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _bloom(c: dict[str, Any]) -> dict[str, Any]:
+    """BLOOM: ALiBi positions, a LayerNorm after the embedding, biased MHA and GELU MLP, tied
+    head (BigScience, "BLOOM", arXiv:2211.05100, Table 3)."""
+    h = c.get("hidden_size") or c["n_embed"]
+    nh = c.get("num_attention_heads") or c["n_head"]
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+                          qkv_bias=True, o_bias=True, rope=False, norm=NormKind.LAYER,
+                          norm_bias=True)
+    ffn = FFNBlock(hidden_size=h, intermediate_size=4 * h, gated=False,
+                   activation=Activation.GELU, bias=True, norm=NormKind.LAYER, norm_bias=True)
+    layer = LayerTemplate(name="decoder", repeat=c.get("n_layer") or c["num_hidden_layers"],
+                          blocks=(attn, ffn))
+    return {
+        "hidden_size": h, "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("seq_length", 2048), "position": PositionKind.ALIBI,
+        "embedding_norm": True, "layers": (layer,),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
+        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": _weight_dtype(c),
+    }
+
+
 def _phi(c: dict[str, Any]) -> dict[str, Any]:
     """Phi-1/2: parallel attention + MLP on one LayerNorm, partial RoPE, biases everywhere."""
     h = c["hidden_size"]
@@ -286,5 +307,5 @@ _BUILDERS = {
     "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
     "qwen2_moe": _llama_like, "qwen3": _llama_like, "qwen3_moe": _llama_like,
     "deepseek_v2": _deepseek, "deepseek_v3": _deepseek, "gptj": _gptj, "opt": _opt,
-    "gpt2": _gpt2, "falcon": _falcon, "phi": _phi,
+    "gpt2": _gpt2, "falcon": _falcon, "phi": _phi, "bloom": _bloom,
 }

@@ -34,6 +34,7 @@ class ModelSpec(Spec):
     position: PositionKind = PositionKind.ROPE
     learned_position_rows: int = Field(default=0, ge=0)
     layers: tuple[LayerTemplate, ...]
+    embedding_norm: bool = False  # a LayerNorm right after the embedding (BLOOM)
     tie_word_embeddings: bool = False
     lm_head_bias: bool = False
     final_norm: NormKind = NormKind.RMS
@@ -70,7 +71,8 @@ class ModelSpec(Spec):
 
     @property
     def embedding_params(self) -> int:
-        return self.vocab_size * self.hidden_size + self.learned_position_rows * self.hidden_size
+        rows = self.vocab_size + self.learned_position_rows
+        return rows * self.hidden_size + (2 * self.hidden_size if self.embedding_norm else 0)
 
     @property
     def lm_head_params(self) -> int:
