@@ -1,8 +1,8 @@
 """The one adapter from HuggingFace ``config.json`` to :class:`ModelSpec`.
 
 Supported families (``model_type``): llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe,
-deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon, phi, bloom. Field names and defaults
-follow the ``transformers`` configuration classes of each family.
+deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon, phi, bloom. Field names and
+defaults follow the ``transformers`` configuration classes of each family.
 """
 
 from __future__ import annotations
