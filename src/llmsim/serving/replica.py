@@ -251,7 +251,7 @@ class Replica:
     def outstanding(self) -> int:
         """Requests queued, running or swapped out now (finishes inside the closed-form run
         in flight count as done once their time has passed)."""
-        return (len(self.waiting) + len(self.running) + len(self.swapped)
+        return (len(self.waiting) + len(self.running) - len(self.zombies) + len(self.swapped)
                 - self.finished_in_flight(self.loop.now_s))
 
     def finished_in_flight(self, time_s: float) -> int:
@@ -313,7 +313,6 @@ class Replica:
             return
         head = seg.head_dur if seg.feats is not None else None
         run_start = seg.start + (head or 0.0)
-        old_n = seg.n
         if head is not None and now <= run_start:
             seg.run, seg.n = None, 0
             seg.dur = head
@@ -322,9 +321,6 @@ class Replica:
             seg.dur = (head or 0.0) + run.dur
         else:
             return
-        tick0 = seg.tick0
-        self.kv.release(_cross(seg.psum, self.bs, tick0 + seg.n + 1, tick0 + old_n))
-        self.reserved_through = tick0 + seg.n
         loop = self.loop
         loop.cancel(seg.event)
         seg.event = loop.schedule(seg.start + seg.dur, PRIO_STEP, self._on_step_end)
@@ -615,7 +611,10 @@ class Replica:
                     fins = sorted(fins + list(extra))
             else:
                 max_phases = 1
-        kv_n = _fitting(psum, bs, tick0 + 1, self.kv.available + have, fins[-1][0] - tick0)
+        # with prefix caching, evicting a cached block can make a blocked waiting request
+        # cheaper to admit (fewer hits, smaller first chunk): then the run only uses free blocks
+        avail = self.kv.free if (self.prefix and self.waiting) else self.kv.available
+        kv_n = _fitting(psum, bs, tick0 + 1, avail + have, fins[-1][0] - tick0)
         if kv_n <= 0:
             return
         pricer = self.pricer
@@ -652,11 +651,10 @@ class Replica:
                 ctx -= gone
         if not runs.n:
             return
-        n = runs.n
-        if tick0 + n > r0:
-            self.kv.allocate(_cross(psum, bs, r0 + 1, tick0 + n))
-            self.reserved_through = tick0 + n
-        seg.run, seg.n, seg.tick0, seg.psum = runs, n, tick0, psum
+        # the blocks are taken phase by phase when the run is committed (free blocks first,
+        # then least-recently-used cached ones, in step order: exactly as step by step); the
+        # plan above counted finishing requests' blocks to the end, so they always fit
+        seg.run, seg.n, seg.tick0, seg.psum = runs, runs.n, tick0, psum
         seg.dur += runs.dur
 
     def _head(self, plan: StepPlan, now: float) -> Segment:
@@ -769,6 +767,9 @@ class Replica:
                 self.num_steps += n
                 p_start = start + runs.t0[p]
                 p_end = now if p == last else p_start + run.end(n)
+                lo = max(self.reserved_through, self.tick) + 1
+                if self.tick + n >= lo:
+                    self.kv.allocate(self._crossings(lo, self.tick + n))
                 if self.trace_steps is not None and len(self.trace_steps) < self.trace_limit:
                     self.trace_steps.append((self.index, p_start, p_end - p_start, 0, 0, b, n,
                                              self.kv.used))
