@@ -13,9 +13,11 @@ requests decode in it:
   block-boundary phase (a request needs a new block at step ``s`` iff
   ``s = j + 1 - c (mod block_size)``), so the blocks a run of ``n`` steps needs and the longest
   run that fits the free blocks are O(block_size);
-- a run of pure decode steps is priced in closed form (``pricing.PiecewiseRun``) up to the next
-  finish or the KV limit; an arrival that may join the batch *interrupts* it at the end of the
-  step in progress, exactly as a step-by-step simulation would;
+- a *segment* is an optional head step (prefill or mixed, priced by ``step_time``) followed by
+  a run of pure decode steps priced in closed form (``pricing.PiecewiseRun``), phase after
+  phase across finishes (``PhasedRun``) up to the KV limit or the next arrival; an arrival that
+  may join the batch *interrupts* it at the end of the step in progress, exactly as a
+  step-by-step simulation would (``closed_form=False`` runs that reference);
 - inter-token latencies: all decoding requests share each step's gap except newcomers (their
   first gap is from their own last token); per-request maxima come from a monotone stack of
   (tick, suffix max of gaps).
@@ -44,6 +46,7 @@ _FINISHED = RequestStatus.FINISHED
 
 PRIO_ARRIVAL, PRIO_STEP, PRIO_KICK, PRIO_SAMPLE = 0, 1, 2, 3
 _MAX_PHASES = 4  # finishes one closed-form run may cross
+_NEVER = 1 << 62
 
 
 class Segment:
@@ -568,22 +571,31 @@ class Replica:
         self.seg = seg
         seg.event = self.loop.schedule(now + seg.dur, PRIO_STEP, self._on_step_end)
 
-    def _upcoming_finishes(self, limit: int) -> list[tuple[int, int, int]]:
-        """The next ``limit`` live finishes as (finish tick, cached tokens at join, join
-        tick), soonest first."""
+    def _upcoming_finishes(self, ticks: int) -> tuple[list[tuple[int, int, int]], int]:
+        """Every live finish at the first ``ticks`` distinct finish ticks, soonest first, as
+        (finish tick, cached tokens at join, join tick); and the last tick covered when later
+        finishes were left out (else a very large number)."""
         fin, live, t = self.fin, self.live, self.table
-        if limit == 1:
+        if ticks == 1:
             while fin and live.get(fin[0][2]) != fin[0][1]:
                 heapq.heappop(fin)
-            cand = fin[:1]
-        else:
-            cand = heapq.nsmallest(limit + 2, fin)
-        out = [(f, t.computed[rid], t.join_tick[rid]) for f, stint, rid in cand
-               if live.get(rid) == stint]
-        if len(out) < min(limit, len(live)):  # stale entries crowded the candidates out
-            out = [(f, t.computed[rid], t.join_tick[rid]) for f, stint, rid in sorted(fin)
-                   if live.get(rid) == stint]
-        return out[:limit]
+            if not fin:
+                return [], _NEVER
+            f, _stint, rid = fin[0]
+            return [(f, t.computed[rid], t.join_tick[rid])], f - 1  # others may share tick f
+        out: list[tuple[int, int, int]] = []
+        seen = 0
+        last = -1
+        for f, stint, rid in sorted(fin):
+            if live.get(rid) != stint:
+                continue
+            if f != last:
+                if seen == ticks:
+                    return out, last
+                seen += 1
+                last = f
+            out.append((f, t.computed[rid], t.join_tick[rid]))
+        return out, _NEVER
 
     def _plan_run(self, seg: Segment, tick0: int, seqs: int, live: int, ctx: int,
                   psum: list[int], extra: Any) -> None:
@@ -596,21 +608,19 @@ class Replica:
         max_phases = _MAX_PHASES if self.multi_phase and (self.hold_finished or not (
             self.waiting or self.swapped)) else 1
         horizon = self.next_arrival() - seg.start - seg.dur
-        fins = self._upcoming_finishes(1)  # more only if the run gets past the first finish
-        if extra:
-            fins = sorted(fins + list(extra))
-        if not fins:
-            return
-        if max_phases > 1:
-            # the first phase ends at the first finish; look further only if that comes
-            # before the next arrival (which would cut the run anyway)
-            first = self.pricer.decode_run(seqs, ctx, max(fins[0][0] - tick0, 1))
+        # the first finish only, unless the run may get past it before the next arrival
+        fins, cut = self._upcoming_finishes(1)
+        if max_phases > 1 and fins:
+            first_tick = min([fins[0][0]] + [e[0] for e in extra])
+            first = self.pricer.decode_run(seqs, ctx, max(first_tick - tick0, 1))
             if first.end(first.n) < horizon:
-                fins = self._upcoming_finishes(max_phases + 1)
-                if extra:
-                    fins = sorted(fins + list(extra))
+                fins, cut = self._upcoming_finishes(max_phases)
             else:
                 max_phases = 1
+        if extra:  # requests joining at the head's end (only where the list is complete)
+            fins = sorted(fins + [e for e in extra if e[0] <= cut])
+        if not fins:
+            return
         # with prefix caching, evicting a cached block can make a blocked waiting request
         # cheaper to admit (fewer hits, smaller first chunk): then the run only uses free blocks
         avail = self.kv.free if (self.prefix and self.waiting) else self.kv.available
