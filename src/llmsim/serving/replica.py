@@ -610,6 +610,7 @@ class Replica:
         horizon = self.next_arrival() - seg.start - seg.dur
         # the first finish only, unless the run may get past it before the next arrival
         fins, cut = self._upcoming_finishes(1)
+        first = None
         if max_phases > 1 and fins:
             first_tick = min([fins[0][0]] + [e[0] for e in extra])
             first = self.pricer.decode_run(seqs, ctx, max(first_tick - tick0, 1))
@@ -638,7 +639,10 @@ class Replica:
             m = min(ft - tick0, kv_n) - k
             if m <= 0:
                 break
-            run = pricer.decode_run(seqs, ctx, m)
+            if first is not None and k == 0 and first.n == m:
+                run = first  # the probe above priced exactly this phase
+            else:
+                run = pricer.decode_run(seqs, ctx, m)
             k += m
             end_tick = tick0 + k
             nf = 0
