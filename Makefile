@@ -28,7 +28,7 @@ install: $(VENV)/.installed
 install-torch: $(VENV)/.torch $(VENV)/.installed
 
 demo: install
-	$(BIN)/llmsim estimate --model llama-3.1-8b --hardware h100-sxm --batch 16 --prompt 1024 --output 256
+	$(BIN)/llmsim simulate --config examples/simulate.yaml --out out/demo
 
 test: install-torch
 	$(BIN)/python -m ruff check src tests benchmarks scripts
@@ -39,6 +39,8 @@ lint: install
 
 bench-smoke: install
 	$(BIN)/python benchmarks/accuracy.py --smoke
+	$(BIN)/python benchmarks/sim_speed.py --smoke
+	$(BIN)/python benchmarks/offload_accuracy.py --smoke
 
 accuracy: install
 	$(BIN)/python benchmarks/accuracy.py

@@ -6,6 +6,8 @@ Python API (the CLI is a thin layer over it)::
     r = llmsim.estimate("llama-3.1-8b", "h100-sxm", batch=16, prompt=1024, output=256)
     r.ttft_s, r.tpot_s, r.output_tokens_per_s
     llmsim.price_op("gemm", "h100-sxm", m=4096, n=4096, k=4096).time_s
+    report = llmsim.simulate("examples/simulate.yaml")   # or a SimulationConfig / dict
+    report.summary()["ttft_s"]["p99"], report.requests   # a pandas DataFrame
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ _LAZY = {
     "EstimateResult": ("llmsim.static_batch", "EstimateResult"),
     "build_step_model": ("llmsim.static_batch", "build_step_model"),
     "price_op": ("llmsim.op", "price_op"),
+    "simulate": ("llmsim.serving.simulator", "simulate"),
+    "SimulationConfig": ("llmsim.serving.config", "SimulationConfig"),
+    "SimulationReport": ("llmsim.serving.report", "SimulationReport"),
     "analyze_memory": ("llmsim.memory", "analyze_memory"),
     "get_model": ("llmsim.catalog", "get_model"),
     "get_hardware": ("llmsim.catalog", "get_hardware"),
