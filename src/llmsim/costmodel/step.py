@@ -191,20 +191,28 @@ class AnalyticStepTimeModel:
         self.profile: HardwareProfile = prof
         self.layout = Layout(model, cluster, plan, precision, prof)
         self._stages = plan.stage_layers(model)
-        self._dense_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+        self._dense_cache: dict[int, tuple[float, ...]] = {}
+        self._lm_cache: dict[int, float] = {}
         self._p2p_cache: dict[int, float] = {}
-        # attention constants per template: (count per stage, heads, kv bytes/token, dims, window)
-        self._attn: list[tuple] = []
+        # attention constants per template; per stage, identical attention blocks are grouped
+        # so a step prices each distinct attention shape once: [(consts, layer count), ...]
+        self._attn: list[tuple | None] = []
         for template in model.layers:
             attn = template.attention
-            if attn is None:
-                self._attn.append(None)  # type: ignore[arg-type]
-                continue
-            self._attn.append((
+            self._attn.append(None if attn is None else (
                 attn, self.layout.heads(attn), self.layout.kv_bytes_per_token(attn),
                 self.layout.attention_dims(attn, decode=False),
                 self.layout.attention_dims(attn, decode=True),
             ))
+        self._stage_attn: list[list[tuple[tuple, int]]] = []
+        for counts in self._stages:
+            groups: dict[tuple, int] = {}
+            for idx, count in counts:
+                consts = self._attn[idx]
+                if consts is not None:
+                    groups[consts] = groups.get(consts, 0) + count
+            self._stage_attn.append(list(groups.items()))
+        self._eff_prefill = prof.kernel("attention_prefill")
         # validate dtype support once, early, with a clear message
         hw = cluster.hardware
         kernels.gemm(1, 1, 1, hw, prof, precision.weight, precision.activation)
@@ -235,20 +243,19 @@ class AnalyticStepTimeModel:
             if s < last:
                 layers.append(LayerRecord("pp_send", "comm", s, 1,
                                           (stage_p2p(shape, self.layout),)))
-        p2p = (self.plan.pp - 1) * self._p2p(shape)
+        p2p = (self.plan.pp - 1) * self._p2p(shape.num_tokens)
         overhead = self.profile.step_overhead_s
         return StepCost(sum(stage_times) + p2p + overhead, max(stage_times), tuple(layers),
                         overhead)
 
     # ------------------------------------------------------------------ fast path
-    def _dense(self, shape: BatchShape) -> tuple[float, ...]:
-        """Per-stage time of everything except the attention kernels, memoised."""
-        key = (shape.num_tokens, shape.num_logits)
-        hit = self._dense_cache.get(key)
+    def _dense(self, num_tokens: int) -> tuple[float, ...]:
+        """Per-stage time of everything that depends only on the token count (all ops but the
+        attention kernels and the LM head's sampled rows), memoised by token count."""
+        hit = self._dense_cache.get(num_tokens)
         if hit is not None:
             return hit
-        probe = BatchShape(prefill_seqs=0, prefill_tokens=0, decode_seqs=shape.num_tokens,
-                           decode_ctx_tokens=0.0, logits_seqs=shape.num_logits)
+        probe = BatchShape(decode_seqs=num_tokens, logits_seqs=0)
         last = self.plan.pp - 1
         out = []
         for s, counts in enumerate(self._stages):
@@ -259,55 +266,69 @@ class AnalyticStepTimeModel:
                 ops = template_ops(idx, probe, self.layout)
                 total += count * sum(o.time_s * o.count for o in ops
                                      if o.kind not in _ATTENTION_KINDS)
-            if s == last:
+            if s == last:  # the final norm (no sampled rows: the LM head is priced apart)
                 total += _time(lm_head_ops(probe, self.layout))
             out.append(total)
         result = tuple(out)
         if len(self._dense_cache) < 200_000:
-            self._dense_cache[key] = result
+            self._dense_cache[num_tokens] = result
         return result
 
-    def _p2p(self, shape: BatchShape) -> float:
+    def _lm_head(self, num_logits: int) -> float:
+        """LM head GEMM, logits gather and sampling of ``num_logits`` rows, memoised."""
+        hit = self._lm_cache.get(num_logits)
+        if hit is None:
+            hit = _time(lm_head_ops(BatchShape(logits_seqs=num_logits), self.layout))
+            self._lm_cache[num_logits] = hit
+        return hit
+
+    def _p2p(self, num_tokens: int) -> float:
         if self.plan.pp == 1:
             return 0.0
-        t = self._p2p_cache.get(shape.num_tokens)
+        t = self._p2p_cache.get(num_tokens)
         if t is None:
-            t = stage_p2p(shape, self.layout).time_s
-            self._p2p_cache[shape.num_tokens] = t
+            t = stage_p2p(BatchShape(decode_seqs=num_tokens), self.layout).time_s
+            self._p2p_cache[num_tokens] = t
         return t
 
-    def _attention(self, shape: BatchShape, idx: int) -> float:
-        consts = self._attn[idx]
-        if consts is None:
-            return 0.0
+    def _attention(self, shape: BatchShape, consts: tuple) -> float:
+        """Attention kernels of one layer (prefill chunks + decode rows), scalar path."""
         attn, heads, kv_bpt, (qk_p, v_p), (qk_d, v_d) = consts
-        hw, prof, act = self.cluster.hardware, self.profile, self.precision.activation
+        hw, act = self.cluster.hardware, self.precision.activation
         t = 0.0
         if shape.prefill_tokens:
             pairs, ctx = _windowed_prefill(attn, shape)
-            t += kernels.attention_prefill(shape.prefill_seqs, shape.prefill_tokens, pairs, ctx,
-                                           heads, kv_bpt, qk_p, v_p, hw, prof, act).time_s
+            work = kernels.attention_prefill_work(shape.prefill_seqs, shape.prefill_tokens,
+                                                  pairs, ctx, heads, kv_bpt, qk_p, v_p, hw, act)
+            t += kernels.work_time(work, hw, self._eff_prefill)[0]
         if shape.decode_seqs:
-            t += float(kernels.attention_decode_time(shape.decode_seqs,
-                                                     windowed_decode(attn, shape), heads,
-                                                     kv_bpt, qk_d, v_d, hw, prof, act)[0])
+            t += kernels.attention_decode_time(shape.decode_seqs, windowed_decode(attn, shape),
+                                               heads, kv_bpt, qk_d, v_d, hw, self.profile,
+                                               act)[0]
         return t
 
     def _stage_times(self, shape: BatchShape) -> list[float]:
-        dense = self._dense(shape)
+        dense = self._dense(shape.num_tokens)
         times = []
-        for s, counts in enumerate(self._stages):
+        for s, groups in enumerate(self._stage_attn):
             total = dense[s]
-            for idx, count in counts:
-                total += count * self._attention(shape, idx)
+            for consts, count in groups:
+                total += count * self._attention(shape, consts)
             times.append(total)
+        times[-1] += self._lm_head(shape.num_logits)
         return times
 
     def step_time(self, shape: BatchShape) -> float:
-        if shape.num_tokens == 0:
+        t = shape.num_tokens
+        if t == 0:
             return 0.0
+        if self.plan.pp == 1:
+            total = self._dense(t)[0] + self._lm_head(shape.num_logits)
+            for consts, count in self._stage_attn[0]:
+                total += count * self._attention(shape, consts)
+            return total + self.profile.step_overhead_s
         times = self._stage_times(shape)
-        return sum(times) + (self.plan.pp - 1) * self._p2p(shape) + self.profile.step_overhead_s
+        return sum(times) + (self.plan.pp - 1) * self._p2p(t) + self.profile.step_overhead_s
 
     def stage_time(self, shape: BatchShape) -> float:
         if shape.num_tokens == 0:
@@ -318,10 +339,9 @@ class AnalyticStepTimeModel:
         """Latencies of decode steps of ``num_seqs`` sequences at each context length given
         (vectorised; equals ``step_time(BatchShape.decode(num_seqs, c))`` for each ``c``)."""
         ctx = np.asarray(context_per_seq, dtype=float)
-        shape = BatchShape.decode(num_seqs, 0.0)
-        dense = self._dense(shape)
-        total = np.full(ctx.shape, sum(dense) + (self.plan.pp - 1) * self._p2p(shape)
-                        + self.profile.step_overhead_s)
+        dense = self._dense(num_seqs)
+        total = np.full(ctx.shape, sum(dense) + self._lm_head(num_seqs)
+                        + (self.plan.pp - 1) * self._p2p(num_seqs) + self.profile.step_overhead_s)
         hw, prof, act = self.cluster.hardware, self.profile, self.precision.activation
         for counts in self._stages:
             for idx, count in counts:
