@@ -204,15 +204,20 @@ class AnalyticStepTimeModel:
                 self.layout.attention_dims(attn, decode=False),
                 self.layout.attention_dims(attn, decode=True),
             ))
-        self._stage_attn: list[list[tuple[tuple, int]]] = []
+        self._stage_attn: list[list[tuple[_AttentionPricer, int]]] = []
+        pricers: dict[tuple, _AttentionPricer] = {}
         for counts in self._stages:
-            groups: dict[tuple, int] = {}
+            groups: dict[_AttentionPricer, int] = {}
             for idx, count in counts:
                 consts = self._attn[idx]
-                if consts is not None:
-                    groups[consts] = groups.get(consts, 0) + count
+                if consts is None:
+                    continue
+                pricer = pricers.get(consts)
+                if pricer is None:
+                    pricer = pricers[consts] = _AttentionPricer(consts, cluster.hardware, prof,
+                                                                precision.activation)
+                groups[pricer] = groups.get(pricer, 0) + count
             self._stage_attn.append(list(groups.items()))
-        self._eff_prefill = prof.kernel("attention_prefill")
         # validate dtype support once, early, with a clear message
         hw = cluster.hardware
         kernels.gemm(1, 1, 1, hw, prof, precision.weight, precision.activation)
@@ -291,29 +296,13 @@ class AnalyticStepTimeModel:
             self._p2p_cache[num_tokens] = t
         return t
 
-    def _attention(self, shape: BatchShape, consts: tuple) -> float:
-        """Attention kernels of one layer (prefill chunks + decode rows), scalar path."""
-        attn, heads, kv_bpt, (qk_p, v_p), (qk_d, v_d) = consts
-        hw, act = self.cluster.hardware, self.precision.activation
-        t = 0.0
-        if shape.prefill_tokens:
-            pairs, ctx = _windowed_prefill(attn, shape)
-            work = kernels.attention_prefill_work(shape.prefill_seqs, shape.prefill_tokens,
-                                                  pairs, ctx, heads, kv_bpt, qk_p, v_p, hw, act)
-            t += kernels.work_time(work, hw, self._eff_prefill)[0]
-        if shape.decode_seqs:
-            t += kernels.attention_decode_time(shape.decode_seqs, windowed_decode(attn, shape),
-                                               heads, kv_bpt, qk_d, v_d, hw, self.profile,
-                                               act)[0]
-        return t
-
     def _stage_times(self, shape: BatchShape) -> list[float]:
         dense = self._dense(shape.num_tokens)
         times = []
         for s, groups in enumerate(self._stage_attn):
             total = dense[s]
-            for consts, count in groups:
-                total += count * self._attention(shape, consts)
+            for pricer, count in groups:
+                total += count * pricer.time(shape)
             times.append(total)
         times[-1] += self._lm_head(shape.num_logits)
         return times
@@ -324,8 +313,8 @@ class AnalyticStepTimeModel:
             return 0.0
         if self.plan.pp == 1:
             total = self._dense(t)[0] + self._lm_head(shape.num_logits)
-            for consts, count in self._stage_attn[0]:
-                total += count * self._attention(shape, consts)
+            for pricer, count in self._stage_attn[0]:
+                total += count * pricer.time(shape)
             return total + self.profile.step_overhead_s
         times = self._stage_times(shape)
         return sum(times) + (self.plan.pp - 1) * self._p2p(t) + self.profile.step_overhead_s
@@ -366,3 +355,65 @@ class AnalyticStepTimeModel:
 
 def _time(ops: list[OpCost]) -> float:
     return sum(o.time_s * o.count for o in ops)
+
+
+class _AttentionPricer:
+    """Attention-kernel time of one layer from a shape's running sums, without op records.
+
+    The ``kernels.attention_*_work`` formulas are linear in their aggregate inputs (FLOPs in the
+    causal pairs / keys, bytes in new tokens, keys and sequences); their coefficients are read
+    once by probing those functions (so the formulas stay in ``kernels.py``), checked at one
+    more point, and each step evaluates ``kernels.kernel_time`` on the sums: the same numbers
+    ``price()`` gets through ``attention_ops`` (a test checks the two agree).
+    """
+
+    __slots__ = ("attn", "window", "hw_bw", "eff_p", "eff_d", "peak_p", "peak_d", "k_p", "k_d",
+                 "f_pair", "r_new", "w_new", "r_ctx", "f_key", "b_key", "b_seq", "rows_per_seq")
+
+    def __init__(self, consts: tuple, hw, prof: HardwareProfile, act) -> None:
+        attn, heads, kv_bpt, (qk_p, v_p), (qk_d, v_d) = consts
+        self.attn = attn
+        self.window = attn.sliding_window
+        self.hw_bw = hw.memory_bandwidth_bytes_per_s
+        self.eff_p = prof.kernel("attention_prefill")
+        self.eff_d = prof.kernel("attention_decode")
+
+        def pre(seqs, new, pairs, ctx):
+            return kernels.attention_prefill_work(seqs, new, pairs, ctx, heads, kv_bpt, qk_p,
+                                                  v_p, hw, act)
+
+        def dec(seqs, keys):
+            return kernels.attention_decode_work(seqs, keys, heads, kv_bpt, qk_d, v_d, hw, act)
+
+        pair, new, ctx = pre(1, 0, 1, 0), pre(1, 1, 0, 0), pre(1, 0, 0, 1)
+        self.peak_p, self.k_p = pair.peak_flops_per_s, pair.k
+        self.f_pair, self.r_new, self.w_new = pair.flops, new.bytes_read, new.bytes_written
+        self.r_ctx = ctx.bytes_read
+        key, seq = dec(0, 1), dec(1, 0)
+        self.peak_d, self.k_d = key.peak_flops_per_s, key.k
+        self.f_key, self.b_key, self.b_seq = key.flops, key.bytes, seq.bytes
+        self.rows_per_seq = seq.m
+        # the linearity the sums rely on, checked once at another point
+        p, d = pre(3, 5, 7, 11), dec(3, 11)
+        assert abs(p.flops - 7 * self.f_pair) <= 1e-9 * p.flops
+        assert abs(p.bytes - 5 * (self.r_new + self.w_new) - 11 * self.r_ctx) <= 1e-9 * p.bytes
+        assert abs(d.bytes - 11 * self.b_key - 3 * self.b_seq) <= 1e-9 * d.bytes
+
+    def time(self, shape: BatchShape) -> float:
+        t = 0.0
+        if shape.prefill_tokens:
+            pairs, ctx = _windowed_prefill(self.attn, shape)
+            seqs = shape.prefill_seqs or 1e-9
+            new = shape.prefill_tokens
+            t += kernels.kernel_time(self.f_pair * pairs, (self.r_new + self.w_new) * new
+                                     + self.r_ctx * ctx, self.peak_p, self.hw_bw, self.eff_p,
+                                     new / seqs, ctx / seqs, self.k_p)[0]
+        seqs = shape.decode_seqs
+        if seqs:
+            keys = (shape.decode_ctx_tokens if not self.window
+                    else windowed_decode(self.attn, shape))
+            t += kernels.kernel_time(self.f_key * keys, self.b_key * keys + self.b_seq * seqs,
+                                     self.peak_d, self.hw_bw, self.eff_d,
+                                     float(seqs) * self.rows_per_seq, keys / seqs, self.k_d)[0]
+        return t
+
