@@ -92,3 +92,20 @@ def test_bad_input_exits_2_with_one_line(cli, argv, needle):
     lines = [line for line in res.err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:")
     assert needle in lines[0]
+
+
+def test_runtime_pinning_and_host_efficiency_reach_the_json(cli):
+    args = ("offload", "evaluate", "--model", "opt-30b", "--gpu-batch-size", "48",
+            "--num-gpu-batches", "3", "--percent", "20", "80", "0", "100", "0", "100",
+            "--format", "json")
+    flex = cli(*args)
+    assert flex.code == 0, flex.err
+    data = flex.json()
+    assert data["runtime"] == "flexgen" and data["policy"]["pin_weight"] is True
+    assert "host_efficiency" in data["system"]
+    fused = cli(*args, "--runtime", "fused", "--no-pin-weight", "--h2d-bw", "12")
+    assert fused.code == 0, fused.err
+    other = fused.json()
+    assert other["runtime"] == "fused" and other["policy"]["pin_weight"] is False
+    assert other["system"]["host_efficiency"]["h2d_eff"] == 1.0  # a given rate is achieved
+    assert other["system"]["h2d_bytes_per_s"] == pytest.approx(12e9)

@@ -23,6 +23,11 @@ class OutFormat(str, Enum):
     json = "json"
 
 
+class RuntimeName(str, Enum):
+    flexgen = "flexgen"
+    fused = "fused"
+
+
 class MoEExperts(str, Enum):
     all = "all"
     expected = "expected"
@@ -62,12 +67,20 @@ CompressC = Annotated[bool, typer.Option(
     "--compress-cache", help="4-bit group-wise KV cache (FlexGen, group 64).")]
 NoOverlap = Annotated[bool, typer.Option(
     "--no-overlap", help="Do not overlap I/O with compute (a layer takes the sum of streams).")]
+PinWeight = Annotated[bool, typer.Option(
+    "--pin-weight/--no-pin-weight",
+    help="CPU weights in pinned host memory (FlexGen's --pin-weight; off: pageable, staged "
+         "before each copy).")]
 MoEOpt = Annotated[MoEExperts, typer.Option(
     "--moe-experts", help="MoE weights moved per layer: all experts, or the expected distinct "
                           "experts the block's tokens touch.")]
 EffOpt = Annotated[float | None, typer.Option(
-    "--efficiency", help="Flat GPU efficiency for every op (replaces the profile).")]
+    "--efficiency", help="Flat efficiency of every GPU and host peak (replaces the profile).")]
 FmtOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="Output format.")]
+RuntimeOpt = Annotated[RuntimeName, typer.Option(
+    "--runtime", help="Implementation priced: flexgen (FlexLLMGen's PyTorch runtime: unfused "
+                      "attention, pass-wise 4-bit (de)quantisation, fp32 CPU attention, pageable "
+                      "CPU cache) or fused (fused kernels, pinned cache).")]
 
 
 def _machine(gpu_mem, cpu_mem, nvme_mem, h2d, d2h, disk_r, disk_w, cpu_bw, cpu_tflops,
@@ -119,11 +132,13 @@ def solve_cmd(
         help="Force attention over CPU-resident cache on the CPU (or on the GPU); "
              "default: try both.")] = None,
     no_overlap: NoOverlap = False,
+    pin_weight: PinWeight = True,
     gpu_batch_size: Annotated[int | None, typer.Option(
         "--gpu-batch-size", help="Fix the GPU batch size (default: search).")] = None,
     num_gpu_batches: Annotated[int | None, typer.Option(
         "--num-gpu-batches", help="Fix the number of GPU batches (default: search).")] = None,
     moe_experts: MoEOpt = MoEExperts.all,
+    runtime: RuntimeOpt = RuntimeName.flexgen,
     profile: ProfileOpt = None,
     efficiency: EffOpt = None,
     fmt: FmtOpt = OutFormat.table,
@@ -135,10 +150,11 @@ def solve_cmd(
     res = solve(
         _need_model(model), prompt_len, gen_len, hardware=hardware, host=host,
         compress_weight=compress_w, compress_cache=compress_cache,
-        cpu_cache_compute=cpu_cache_compute, overlap=not no_overlap,
+        cpu_cache_compute=cpu_cache_compute, overlap=not no_overlap, pin_weight=pin_weight,
         gpu_batch_sizes=None if gpu_batch_size is None else [gpu_batch_size],
         num_gpu_batches=None if num_gpu_batches is None else [num_gpu_batches],
         moe_experts=moe_experts.value, profile=profile, efficiency=efficiency,
+        runtime=runtime.value,
         **_machine(gpu_mem, cpu_mem, nvme_mem, h2d_bw, d2h_bw, disk_read_bw, disk_write_bw,
                    cpu_mem_bw, cpu_tflops, alpha_g, alpha_c, alpha_n),
     )
@@ -177,7 +193,9 @@ def evaluate_cmd(
         "--cpu-cache-compute", help="Attention over CPU/disk-resident cache runs on the CPU.")
     ] = False,
     no_overlap: NoOverlap = False,
+    pin_weight: PinWeight = True,
     moe_experts: MoEOpt = MoEExperts.all,
+    runtime: RuntimeOpt = RuntimeName.flexgen,
     profile: ProfileOpt = None,
     efficiency: EffOpt = None,
     fmt: FmtOpt = OutFormat.table,
@@ -191,10 +209,11 @@ def evaluate_cmd(
     policy = OffloadPolicy.from_percent(
         gpu_batch_size, num_gpu_batches, percent, compress_weight=compress_w,
         compress_cache=compress_cache, cpu_cache_compute=cpu_cache_compute,
-        overlap=not no_overlap)
+        overlap=not no_overlap, pin_weight=pin_weight)
     res = evaluate(
         _need_model(model), policy, prompt_len, gen_len, hardware=hardware, host=host,
         moe_experts=moe_experts.value, profile=profile, efficiency=efficiency,
+        runtime=runtime.value,
         **_machine(gpu_mem, cpu_mem, nvme_mem, h2d_bw, d2h_bw, disk_read_bw, disk_write_bw,
                    cpu_mem_bw, cpu_tflops, alpha_g, alpha_c, alpha_n),
     )
@@ -243,10 +262,12 @@ def _tables(res: Any, what: str) -> list[Any]:
 
     p = res.policy
     flags = [n for n in ("compress_weight", "compress_cache", "cpu_cache_compute")
-             if getattr(p, n)] + ([] if p.overlap else ["no overlap"])
+             if getattr(p, n)] + ([] if p.overlap else ["no overlap"]) + \
+        ([] if p.pin_weight else ["pageable weights"])
     status = "yes" if res.feasible else f"[red]NO[/red]: {res.reason}"
     rows = [
         ("model / GPU / host", f"{res.model} / {res.hardware} / {res.host}"),
+        ("runtime / host efficiency", f"{res.runtime} / {res.system.host_eff.describe()}"),
         ("prompt -> generated", f"{res.prompt_len} -> {res.gen_len} tokens"
          + (f"  (MoE experts moved: {res.moe_experts})" if res.moe_experts != "all" else "")),
         ("feasible", status),
@@ -281,13 +302,14 @@ def _tables(res: Any, what: str) -> list[Any]:
                     units.fmt_bytes(res.limit_bytes[tier]))
 
     stages = Table(title="one step: time and each stream summed over layers (a layer takes "
-                         "its slowest stream)", title_justify="left")
-    for c in ("stage", "time", "bound", "ctog", "gtoc", "dtoc", "ctod", "comp"):
+                         "its host staging, then its slowest stream)", title_justify="left")
+    for c in ("stage", "time", "bound", "ctog", "gtoc", "dtoc", "ctod", "comp", "staging"):
         stages.add_column(c, justify="left" if c in ("stage", "bound") else "right",
                           no_wrap=True)
     for name, sc in (("prefill", res.prefill), ("decode", res.decode)):
         stages.add_row(name, _t(sc.time_s), sc.bound,
-                       *(_t(sc.streams_s[k]) for k in ("ctog", "gtoc", "dtoc", "ctod", "compute")))
+                       *(_t(sc.streams_s[k]) for k in ("ctog", "gtoc", "dtoc", "ctod", "compute",
+                                                       "staging")))
     return [summary, place, mem, stages]
 
 

@@ -25,8 +25,15 @@ Collectives (``collectives.py``): ``time = base_latency_s + steps * latency_s + 
 (link_bandwidth * bw_eff)``; ``base_latency_s`` is the fixed cost of launching one collective
 (NCCL kernel launch and protocol set-up) and ``latency_s`` the per-step hop latency.
 
+Host section (``host:`` of an entry keyed by a *host* name, e.g. ``gcp-t4-flexgen``; formulas in
+``host.py``): the achieved fractions of a host's datasheet rates -- PCIe host->device and
+device->host from pinned buffers, the extra factor when the host buffer is pageable (staged through
+pinned memory), disk read and write, CPU compute and DRAM bandwidth -- and the fixed cost of one
+CPU op. A host resolves host entry -> ``generic`` -> neutral (:meth:`Profile.for_host`).
+
 Every parameter left unset falls back to the family entry, then ``generic``, then the neutral
-value (efficiency 1, no fixed cost, no ramp): :meth:`Profile.empty` is the datasheet roofline.
+value (efficiency 1, no fixed cost, no ramp): :meth:`Profile.empty` is the datasheet roofline,
+for GPUs and hosts alike.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import yaml
 from pydantic import Field
 
 from llmsim.catalog._base import Spec, validate_spec
-from llmsim.catalog.hardware import HardwareSpec
+from llmsim.catalog.hardware import HardwareSpec, HostSpec
 from llmsim.errors import SpecError
 
 
@@ -67,8 +74,28 @@ class CommEfficiency(Spec):
                                          description="fixed cost of one collective")
 
 
+class HostEfficiency(Spec):
+    """Achieved fractions of one host's datasheet rates (all optional: missing ones fall back).
+
+    ``h2d_eff`` / ``d2h_eff``: PCIe copies between device memory and *pinned* host memory;
+    ``pageable_eff``: the further fraction of that rate reached when the host buffer is pageable
+    (the runtime stages it through a pinned buffer); ``disk_read_eff`` / ``disk_write_eff``: the
+    local disk; ``cpu_compute_eff`` / ``cpu_memory_eff``: the CPU roofline's peak FLOP/s and DRAM
+    bandwidth; ``cpu_launch_s``: fixed cost of one CPU op.
+    """
+
+    h2d_eff: float | None = Field(default=None, gt=0, le=1.5)
+    d2h_eff: float | None = Field(default=None, gt=0, le=1.5)
+    pageable_eff: float | None = Field(default=None, gt=0, le=1.5)
+    disk_read_eff: float | None = Field(default=None, gt=0, le=1.5)
+    disk_write_eff: float | None = Field(default=None, gt=0, le=1.5)
+    cpu_compute_eff: float | None = Field(default=None, gt=0, le=1.5)
+    cpu_memory_eff: float | None = Field(default=None, gt=0, le=1.5)
+    cpu_launch_s: float | None = Field(default=None, ge=0)
+
+
 class ProfileEntry(Spec):
-    """Efficiencies for one hardware (or family, or ``generic``)."""
+    """Efficiencies for one hardware (or family, or ``generic``), or one host (``host:``)."""
 
     gemm: KernelEfficiency = KernelEfficiency()
     moe: KernelEfficiency = KernelEfficiency()
@@ -78,6 +105,7 @@ class ProfileEntry(Spec):
     comm_intra: CommEfficiency = CommEfficiency()
     comm_inter: CommEfficiency = CommEfficiency()
     step_overhead_s: float | None = Field(default=None, ge=0)
+    host: HostEfficiency = HostEfficiency()
     fit: dict[str, Any] = Field(default_factory=dict, description="fit provenance and error")
 
 
@@ -95,6 +123,10 @@ NEUTRAL_KERNEL = dict(compute_eff=1.0, memory_eff=1.0, launch_s=0.0, m_half=0.0,
                        k_half=0.0, mn_half=0.0)
 # ``latency_s`` None: the link's datasheet per-step latency applies (see collectives._link_time)
 NEUTRAL_COMM: dict[str, float | None] = dict(bw_eff=1.0, latency_s=None, base_latency_s=0.0)
+# A host with no entry: its datasheet rates (every fraction 1, no fixed cost).
+NEUTRAL_HOST = dict(h2d_eff=1.0, d2h_eff=1.0, pageable_eff=1.0, disk_read_eff=1.0,
+                    disk_write_eff=1.0, cpu_compute_eff=1.0, cpu_memory_eff=1.0,
+                    cpu_launch_s=0.0)
 KERNEL_FAMILIES = ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise")
 COMM_FAMILIES = ("comm_intra", "comm_inter")
 
@@ -156,6 +188,45 @@ class ResolvedComm:
         self.bw_eff = bw_eff
         self.latency_s = latency_s
         self.base_latency_s = base_latency_s
+
+
+class ResolvedHost:
+    """Host efficiencies after fallback (host entry > ``generic`` > neutral); no None fields."""
+
+    __slots__ = tuple(NEUTRAL_HOST) + ("names",)
+
+    def __init__(self, names: tuple[str, ...] = (), **values: float):
+        unknown = set(values) - set(NEUTRAL_HOST)
+        if unknown:
+            raise SpecError(f"unknown host efficiency field(s) {sorted(unknown)}")
+        self.names = tuple(names)
+        for key, neutral in NEUTRAL_HOST.items():
+            setattr(self, key, float(values.get(key, neutral)))
+
+    @classmethod
+    def neutral(cls) -> ResolvedHost:
+        """The datasheet (or measured) rates as they are: every fraction 1, no fixed cost."""
+        return cls()
+
+    def replace(self, **values: float) -> ResolvedHost:
+        """A copy with some fields changed (e.g. 1.0 where a rate was given explicitly)."""
+        return ResolvedHost(self.names, **{**self.as_dict(), **values})
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: getattr(self, key) for key in NEUTRAL_HOST}
+
+    def describe(self) -> str:
+        return " > ".join(self.names) if self.names else "host datasheet"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResolvedHost) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.as_dict().values()))
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{k}={v:g}" for k, v in self.as_dict().items())
+        return f"ResolvedHost({self.describe()}: {vals})"
 
 
 class HardwareProfile:
@@ -246,6 +317,29 @@ class Profile:
                 chain.append(entry)
                 names.append(key)
         return HardwareProfile(chain, names, efficiency)
+
+    def for_host(self, host: HostSpec | str, efficiency: float | None = None) -> ResolvedHost:
+        """The host efficiencies that apply to ``host``: its entry, then ``generic``, then
+        neutral (per field). ``efficiency`` (``--efficiency``): every fraction is that flat
+        value and fixed costs are 0, as for the GPU."""
+        if efficiency is not None:
+            # every rate at the flat fraction; pageable buffers reach the pinned rate
+            flat = {k: (float(efficiency) if k.endswith("_eff") else 0.0) for k in NEUTRAL_HOST}
+            flat["pageable_eff"] = 1.0
+            return ResolvedHost((f"flat efficiency {efficiency:g}",), **flat)
+        name = host if isinstance(host, str) else host.name
+        chain, names = [], []
+        for key in (name, "generic"):
+            entry = self.data.entries.get(key)
+            if entry is not None and entry.host.model_dump(exclude_none=True):
+                chain.append(entry.host)
+                names.append(key)
+        values = {}
+        for key in NEUTRAL_HOST:
+            found = next((getattr(h, key) for h in chain if getattr(h, key) is not None), None)
+            if found is not None:
+                values[key] = found
+        return ResolvedHost(tuple(names), **values)
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,4 @@
-"""Every time the offload simulation uses, from the core cost model (plus one CPU roofline).
+"""Every time the offload simulation uses, from the core cost model (GPU and host).
 
 - GPU work that is not a routed expert (embedding, attention, norms, router, shared experts,
   LM head, sampling, the per-step fixed cost) is priced by
@@ -7,12 +7,17 @@
 - A routed expert computing ``n`` tokens on the GPU is
   ``kernels.moe_experts(n, h, I, num_experts=1, top_k=1)``: FLOPs ``2 n h I x 3`` (gated), its
   ``3 h I`` weights read once, through the calibrated roofline.
-- The same op's FLOPs and bytes on the CPU go through :func:`cpu_op_time`, the one CPU roofline.
+- The same op's FLOPs and bytes on the CPU go through :func:`cpu_op_time`, i.e. the one CPU
+  roofline of ``costmodel.host`` (``cpu_op_time_s``).
 - Per MoE layer two more elementwise ops (``kernels.elementwise``): the router's top-k and
   token dispatch (fp32 logits read, ids and weights written) and the weighted combine of the
   ``k`` expert outputs per token with the residual add (``T k h`` read, ``T h`` written).
 - Host<->device copies: :func:`link_time` over the host's H2D / D2H bandwidth plus the
-  accelerator's host-link latency.
+  accelerator's host-link latency (``costmodel.host.transfer_time_s``).
+
+Host rates are the platform's as given (catalog datasheet values, or the executor's measured
+peaks) with the platform's flat ``cpu_efficiency``; the host section of a calibration profile is
+not read here (its only fitted entry describes FlexLLMGen's runtime, not an expert cache).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from llmsim.catalog import HardwareSpec, HostSpec, ModelSpec, get_cluster
 from llmsim.catalog.blocks import MoEBlock
 from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, OpKind, Precision, Profile, kernels
+from llmsim.costmodel import host as host_cost
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError
 
@@ -29,28 +35,20 @@ from llmsim.errors import ConfigError
 def cpu_op_time(flops: float, nbytes: float, host: HostSpec, dtype: DType,
                 efficiency: float = 1.0, overhead_s: float = 0.0, m: float = 0.0,
                 m_half: float = 0.0) -> float:
-    """Roofline time of one op on the host CPU (the one CPU formula)::
-
-        t = overhead_s + max(F / (P_cpu(dtype) * eta * m / (m + m_half)), B / (W_cpu * eta))
-
-    ``P_cpu`` is the host's peak for ``dtype`` (fp32 when it lists none for it), ``W_cpu`` its
-    DRAM bandwidth, ``eta`` a flat efficiency (1.0 = datasheet or measured peak). A GEMM over
-    ``m`` rows (tokens) reaches ``m / (m + m_half)`` of the peak (``m_half = 0``: a pure
-    roofline, the default for catalog hosts). Williams, Waterman, Patterson, "Roofline",
-    CACM 52(4), 2009.
-    """
-    peak = host.cpu_peak_flops(dtype) * efficiency
-    if m_half and m > 0:
-        peak *= m / (m + m_half)
-    bandwidth = host.cpu_memory_bandwidth_bytes_per_s * efficiency
-    return overhead_s + max(flops / peak, nbytes / bandwidth)
+    """One op on ``host``'s CPU: ``costmodel.host.cpu_op_time_s`` at the host's peak for
+    ``dtype`` (fp32 when it lists none for it) and DRAM bandwidth, with one flat ``efficiency``
+    for both (1.0 = datasheet or measured peak), ``overhead_s`` per call and the small-GEMM
+    saturation ``m / (m + m_half)`` over ``m`` rows (``m_half = 0``: a pure roofline)."""
+    return host_cost.cpu_op_time_s(flops, nbytes, host.cpu_peak_flops(dtype),
+                                   host.cpu_memory_bandwidth_bytes_per_s,
+                                   compute_eff=efficiency, memory_eff=efficiency,
+                                   launch_s=overhead_s, m=m, m_half=m_half)
 
 
 def link_time(nbytes: float, bandwidth_bytes_per_s: float, latency_s: float) -> float:
-    """One host<->device copy: ``latency + bytes / bandwidth`` (0 for an empty copy)."""
-    if nbytes <= 0:
-        return 0.0
-    return latency_s + nbytes / bandwidth_bytes_per_s
+    """One host<->device copy: ``latency + bytes / bandwidth`` (0 for an empty copy);
+    ``costmodel.host.transfer_time_s``."""
+    return host_cost.transfer_time_s(nbytes, bandwidth_bytes_per_s, 1.0, latency_s)
 
 
 def expert_weight_bytes(moe: MoEBlock, precision: Precision) -> float:

@@ -17,9 +17,10 @@ from llmsim.offload.policy import (
     OffloadPolicy,
 )
 from llmsim.offload.result import OffloadResult
+from llmsim.offload.runtime import FLEXGEN, FUSED, Runtime
 from llmsim.offload.solver import evaluate, solve
 from llmsim.offload.system import OffloadSystem, build_system, cpu_op_time_s
 
-__all__ = ["FLEXGEN_4BIT", "GroupQuantization", "MoEExpertTraffic", "OffloadPolicy",
-           "OffloadResult", "OffloadSystem", "build_system", "cpu_op_time_s", "evaluate",
-           "solve"]
+__all__ = ["FLEXGEN", "FLEXGEN_4BIT", "FUSED", "GroupQuantization", "MoEExpertTraffic",
+           "OffloadPolicy", "OffloadResult", "OffloadSystem", "Runtime", "build_system",
+           "cpu_op_time_s", "evaluate", "solve"]

@@ -8,34 +8,47 @@ CPU attention, overlap), every quantity below is affine in ``f = (wg, wc, cg, cc
 Zig-zag block schedule (FlexGen section 4.1): for each layer, the layer's weights are loaded once
 and the ``k`` GPU batches are computed one after another, while the next layer's weights, the
 next batch's cache and activations load and the previous batch's store. With overlap each
-layer takes the slowest of five concurrent streams (FlexGen appendix A cost model)::
+layer takes the slowest of five concurrent streams (FlexGen appendix A cost model), after the
+host work the runtime does serially on its main thread before it starts them (``staging``:
+pinning pageable host buffers that are about to be copied to the GPU; 0 when all are pinned)::
 
-    T_layer = max(ctog, gtoc, dtoc, ctod, comp)      (sum instead of max without overlap)
+    T_layer = staging + max(ctog, gtoc, dtoc, ctod, comp)      (sum of all without overlap)
 
 Per layer of one unit, ``W`` its weight bytes as stored (``Wm`` the part that moves: all of it,
 or for MoE with ``--moe-experts expected`` the expected touched experts), ``K`` KV bytes per
-token, ``A`` activation bytes per token (hidden size x 2), bandwidths from the machine:
+token, ``A`` activation bytes per token (hidden size x 2). Every copy is priced by the one host
+formula (``costmodel.host.transfer_time_s`` through ``OffloadSystem.h2d_s`` etc.): bytes over
+the datasheet rate times its calibrated efficiency (``B_h2d``, ``B_d2h``, ``B_disk_*`` below
+stand for those achieved rates). A pageable host source -- FlexGen keeps the CPU cache
+pageable, and the CPU weights too with ``pin_weight`` off -- is first staged into pinned memory
+on the main thread: ``staging = P / (B_h2d_datasheet x pageable_eff)`` with ``P`` its bytes
+(``runtime.py``); disk data and activations use pinned buffers:
 
 prefill (``b x s`` tokens)::
 
     ctog = [(1-wg) Wm + (1-hg) A b s] / B_h2d        gtoc = [(1-cg) K b s + (1-hg) A b s] / B_d2h
     dtoc = [wn Wm + hn A b s] / B_disk_read          ctod = [cn K b s + hn A b s] / B_disk_write
-    comp = k x (t_gpu(gbs, s) + t_dequant)
+    comp = k x (t_gpu(gbs, s) + t_scores + t_dequant + t_quant_cache)
+    P    = (1 - pin_weight) wc Wm
 
 decode step at mean context ``c = s + n/2`` (``x`` = cpu_cache_compute)::
 
-    ctog = [(1-wg) Wm + (1-hg) A b + (1-cg)(x O b + (1-x) K b c)] / B_h2d
+    ctog = [(1-wg) Wm + (1-hg) A b + (1-x)(1-cg) K b c + x (1-cg) O b] / B_h2d
     gtoc = [(1-hg) A b + (1-cg) K b + x (1-cg) Q b] / B_d2h
+    P    = (1 - pin_weight) wc Wm + (1-x) cc K b c + x (1-cg) O b
     dtoc = [wn Wm + cn K b c + hn A b] / B_disk_read
     ctod = [cn K b + hn A b] / B_disk_write
-    comp = k x (t_other + (x cg + 1 - x) t_attn_gpu + x (1-cg) t_attn_cpu + t_dequant)
+    comp = k x (t_other + t_dequant + (x cg + 1 - x) t_attn_gpu + x (1-cg) t_attn_cpu)
 
 where ``t_gpu``, ``t_other``, ``t_attn_gpu`` are the core cost model's per-layer times for one GPU
-batch (``workload.Workload.times``), ``t_attn_cpu`` the same attention op's FLOPs and bytes on
-the CPU roofline (``system.cpu_op_time_s``), ``Q``/``O`` the query/output bytes that cross PCIe
-when attention is delegated. Disk data reaches the GPU through the CPU, so it appears in both
-``dtoc`` and ``ctog``. GPU compute and CPU attention of a GPU batch run one after the other
-(their sum is one stream), as in FlexGen's cost model.
+batch (``workload.Workload.times``) plus FlexGen's unfused extras (``runtime.py``: materialised
+prefill scores, the contiguous copy of the cache in decode, 4-bit (de)quantisation as its
+six/twelve memory passes per GPU batch, the whole allocated cache decompressed per step);
+``t_attn_cpu`` the same attention's FLOPs and FlexGen's fp32 bytes on the CPU roofline
+(``OffloadSystem.cpu_op_s`` -> ``costmodel.host.cpu_op_time_s``); ``Q``/``O`` the query/output
+bytes that cross PCIe when attention is delegated. Disk data reaches the GPU through the CPU,
+so it appears in both ``dtoc`` and ``ctog``. GPU compute and CPU attention of a GPU batch run
+one after the other (their sum is one stream), as in FlexGen's runtime.
 
     T_prefill = sum_u repeat_u T_u^p + k t_step;  T_decode = sum_u repeat_u T_u^g + k t_step
     T = T_prefill + (n - 1) T_decode;   throughput = b n / T    (FlexGen's generation throughput)
@@ -65,10 +78,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmsim.offload.policy import OffloadPolicy
-from llmsim.offload.system import OffloadSystem, cpu_op_time_s
+from llmsim.offload.system import OffloadSystem
 from llmsim.offload.workload import Unit, UnitTimes, Workload
 
-STREAMS = ("ctog", "gtoc", "dtoc", "ctod", "compute")
+STREAMS = ("ctog", "gtoc", "dtoc", "ctod", "compute")  # concurrent within a layer
+STAGING = "staging"  # serial host work before a layer's streams start
+TIME_PARTS = STREAMS + (STAGING,)
 STAGES = ("prefill", "decode")
 TIERS = ("gpu", "cpu", "disk")
 NUM_VARS = 6
@@ -169,7 +184,7 @@ def build_candidate(wl: Workload, policy: OffloadPolicy) -> CandidateModel:
             if stage == "prefill":
                 streams = _prefill_streams(wl, u, t, wm, kt, hid, policy, frac)
             else:
-                streams = _decode_streams(wl, u, t, wm, kt, kt16, hid, policy, frac, c_mid)
+                streams = _decode_streams(wl, u, t, wm, kt, hid, policy, frac, c_mid)
             stage_units[stage].append(UnitStreams(u.name, u.repeat, streams))
 
     memory: dict[str, dict[str, np.ndarray]] = {}
@@ -225,24 +240,23 @@ def _prefill_streams(wl: Workload, u: Unit, t: UnitTimes, wm: float, kt: float, 
     b, gbs, k, s = policy.block_size, policy.gpu_batch_size, policy.num_gpu_batches, \
         wl.prompt_len
     kv_new, h = kt * b * s, hid * b * s
-    comp = t.prefill_other_s + t.prefill_attn_s
+    comp = t.prefill_other_s + t.prefill_attn_s + wl.prefill_attention_extra_s(u, gbs)
     comp += _dequant_weights_s(wl, u, policy, frac)
-    if policy.compress_cache and u.kv_elements_per_token:
-        # quantize the new cache of one GPU batch: read 16-bit, write 4-bit groups
-        comp += wl.gpu_elementwise_s(u.kv_elements_per_token * wl.kv16_bytes_per_element * gbs * s,
-                                     kt * gbs * s)
+    if policy.compress_cache:
+        comp += wl.cache_quantize_s(u, gbs * s)  # the new cache of one GPU batch
+    pageable = (0.0 if policy.pin_weight else 1.0) * WC * wm
     return {
-        "ctog": ((ONE - WG) * wm + (ONE - HG) * h) / machine.h2d_bytes_per_s,
-        "gtoc": ((ONE - CG) * kv_new + (ONE - HG) * h) / machine.d2h_bytes_per_s,
-        "dtoc": (WN * wm + HN * h) / machine.disk_read_bytes_per_s,
-        "ctod": (CN * kv_new + HN * h) / machine.disk_write_bytes_per_s,
+        "ctog": machine.h2d_s((ONE - WG) * wm + (ONE - HG) * h),
+        "gtoc": machine.d2h_s((ONE - CG) * kv_new + (ONE - HG) * h),
+        "dtoc": machine.disk_read_s(WN * wm + HN * h),
+        "ctod": machine.disk_write_s(CN * kv_new + HN * h),
         "compute": ONE * (k * comp),
+        STAGING: machine.pageable_staging_s(pageable),
     }
 
 
-def _decode_streams(wl: Workload, u: Unit, t: UnitTimes, wm: float, kt: float, kt16: float,
-                    hid: float, policy: OffloadPolicy, frac: float, ctx: float
-                    ) -> dict[str, np.ndarray]:
+def _decode_streams(wl: Workload, u: Unit, t: UnitTimes, wm: float, kt: float, hid: float,
+                    policy: OffloadPolicy, frac: float, ctx: float) -> dict[str, np.ndarray]:
     machine: OffloadSystem = wl.system
     b, gbs, k = policy.block_size, policy.gpu_batch_size, policy.num_gpu_batches
     x = policy.cpu_cache_compute
@@ -250,38 +264,44 @@ def _decode_streams(wl: Workload, u: Unit, t: UnitTimes, wm: float, kt: float, k
     q_bytes = u.q_elements_per_token * wl.act_bytes * b
     o_bytes = u.o_elements_per_token * wl.act_bytes * b
     dq_w = _dequant_weights_s(wl, u, policy, frac)
-    attn_gpu = t.decode_attn_s
-    cpu_bytes = t.decode_attn_bytes
-    if policy.compress_cache and u.kv_elements_per_token:
-        # dequantize one GPU batch's cache before attention (GPU), or on the CPU likewise
-        attn_gpu += wl.gpu_elementwise_s(kt * gbs * ctx, kt16 * gbs * ctx)
-        cpu_bytes += (kt + kt16) * gbs * ctx
-    attn_cpu = (cpu_op_time_s(t.decode_attn_flops, cpu_bytes, machine)
-                if t.decode_attn_flops else 0.0)
+    attn_gpu = t.decode_attn_s + wl.decode_attention_extra_s(u, gbs, ctx)
+    quant_new = 0.0
+    if policy.compress_cache:
+        # decompress one GPU batch's cache before attention, compress the new token's K/V after
+        attn_gpu += wl.cache_decompress_s(u, gbs, ctx)
+        quant_new = wl.cache_quantize_s(u, gbs)
+    pageable = (0.0 if policy.pin_weight else 1.0) * WC * wm
     if x:
+        attn_cpu = wl.cpu_attention_s(u, t, gbs, ctx, policy.compress_cache)
         ctog = (ONE - WG) * wm + (ONE - HG) * h + (ONE - CG) * o_bytes
         gtoc = (ONE - HG) * h + (ONE - CG) * (kv_new + q_bytes)
-        comp = ONE * (t.decode_other_s + dq_w) + CG * attn_gpu + (ONE - CG) * attn_cpu
+        if wl.runtime.pageable_cache:
+            pageable = pageable + (ONE - CG) * o_bytes
+        comp = (ONE * (t.decode_other_s + dq_w + quant_new) + CG * attn_gpu
+                + (ONE - CG) * attn_cpu)
     else:
         ctog = (ONE - WG) * wm + (ONE - HG) * h + (ONE - CG) * kv_ctx
         gtoc = (ONE - HG) * h + (ONE - CG) * kv_new
-        comp = ONE * (t.decode_other_s + dq_w + attn_gpu)
+        if wl.runtime.pageable_cache:
+            pageable = pageable + CC * kv_ctx
+        comp = ONE * (t.decode_other_s + dq_w + quant_new + attn_gpu)
     return {
-        "ctog": ctog / machine.h2d_bytes_per_s,
-        "gtoc": gtoc / machine.d2h_bytes_per_s,
-        "dtoc": (WN * wm + CN * kv_ctx + HN * h) / machine.disk_read_bytes_per_s,
-        "ctod": (CN * kv_new + HN * h) / machine.disk_write_bytes_per_s,
+        "ctog": machine.h2d_s(ctog),
+        "gtoc": machine.d2h_s(gtoc),
+        "dtoc": machine.disk_read_s(WN * wm + CN * kv_ctx + HN * h),
+        "ctod": machine.disk_write_s(CN * kv_new + HN * h),
         "compute": k * comp,
+        STAGING: machine.pageable_staging_s(pageable),
     }
 
 
 def _dequant_weights_s(wl: Workload, u: Unit, policy: OffloadPolicy, frac: float) -> float:
     """GPU time to dequantize a layer's compressed matrices for one GPU batch (FlexGen
-    decompresses them inside every GPU batch's compute): read 4-bit groups, write 16 bits."""
+    decompresses them inside every GPU batch's compute; ``runtime.py``)."""
     if not policy.compress_weight or not u.linear_params:
         return 0.0
     params = u.linear_params - u.expert_params * (1.0 - frac)
-    return wl.gpu_elementwise_s(params * wl.weight_bytes_per_element(True), params * wl.act_bytes)
+    return wl.weight_dequantize_s(params)
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -300,17 +320,24 @@ class StageCost:
         return max(self.bound_s, key=self.bound_s.get) if self.bound_s else "compute"
 
 
+def layer_time(vals: dict[str, float], overlap: bool) -> float:
+    """One layer: serial staging, then the slowest concurrent stream (their sum without
+    overlap)."""
+    concurrent = [v for name, v in vals.items() if name != STAGING]
+    return vals.get(STAGING, 0.0) + (max(concurrent) if overlap else sum(concurrent))
+
+
 def stage_cost(cm: CandidateModel, stage: str, fractions: tuple[float, ...]) -> StageCost:
-    """Time of one step of ``stage`` at ``fractions`` (max of streams per layer, or their sum
-    without overlap), with what bounds it."""
+    """Time of one step of ``stage`` at ``fractions`` (per layer: staging + the max of the
+    streams, or the sum of all without overlap), with what bounds it."""
     overlap = cm.policy.overlap
-    totals = dict.fromkeys(STREAMS, 0.0)
-    bound = dict.fromkeys(STREAMS, 0.0)
+    totals = dict.fromkeys(TIME_PARTS, 0.0)
+    bound = dict.fromkeys(TIME_PARTS, 0.0)
     layers = []
     time = 0.0
     for us in cm.units[stage]:
         vals = {name: max(0.0, value(expr, fractions)) for name, expr in us.streams.items()}
-        layer_t = max(vals.values()) if overlap else sum(vals.values())
+        layer_t = layer_time(vals, overlap)
         top = max(vals, key=vals.get)
         for name, v in vals.items():
             totals[name] += us.repeat * v

@@ -1,11 +1,13 @@
 """The placement LP of one candidate, solved with scipy's HiGHS (``linprog(method="highs")``).
 
 For fixed batching and flags, FlexGen's policy search (section 4.3) is a linear program over
-the six fractions: the per-layer ``max`` of the five streams becomes one epigraph variable per
-unit and stage (``t >= stream`` for every stream, ``t >= sum(streams)`` without overlap)::
+the six fractions: the per-layer ``staging + max`` of the five streams becomes one epigraph
+variable per unit and stage (``t >= staging + stream`` for every stream, ``t >= sum`` of all
+without overlap)::
 
     minimise    sum_u repeat_u (t_u^prefill + (n - 1) t_u^decode)       (= T; T / b per token)
-    subject to  stream_{u,stage,i}(f) <= t_u^stage          for every unit, stage, stream
+    subject to  staging_{u,stage}(f) + stream_{u,stage,i}(f) <= t_u^stage
+                                                     for every unit, stage, stream
                 peak_{tier,stage}(f) <= alpha_tier x capacity_tier     (prefill and decode)
                 wg + wc <= 1,  cg + cc <= 1,  hg + hc <= 1,  0 <= f <= 1,  t >= 0
 
@@ -26,7 +28,7 @@ from scipy.optimize import linprog
 
 from llmsim import units
 from llmsim.errors import LLMSimError
-from llmsim.offload.costmodel import NUM_VARS, STAGES, TIERS, CandidateModel
+from llmsim.offload.costmodel import NUM_VARS, STAGES, STAGING, TIERS, CandidateModel
 from llmsim.offload.system import OffloadSystem
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,9 @@ def _time_rows(cm: CandidateModel, num_cols: int) -> tuple[list[np.ndarray], lis
     for stage in STAGES:
         weight = cm.stage_weight(stage)
         for us in cm.units[stage]:
-            exprs = list(us.streams.values())
-            if not cm.policy.overlap:
-                exprs = [sum(exprs)]
+            serial = us.streams.get(STAGING, 0.0)
+            exprs = [e for name, e in us.streams.items() if name != STAGING]
+            exprs = [serial + e for e in exprs] if cm.policy.overlap else [serial + sum(exprs)]
             for expr in exprs:
                 r = np.zeros(num_cols)
                 r[:NUM_VARS] = expr[1:]

@@ -12,7 +12,9 @@ with a Single GPU", ICML 2023, section 4) describes a policy by
 - ``cpu_cache_compute``: decode attention over CPU- (and disk-) resident KV runs on the CPU
   instead of moving that cache to the GPU (section 4.2, "CPU delegation");
 - ``overlap``: weight / cache / activation I/O of the next step overlaps the current compute
-  (FlexGen's default); without it a layer takes the sum of its streams instead of their maximum.
+  (FlexGen's default); without it a layer takes the sum of its streams instead of their maximum;
+- ``pin_weight``: CPU-resident weights sit in pinned host memory (FlexGen's ``--pin-weight``,
+  default on; its OPT-175B benchmark runs turn it off), so they copy at the pinned rate.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class OffloadPolicy:
     compress_cache: bool = False
     cpu_cache_compute: bool = False
     overlap: bool = True
+    pin_weight: bool = True
 
     def __post_init__(self) -> None:
         for name in ("gpu_batch_size", "num_gpu_batches"):
@@ -158,7 +161,8 @@ class OffloadPolicy:
         return OffloadPolicy(self.gpu_batch_size, self.num_gpu_batches, *vals,
                              compress_weight=self.compress_weight,
                              compress_cache=self.compress_cache,
-                             cpu_cache_compute=self.cpu_cache_compute, overlap=self.overlap)
+                             cpu_cache_compute=self.cpu_cache_compute, overlap=self.overlap,
+                             pin_weight=self.pin_weight)
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = asdict(self)
@@ -175,6 +179,8 @@ class OffloadPolicy:
                  if getattr(self, name)]
         if not self.overlap:
             flags.append("no-overlap")
+        if not self.pin_weight:
+            flags.append("pageable-weights")
         extra = f" [{', '.join(flags)}]" if flags else ""
         return (f"gbs {self.gpu_batch_size} x {self.num_gpu_batches} batches "
                 f"(block {self.block_size}), percent {p}{extra}")

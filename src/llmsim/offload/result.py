@@ -45,6 +45,7 @@ class OffloadResult:
     decode: StageCost = field(repr=False)
     system: OffloadSystem = field(repr=False)
     candidates_evaluated: int = 0
+    runtime: str = "flexgen"
 
     @property
     def block_size(self) -> int:
@@ -69,6 +70,7 @@ class OffloadResult:
         p = self.policy
         return {
             "model": self.model, "hardware": self.hardware, "host": self.host,
+            "runtime": self.runtime,
             "prompt_len": self.prompt_len, "gen_len": self.gen_len,
             "moe_experts": self.moe_experts,
             "feasible": self.feasible, "reason": self.reason,
@@ -84,6 +86,7 @@ class OffloadResult:
                 "act_disk_frac": p.act_disk_frac,
                 "compress_weight": p.compress_weight, "compress_cache": p.compress_cache,
                 "cpu_cache_compute": p.cpu_cache_compute, "overlap": p.overlap,
+                "pin_weight": p.pin_weight,
                 "percent": [round(v, 4) for v in p.percent],
             },
             "total_time_s": self.total_time_s, "prefill_time_s": self.prefill_time_s,

@@ -29,6 +29,7 @@ from llmsim.offload.costmodel import (
 from llmsim.offload.lp import LPSolution, refine, shortfall, solve_candidate
 from llmsim.offload.policy import MoEExpertTraffic, OffloadPolicy
 from llmsim.offload.result import OffloadResult
+from llmsim.offload.runtime import FLEXGEN, Runtime
 from llmsim.offload.system import OffloadSystem, build_system
 from llmsim.offload.workload import Workload
 
@@ -48,10 +49,11 @@ _FIX = {
 def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: Any,
               host: Any, system: OffloadSystem | None, moe_experts: MoEExpertTraffic | str,
               profile: Profile | str | None, efficiency: float | None,
-              machine: dict[str, Any]) -> Workload:
+              machine: dict[str, Any], runtime: str | Runtime = FLEXGEN) -> Workload:
     spec = get_model(model)
+    prof = profile if isinstance(profile, Profile) or profile is None else Profile.load(profile)
     if system is None:
-        system = build_system(hardware, host, **machine)
+        system = build_system(hardware, host, profile=prof, efficiency=efficiency, **machine)
     elif machine or hardware is not None or host is not None:
         raise ConfigError("give either system= or hardware/host/overrides, not both")
     try:
@@ -59,9 +61,8 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
     except ValueError:
         raise ConfigError(f"--moe-experts must be 'all' or 'expected', got {moe_experts!r}"
                           ) from None
-    prof = profile if isinstance(profile, Profile) or profile is None else Profile.load(profile)
     return Workload(spec, system, prompt_len, gen_len, traffic, profile=prof,
-                    efficiency=efficiency)
+                    efficiency=efficiency, runtime=runtime)
 
 
 def _result(wl: Workload, cm: CandidateModel, policy: OffloadPolicy,
@@ -87,6 +88,7 @@ def _result(wl: Workload, cm: CandidateModel, policy: OffloadPolicy,
     moved = {st: cm.weight_moved_bytes[st] * (1.0 - policy.w_gpu_frac) for st in STAGES}
     return OffloadResult(
         model=wl.model.name, hardware=wl.system.hardware.name, host=wl.system.host.name,
+        runtime=wl.runtime.name,
         prompt_len=wl.prompt_len, gen_len=wl.gen_len, moe_experts=wl.moe_traffic.value,
         policy=policy, feasible=not reasons, reason="; ".join(reasons),
         throughput_tokens_per_s=policy.block_size * wl.gen_len / total if total > 0 else 0.0,
@@ -106,18 +108,29 @@ def evaluate(model: str | ModelSpec, policy: OffloadPolicy, prompt_len: int = 51
              system: OffloadSystem | None = None,
              moe_experts: MoEExpertTraffic | str = MoEExpertTraffic.ALL,
              profile: Profile | str | None = None, efficiency: float | None = None,
-             **machine: Any) -> OffloadResult:
+             runtime: str | Runtime = FLEXGEN, **machine: Any) -> OffloadResult:
     """Throughput, peak memory per tier and feasibility of ``policy``.
 
     ``machine`` overrides the catalog values (``gpu_mem_bytes``, ``cpu_mem_bytes``,
     ``disk_mem_bytes``, ``h2d_bytes_per_s``, ..., ``alpha_g/alpha_c/alpha_n``; see
-    :func:`llmsim.offload.system.build_system`). An infeasible policy is returned with
-    ``feasible=False`` and the tier, stage and excess in ``reason``.
+    :func:`llmsim.offload.system.build_system`). ``profile`` / ``efficiency`` calibrate the GPU
+    (kernels) and the host (its ``host:`` entry) alike; ``system=`` fixes the host side.
+    ``runtime``: ``flexgen`` (FlexLLMGen's implementation, the default) or ``fused``
+    (``runtime.py``). An infeasible policy is returned with ``feasible=False`` and the tier,
+    stage and excess in ``reason``.
     """
     if not isinstance(policy, OffloadPolicy):
         raise ConfigError(f"policy must be an OffloadPolicy, got {type(policy).__name__}")
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
-                   efficiency, machine)
+                   efficiency, machine, runtime)
+    return evaluate_workload(wl, policy)
+
+
+def evaluate_workload(wl: Workload, policy: OffloadPolicy) -> OffloadResult:
+    """:func:`evaluate` on a prepared :class:`Workload` (e.g. one re-priced under other host
+    efficiencies with ``Workload.with_system``: the host calibration fit does that)."""
+    if not isinstance(policy, OffloadPolicy):
+        raise ConfigError(f"policy must be an OffloadPolicy, got {type(policy).__name__}")
     return _result(wl, build_candidate(wl, policy), policy)
 
 
@@ -131,21 +144,21 @@ def _grid(values: Iterable[int] | None, default: tuple[int, ...], name: str) -> 
 def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
           hardware: Any = None, host: Any = None, system: OffloadSystem | None = None,
           compress_weight: bool = False, compress_cache: bool = False,
-          cpu_cache_compute: bool | None = None, overlap: bool = True,
+          cpu_cache_compute: bool | None = None, overlap: bool = True, pin_weight: bool = True,
           gpu_batch_sizes: Iterable[int] | None = None,
           num_gpu_batches: Iterable[int] | None = None,
           moe_experts: MoEExpertTraffic | str = MoEExpertTraffic.ALL,
           profile: Profile | str | None = None, efficiency: float | None = None,
-          **machine: Any) -> OffloadResult:
+          runtime: str | Runtime = FLEXGEN, **machine: Any) -> OffloadResult:
     """The policy with the highest generation throughput within every tier's memory limit.
 
     ``cpu_cache_compute`` None tries both (attention on the GPU, and on the CPU for CPU/disk
-    resident cache); compression flags are the user's choice, as in FlexGen. Candidate batch
-    sizes default to :data:`GPU_BATCH_SIZES` x :data:`NUM_GPU_BATCHES`. Raises
+    resident cache); compression and ``pin_weight`` are the user's choice, as in FlexGen.
+    Candidate batch sizes default to :data:`GPU_BATCH_SIZES` x :data:`NUM_GPU_BATCHES`. Raises
     :class:`InfeasibleError` naming the short tier and by how much when nothing fits.
     """
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
-                   efficiency, machine)
+                   efficiency, machine, runtime)
     gbs_grid = _grid(gpu_batch_sizes, GPU_BATCH_SIZES, "gpu_batch_sizes")
     ngb_grid = _grid(num_gpu_batches, NUM_GPU_BATCHES, "num_gpu_batches")
     cpu_options = [False, True] if cpu_cache_compute is None else [bool(cpu_cache_compute)]
@@ -157,7 +170,7 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
             for ngb in ngb_grid:
                 template = OffloadPolicy(gbs, ngb, compress_weight=compress_weight,
                                          compress_cache=compress_cache, cpu_cache_compute=cpu,
-                                         overlap=overlap)
+                                         overlap=overlap, pin_weight=pin_weight)
                 cm = build_candidate(wl, template)
                 sol = solve_candidate(cm, wl.system)
                 count += 1
@@ -177,7 +190,7 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
                 break
     if best is None:
         raise _infeasible(wl, gbs_grid[0], ngb_grid[0], cpu_options, compress_weight,
-                          compress_cache, overlap)
+                          compress_cache, overlap, pin_weight)
     _, policy, cm, sol = best
     policy = policy.with_fractions(refine(cm, wl.system, sol).fractions)
     if len(gbs_grid) > 1 and policy.gpu_batch_size == gbs_grid[-1] or \
@@ -189,12 +202,13 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
 
 
 def _infeasible(wl: Workload, gbs: int, ngb: int, cpu_options: list[bool], cw: bool, cq: bool,
-                overlap: bool) -> InfeasibleError:
+                overlap: bool, pin_weight: bool = True) -> InfeasibleError:
     """Which tier is short (and by how much) at the least-demanding candidate."""
     best = None
     for cpu in cpu_options:
         cm = build_candidate(wl, OffloadPolicy(gbs, ngb, compress_weight=cw, compress_cache=cq,
-                                               cpu_cache_compute=cpu, overlap=overlap))
+                                               cpu_cache_compute=cpu, overlap=overlap,
+                                               pin_weight=pin_weight))
         sf = shortfall(cm, wl.system)
         score = sum(sf.short_bytes.values()) + 1e6 * sf.short_bytes["gpu"]
         if best is None or score < best[0]:

@@ -8,6 +8,18 @@ CUDA context and the OS, so the LP keeps that share free.
 
 Host-to-device bandwidth is the smaller of the host's and the GPU's PCIe link (both per
 direction). Disk reads and writes are separate streams (FlexGen assumes they overlap).
+
+Rates are datasheet values; what a runtime achieves of them is the host section of the
+calibration profile (``Profile.for_host``: host entry -> ``generic`` -> neutral), kept apart
+(DESIGN.md principle 4) and applied when a time is computed, by the one host cost formula
+(``costmodel.host``)::
+
+    copy time  = bytes / (rate * eff)       (+ bytes / (B_h2d * pageable_eff) of serial
+                                              staging for a pageable host source)
+    CPU op     = cpu_launch_s + max(F / (P_cpu * cpu_compute_eff), B / (W_dram * cpu_memory_eff))
+
+A rate given explicitly (``--h2d-bw``, ``--cpu-tflops``, ...) is taken as an *achieved* rate: its
+efficiency is 1 (the pageable factor, a property of the runtime's buffers, still applies).
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ from dataclasses import dataclass
 
 from llmsim import units
 from llmsim.catalog import HardwareSpec, HostSpec, get_hardware, get_host
+from llmsim.costmodel import host as host_cost
+from llmsim.costmodel.profile import Profile, ResolvedHost
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError
 
@@ -35,7 +49,8 @@ DEFAULT_ALPHA_N = 0.95
 
 @dataclass(frozen=True)
 class OffloadSystem:
-    """Resolved capacities (bytes), link rates (bytes/s) and CPU rates of one offload machine."""
+    """Resolved capacities (bytes), link rates (bytes/s) and CPU rates of one offload machine,
+    and the achieved fractions of those rates (``host_eff``; neutral: the datasheet)."""
 
     hardware: HardwareSpec
     host: HostSpec
@@ -51,6 +66,41 @@ class OffloadSystem:
     alpha_g: float = DEFAULT_ALPHA_G
     alpha_c: float = DEFAULT_ALPHA_C
     alpha_n: float = DEFAULT_ALPHA_N
+    host_eff: ResolvedHost = ResolvedHost.neutral()
+
+    # ------------------------------------------------------------------ times (costmodel.host)
+    def h2d_s(self, nbytes):
+        """CPU->GPU DMA of ``nbytes`` (a number or an affine byte expression of the LP)."""
+        return host_cost.transfer_time_s(nbytes, self.h2d_bytes_per_s, self.host_eff.h2d_eff)
+
+    def d2h_s(self, nbytes):
+        """GPU->CPU DMA (a pageable destination is reached through a pinned relay buffer by
+        FlexGen's copy threads, concurrently with the layer)."""
+        return host_cost.transfer_time_s(nbytes, self.d2h_bytes_per_s, self.host_eff.d2h_eff)
+
+    def pageable_staging_s(self, nbytes):
+        """Staging a pageable host buffer for a CPU->GPU copy (FlexGen's
+        ``tensor.pin_memory()``: page-locked allocation + copy) at ``pageable_eff`` of the
+        host->device datasheet rate. It runs on the runtime's main thread before the layer's
+        copies and compute start, so the cost model adds it to the layer (serial)."""
+        return host_cost.transfer_time_s(nbytes, self.h2d_bytes_per_s,
+                                         self.host_eff.pageable_eff)
+
+    def disk_read_s(self, nbytes):
+        return host_cost.transfer_time_s(nbytes, self.disk_read_bytes_per_s,
+                                         self.host_eff.disk_read_eff)
+
+    def disk_write_s(self, nbytes):
+        return host_cost.transfer_time_s(nbytes, self.disk_write_bytes_per_s,
+                                         self.host_eff.disk_write_eff)
+
+    def cpu_op_s(self, flops: float, nbytes: float) -> float:
+        """One op on the host CPU: the calibrated CPU roofline (``costmodel.host``)."""
+        e = self.host_eff
+        return host_cost.cpu_op_time_s(flops, nbytes, self.cpu_flops_per_s,
+                                       self.cpu_mem_bandwidth_bytes_per_s,
+                                       compute_eff=e.cpu_compute_eff, memory_eff=e.cpu_memory_eff,
+                                       launch_s=e.cpu_launch_s)
 
     @property
     def gpu_limit_bytes(self) -> float:
@@ -86,6 +136,7 @@ class OffloadSystem:
             "cpu_mem_bandwidth_bytes_per_s": self.cpu_mem_bandwidth_bytes_per_s,
             "cpu_flops_per_s": self.cpu_flops_per_s,
             "alpha_g": self.alpha_g, "alpha_c": self.alpha_c, "alpha_n": self.alpha_n,
+            "host_efficiency": {"from": self.host_eff.describe(), **self.host_eff.as_dict()},
         }
 
 
@@ -129,13 +180,19 @@ def build_system(hardware: str | HardwareSpec | None = None, host: str | HostSpe
                  cpu_flops_per_s: float | None = None,
                  alpha_g: float = DEFAULT_ALPHA_G, alpha_c: float = DEFAULT_ALPHA_C,
                  alpha_n: float = DEFAULT_ALPHA_N,
-                 compute_dtype: DType = DType.FP16) -> OffloadSystem:
+                 compute_dtype: DType = DType.FP32,
+                 profile: Profile | str | None = None, efficiency: float | None = None,
+                 host_efficiency: ResolvedHost | None = None) -> OffloadSystem:
     """Resolve catalog names and explicit overrides into an :class:`OffloadSystem`.
 
     Sizes must be > 0 (the disk may be 0: no disk tier); rates > 0; ``alpha_*`` in (0, 2]
     (FlexGen evaluates given policies with alpha 1.2 to tolerate an imprecise peak estimate).
-    ``cpu_flops_per_s`` defaults to the host's peak for ``compute_dtype`` (fp32 where the CPU
-    has no native 16-bit math).
+    ``cpu_flops_per_s`` defaults to the host's peak for ``compute_dtype`` (fp32: FlexGen
+    computes CPU attention in fp32).
+
+    Host efficiencies: ``host_efficiency`` as given, else ``profile`` (default: the shipped
+    one) resolved for the host (``--efficiency`` flattens them); every explicitly given rate
+    gets efficiency 1.
     """
     for name, value, unit in (("--gpu-mem", gpu_mem_bytes, "bytes"),
                               ("--cpu-mem", cpu_mem_bytes, "bytes"),
@@ -156,6 +213,15 @@ def build_system(hardware: str | HardwareSpec | None = None, host: str | HostSpe
         host = default_host(hw)
         log.info("no host given: using %s for %s", host, hw.name)
     hs = get_host(host)
+    if host_efficiency is None:
+        prof = profile if isinstance(profile, Profile) else Profile.load(profile)
+        host_efficiency = prof.for_host(hs, efficiency)
+    given = {"h2d_eff": h2d_bytes_per_s, "d2h_eff": d2h_bytes_per_s,
+             "disk_read_eff": disk_read_bytes_per_s, "disk_write_eff": disk_write_bytes_per_s,
+             "cpu_memory_eff": cpu_mem_bandwidth_bytes_per_s, "cpu_compute_eff": cpu_flops_per_s}
+    achieved = {key: 1.0 for key, value in given.items() if value is not None}
+    if achieved:
+        host_efficiency = host_efficiency.replace(**achieved)
     h2d = h2d_bytes_per_s or min(hs.h2d_bandwidth_bytes_per_s, hw.host_link.bandwidth_bytes_per_s)
     d2h = d2h_bytes_per_s or min(hs.d2h_bandwidth_bytes_per_s, hw.host_link.bandwidth_bytes_per_s)
     return OffloadSystem(
@@ -170,15 +236,11 @@ def build_system(hardware: str | HardwareSpec | None = None, host: str | HostSpe
                                        or hs.cpu_memory_bandwidth_bytes_per_s),
         cpu_flops_per_s=cpu_flops_per_s or hs.cpu_peak_flops(compute_dtype),
         alpha_g=float(alpha_g), alpha_c=float(alpha_c), alpha_n=float(alpha_n),
+        host_eff=host_efficiency,
     )
 
 
 def cpu_op_time_s(flops: float, nbytes: float, system: OffloadSystem) -> float:
-    """Roofline time of one operation on the host CPU: ``max(F / P_cpu, B / W_dram)``.
-
-    ``P_cpu`` is the host's peak FLOP/s (``HostSpec.cpu_peak_flops``; fp32 where the CPU has no
-    native 16-bit math) and ``W_dram`` its DRAM bandwidth, both datasheet values unless
-    overridden (``--cpu-flops``, ``--cpu-mem-bw``). No efficiency factor: a CPU calibration
-    profile does not exist yet, so this is an upper bound on CPU speed.
-    """
-    return max(flops / system.cpu_flops_per_s, nbytes / system.cpu_mem_bandwidth_bytes_per_s)
+    """Time of one op on ``system``'s CPU: :meth:`OffloadSystem.cpu_op_s` (the CPU roofline of
+    ``costmodel.host`` at the system's rates and host efficiencies)."""
+    return system.cpu_op_s(flops, nbytes)

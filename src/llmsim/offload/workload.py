@@ -32,7 +32,8 @@ from llmsim.costmodel.layers import Layout
 from llmsim.costmodel.sharding import device_params
 from llmsim.dtypes import DType, compute_dtype
 from llmsim.errors import ConfigError
-from llmsim.memory.footprint import stage_weight_params, activation_bytes_per_device
+from llmsim.memory.footprint import activation_bytes_per_device, stage_weight_params
+from llmsim.offload import runtime as rt
 from llmsim.offload.policy import FLEXGEN_4BIT, GroupQuantization, MoEExpertTraffic
 from llmsim.offload.system import OffloadSystem
 
@@ -96,7 +97,8 @@ class Workload:
     def __init__(self, model: ModelSpec, system: OffloadSystem, prompt_len: int, gen_len: int,
                  moe_traffic: MoEExpertTraffic = MoEExpertTraffic.ALL,
                  quantization: GroupQuantization = FLEXGEN_4BIT,
-                 profile: Profile | None = None, efficiency: float | None = None):
+                 profile: Profile | None = None, efficiency: float | None = None,
+                 runtime: str | rt.Runtime = rt.FLEXGEN):
         for name, value in (("prompt_len", prompt_len), ("gen_len", gen_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -109,6 +111,7 @@ class Workload:
         self.prompt_len, self.gen_len = prompt_len, gen_len
         self.moe_traffic = MoEExpertTraffic(moe_traffic)
         self.quantization = quantization
+        self.runtime = rt.get_runtime(runtime)
         self._profile = profile if profile is not None else Profile.load()
         self._efficiency = efficiency
         self._cluster = get_cluster(hardware=system.hardware, num_gpus=1)
@@ -249,10 +252,111 @@ class Workload:
         self._times[key] = result
         return result
 
-    def gpu_elementwise_s(self, bytes_read: float, bytes_written: float) -> float:
-        """A memory-bound GPU pass (de/quantization) priced by the core ``kernels.elementwise``."""
+    def with_system(self, system: OffloadSystem) -> Workload:
+        """The same model and lengths on another host side (same GPU): shares the memoised GPU
+        times, so re-pricing under other host rates or efficiencies costs no step pricing."""
+        if system.hardware != self.system.hardware:
+            raise ConfigError("with_system keeps the GPU; build a new Workload for another one")
+        other = object.__new__(Workload)
+        other.__dict__.update(self.__dict__)
+        other.system = system
+        return other
+
+    def gpu_elementwise_s(self, bytes_read: float, bytes_written: float,
+                          name: str = "dequantize") -> float:
+        """A memory-bound GPU pass priced by the core ``kernels.elementwise``."""
         if bytes_read + bytes_written <= 0:
             return 0.0
         sm = self.step_model(False)
-        return kernels.elementwise("dequantize", bytes_read, bytes_written,
-                                   self.system.hardware, sm.profile).time_s
+        return kernels.elementwise(name, bytes_read, bytes_written, self.system.hardware,
+                                   sm.profile).time_s
+
+    def gpu_passes_s(self, passes: tuple[rt.Pass, ...], values: float) -> float:
+        """One elementwise kernel per pass over ``values`` values (``runtime.py``)."""
+        if values <= 0:
+            return 0.0
+        return sum(self.gpu_elementwise_s(p.read_per_value * values, p.write_per_value * values,
+                                          p.name) for p in passes)
+
+    def prefill_attention_extra_s(self, unit: Unit, gbs: int) -> float:
+        """An unfused runtime's prefill attention beyond the core (fused) op, one GPU batch:
+        materialised ``heads x s x s`` scores (3 reads + 3 writes) and the contiguous copies of
+        Q, K and V (``runtime.py``; 0 for a fused runtime)."""
+        if not unit.kv_elements_per_token or not self.runtime.unfused_attention:
+            return 0.0
+        s, a = self.prompt_len, self.act_bytes
+        scores = rt.attention_scores_passes(a)
+        qkv = (unit.q_elements_per_token + unit.kv_elements_per_token) * gbs * s
+        n_scores = gbs * unit.num_heads * s * s
+        return (self.gpu_elementwise_s(scores.read_per_value * n_scores,
+                                       scores.write_per_value * n_scores, "scores")
+                + self.gpu_elementwise_s(a * qkv, a * qkv, "qkv_contiguous"))
+
+    def decode_attention_extra_s(self, unit: Unit, gbs: int, ctx: float) -> float:
+        """An unfused runtime's decode attention on the GPU beyond the core op, one GPU batch:
+        the cache in use made contiguous (one read + one write of every K/V value) and
+        materialised scores (0 for a fused runtime)."""
+        if not unit.kv_elements_per_token or not self.runtime.unfused_attention:
+            return 0.0
+        kv = unit.kv_elements_per_token * gbs * ctx * self.kv16_bytes_per_element
+        scores = rt.attention_scores_passes(self.act_bytes)
+        n_scores = gbs * unit.num_heads * ctx
+        return (self.gpu_elementwise_s(kv, kv, "kv_contiguous")
+                + self.gpu_elementwise_s(scores.read_per_value * n_scores,
+                                         scores.write_per_value * n_scores, "scores"))
+
+    def cache_decompress_s(self, unit: Unit, gbs: int, ctx: float) -> float:
+        """Decompress one GPU batch's compressed cache before decode attention (GPU): all
+        allocated positions (FlexGen) or the context in use."""
+        if not unit.kv_elements_per_token:
+            return 0.0
+        positions = (self.prompt_len + self.gen_len - 1 if self.runtime.whole_cache_decompress
+                     else ctx)
+        return self.gpu_passes_s(self.runtime.dequantize_passes(self.quantization,
+                                                                self.kv16_bytes_per_element),
+                                 unit.kv_elements_per_token * gbs * positions)
+
+    def cache_quantize_s(self, unit: Unit, tokens: float) -> float:
+        """Compress ``tokens`` tokens' new K/V (all sequences of one GPU batch) on the GPU."""
+        if not unit.kv_elements_per_token:
+            return 0.0
+        return self.gpu_passes_s(self.runtime.quantize_passes(self.quantization,
+                                                              self.kv16_bytes_per_element),
+                                 unit.kv_elements_per_token * tokens)
+
+    def weight_dequantize_s(self, params: float) -> float:
+        """Dequantize ``params`` compressed weights to 16 bits on the GPU (one GPU batch)."""
+        return self.gpu_passes_s(self.runtime.dequantize_passes(self.quantization,
+                                                                self.act_bytes), params)
+
+    def cpu_attention_s(self, unit: Unit, times: UnitTimes, gbs: int, ctx: float,
+                        compressed: bool) -> float:
+        """Decode attention of one GPU batch on the host CPU (``cpu_cache_compute``) on the CPU
+        roofline of ``costmodel.host`` (``OffloadSystem.cpu_op_s``), with the core op's FLOPs.
+
+        FlexGen: every cache value in use is moved into an fp32 workspace, copied contiguous and
+        read by ``bmm`` (18 bytes per fp16 value; a compressed cache is decompressed whole into
+        it), plus the fp32 scores. Fused: the core op's bytes (the cache read as stored; a
+        compressed cache read, then written and read in 16 bits).
+        """
+        if not times.decode_attn_flops:
+            return 0.0
+        kv_values = unit.kv_elements_per_token * gbs
+        if not self.runtime.fp32_cpu_attention:
+            nbytes = times.decode_attn_bytes
+            if compressed:
+                nbytes += kv_values * ctx * (self.quantization.bytes_per_element
+                                             + self.kv16_bytes_per_element)
+            return self.system.cpu_op_s(times.decode_attn_flops, nbytes)
+        w = rt.CPU_ATTENTION_BYTES
+        if compressed:
+            alloc = self.prompt_len + self.gen_len - 1
+            into = rt.pass_bytes(self.runtime.dequantize_passes(self.quantization, w))
+            nbytes = kv_values * (alloc * into + ctx * 3.0 * w)
+        else:
+            per_value = rt.cpu_attention_bytes_per_kv_value(self.kv16_bytes_per_element, None)
+            nbytes = kv_values * ctx * per_value
+        scores = rt.attention_scores_passes(w)
+        nbytes += (scores.read_per_value + scores.write_per_value) * gbs * unit.num_heads * ctx
+        nbytes += (unit.q_elements_per_token + unit.o_elements_per_token) * gbs * w
+        return self.system.cpu_op_s(times.decode_attn_flops, nbytes)
