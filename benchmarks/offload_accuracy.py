@@ -1,25 +1,26 @@
 """Predicted vs published FlexLLMGen throughput: OPT-6.7B / 30B / 175B on one T4 with CPU/disk
 offload (prompt 512, 32 generated tokens).
 
-Two predictions per published FlexLLMGen number (``tests/golden/flexgen_throughput.csv``, copied
-from FMInference/FlexLLMGen@004ffef8, Apache-2.0; see tests/golden/FLEXGEN_ATTRIBUTION.md):
+Published numbers: ``tests/golden/flexgen_throughput.csv`` (copied from
+FMInference/FlexLLMGen@004ffef8, Apache-2.0; see tests/golden/FLEXGEN_ATTRIBUTION.md), the six
+FlexLLMGen rows (other runtimes' schedules are not modelled). Machine: ``--hardware t4 --host
+gcp-t4-flexgen`` and the shipped calibration profile for the GPU (kernels, incl. the T4's
+power-capped compute). Three host calibrations:
 
-(a) ``evaluate``: llmsim's cost model at the published policy (GPU batch size, number of GPU
-    batches, placement percentages, compression, CPU attention from the repo's
-    ``benchmark/flexllmgen/bench_suite.py``);
-(b) ``solve``: llmsim's own best policy for the same machine, model and compression flags.
+- ``datasheet``: the host's datasheet rates (neutral host efficiencies);
+- ``in-sample``: the shipped profile's ``gcp-t4-flexgen`` host entry -- fitted on these same six
+  numbers (``scripts/fit_host_profile.py``), so this column is NOT a validation;
+- ``LOO``: leave-one-out -- for each row, the host efficiencies re-fitted on the other five
+  (``llmsim.offload.fit.fit_and_validate``) predict it. The honest error.
 
-Machine: ``--hardware t4 --host gcp-t4-flexgen`` (datasheet values: 65 TFLOPS fp16, 320 GB/s,
-PCIe Gen3 16 GB/s per direction, 2.65 GiB/s disk read, 128 GB/s DRAM, 2 TFLOPS fp32 CPU) and
-llmsim's shipped GPU calibration profile. Nothing is fitted to the published throughput.
+Two predictions for each: (a) ``evaluate`` at the published policy (GPU batch size, number of GPU
+batches, placement percentages, compression, CPU attention, pinned weights from the repo's
+``benchmark/flexllmgen/bench_suite.py``); (b) ``solve``: llmsim's own best policy for the same
+machine, model, compression and weight-pinning flags.
 
-``--sensitivity`` adds a third column, clearly NOT a validation: (a) again with the link and CPU
-rates that the FlexGen authors fitted on this machine from their own runs
-(``experimental/cost_model.py`` at the same commit: CPU->GPU 12.89, GPU->CPU 0.97 (cache),
-disk read 0.473, disk write 0.746 GiB/s, CPU 0.0123 TFLOPS). It shows how much of the error is
-the gap between datasheet rates and what FlexLLMGen's runtime achieves.
+    .venv/bin/python benchmarks/offload_accuracy.py [--smoke] [--out F.json]
 
-    .venv/bin/python benchmarks/offload_accuracy.py [--smoke] [--sensitivity] [--out F.json]
+``--smoke`` uses a smaller solver grid (CI; under 30 s).
 """
 
 from __future__ import annotations
@@ -31,24 +32,29 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from llmsim import units
+from llmsim.costmodel.profile import Profile, ResolvedHost
 from llmsim.errors import LLMSimError
 from llmsim.io import write_json
-from llmsim.offload import OffloadPolicy, evaluate, solve
+from llmsim.offload import build_system, evaluate, solve
+from llmsim.offload.fit import (
+    FLEXGEN_GPU,
+    FLEXGEN_HOST,
+    FlexGenCase,
+    fit_and_validate,
+    host_efficiency,
+    load_flexgen_cases,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "flexgen_throughput.csv"
 SHARED = REPO.parent / "shared" / "data" / "offload" / "flexllmgen"
-MACHINE = {"hardware": "t4", "host": "gcp-t4-flexgen"}
-# FlexGen authors' fitted constants for this T4 box (GiB-based, as their utils define GB).
-FLEXGEN_FITTED = {
-    "h2d_bytes_per_s": 12.89 * units.GiB, "d2h_bytes_per_s": 0.97 * units.GiB,
-    "disk_read_bytes_per_s": 0.473 * units.GiB, "disk_write_bytes_per_s": 0.746 * units.GiB,
-    "cpu_flops_per_s": 0.0123e12,
-}
+MACHINE = {"hardware": FLEXGEN_GPU, "host": FLEXGEN_HOST}
 SMOKE_GRID = {"gpu_batch_sizes": (1, 2, 4, 8, 16, 32, 48, 64, 96, 128),
               "num_gpu_batches": (1, 2, 3, 4, 8, 16)}
+CALIBRATIONS = ("datasheet", "in_sample", "loo")
+HEAD = {"datasheet": "datasheet", "in_sample": "in-sample", "loo": "LOO"}
 
 
 def load_rows(path: Path) -> list[dict[str, str]]:
@@ -82,53 +88,54 @@ def check_against_shared(rows: list[dict[str, str]]) -> str:
     return f"golden copy matches {readme.relative_to(REPO.parent)} ({len(rows)} numbers)"
 
 
-def _policy(row: dict[str, str]) -> OffloadPolicy:
-    flag = {"true": True, "false": False}
-    return OffloadPolicy.from_percent(
-        int(row["gpu_batch_size"]), int(row["num_gpu_batches"]),
-        [float(v) for v in row["percent"].split()],
-        compress_weight=flag[row["compress_weight"]], compress_cache=flag[row["compress_cache"]],
-        cpu_cache_compute=flag[row["cpu_cache_compute"]])
+def _err(pred: float | None, meas: float) -> float | None:
+    return None if pred is None else 100.0 * (pred - meas) / meas
 
 
-def _err(pred: float, meas: float) -> float:
-    return 100.0 * (pred - meas) / meas
+def _solve(case: FlexGenCase, host_eff: ResolvedHost, grid: dict[str, Any]) -> dict[str, Any]:
+    system = build_system(**MACHINE, host_efficiency=host_eff)
+    try:
+        so = solve(case.model, case.prompt_len, case.gen_len, system=system,
+                   compress_weight=case.policy.compress_weight,
+                   compress_cache=case.policy.compress_cache,
+                   pin_weight=case.policy.pin_weight, **grid)
+    except LLMSimError as exc:
+        return {"tokens_per_s": None, "block": None, "policy": f"error: {exc}"}
+    return {"tokens_per_s": so.throughput_tokens_per_s, "block": so.policy.block_size,
+            "policy": so.policy.describe(), "bound": f"{so.prefill.bound}/{so.decode.bound}"}
 
 
-def run(smoke: bool, sensitivity: bool) -> dict[str, object]:
-    rows = load_rows(GOLDEN)
-    cases = [r for r in rows if r["system"].startswith("flexllmgen")]
-    out = []
+def run(smoke: bool) -> dict[str, Any]:
+    cases = load_flexgen_cases(GOLDEN)
+    profile = Profile.load()
+    shipped = profile.for_host(FLEXGEN_HOST)
+    report = fit_and_validate(cases, profile)
+    refit_matches = report.values == {k: getattr(shipped, k) for k in report.params}
     grid = SMOKE_GRID if smoke else {}
-    for r in cases:
-        meas = float(r["throughput_tokens_per_s"])
-        prompt, gen = int(r["prompt_len"]), int(r["gen_len"])
-        policy = _policy(r)
-        ev = evaluate(r["model"], policy, prompt, gen, **MACHINE)
-        rec: dict[str, object] = {
-            "system": r["system"], "model": r["model"], "published_tokens_per_s": meas,
-            "published_block": int(r["effective_batch_size"]), "tier": r["lowest_tier"],
-            "published_policy": policy.describe(),
-            "eval_tokens_per_s": ev.throughput_tokens_per_s,
-            "eval_error_pct": _err(ev.throughput_tokens_per_s, meas),
-            "eval_fits": ev.feasible, "eval_reason": ev.reason,
-            "eval_bound": f"{ev.prefill.bound}/{ev.decode.bound}",
+    out = []
+    for i, case in enumerate(cases):
+        meas = case.measured_tokens_per_s
+        ev = evaluate(case.model, case.policy, case.prompt_len, case.gen_len, **MACHINE)
+        preds = {"datasheet": report.datasheet_tokens_per_s[i],
+                 "in_sample": ev.throughput_tokens_per_s, "loo": report.loo_tokens_per_s[i]}
+        effs = {"datasheet": host_efficiency({}), "in_sample": shipped,
+                "loo": host_efficiency(report.loo_values[i])}
+        rec: dict[str, Any] = {
+            "system": case.system, "model": case.model, "published_tokens_per_s": meas,
+            "published_block": case.policy.block_size, "tier": case.lowest_tier,
+            "published_policy": case.policy.describe(), "eval_fits": ev.feasible,
+            "eval_reason": ev.reason, "eval_bound": f"{ev.prefill.bound}/{ev.decode.bound}",
             "eval_prefill_s": ev.prefill_time_s, "eval_decode_step_s": ev.decode_step_time_s,
+            "loo_host_efficiency": report.loo_values[i],
         }
-        try:
-            so = solve(r["model"], prompt, gen, compress_weight=policy.compress_weight,
-                       compress_cache=policy.compress_cache, **grid, **MACHINE)
-            rec.update(solve_tokens_per_s=so.throughput_tokens_per_s,
-                       solve_error_pct=_err(so.throughput_tokens_per_s, meas),
-                       solve_block=so.policy.block_size, solve_policy=so.policy.describe(),
-                       solve_bound=f"{so.prefill.bound}/{so.decode.bound}")
-        except LLMSimError as exc:
-            rec.update(solve_tokens_per_s=None, solve_error_pct=None, solve_block=None,
-                       solve_policy=f"error: {exc}", solve_bound="")
-        if sensitivity:
-            fit = evaluate(r["model"], policy, prompt, gen, **MACHINE, **FLEXGEN_FITTED)
-            rec.update(fitted_rates_tokens_per_s=fit.throughput_tokens_per_s,
-                       fitted_rates_error_pct=_err(fit.throughput_tokens_per_s, meas))
+        for cal in CALIBRATIONS:
+            rec[f"eval_{cal}_tokens_per_s"] = preds[cal]
+            rec[f"eval_{cal}_error_pct"] = _err(preds[cal], meas)
+            so = _solve(case, effs[cal], grid)
+            rec[f"solve_{cal}_tokens_per_s"] = so["tokens_per_s"]
+            rec[f"solve_{cal}_error_pct"] = _err(so["tokens_per_s"], meas)
+            rec[f"solve_{cal}_block"] = so["block"]
+            rec[f"solve_{cal}_policy"] = so["policy"]
         out.append(rec)
 
     def mape(key: str) -> float | None:
@@ -138,56 +145,68 @@ def run(smoke: bool, sensitivity: bool) -> dict[str, object]:
     return {
         "what": "llmsim offload vs published FlexLLMGen throughput (OPT on one T4, s=512, n=32)",
         "machine": MACHINE, "smoke": smoke, "golden": str(GOLDEN.relative_to(REPO)),
+        "host_efficiency_shipped": {k: getattr(shipped, k) for k in report.params},
+        "host_efficiency_refit": report.values, "shipped_matches_refit": refit_matches,
         "cases": out,
-        "mean_abs_error_pct": {"evaluate": mape("eval_error_pct"),
-                               "solve": mape("solve_error_pct"),
-                               **({"fitted_rates": mape("fitted_rates_error_pct")}
-                                  if sensitivity else {})},
+        "mean_abs_error_pct": {f"{kind}_{cal}": mape(f"{kind}_{cal}_error_pct")
+                               for kind in ("eval", "solve") for cal in CALIBRATIONS},
     }
 
 
-def render(report: dict[str, object], sensitivity: bool) -> str:
-    head = ["system", "model", "tier", "published", "(a) evaluate", "err", "fits", "bound",
-            "(b) solve", "err", "block"]
-    if sensitivity:
-        head += ["(c) fitted rates", "err"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for c in report["cases"]:  # type: ignore[union-attr]
-        solve_t = c["solve_tokens_per_s"]
-        cells = [
-            c["system"], c["model"], f"{c['published_block']} on {c['tier']}",
-            f"{c['published_tokens_per_s']:.2f}", f"{c['eval_tokens_per_s']:.2f}",
-            f"{c['eval_error_pct']:+.0f}%", "yes" if c["eval_fits"] else "no",
-            c["eval_bound"],
-            "-" if solve_t is None else f"{solve_t:.2f}",
-            "-" if solve_t is None else f"{c['solve_error_pct']:+.0f}%",
-            "-" if solve_t is None else str(c["solve_block"]),
-        ]
-        if sensitivity:
-            cells += [f"{c['fitted_rates_tokens_per_s']:.2f}",
-                      f"{c['fitted_rates_error_pct']:+.0f}%"]
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render(report: dict[str, Any]) -> str:
+    cases = report["cases"]
+    lines = ["(a) at the published policy", ""]
+    head = ["system", "model", "tier", "published"]
+    for cal in CALIBRATIONS:
+        head += [HEAD[cal], "err"]
+    head += ["fits", "bound (in-sample)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in cases:
+        cells = [c["system"], c["model"], f"{c['published_block']} on {c['tier']}",
+                 f"{c['published_tokens_per_s']:.2f}"]
+        for cal in CALIBRATIONS:
+            cells += [_cell(c[f"eval_{cal}_tokens_per_s"], ".2f"),
+                      _cell(c[f"eval_{cal}_error_pct"], "+.0f") + "%"]
+        cells += ["yes" if c["eval_fits"] else "no", c["eval_bound"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "(b) llmsim's best policy (solve), same compression and weight-pinning flags", ""]
+    head = ["system", "model", "published"]
+    for cal in CALIBRATIONS:
+        head += [HEAD[cal], "err", "block"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in cases:
+        cells = [c["system"], c["model"], f"{c['published_tokens_per_s']:.2f}"]
+        for cal in CALIBRATIONS:
+            err = c[f"solve_{cal}_error_pct"]
+            cells += [_cell(c[f"solve_{cal}_tokens_per_s"], ".2f"),
+                      "-" if err is None else f"{err:+.0f}%", _cell(c[f"solve_{cal}_block"], "d")]
         lines.append("| " + " | ".join(cells) + " |")
     m = report["mean_abs_error_pct"]
-    summary = (f"mean |error|: (a) evaluate {m['evaluate']:.0f}%, (b) solve "  # type: ignore
-               f"{m['solve']:.0f}%")
-    if sensitivity:
-        summary += f", (c) FlexGen-fitted rates {m['fitted_rates']:.0f}% (not a validation)"
-    return "\n".join(lines) + "\n\n" + summary + "\n"
+    lines += [""]
+    for kind, label in (("eval", "(a) evaluate"), ("solve", "(b) solve")):
+        parts = [f"{HEAD[cal]} {_cell(m[f'{kind}_{cal}'], '.0f')}%" for cal in CALIBRATIONS]
+        lines.append(f"mean |error| {label}: " + ", ".join(parts))
+    eff = ", ".join(f"{k} {v:g}" for k, v in report["host_efficiency_shipped"].items())
+    same = "equal to" if report["shipped_matches_refit"] else "DIFFERENT from"
+    lines.append(f"shipped host efficiencies ({FLEXGEN_HOST}): {eff} ({same} a re-fit now)")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="smaller solver grid (CI, < 30 s)")
-    ap.add_argument("--sensitivity", action="store_true",
-                    help="add (c): FlexGen's fitted link/CPU rates (not a validation)")
     ap.add_argument("--out", help="write the report as JSON")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     note = check_against_shared(load_rows(GOLDEN))
-    report = run(args.smoke, args.sensitivity)
+    report = run(args.smoke)
     report["elapsed_s"] = time.perf_counter() - t0
     report["shared_check"] = note
-    print(render(report, args.sensitivity))
+    print(render(report))
     print(f"{note}; {report['elapsed_s']:.1f} s")
     if args.out:
         write_json(args.out, report)

@@ -75,6 +75,19 @@ def test_host_section_resolves_host_then_generic_then_neutral():
         validate_spec(ProfileFile, {"entries": {"x": {"host": {"h2d_eff": 2.0}}}}, "x")
 
 
+def test_shipped_profile_fits_only_the_flexgen_host():
+    """Only the FlexGen machine has fitted host efficiencies; every other host (and the
+    generic fallback) keeps its datasheet rates (docs/calibration.md, host section)."""
+    prof = Profile.load()
+    fitted = prof.for_host("gcp-t4-flexgen")
+    assert fitted.names == ("gcp-t4-flexgen",)
+    assert 0 < fitted.pageable_eff < 1 and 0 < fitted.cpu_memory_eff < 1
+    for name in ("generic-pcie3-ddr4", "generic-pcie4-ddr4", "generic-pcie5-ddr5",
+                 "workstation-pcie4"):
+        assert prof.for_host(name) == ResolvedHost.neutral()
+    assert not prof.data.entries["generic"].host.model_dump(exclude_none=True)
+
+
 def test_offload_prices_the_cpu_and_links_through_costmodel_host():
     sysm = build_system("t4", "gcp-t4-flexgen", host_efficiency=ResolvedHost(
         cpu_compute_eff=0.5, cpu_memory_eff=0.25, cpu_launch_s=1e-6, h2d_eff=0.8,

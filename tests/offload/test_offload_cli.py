@@ -102,7 +102,8 @@ def test_runtime_pinning_and_host_efficiency_reach_the_json(cli):
     assert flex.code == 0, flex.err
     data = flex.json()
     assert data["runtime"] == "flexgen" and data["policy"]["pin_weight"] is True
-    assert "host_efficiency" in data["system"]
+    eff = data["system"]["host_efficiency"]
+    assert eff["from"] == "gcp-t4-flexgen" and 0 < eff["pageable_eff"] < 1
     fused = cli(*args, "--runtime", "fused", "--no-pin-weight", "--h2d-bw", "12")
     assert fused.code == 0, fused.err
     other = fused.json()
