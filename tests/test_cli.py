@@ -127,6 +127,9 @@ def test_memory_command(cli):
     (["op", "--kind", "gemm", "--hardware", "h100-sxm", "--m", "4"], "--n --k"),
     (["op", "--kind", "conv", "--hardware", "h100-sxm"], "unknown op kind"),
     (["estimate", "--cases", "/nonexistent.csv", "-m", "llama-2-7b"], "no such file"),
+    (["estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--format", "xml"], "'xml' is not one of"),
+    (["estimate", "--bogus"], "No such option: --bogus"),
+    (["estimate", "--tp", "two"], "Invalid value for '--tp'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, argv, needle):
     res = cli(*argv)
@@ -134,6 +137,11 @@ def test_bad_input_is_one_line_and_exit_2(cli, argv, needle):
     assert needle in res.err
     assert len(res.err.strip().splitlines()) == 1, res.err
     assert "Traceback" not in res.err
+
+
+def test_no_command_prints_help_and_exits_0(cli):
+    res = cli()
+    assert res.code == 0 and "Usage" in res.out and res.err == ""
 
 
 def test_out_file_written_atomically(cli, tmp_path):

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from llmsim.errors import DataError, LLMSimError
-from llmsim.static_batch import build_step_model, estimate
 from llmsim.op import price_op
+from llmsim.static_batch import build_step_model, estimate
 
 ESTIMATE_COLUMNS = {
     "model": str, "hardware": str, "cluster": str, "num_gpus": int, "tp": int, "pp": int,

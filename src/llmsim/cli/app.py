@@ -11,6 +11,7 @@ import os
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from llmsim.errors import LLMSimError
 
@@ -56,7 +57,8 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning LLMSimError into one line and exit code 2."""
+    """Console entry point: run the app; errors a user can cause (LLMSimError, bad flags) print
+    one line on stderr and exit with code 2 (``--debug``: the traceback instead)."""
     debug = "--debug" in (argv if argv is not None else sys.argv)
     try:
         app(args=argv, standalone_mode=False)
@@ -70,13 +72,16 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except TyperException as exc:  # click usage errors (typer vendors its own click)
+        if debug:
+            raise
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        message = " ".join(message.replace("Value error, ", "").split())
+        if not message:  # a group called without a command: its help was printed
+            sys.exit(0)
+        typer.echo(f"error: {message} (see --help)", err=True)
+        code = getattr(exc, "exit_code", 2)
+        sys.exit(code if isinstance(code, int) and code else 2)
 
 
 if __name__ == "__main__":

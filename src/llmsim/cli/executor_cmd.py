@@ -14,8 +14,9 @@ from llmsim.cli.options import Format, FormatOpt, OutOpt
 from llmsim.errors import ConfigError
 
 app = typer.Typer(name="executor", no_args_is_help=True,
-                  help="Run a real PyTorch MoE decoder with an offloaded expert cache, and check "
-                       "the simulation against it (needs PyTorch: pip install 'llmsim[executor]').")
+                  help="Run a real PyTorch MoE decoder with an offloaded expert cache, and "
+                       "check the simulation against it (needs PyTorch: "
+                       "pip install 'llmsim\\[executor]').")
 
 
 def register(root: typer.Typer) -> None:
