@@ -23,3 +23,9 @@ def test_import_llmsim_does_not_import_torch_or_the_cli():
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "assert 'llmsim.cli' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_subpackages_resolve_from_the_top_level():
+    code = ("import llmsim; assert callable(llmsim.offload.solve); "
+            "assert callable(llmsim.simulate); assert callable(llmsim.moe_offload.simulate)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -36,11 +36,17 @@ _LAZY = {
     "LLMSimError": ("llmsim.errors", "LLMSimError"),
 }
 
+_SUBPACKAGES = ("catalog", "costmodel", "memory", "serving", "offload", "moe_offload",
+                "executor", "calibration", "units", "errors", "dtypes")
+
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """Import API objects on first use (keeps ``import llmsim`` and the CLI start fast)."""
+    """Import API objects (and subpackages, e.g. ``llmsim.offload.solve``) on first use; keeps
+    ``import llmsim`` and the CLI start fast."""
+    if name in _SUBPACKAGES:
+        return import_module(f"llmsim.{name}")
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'llmsim' has no attribute {name!r}")
