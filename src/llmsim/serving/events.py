@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 Handler = Callable[[float, Any], None]
+_heappush = heapq.heappush
 
 
 class EventLoop:
@@ -31,9 +32,10 @@ class EventLoop:
         """Run ``handler(time_s, payload)`` at ``time_s``; returns an id for :meth:`cancel`."""
         if time_s < self.now_s:
             raise ValueError(f"cannot schedule in the past ({time_s} < {self.now_s})")
-        self._seq += 1
-        heapq.heappush(self._heap, (time_s, priority, self._seq, handler, payload))
-        return self._seq
+        seq = self._seq + 1
+        self._seq = seq
+        _heappush(self._heap, (time_s, priority, seq, handler, payload))
+        return seq
 
     def cancel(self, event_id: int) -> None:
         """Skip the event with this id when its time comes (no-op if it already ran)."""

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 PERCENTILES = (50, 90, 95, 99)
+_log = math.log
 
 
 class LogHistogram:
@@ -48,7 +49,7 @@ class LogHistogram:
     def _index(self, v: float) -> int:
         if v <= 0:
             return 0
-        i = int(math.log(v) * self._scale - self._offset)
+        i = int(_log(v) * self._scale - self._offset)
         return 0 if i < 0 else (self.bins - 1 if i >= self.bins else i)
 
     def _edge(self, i: int) -> float:
@@ -58,8 +59,11 @@ class LogHistogram:
         if weight <= 0:
             return
         if v > 0:
-            i = int(math.log(v) * self._scale - self._offset)
-            i = 0 if i < 0 else (self.bins - 1 if i >= self.bins else i)
+            i = int(_log(v) * self._scale - self._offset)
+            if i < 0:
+                i = 0
+            elif i >= self.bins:
+                i = self.bins - 1
         else:
             i = 0
         self.counts[i] += weight
@@ -81,13 +85,14 @@ class LogHistogram:
             self.vmax = hi
         if lo < self.vmin:
             self.vmin = lo
-        i1, i2 = self._index(lo), self._index(hi)
+        i1 = self._index(lo)
         counts = self.counts
-        if i1 == i2 or cnt == 1:
-            if cnt == 1:
-                counts[i1] += weight
-            else:
-                counts[i1] += cnt * weight
+        if cnt == 1:
+            counts[i1] += weight
+            return
+        i2 = i1 if hi == lo else self._index(hi)
+        if i1 == i2:
+            counts[i1] += cnt * weight
             return
         step = (hi - lo) / (cnt - 1)
         below = 0  # values already placed

@@ -52,28 +52,84 @@ def scale_shape(shape: BatchShape, m: int) -> BatchShape:
     )
 
 
+class LinearRun:
+    """``n`` decode steps whose durations are affine in the step index, ``g_k = a + b (k - 1)``
+    (1-based): a run whose contexts stay on one segment of the decode curve's grid, the usual
+    case. The end of step ``k`` is ``E(k) = k a + b k (k - 1) / 2``."""
+
+    __slots__ = ("a", "b", "n", "first")
+
+    def __init__(self, a: float, b: float, n: int):
+        self.a, self.b, self.n = a, b, n
+        self.first = a  # duration of the first step
+
+    def end(self, k: int) -> float:
+        """Time from the run's start to the end of step ``k``."""
+        return k * self.a + self.b * k * (k - 1) * 0.5
+
+    def gap(self, k: int) -> float:
+        return self.a + self.b * (k - 1)
+
+    def step_ending_at_or_after(self, dt: float) -> int:
+        """Smallest ``k`` in [1, n] with ``end(k) >= dt`` (n if none): the root of the
+        quadratic ``E(m) = dt``, then corrected by at most a step or two for rounding."""
+        a, b, n = self.a, self.b, self.n
+        if dt <= a:  # E(1) == a exactly
+            return 1
+        if dt > n * a + b * n * (n - 1) * 0.5:
+            return n
+        qa = b * 0.5
+        qb = a - qa
+        disc = qb * qb + 4.0 * qa * dt
+        disc = math.sqrt(disc) if disc > 0.0 else 0.0
+        m = 2.0 * dt / (qb + disc) if qb + disc > 0 else 1.0
+        k = int(math.ceil(m))
+        k = 1 if k < 1 else (n if k > n else k)
+        while k > 1 and (k - 1) * a + b * (k - 1) * (k - 2) * 0.5 >= dt:
+            k -= 1
+        while k < n and k * a + b * k * (k - 1) * 0.5 < dt:
+            k += 1
+        return k
+
+    def add_gaps(self, hist: Any, k1: int, k2: int, weight: float) -> float:
+        """Add the gaps of steps ``k1..k2`` to ``hist`` (``weight`` each); returns their max."""
+        if k2 < k1:
+            return 0.0
+        a, b = self.a, self.b
+        g1 = a + b * (k1 - 1)
+        g2 = a + b * (k2 - 1)
+        hist.add_linear(g1, g2, k2 - k1 + 1, weight)
+        return g1 if g1 >= g2 else g2
+
+    def max_gap(self, k1: int, k2: int) -> float:
+        if k2 < k1:
+            return 0.0
+        g1 = self.a + self.b * (k1 - 1)
+        g2 = self.a + self.b * (k2 - 1)
+        return g1 if g1 >= g2 else g2
+
+    def truncate(self, n: int) -> None:
+        self.n = n
+
+
 class PiecewiseRun:
     """``n`` decode steps whose durations are affine in the step index on each piece:
     ``g_k = a_p + b_p (k - k0_p)`` for ``k0_p <= k < k0_{p+1}`` (1-based). One piece per
-    segment of the decode curve's grid the run's contexts cross (usually one)."""
+    segment of the decode curve's grid the run's contexts cross (two or more; one piece is a
+    :class:`LinearRun`)."""
 
-    __slots__ = ("k0", "cum", "a", "b", "n", "first", "single")
+    __slots__ = ("k0", "cum", "a", "b", "n", "first")
 
     def __init__(self, k0: list[int], cum: list[float], a: list[float], b: list[float],
                  n: int):
         self.k0, self.cum, self.a, self.b, self.n = k0, cum, a, b, n
         self.first = a[0]  # duration of the first step
-        self.single = len(k0) == 1
 
     def _piece(self, k: int) -> int:
-        if self.single:
-            return 0
         return bisect_right(self.k0, k) - 1
 
     def end(self, k: int) -> float:
         """Time from the run's start to the end of step ``k``."""
-        if self.single:
-            return k * self.a[0] + self.b[0] * k * (k - 1) * 0.5
         p = bisect_right(self.k0, k) - 1
         m = k - self.k0[p] + 1
         return self.cum[p] + m * self.a[p] + self.b[p] * m * (m - 1) * 0.5
@@ -89,7 +145,7 @@ class PiecewiseRun:
             return 1
         if dt > self.end(n):
             return n
-        p = 0 if self.single else max(bisect_left(self.cum, dt) - 1, 0)
+        p = max(bisect_left(self.cum, dt) - 1, 0)
         a, b, k0, rest = self.a[p], self.b[p], self.k0[p], dt - self.cum[p]
         qa = b * 0.5
         qb = a - qa
@@ -114,22 +170,18 @@ class PiecewiseRun:
             out.append((a + b * (lo - k0), a + b * (hi - k0), hi - lo + 1))
         return out
 
-    def add_gaps(self, hist: Any, k1: int, k2: int, weight: float) -> None:
+    def add_gaps(self, hist: Any, k1: int, k2: int, weight: float) -> float:
+        """Add the gaps of steps ``k1..k2`` to ``hist`` (``weight`` each); returns their max."""
         if k2 < k1:
-            return
-        if self.single:
-            a, b = self.a[0], self.b[0]
-            hist.add_linear(a + b * (k1 - 1), a + b * (k2 - 1), k2 - k1 + 1, weight)
-            return
-        for g1, g2, cnt in self._segments(k1, k2):
+            return 0.0
+        segs = self._segments(k1, k2)
+        for g1, g2, cnt in segs:
             hist.add_linear(g1, g2, cnt, weight)
+        return max(max(g1, g2) for g1, g2, _ in segs)
 
     def max_gap(self, k1: int, k2: int) -> float:
         if k2 < k1:
             return 0.0
-        if self.single:
-            a, b = self.a[0], self.b[0]
-            return max(a + b * (k1 - 1), a + b * (k2 - 1))
         return max(max(g1, g2) for g1, g2, _ in self._segments(k1, k2))
 
     def truncate(self, n: int) -> None:
@@ -164,14 +216,15 @@ class DecodeCurve:
         self.t = t.tolist()
         self.slope = (np.diff(t) / np.diff(x)).tolist()
 
-    def run(self, c1: float, n: int, scale: float = 1.0) -> PiecewiseRun:
+    def run(self, c1: float, n: int, scale: float = 1.0) -> LinearRun | PiecewiseRun:
         """``n`` steps at per-sequence contexts ``c1, c1 + 1, ...`` (times x ``scale``)."""
         x, t, sl = self.x, self.t, self.slope
         last = len(x) - 2
-        i = min(max(bisect_right(x, c1) - 1, 0), last)
+        i = bisect_right(x, c1) - 1
+        i = 0 if i < 0 else (last if i > last else i)
         if i == last or c1 + n - 1 < x[i + 1]:  # one grid segment: one piece
             b = sl[i]
-            return PiecewiseRun([1], [0.0], [(t[i] + b * (c1 - x[i])) * scale], [b * scale], n)
+            return LinearRun((t[i] + b * (c1 - x[i])) * scale, b * scale, n)
         k0s: list[int] = []
         cums: list[float] = []
         aa: list[float] = []
@@ -195,33 +248,6 @@ class DecodeCurve:
             k = k_next
             i += 1
         return PiecewiseRun(k0s, cums, aa, bb, n)
-
-
-class SingleStep:
-    """One priced step (prefill or mixed); behaves like a run of length 1."""
-
-    __slots__ = ("t", "n", "first")
-
-    def __init__(self, t: float):
-        self.t, self.n, self.first = t, 1, t
-
-    def end(self, k: int) -> float:
-        return self.t
-
-    def gap(self, k: int) -> float:
-        return self.t
-
-    def step_ending_at_or_after(self, dt: float) -> int:
-        return 1
-
-    def gaps_stats(self, k1: int, k2: int) -> tuple[float, float, float, int]:
-        return 0.0, 0.0, 0.0, 0
-
-    def add_gaps(self, hist: Any, k1: int, k2: int, weight: float) -> None:
-        return None
-
-    def max_gap(self, k1: int, k2: int) -> float:
-        return 0.0
 
 
 class StepPricer:
@@ -277,12 +303,17 @@ class StepPricer:
         step = self.model.step_time(mb)
         return m, max(1.0, m * self.model.stage_time(mb) / step) if step > 0 else 1.0
 
-    def decode_run(self, seqs: int, ctx_total: float, max_steps: int) -> PiecewiseRun:
+    def decode_run(self, seqs: int, ctx_total: float, max_steps: int) -> LinearRun | PiecewiseRun:
         """A run of up to ``max_steps`` decode steps of ``seqs`` sequences whose total context
         (keys read, incl. the new token) is ``ctx_total`` at the first step; the context per
         sequence grows by one per step."""
-        m, f = self.pp_factor(seqs, ctx_total) if self.micro > 1 else (1, 1.0)
-        return self.curve(-(-seqs // m)).run(ctx_total / seqs, max_steps, f)
+        if self.micro > 1:
+            m, f = self.pp_factor(seqs, ctx_total)
+            return self.curve(-(-seqs // m)).run(ctx_total / seqs, max_steps, f)
+        curve = self._curves.get(seqs)
+        if curve is None:
+            curve = self.curve(seqs)
+        return curve.run(ctx_total / seqs, max_steps)
 
 
 class WorkFit:

@@ -25,24 +25,31 @@ requests decode in it:
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections import deque
+from heapq import heappop, heappush
 from itertools import accumulate
 from typing import Any
 
 from llmsim.costmodel.shapes import BatchShape
 from llmsim.serving.kvcache import KVCache
 from llmsim.serving.metrics import LogHistogram
-from llmsim.serving.pricing import SingleStep, StepPricer
+from llmsim.serving.pricing import StepPricer
 from llmsim.serving.request import RequestStatus, RequestTable
-from llmsim.serving.schedulers.base import Order, SchedulerLimits, StepPlan, make_queue
+from llmsim.serving.schedulers.base import (
+    DECODE_RUN,
+    Order,
+    SchedulerLimits,
+    StepPlan,
+    make_queue,
+)
 
-_WAITING = RequestStatus.WAITING
-_RUNNING = RequestStatus.RUNNING
-_SWAPPED = RequestStatus.SWAPPED
-_FINISHED = RequestStatus.FINISHED
+# plain ints (cheaper to store in the status column than the enum members)
+_WAITING = int(RequestStatus.WAITING)
+_RUNNING = int(RequestStatus.RUNNING)
+_SWAPPED = int(RequestStatus.SWAPPED)
+_FINISHED = int(RequestStatus.FINISHED)
 
 PRIO_ARRIVAL, PRIO_STEP, PRIO_KICK, PRIO_SAMPLE = 0, 1, 2, 3
 _MAX_PHASES = 4  # finishes one closed-form run may cross
@@ -51,19 +58,15 @@ _NEVER = 1 << 62
 
 class Segment:
     """What is in flight: an optional *head* step (a prefill or mixed step, ``head_dur``
-    long) followed by an optional closed-form *run* of ``n`` pure decode steps. ``tick0``:
-    the decode tick the run starts from; ``psum``: prefix sums of the block-boundary phases
-    of the run's decoders (those joining at the head end included)."""
+    long) followed by an optional closed-form *run* (a :class:`PhasedRun`) of ``n`` pure
+    decode steps; ``dur``: the whole segment; ``event``: the id of its end event."""
 
-    __slots__ = ("start", "plan", "feats", "head_dur", "run", "n", "tick0", "psum",
-                 "event", "dur")
+    __slots__ = ("start", "plan", "feats", "head_dur", "run", "n", "event", "dur")
 
     def __init__(self, start: float, plan: StepPlan, feats: Any, head_dur: float):
         self.start, self.plan, self.feats, self.head_dur = start, plan, feats, head_dur
         self.run: Any = None
         self.n = 0
-        self.tick0 = 0
-        self.psum: list[int] = []
         self.event = 0
         self.dur = head_dur
 
@@ -72,29 +75,34 @@ class Segment:
         return (1 if self.feats is not None else 0) + self.n
 
 
-def _cross(p: list[int], bs: int, lo: int, hi: int) -> int:
-    """Blocks needed by decoders with phase prefix sums ``p`` over decode ticks ``lo..hi``."""
+def _cross(res: list[int], bs: int, lo: int, hi: int, total: int) -> int:
+    """Blocks needed over decode ticks ``lo..hi`` by decoders whose block-boundary phases
+    have the histogram ``res`` (``total = sum(res)``): at tick ``s``, ``res[s % bs]`` of
+    them start a block, so every ``bs`` consecutive ticks need ``total`` blocks."""
     n = hi - lo + 1
-    if n <= 0 or not p[bs]:
+    if n <= 0 or not total:
         return 0
     full, rem = divmod(n, bs)
     s = lo % bs
-    return full * p[bs] + p[s + rem] - p[s]
+    e = s + rem
+    part = sum(res[s:e]) if e <= bs else sum(res[s:]) + sum(res[:e - bs])
+    return full * total + part
 
 
-def _fitting(p: list[int], bs: int, lo: int, avail: int, cap: int) -> int:
-    """Most decode steps from tick ``lo`` (at most ``cap``) whose new blocks fit ``avail``."""
+def _fitting(res: list[int], bs: int, lo: int, avail: int, cap: int, total: int) -> int:
+    """Most decode steps from tick ``lo`` (at most ``cap``) whose new blocks fit ``avail``
+    (``res`` and ``total`` as for :func:`_cross`)."""
     if cap <= 0:
         return 0
-    nr = p[bs]
-    if nr == 0:
+    if total == 0:
         return cap
-    full = avail // nr
+    full = avail // total
     steps = full * bs
-    if steps >= cap:
+    if steps >= cap:  # the usual case: blocks to spare
         return cap
+    p = list(accumulate(res + res, initial=0))  # prefix sums over two cycles of ticks
     s = lo % bs
-    j = bisect_right(p, p[s] + avail - full * nr, s, s + bs + 1) - 1 - s
+    j = bisect_right(p, p[s] + avail - full * total, s, s + bs + 1) - 1 - s
     return min(steps + j, cap)
 
 
@@ -105,23 +113,15 @@ class PhasedRun:
 
     __slots__ = ("runs", "ns", "t0", "live", "nfin", "n", "dur")
 
-    def __init__(self) -> None:
-        self.runs: list[Any] = []
-        self.ns: list[int] = []
-        self.t0: list[float] = []
-        self.live: list[int] = []
-        self.nfin: list[int] = []
-        self.n = 0
-        self.dur = 0.0
-
-    def add(self, run: Any, n: int, live: int, nfin: int) -> None:
-        self.runs.append(run)
-        self.ns.append(n)
-        self.t0.append(self.dur)
-        self.live.append(live)
-        self.nfin.append(nfin)
-        self.n += n
-        self.dur += run.end(n)
+    def __init__(self, runs: list[Any], ns: list[int], t0: list[float], live: list[int],
+                 nfin: list[int], n: int, dur: float):
+        self.runs = runs  # per phase: its decode run (``LinearRun`` / ``PiecewiseRun``)
+        self.ns = ns  # its steps
+        self.t0 = t0  # its start (``t0[p + 1] = t0[p] + runs[p].end(ns[p])``)
+        self.live = live  # sequences producing tokens in it
+        self.nfin = nfin  # requests finishing at its end
+        self.n = n  # steps in all
+        self.dur = dur
 
     def _phase_at(self, dt: float) -> int:
         """The phase whose steps are in progress at ``dt`` (the last if after the end)."""
@@ -132,20 +132,23 @@ class PhasedRun:
 
     def cut(self, dt: float) -> bool:
         """Keep only the steps up to the one in progress at ``dt``; False if nothing to cut."""
-        p = self._phase_at(dt)
+        t0, ns = self.t0, self.ns
+        last = len(t0) - 1
+        p = self._phase_at(dt) if last else 0
         run = self.runs[p]
-        k = run.step_ending_at_or_after(dt - self.t0[p])
-        last = len(self.runs) - 1
-        if p == last and k >= self.ns[p]:
-            return False
-        if k < self.ns[p]:
+        k = run.step_ending_at_or_after(dt - t0[p])
+        if k >= ns[p]:
+            if p == last:
+                return False
+        else:
             run.truncate(k)
             self.nfin[p] = 0  # its finishers now finish after this segment
-            self.ns[p] = k
-        del self.runs[p + 1:], self.ns[p + 1:], self.t0[p + 1:], self.live[p + 1:]
-        del self.nfin[p + 1:]
-        self.n = sum(self.ns)
-        self.dur = self.t0[p] + run.end(k)
+            ns[p] = k
+        if p < last:
+            del self.runs[p + 1:], ns[p + 1:], t0[p + 1:], self.live[p + 1:]
+            del self.nfin[p + 1:]
+        self.n = sum(ns)
+        self.dur = t0[p] + run.end(k)
         return True
 
     def finished_by(self, dt: float) -> int:
@@ -210,8 +213,6 @@ class Replica:
         self.n_live = 0  # decoding sequences still producing tokens
         self.dec_ctx = 0  # sum over decoding sequences of (cached tokens + 1)
         self.res = [0] * self.bs  # block-boundary phase histogram of live decoders
-        self._psum = [0] * (2 * self.bs + 1)  # prefix sums of res + res (lazy)
-        self._pdirty = False
         self.fin: list[tuple[int, int, int]] = []  # (finish tick, stint, rid)
         self.live: dict[int, int] = {}  # live decoder -> its stint (validates ``fin``)
         self.joiners: list[int] = []
@@ -283,13 +284,15 @@ class Replica:
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int, now: float) -> None:
-        self.table.transition(rid, _WAITING)
-        self.table.replica[rid] = self.index
+        t = self.table
+        t.transition(rid, _WAITING)
+        t.replica[rid] = self.index
         self.waiting.push(rid)
-        if self.seg is None:
+        seg = self.seg
+        if seg is None:
             self.kick(now)
-        elif self.admits_mid_batch and self.seg.steps > 1:
-            self.interrupt(now)
+        elif self.admits_mid_batch and seg.n and (seg.n > 1 or seg.feats is not None):
+            self.interrupt(now)  # the segment has more than one step: the arrival may join
 
     def kick(self, now: float) -> None:
         """Start a step at ``now`` after every same-time arrival is queued."""
@@ -314,14 +317,20 @@ class Replica:
         run = seg.run
         if run is None or not seg.n:
             return
-        head = seg.head_dur if seg.feats is not None else None
-        run_start = seg.start + (head or 0.0)
-        if head is not None and now <= run_start:
-            seg.run, seg.n = None, 0
-            seg.dur = head
-        elif run.cut(now - run_start):
+        if seg.feats is not None:  # a head step, then the run
+            head = seg.head_dur
+            run_start = seg.start + head
+            if now <= run_start:
+                seg.run, seg.n = None, 0
+                seg.dur = head
+            elif run.cut(now - run_start):
+                seg.n = run.n
+                seg.dur = head + run.dur
+            else:
+                return
+        elif run.cut(now - seg.start):
             seg.n = run.n
-            seg.dur = (head or 0.0) + run.dur
+            seg.dur = run.dur
         else:
             return
         loop = self.loop
@@ -329,26 +338,17 @@ class Replica:
         seg.event = loop.schedule(seg.start + seg.dur, PRIO_STEP, self._on_step_end)
 
     # ------------------------------------------------------------------ KV block phases
-    def _prefix(self) -> list[int]:
-        if self._pdirty:
-            res = self.res
-            self._psum = list(accumulate(res + res, initial=0))
-            self._pdirty = False
-        return self._psum
-
-    def _crossings(self, lo: int, hi: int) -> int:
-        """New blocks the live decoders need for decode steps ``lo..hi`` (absolute ticks)."""
-        return _cross(self._prefix(), self.bs, lo, hi) if self.n_live else 0
-
     def reserve_decode_step(self) -> bool:
         """Allocate the blocks every live decoder needs for the next step (scheduler helper)."""
         nxt = self.tick + 1
         if self.reserved_through >= nxt:
             return True
-        need = self._crossings(nxt, nxt)
-        if not self.kv.can_allocate(need):
-            return False
-        self.kv.allocate(need)
+        need = self.res[nxt % self.bs]  # decoders starting a block at that tick
+        if need:
+            kv = self.kv
+            if not kv.can_allocate(need):
+                return False
+            kv.allocate(need)
         self.reserved_through = nxt
         return True
 
@@ -363,11 +363,10 @@ class Replica:
         t.stint[rid] = stint
         self.live[rid] = stint
         self.res[(tick + 1 - c) % self.bs] += 1
-        self._pdirty = True
         self.dec_ctx += c + 1
         self.n_dec += 1
         self.n_live += 1
-        heapq.heappush(self.fin, (tick + t.output_tokens[rid] - g, stint, rid))
+        heappush(self.fin, (tick + t.output_tokens[rid] - g, stint, rid))
         self.joiners.append(rid)
 
     def _materialise(self, rid: int) -> tuple[int, int]:
@@ -383,45 +382,48 @@ class Replica:
         return c0, -(-slots // self.bs)
 
     def _leave(self, rid: int) -> int:
-        """Remove a live decoder from the decode set; returns the blocks it holds."""
+        """Remove a live decoder from the decode set (its counts brought up to the current
+        tick, as ``_materialise``); returns the blocks it holds."""
         t = self.table
         j0 = t.join_tick[rid]
-        c0, blocks = self._materialise(rid)
-        c = t.computed[rid]
+        tick = self.tick
+        c0 = t.computed[rid]
+        c = c0 + tick - j0
+        t.generated[rid] += tick - j0
+        t.computed[rid] = c
+        rt = self.reserved_through
+        slots = c0 + (rt - j0) if rt > tick else c
         del self.live[rid]
         self.res[(j0 + 1 - c0) % self.bs] -= 1
-        self._pdirty = True
-        self.n_dec -= 1
         self.n_live -= 1
         self.dec_ctx -= c + 1
-        if rid in self.joiners:
-            self.joiners.remove(rid)
-        else:
-            m = self._stack_max(j0 + 2)
-            if m > t.itl_max_s[rid]:
-                t.itl_max_s[rid] = m
+        joiners = self.joiners
+        if joiners and rid in joiners:
+            joiners.remove(rid)
+        else:  # the largest gap it saw since it joined (stack of suffix maxima)
+            st = self._stk_t
+            i = bisect_left(st, j0 + 2)
+            if i < len(st):
+                m = self._stk_v[i]
+                if m > t.itl_max_s[rid]:
+                    t.itl_max_s[rid] = m
+        self.n_dec -= 1
         if self.n_dec == 0:
             self._stk_t.clear()
             self._stk_v.clear()
-        return blocks
-
-    def _stack_push(self, tick: int, v: float) -> None:
-        st, sv = self._stk_t, self._stk_v
-        while sv and sv[-1] <= v:
-            sv.pop()
-            st.pop()
-        st.append(tick)
-        sv.append(v)
+        return -(-slots // self.bs)
 
     def _stack_max(self, tick: int) -> float:
         i = bisect_left(self._stk_t, tick)
         return self._stk_v[i] if i < len(self._stk_v) else 0.0
 
     def _free_blocks(self, rid: int, blocks: int) -> None:
-        held = self.kheld.pop(rid, 0)
-        if held:
-            self.kv.release_keys(self.pkeys[rid][:held])
-        self.pkeys.pop(rid, None)
+        held = 0
+        if self.kheld:  # prefix caching: keyed blocks are released by reference
+            held = self.kheld.pop(rid, 0)
+            if held:
+                self.kv.release_keys(self.pkeys[rid][:held])
+            self.pkeys.pop(rid, None)
         self.kv.release(blocks - held)
         self.table.blocks[rid] = 0
 
@@ -434,29 +436,32 @@ class Replica:
         t, bs, kv = self.table, self.bs, self.kv
         known = t.input_tokens[rid] + t.generated[rid]
         keys: list[int] = []
-        hits = 0
+        start = 0
         if self.prefix:
             nk = min(t.input_tokens[rid] // bs, (known - 1) // bs)
             keys = self.workload.prefix_keys(rid, nk, bs) if nk > 0 else []
-            hits = kv.match(keys)
-        start = hits * bs
+            start = kv.match(keys) * bs
         remaining = known - start
         if whole:
             if remaining > budget and not over_budget_ok:
                 return 0
             chunk = remaining
         else:
-            chunk = min(remaining, budget)
+            chunk = remaining if remaining < budget else budget
         nblocks = -(-(start + chunk) // bs)
-        use = keys[:nblocks]
-        need = (kv.blocks_to_acquire(use) if use else 0) + nblocks - len(use)
-        if not kv.can_allocate(need, reserve):
-            return 0
-        if use:
+        if keys:
+            use = keys[:nblocks]
+            need = kv.blocks_to_acquire(use) + nblocks - len(use)
+            if not kv.can_allocate(need, reserve):
+                return 0
             kv.acquire(use)
             self.pkeys[rid] = keys
             self.kheld[rid] = len(use)
-        kv.allocate(nblocks - len(use))
+            kv.allocate(nblocks - len(use))
+        else:
+            if not kv.can_allocate(nblocks, reserve):
+                return 0
+            kv.allocate(nblocks)
         t.blocks[rid] = nblocks
         t.computed[rid] = start
         if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
@@ -552,24 +557,40 @@ class Replica:
     # ------------------------------------------------------------------ the step loop
     def _start(self, now: float) -> None:
         plan = self.scheduler.schedule(self, now)
-        if plan.wake_at_s is not None:
-            if self.wake_event:
-                self.loop.cancel(self.wake_event)
-            self.wake_event = self.loop.schedule(plan.wake_at_s, PRIO_KICK, self._on_wake)
-            return
-        if not plan.prefill and not plan.decode and not plan.swap_in_tokens:
-            if self.running:
-                raise RuntimeError(f"replica {self.index}: scheduler idle with running requests")
-            return
-        if plan.repeatable and self.closed_form and not plan.prefill and not (
-                plan.swap_in_tokens or plan.swap_out_tokens):
+        if plan is DECODE_RUN and self.closed_form:  # the decoding batch continues: a run
             seg = Segment(now, plan, None, 0.0)
-            self._plan_run(seg, self.tick, self.n_dec, self.n_live, self.dec_ctx,
-                           self._prefix(), ())
+            self._plan_run(seg, self.tick, self.n_dec, self.n_live, self.dec_ctx, self.res, ())
         else:
-            seg = self._head(plan, now)
+            if plan.wake_at_s is not None:
+                if self.wake_event:
+                    self.loop.cancel(self.wake_event)
+                self.wake_event = self.loop.schedule(plan.wake_at_s, PRIO_KICK, self._on_wake)
+                return
+            if not plan.prefill and not plan.decode and not plan.swap_in_tokens:
+                if self.running:
+                    raise RuntimeError(f"replica {self.index}: scheduler idle with running "
+                                       "requests")
+                return
+            if plan.repeatable and self.closed_form and not plan.prefill and not (
+                    plan.swap_in_tokens or plan.swap_out_tokens):
+                seg = Segment(now, plan, None, 0.0)
+                self._plan_run(seg, self.tick, self.n_dec, self.n_live, self.dec_ctx,
+                               self.res, ())
+            else:
+                seg = self._head(plan, now)
         self.seg = seg
         seg.event = self.loop.schedule(now + seg.dur, PRIO_STEP, self._on_step_end)
+
+    def _first_finish(self) -> tuple[int, int] | None:
+        """(finish tick, request id) of the next live decoder to finish (stale heap entries
+        are dropped on the way), or None."""
+        fin, live = self.fin, self.live
+        while fin:
+            ftick, stint, rid = fin[0]
+            if live.get(rid) == stint:
+                return ftick, rid
+            heappop(fin)
+        return None
 
     def _upcoming_finishes(self, ticks: int) -> tuple[list[tuple[int, int, int]], int]:
         """Every live finish at the first ``ticks`` distinct finish ticks, soonest first, as
@@ -577,15 +598,15 @@ class Replica:
         finishes were left out (else a very large number)."""
         fin, live, t = self.fin, self.live, self.table
         if ticks == 1:
-            while fin and live.get(fin[0][2]) != fin[0][1]:
-                heapq.heappop(fin)
-            if not fin:
+            first = self._first_finish()
+            if first is None:
                 return [], _NEVER
-            f, _stint, rid = fin[0]
+            f, rid = first
             return [(f, t.computed[rid], t.join_tick[rid])], f - 1  # others may share tick f
         out: list[tuple[int, int, int]] = []
         seen = 0
         last = -1
+        computed, join_tick = t.computed, t.join_tick
         for f, stint, rid in sorted(fin):
             if live.get(rid) != stint:
                 continue
@@ -594,67 +615,96 @@ class Replica:
                     return out, last
                 seen += 1
                 last = f
-            out.append((f, t.computed[rid], t.join_tick[rid]))
+            out.append((f, computed[rid], join_tick[rid]))
         return out, _NEVER
 
     def _plan_run(self, seg: Segment, tick0: int, seqs: int, live: int, ctx: int,
-                  psum: list[int], extra: Any) -> None:
+                  res: list[int], extra: Any) -> None:
         """Attach a closed-form decode run from decode tick ``tick0``: phase after phase (one
-        per finish, up to the next arrival) until the KV blocks run out."""
+        per finish, up to the next arrival) until the KV blocks run out. ``res``: the
+        block-boundary phase histogram of the ``live`` decoders (``sum(res) == live``)."""
         bs = self.bs
-        r0 = max(self.reserved_through, tick0)  # decode ticks whose blocks are allocated
-        have = _cross(psum, bs, tick0 + 1, r0)
+        rt = self.reserved_through  # decode ticks through rt have their blocks allocated
+        have = _cross(res, bs, tick0 + 1, rt, live) if rt > tick0 else 0
         # a finish may let a blocked waiting request in: then the run must stop there
         max_phases = _MAX_PHASES if self.multi_phase and (self.hold_finished or not (
             self.waiting or self.swapped)) else 1
         horizon = self.next_arrival() - seg.start - seg.dur
         # the first finish only, unless the run may get past it before the next arrival
-        fins, cut = self._upcoming_finishes(1)
+        pricer = self.pricer
         first = None
-        if max_phases > 1 and fins:
-            first_tick = min([fins[0][0]] + [e[0] for e in extra])
-            first = self.pricer.decode_run(seqs, ctx, max(first_tick - tick0, 1))
-            if first.end(first.n) < horizon:
-                fins, cut = self._upcoming_finishes(max_phases)
-            else:
-                max_phases = 1
+        nxt = self._first_finish()
+        if nxt is None:
+            fins: list[tuple[int, int, int]] = []
+            cut = _NEVER
+        else:
+            first_tick, rid = nxt
+            t = self.table
+            fins = [(first_tick, t.computed[rid], t.join_tick[rid])]
+            cut = first_tick - 1  # others may finish at the same tick
+            if max_phases > 1:
+                for e in extra:
+                    if e[0] < first_tick:
+                        first_tick = e[0]
+                m = first_tick - tick0
+                first = pricer.decode_run(seqs, ctx, m if m > 1 else 1)
+                if first.end(first.n) < horizon:
+                    fins, cut = self._upcoming_finishes(max_phases)
+                else:
+                    max_phases = 1
         if extra:  # requests joining at the head's end (only where the list is complete)
-            fins = sorted(fins + [e for e in extra if e[0] <= cut])
+            for e in extra:
+                if e[0] <= cut:
+                    fins.append(e)
+            fins.sort()
         if not fins:
             return
         # with prefix caching, evicting a cached block can make a blocked waiting request
         # cheaper to admit (fewer hits, smaller first chunk): then the run only uses free blocks
         avail = self.kv.free if (self.prefix and self.waiting) else self.kv.available
-        kv_n = _fitting(psum, bs, tick0 + 1, avail + have, fins[-1][0] - tick0)
+        kv_n = _fitting(res, bs, tick0 + 1, avail + have, fins[-1][0] - tick0, live)
         if kv_n <= 0:
             return
-        pricer = self.pricer
-        runs = PhasedRun()
+        # the phases (see PhasedRun): one decode run each, up to the next finish
+        runs: list[Any] = []
+        ns: list[int] = []
+        t0: list[float] = []
+        lives: list[int] = []
+        nfins: list[int] = []
+        dur = 0.0
         hold = self.hold_finished
-        k = 0
-        i = 0
+        decode_run = pricer.decode_run
+        k = 0  # steps planned
+        i = 0  # next entry of fins
         nf_all = len(fins)
         while True:
-            ft = fins[i][0]
-            m = min(ft - tick0, kv_n) - k
+            ft = fins[i][0] - tick0
+            m = (ft if ft < kv_n else kv_n) - k
             if m <= 0:
                 break
-            if first is not None and k == 0 and first.n == m:
+            if k == 0 and first is not None and first.n == m:
                 run = first  # the probe above priced exactly this phase
             else:
-                run = pricer.decode_run(seqs, ctx, m)
+                run = decode_run(seqs, ctx, m)
             k += m
             end_tick = tick0 + k
             nf = 0
-            gone = 0
-            while i < nf_all and fins[i][0] == end_tick:
+            gone = 0  # context the finishing requests held
+            while i < nf_all:
                 f = fins[i]
+                if f[0] != end_tick:
+                    break
                 gone += f[1] + (end_tick - f[2]) + 1
                 nf += 1
                 i += 1
-            runs.add(run, m, live, nf)
-            if (not nf or i >= nf_all or k >= kv_n or len(runs.ns) >= max_phases
-                    or runs.dur >= horizon):
+            runs.append(run)
+            ns.append(m)
+            t0.append(dur)
+            lives.append(live)
+            nfins.append(nf)
+            dur += run.end(m)
+            if (not nf or i >= nf_all or k >= kv_n or len(ns) >= max_phases
+                    or dur >= horizon):
                 break
             live -= nf
             if live <= 0:
@@ -663,79 +713,82 @@ class Replica:
             if not hold:
                 seqs -= nf
                 ctx -= gone
-        if not runs.n:
+        if not k:
             return
         # the blocks are taken phase by phase when the run is committed (free blocks first,
         # then least-recently-used cached ones, in step order: exactly as step by step); the
         # plan above counted finishing requests' blocks to the end, so they always fit
-        seg.run, seg.n, seg.tick0, seg.psum = runs, runs.n, tick0, psum
-        seg.dur += runs.dur
+        seg.run = PhasedRun(runs, ns, t0, lives, nfins, k, dur)
+        seg.n = k
+        seg.dur += dur
 
     def _head(self, plan: StepPlan, now: float) -> Segment:
         """Price a prefill / mixed step; if what follows is sure to be a pure decode run
         (every chunk finishes its prompt, nothing waits, nothing finishes), attach the run."""
         t = self.table
-        pre_seqs = len(plan.prefill)
+        computed, inp, gen = t.computed, t.input_tokens, t.generated
+        prefill = plan.prefill
+        pre_seqs = len(prefill)
         pre_tokens = 0
         pairs = 0.0
         pctx = 0.0
         completing = 0
-        for rid, c in plan.prefill:
-            past = t.computed[rid]
+        for rid, c in prefill:
+            past = computed[rid]
             pre_tokens += c
             pairs += c * past + c * (c + 1) * 0.5
             pctx += past + c
-            if past + c >= t.input_tokens[rid] + t.generated[rid]:
+            if past + c >= inp[rid] + gen[rid]:
                 completing += 1
-        nd = self.n_dec if plan.decode else 0
-        dctx = float(self.dec_ctx) if plan.decode else 0.0
+        decode = plan.decode
+        nd = self.n_dec if decode else 0
+        dctx = float(self.dec_ctx) if decode else 0.0
         shape = BatchShape(pre_seqs, pre_tokens, pairs, pctx, nd, dctx, nd + completing)
         dur = self.pricer.step_s(shape, pre_seqs + nd) if pre_tokens + nd else 0.0
-        dur += self.pricer.swap_s(plan.swap_in_tokens + plan.swap_out_tokens)
+        swap = plan.swap_in_tokens + plan.swap_out_tokens
+        if swap:
+            dur += self.pricer.swap_s(swap)
         seg = Segment(now, plan, (1, pre_tokens + nd, nd + completing, pairs, pctx, dctx), dur)
-        if (self.closed_form and completing == pre_seqs and not plan.preempted
-                and not plan.swap_in_tokens and not plan.swap_out_tokens
+        if (self.closed_form and completing == pre_seqs and not plan.preempted and not swap
                 and (not self.admits_mid_batch or (not self.waiting and not self.swapped))):
             self._speculate(seg, plan)
         return seg
 
     def _speculate(self, seg: Segment, plan: StepPlan) -> None:
         t, bs = self.table, self.bs
-        tick0 = self.tick + (1 if plan.decode else 0)
-        if self.n_live and plan.decode and self._min_remaining() <= 1:
+        decode = plan.decode
+        tick0 = self.tick + 1 if decode else self.tick
+        if self.n_live and decode and self._min_remaining() <= 1:
             return  # a decoder finishes at the head step: let the scheduler look again
         seqs = self.n_dec
         live = self.n_live
-        ctx = self.dec_ctx + (self.n_dec if plan.decode else 0)
-        res = None
+        ctx = self.dec_ctx + self.n_dec if decode else self.dec_ctx
+        inp, gen, out = t.input_tokens, t.generated, t.output_tokens
+        res = self.res
         extra = []
-        for rid, _c in plan.prefill:
-            g = t.generated[rid] + 1
-            left = t.output_tokens[rid] - g
-            if left < 1:
-                return
-            c = t.input_tokens[rid] + g - 1
-            extra.append((tick0 + left, c, tick0))
-            if res is None:
-                res = self.res[:]
-            res[(tick0 + 1 - c) % bs] += 1
-            seqs += 1
-            live += 1
-            ctx += c + 1
+        if plan.prefill:
+            res = res[:]  # with the requests that join at the head's end
+            for rid, _c in plan.prefill:
+                g = gen[rid] + 1
+                left = out[rid] - g
+                if left < 1:
+                    return
+                c = inp[rid] + g - 1
+                extra.append((tick0 + left, c, tick0))
+                res[(tick0 + 1 - c) % bs] += 1
+                seqs += 1
+                live += 1
+                ctx += c + 1
         if live <= 0:
             return
-        psum = list(accumulate(res + res, initial=0)) if res is not None else self._prefix()
-        self._plan_run(seg, tick0, seqs, live, ctx, psum, extra)
+        self._plan_run(seg, tick0, seqs, live, ctx, res, extra)
 
     def _min_remaining(self) -> int:
         """Decode steps until the next live decoder finishes (skipping stale heap entries)."""
-        fin, live = self.fin, self.live
-        while fin:
-            ftick, stint, rid = fin[0]
-            if live.get(rid) == stint:
-                return max(ftick - self.tick, 1)
-            heapq.heappop(fin)
-        return 1
+        first = self._first_finish()
+        if first is None:
+            return 1
+        return max(first[0] - self.tick, 1)
 
     def _on_step_end(self, now: float, _payload: Any) -> None:
         seg = self.seg
@@ -749,6 +802,7 @@ class Replica:
         self.num_segments += 1
         start = seg.start
         f = seg.feats
+        trace = self.trace_steps
         if f is not None:  # the head step
             t_h = start + seg.head_dur
             self.w_steps += 1
@@ -759,47 +813,60 @@ class Replica:
             self.w_dctx += f[5]
             self.num_steps += 1
             plan = seg.plan
-            if self.trace_steps is not None and len(self.trace_steps) < self.trace_limit:
-                self.trace_steps.append((self.index, start, seg.head_dur, len(plan.prefill),
-                                         f[1] - (self.n_dec if plan.decode else 0),
-                                         self.n_dec if plan.decode else 0, 1, self.kv.used))
+            if trace is not None and len(trace) < self.trace_limit:
+                trace.append((self.index, start, seg.head_dur, len(plan.prefill),
+                              f[1] - (self.n_dec if plan.decode else 0),
+                              self.n_dec if plan.decode else 0, 1, self.kv.used))
             if plan.decode:
-                self._commit_decode(SingleStep(seg.head_dur), 1, start, t_h)
+                self._commit_decode(t_h, None, 1, t_h)
             if plan.prefill:
                 self._commit_chunks(plan.prefill, t_h)
             start = t_h
         if seg.n:
             runs = seg.run
-            last = len(runs.runs) - 1
+            ns, t0 = runs.ns, runs.t0
+            last = len(ns) - 1
+            kv, bs, res = self.kv, self.bs, self.res
+            # work features summed in locals (same order of additions as one by one)
+            w_steps, w_tokens, w_logits, w_dctx = (self.w_steps, self.w_tokens, self.w_logits,
+                                                   self.w_dctx)
+            steps = 0
             for p, run in enumerate(runs.runs):
-                n = runs.ns[p]
+                n = ns[p]
                 b, c0 = self.n_dec, self.dec_ctx
-                self.w_steps += n
-                self.w_tokens += n * b
-                self.w_logits += n * b
-                self.w_dctx += n * c0 + b * n * (n - 1) * 0.5
-                self.num_steps += n
-                p_start = start + runs.t0[p]
+                w_steps += n
+                w_tokens += n * b
+                w_logits += n * b
+                w_dctx += n * c0 + b * n * (n - 1) * 0.5
+                steps += n
+                p_start = start + t0[p]
                 p_end = now if p == last else p_start + run.end(n)
-                lo = max(self.reserved_through, self.tick) + 1
-                if self.tick + n >= lo:
-                    self.kv.allocate(self._crossings(lo, self.tick + n))
-                if self.trace_steps is not None and len(self.trace_steps) < self.trace_limit:
-                    self.trace_steps.append((self.index, p_start, p_end - p_start, 0, 0, b, n,
-                                             self.kv.used))
-                self._commit_decode(run, n, p_start, p_end)
+                tick = self.tick
+                rt = self.reserved_through
+                lo = (rt if rt > tick else tick) + 1
+                if tick + n >= lo:  # blocks of the steps not reserved yet
+                    need = _cross(res, bs, lo, tick + n, self.n_live)
+                    if need:
+                        kv.allocate(need)
+                if trace is not None and len(trace) < self.trace_limit:
+                    trace.append((self.index, p_start, p_end - p_start, 0, 0, b, n, kv.used))
+                self._commit_decode(p_start + run.first, run, n, p_end)
+            self.w_steps, self.w_tokens, self.w_logits, self.w_dctx = (w_steps, w_tokens,
+                                                                       w_logits, w_dctx)
+            self.num_steps += steps
 
     def _commit_chunks(self, chunks: tuple[tuple[int, int], ...], now: float) -> None:
         t, hist = self.table, self.hist
+        computed, gen = t.computed, t.generated
         for rid, c in chunks:
-            comp = t.computed[rid] + c
-            t.computed[rid] = comp
+            comp = computed[rid] + c
+            computed[rid] = comp
             self.prefill_tokens += c
-            if comp < t.input_tokens[rid] + t.generated[rid]:
+            if comp < t.input_tokens[rid] + gen[rid]:
                 continue
             del self.prefilling[rid]
-            g = t.generated[rid] + 1
-            t.generated[rid] = g
+            g = gen[rid] + 1
+            gen[rid] = g
             self.output_tokens += 1
             if g == 1:
                 t.first_token_s[rid] = now
@@ -814,14 +881,15 @@ class Replica:
             else:
                 self._join(rid)
 
-    def _commit_decode(self, run: Any, n: int, start: float, now: float) -> None:
-        """Every decoding request gained ``n`` tokens in steps ending at ``start + run.end(k)``;
-        ``now`` is the end of the last."""
+    def _commit_decode(self, e1: float, run: Any, n: int, now: float) -> None:
+        """Every decoding request gained ``n`` tokens: the first step ended at ``e1``, step
+        ``k`` at ``start + run.end(k)`` (``run`` is only read if ``n >= 2``), the last at
+        ``now``."""
         hist = self.hist
-        e1 = start + run.first
         joiners = self.joiners
-        njoin = len(joiners)
-        if njoin:
+        n_live = self.n_live
+        old = n_live  # decoders whose previous token came from the previous decode step
+        if joiners:  # their previous token came from their prompt's last chunk
             t = self.table
             itl = t.itl_max_s
             last = t.last_token_s
@@ -830,11 +898,11 @@ class Replica:
                 hist.add(gap)
                 if gap > itl[rid]:
                     itl[rid] = gap
+            old -= len(joiners)
             self.joiners = []
         tick = self.tick
-        n_live = self.n_live
-        old = n_live - njoin
-        st, sv = self._stk_t, self._stk_v
+        st = self._stk_t
+        sv = self._stk_v
         if old > 0:
             g = e1 - self.last_decode_end
             hist.add(g, old)
@@ -844,8 +912,7 @@ class Replica:
             st.append(tick + 1)
             sv.append(g)
         if n >= 2:
-            run.add_gaps(hist, 2, n, n_live)
-            g = run.max_gap(2, n)
+            g = run.add_gaps(hist, 2, n, n_live)  # returns the largest of those gaps
             while sv and sv[-1] <= g:
                 sv.pop()
                 st.pop()
@@ -861,16 +928,16 @@ class Replica:
         fin = self.fin
         if fin and fin[0][0] <= tick:
             live = self.live
+            hold = self.hold_finished
             while fin and fin[0][0] <= tick:
-                ftick, stint, rid = heapq.heappop(fin)
+                ftick, stint, rid = heappop(fin)
                 if live.get(rid) != stint:
                     continue
-                if self.hold_finished:
+                if hold:
                     self._zombify(rid, now)
                 else:
-                    blocks = self._leave(rid)
-                    self._finish(rid, now, blocks)
-            if self.hold_finished and self.zombies and self.n_live == 0:
+                    self._finish(rid, now, self._leave(rid))
+            if hold and self.zombies and self.n_live == 0:
                 self._release_zombies()
 
     def _zombify(self, rid: int, now: float) -> None:
@@ -884,7 +951,6 @@ class Replica:
             blocks = need
         del self.live[rid]
         self.res[(j0 + 1 - c0) % self.bs] -= 1
-        self._pdirty = True
         self.n_live -= 1
         m = self._stack_max(j0 + 2)
         if m > t.itl_max_s[rid]:
@@ -910,8 +976,6 @@ class Replica:
         t = self.table
         del self.running[rid]
         self._free_blocks(rid, blocks)
-        if self.hold_finished:  # a 1-token request in a static batch: nothing to hold
-            pass
         t.transition(rid, _FINISHED)
         t.finish_s[rid] = now
         self.on_finish(rid, now)

@@ -71,61 +71,48 @@ class SchedulerLimits:
     batch_window_s: float = 0.0
 
 
-class FCFSQueue:
-    """Waiting queue in arrival order; preempted requests go back to the front (vLLM)."""
+class FCFSQueue(deque):
+    """Waiting queue in arrival order; preempted requests go back to the front (vLLM).
 
-    __slots__ = ("_q",)
+    A ``deque`` (``len`` and truth tests run in C: the schedulers test the queue every step);
+    ``pop`` takes the *head*."""
+
+    __slots__ = ()
 
     def __init__(self, table: Any = None):
-        self._q: deque[int] = deque()
+        super().__init__()
 
-    def push(self, rid: int) -> None:
-        self._q.append(rid)
-
-    def push_front(self, rid: int) -> None:
-        self._q.appendleft(rid)
+    push = deque.append
+    push_front = deque.appendleft
+    pop = deque.popleft  # type: ignore[assignment]
 
     def peek(self) -> int:
-        return self._q[0]
-
-    def pop(self) -> int:
-        return self._q.popleft()
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-    def __bool__(self) -> bool:
-        return bool(self._q)
+        return self[0]
 
 
-class PriorityQueue:
-    """Waiting queue by (priority, arrival time, id): lower priority value is served first."""
+class PriorityQueue(list):
+    """Waiting queue by (priority, arrival time, id): lower priority value is served first.
+    A heap in a ``list`` (``len`` and truth tests run in C)."""
 
-    __slots__ = ("_h", "_table")
+    __slots__ = ("_table",)
 
     def __init__(self, table: Any):
-        self._h: list[tuple[int, float, int]] = []
+        super().__init__()
         self._table = table
 
     def _key(self, rid: int) -> tuple[int, float, int]:
         return (int(self._table.priority[rid]), float(self._table.arrival_s[rid]), rid)
 
     def push(self, rid: int) -> None:
-        heapq.heappush(self._h, self._key(rid))
+        heapq.heappush(self, self._key(rid))
 
     push_front = push
 
     def peek(self) -> int:
-        return self._h[0][2]
+        return self[0][2]
 
-    def pop(self) -> int:
-        return heapq.heappop(self._h)[2]
-
-    def __len__(self) -> int:
-        return len(self._h)
-
-    def __bool__(self) -> bool:
-        return bool(self._h)
+    def pop(self) -> int:  # type: ignore[override]
+        return heapq.heappop(self)[2]
 
 
 def make_queue(order: Order, table: Any) -> FCFSQueue | PriorityQueue:

@@ -46,7 +46,7 @@ class ChunkedPrefill:
         swap_out = reserve_decode(replica, now_s, preempted) if replica.n_dec else 0
         budget = lim.max_num_batched_tokens - replica.n_dec
         chunks: dict[int, int] = {}
-        for rid in list(replica.prefilling):
+        for rid in list(replica.prefilling) if replica.prefilling else ():
             if budget <= 0:
                 break
             if rid not in replica.prefilling:  # preempted while making room for another
@@ -78,7 +78,6 @@ class ChunkedPrefill:
         decode = replica.n_dec > 0
         if not chunks and not decode:
             return IDLE if not swap_in else StepPlan(swap_in_tokens=swap_in)
-        return StepPlan(prefill=tuple(chunks.items()), decode=decode,
-                        repeatable=decode and not chunks and not preempted and not swap_in,
-                        preempted=tuple(preempted), swap_in_tokens=swap_in,
-                        swap_out_tokens=swap_out)
+        return StepPlan(tuple(chunks.items()), decode,
+                        decode and not chunks and not preempted and not swap_in,
+                        tuple(preempted) if preempted else (), swap_in, swap_out)
