@@ -9,6 +9,7 @@ when popped.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -48,11 +49,12 @@ class EventLoop:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def run(self, until_s: float = float("inf")) -> None:
+    def run(self, until_s: float = math.inf) -> None:
         """Pop and run events in order until the heap is empty or the next is after ``until_s``."""
         heap, cancelled, pop = self._heap, self._cancelled, heapq.heappop
+        bounded = until_s != math.inf
         while heap:
-            if heap[0][0] > until_s:
+            if bounded and heap[0][0] > until_s:
                 break
             time_s, _prio, seq, handler, payload = pop(heap)
             if cancelled and seq in cancelled:

@@ -85,12 +85,19 @@ class LogHistogram:
             self.vmax = hi
         if lo < self.vmin:
             self.vmin = lo
-        i1 = self._index(lo)
+        # bin indices as _index (inlined: this runs for every closed-form decode phase)
+        scale, offset, top = self._scale, self._offset, self.bins - 1
+        i1 = int(_log(lo) * scale - offset) if lo > 0 else 0
+        i1 = 0 if i1 < 0 else (top if i1 > top else i1)
         counts = self.counts
         if cnt == 1:
             counts[i1] += weight
             return
-        i2 = i1 if hi == lo else self._index(hi)
+        if hi == lo:
+            i2 = i1
+        else:
+            i2 = int(_log(hi) * scale - offset) if hi > 0 else 0
+            i2 = 0 if i2 < 0 else (top if i2 > top else i2)
         if i1 == i2:
             counts[i1] += cnt * weight
             return

@@ -38,6 +38,8 @@ import numpy as np
 
 from llmsim.costmodel.shapes import BatchShape
 
+_sqrt, _ceil = math.sqrt, math.ceil
+
 
 def scale_shape(shape: BatchShape, m: int) -> BatchShape:
     """One of ``m`` equal micro-batches of ``shape`` (counts rounded up)."""
@@ -81,9 +83,9 @@ class LinearRun:
         qa = b * 0.5
         qb = a - qa
         disc = qb * qb + 4.0 * qa * dt
-        disc = math.sqrt(disc) if disc > 0.0 else 0.0
+        disc = _sqrt(disc) if disc > 0.0 else 0.0
         m = 2.0 * dt / (qb + disc) if qb + disc > 0 else 1.0
-        k = int(math.ceil(m))
+        k = _ceil(m)
         k = 1 if k < 1 else (n if k > n else k)
         while k > 1 and (k - 1) * a + b * (k - 1) * (k - 2) * 0.5 >= dt:
             k -= 1

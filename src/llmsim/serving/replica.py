@@ -581,28 +581,11 @@ class Replica:
         self.seg = seg
         seg.event = self.loop.schedule(now + seg.dur, PRIO_STEP, self._on_step_end)
 
-    def _first_finish(self) -> tuple[int, int] | None:
-        """(finish tick, request id) of the next live decoder to finish (stale heap entries
-        are dropped on the way), or None."""
-        fin, live = self.fin, self.live
-        while fin:
-            ftick, stint, rid = fin[0]
-            if live.get(rid) == stint:
-                return ftick, rid
-            heappop(fin)
-        return None
-
     def _upcoming_finishes(self, ticks: int) -> tuple[list[tuple[int, int, int]], int]:
         """Every live finish at the first ``ticks`` distinct finish ticks, soonest first, as
         (finish tick, cached tokens at join, join tick); and the last tick covered when later
         finishes were left out (else a very large number)."""
         fin, live, t = self.fin, self.live, self.table
-        if ticks == 1:
-            first = self._first_finish()
-            if first is None:
-                return [], _NEVER
-            f, rid = first
-            return [(f, t.computed[rid], t.join_tick[rid])], f - 1  # others may share tick f
         out: list[tuple[int, int, int]] = []
         seen = 0
         last = -1
@@ -633,12 +616,14 @@ class Replica:
         # the first finish only, unless the run may get past it before the next arrival
         pricer = self.pricer
         first = None
-        nxt = self._first_finish()
-        if nxt is None:
+        fin, lv = self.fin, self.live
+        while fin and lv.get(fin[0][2]) != fin[0][1]:
+            heappop(fin)  # a stale entry (its request left the decode set)
+        if not fin:
             fins: list[tuple[int, int, int]] = []
             cut = _NEVER
         else:
-            first_tick, rid = nxt
+            first_tick, _stint, rid = fin[0]
             t = self.table
             fins = [(first_tick, t.computed[rid], t.join_tick[rid])]
             cut = first_tick - 1  # others may finish at the same tick
@@ -758,8 +743,12 @@ class Replica:
         t, bs = self.table, self.bs
         decode = plan.decode
         tick0 = self.tick + 1 if decode else self.tick
-        if self.n_live and decode and self._min_remaining() <= 1:
-            return  # a decoder finishes at the head step: let the scheduler look again
+        if self.n_live and decode:
+            fin, lv = self.fin, self.live
+            while fin and lv.get(fin[0][2]) != fin[0][1]:
+                heappop(fin)  # a stale entry (its request left the decode set)
+            if not fin or fin[0][0] - self.tick <= 1:
+                return  # a decoder finishes at the head step: let the scheduler look again
         seqs = self.n_dec
         live = self.n_live
         ctx = self.dec_ctx + self.n_dec if decode else self.dec_ctx
@@ -782,13 +771,6 @@ class Replica:
         if live <= 0:
             return
         self._plan_run(seg, tick0, seqs, live, ctx, res, extra)
-
-    def _min_remaining(self) -> int:
-        """Decode steps until the next live decoder finishes (skipping stale heap entries)."""
-        first = self._first_finish()
-        if first is None:
-            return 1
-        return max(first[0] - self.tick, 1)
 
     def _on_step_end(self, now: float, _payload: Any) -> None:
         seg = self.seg
@@ -831,26 +813,28 @@ class Replica:
             w_steps, w_tokens, w_logits, w_dctx = (self.w_steps, self.w_tokens, self.w_logits,
                                                    self.w_dctx)
             steps = 0
+            commit_decode = self._commit_decode
             for p, run in enumerate(runs.runs):
                 n = ns[p]
-                b, c0 = self.n_dec, self.dec_ctx
+                b = self.n_dec
+                nb = n * b
                 w_steps += n
-                w_tokens += n * b
-                w_logits += n * b
-                w_dctx += n * c0 + b * n * (n - 1) * 0.5
+                w_tokens += nb
+                w_logits += nb
+                w_dctx += n * self.dec_ctx + b * n * (n - 1) * 0.5
                 steps += n
                 p_start = start + t0[p]
                 p_end = now if p == last else p_start + run.end(n)
                 tick = self.tick
+                hi = tick + n
                 rt = self.reserved_through
-                lo = (rt if rt > tick else tick) + 1
-                if tick + n >= lo:  # blocks of the steps not reserved yet
-                    need = _cross(res, bs, lo, tick + n, self.n_live)
+                if rt < hi:  # blocks of the steps not reserved yet
+                    need = _cross(res, bs, (rt if rt > tick else tick) + 1, hi, self.n_live)
                     if need:
                         kv.allocate(need)
                 if trace is not None and len(trace) < self.trace_limit:
                     trace.append((self.index, p_start, p_end - p_start, 0, 0, b, n, kv.used))
-                self._commit_decode(p_start + run.first, run, n, p_end)
+                commit_decode(p_start + run.first, run, n, p_end)
             self.w_steps, self.w_tokens, self.w_logits, self.w_dctx = (w_steps, w_tokens,
                                                                        w_logits, w_dctx)
             self.num_steps += steps
@@ -901,6 +885,7 @@ class Replica:
             old -= len(joiners)
             self.joiners = []
         tick = self.tick
+        # the suffix maxima of the gaps by tick: (tick, largest gap from that tick on)
         st = self._stk_t
         sv = self._stk_v
         if old > 0:
@@ -927,18 +912,23 @@ class Replica:
         self.last_decode_end = now
         fin = self.fin
         if fin and fin[0][0] <= tick:
-            live = self.live
-            hold = self.hold_finished
-            while fin and fin[0][0] <= tick:
-                ftick, stint, rid = heappop(fin)
-                if live.get(rid) != stint:
-                    continue
-                if hold:
-                    self._zombify(rid, now)
-                else:
-                    self._finish(rid, now, self._leave(rid))
-            if hold and self.zombies and self.n_live == 0:
-                self._release_zombies()
+            self._finish_decoders(tick, now)
+
+    def _finish_decoders(self, tick: int, now: float) -> None:
+        """Retire the live decoders whose last token came at decode tick ``tick`` or before
+        (stale finish-heap entries are skipped)."""
+        fin, live = self.fin, self.live
+        hold = self.hold_finished
+        while fin and fin[0][0] <= tick:
+            _ftick, stint, rid = heappop(fin)
+            if live.get(rid) != stint:
+                continue
+            if hold:
+                self._zombify(rid, now)
+            else:
+                self._finish(rid, now, self._leave(rid))
+        if hold and self.zombies and self.n_live == 0:
+            self._release_zombies()
 
     def _zombify(self, rid: int, now: float) -> None:
         """Static batching: a finished sequence streams its last token but keeps its slot."""

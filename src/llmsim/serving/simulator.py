@@ -205,12 +205,12 @@ class Simulation:
             return
         nxt = rid + 1
         if nxt < self.n:
-            when = max(self.table.arrival_s[nxt], now)
+            when = self.table.arrival_s[nxt]
+            if when < now:
+                when = now
             self.next_arrival_s = when
             self.loop.schedule(when, PRIO_ARRIVAL, self._on_arrival, nxt)
-        self._send(rid, now)
-
-    def _send(self, rid: int, now: float) -> None:
+        # send it (its arrival time is when it is sent: closed loops send late)
         t = self.table
         t.arrival_s[rid] = now
         self.arrived += 1
@@ -222,8 +222,11 @@ class Simulation:
             self._done(now)
             return
         self.in_flight += 1
-        i = self.router.route(rid, self.replicas) if len(self.replicas) > 1 else 0
-        self.replicas[i].enqueue(rid, now)
+        reps = self.replicas
+        if len(reps) > 1:
+            reps[self.router.route(rid, reps)].enqueue(rid, now)
+        else:
+            reps[0].enqueue(rid, now)
 
     def _on_finish(self, rid: int, now: float) -> None:
         self.in_flight -= 1

@@ -70,7 +70,7 @@ class ChunkedPrefill:
             waiting = replica.waiting
             while waiting and budget > 0 and replica.num_running < lim.max_num_seqs:
                 rid = waiting.peek()
-                n = replica.try_admit(rid, now_s, budget, 0, whole=False)
+                n = replica.try_admit(rid, now_s, budget, 0, False)  # a chunk of the budget
                 if n <= 0:
                     break
                 chunks[rid] = n

@@ -50,14 +50,15 @@ class ContinuousBatching:
             waiting = replica.waiting
             while waiting and replica.num_running < lim.max_num_seqs:
                 rid = waiting.peek()
-                n = replica.try_admit(rid, now_s, budget, lim.watermark_blocks, whole=True,
-                                      over_budget_ok=not chunks)
+                # whole prompts; the first may exceed the budget (positional: hot path)
+                n = replica.try_admit(rid, now_s, budget, lim.watermark_blocks, True,
+                                      not chunks)
                 if n <= 0:
                     break
                 chunks.append((rid, n))
                 budget -= n
             if chunks:
-                return StepPlan(prefill=tuple(chunks))
+                return StepPlan(tuple(chunks))
         if replica.n_dec == 0:
             return IDLE if not swap_in else StepPlan(swap_in_tokens=swap_in)
         preempted: list[int] = []
