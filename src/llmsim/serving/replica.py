@@ -111,13 +111,14 @@ class PhasedRun:
     fixed and the run is a ``PiecewiseRun``; at a phase end the finishing requests leave and
     the next phase prices the smaller batch. Times are relative to the run's start."""
 
-    __slots__ = ("runs", "ns", "t0", "live", "nfin", "n", "dur")
+    __slots__ = ("runs", "ns", "t0", "ends", "live", "nfin", "n", "dur")
 
-    def __init__(self, runs: list[Any], ns: list[int], t0: list[float], live: list[int],
-                 nfin: list[int], n: int, dur: float):
+    def __init__(self, runs: list[Any], ns: list[int], t0: list[float], ends: list[float],
+                 live: list[int], nfin: list[int], n: int, dur: float):
         self.runs = runs  # per phase: its decode run (``LinearRun`` / ``PiecewiseRun``)
         self.ns = ns  # its steps
-        self.t0 = t0  # its start (``t0[p + 1] = t0[p] + runs[p].end(ns[p])``)
+        self.t0 = t0  # its start (``t0[p + 1] = t0[p] + ends[p]``)
+        self.ends = ends  # its length, ``runs[p].end(ns[p])``
         self.live = live  # sequences producing tokens in it
         self.nfin = nfin  # requests finishing at its end
         self.n = n  # steps in all
@@ -144,11 +145,12 @@ class PhasedRun:
             run.truncate(k)
             self.nfin[p] = 0  # its finishers now finish after this segment
             ns[p] = k
+            self.ends[p] = run.end(k)
         if p < last:
-            del self.runs[p + 1:], ns[p + 1:], t0[p + 1:], self.live[p + 1:]
-            del self.nfin[p + 1:]
+            del self.runs[p + 1:], ns[p + 1:], t0[p + 1:], self.ends[p + 1:]
+            del self.live[p + 1:], self.nfin[p + 1:]
         self.n = sum(ns)
-        self.dur = t0[p] + run.end(k)
+        self.dur = t0[p] + self.ends[p]
         return True
 
     def finished_by(self, dt: float) -> int:
@@ -615,7 +617,8 @@ class Replica:
         horizon = self.next_arrival() - seg.start - seg.dur
         # the first finish only, unless the run may get past it before the next arrival
         pricer = self.pricer
-        first = None
+        first = None  # the first phase, priced as a probe
+        first_end = 0.0
         fin, lv = self.fin, self.live
         while fin and lv.get(fin[0][2]) != fin[0][1]:
             heappop(fin)  # a stale entry (its request left the decode set)
@@ -633,7 +636,8 @@ class Replica:
                         first_tick = e[0]
                 m = first_tick - tick0
                 first = pricer.decode_run(seqs, ctx, m if m > 1 else 1)
-                if first.end(first.n) < horizon:
+                first_end = first.end(first.n)
+                if first_end < horizon:
                     fins, cut = self._upcoming_finishes(max_phases)
                 else:
                     max_phases = 1
@@ -646,14 +650,19 @@ class Replica:
             return
         # with prefix caching, evicting a cached block can make a blocked waiting request
         # cheaper to admit (fewer hits, smaller first chunk): then the run only uses free blocks
-        avail = self.kv.free if (self.prefix and self.waiting) else self.kv.available
-        kv_n = _fitting(res, bs, tick0 + 1, avail + have, fins[-1][0] - tick0, live)
-        if kv_n <= 0:
-            return
+        avail = (self.kv.free if (self.prefix and self.waiting) else self.kv.available) + have
+        cap = fins[-1][0] - tick0
+        if cap > 0 and live and avail // live * bs >= cap:
+            kv_n = cap  # blocks to spare (the usual case of _fitting)
+        else:
+            kv_n = _fitting(res, bs, tick0 + 1, avail, cap, live)
+            if kv_n <= 0:
+                return
         # the phases (see PhasedRun): one decode run each, up to the next finish
         runs: list[Any] = []
         ns: list[int] = []
         t0: list[float] = []
+        ends: list[float] = []
         lives: list[int] = []
         nfins: list[int] = []
         dur = 0.0
@@ -669,8 +678,10 @@ class Replica:
                 break
             if k == 0 and first is not None and first.n == m:
                 run = first  # the probe above priced exactly this phase
+                e = first_end
             else:
                 run = decode_run(seqs, ctx, m)
+                e = run.end(m)
             k += m
             end_tick = tick0 + k
             nf = 0
@@ -685,9 +696,10 @@ class Replica:
             runs.append(run)
             ns.append(m)
             t0.append(dur)
+            ends.append(e)
             lives.append(live)
             nfins.append(nf)
-            dur += run.end(m)
+            dur += e
             if (not nf or i >= nf_all or k >= kv_n or len(ns) >= max_phases
                     or dur >= horizon):
                 break
@@ -703,7 +715,7 @@ class Replica:
         # the blocks are taken phase by phase when the run is committed (free blocks first,
         # then least-recently-used cached ones, in step order: exactly as step by step); the
         # plan above counted finishing requests' blocks to the end, so they always fit
-        seg.run = PhasedRun(runs, ns, t0, lives, nfins, k, dur)
+        seg.run = PhasedRun(runs, ns, t0, ends, lives, nfins, k, dur)
         seg.n = k
         seg.dur += dur
 
@@ -806,7 +818,7 @@ class Replica:
             start = t_h
         if seg.n:
             runs = seg.run
-            ns, t0 = runs.ns, runs.t0
+            ns, t0, ends = runs.ns, runs.t0, runs.ends
             last = len(ns) - 1
             kv, bs, res = self.kv, self.bs, self.res
             # work features summed in locals (same order of additions as one by one)
@@ -824,7 +836,7 @@ class Replica:
                 w_dctx += n * self.dec_ctx + b * n * (n - 1) * 0.5
                 steps += n
                 p_start = start + t0[p]
-                p_end = now if p == last else p_start + run.end(n)
+                p_end = now if p == last else p_start + ends[p]
                 tick = self.tick
                 hi = tick + n
                 rt = self.reserved_through
