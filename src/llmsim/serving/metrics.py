@@ -31,7 +31,7 @@ class LogHistogram:
     """Weighted values in log-spaced bins; exact count, sum and max."""
 
     __slots__ = ("lo_log", "per_decade", "bins", "counts", "count", "total", "vmax", "vmin",
-                 "_scale", "_offset")
+                 "_scale", "_offset", "_top")
 
     def __init__(self, lo: float = 1e-7, decades: int = 11, per_decade: int = 400):
         self.lo_log = math.log10(lo)
@@ -45,6 +45,7 @@ class LogHistogram:
         # bin index = floor(ln(v) * scale - offset)
         self._scale = per_decade / math.log(10.0)
         self._offset = self.lo_log * per_decade
+        self._top = self.bins - 1
 
     def _index(self, v: float) -> int:
         if v <= 0:
@@ -62,8 +63,8 @@ class LogHistogram:
             i = int(_log(v) * self._scale - self._offset)
             if i < 0:
                 i = 0
-            elif i >= self.bins:
-                i = self.bins - 1
+            elif i > self._top:
+                i = self._top
         else:
             i = 0
         self.counts[i] += weight

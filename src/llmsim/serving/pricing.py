@@ -196,7 +196,7 @@ class DecodeCurve:
     ``StepTimeModel`` on a grid refined until linear interpolation is within ``rtol`` of the
     model at every segment midpoint."""
 
-    __slots__ = ("x", "t", "slope")
+    __slots__ = ("x", "t", "slope", "last", "_i")
 
     def __init__(self, times: Any, seqs: int, max_context: int, rtol: float = 1e-5,
                  max_points: int = 4096):
@@ -217,13 +217,17 @@ class DecodeCurve:
         self.x = x.tolist()
         self.t = t.tolist()
         self.slope = (np.diff(t) / np.diff(x)).tolist()
+        self.last = len(self.x) - 2  # the last segment
+        self._i = 0  # the segment of the previous lookup (runs of one batch size are close)
 
     def run(self, c1: float, n: int, scale: float = 1.0) -> LinearRun | PiecewiseRun:
         """``n`` steps at per-sequence contexts ``c1, c1 + 1, ...`` (times x ``scale``)."""
-        x, t, sl = self.x, self.t, self.slope
-        last = len(x) - 2
-        i = bisect_right(x, c1) - 1
-        i = 0 if i < 0 else (last if i > last else i)
+        x, t, sl, last = self.x, self.t, self.slope, self.last
+        i = self._i
+        if not x[i] <= c1 < x[i + 1]:  # else the same segment as last time (what bisect gives)
+            i = bisect_right(x, c1) - 1
+            i = 0 if i < 0 else (last if i > last else i)
+            self._i = i
         if i == last or c1 + n - 1 < x[i + 1]:  # one grid segment: one piece
             b = sl[i]
             return LinearRun((t[i] + b * (c1 - x[i])) * scale, b * scale, n)

@@ -43,7 +43,9 @@ class ChunkedPrefill:
         lim = self.limits
         swap_in = swap_in_all(replica, lim) if replica.swapped else 0
         preempted: list[int] = []
-        swap_out = reserve_decode(replica, now_s, preempted) if replica.n_dec else 0
+        swap_out = 0
+        if replica.n_dec and not replica.reserve_decode_step():
+            swap_out = reserve_decode(replica, now_s, preempted)  # preempt until it fits
         budget = lim.max_num_batched_tokens - replica.n_dec
         chunks: dict[int, int] = {}
         for rid in list(replica.prefilling) if replica.prefilling else ():
