@@ -17,7 +17,8 @@ reads one more key per step, so the context per sequence is ``c1, c1 + 1, c1 + 2
 memory-bound attention, with smooth efficiency ramps and kinks at sliding windows). On one grid
 segment step ``k`` takes ``g_k = a + b (k - k0)``, so a run's end time
 ``E(k) = sum g = m a + b m (m - 1) / 2`` (``m = k - k0 + 1``), the step in progress at a given
-time (a quadratic), and the run's ITL sum / max are O(1) per segment crossed (usually one).
+time (a quadratic), and the run's ITL sum / max are O(1) per segment crossed (usually one:
+a ``LinearRun``; a run across grid points is a ``PiecewiseRun``).
 
 **Swap** (preemption by swapping KV to host): ``tokens * kv_bytes_per_token / host_bandwidth +
 latency`` per device, all devices of the replica in parallel over their own PCIe links.

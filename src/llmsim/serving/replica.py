@@ -14,13 +14,18 @@ requests decode in it:
   ``s = j + 1 - c (mod block_size)``), so the blocks a run of ``n`` steps needs and the longest
   run that fits the free blocks are O(block_size);
 - a *segment* is an optional head step (prefill or mixed, priced by ``step_time``) followed by
-  a run of pure decode steps priced in closed form (``pricing.PiecewiseRun``), phase after
+  a run of pure decode steps priced in closed form (``pricing.LinearRun`` /
+  ``PiecewiseRun``), phase after
   phase across finishes (``PhasedRun``) up to the KV limit or the next arrival; an arrival that
   may join the batch *interrupts* it at the end of the step in progress, exactly as a
   step-by-step simulation would (``closed_form=False`` runs that reference);
 - inter-token latencies: all decoding requests share each step's gap except newcomers (their
   first gap is from their own last token); per-request maxima come from a monotone stack of
   (tick, suffix max of gaps).
+
+Speed (DESIGN "Speed is a feature"): the step loop runs a few times per request, so the hot
+paths avoid per-step object churn and helper calls where that is cheap to do readably; the
+results are those of the plain formulation (``tests/serving``: closed form == step by step).
 """
 
 from __future__ import annotations
@@ -108,8 +113,9 @@ def _fitting(res: list[int], bs: int, lo: int, avail: int, cap: int, total: int)
 
 class PhasedRun:
     """A closed-form run made of decode *phases*: between two finishes the decoding set is
-    fixed and the run is a ``PiecewiseRun``; at a phase end the finishing requests leave and
-    the next phase prices the smaller batch. Times are relative to the run's start."""
+    fixed and the run is a decode run (``LinearRun`` / ``PiecewiseRun``); at a phase end the
+    finishing requests leave and the next phase prices the smaller batch. Times are relative
+    to the run's start."""
 
     __slots__ = ("runs", "ns", "t0", "ends", "live", "nfin", "n", "dur")
 
