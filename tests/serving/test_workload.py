@@ -170,3 +170,32 @@ def test_prefix_keys_mooncake_and_shared(mooncake_sample):
                                        prefix_groups=2))
     assert s.prefix_keys(0, 10, 16) == s.prefix_keys(2, 10, 16) != s.prefix_keys(1, 10, 16)
     assert len(s.prefix_keys(0, 10, 16)) == 4
+
+
+def test_length_spec_errors_name_the_fix():
+    import pytest
+
+    from llmsim.errors import ConfigError
+    from llmsim.serving.lengths import make_length_dist
+
+    with pytest.raises(ConfigError, match=r"missing high; write e.g. uniform:low=...,high="):
+        make_length_dist("uniform:50:300")
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        make_length_dist("lognormal:mean=100,sd=3")
+
+
+def test_arrival_parameters_inline():
+    import numpy as np
+    import pytest
+
+    from llmsim.errors import ConfigError
+    from llmsim.serving.arrivals import make_arrivals
+
+    proc = make_arrivals("gamma:cv=3", rate=6)
+    assert proc.cv == 3 and proc.rate == 6
+    assert make_arrivals("poisson:rate=8").rate == 8
+    t = make_arrivals("gamma:cv=3,rate=10").times(20_000, np.random.default_rng(0))
+    gaps = np.diff(t)
+    assert abs(gaps.mean() - 0.1) < 0.01 and abs(gaps.std() / gaps.mean() - 3) < 0.3
+    with pytest.raises(ConfigError, match="gamma:cv=3"):
+        make_arrivals("gamma:cvv=3", rate=1)

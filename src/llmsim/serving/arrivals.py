@@ -98,6 +98,24 @@ class AllAtOnce:
 
 
 def make_arrivals(name: str, rate: float | None = None, cv: float | None = None) -> Any:
+    """An arrival process by name; ``"gamma:cv=3"`` / ``"poisson:rate=8"`` set parameters inline
+    (the same ``name:key=value,...`` syntax as length distributions; flags given too win)."""
+    name, _, rest = name.partition(":")
+    for part in (p for p in rest.split(",") if p.strip()):
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or key not in ("rate", "cv"):
+            raise ConfigError(f"arrival process {name!r}: cannot read {part!r}; write e.g. "
+                              "gamma:cv=3 or poisson:rate=8")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"arrival process {name!r}: {key}={value!r} is not a number") \
+                from None
+        if key == "rate" and rate is None:
+            rate = number
+        elif key == "cv" and cv is None:
+            cv = number
     factory = ARRIVALS.get(name)
     kwargs: dict[str, Any] = {"rate": rate}
     if factory is Gamma and cv is not None:

@@ -16,7 +16,7 @@ Formulas:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -225,8 +225,18 @@ def make_length_dist(spec: str | int | dict[str, Any], role: str = "input") -> L
     factory = LENGTHS.get(name)
     if factory is Empirical and not params.get("column"):
         params["column"] = role
+    fields = getattr(factory, "__dataclass_fields__", {})
+    unknown = [k for k in params if k not in fields]
+    missing = [k for k, f in fields.items() if k not in params
+               and f.default is MISSING and f.default_factory is MISSING]
+    if unknown or missing:
+        order = _POSITIONAL.get(name, tuple(fields))
+        example = f"{name}:" + ",".join(f"{k}=..." for k in order if k in fields)
+        problem = (f"unknown parameter(s) {', '.join(unknown)}" if unknown
+                   else f"missing {', '.join(missing)}")
+        raise ConfigError(f"length distribution {spec!r}: {problem}; write e.g. {example} "
+                          f"(parameters: {', '.join(fields)})")
     try:
         return factory(**params)
     except TypeError as exc:
-        fields = ", ".join(getattr(factory, "__dataclass_fields__", {}))
-        raise ConfigError(f"length distribution {name!r}: {exc}; parameters: {fields}") from None
+        raise ConfigError(f"length distribution {spec!r}: {exc}") from None
