@@ -85,15 +85,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.n:>6} {_fmt(u['median_ape_pct']):>9} {_fmt(u['p90_ape_pct']):>9} "
               f"{_fmt(c['median_ape_pct']):>8} {_fmt(c['p90_ape_pct']):>8}")
     print()
-    print("end to end vs Splitwise (Llama-2-70B, TP 2/4/8, out-of-sample; rows llmsim says do "
-          "not fit are excluded)")
-    head2 = (f"{'metric':<6} {'hardware':<14} {'n':>4} {'uncal med':>9} {'uncal p90':>9} "
+    print("end to end vs Splitwise (Llama-2-70B TP 2/4/8, BLOOM-176B TP 8; out-of-sample; rows "
+          "llmsim says do not fit are excluded)")
+    head2 = (f"{'metric':<6} {'model':<12} {'hardware':<14} {'n':>4} {'uncal med':>9} "
+             f"{'uncal p90':>9} "
              f"{'cal med':>8} {'cal p90':>8} {'+ovh n':>6} {'+ovh med':>8} {'+ovh p90':>8}")
     print(head2)
     print("-" * len(head2))
     for r in e2e_rows:
         u, c, o = r.errors[RAW], r.errors[CAL], r.errors[OVH]
-        print(f"{r.metric.upper():<6} {r.hardware:<14} {r.n:>4} {_fmt(u['median_ape_pct']):>9} "
+        print(f"{r.metric.upper():<6} {r.model:<12} {r.hardware:<14} {r.n:>4} "
+              f"{_fmt(u['median_ape_pct']):>9} "
               f"{_fmt(u['p90_ape_pct']):>9} {_fmt(c['median_ape_pct']):>8} "
               f"{_fmt(c['p90_ape_pct']):>8} {o['n']:>6} {_fmt(o['median_ape_pct']):>8} "
               f"{_fmt(o['p90_ape_pct']):>8}")
@@ -101,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"+ovh: per-step overhead fitted on the split (batch 1, prompt 512, output 128): {ovh};"
           " scored on the other rows only")
     centre = preds[e2e.split_mask(preds) & preds["fits"].to_numpy(bool)]
-    gaps = [f"{r.hardware} tp{r.tp} {(r.tpot_s - r.pred_tpot_s) * 1e3:.1f}"
-            for r in centre.sort_values(["hardware", "tp"]).itertuples()]
+    gaps = [f"{r.model} {r.hardware} tp{r.tp} {(r.tpot_s - r.pred_tpot_s) * 1e3:.1f}"
+            for r in centre.sort_values(["model", "hardware", "tp"]).itertuples()]
     print("measured - calibrated TPOT at the split rows, ms: " + ", ".join(gaps))
     print(f"done in {elapsed:.1f} s")
     if args.out:

@@ -103,19 +103,22 @@ def fit_step_overhead(pred: pd.DataFrame) -> dict[str, float]:
 @dataclass(frozen=True)
 class E2EError:
     metric: str
+    model: str
     hardware: str
     role: str
     n: int
     errors: dict[str, dict[str, float]]
 
     def as_dict(self) -> dict[str, object]:
-        return {"metric": self.metric, "hardware": self.hardware, "role": self.role,
+        return {"metric": self.metric, "model": self.model, "hardware": self.hardware,
+                "role": self.role,
                 "n": self.n, **self.errors}
 
 
 def e2e_errors(table: pd.DataFrame, profiles: dict[str, Profile], overhead_label: str | None
                ) -> tuple[list[E2EError], dict[str, float], pd.DataFrame]:
-    """TTFT / TPOT error per hardware for every profile; with ``overhead_label`` the calibrated
+    """TTFT / TPOT error per model and hardware for every profile; with ``overhead_label`` the
+    calibrated
     profile (the first) is also run with a step overhead fitted on the split, scored on the
     held-out rows only. Returns the errors, the fitted overheads and the predictions."""
     preds = {label: e2e.predict(table, prof) for label, prof in profiles.items()}
@@ -127,8 +130,10 @@ def e2e_errors(table: pd.DataFrame, profiles: dict[str, Profile], overhead_label
             table, with_step_overhead(profiles[first], overhead))
     held = ~e2e.split_mask(table)
     out = []
-    for hw in sorted(set(table["hardware"])):
-        hw_rows = table["hardware"].to_numpy() == hw
+    groups = table[["model", "hardware"]].drop_duplicates().sort_values(["model", "hardware"])
+    for model, hw in groups.itertuples(index=False):
+        hw_rows = ((table["hardware"].to_numpy() == hw)
+                   & (table["model"].to_numpy() == model))
         for metric in ("ttft", "tpot"):
             errs = {}
             n = 0
@@ -137,7 +142,7 @@ def e2e_errors(table: pd.DataFrame, profiles: dict[str, Profile], overhead_label
                 stats = e2e.errors(pred, rows)[metric]
                 errs[label] = stats
                 n = max(n, stats["n"]) if label != overhead_label else n
-            out.append(E2EError(metric, hw, HELD_OUT, n, errs))
+            out.append(E2EError(metric, model, hw, HELD_OUT, n, errs))
     combined = preds[first].copy()
     for label, pred in preds.items():
         combined[f"{label}_ttft_s"] = pred["pred_ttft_s"]

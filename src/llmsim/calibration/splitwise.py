@@ -1,7 +1,7 @@
 """Loader for Splitwise's end-to-end table (``e2e/splitwise/perf_model.csv``),
 Mutinifni/splitwise-sim@8f99e7dc ``data/perf_model.csv`` (MIT).
 
-Llama-2-70B (and BLOOM-176B) served on DGX-A100 / DGX-H100 with TP 2/4/8: ``prompt_time`` (ms,
+Llama-2-70B (TP 2/4/8) and BLOOM-176B (TP 8) served on DGX-A100 / DGX-H100: ``prompt_time`` (ms,
 the prefill of ``batch_size`` prompts of ``prompt_size`` tokens = TTFT) and ``token_time`` (ms per
 output token = TPOT) over ``token_size`` output tokens, about 5 repeats per configuration. The
 power-capped ``h100-80gb-pcap`` rows run at lower clocks than the datasheet and are left out.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 HARDWARE = {"a100-80gb": "a100-sxm-80gb", "h100-80gb": "h100-sxm"}
-MODELS = {"llama2-70b": "llama-2-70b"}
+MODELS = {"llama2-70b": "llama-2-70b", "bloom-176b": "bloom-176b"}
 PATH = Path("e2e") / "splitwise" / "perf_model.csv"
 
 
