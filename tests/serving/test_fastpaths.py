@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from llmsim.serving.pricing import DecodeCurve, LinearRun, PiecewiseRun
-from llmsim.serving.replica import _cross, _fitting
+from llmsim.serving.replica.blocks import block_crossings, steps_that_fit
 from llmsim.serving.schedulers.base import FCFSQueue, PriorityQueue
 
 
@@ -89,9 +89,9 @@ def test_block_crossings_and_fitting_against_brute_force(bs):
         total = sum(res)
         lo = rng.randrange(0, 100)
         hi = lo + rng.randrange(-3, 4 * bs + 5)
-        assert _cross(res, bs, lo, hi, total) == _cross_brute(res, bs, lo, hi)
+        assert block_crossings(res, bs, lo, hi, total) == _cross_brute(res, bs, lo, hi)
         avail, cap = rng.randrange(0, 60), rng.randrange(-2, 200)
-        steps = _fitting(res, bs, lo, avail, cap, total)
+        steps = steps_that_fit(res, bs, lo, avail, cap, total)
         best = 0
         for m in range(1, max(cap, 0) + 1):
             if _cross_brute(res, bs, lo, lo + m - 1) <= avail:
