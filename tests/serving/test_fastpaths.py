@@ -9,7 +9,7 @@ from bisect import bisect_right
 import numpy as np
 import pytest
 
-from llmsim.serving.pricing import DecodeCurve, LinearRun, PiecewiseRun
+from llmsim.serving.decoderuns import DecodeCurve, LinearRun, PiecewiseRun
 from llmsim.serving.replica.blocks import block_crossings, steps_that_fit
 from llmsim.serving.schedulers.base import FCFSQueue, PriorityQueue
 
