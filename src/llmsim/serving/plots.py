@@ -19,6 +19,18 @@ def _plt() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, summary: dict[str, Any], path: Path) -> Path:
+    """Title the figure with the run (model, GPUs, scheduler), write it as PNG, close it."""
+    s = summary
+    fig.suptitle(f"{s.get('model')} on {s.get('num_gpus')}x {s.get('hardware')} - "
+                 f"{s.get('scheduler')}", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
 def _cdf(ax: Any, values: np.ndarray, label: str) -> None:
     v = np.sort(values[np.isfinite(values)])
     if len(v) == 0:
@@ -55,13 +67,7 @@ def plot_latency_cdfs(report: Any, path: Path) -> Path:
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of requests")
-    fig.suptitle(f"{s.get('model')} on {s.get('num_gpus')}x {s.get('hardware')} - "
-                 f"{s.get('scheduler')}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, s, path)
 
 
 def _rates(ts: Any, column: str, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -98,11 +104,4 @@ def plot_timeseries(report: Any, path: Path) -> Path:
     axes[3].set_xlabel("simulated time (s)")
     for ax in axes:
         ax.grid(alpha=0.3)
-    s = report.summary()
-    fig.suptitle(f"{s.get('model')} on {s.get('num_gpus')}x {s.get('hardware')} - "
-                 f"{s.get('scheduler')}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, report.summary(), path)

@@ -8,10 +8,11 @@ from llmsim.serving.schedulers.base import (
     Order,
     PriorityQueue,
     Scheduler,
+    SchedulerBase,
     SchedulerLimits,
     StepPlan,
     make_queue,
 )
 
 __all__ = ["IDLE", "SCHEDULERS", "FCFSQueue", "Order", "PriorityQueue", "Scheduler",
-           "SchedulerLimits", "StepPlan", "make_queue"]
+           "SchedulerBase", "SchedulerLimits", "StepPlan", "make_queue"]

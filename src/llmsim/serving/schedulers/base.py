@@ -71,6 +71,18 @@ class SchedulerLimits:
     batch_window_s: float = 0.0
 
 
+class SchedulerBase:
+    """What the built-in schedulers share: the policy flags of :class:`Scheduler` (each
+    subclass sets all three) and the limits they schedule under."""
+
+    admits_mid_batch: ClassVar[bool]
+    hold_finished: ClassVar[bool]
+    chunks_prompts: ClassVar[bool]
+
+    def __init__(self, limits: SchedulerLimits):
+        self.limits = limits
+
+
 class FCFSQueue(deque):
     """Waiting queue in arrival order; preempted requests go back to the front (vLLM).
 

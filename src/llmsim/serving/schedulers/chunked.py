@@ -20,7 +20,7 @@ from llmsim.serving.schedulers.base import (
     DECODE_RUN,
     IDLE,
     SCHEDULERS,
-    SchedulerLimits,
+    SchedulerBase,
     StepPlan,
     reserve_decode,
     swap_in_all,
@@ -28,13 +28,10 @@ from llmsim.serving.schedulers.base import (
 
 
 @SCHEDULERS.register("chunked", "chunked-prefill", "sarathi", "vllm-v1")
-class ChunkedPrefill:
+class ChunkedPrefill(SchedulerBase):
     admits_mid_batch = True
     hold_finished = False
     chunks_prompts = True
-
-    def __init__(self, limits: SchedulerLimits):
-        self.limits = limits
 
     def schedule(self, replica: Any, now_s: float) -> StepPlan:
         if (replica.n_dec and not replica.waiting and not replica.prefilling

@@ -22,7 +22,7 @@ from llmsim.serving.schedulers.base import (
     DECODE_RUN,
     IDLE,
     SCHEDULERS,
-    SchedulerLimits,
+    SchedulerBase,
     StepPlan,
     reserve_decode,
     swap_in_all,
@@ -30,13 +30,10 @@ from llmsim.serving.schedulers.base import (
 
 
 @SCHEDULERS.register("continuous", "orca", "vllm-v0", "prefill-priority")
-class ContinuousBatching:
+class ContinuousBatching(SchedulerBase):
     admits_mid_batch = True
     hold_finished = False
     chunks_prompts = False
-
-    def __init__(self, limits: SchedulerLimits):
-        self.limits = limits
 
     def schedule(self, replica: Any, now_s: float) -> StepPlan:
         if (replica.n_dec and not replica.waiting and not replica.swapped

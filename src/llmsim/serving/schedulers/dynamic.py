@@ -8,26 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmsim.serving.schedulers.base import IDLE, SCHEDULERS, SchedulerLimits, StepPlan
-from llmsim.serving.schedulers.static import continue_batch, form_batch
+from llmsim.serving.schedulers.base import SCHEDULERS, StepPlan
+from llmsim.serving.schedulers.static import StaticBatching
 
 
 @SCHEDULERS.register("dynamic", "dynamic-batching", "window")
-class DynamicBatching:
-    admits_mid_batch = False
-    hold_finished = True
-    chunks_prompts = False
-
-    def __init__(self, limits: SchedulerLimits):
-        self.limits = limits
-
+class DynamicBatching(StaticBatching):
     def schedule(self, replica: Any, now_s: float) -> StepPlan:
-        if replica.num_running:
-            return continue_batch(replica)
         waiting = replica.waiting
-        if not waiting:
-            return IDLE
-        deadline = replica.arrival_s(waiting.peek()) + self.limits.batch_window_s
-        if len(waiting) >= self.limits.max_num_seqs or now_s >= deadline:
-            return form_batch(replica, now_s, self.limits)
-        return StepPlan(wake_at_s=deadline)
+        if waiting and not replica.num_running:  # a free replica: batch full or window over?
+            lim = self.limits
+            deadline = replica.arrival_s(waiting.peek()) + lim.batch_window_s
+            if len(waiting) < lim.max_num_seqs and now_s < deadline:
+                return StepPlan(wake_at_s=deadline)  # wait for more requests
+        return super().schedule(replica, now_s)

@@ -15,46 +15,39 @@ from llmsim.serving.schedulers.base import (
     DECODE_RUN,
     IDLE,
     SCHEDULERS,
-    SchedulerLimits,
+    SchedulerBase,
     StepPlan,
 )
 
 
-def form_batch(replica: Any, now_s: float, limits: SchedulerLimits) -> StepPlan:
-    """Admit a whole batch (whole prompts; KV reserved for prompt + output)."""
-    chunks: list[tuple[int, int]] = []
-    budget = limits.max_num_batched_tokens
-    reserved = 0
-    waiting = replica.waiting
-    while waiting and len(chunks) < limits.max_num_seqs:
-        rid = waiting.peek()
-        future = replica.decode_blocks_after_prompt(rid)
-        n = replica.try_admit(rid, now_s, budget, reserved + future, whole=True,
-                              over_budget_ok=not chunks)
-        if n <= 0:
-            break
-        reserved += future
-        chunks.append((rid, n))
-        budget -= n
-    return StepPlan(prefill=tuple(chunks)) if chunks else IDLE
-
-
-def continue_batch(replica: Any) -> StepPlan:
-    if not replica.reserve_decode_step():
-        raise RuntimeError("static batch ran out of its reserved KV blocks")
-    return DECODE_RUN
-
-
 @SCHEDULERS.register("static", "static-batching")
-class StaticBatching:
+class StaticBatching(SchedulerBase):
     admits_mid_batch = False
     hold_finished = True
     chunks_prompts = False
 
-    def __init__(self, limits: SchedulerLimits):
-        self.limits = limits
-
     def schedule(self, replica: Any, now_s: float) -> StepPlan:
-        if replica.num_running:
-            return continue_batch(replica)
-        return form_batch(replica, now_s, self.limits)
+        if replica.num_running:  # the batch decodes until its longest request is done
+            if not replica.reserve_decode_step():
+                raise RuntimeError("static batch ran out of its reserved KV blocks")
+            return DECODE_RUN
+        return self.form_batch(replica, now_s)
+
+    def form_batch(self, replica: Any, now_s: float) -> StepPlan:
+        """Admit a whole batch (whole prompts; KV reserved for prompt + output)."""
+        limits = self.limits
+        chunks: list[tuple[int, int]] = []
+        budget = limits.max_num_batched_tokens
+        reserved = 0
+        waiting = replica.waiting
+        while waiting and len(chunks) < limits.max_num_seqs:
+            rid = waiting.peek()
+            future = replica.decode_blocks_after_prompt(rid)
+            n = replica.try_admit(rid, now_s, budget, reserved + future, whole=True,
+                                  over_budget_ok=not chunks)
+            if n <= 0:
+                break
+            reserved += future
+            chunks.append((rid, n))
+            budget -= n
+        return StepPlan(prefill=tuple(chunks)) if chunks else IDLE
