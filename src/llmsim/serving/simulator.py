@@ -2,12 +2,13 @@
 
 Wiring: the workload (``workload.py``) feeds arrivals into the event loop (``events.py``), one
 pending arrival at a time (memory flat in the number of requests); the router (``router.py``)
-sends each admitted request to a replica (``replica.py``), whose scheduler
-(``schedulers/``) plans steps that the ``StepTimeModel`` prices (``pricing.py``). A request is
-*rejected* at arrival -- counted, never a crash -- when its input + output exceed the model
-context (``max_model_len``), when its KV cache alone cannot fit a replica, or (schedulers that
-do not chunk prompts) when its prompt exceeds ``max_num_batched_tokens``. A model that does not
-fit raises :class:`~llmsim.errors.DoesNotFitError` before the run.
+sends each admitted request to a replica (``replica/``), whose scheduler (``schedulers/``)
+plans steps that the ``StepTimeModel`` prices (``pricing.py``; decode runs in closed form:
+``decoderuns.py``). A request is *rejected* at arrival -- counted, never a crash -- when its
+input + output exceed the model context (``max_model_len``), when its KV cache alone cannot
+fit a replica, or (schedulers that do not chunk prompts) when its prompt exceeds
+``max_num_batched_tokens``. A model that does not fit raises
+:class:`~llmsim.errors.DoesNotFitError` before the run.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ keys read. Finishes come from a heap of finish ticks (``fin``; an entry is valid
 (:mod:`.blocks`).
 
 Inter-token latencies: all decoders share each step's gap except newcomers (``joiners``:
-their first gap is from their own last token, the prompt's last chunk). A leaver's largest
-gap comes from a monotone stack of (tick, largest gap from that tick on).
+their first gap runs from their own last token). A leaver's largest gap comes from a monotone
+stack of (tick, largest gap from that tick on), so no per-request maximum is kept per step.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class DecodeSet(ReplicaState):
         return True
 
     def _join(self, rid: int) -> None:
+        """Add a request whose prompt is complete (or that is swapped back in) to the decoding
+        set at the current tick."""
         t = self.table
         c = t.computed[rid]
         g = t.generated[rid]

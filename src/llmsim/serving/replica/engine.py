@@ -32,6 +32,9 @@ class Replica(Commit, RunPlanner):
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int, now: float) -> None:
+        """Queue an arriving request (the router chose this replica); start a step if idle,
+        else, where arrivals may join a running batch, cut a multi-step segment at the step in
+        progress."""
         t = self.table
         t.transition(rid, WAITING)
         t.replica[rid] = self.index
@@ -87,6 +90,7 @@ class Replica(Commit, RunPlanner):
 
     # ------------------------------------------------------------------ the step loop
     def _start(self, now: float) -> None:
+        """Ask the scheduler for a plan and start its segment (or sleep / go idle)."""
         plan = self.scheduler.schedule(self, now)
         if plan is DECODE_RUN and self.closed_form:  # the decoding batch continues: a run
             seg = Segment(now, plan, None, 0.0)

@@ -34,7 +34,17 @@ FINISHED = int(RequestStatus.FINISHED)
 
 
 class ReplicaState:
-    """The state of one replica (see the module docstring); no behaviour beyond views."""
+    """The state of one replica (see the module docstring); no behaviour beyond views.
+
+    ``index``: the replica's number; ``loop``: the ``EventLoop``; ``table``: the shared
+    ``RequestTable``; ``workload``: for prefix-cache keys; ``scheduler`` and its ``limits``;
+    ``order``: of the waiting queue; ``kv``: this replica's ``KVCache``; ``pricer``: its
+    ``StepPricer``; ``itl_hist``: the shared ITL histogram; ``on_finish(rid, now)``: called
+    at every finish; ``swap``: preempt by swap while host space allows; ``trace_steps`` /
+    ``trace_limit``: chrome-trace rows; ``closed_form``: decode runs in closed form (else
+    every step priced one by one); ``multi_phase``: a run may cross finishes (off with
+    closed-loop clients); ``next_arrival()``: the time of the next arrival (a run's horizon).
+    """
 
     def __init__(self, index: int, loop: Any, table: RequestTable, workload: Any,
                  scheduler: Any, limits: SchedulerLimits, order: Order, kv: KVCache,
