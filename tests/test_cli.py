@@ -129,6 +129,10 @@ def test_memory_command(cli):
     (["estimate", "--cases", "/nonexistent.csv", "-m", "llama-2-7b"], "no such file"),
     (["estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--format", "xml"], "'xml' is not one of"),
     (["estimate", "--bogus"], "No such option: --bogus"),
+    (["estimate", "-m", "mixtral-8x7b", "-H", "h100-sxm", "--tp", "2", "--ep", "4"],
+     "must divide tp x dp"),
+    (["memory", "-m", "mixtral-8x7b", "-H", "h100-sxm", "--tp", "2", "--ep", "4"],
+     "must divide tp x dp"),
     (["estimate", "--tp", "two"], "Invalid value for '--tp'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, argv, needle):
@@ -151,3 +155,16 @@ def test_out_file_written_atomically(cli, tmp_path):
     assert res.code == 0 and res.out == ""
     assert json.loads(out.read_text())["model"] == "llama-3.1-8b"
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]
+
+
+def test_json_output_is_strict_and_op_cases_name_unknown_hardware(cli, tmp_path):
+    reqs = tmp_path / "reqs.csv"
+    reqs.write_text("input_tokens,output_tokens,ttft_s,tpot_s\n512,128,0.2,\n")
+    res = cli("estimate", "--cases", str(reqs), "-m", "llama-3.1-8b", "-H", "h100-sxm",
+              "--format", "json")
+    assert res.code == 0 and "NaN" not in res.out
+    json.loads(res.out)
+    ops = tmp_path / "ops.csv"
+    ops.write_text("kind,hardware,m,n,k\ngemm,h10,8,8,8\n")
+    rows = cli("op", "--cases", str(ops), "--format", "json").json()
+    assert rows[0]["error"].startswith("unknown hardware 'h10'")

@@ -123,3 +123,12 @@ def test_scenario_file(tmp_path, cli):
     path.write_text(SCENARIO.replace("num_heads: 16, num_kv", "num_headz: 16, num_kv", 1))
     bad = cli("estimate", "--scenario", str(path))
     assert bad.code == 2 and "num_headz" in bad.err
+
+
+def test_mfu_is_per_gpu_of_the_replica_not_divided_by_tp_twice():
+    one = llmsim.estimate("llama-3.1-70b", "h100-sxm", tp=2, batch=4, prompt=2048, output=16)
+    four = llmsim.estimate("llama-3.1-70b", "h100-sxm", tp=8, batch=4, prompt=2048, output=16)
+    # FLOPs of the whole replica: ~2 x params per token plus attention, over all its GPUs
+    flops = 2 * 70.6e9 * 4 * 2048
+    for r, gpus in ((one, 2), (four, 8)):
+        assert r.prefill_mfu == pytest.approx(flops / (r.ttft_s * 989e12 * gpus), rel=0.1)

@@ -173,10 +173,10 @@ def price_op_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
             cost = price_op(str(kind), str(hardware), **args)
             out.update(time_s=cost.time_s, flops=cost.flops, bytes=cost.bytes,
                        bound=cost.bound.value, error="")
+        except LLMSimError as exc:  # before KeyError: UnknownNameError is a KeyError too
+            out.update(time_s=np.nan, flops=np.nan, bytes=np.nan, bound="", error=str(exc))
         except KeyError as exc:
             out.update(time_s=np.nan, flops=np.nan, bytes=np.nan, bound="",
                        error=f"missing column {exc.args[0]!r}")
-        except LLMSimError as exc:
-            out.update(time_s=np.nan, flops=np.nan, bytes=np.nan, bound="", error=str(exc))
         rows.append(out)
     return pd.DataFrame(rows)

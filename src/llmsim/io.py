@@ -6,6 +6,7 @@ Nothing llmsim writes is ever left half-written: a crash or Ctrl-C leaves the ol
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -52,8 +53,22 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become ``null`` (JSON has no NaN; strict parsers reject it)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and not hasattr(obj, "__len__"):  # numpy scalars
+        return _finite(obj.item())
+    return obj
+
+
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=_json_default) + "\n"
+    """Strict JSON (NaN / inf as null), numpy and enums converted."""
+    return json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 def write_json(target: str | Path, data: Any) -> None:

@@ -210,12 +210,14 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     hw = cl.hardware
     gpus = plan.num_gpus
     peak = hw.peak_flops(_compute_dtype(sm))
+    # StepCost sums per-device FLOPs / bytes over every layer, i.e. one TP rank's share of all
+    # pipeline stages: utilisation = that / (time x per-device peak x stages).
     prefill_flops = prefill_step.flops * micro
-    prefill_mfu = prefill_flops / (ttft * peak * plan.tp * plan.pp) if ttft > 0 else 0.0
+    prefill_mfu = prefill_flops / (ttft * peak * plan.pp) if ttft > 0 else 0.0
     dec_time = sm.step_time(decode_shape)
-    decode_mbu = decode_step.bytes / (dec_time * hw.memory_bandwidth_bytes_per_s * plan.tp *
-                                      plan.pp) if dec_time > 0 else 0.0
-    decode_mfu = decode_step.flops / (dec_time * peak * plan.tp * plan.pp) if dec_time else 0.0
+    decode_mbu = decode_step.bytes / (dec_time * hw.memory_bandwidth_bytes_per_s * plan.pp) \
+        if dec_time > 0 else 0.0
+    decode_mfu = decode_step.flops / (dec_time * peak * plan.pp) if dec_time else 0.0
     out_tps = batch * output / e2e
     return EstimateResult(
         model=spec.name, hardware=hw.name, cluster=cl.name, num_gpus=gpus, tp=plan.tp,

@@ -8,7 +8,7 @@ tp x dp ranks of a pipeline stage: its experts are split ``ep`` ways and each ex
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from llmsim.catalog._base import Spec
 from llmsim.catalog.model import ModelSpec
@@ -24,23 +24,14 @@ class ParallelSpec(Spec):
     dp: int = Field(default=1, gt=0)
     micro_batches: int = Field(default=0, ge=0)
 
-    @model_validator(mode="after")
-    def _check(self) -> ParallelSpec:
-        if (self.tp * self.dp) % self.ep:
-            raise ValueError(
-                f"ep {self.ep} must divide tp x dp = {self.tp * self.dp} "
-                "(expert parallelism spans the tensor- and data-parallel ranks of a stage)"
-            )
-        return self
-
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp * self.dp
 
     @property
     def moe_tp(self) -> int:
-        """Tensor-parallel ways of each expert's weights."""
-        return self.tp * self.dp // self.ep
+        """Tensor-parallel ways of each expert's weights (``validate_for`` checks ep | tp x dp)."""
+        return max(1, self.tp * self.dp // self.ep)
 
     def validate_for(self, model: ModelSpec) -> None:
         """Raise :class:`ConfigError` when the plan cannot split ``model``.
@@ -49,6 +40,11 @@ class ParallelSpec(Spec):
         the KV heads divide tp (then each KV head is replicated tp / kv times); pp <= layers; ep
         divides the number of routed experts; moe_tp divides the expert intermediate size.
         """
+        if (self.tp * self.dp) % self.ep:
+            raise ConfigError(
+                f"ep {self.ep} must divide tp x dp = {self.tp * self.dp} (expert parallelism "
+                "spans the tensor- and data-parallel ranks of a stage); change --ep"
+            )
         for t in model.layers:
             attn = t.attention
             if attn is not None:

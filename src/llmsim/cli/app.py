@@ -11,6 +11,7 @@ import os
 import sys
 
 import typer
+from pydantic import ValidationError
 from typer.exceptions import TyperException
 
 from llmsim.errors import LLMSimError
@@ -72,6 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
+    except ValidationError as exc:  # a spec built from flags that pydantic rejects
+        if debug:
+            raise
+        first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "")).replace("Value error, ", "")
+        typer.echo(f"error: {where + ': ' if where else ''}{message}", err=True)
+        sys.exit(2)
     except TyperException as exc:  # click usage errors (typer vendors its own click)
         if debug:
             raise

@@ -127,18 +127,30 @@ def attention_ops(attn: AttentionBlock, shape: BatchShape, layout: Layout,
     return ops
 
 
+def window_pairs(chunk: float, past: float, window: float) -> float:
+    """Causal (query, key) pairs of a chunk of ``chunk`` tokens after ``past`` cached ones when
+    each query sees at most ``window`` keys: ``sum_{i=past+1}^{past+chunk} min(window, i)``."""
+    first, last = past + 1.0, past + chunk
+    if last <= window:
+        return (first + last) * chunk / 2.0
+    if first > window:
+        return chunk * window
+    return (first + window) * (window - first + 1.0) / 2.0 + (last - window) * window
+
+
 def _windowed_prefill(attn: AttentionBlock, shape: BatchShape) -> tuple[float, float]:
-    """Sliding-window attention caps the keys each query sees at ``window`` (approximation on
-    aggregates: average chunk and context per sequence)."""
+    """(pairs, keys read) of the prefill chunks under a sliding window of ``w`` keys per query
+    (:func:`window_pairs`; keys read per chunk: ``min(past + chunk, w + chunk - 1)``), on the
+    per-sequence averages of the shape's sums (exact when the chunks are alike)."""
     w = attn.sliding_window
     if not w or shape.prefill_seqs == 0:
         return shape.prefill_attn_pairs, shape.prefill_ctx_tokens
     seqs = shape.prefill_seqs
-    ctx = shape.prefill_ctx_tokens / seqs
-    if ctx <= w:
-        return shape.prefill_attn_pairs, shape.prefill_ctx_tokens
     chunk = shape.prefill_tokens / seqs
-    return seqs * chunk * min(w, ctx), seqs * min(ctx, w + chunk)
+    past = shape.prefill_ctx_tokens / seqs - chunk
+    if past + chunk <= w:
+        return shape.prefill_attn_pairs, shape.prefill_ctx_tokens
+    return seqs * window_pairs(chunk, past, w), seqs * min(past + chunk, w + chunk - 1.0)
 
 
 def windowed_decode(attn: AttentionBlock, shape: BatchShape) -> float:
