@@ -168,3 +168,23 @@ def test_json_output_is_strict_and_op_cases_name_unknown_hardware(cli, tmp_path)
     ops.write_text("kind,hardware,m,n,k\ngemm,h10,8,8,8\n")
     rows = cli("op", "--cases", str(ops), "--format", "json").json()
     assert rows[0]["error"].startswith("unknown hardware 'h10'")
+
+
+def test_out_for_tables_permissions_and_unwritable_paths(cli, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "est.txt"
+    assert cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--out", str(out)).code == 0
+    assert "TTFT" in out.read_text()
+    mode = stat.S_IMODE(out.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    res = cli("memory", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--out", str(tmp_path))
+    assert res.code == 2 and "is a folder" in res.err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--format", "json",
+              "--out", str(blocker / "r.json"))
+    assert res.code == 2 and res.err.startswith("error: cannot write")

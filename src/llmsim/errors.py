@@ -56,5 +56,9 @@ class InfeasibleError(LLMSimError):
     """An optimisation problem (offload LP, search) has no feasible solution."""
 
 
+class OutputError(LLMSimError, OSError):
+    """An output file or folder cannot be written (permissions, a folder in the way, ...)."""
+
+
 class DataError(LLMSimError, ValueError):
     """An input data file (trace, case file, measurements) is malformed."""

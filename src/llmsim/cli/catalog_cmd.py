@@ -11,7 +11,7 @@ import typer
 from llmsim import catalog, units
 from llmsim.cli.options import Format, FormatOpt, OutOpt
 from llmsim.errors import UnknownNameError
-from llmsim.report.render import as_json, console, emit, frame_table, frame_to_csv
+from llmsim.report.render import as_json, emit, frame_table, frame_to_csv, output_console
 
 app = typer.Typer(help="List and show hardware, hosts, clusters and models.",
                   no_args_is_help=True)
@@ -85,9 +85,9 @@ def list_cmd(
     if fmt == Format.csv:
         emit("".join(frame_to_csv(pd.DataFrame(_ROWS[k]())) for k in kinds), out)
         return
-    con = console()
-    for k in kinds:
-        con.print(frame_table(pd.DataFrame(_ROWS[k]()), title=k.value))
+    with output_console(out) as con:
+        for k in kinds:
+            con.print(frame_table(pd.DataFrame(_ROWS[k]()), title=k.value))
 
 
 @app.command("show")
@@ -127,4 +127,5 @@ def show_cmd(
         return
     from llmsim.report.render import kv_table
 
-    console().print(kv_table(str(data.get("name")), [(k, str(v)) for k, v in data.items()]))
+    with output_console(out) as con:
+        con.print(kv_table(str(data.get("name")), [(k, str(v)) for k, v in data.items()]))

@@ -23,7 +23,15 @@ from llmsim.cli.options import (
     WeightDtypeOpt,
 )
 from llmsim.errors import ConfigError
-from llmsim.report.render import as_json, console, emit, estimate_tables, frame_table, frame_to_csv
+from llmsim.report.render import (
+    as_json,
+    console,
+    emit,
+    estimate_tables,
+    frame_table,
+    frame_to_csv,
+    output_console,
+)
 
 
 def resolve_common(scenario: str | None, **given: Any) -> dict[str, Any]:
@@ -120,10 +128,9 @@ def estimate_cmd(
                                              **{k: args[k] for k in step_keys if k in args})
             _emit_frame(result, fmt, out, title="per-request predictions",
                         extra={"error_stats": stats})
-            if fmt == Format.table and stats:
-                con = console()
+            if fmt == Format.table and stats and not out:
                 rows = pd.DataFrame([{"metric": k, **v} for k, v in stats.items()])
-                con.print(frame_table(rows, title="prediction error vs measured"))
+                console().print(frame_table(rows, title="prediction error vs measured"))
             return
         args["memory_utilization"] = memory_utilization
         result = estimate_cases(frame, {k: v for k, v in args.items() if k != "profile"})
@@ -138,9 +145,9 @@ def estimate_cmd(
     elif fmt == Format.csv:
         emit(frame_to_csv(pd.DataFrame([res.summary_row()])), out)
     else:
-        con = console()
-        for t in estimate_tables(res):
-            con.print(t)
+        with output_console(out) as con:
+            for t in estimate_tables(res):
+                con.print(t)
 
 
 def _emit_frame(frame: pd.DataFrame, fmt: Format, out: str | None, title: str,

@@ -25,7 +25,7 @@ from llmsim.cli.options import (
     WeightDtypeOpt,
 )
 from llmsim.errors import ConfigError
-from llmsim.report.render import as_json, console, emit, frame_to_csv, memory_table
+from llmsim.report.render import as_json, emit, frame_to_csv, memory_table, output_console
 
 
 def memory_cmd(
@@ -78,7 +78,7 @@ def memory_cmd(
     elif fmt == Format.csv:
         emit(frame_to_csv(pd.DataFrame([data])), out)
     else:
-        con = console()
-        con.print(memory_table(rep, f"{spec.name} on {cl.hardware.name} (tp {tp}, pp {pp}, "
-                                    f"ep {ep}; {precision.describe()}) per GPU"))
-        con.print(f"max batch at {seq_len} tokens per sequence: {max_batch:,}")
+        with output_console(out) as con:
+            con.print(memory_table(rep, f"{spec.name} on {cl.hardware.name} (tp {tp}, pp {pp}, "
+                                        f"ep {ep}; {precision.describe()}) per GPU"))
+            con.print(f"max batch at {seq_len} tokens per sequence: {max_batch:,}")

@@ -127,16 +127,18 @@ def simulate_cmd(
 
         emit(frame_to_csv(pd.DataFrame([e.__dict__ for e in result.timeline])), out)
     else:
-        _tables(result)
+        from llmsim.report.render import output_console
+
+        with output_console(out) as con:
+            _tables(result, con)
 
 
-def _tables(r) -> None:  # noqa: ANN001 - OffloadResult
+def _tables(r, con) -> None:  # noqa: ANN001 - OffloadResult, rich Console
     from rich.table import Table
 
-    from llmsim.report.render import console, kv_table
+    from llmsim.report.render import kv_table
 
     t = units.fmt_time
-    con = console()
     con.print(kv_table(
         f"{r.model} on {r.hardware} + {r.host} ({r.precision}); cache {r.capacity}/layer "
         f"{r.policy}, prefetch {r.prefetch} @ {r.prefetch_accuracy:g}, miss {r.miss}",

@@ -18,7 +18,7 @@ from llmsim.cli.options import (
     ProfileOpt,
 )
 from llmsim.errors import ConfigError
-from llmsim.report.render import as_json, console, emit, frame_table, frame_to_csv, op_table
+from llmsim.report.render import as_json, emit, frame_table, frame_to_csv, op_table, output_console
 
 IntOpt = Annotated[int | None, typer.Option(min=1)]
 
@@ -70,7 +70,8 @@ def op_cmd(
         elif fmt == Format.csv or out:
             emit(frame_to_csv(result), out)
         else:
-            console().print(frame_table(result, title=f"{len(result)} ops"))
+            with output_console(out) as con:
+                con.print(frame_table(result, title=f"{len(result)} ops"))
         return
     if not kind or not hardware:
         raise ConfigError("give --kind and --hardware (or --cases FILE.csv)")
@@ -91,4 +92,5 @@ def op_cmd(
     elif fmt == Format.csv:
         emit(frame_to_csv(pd.DataFrame([data])), out)
     else:
-        console().print(op_table(cost, hardware))
+        with output_console(out) as con:
+            con.print(op_table(cost, hardware))

@@ -4,7 +4,8 @@ the CLI print."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -17,6 +18,21 @@ from llmsim.io import to_json
 
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+@contextmanager
+def output_console(out: str | None = None) -> Iterator[Console]:
+    """A console for a command's tables: the terminal, or (``--out FILE``) a recording console
+    whose plain text is written atomically to ``FILE`` when the block ends."""
+    if not out:
+        yield console()
+        return
+    con = Console(record=True, file=io.StringIO(), width=120, highlight=False,
+                  soft_wrap=False, color_system=None)
+    yield con
+    from llmsim.io import write_text
+
+    write_text(out, con.export_text())
 
 
 def emit(text: str, out: str | None = None) -> None:
