@@ -74,7 +74,7 @@ def test_bad_values():
     with pytest.raises(ConfigError, match="exceeds"):
         llmsim.estimate("llama-2-7b", "h100-sxm", prompt=4000, output=200)
     with pytest.raises(ConfigError, match="fp8"):
-        llmsim.estimate("llama-3.1-8b", "a100-sxm-80gb", dtype="fp8")
+        llmsim.estimate("llama-3.1-8b", "a100-sxm-80gb", dtype="fp8", act_dtype="fp8")
 
 
 def test_weight_only_fp8_on_ampere():
@@ -132,3 +132,13 @@ def test_mfu_is_per_gpu_of_the_replica_not_divided_by_tp_twice():
     flops = 2 * 70.6e9 * 4 * 2048
     for r, gpus in ((one, 2), (four, 8)):
         assert r.prefill_mfu == pytest.approx(flops / (r.ttft_s * 989e12 * gpus), rel=0.1)
+
+
+def test_defaults_adapt_to_the_part_as_serving_engines_do(caplog):
+    t4 = llmsim.estimate("llama-3.1-8b", "t4", tp=2, prompt=256, output=16)  # no bf16: Turing
+    assert t4.precision == "W:fp16 A:fp16 KV:fp16"
+    a100 = llmsim.estimate("llama-3.1-8b", "a100-sxm-80gb", dtype="fp8")  # fp8 weight-only
+    assert a100.precision.startswith("W:fp8 A:bf16")
+    ds = llmsim.estimate("deepseek-v2-lite", "a100-sxm-80gb", weight_dtype="fp8")
+    assert ds.precision.startswith("W:fp8 A:bf16")
+    assert "no fp8 math" in caplog.text or "no bf16 math" in caplog.text

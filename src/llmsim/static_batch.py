@@ -123,7 +123,8 @@ def build_step_model(model: str | ModelSpec, hardware: str | None = None,
         cl = cluster
     else:
         cl = get_cluster(cluster, hardware, num_gpus or plan.num_gpus)
-    precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype, kv_dtype)
+    precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype, kv_dtype,
+                                  supported=cl.hardware.supported_dtypes)
     prof = profile if isinstance(profile, Profile) else Profile.load(profile)
     return AnalyticStepTimeModel(spec, cl, plan, precision, prof, efficiency)
 

@@ -64,7 +64,8 @@ def memory_cmd(
     plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp)
     plan.validate_for(spec)
     cl = get_cluster(cluster, hardware, num_gpus or plan.num_gpus)
-    precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype, kv_dtype)
+    precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype, kv_dtype,
+                                  supported=cl.hardware.supported_dtypes)
     tokens = max_tokens or max(1, batch * seq_len)
     rep = analyze_memory(spec, cl, plan, precision, kv_tokens=batch * seq_len,
                          max_tokens=tokens, max_logits=max(batch, 1),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from enum import Enum
 
 from llmsim.dtypes import DType
+
+log = logging.getLogger(__name__)
 
 
 class OpKind(str, Enum):
@@ -60,12 +63,19 @@ class Precision:
     @classmethod
     def resolve(cls, model_weight: DType, dtype: DType | str | None = None,
                 weight: DType | str | None = None, activation: DType | str | None = None,
-                kv: DType | str | None = None) -> Precision:
+                kv: DType | str | None = None,
+                supported: set[DType] | None = None) -> Precision:
         """Defaults as serving engines pick them. Weights: ``weight``, else ``dtype``, else the
         checkpoint's format. Activations: ``activation``, else the weight format when it is
         16/32-bit or fp8 (W8A8, as DeepSeek-V3 ships), else 16-bit (weight-only int4/int8/fp4
         runs W4A16). KV cache: ``kv``, else ``dtype`` when it is a float format, else the
-        activation format if 16/32-bit, else bf16 (vLLM's 'auto')."""
+        activation format if 16/32-bit, else bf16 (vLLM's 'auto').
+
+        With ``supported`` (the part's compute formats), defaults adapt as vLLM does, with a
+        logged warning: a 16-bit format the part lacks becomes the other one (bf16 -> fp16 on a
+        T4), and fp8 math on a part without it runs fp8 weights weight-only (W8A16). An
+        explicit ``activation`` is kept as asked (an unsupported one then errors when priced).
+        """
         base = DType.parse(dtype) if dtype is not None else None
         w = DType.parse(weight) if weight is not None else (base or model_weight)
         if activation is not None:
@@ -82,6 +92,9 @@ class Precision:
             k = base
         else:
             k = a if a.bits >= 16 else DType.BF16
+        if supported:
+            w, a, k = _adapt(w, a, k, supported, weight is None and dtype is None,
+                             activation is None, kv is None)
         return cls(w, a, k)
 
 
@@ -135,3 +148,29 @@ def kernel_bound(compute_s: float, memory_s: float, overhead_s: float) -> Bound:
     if overhead_s > max(compute_s, memory_s):
         return Bound.OVERHEAD
     return Bound.COMPUTE if compute_s >= memory_s else Bound.MEMORY
+
+
+_HALF = (DType.BF16, DType.FP16)
+
+
+def _adapt(w: DType, a: DType, k: DType, supported: set[DType], free_w: bool, free_a: bool,
+           free_k: bool) -> tuple[DType, DType, DType]:
+    """Default formats the part cannot compute, replaced (see :meth:`Precision.resolve`)."""
+    half = next((d for d in _HALF if d in supported), None)
+    if half is None:
+        return w, a, k
+
+    def other(d: DType) -> DType:
+        return half if d in _HALF and d not in supported else d
+
+    new_w = other(w) if free_w else w
+    new_a = a
+    if free_a and a not in supported:
+        new_a = other(new_w) if new_w in _HALF else (half if a == DType.FP8 or a in _HALF else a)
+    new_k = other(k) if free_k else k
+    if (new_w, new_a, new_k) != (w, a, k):
+        log.warning("the part has no %s math: running W:%s A:%s KV:%s (pass --act-dtype / "
+                    "--dtype to choose)", a.value if a != new_a else w.value, new_w.value,
+                    new_a.value, new_k.value)
+    return new_w, new_a, new_k
+

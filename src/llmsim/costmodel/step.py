@@ -185,7 +185,8 @@ class AnalyticStepTimeModel:
             )
         if efficiency is not None and not 0 < efficiency <= 1.5:
             raise ConfigError(f"efficiency {efficiency} must be in (0, 1.5]")
-        precision = precision or Precision.resolve(model.weight_dtype)
+        precision = precision or Precision.resolve(
+            model.weight_dtype, supported=cluster.hardware.supported_dtypes)
         prof = (profile or Profile.load()).for_hardware(cluster.hardware, efficiency)
         self.model, self.cluster, self.plan, self.precision = model, cluster, plan, precision
         self.profile: HardwareProfile = prof

@@ -65,7 +65,8 @@ def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, pro
                   decode_steps: int, dtype: str | None = None) -> int:
     """The largest per-layer cache capacity that fits the GPU (``--cache-capacity auto``)."""
     spec = load_moe_model(model)
-    precision = Precision.resolve(spec.weight_dtype, dtype=dtype)
+    precision = Precision.resolve(spec.weight_dtype, dtype=dtype,
+                                  supported=platform.hardware.supported_dtypes)
     costs = OffloadCosts(spec, platform, precision, Profile.empty())
     fp = offload_footprint(spec, costs.cluster, precision, 0, prefetch,
                            prompt_tokens + decode_steps, prompt_tokens)
@@ -97,7 +98,8 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
     assert moe is not None
     config = (config or OffloadConfig()).for_model(moe.num_experts)
     platform = platform or make_platform(hardware, host, cpu_efficiency)
-    precision = Precision.resolve(spec.weight_dtype, dtype=dtype)
+    precision = Precision.resolve(spec.weight_dtype, dtype=dtype,
+                                  supported=platform.hardware.supported_dtypes)
     costs = OffloadCosts(spec, platform, precision, profile, efficiency)
     source = _routing_source(routing, spec, prompt_tokens, decode_steps, config.seed)
     trace = source.trace
