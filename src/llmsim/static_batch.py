@@ -8,9 +8,11 @@ and vLLM's benchmark define them:
     TTFT = prefill latency;  TPOT = mean decode-step latency over the ``output - 1`` steps;
     E2E = TTFT + (output - 1) * TPOT;  output tokens/s = batch * output / E2E.
 
-With ``dp`` replicas the batch is split across them; with ``pp`` stages a step runs as
-``micro_batches`` micro-batches through the pipeline:
-``latency = step(micro) + (micro_batches - 1) * slowest_stage(micro)``.
+With ``dp`` replicas the batch is split across them; with ``pp`` stages the batch runs as ``m``
+micro-batches. The prefill fills and drains the pipeline once:
+``TTFT = step(micro) + (m - 1) * slowest_stage(micro)``; decode runs in steady state, every
+micro-batch advancing one token per round: ``TPOT = max(step(micro), m * slowest_stage(micro))``
+(the serving simulator prices a pipelined round the same way).
 """
 
 from __future__ import annotations
@@ -200,8 +202,10 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
             ctx = np.linspace(prompt + 1, prompt + steps, _MAX_PRICED_DECODE_STEPS)
         lat = sm.decode_step_times(seqs, ctx)
         if micro > 1:
-            stage_ratio = sm.stage_time(decode_shape) / max(sm.step_time(decode_shape), 1e-30)
-            lat = lat * (1.0 + (micro - 1) * stage_ratio)
+            # steady state: each micro-batch advances one token per round; a round lasts the
+            # slowest stage times the micro-batches, or one trip through the pipeline if longer
+            stage = sm.decode_stage_times(seqs, ctx).max(axis=0)
+            lat = np.maximum(lat, micro * stage)
         tpot = float(np.mean(lat))
     else:
         tpot = 0.0

@@ -325,25 +325,34 @@ class AnalyticStepTimeModel:
             return 0.0
         return max(self._stage_times(shape))
 
-    def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
-        """Latencies of decode steps of ``num_seqs`` sequences at each context length given
-        (vectorised; equals ``step_time(BatchShape.decode(num_seqs, c))`` for each ``c``)."""
+    def decode_stage_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        """Per-stage times ``[pp, len(context)]`` of decode steps of ``num_seqs`` sequences at
+        each context length given (vectorised; row ``s`` is stage ``s``, the LM head on the
+        last stage; no p2p or step overhead)."""
         ctx = np.asarray(context_per_seq, dtype=float)
         dense = self._dense(num_seqs)
-        total = np.full(ctx.shape, sum(dense) + self._lm_head(num_seqs)
-                        + (self.plan.pp - 1) * self._p2p(num_seqs) + self.profile.step_overhead_s)
+        out = np.empty((self.plan.pp, ctx.size))
         hw, prof, act = self.cluster.hardware, self.profile, self.precision.activation
-        for counts in self._stages:
+        for s, counts in enumerate(self._stages):
+            total = np.full(ctx.size, dense[s])
             for idx, count in counts:
                 consts = self._attn[idx]
                 if consts is None:
                     continue
                 attn, heads, kv_bpt, _, (qk_d, v_d) = consts
                 c = np.minimum(ctx, attn.sliding_window) if attn.sliding_window else ctx
-                t = kernels.attention_decode_time(num_seqs, num_seqs * c, heads, kv_bpt, qk_d,
-                                                  v_d, hw, prof, act)[0]
-                total = total + count * t
-        return total
+                total = total + count * kernels.attention_decode_time(
+                    num_seqs, num_seqs * c, heads, kv_bpt, qk_d, v_d, hw, prof, act)[0]
+            out[s] = total
+        out[-1] += self._lm_head(num_seqs)
+        return out
+
+    def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        """Latencies of decode steps of ``num_seqs`` sequences at each context length given
+        (vectorised; equals ``step_time(BatchShape.decode(num_seqs, c))`` for each ``c``)."""
+        stages = self.decode_stage_times(num_seqs, context_per_seq)
+        return (stages.sum(axis=0) + (self.plan.pp - 1) * self._p2p(num_seqs)
+                + self.profile.step_overhead_s)
 
     def describe(self) -> dict[str, object]:
         return {
