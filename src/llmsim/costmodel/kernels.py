@@ -18,6 +18,10 @@ from llmsim.dtypes import DType, compute_dtype
 
 # Output activations of 8-bit GEMMs are written in 16-bit (the usual fp8/int8 kernel epilogue).
 _OUT_MIN_BYTES = 2.0
+# Tensor-core GEMMs compute rows in tiles of at least 16 (the m16n8k16 MMA shape): a GEMM of
+# fewer rows runs the same tile, so its efficiency is that of 16 rows. Measured GEMMs agree: time
+# is flat (rising 1-7%) from m = 1 to 16 (AIConfigurator vLLM tables, A100 and H100), never falls.
+GEMM_TILE_ROWS = 16.0
 
 
 class KernelWork(NamedTuple):
@@ -84,12 +88,12 @@ def _op(name: str, kind: OpKind, work: KernelWork, hw: HardwareSpec, eff: Resolv
 def gemm_work(m, n, k, hw: HardwareSpec, weight: DType = DType.BF16,
               activation: DType = DType.BF16, copies=1) -> KernelWork:
     """``[m, k] x [k, n]``: FLOPs = 2mnk; bytes = m*k (activations in) + k*n (weights, incl.
-    group scales) + m*n (out, at least 16-bit). Efficiency dims: (m, n, k)."""
+    group scales) + m*n (out, at least 16-bit). Efficiency dims: (max(m, 16), n, k)."""
     peak = hw.peak_flops(compute_dtype(weight, activation, hw.supported_dtypes))
     flops = 2.0 * m * n * k * copies
     read = (m * k * activation.bytes + k * n * weight.bytes_with_scales) * copies
     written = m * n * max(activation.bytes, _OUT_MIN_BYTES) * copies
-    return KernelWork(flops, read, written, peak, m, n, k)
+    return KernelWork(flops, read, written, peak, _at_least(m, GEMM_TILE_ROWS), n, k)
 
 
 def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
@@ -117,8 +121,8 @@ def moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw:
              ep=1, moe_tp=1, weight: DType = DType.BF16, activation: DType = DType.BF16,
              gated: bool = True) -> tuple[KernelWork, Any]:
     """Grouped expert GEMMs on one EP rank (see :func:`moe_experts`); returns the work and the
-    expected experts touched on this rank. Efficiency dims: (tokens per touched expert,
-    expert width, hidden)."""
+    expected experts touched on this rank. Efficiency dims: (tokens per touched expert, at least
+    a 16-row tile; expert width; hidden)."""
     peak = hw.peak_flops(compute_dtype(weight, activation, hw.supported_dtypes))
     mats = 3 if gated else 2
     width = intermediate_size / moe_tp
@@ -128,7 +132,7 @@ def moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw:
     weight_bytes = touched * mats * hidden_size * width * weight.bytes_with_scales
     act_bytes = routed * hidden_size * activation.bytes * 2 + routed * width * (mats - 1) * 2.0
     written = routed * hidden_size * max(activation.bytes, _OUT_MIN_BYTES)
-    tokens_per_expert = routed / _at_least(touched, 1e-9)
+    tokens_per_expert = _at_least(routed / _at_least(touched, 1e-9), GEMM_TILE_ROWS)
     work = KernelWork(flops, weight_bytes + act_bytes, written, peak, tokens_per_expert, width,
                       hidden_size)
     return work, touched
@@ -148,7 +152,8 @@ def moe_experts(num_tokens: float, hidden_size: int, intermediate_size: int, num
                              ep, moe_tp, weight, activation, gated)
     return _op(name, OpKind.MOE, work, hw, prof.kernel("moe"),
                {"num_tokens": num_tokens, "local_experts": num_experts / ep,
-                "touched": float(touched), "tokens_per_expert": float(work.m)})
+                "touched": float(touched),
+                "tokens_per_expert": num_tokens * top_k / ep / max(float(touched), 1e-9)})
 
 
 def attention_prefill_work(num_seqs, new_tokens, attn_pairs, ctx_tokens, num_heads,
