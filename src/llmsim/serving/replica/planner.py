@@ -68,6 +68,9 @@ class RunPlanner(ReplicaState):
         return seg
 
     def _speculate(self, seg: Segment, plan: StepPlan) -> None:
+        """Attach the run after a head step: the decoding set as it will be at the head's end
+        (with the requests whose prompts complete), planned from there by ``_plan_run``; no
+        run if a decoder finishes at the head step (the scheduler must look again)."""
         t, bs = self.table, self.bs
         decode = plan.decode
         tick0 = self.tick + 1 if decode else self.tick

@@ -34,7 +34,6 @@ class Segment:
         return (1 if self.feats is not None else 0) + self.n
 
 
-
 class PhasedRun:
     """A closed-form run made of decode *phases*: between two finishes the decoding set is
     fixed and the run is a decode run (``LinearRun`` / ``PiecewiseRun``); at a phase end the
