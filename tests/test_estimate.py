@@ -157,3 +157,16 @@ def test_pipeline_decode_is_a_steady_state_round_and_matches_the_simulator():
         "parallelism": {"tp": 2, "pp": 4},
         "workload": {"arrival": "batch", "num_requests": 8, "prompt": 512, "output": 128}})
     assert sim.summary()["tpot_s"]["mean"] == pytest.approx(r.tpot_s, rel=0.05)
+
+
+def test_one_output_token_has_no_tpot_and_int4_kv_counts_scales():
+    import math
+
+    r = llmsim.estimate("llama-3.1-8b", "h100-sxm", prompt=512, output=1)
+    assert math.isnan(r.tpot_s) and r.e2e_s == r.ttft_s
+    bf16 = llmsim.estimate("llama-3.1-8b", "h100-sxm", kv_dtype="bf16")
+    int4 = llmsim.estimate("llama-3.1-8b", "h100-sxm", kv_dtype="int4")
+    ratio = int4.kv_bytes_per_device / bf16.kv_bytes_per_device
+    assert ratio == pytest.approx((0.5 + 2 / 128) / 2)
+    with pytest.raises(llmsim.LLMSimError, match=r"must be in \(0, 1\]"):
+        llmsim.estimate("llama-3.1-8b", "h100-sxm", efficiency=1.2)

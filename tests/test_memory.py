@@ -72,6 +72,6 @@ def test_max_kv_tokens_and_fit():
 def test_does_not_fit_names_the_sizes_and_a_fix():
     model = get_model("llama-2-70b")
     cl = get_cluster(hardware="h100-sxm", num_gpus=1)
-    with pytest.raises(DoesNotFitError, match=r"need 13\d\.\d GB per GPU .* try --tp 4") as exc:
+    with pytest.raises(DoesNotFitError, match=r"need 128\.\d GiB per GPU .* try --tp 4") as exc:
         check_weights_fit(model, cl, ParallelSpec(), BF16)
     assert exc.value.need_bytes > exc.value.have_bytes

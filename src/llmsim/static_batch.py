@@ -181,8 +181,9 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         alt = "" if precision.kv.bits <= 8 else " or --kv-dtype fp8"
         raise DoesNotFitError(
             f"batch {batch} x {prompt}+{output} tokens needs {units.fmt_bytes(mem.peak_bytes)} per "
-            f"GPU (weights {units.fmt_bytes(mem.weight_bytes)}, KV {units.fmt_bytes(mem.kv_bytes)})"
-            f" but {cl.hardware.name} gives {units.fmt_bytes(mem.usable_bytes)} usable; "
+            f"GPU (weights {units.fmt_bytes(mem.weight_bytes)}, KV {units.fmt_bytes(mem.kv_bytes)},"
+            f" activations {units.fmt_bytes(mem.activation_bytes)} for the whole batch's prefill)"
+            f" but one {cl.hardware.name} gives {units.fmt_bytes(mem.usable_bytes)} usable; "
             f"try {hint}{alt}",
             need_bytes=mem.peak_bytes, have_bytes=mem.usable_bytes,
         )
@@ -208,8 +209,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
             lat = np.maximum(lat, micro * stage)
         tpot = float(np.mean(lat))
     else:
-        tpot = 0.0
-    decode_total = steps * tpot
+        tpot = float("nan")  # one output token: no decode step (vLLM leaves TPOT undefined)
+    decode_total = steps * tpot if steps > 0 else 0.0
     e2e = ttft + decode_total
 
     hw = cl.hardware

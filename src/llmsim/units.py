@@ -84,27 +84,31 @@ def parse_time(value: object, what: str = "time") -> float:
     return _parse(value, _TIME, what)
 
 
-def gb_to_bytes(gb: float) -> float:
-    """Decimal gigabytes (CLI flags such as ``--gpu-mem 16``) to bytes."""
-    return gb * GB
+def gib_to_bytes(gib: float) -> float:
+    """Memory sizes given on the command line (``--gpu-mem 16``) are GiB, as GPU and DRAM
+    capacities are (FlexGen's ``--gpu-mem`` too)."""
+    return gib * GiB
 
 
 def fmt_bytes(num_bytes: float) -> str:
-    """Render bytes in decimal GB/MB (vendor convention), e.g. ``"134.2 GB"``."""
+    """Render a memory size in binary units, as GPU memory is sized (an "80 GB" A100 holds
+    80 GiB), e.g. ``"128.5 GiB"``."""
     size = abs(num_bytes)
-    if size >= TB:
-        return f"{num_bytes / TB:.2f} TB"
-    if size >= GB:
-        return f"{num_bytes / GB:.1f} GB"
-    if size >= MB:
-        return f"{num_bytes / MB:.1f} MB"
-    if size >= KB:
-        return f"{num_bytes / KB:.1f} kB"
+    if size >= TiB:
+        return f"{num_bytes / TiB:.2f} TiB"
+    if size >= GiB:
+        return f"{num_bytes / GiB:.1f} GiB"
+    if size >= MiB:
+        return f"{num_bytes / MiB:.1f} MiB"
+    if size >= KiB:
+        return f"{num_bytes / KiB:.1f} KiB"
     return f"{num_bytes:.0f} B"
 
 
 def fmt_time(seconds: float) -> str:
-    """Render seconds with a readable unit, e.g. ``"12.3 ms"``."""
+    """Render seconds with a readable unit, e.g. ``"12.3 ms"`` (``"n/a"`` for NaN)."""
+    if seconds != seconds:
+        return "n/a"
     size = abs(seconds)
     if size >= 1.0:
         return f"{seconds:.3f} s"

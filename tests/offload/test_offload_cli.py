@@ -21,8 +21,8 @@ def test_solve_json_end_to_end(cli):
     assert set(data["policy"]) >= POLICY_KEYS
     assert data["feasible"] is True
     assert data["throughput_tokens_per_s"] > 0
-    # decimal GB flags: the GPU limit is alpha_g x 16e9 bytes
-    assert data["limit_bytes"]["gpu"] == pytest.approx(0.9 * 16e9)
+    # GiB flags (as FlexGen's): the GPU limit is alpha_g x 16 GiB
+    assert data["limit_bytes"]["gpu"] == pytest.approx(0.9 * 16 * 2**30)
     assert data["peak_gpu_bytes"] <= data["limit_bytes"]["gpu"] * (1 + 1e-6)
     assert data["peak_cpu_bytes"] <= data["limit_bytes"]["cpu"] * (1 + 1e-6)
     assert data["peak_disk_bytes"] <= data["limit_bytes"]["disk"] * (1 + 1e-6)
@@ -110,3 +110,12 @@ def test_runtime_pinning_and_host_efficiency_reach_the_json(cli):
     assert other["runtime"] == "fused" and other["policy"]["pin_weight"] is False
     assert other["system"]["host_efficiency"]["h2d_eff"] == 1.0  # a given rate is achieved
     assert other["system"]["h2d_bytes_per_s"] == pytest.approx(12e9)
+
+
+def test_solve_rejects_slack_above_one_but_evaluate_allows_flexgen_style(cli):
+    res = cli("offload", "solve", "--model", "opt-6.7b", "--alpha-g", "2")
+    assert res.code == 2 and "--alpha-g must be in (0, 1]" in res.err
+    ok = cli("offload", "evaluate", "--model", "opt-30b", "--gpu-batch-size", "48",
+             "--num-gpu-batches", "3", "--percent", "20", "80", "0", "100", "0", "100",
+             "--cpu-cache-compute", "--alpha-g", "1.2", "--alpha-c", "1.2", "--format", "json")
+    assert ok.code == 0, ok.err

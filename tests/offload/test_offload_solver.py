@@ -100,7 +100,7 @@ def test_all_on_gpu_agrees_with_core_estimate(model, hardware, batch):
 
 
 def test_infeasible_names_the_short_tier_and_amount():
-    with pytest.raises(InfeasibleError, match=r"disk tier is short by [\d.]+ (GB|TB)") as info:
+    with pytest.raises(InfeasibleError, match=r"disk tier is short by [\d.]+ (GiB|TiB)") as info:
         solve("opt-175b", 512, 32, gpu_batch_sizes=GBS, num_gpu_batches=NGB, **T4,
               cpu_mem_bytes=10e9, disk_mem_bytes=100e9)
     short = info.value.short_bytes

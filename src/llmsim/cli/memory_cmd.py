@@ -61,6 +61,9 @@ def memory_cmd(
     if not model or not (hardware or cluster):
         raise ConfigError("give --model and --hardware (or --cluster)")
     spec = get_model(model)
+    if seq_len > spec.max_position_embeddings:
+        raise ConfigError(f"--seq-len {seq_len} exceeds {spec.name}'s context of "
+                          f"{spec.max_position_embeddings} tokens")
     plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp)
     plan.validate_for(spec)
     cl = get_cluster(cluster, hardware, num_gpus or plan.num_gpus)

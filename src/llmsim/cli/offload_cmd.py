@@ -43,11 +43,11 @@ HostArg = Annotated[str | None, typer.Option(
     "--host", help="Host spec: CPU, DRAM, PCIe, disk (default: gcp-t4-flexgen for a T4, "
                    "else a generic server of the GPU's PCIe generation).")]
 GpuMemOpt = Annotated[float | None, typer.Option(
-    "--gpu-mem", help="GPU memory, GB (decimal; default: the GPU's capacity).")]
+    "--gpu-mem", help="GPU memory, GiB (default: the GPU's capacity).")]
 CpuMemOpt = Annotated[float | None, typer.Option(
-    "--cpu-mem", help="CPU DRAM for offloading, GB (default: the host's).")]
+    "--cpu-mem", help="CPU DRAM for offloading, GiB (default: the host's).")]
 NvmeMemOpt = Annotated[float | None, typer.Option(
-    "--nvme-mem", help="Disk space for offloading, GB (0: no disk tier; default: the host's).")]
+    "--nvme-mem", help="Disk space for offloading, GiB (0: no disk tier; default: the host's).")]
 H2dOpt = Annotated[float | None, typer.Option("--h2d-bw", help="CPU->GPU bandwidth, GB/s.")]
 D2hOpt = Annotated[float | None, typer.Option("--d2h-bw", help="GPU->CPU bandwidth, GB/s.")]
 DiskReadOpt = Annotated[float | None, typer.Option(
@@ -89,9 +89,9 @@ def _machine(gpu_mem, cpu_mem, nvme_mem, h2d, d2h, disk_r, disk_w, cpu_bw, cpu_t
         return None if v is None else v * units.GB
 
     return {
-        "gpu_mem_bytes": None if gpu_mem is None else units.gb_to_bytes(gpu_mem),
-        "cpu_mem_bytes": None if cpu_mem is None else units.gb_to_bytes(cpu_mem),
-        "disk_mem_bytes": None if nvme_mem is None else units.gb_to_bytes(nvme_mem),
+        "gpu_mem_bytes": None if gpu_mem is None else units.gib_to_bytes(gpu_mem),
+        "cpu_mem_bytes": None if cpu_mem is None else units.gib_to_bytes(cpu_mem),
+        "disk_mem_bytes": None if nvme_mem is None else units.gib_to_bytes(nvme_mem),
         "h2d_bytes_per_s": gbs(h2d), "d2h_bytes_per_s": gbs(d2h),
         "disk_read_bytes_per_s": gbs(disk_r), "disk_write_bytes_per_s": gbs(disk_w),
         "cpu_mem_bandwidth_bytes_per_s": gbs(cpu_bw),

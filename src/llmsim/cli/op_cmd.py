@@ -84,7 +84,8 @@ def op_cmd(
                     profile=prof, efficiency=efficiency, **shape)
     data = {"kind": cost.kind.value, "hardware": hardware, "dtype": dtype,
             **{k2: v for k2, v in shape.items() if v is not None}, "time_s": cost.time_s,
-            "flops": cost.flops, "bytes": cost.bytes, "bound": cost.bound.value,
+            "flops": cost.flops, "bytes": cost.bytes, "comm_bytes": cost.comm_bytes,
+            "bound": cost.bound.value,
             "compute_s": cost.compute_s, "memory_s": cost.memory_s, "comm_s": cost.comm_s,
             "overhead_s": cost.overhead_s}
     if fmt == Format.json:

@@ -30,7 +30,9 @@ DpOpt = Annotated[int, typer.Option(
 MicroOpt = Annotated[int, typer.Option(
     "--micro-batches", min=0, help="Pipeline micro-batches (0: one per stage).")]
 DtypeOpt = Annotated[str | None, typer.Option(
-    "--dtype", help="Weights+activations(+KV) format: fp32 bf16 fp16 fp8 int8 int4 fp4.")]
+    "--dtype", help="Weight format fp32 bf16 fp16 fp8 int8 int4 fp4; float formats of 8+ bits "
+                    "also set activations and KV (fp8: W8A8 + fp8 KV), int8/int4/fp4 run "
+                    "weight-only with 16-bit activations. Override with --act-dtype/--kv-dtype.")]
 WeightDtypeOpt = Annotated[str | None, typer.Option("--weight-dtype", help="Weight format.")]
 ActDtypeOpt = Annotated[str | None, typer.Option("--act-dtype", help="Activation format.")]
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", help="KV-cache format.")]

@@ -58,9 +58,10 @@ class Layout:
         MHA/GQA: kv_heads_per_device x (head_dim + v_head_dim) x kv bytes.
         MLA: (kv_lora_rank + qk_rope_head_dim) x kv bytes, replicated on every TP rank.
         """
+        kv_bytes = self.precision.kv.bytes_with_scales  # int4 / fp4 caches carry group scales
         if attn.is_mla:
-            return attn.kv_cache_elements_per_token * self.precision.kv.bytes
-        return self.kv_heads(attn) * (attn.head_dim + attn.value_head_dim) * self.precision.kv.bytes
+            return attn.kv_cache_elements_per_token * kv_bytes
+        return self.kv_heads(attn) * (attn.head_dim + attn.value_head_dim) * kv_bytes
 
     def attention_dims(self, attn: AttentionBlock, decode: bool) -> tuple[int, int]:
         """(qk_dim, v_dim) of the attention kernel. MLA decode runs weight-absorbed over the

@@ -183,8 +183,9 @@ class AnalyticStepTimeModel:
                 f"the plan needs {plan.num_gpus} GPUs (tp {plan.tp} x pp {plan.pp} x dp "
                 f"{plan.dp}) but the cluster has {cluster.num_gpus}; raise --num-gpus"
             )
-        if efficiency is not None and not 0 < efficiency <= 1.5:
-            raise ConfigError(f"efficiency {efficiency} must be in (0, 1.5]")
+        if efficiency is not None and not 0 < efficiency <= 1.0:
+            raise ConfigError(f"--efficiency {efficiency} must be in (0, 1]: a fraction of the "
+                              "datasheet peaks")
         precision = precision or Precision.resolve(
             model.weight_dtype, supported=cluster.hardware.supported_dtypes)
         prof = (profile or Profile.load()).for_hardware(cluster.hardware, efficiency)

@@ -214,7 +214,7 @@ def check_weights_fit(model: ModelSpec, cluster: Cluster, plan: ParallelSpec,
         hint = fit_suggestion(model, cluster, plan, precision, weights)
         raise DoesNotFitError(
             f"{model.name} weights need {units.fmt_bytes(weights)} per GPU "
-            f"({precision.weight.value}, tp {plan.tp}, pp {plan.pp}, ep {plan.ep}) but a "
+            f"({precision.weight.value}, tp {plan.tp}, pp {plan.pp}, ep {plan.ep}) but one "
             f"{cluster.hardware.name} gives {units.fmt_bytes(usable)} usable; try {hint}",
             need_bytes=weights, have_bytes=usable,
         )

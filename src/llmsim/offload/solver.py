@@ -39,6 +39,9 @@ GPU_BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 
                    1024, 1536, 2048)
 NUM_GPU_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
+# FlexGen's cost model evaluates a given policy with alpha 1.2 (its peak estimate is conservative)
+EVALUATE_MAX_ALPHA = 1.5
+
 _FIX = {
     "gpu": "raise --gpu-mem or --alpha-g, use --compress-w, or shorten --prompt-len",
     "cpu": "raise --cpu-mem or --alpha-c, or give the disk more room (--nvme-mem)",
@@ -49,11 +52,13 @@ _FIX = {
 def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: Any,
               host: Any, system: OffloadSystem | None, moe_experts: MoEExpertTraffic | str,
               profile: Profile | str | None, efficiency: float | None,
-              machine: dict[str, Any], runtime: str | Runtime = FLEXGEN) -> Workload:
+              machine: dict[str, Any], runtime: str | Runtime = FLEXGEN,
+              max_alpha: float = 1.0) -> Workload:
     spec = get_model(model)
     prof = profile if isinstance(profile, Profile) or profile is None else Profile.load(profile)
     if system is None:
-        system = build_system(hardware, host, profile=prof, efficiency=efficiency, **machine)
+        system = build_system(hardware, host, profile=prof, efficiency=efficiency,
+                              max_alpha=max_alpha, **machine)
     elif machine or hardware is not None or host is not None:
         raise ConfigError("give either system= or hardware/host/overrides, not both")
     try:
@@ -122,7 +127,7 @@ def evaluate(model: str | ModelSpec, policy: OffloadPolicy, prompt_len: int = 51
     if not isinstance(policy, OffloadPolicy):
         raise ConfigError(f"policy must be an OffloadPolicy, got {type(policy).__name__}")
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
-                   efficiency, machine, runtime)
+                   efficiency, machine, runtime, max_alpha=EVALUATE_MAX_ALPHA)
     return evaluate_workload(wl, policy)
 
 

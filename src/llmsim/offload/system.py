@@ -182,11 +182,14 @@ def build_system(hardware: str | HardwareSpec | None = None, host: str | HostSpe
                  alpha_n: float = DEFAULT_ALPHA_N,
                  compute_dtype: DType = DType.FP32,
                  profile: Profile | str | None = None, efficiency: float | None = None,
-                 host_efficiency: ResolvedHost | None = None) -> OffloadSystem:
+                 host_efficiency: ResolvedHost | None = None,
+                 max_alpha: float = 1.0) -> OffloadSystem:
     """Resolve catalog names and explicit overrides into an :class:`OffloadSystem`.
 
-    Sizes must be > 0 (the disk may be 0: no disk tier); rates > 0; ``alpha_*`` in (0, 2]
-    (FlexGen evaluates given policies with alpha 1.2 to tolerate an imprecise peak estimate).
+    Sizes must be > 0 (the disk may be 0: no disk tier); rates > 0; ``alpha_*`` in
+    (0, ``max_alpha``]: 1 when searching for a policy (no placement may exceed a tier); evaluate
+    allows up to 1.5, as FlexGen's cost model evaluates a given policy with alpha 1.2 to tolerate
+    its conservative peak-memory estimate.
     ``cpu_flops_per_s`` defaults to the host's peak for ``compute_dtype`` (fp32: FlexGen
     computes CPU attention in fp32).
 
@@ -206,9 +209,13 @@ def build_system(hardware: str | HardwareSpec | None = None, host: str | HostSpe
     _positive("--nvme-mem", disk_mem_bytes, "bytes", allow_zero=True)
     for name, value in (("--alpha-g", alpha_g), ("--alpha-c", alpha_c), ("--alpha-n", alpha_n)):
         if not isinstance(value, (int, float)) or not math.isfinite(value) or \
-                not 0 < value <= 2:
-            raise ConfigError(f"{name} must be in (0, 2], got {value!r}")
+                not 0 < value <= max_alpha:
+            raise ConfigError(f"{name} must be in (0, {max_alpha:g}] (the share of the tier a "
+                              f"placement may fill), got {value!r}")
     hw = get_hardware(hardware or DEFAULT_HARDWARE)
+    if gpu_mem_bytes is not None and gpu_mem_bytes > hw.memory_bytes * 1.001:
+        log.warning("--gpu-mem %s is more than a %s has (%s)", units.fmt_bytes(gpu_mem_bytes),
+                    hw.name, units.fmt_bytes(hw.memory_bytes))
     if host is None:
         host = default_host(hw)
         log.info("no host given: using %s for %s", host, hw.name)
