@@ -157,6 +157,7 @@ def test_pipeline_decode_is_a_steady_state_round_and_matches_the_simulator():
         "parallelism": {"tp": 2, "pp": 4},
         "workload": {"arrival": "batch", "num_requests": 8, "prompt": 512, "output": 128}})
     assert sim.summary()["tpot_s"]["mean"] == pytest.approx(r.tpot_s, rel=0.05)
+    assert sim.summary()["ttft_s"]["max"] == pytest.approx(r.ttft_s, rel=0.05)
 
 
 def test_one_output_token_has_no_tpot_and_int4_kv_counts_scales():

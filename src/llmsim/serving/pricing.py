@@ -6,11 +6,13 @@ iteration (every sequence of the step advances once) then takes
 
     round = max(step_time(shape / m), m * stage_time(shape / m))
 
-(latency bound by the full step through all stages, throughput by the slowest stage).
+(latency bound by the full step through all stages, throughput by the slowest stage); a
+prefill that starts with the pipeline empty (nothing decoding) pays the fill instead,
+``step_time(shape / m) + (m - 1) * stage_time(shape / m)``, as ``llmsim estimate``'s TTFT does.
 
 **Decode runs** are priced in closed form from a tabulated decode curve per batch size
-(:mod:`llmsim.serving.decoderuns`); with PP a round's micro-batch curve is scaled by the
-round / step ratio of the run's first step.
+(:mod:`llmsim.serving.decoderuns`); with PP the curve tabulates the round time itself,
+``max(step_time(mb), m * stage_time(mb))``, of the largest micro-batch at each context.
 
 **Swap** (preemption by swapping KV to host): ``tokens * kv_bytes_per_token / host_bandwidth +
 latency`` per device, all devices of the replica in parallel over their own PCIe links.
@@ -32,14 +34,18 @@ from llmsim.serving.decoderuns import DecodeCurve, LinearRun, PiecewiseRun
 
 
 def scale_shape(shape: BatchShape, m: int) -> BatchShape:
-    """One of ``m`` equal micro-batches of ``shape`` (counts rounded up)."""
+    """The largest of ``m`` micro-batches of ``shape``: counts rounded up, the decode keys those
+    of ``ceil(seqs / m)`` sequences at the mean context (as the closed-form decode runs price a
+    micro-batch), prefill pairs and keys split evenly."""
     if m <= 1:
         return shape
+    dseqs = -(-shape.decode_seqs // m)
+    dctx = shape.decode_ctx_tokens / shape.decode_seqs * dseqs if shape.decode_seqs else 0.0
     return BatchShape(
         prefill_seqs=-(-shape.prefill_seqs // m), prefill_tokens=-(-shape.prefill_tokens // m),
         prefill_attn_pairs=shape.prefill_attn_pairs / m,
         prefill_ctx_tokens=shape.prefill_ctx_tokens / m,
-        decode_seqs=-(-shape.decode_seqs // m), decode_ctx_tokens=shape.decode_ctx_tokens / m,
+        decode_seqs=dseqs, decode_ctx_tokens=dctx,
         logits_seqs=-(-shape.num_logits // m),
     )
 
@@ -57,16 +63,24 @@ class StepPricer:
         self.host_bw = host_bandwidth_bytes_per_s
         self.host_latency_s = host_latency_s
         self._curves: dict[int, DecodeCurve] = {}
+        self._pp_curves: dict[tuple[int, int], DecodeCurve] = {}
         self._vector = getattr(step_model, "decode_step_times", None)
+        self._stages = getattr(step_model, "decode_stage_times", None)
         self.num_priced = 0
 
     # ------------------------------------------------------------------ single steps
-    def step_s(self, shape: BatchShape, num_seqs: int) -> float:
+    def step_s(self, shape: BatchShape, num_seqs: int, fill: bool = False) -> float:
+        """One engine round of ``shape``. With PP and ``fill`` (the pipeline starts empty: a
+        prefill with nothing decoding) the last micro-batch leaves after
+        ``step_time(mb) + (m - 1) * stage_time(mb)``; in steady state a round takes
+        ``max(step_time(mb), m * stage_time(mb))``."""
         self.num_priced += 1
         m = min(self.micro, num_seqs)
         if m <= 1:
             return self.model.step_time(shape)
         mb = scale_shape(shape, m)
+        if fill:
+            return self.model.step_time(mb) + (m - 1) * self.model.stage_time(mb)
         return max(self.model.step_time(mb), m * self.model.stage_time(mb))
 
     def swap_s(self, tokens: int) -> float:
@@ -88,22 +102,33 @@ class StepPricer:
             self._curves[seqs] = c
         return c
 
-    def pp_factor(self, seqs: int, ctx_total: float) -> tuple[int, float]:
-        """(micro-batches m, round / step_time(micro-batch)) for a decode round with PP."""
-        m = min(self.micro, seqs)
-        if m <= 1:
-            return 1, 1.0
-        mb = BatchShape.decode(-(-seqs // m), ctx_total / seqs)
-        step = self.model.step_time(mb)
-        return m, max(1.0, m * self.model.stage_time(mb) / step) if step > 0 else 1.0
+    def _round_times(self, m: int, seqs: int, ctx_per_seq: np.ndarray) -> np.ndarray:
+        """Steady-state PP round times of ``m`` micro-batches of ``seqs`` sequences each:
+        ``max(step_time(mb), m * stage_time(mb))`` at every context (as :meth:`step_s`)."""
+        if self._stages is not None:
+            step = self._decode_times(seqs, ctx_per_seq)
+            stage = np.asarray(self._stages(seqs, ctx_per_seq), dtype=np.float64).max(axis=0)
+            return np.maximum(step, m * stage)
+        mt = self.model
+        return np.array([max(mt.step_time(s), m * mt.stage_time(s))
+                         for s in (BatchShape.decode(seqs, float(c)) for c in ctx_per_seq)])
+
+    def pp_curve(self, m: int, seqs: int) -> DecodeCurve:
+        """The decode curve of a PP round of ``m`` micro-batches of ``seqs`` sequences."""
+        c = self._pp_curves.get((m, seqs))
+        if c is None:
+            c = DecodeCurve(lambda s, x: self._round_times(m, s, x), seqs, self.max_context)
+            self._pp_curves[(m, seqs)] = c
+        return c
 
     def decode_run(self, seqs: int, ctx_total: float, max_steps: int) -> LinearRun | PiecewiseRun:
         """A run of up to ``max_steps`` decode steps of ``seqs`` sequences whose total context
         (keys read, incl. the new token) is ``ctx_total`` at the first step; the context per
         sequence grows by one per step."""
         if self.micro > 1:
-            m, f = self.pp_factor(seqs, ctx_total)
-            return self.curve(-(-seqs // m)).run(ctx_total / seqs, max_steps, f)
+            m = min(self.micro, seqs)
+            if m > 1:
+                return self.pp_curve(m, -(-seqs // m)).run(ctx_total / seqs, max_steps)
         curve = self._curves.get(seqs)
         if curve is None:
             curve = self.curve(seqs)

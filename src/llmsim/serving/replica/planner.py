@@ -57,7 +57,7 @@ class RunPlanner(ReplicaState):
         nd = self.n_dec if decode else 0
         dctx = float(self.dec_ctx) if decode else 0.0
         shape = BatchShape(pre_seqs, pre_tokens, pairs, pctx, nd, dctx, nd + completing)
-        dur = self.pricer.step_s(shape, pre_seqs + nd) if pre_tokens + nd else 0.0
+        dur = self.pricer.step_s(shape, pre_seqs + nd, fill=nd == 0) if pre_tokens + nd else 0.0
         swap = plan.swap_in_tokens + plan.swap_out_tokens
         if swap:
             dur += self.pricer.swap_s(swap)
