@@ -126,3 +126,15 @@ def test_unsupported_family_and_bad_json(tmp_path):
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(SpecError, match="invalid JSON"):
         get_model(str(tmp_path / "bad.json"))
+
+
+def test_missing_config_paths_and_unknown_hf_ids(tmp_path):
+    with pytest.raises(SpecError, match="no such file"):
+        get_model(str(tmp_path / "nope.json"))
+    with pytest.raises(UnknownNameError, match="Did you mean"):
+        get_model("meta-llama/Llama-2-7b-hg")
+    shipped = resources.files("llmsim.data").joinpath("models/llama-2-7b.json")
+    cfg = json.loads(shipped.read_text())
+    cfg.pop("_name_or_path", None)
+    (tmp_path / "my-model.json").write_text(json.dumps(cfg))
+    assert get_model(str(tmp_path / "my-model.json")).name == "my-model"

@@ -176,3 +176,28 @@ def test_scenario_file(tmp_path):
     assert res.exit_code == 0, res.output
     s = json.loads(res.output)
     assert s["model"] == "tiny-dense-on-h100" and s["tp"] == 2 and s["num_completed"] == 50
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--priority-levels", "3"], "needs scheduler order 'priority'"),
+    (["--think-time", "1"], "closed-loop clients only"),
+    (["--shared-prefix", "5000", "--prompt-dist", "1000"], "longer than the shortest prompt"),
+])
+def test_flags_that_would_be_ignored_are_errors(cli, extra, needle):
+    res = cli("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--num-requests", "20",
+              "--rate", "2", *extra)
+    assert res.code == 2 and needle in res.err and len(res.err.strip().splitlines()) == 1
+
+
+def test_csv_format_prints_the_request_table_and_rate_overrides_trace_times(cli, tmp_path):
+    res = cli("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--num-requests", "20",
+              "--rate", "2", "--format", "csv")
+    assert res.code == 0 and res.out.startswith("request_id,") and len(res.out.splitlines()) == 21
+    js = cli("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--trace", "azure-conv",
+             "--rate", "3", "--num-requests", "50", "--format", "json").json()
+    assert js["workload"]["arrival"].startswith("poisson 3")
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    out = cli("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--num-requests", "5",
+              "--rate", "2", "--out", str(blocker))
+    assert out.code == 2 and "is a file" in out.err

@@ -63,7 +63,7 @@ def validate_spec(cls: type[Spec], data: dict[str, Any], origin: str) -> Spec:
                 problems.append(f"unknown key {loc!r}{hint}")
             else:
                 msg = err["msg"].removeprefix("Value error, ")
-                problems.append(f"{loc}: {msg}")
+                problems.append(f"{loc}: {msg}" if loc else msg)
         raise SpecError(f"{origin}: " + "; ".join(problems)) from None
 
 

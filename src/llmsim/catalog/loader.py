@@ -191,13 +191,23 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     path = Path(key).expanduser()
     if path.is_dir():
         path = path / "config.json"
+    # a path, not an unknown HF id ("org/name"): a config suffix, an explicit folder prefix, or
+    # a folder that exists
+    looks_like_path = (key.endswith((".json", ".yaml", ".yml"))
+                       or key.startswith(("/", "./", "../", "~"))
+                       or ("/" in key and path.parent.is_dir() and str(path.parent) != "."))
+    if looks_like_path and not path.is_file():
+        raise SpecError(f"{path}: no such file (a model is a catalog name, an HF id, or the path "
+                        "of a config.json)")
     if path.suffix == ".json" and path.is_file():
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise SpecError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        return from_hf_config(config, name=config.get("_name_or_path") or path.parent.name or
-                              path.stem, source=str(path))
+        # HF's own name if the file has one, else the folder of a config.json, else the file
+        name = config.get("_name_or_path") or (
+            path.parent.name if path.name == "config.json" and path.parent.name else path.stem)
+        return from_hf_config(config, name=name, source=str(path))
     if path.suffix in (".yaml", ".yml") and path.is_file():
         from llmsim.catalog.scenario import load_scenario
 

@@ -154,8 +154,9 @@ def simulate_cmd(
     from llmsim.cli.estimate_cmd import resolve_common
     from llmsim.serving.config import SimulationConfig, load_config, merge
 
-    if fmt == Format.csv:
-        raise ConfigError("simulate prints a table or JSON; use --out DIR for CSV files")
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file; simulate writes a folder (summary.json, "
+                          "requests, time series, plots): give a folder name")
     if requests_format not in ("csv", "parquet"):
         raise ConfigError(f"--requests-format must be csv or parquet, got {requests_format!r}")
     common = resolve_common(scenario, model=model, hardware=hardware, cluster=cluster,
@@ -222,6 +223,10 @@ def simulate_cmd(
         from llmsim.report.render import as_json, emit
 
         emit(as_json(report.summary()))
+    elif fmt == Format.csv:  # the per-request table
+        from llmsim.report.render import emit, frame_to_csv
+
+        emit(frame_to_csv(report.requests))
     else:
         _render(report.summary(), out)
 

@@ -47,7 +47,7 @@ class HardwareSection(Spec):
     num_gpus: int | None = Field(default=None, gt=0)
     profile: str | None = None
     efficiency: float | None = None
-    memory_utilization: float = Field(default=0.9, gt=0.05, le=1.0)
+    memory_utilization: float = Field(default=0.9, ge=0.05, le=1.0)
 
 
 class ParallelismSection(Spec):
@@ -128,6 +128,9 @@ class SimulationConfig(Spec):
     def _check(self) -> SimulationConfig:
         if self.hardware.name is None and self.hardware.cluster is None:
             raise ValueError("hardware: give name (e.g. h100-sxm) or cluster")
+        if self.workload.priority_levels > 1 and self.scheduler.order != Order.PRIORITY:
+            raise ValueError("workload.priority_levels needs scheduler order 'priority' "
+                             "(--order priority); fcfs ignores priorities")
         return self
 
 

@@ -106,9 +106,9 @@ def build_workload(cfg: Any) -> Workload:
         inputs, outputs, arrival, priority, offsets, values, reps = _tile(trace, n)
         info.update(trace=trace.path, trace_format=trace.format, trace_rows=len(trace),
                     tiles=reps)
-        if arrival_name is None and arrival is not None:
+        if arrival_name is None and arrival is not None and cfg.rate is None:
             info["arrival"] = "trace timestamps"
-        else:
+        else:  # --arrival / --rate replace the trace's timestamps (its lengths are kept)
             arrival = None
     else:
         n = cfg.num_requests or 1000
@@ -134,6 +134,12 @@ def build_workload(cfg: Any) -> Workload:
     if cfg.rate_scale != 1.0:
         arrival = arrival / cfg.rate_scale
         info["rate_scale"] = cfg.rate_scale
+    if cfg.think_time_s and not cfg.concurrency:
+        raise ConfigError("--think-time applies to closed-loop clients only; add "
+                          "--concurrency C")
+    if cfg.shared_prefix_tokens and int(np.min(inputs)) < cfg.shared_prefix_tokens:
+        raise ConfigError(f"--shared-prefix {cfg.shared_prefix_tokens} is longer than the "
+                          f"shortest prompt ({int(np.min(inputs))} tokens); lower it")
     if priority is None and cfg.priority_levels > 1:
         priority = rng_prio.integers(0, cfg.priority_levels, size=n)
     if cfg.concurrency:
