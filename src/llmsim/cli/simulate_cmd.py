@@ -42,7 +42,9 @@ def simulate_cmd(
     pp: Annotated[int | None, typer.Option("--pp", min=1, help="Pipeline stages.")] = None,
     ep: Annotated[int | None, typer.Option("--ep", min=1, help="Expert-parallel ways.")] = None,
     replicas: Annotated[int | None, typer.Option(
-        "--replicas", "--dp", min=1, help="Data-parallel replicas behind the router.")] = None,
+        "--replicas", "--dp", min=1,
+        help="Independent data-parallel replicas behind the router (each tp x pp GPUs; "
+             "unlike estimate's --dp, MoE experts are not shared across replicas).")] = None,
     micro_batches: Annotated[int | None, typer.Option(
         "--micro-batches", min=0, help="Pipeline micro-batches in flight (0: one per stage).")
     ] = None,

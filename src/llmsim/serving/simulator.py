@@ -74,9 +74,10 @@ class ServingSetup:
         self.kv_tokens = self._kv_capacity()
         self.num_blocks = self.kv_tokens // sc.block_size
         if self.num_blocks < 1:
+            fix = ("raise --kv-capacity-tokens" if sc.kv_capacity_tokens is not None else
+                   "raise --tp or --memory-utilization, or lower --max-num-batched-tokens")
             raise DoesNotFitError(f"no room for the KV cache: {self.kv_tokens} tokens is less "
-                                  f"than one block of {sc.block_size}; raise --tp or lower "
-                                  "--max-num-batched-tokens")
+                                  f"than one block of {sc.block_size}; {fix}")
         self.watermark_blocks = (int(sc.watermark_frac * self.num_blocks)
                                  if self.scheduler_cls.__name__ == "ContinuousBatching" else 0)
         self.host_blocks = 0
