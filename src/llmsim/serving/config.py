@@ -16,6 +16,7 @@ Unknown keys are rejected with a did-you-mean (``llmsim.catalog._base.validate_s
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from pydantic import Field, model_validator
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.errors import ConfigError
 from llmsim.serving.schedulers.base import Order
+
+log = logging.getLogger(__name__)
 
 
 class Preemption(str, Enum):
@@ -129,8 +132,9 @@ class SimulationConfig(Spec):
         if self.hardware.name is None and self.hardware.cluster is None:
             raise ValueError("hardware: give name (e.g. h100-sxm) or cluster")
         if self.workload.priority_levels > 1 and self.scheduler.order != Order.PRIORITY:
-            raise ValueError("workload.priority_levels needs scheduler order 'priority' "
-                             "(--order priority); fcfs ignores priorities")
+            log.warning("priorities are drawn (%d levels) but the fcfs order ignores them; "
+                        "add --order priority to schedule by them",
+                        self.workload.priority_levels)
         return self
 
 

@@ -17,6 +17,7 @@ Trace tiling: asking for more requests than a trace holds repeats it; tile ``k``
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ from llmsim.serving.lengths import make_length_dist
 from llmsim.serving.traces import Trace, load_trace
 
 _KEY_STRIDE = 1_000_003  # > any block index: keys (block id, position) stay distinct
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -137,9 +140,13 @@ def build_workload(cfg: Any) -> Workload:
     if cfg.think_time_s and not cfg.concurrency:
         raise ConfigError("--think-time applies to closed-loop clients only; add "
                           "--concurrency C")
+    if cfg.shared_prefix_tokens and int(np.max(inputs)) <= cfg.shared_prefix_tokens:
+        raise ConfigError(f"--shared-prefix {cfg.shared_prefix_tokens} is not shorter than any "
+                          f"prompt (the longest has {int(np.max(inputs))} tokens); lower it")
     if cfg.shared_prefix_tokens and int(np.min(inputs)) < cfg.shared_prefix_tokens:
-        raise ConfigError(f"--shared-prefix {cfg.shared_prefix_tokens} is longer than the "
-                          f"shortest prompt ({int(np.min(inputs))} tokens); lower it")
+        log.warning("--shared-prefix %d is longer than some prompts (shortest %d tokens): those "
+                    "share only their whole blocks", cfg.shared_prefix_tokens,
+                    int(np.min(inputs)))
     if priority is None and cfg.priority_levels > 1:
         priority = rng_prio.integers(0, cfg.priority_levels, size=n)
     if cfg.concurrency:
