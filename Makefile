@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 PYTEST_ARGS ?=
+# Each benchmark smoke run is cut off after this long where GNU timeout exists (CI must not hang).
+BENCH_TIMEOUT_S ?= 900
+LIMIT := $(shell command -v timeout >/dev/null 2>&1 && echo timeout $(BENCH_TIMEOUT_S))
 
 .PHONY: demo test install install-torch lint bench-smoke bench accuracy fit-profile clean
 
@@ -38,9 +41,9 @@ lint: install
 	$(BIN)/python -m ruff check src tests benchmarks scripts
 
 bench-smoke: install
-	$(BIN)/python benchmarks/accuracy.py --smoke
-	$(BIN)/python benchmarks/sim_speed.py --smoke
-	$(BIN)/python benchmarks/offload_accuracy.py --smoke
+	$(LIMIT) $(BIN)/python benchmarks/accuracy.py --smoke
+	$(LIMIT) $(BIN)/python benchmarks/sim_speed.py --smoke
+	$(LIMIT) $(BIN)/python benchmarks/offload_accuracy.py --smoke
 
 accuracy: install
 	$(BIN)/python benchmarks/accuracy.py

@@ -78,9 +78,9 @@ def run_case(case: dict, queue: mp.Queue) -> None:
     priced = [0.0, 0]
     step_s = sim.pricer.step_s
 
-    def timed(shape, seqs):  # wall time inside the cost model for prefill / mixed steps
+    def timed(*args, **kwargs):  # wall time inside the cost model for prefill / mixed steps
         t = time.perf_counter()
-        out = step_s(shape, seqs)
+        out = step_s(*args, **kwargs)
         priced[0] += time.perf_counter() - t
         priced[1] += 1
         return out
@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 q: mp.Queue = ctx.Queue()
                 proc = ctx.Process(target=run_case, args=(case, q))
                 proc.start()
-                runs.append(q.get())
-                proc.join()
+                runs.append(_result(proc, q, case))
             res = min(runs, key=lambda r: r["wall_s"])
             res["runs_wall_s"] = [r["wall_s"] for r in runs]
             results.append(res)
@@ -159,6 +158,27 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps({"trace": trace_desc, "machine": machine,
                                               "results": results}, indent=2) + "\n")
     return 0
+
+
+def _result(proc, queue: mp.Queue, case: dict) -> dict:
+    """The child's result; a child that dies (exception, OOM kill) fails the run, never hangs it."""
+    import queue as queue_mod
+
+    while True:
+        try:
+            res = queue.get(timeout=1.0)
+            proc.join()
+            return res
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                proc.join()
+                try:  # it may have put its result just before exiting
+                    return queue.get(timeout=1.0)
+                except queue_mod.Empty:
+                    pass
+                msg = (f"sim_speed: case {case['scheduler']} x {case['requests']} failed "
+                       f"(child exit code {proc.exitcode}); see its traceback above")
+                raise SystemExit(msg) from None
 
 
 def _cpu_model() -> str:

@@ -1,0 +1,30 @@
+"""The benchmark scripts run against the current API (CI's smoke run must not be the first to
+find out that one is broken). Tiny sizes: this checks that they run, not how fast."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_sim_speed_runs_both_schedulers(tmp_path):
+    out = tmp_path / "speed.json"
+    res = _run("benchmarks/sim_speed.py", "--sizes", "200", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "continuous" in res.stdout and "chunked" in res.stdout
+    assert out.exists()
+
+
+def test_sim_speed_child_failure_fails_the_run():
+    res = _run("benchmarks/sim_speed.py", "--sizes", "50", "--schedulers", "chunked",
+               "--trace", "/nonexistent/trace.csv")
+    assert res.returncode != 0
+    assert "failed (child exit code" in res.stderr
