@@ -231,3 +231,12 @@ def test_cpu_op_time_is_a_roofline():
                         cpu_flops_per_s=1e12)
     assert cpu_op_time_s(1e12, 1e9, sysm) == pytest.approx(1.0)  # compute-bound
     assert cpu_op_time_s(1e9, 1e12, sysm) == pytest.approx(10.0)  # memory-bound
+
+
+def test_unknown_machine_override_is_a_did_you_mean_not_a_type_error():
+    from llmsim.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="'gpu_mem'.*gpu_mem_bytes"):
+        solve("opt-6.7b", 512, 32, gpu_batch_sizes=GBS, num_gpu_batches=NGB, **T4, gpu_mem=16)
+    with pytest.raises(UnknownNameError, match="cpu_mem_bytes"):
+        evaluate("opt-6.7b", OffloadPolicy(4, 1), 512, 32, **T4, cpu_mem_byte=1e9)

@@ -10,6 +10,7 @@ candidate maximises ``block_size x gen_len / T``; ties go to the smaller block.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from llmsim import units
 from llmsim.catalog import ModelSpec, get_model
 from llmsim.costmodel import Profile
-from llmsim.errors import ConfigError, InfeasibleError
+from llmsim.errors import ConfigError, InfeasibleError, UnknownNameError
 from llmsim.offload.costmodel import (
     STAGES,
     TIERS,
@@ -49,6 +50,13 @@ _FIX = {
 }
 
 
+#: the keyword overrides ``solve`` / ``evaluate`` pass on to :func:`build_system` (sizes in bytes)
+_MACHINE_KEYS = frozenset(
+    name for name, par in inspect.signature(build_system).parameters.items()
+    if par.kind is inspect.Parameter.KEYWORD_ONLY
+) - {"profile", "efficiency", "host_efficiency", "max_alpha"}
+
+
 def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: Any,
               host: Any, system: OffloadSystem | None, moe_experts: MoEExpertTraffic | str,
               profile: Profile | str | None, efficiency: float | None,
@@ -56,6 +64,9 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
               max_alpha: float = 1.0) -> Workload:
     spec = get_model(model)
     prof = profile if isinstance(profile, Profile) or profile is None else Profile.load(profile)
+    unknown = sorted(set(machine) - _MACHINE_KEYS)
+    if unknown:
+        raise UnknownNameError("machine override", unknown[0], _MACHINE_KEYS)
     if system is None:
         system = build_system(hardware, host, profile=prof, efficiency=efficiency,
                               max_alpha=max_alpha, **machine)
