@@ -192,6 +192,32 @@ def test_precision_defaults():
     assert (p.weight, p.activation, p.kv) == (DType.INT4, DType.BF16, DType.BF16)
 
 
+@pytest.mark.parametrize("model, hardware, flags", [
+    ("llama-2-7b", "t4", {"dtype": "int4"}),        # W4A16 on a part without bf16
+    ("llama-2-7b", "t4", {"dtype": "int8"}),
+    ("llama-2-7b", "t4", {"weight_dtype": "fp8"}),  # no fp8 math: fp8 weights weight-only
+    ("opt-6.7b", "t4", {"dtype": "int4"}),
+    ("llama-2-7b", "tpu-v5e", {"dtype": "fp16"}),   # no fp16 math: bf16 activations
+    ("mixtral-8x7b", "t4", {"dtype": "int4", "tp": 4}),
+])
+def test_weight_only_formats_run_on_parts_without_bf16_or_fp8(model, hardware, flags):
+    from llmsim.static_batch import estimate
+
+    res = estimate(model, hardware, batch=1, prompt=128, output=8,
+                   num_gpus=flags.get("tp", 1), **flags)
+    assert res.tpot_s > 0
+    supported = get_cluster(hardware=hardware, num_gpus=1).hardware.supported_dtypes
+    act = DType.parse(res.precision.split()[1].removeprefix("A:"))
+    assert act in supported
+
+
+def test_activations_narrower_than_weights_are_rejected():
+    with pytest.raises(ConfigError, match=r"fp8 with wider fp16 weights.*--dtype fp8"):
+        Precision.resolve(DType.FP16, activation="fp8")
+    # 16-bit compute over fp32 weights (autocast) is allowed
+    assert Precision.resolve(DType.FP32, activation="bf16").activation == DType.BF16
+
+
 def test_mesh_fabric_gives_small_groups_a_share_of_the_aggregate():
     cl = get_cluster(hardware="mi300x", num_gpus=8)
     prof = Profile.empty().for_hardware(cl.hardware)

@@ -171,3 +171,13 @@ def test_one_output_token_has_no_tpot_and_int4_kv_counts_scales():
     assert ratio == pytest.approx((0.5 + 2 / 128) / 2)
     with pytest.raises(llmsim.LLMSimError, match=r"must be in \(0, 1\]"):
         llmsim.estimate("llama-3.1-8b", "h100-sxm", efficiency=1.2)
+
+
+def test_micro_batches_are_checked_and_reported():
+    shape = {"batch": 32, "prompt": 512, "output": 16}
+    with pytest.raises(ConfigError, match="at most --micro-batches 32"):
+        llmsim.estimate("llama-2-70b", "a100-sxm-80gb", tp=2, pp=4, micro_batches=64, **shape)
+    with pytest.raises(ConfigError, match="give --pp > 1"):
+        llmsim.estimate("llama-2-70b", "a100-sxm-80gb", tp=8, micro_batches=4, **shape)
+    res = llmsim.estimate("llama-2-70b", "a100-sxm-80gb", tp=2, pp=4, **shape)
+    assert res.micro_batches == 4 and res.as_dict()["micro_batches"] == 4

@@ -3,6 +3,8 @@ scales, what fits and the does-not-fit message."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmsim.catalog import ParallelSpec, get_cluster, get_model
@@ -75,3 +77,32 @@ def test_does_not_fit_names_the_sizes_and_a_fix():
     with pytest.raises(DoesNotFitError, match=r"need 128\.\d GiB per GPU .* try --tp 4") as exc:
         check_weights_fit(model, cl, ParallelSpec(), BF16)
     assert exc.value.need_bytes > exc.value.have_bytes
+
+
+def test_max_batch_does_not_depend_on_the_batch_asked_about():
+    from llmsim.memory import max_sequences
+
+    model = get_model("llama-2-70b")
+    cl = get_cluster(hardware="h100-sxm", num_gpus=4)
+    plan = ParallelSpec(tp=4)
+    b = max_sequences(model, cl, plan, BF16, 4096)
+    assert b >= 1
+    fits = analyze_memory(model, cl, plan, BF16, kv_tokens=b * 4096, max_tokens=b * 4096,
+                          max_logits=b)
+    over = analyze_memory(model, cl, plan, BF16, kv_tokens=(b + 1) * 4096,
+                          max_tokens=(b + 1) * 4096, max_logits=b + 1)
+    assert fits.fits and not over.fits
+    # with an engine's token budget the activations are fixed and more sequences fit
+    assert max_sequences(model, cl, plan, BF16, 4096, max_tokens=8192) > b
+
+
+def test_memory_cli_max_batch_and_does_not_fit_exit_2(cli):
+    args = ("memory", "-m", "llama-2-70b", "-H", "h100-sxm", "--tp", "4", "--seq-len", "4096",
+            "--format", "json")
+    small = cli(*args, "--batch", "16")
+    big = cli(*args, "--batch", "1000")
+    assert small.code == 0 and big.code == 2
+    n = json.loads(small.out)["max_batch_at_seq_len"]
+    assert json.loads(big.out)["max_batch_at_seq_len"] == n
+    assert f"try --batch {n}" in big.err and "short by" in big.err
+    assert cli("memory", "-m", "llama-2-70b", "-H", "h100-sxm").code == 2

@@ -47,6 +47,7 @@ class EstimateResult:
     pp: int
     ep: int
     dp: int
+    micro_batches: int
     precision: str
     batch: int
     prompt: int
@@ -159,6 +160,10 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     check_weights_fit(spec, cl, plan, precision, memory_utilization)
 
     per_replica = _split(batch, plan.dp)
+    if plan.micro_batches > per_replica:
+        raise ConfigError(
+            f"--micro-batches {plan.micro_batches} exceeds the {per_replica} sequences per "
+            f"replica (batch {batch}, dp {plan.dp}); use at most --micro-batches {per_replica}")
     micro = plan.micro_batches or (min(plan.pp, per_replica) if plan.pp > 1 else 1)
     micro = max(1, min(micro, per_replica))
     per_micro = _split(per_replica, micro)
@@ -227,7 +232,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     out_tps = batch * output / e2e
     return EstimateResult(
         model=spec.name, hardware=hw.name, cluster=cl.name, num_gpus=gpus, tp=plan.tp,
-        pp=plan.pp, ep=plan.ep, dp=plan.dp, precision=precision.describe(), batch=batch,
+        pp=plan.pp, ep=plan.ep, dp=plan.dp, micro_batches=micro,
+        precision=precision.describe(), batch=batch,
         prompt=prompt, output=output, beam=beam, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
         prefill_s=ttft, decode_s=decode_total, output_tokens_per_s=out_tps,
         output_tokens_per_s_per_gpu=out_tps / gpus, input_tokens_per_s=batch * prompt / ttft,

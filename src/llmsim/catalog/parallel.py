@@ -74,6 +74,11 @@ class ParallelSpec(Spec):
                     )
         if self.ep > 1 and not model.is_moe:
             raise ConfigError(f"--ep {self.ep} given but {model.name} has no MoE layers; drop --ep")
+        if self.micro_batches > 1 and self.pp == 1:
+            raise ConfigError(
+                f"--micro-batches {self.micro_batches} needs pipeline stages to overlap; "
+                "give --pp > 1 or drop --micro-batches"
+            )
         if self.pp > model.num_layers:
             raise ConfigError(
                 f"pp {self.pp} exceeds {model.name}'s {model.num_layers} layers; lower --pp"

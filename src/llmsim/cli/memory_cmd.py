@@ -24,7 +24,7 @@ from llmsim.cli.options import (
     TpOpt,
     WeightDtypeOpt,
 )
-from llmsim.errors import ConfigError
+from llmsim.errors import ConfigError, DoesNotFitError
 from llmsim.report.render import as_json, emit, frame_to_csv, memory_table, output_console
 
 
@@ -56,7 +56,7 @@ def memory_cmd(
     """Memory per GPU: weights, KV cache, activations, max batch and KV tokens that fit."""
     from llmsim.catalog import ParallelSpec, get_cluster, get_model
     from llmsim.costmodel import Precision
-    from llmsim.memory import analyze_memory
+    from llmsim.memory import analyze_memory, check_weights_fit, max_sequences
 
     if not model or not (hardware or cluster):
         raise ConfigError("give --model and --hardware (or --cluster)")
@@ -73,7 +73,7 @@ def memory_cmd(
     rep = analyze_memory(spec, cl, plan, precision, kv_tokens=batch * seq_len,
                          max_tokens=tokens, max_logits=max(batch, 1),
                          memory_utilization=memory_utilization)
-    max_batch = rep.max_kv_tokens // seq_len
+    max_batch = max_sequences(spec, cl, plan, precision, seq_len, max_tokens, memory_utilization)
     data = {"model": spec.name, "hardware": cl.hardware.name, "tp": tp, "pp": pp, "ep": ep,
             "dp": dp, "precision": precision.describe(), "batch": batch, "seq_len": seq_len,
             **rep.as_dict(), "max_batch_at_seq_len": int(max_batch)}
@@ -85,4 +85,19 @@ def memory_cmd(
         with output_console(out) as con:
             con.print(memory_table(rep, f"{spec.name} on {cl.hardware.name} (tp {tp}, pp {pp}, "
                                         f"ep {ep}; {precision.describe()}) per GPU"))
-            con.print(f"max batch at {seq_len} tokens per sequence: {max_batch:,}")
+            basis = (f"forward passes of up to {max_tokens:,} tokens" if max_tokens else
+                     "the whole batch in one forward pass; --max-num-batched-tokens sets an "
+                     "engine's budget")
+            con.print(f"max batch at {seq_len} tokens per sequence: {max_batch:,} ({basis})")
+    if not rep.fits:  # the breakdown above shows where it goes; the error says what to change
+        check_weights_fit(spec, cl, plan, precision, memory_utilization)
+        from llmsim.memory.footprint import fit_suggestion
+        from llmsim.units import fmt_bytes
+
+        hint = (f"--batch {max_batch}" if max_batch >= 1
+                else fit_suggestion(spec, cl, plan, precision, rep.peak_bytes))
+        raise DoesNotFitError(
+            f"batch {batch} x {seq_len} tokens needs {fmt_bytes(rep.peak_bytes)} per GPU but one "
+            f"{cl.hardware.name} gives {fmt_bytes(rep.usable_bytes)} usable (short by "
+            f"{fmt_bytes(rep.peak_bytes - rep.usable_bytes)}); try {hint}",
+            need_bytes=rep.peak_bytes, have_bytes=rep.usable_bytes)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from llmsim.dtypes import DType
+from llmsim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,11 @@ class Precision:
     @property
     def unquantized(self) -> DType:
         """Format of the parts engines keep unquantized (embedding, LM head, router, norms):
-        the weight format when it is 16/32-bit, else bf16."""
+        the activation format when it is 16/32-bit (the compute format of a weight-only
+        checkpoint: fp16 for W4A16 on a T4), else the weight format when it is 16/32-bit,
+        else bf16 (W8A8 checkpoints keep those parts in bf16)."""
+        if self.activation.bits >= 16:
+            return self.activation
         return self.weight if self.weight.bits >= 16 else DType.BF16
 
     @classmethod
@@ -95,6 +100,11 @@ class Precision:
         if supported:
             w, a, k = _adapt(w, a, k, supported, weight is None and dtype is None,
                              activation is None, kv is None)
+        if a.bits < 16 and a.bits < w.bits:
+            raise ConfigError(
+                f"activations in {a.value} with wider {w.value} weights is not a kernel engines "
+                f"run; quantize the weights as far (--dtype {a.value}, W{a.bits}A{a.bits}) or "
+                "keep 16-bit activations")
         return cls(w, a, k)
 
 

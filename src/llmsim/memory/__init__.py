@@ -5,8 +5,9 @@ from llmsim.memory.footprint import (
     analyze_memory,
     check_weights_fit,
     kv_bytes_per_token_per_device,
+    max_sequences,
     weight_bytes_per_device,
 )
 
 __all__ = ["MemoryReport", "analyze_memory", "check_weights_fit",
-           "kv_bytes_per_token_per_device", "weight_bytes_per_device"]
+           "kv_bytes_per_token_per_device", "max_sequences", "weight_bytes_per_device"]

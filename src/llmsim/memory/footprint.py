@@ -171,6 +171,28 @@ def analyze_memory(model: ModelSpec, cluster: Cluster, plan: ParallelSpec, preci
     return best
 
 
+def max_sequences(model: ModelSpec, cluster: Cluster, plan: ParallelSpec, precision: Precision,
+                  seq_len: int, max_tokens: int | None = None,
+                  memory_utilization: float = DEFAULT_MEMORY_UTILIZATION) -> int:
+    """The most sequences of ``seq_len`` tokens one replica can hold (weights stay fixed).
+
+    With ``max_tokens`` (an engine's ``max_num_batched_tokens``) the activation budget is fixed
+    and the rest holds KV: ``max_kv_tokens // seq_len``. Without it the whole batch is one
+    forward pass (a static batch's prefill), so activations grow with the batch too; both are
+    linear in the number of sequences B, hence
+    ``B = (usable - weights) // (seq_len x kv_bytes_per_token + activations(seq_len, 1 row))``.
+    """
+    if max_tokens:
+        rep = analyze_memory(model, cluster, plan, precision, max_tokens=max_tokens,
+                             max_logits=1, memory_utilization=memory_utilization)
+        return rep.max_kv_tokens // seq_len
+    one = analyze_memory(model, cluster, plan, precision, kv_tokens=seq_len, max_tokens=seq_len,
+                         max_logits=1, memory_utilization=memory_utilization)
+    per_seq = one.kv_bytes + one.activation_bytes
+    room = one.usable_bytes - one.weight_bytes
+    return max(0, int(room // per_seq)) if per_seq > 0 else 0
+
+
 def fit_suggestion(model: ModelSpec, cluster: Cluster, plan: ParallelSpec,
                    precision: Precision, need_bytes: float) -> str:
     """A concrete fix for a model that does not fit: more TP (or PP), or narrower weights."""
