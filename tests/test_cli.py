@@ -95,17 +95,43 @@ def test_op_cases(cli, tmp_path):
     cases = tmp_path / "ops.csv"
     cases.write_text(
         "kind,hardware,dtype,m,n,k,batch,seq_len,context_len,num_heads,num_kv_heads,head_dim,"
-        "kv_dtype,message_bytes,num_gpus\n"
-        "gemm,a100-sxm-80gb,bf16,1024,1024,1024,,,,,,,,,\n"
-        "attention-decode,h100-sxm,bf16,,,,8,,2048,32,8,128,fp8,,\n"
-        "all-reduce,h100-sxm,bf16,,,,,,,,,,,1000000,4\n"
-        "gemm,a100-sxm-80gb,fp8,64,64,64,,,,,,,,,\n")
+        "kv_dtype,message_bytes,num_gpus,act_dtype\n"
+        "gemm,a100-sxm-80gb,bf16,1024,1024,1024,,,,,,,,,,\n"
+        "attention-decode,h100-sxm,bf16,,,,8,,2048,32,8,128,fp8,,,\n"
+        "all-reduce,h100-sxm,bf16,,,,,,,,,,,1000000,4,\n"
+        "gemm,a100-sxm-80gb,fp8,64,64,64,,,,,,,,,,fp8\n"
+        "gemm,a100-sxm-80gb,fp8,64,64,64,,,,,,,,,,\n")
     res = cli("op", "--cases", str(cases), "--format", "json")
     assert res.code == 0, res.err
     rows = res.json()
-    assert [r["kind"] for r in rows] == ["gemm", "attention-decode", "all-reduce", "gemm"]
+    assert [r["kind"] for r in rows] == ["gemm", "attention-decode", "all-reduce", "gemm", "gemm"]
     assert all(k in rows[0] for k in ("time_s", "flops", "bytes", "bound"))
-    assert "fp8" in rows[3]["error"]
+    assert "no fp8 compute" in rows[3]["error"]  # fp8 math asked for on an A100
+    assert rows[4]["error"] == "" and rows[4]["time_s"] > 0  # fp8 weights, weight-only
+    # the input columns come back as written (no 1024 -> 1024.0 widening)
+    csv = cli("op", "--cases", str(cases), "--format", "csv").out.splitlines()
+    assert csv[1].startswith("gemm,a100-sxm-80gb,bf16,1024,1024,1024,")
+
+
+def test_op_weight_only_inter_node_and_bad_shapes(cli):
+    base = ["op", "--hardware", "t4", "--format", "json"]
+    gemm = ["--kind", "gemm", "--m", "16", "--n", "8192", "--k", "8192"]
+    w4 = cli(*base, *gemm, "--dtype", "int4")
+    w16 = cli(*base, *gemm, "--dtype", "fp16")
+    assert w4.code == 0 and w16.code == 0, w4.err
+    assert w4.json()["bytes"] < 0.5 * w16.json()["bytes"]  # 4-bit weights read, fp16 math
+    h100 = ["op", "--hardware", "h100-sxm", "--format", "json", "--kind", "p2p",
+            "--message-bytes", "64e6"]
+    intra = cli(*h100).json()["time_s"]
+    inter = cli(*h100, "--inter-node").json()["time_s"]
+    assert inter > 2 * intra  # 400 Gb/s IB against 450 GB/s NVLink
+    assert cli(*h100, "--num-gpus", "16").code == 2
+    moe = cli("op", "-H", "h100-sxm", "--kind", "moe", "--num-tokens", "16", "--hidden-size",
+              "4096", "--intermediate-size", "14336", "--num-experts", "8", "--top-k", "9")
+    assert moe.code == 2 and "top_k 9 exceeds" in moe.err
+    mismatch = cli("op", "-H", "h100-sxm", "--cluster", "8x-rtx4090-pcie", "--kind",
+                   "all-reduce", "--message-bytes", "1e6", "--num-gpus", "8")
+    assert mismatch.code == 2 and "built from rtx-4090" in mismatch.err
 
 
 def test_memory_command(cli):

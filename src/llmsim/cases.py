@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -47,16 +46,37 @@ def read_table(path: str) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
+def missing(value: Any) -> bool:
+    """An empty cell: None, NaN, pandas' NA or an empty string."""
+    if isinstance(value, str):
+        return value == ""
+    return value is None or bool(pd.isna(value))
+
+
+def whole_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float columns that hold only whole numbers (and gaps) as nullable integers, so a case
+    file's ``4096`` is echoed as ``4096``, not ``4096.0`` (pandas widens a column with a gap)."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if values.dtype.kind == "f":
+            present = values.dropna()
+            if len(present) and bool(((present % 1) == 0).all()) and \
+                    bool((present.abs() < 2**53).all()):
+                out[col] = values.astype("Int64")
+    return out
+
+
 def is_request_table(frame: pd.DataFrame) -> bool:
     return all(c in frame.columns for c in REQUEST_COLUMNS)
 
 
-def _row_kwargs(row: pd.Series, defaults: dict[str, Any]) -> dict[str, Any]:
+def _row_kwargs(row: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: v for k, v in defaults.items() if v is not None}
     for col, typ in ESTIMATE_COLUMNS.items():
-        if col in row.index:
+        if col in row:
             value = row[col]
-            if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            if missing(value):
                 continue
             kwargs[col] = typ(value)
     return kwargs
@@ -72,9 +92,9 @@ def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
     defaults = defaults or {}
     rows = []
     cache: dict[tuple, Any] = {}
-    for _, row in frame.iterrows():
+    for row in whole_numbers(frame).to_dict("records"):
         kwargs = _row_kwargs(row, defaults)
-        out: dict[str, Any] = {c: row[c] for c in frame.columns}
+        out: dict[str, Any] = dict(row)
         try:
             step_key = tuple(kwargs.get(k) for k in _STEP_KEYS)
             sm = cache.get(step_key)
@@ -89,7 +109,7 @@ def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
             out["fits"] = False
             out["error"] = str(exc)
         rows.append(out)
-    return pd.DataFrame(rows)
+    return whole_numbers(pd.DataFrame(rows))
 
 
 def error_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -147,7 +167,8 @@ def predict_requests(frame: pd.DataFrame, batch: int = 1, **step_kwargs: Any
     return out, stats
 
 
-OP_COLUMNS = ("kind", "hardware", "dtype", "kv_dtype", "m", "n", "k", "batch", "seq_len",
+OP_COLUMNS = ("kind", "hardware", "dtype", "act_dtype", "kv_dtype", "inter_node", "m", "n", "k",
+              "batch", "seq_len",
               "context_len", "num_heads", "num_kv_heads", "head_dim", "num_tokens",
               "hidden_size", "intermediate_size", "num_experts", "top_k", "ep",
               "message_bytes", "num_gpus", "cluster")
@@ -160,13 +181,10 @@ def price_op_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
         raise DataError(f"op case file has unknown columns {unknown}; known: {list(OP_COLUMNS)}")
     defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
     rows = []
-    for _, row in frame.iterrows():
+    for row in whole_numbers(frame).to_dict("records"):
         args = dict(defaults)
-        for c in frame.columns:
-            v = row[c]
-            if not (v is None or (isinstance(v, float) and math.isnan(v)) or v == ""):
-                args[c] = v
-        out = {c: row[c] for c in frame.columns}
+        args.update({c: v for c, v in row.items() if not missing(v)})
+        out = dict(row)
         try:
             kind = args.pop("kind")
             hardware = args.pop("hardware")
@@ -179,4 +197,4 @@ def price_op_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
             out.update(time_s=np.nan, flops=np.nan, bytes=np.nan, bound="",
                        error=f"missing column {exc.args[0]!r}")
         rows.append(out)
-    return pd.DataFrame(rows)
+    return whole_numbers(pd.DataFrame(rows))

@@ -73,6 +73,8 @@ def _finite(obj: Any) -> Any:
     """NaN and infinities become ``null`` (JSON has no NaN; strict parsers reject it)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if type(obj).__name__ == "NAType":  # pandas' missing value in nullable columns
+        return None
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

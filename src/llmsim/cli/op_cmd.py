@@ -8,6 +8,7 @@ import pandas as pd
 import typer
 
 from llmsim.cli.options import (
+    ActDtypeOpt,
     ClusterOpt,
     EfficiencyOpt,
     Format,
@@ -28,7 +29,9 @@ def op_cmd(
         "--kind", help="gemm, attention-prefill, attention-decode, moe, all-reduce, "
                        "all-gather, reduce-scatter, all-to-all, p2p")] = None,
     hardware: HardwareOpt = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Weight/activation format.")] = "bf16",
+    dtype: Annotated[str, typer.Option(
+        "--dtype", help="Weight format (and the activation format unless --act-dtype).")] = "bf16",
+    act_dtype: ActDtypeOpt = None,
     kv_dtype: KvDtypeOpt = None,
     m: IntOpt = None,
     n: IntOpt = None,
@@ -47,6 +50,8 @@ def op_cmd(
     ep: Annotated[int, typer.Option("--ep", min=1)] = 1,
     message_bytes: Annotated[float | None, typer.Option("--message-bytes", min=1)] = None,
     num_gpus: Annotated[int | None, typer.Option("--num-gpus", min=2)] = None,
+    inter_node: Annotated[bool, typer.Option(
+        "--inter-node", help="p2p: the two GPUs sit on different nodes.")] = False,
     cluster: ClusterOpt = None,
     profile: ProfileOpt = None,
     efficiency: EfficiencyOpt = None,
@@ -64,7 +69,9 @@ def op_cmd(
     if cases:
         frame = read_table(cases)
         result = price_op_cases(frame, {"hardware": hardware, "dtype": dtype,
-                                        "profile": prof, "efficiency": efficiency})
+                                        "act_dtype": act_dtype, "kv_dtype": kv_dtype,
+                                        "cluster": cluster, "profile": prof,
+                                        "efficiency": efficiency})
         if fmt == Format.json:
             emit(as_json(result.to_dict(orient="records")), out)
         elif fmt == Format.csv or out:
@@ -80,9 +87,12 @@ def op_cmd(
                  num_tokens=num_tokens, hidden_size=hidden_size,
                  intermediate_size=intermediate_size, num_experts=num_experts, top_k=top_k,
                  ep=ep, message_bytes=message_bytes, num_gpus=num_gpus)
-    cost = price_op(kind, hardware, dtype=dtype, kv_dtype=kv_dtype, cluster=cluster,
-                    profile=prof, efficiency=efficiency, **shape)
+    cost = price_op(kind, hardware, dtype=dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
+                    cluster=cluster, profile=prof, efficiency=efficiency, inter_node=inter_node,
+                    **shape)
     data = {"kind": cost.kind.value, "hardware": hardware, "dtype": dtype,
+            **({"act_dtype": act_dtype} if act_dtype else {}),
+            **({"inter_node": True} if inter_node else {}),
             **{k2: v for k2, v in shape.items() if v is not None}, "time_s": cost.time_s,
             "flops": cost.flops, "bytes": cost.bytes, "comm_bytes": cost.comm_bytes,
             "bound": cost.bound.value,
