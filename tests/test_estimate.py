@@ -181,3 +181,10 @@ def test_micro_batches_are_checked_and_reported():
         llmsim.estimate("llama-2-70b", "a100-sxm-80gb", tp=8, micro_batches=4, **shape)
     res = llmsim.estimate("llama-2-70b", "a100-sxm-80gb", tp=2, pp=4, **shape)
     assert res.micro_batches == 4 and res.as_dict()["micro_batches"] == 4
+
+
+def test_more_gpus_than_the_plan_uses_is_said(caplog):
+    r = llmsim.estimate("llama-2-70b", "h100-sxm", num_gpus=16, tp=8, batch=4, prompt=256,
+                        output=16)
+    assert r.num_gpus == 8
+    assert "add --dp 2" in caplog.text

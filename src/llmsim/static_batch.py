@@ -17,6 +17,7 @@ micro-batch advancing one token per round: ``TPOT = max(step(micro), m * slowest
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ from llmsim.memory.footprint import DEFAULT_MEMORY_UTILIZATION, fit_suggestion
 # Decode steps beyond this many are priced on an evenly spaced sample of contexts (the step time
 # is piecewise-affine in the context, so the mean over a dense sample is exact to rounding).
 _MAX_PRICED_DECODE_STEPS = 4096
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,14 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
                         ("beam", beam)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
+    if step_model is None and num_gpus is not None and num_gpus > tp * pp * dp:
+        # the cluster is sized (node layout) by num_gpus; the plan uses fewer and the per-GPU
+        # figures count the plan's GPUs only
+        hint = (f"add --dp {num_gpus // (tp * pp)}" if num_gpus % (tp * pp) == 0
+                else "match tp x pp x dp to it")
+        log.warning("--num-gpus %d sizes the cluster but the plan uses tp %d x pp %d x dp %d = "
+                    "%d GPUs (per-GPU figures count those); %s to use them all", num_gpus, tp,
+                    pp, dp, tp * pp * dp, hint)
     sm = step_model or build_step_model(model, hardware, cluster, num_gpus, tp, pp, ep, dp,
                                         micro_batches, dtype, weight_dtype, act_dtype, kv_dtype,
                                         profile, efficiency)
