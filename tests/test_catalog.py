@@ -138,3 +138,20 @@ def test_missing_config_paths_and_unknown_hf_ids(tmp_path):
     cfg.pop("_name_or_path", None)
     (tmp_path / "my-model.json").write_text(json.dumps(cfg))
     assert get_model(str(tmp_path / "my-model.json")).name == "my-model"
+
+
+@pytest.mark.parametrize("hf_id, alias", [
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+    ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+    ("meta-llama/Llama-2-7b-chat-hf", "llama-2-7b"),
+    ("mistralai/Mistral-7B-Instruct-v0.1", "mistral-7b"),
+])
+def test_instruct_and_chat_variants_resolve_to_their_base(hf_id, alias):
+    assert get_model(hf_id).name == alias
+
+
+def test_a_tuned_variant_of_another_version_is_not_guessed():
+    from llmsim.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError):
+        get_model("mistralai/Mistral-7B-Instruct-v0.2")  # v0.2 changed rope theta and context

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -180,12 +181,33 @@ def _load_catalog_model(alias: str) -> ModelSpec:
                           source=entry.get("source", ""))
 
 
+_TUNED_SUFFIX = re.compile(r"^(?P<base>.+?)[-_](?:instruct|chat|it)"
+                           r"(?P<version>[-_]v?\d+(?:\.\d+)*)?(?P<hf>-hf)?$", re.IGNORECASE)
+
+
+def _tuned_variant(key: str) -> dict[str, str] | None:
+    """The catalog entry of an instruction-/chat-tuned variant's base checkpoint
+    (``meta-llama/Llama-3.1-8B-Instruct`` -> ``meta-llama/Llama-3.1-8B``,
+    ``meta-llama/Llama-2-7b-chat-hf`` -> ``meta-llama/Llama-2-7b-hf``): fine-tuning keeps the
+    architecture. Only the same version matches (``Mistral-7B-Instruct-v0.2`` is not v0.1)."""
+    m = _TUNED_SUFFIX.match(key)
+    if m is None:
+        return None
+    base, version, hf = m["base"], m["version"] or "", m["hf"] or ""
+    for candidate in (base + version + hf, base + version):
+        entry = _model_index().get(candidate.lower())
+        if entry is not None:
+            log.info("%s: same architecture as the catalog's %s", key, entry["alias"])
+            return entry
+    return None
+
+
 def get_model(name: str | ModelSpec) -> ModelSpec:
     """A model by alias (``llama-2-7b``), HF id (``meta-llama/Llama-2-7b-hf``) or config path."""
     if isinstance(name, ModelSpec):
         return name
     key = name.strip()
-    entry = _model_index().get(key.lower())
+    entry = _model_index().get(key.lower()) or _tuned_variant(key)
     if entry is not None:
         return _load_catalog_model(entry["alias"])
     path = Path(key).expanduser()
