@@ -19,6 +19,8 @@ def base_config(**sections) -> dict:
         cfg.setdefault(key, {})
         if isinstance(value, dict):
             cfg[key] = {**cfg[key], **value}
+            if key == "workload" and value.get("arrival") == "batch" and "rate" not in value:
+                del cfg[key]["rate"]  # all at once: a rate would be an (ignored) error
         else:
             cfg[key] = value
     return cfg

@@ -200,3 +200,168 @@ def test_csv_format_prints_the_request_table_and_rate_overrides_trace_times(cli,
     out = cli("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--num-requests", "5",
               "--rate", "2", "--out", str(blocker))
     assert out.code == 2 and "is a file" in out.err
+
+
+# ---------------------------------------------------------------- acceptance-review fixes
+SIM = ("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--num-requests", "20")
+
+
+def one_line_error(res, needle: str) -> None:
+    assert res.code == 2, (res.out, res.err)
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], res.err
+
+
+def test_out_folder_that_cannot_be_made_fails_before_the_run(cli, tmp_path, monkeypatch):
+    import llmsim.serving.simulator as simulator
+
+    def must_not_run(*_a, **_k):
+        raise AssertionError("the simulation ran before the --out folder was checked")
+
+    monkeypatch.setattr(simulator, "simulate", must_not_run)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    res = cli(*SIM, "--rate", "2", "--out", str(blocker / "sub"))
+    one_line_error(res, f"cannot create the --out folder {blocker / 'sub'}: Not a directory")
+    one_line_error(cli(*SIM, "--rate", "2", "--out", str(blocker)), "is a file")
+
+
+def test_out_folder_is_created_before_the_run(cli, tmp_path, monkeypatch):
+    import llmsim.serving.simulator as simulator
+
+    out = tmp_path / "a" / "b"
+    seen = []
+
+    def check_then_fail(*_a, **_k):
+        seen.append(out.is_dir())
+        raise SystemExit(0)
+
+    monkeypatch.setattr(simulator, "simulate", check_then_fail)
+    cli(*SIM, "--rate", "2", "--out", str(out))
+    assert seen == [True]
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63)])
+def test_seed_out_of_range_is_a_validation_error(cli, tmp_path, seed):
+    one_line_error(cli(*SIM, "--rate", "2", "--seed", seed),
+                   "seed must be an integer in 0..2**63-1")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: llama-3.1-8b\nhardware: h100-sxm\n"
+                   f"workload: {{rate: 2, seed: {seed}}}\n")
+    one_line_error(cli("simulate", "--config", str(cfg)), "seed must be an integer in 0..2**63-1")
+
+
+def test_replicas_count_against_the_gpus_given(cli, tmp_path):
+    res = cli("simulate", "-m", "llama-3.1-8b", "--cluster", "dgx-h100", "--num-gpus", "8",
+              "--tp", "4", "--replicas", "4", "--rate", "2", "-n", "10")
+    one_line_error(res, "tp 4 x pp 1 x replicas 4 = 16 GPUs; use --replicas 2 or --num-gpus 16")
+    ok = cli("simulate", "-m", "llama-3.1-8b", "--cluster", "dgx-h100", "--num-gpus", "8",
+             "--tp", "4", "--replicas", "2", "--rate", "2", "-n", "10", "--format", "json")
+    assert ok.code == 0, ok.err
+    assert ok.json()["num_gpus"] == 8 and ok.json()["replicas"] == 2
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: llama-3.1-8b\nhardware: {cluster: dgx-h100, num_gpus: 8}\n"
+                   "parallelism: {tp: 16, replicas: 2}\nworkload: {rate: 2, num_requests: 10}\n")
+    res = cli("simulate", "--config", str(cfg))
+    one_line_error(res, "tp 16 x pp 1 x replicas 2 = 32 GPUs")
+    assert "dp 1" not in res.err
+
+
+def test_progress_flag_prints_lines_on_a_non_tty_stderr(cli):
+    res = cli(*SIM, "--rate", "2", "--progress", "--format", "json")
+    assert res.code == 0, res.err
+    lines = [ln for ln in res.err.splitlines() if ln.startswith("simulating:")]
+    assert len(lines) >= 5 and "20/20 requests done (100%)" in lines[-1], res.err
+    quiet = cli(*SIM, "--rate", "2", "--format", "json")
+    assert quiet.code == 0 and quiet.err == ""
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--trace", "azure-conv", "--prompt-dist", "100"], "--prompt-dist / --output-dist"),
+    (["--trace", "azure-conv", "--output-dist", "100"], "its own lengths are replayed"),
+    (["--arrival", "batch"], "--rate (workload.rate) is ignored by --arrival batch"),
+    (["--cv", "2"], "--cv (workload.cv) applies to gamma arrivals only"),
+    (["--batch-window", "0.1"], "--batch-window (scheduler.batch_window_s) applies to the "
+                                "dynamic scheduler only, not chunked"),
+    (["--scheduler", "continuous", "--swap-space", "2"], "--swap-space"),
+    (["--preemption", "recompute", "--swap-space", "2"], "only used with --preemption swap"),
+    (["--chrome-trace"], "--chrome-trace (metrics.chrome_trace) writes a file into the --out"),
+    (["--save-itls"], "--save-itls (metrics.save_itls) writes a file into the --out folder"),
+    (["--micro-batches", "2"], "--micro-batches 2"),
+])
+def test_more_flags_that_would_be_ignored_are_errors(cli, extra, needle):
+    one_line_error(cli(*SIM, "--rate", "2", *extra), needle)
+
+
+def test_the_same_knobs_in_flags_that_are_used_run(cli):
+    for extra in (["--scheduler", "dynamic", "--batch-window", "0.1"],
+                  ["--preemption", "swap", "--swap-space", "2"],
+                  ["--arrival", "gamma", "--cv", "2"]):
+        res = cli(*SIM, "--rate", "2", "--format", "json", *extra)
+        assert res.code == 0, (extra, res.err)
+    assert cli(*SIM[:-2], "--num-requests", "5", "--arrival", "batch", "--format",
+               "json").code == 0
+
+
+@pytest.mark.parametrize("yaml_text,needle", [
+    ("workload: {trace: azure-conv, prompt: 'fixed:100'}", "its own lengths are replayed"),
+    ("workload: {arrival: batch, rate: 5}", "ignored by --arrival batch"),
+    ("workload: {rate: 2}\nscheduler: {name: continuous, batch_window_s: 100 ms}",
+     "dynamic scheduler only, not continuous"),
+    ("workload: {rate: 2}\nscheduler: {swap_space_bytes: 8 GiB}", "--preemption swap"),
+    ("workload: {rate: 2}\nmetrics: {chrome_trace: true}", "add --out DIR"),
+    ("workload: {rate: 2}\nslo: {ttft_s: -1}", "slo.ttft_s: Input should be greater than 0"),
+    ("workload: {rate: 2}\nslo: {tpot_s: 0}", "slo.tpot_s: Input should be greater than 0"),
+])
+def test_config_file_knobs_that_would_be_ignored_are_errors(cli, tmp_path, yaml_text, needle):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: llama-3.1-8b\nhardware: h100-sxm\n{yaml_text}\n")
+    one_line_error(cli("simulate", "--config", str(cfg), "--num-requests", "10"), needle)
+
+
+def test_no_kv_room_suggests_memory_utilization(cli):
+    one_line_error(cli(*SIM, "--rate", "2", "--memory-utilization", "0.2"),
+                   "raise --memory-utilization (now 0.2)")
+
+
+def test_blank_trace_cell_message_is_plain(cli, tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("input_tokens,output_tokens\n100,20\n,5\n")
+    res = cli(*SIM, "--trace", str(trace))
+    one_line_error(res, "line 3, column 'input_tokens': missing or empty; every request needs "
+                        "a token count")
+    assert "np.float64" not in res.err and "nan" not in res.err
+
+
+def test_save_itls_writes_every_gap(cli, tmp_path):
+    out = tmp_path / "run"
+    res = cli(*SIM, "--rate", "5", "--output-dist", "uniform:1,40", "--out", str(out),
+              "--save-itls", "--no-plots", "--requests-format", "parquet")
+    assert res.code == 0, res.err
+    itls = pd.read_parquet(out / "itls.parquet")
+    req = pd.read_parquet(out / "requests.parquet")
+    assert list(itls.columns) == ["request_id", "token_index", "itl_s"]
+    assert len(itls) == int((req.output_tokens - 1).sum())
+    per_req = itls.groupby("request_id").itl_s
+    multi = req[req.output_tokens > 1].set_index("request_id")
+    assert per_req.max().to_numpy() == pytest.approx(multi.itl_max_s.to_numpy(), rel=1e-9)
+    assert per_req.sum().to_numpy() == pytest.approx((multi.e2e_s - multi.ttft_s).to_numpy(),
+                                                     rel=1e-9)
+    plain = tmp_path / "plain"
+    assert cli(*SIM, "--rate", "5", "--out", str(plain), "--no-plots").code == 0
+    assert not (plain / "itls.csv").exists()
+
+
+def test_written_config_runs_again_from_another_folder(cli, tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_text("input_tokens,output_tokens,arrival_time_s\n"
+                                             "100,10,0\n200,20,0.5\n")
+    monkeypatch.chdir(tmp_path)
+    first = cli("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--trace", "data/t.csv",
+                "--out", "run", "--no-plots", "--format", "json")
+    assert first.code == 0, first.err
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    again = cli("simulate", "--config", "../run/config.yaml", "--format", "json")
+    assert again.code == 0, again.err
+    assert again.json()["num_completed"] == first.json()["num_completed"] == 2

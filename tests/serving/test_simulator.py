@@ -83,7 +83,8 @@ def test_md1_queue_matches_closed_form():
 def test_kv_usage_never_exceeds_capacity_and_preemption_happens(preemption):
     cfg = base_config(scheduler={"name": "chunked", "kv_capacity_tokens": 2048,
                                  "block_size": 16, "max_num_batched_tokens": 512,
-                                 "preemption": preemption, "swap_space_bytes": 10**9},
+                                 "preemption": preemption,
+                                 "swap_space_bytes": 10**9 if preemption == "swap" else None},
                       workload={"rate": 50.0, "num_requests": 200, "prompt": "uniform:100,600",
                                 "output": "uniform:50,300", "seed": 5},
                       metrics={"sample_interval_s": 0.01})
@@ -111,7 +112,8 @@ def test_kv_usage_never_exceeds_capacity_and_preemption_happens(preemption):
 def test_each_scheduler_single_request_timing(scheduler):
     """One request, prompt 100, output 5: TTFT = queue + prefill; E2E = TTFT + 4 decodes."""
     window = 0.2
-    cfg = base_config(scheduler={"name": scheduler, "batch_window_s": window},
+    cfg = base_config(scheduler={"name": scheduler,
+                                 "batch_window_s": window if scheduler == "dynamic" else None},
                       workload={"arrival": "batch", "num_requests": 1, "prompt": "fixed:100",
                                 "output": "fixed:5"})
     r = simulate(cfg, step_model=FixedStepModel(0.05, 0.01))

@@ -199,3 +199,37 @@ def test_arrival_parameters_inline():
     assert abs(gaps.mean() - 0.1) < 0.01 and abs(gaps.std() / gaps.mean() - 3) < 0.3
     with pytest.raises(ConfigError, match="gamma:cv=3"):
         make_arrivals("gamma:cvv=3", rate=1)
+
+
+@pytest.mark.parametrize("content,match", [
+    ("input_tokens,output_tokens\n100,20\n,5\n",
+     r"line 3, column 'input_tokens': missing or empty; every request needs a token count$"),
+    ("input_tokens,output_tokens\n10,abc\n", r"column 'output_tokens': 'abc' is not a token "
+                                             r"count$"),
+    ("input_tokens,output_tokens,arrival_time_s\n10,5,0\n10,5,\n",
+     r"line 3, column 'arrival_time_s': missing or empty; every request needs a time"),
+    ("input_tokens,output_tokens,arrival_time_s\n10,5,soon\n", r"'soon' is not a valid time$"),
+    ("input_tokens,output_tokens,priority\n10,5,high\n", r"'high' is not a whole number$"),
+])
+def test_trace_cell_errors_show_plain_values(tmp_path, content, match):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    with pytest.raises(DataError, match=match) as err:
+        load_trace(p)
+    assert "np.float64" not in str(err.value) and "nan" not in str(err.value)
+
+
+def test_optional_keys_missing_from_some_rows_take_their_default(tmp_path):
+    jl = tmp_path / "prio.jsonl"
+    jl.write_text('{"input_tokens": 10, "output_tokens": 3}\n'
+                  '{"input_tokens": 11, "output_tokens": 3, "priority": 2}\n')
+    assert load_trace(jl).priority.tolist() == [0, 2]
+    csv = tmp_path / "prio.csv"
+    csv.write_text("input_tokens,output_tokens,priority\n10,3,1\n11,3,\n")
+    assert load_trace(csv).priority.tolist() == [1, 0]
+    moon = tmp_path / "moon.jsonl"
+    moon.write_text('{"timestamp": 0, "input_length": 1024, "output_length": 3, '
+                    '"hash_ids": [7, 8]}\n'
+                    '{"timestamp": 5, "input_length": 600, "output_length": 3}\n')
+    t = load_trace(moon)
+    assert t.hash_offsets.tolist() == [0, 2, 2] and t.hash_values.tolist() == [7, 8]

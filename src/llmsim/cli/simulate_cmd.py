@@ -8,6 +8,7 @@ trace (``--trace``) or synthetic (``--arrival``, ``--rate``, ``--prompt-dist``,
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -145,20 +146,23 @@ def simulate_cmd(
     chrome_trace: Annotated[bool, typer.Option(
         "--chrome-trace", help="Also write trace.json (Chrome trace of the steps) to --out.")
     ] = False,
+    save_itls: Annotated[bool, typer.Option(
+        "--save-itls", help="Also write every inter-token latency to --out (itls.csv or "
+                            ".parquet: request_id, token_index, itl_s; one row per token).")
+    ] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots to --out.")
                      ] = True,
     progress: Annotated[bool | None, typer.Option(
-        "--progress/--no-progress", help="Progress bar on stderr (default: when a TTY).")
+        "--progress/--no-progress", help="Progress on stderr (default: a bar when stderr is a "
+                                         "TTY; --progress elsewhere prints a line per 10%).")
     ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Simulate serving a request stream: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
     from llmsim.cli.estimate_cmd import resolve_common
-    from llmsim.serving.config import SimulationConfig, load_config, merge
+    from llmsim.serving.config import SimulationConfig, check_gpu_count, load_config, merge
+    from llmsim.serving.report import prepare_out_dir
 
-    if out and Path(out).exists() and not Path(out).is_dir():
-        raise ConfigError(f"--out {out} is a file; simulate writes a folder (summary.json, "
-                          "requests, time series, plots): give a folder name")
     if requests_format not in ("csv", "parquet"):
         raise ConfigError(f"--requests-format must be csv or parquet, got {requests_format!r}")
     common = resolve_common(scenario, model=model, hardware=hardware, cluster=cluster,
@@ -170,6 +174,8 @@ def simulate_cmd(
     if spec_obj is not None and not isinstance(spec_obj, str):  # a scenario's ModelSpec
         from llmsim.static_batch import build_step_model
 
+        check_gpu_count(common.get("num_gpus"), common.get("tp", 1), common.get("pp", 1),
+                        common.get("dp") or 1)
         step_model = build_step_model(
             spec_obj, common.get("hardware"), common.get("cluster"),
             common.get("num_gpus") or common.get("tp", 1) * common.get("pp", 1),
@@ -204,7 +210,8 @@ def simulate_cmd(
                      "priority_levels": priority_levels},
         "slo": {"ttft_s": slo_ttft, "tpot_s": slo_tpot},
         "metrics": {"sample_interval_s": sample_interval,
-                    "chrome_trace": True if chrome_trace else None},
+                    "chrome_trace": True if chrome_trace else None,
+                    "save_itls": True if save_itls else None},
     }
     if config:
         cfg = merge(load_config(config), overrides)
@@ -217,6 +224,13 @@ def simulate_cmd(
                                      hardware={"name": overrides["hardware"]["name"],
                                                "cluster": overrides["hardware"]["cluster"]}),
                     overrides)
+    if not out:
+        for flag, on in (("--chrome-trace (metrics.chrome_trace)", cfg.metrics.chrome_trace),
+                         ("--save-itls (metrics.save_itls)", cfg.metrics.save_itls)):
+            if on:
+                raise ConfigError(f"{flag} writes a file into the --out folder; add --out DIR")
+    else:
+        prepare_out_dir(out)  # a folder that cannot be made fails now, not after the run
     show = sys.stderr.isatty() if progress is None else progress
     report = _run(cfg, step_model, show)
     if out:
@@ -238,6 +252,8 @@ def _run(cfg: Any, step_model: Any, show_progress: bool) -> Any:
 
     if not show_progress:
         return simulate(cfg, step_model=step_model)
+    if not sys.stderr.isatty():  # a log file or a pipe: plain lines, one per 10 %
+        return simulate(cfg, step_model=step_model, progress=_progress_lines())
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from llmsim.report.render import console
@@ -251,6 +267,21 @@ def _run(cfg: Any, step_model: Any, show_progress: bool) -> Any:
             bar.update(task, completed=done, total=total)
 
         return simulate(cfg, step_model=step_model, progress=tick)
+
+
+def _progress_lines() -> Any:
+    """A ``progress(done, total)`` callback printing a plain line on stderr at every 10 %."""
+    t0 = time.perf_counter()
+    shown = [-1]
+
+    def tick(done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth > shown[0]:
+            shown[0] = tenth
+            print(f"simulating: {done:,}/{total:,} requests done ({done / max(total, 1):.0%}), "
+                  f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    return tick
 
 
 def _fmt_ms(v: Any) -> str:

@@ -9,25 +9,37 @@
                 block_size: 16, order: fcfs, preemption: recompute, prefix_caching: false}
     workload: {trace: conv.csv, rate_scale: 1.0}   # or arrival/rate/prompt/output
     slo: {ttft_s: 2.0, tpot_s: 0.1}
-    metrics: {sample_interval_s: null, chrome_trace: false}
+    metrics: {sample_interval_s: null, chrome_trace: false, save_itls: false}
 
 Unknown keys are rejected with a did-you-mean (``llmsim.catalog._base.validate_spec``).
+Knobs that would be silently ignored are errors (a trace with length distributions, a rate
+with all-at-once arrivals, a batch window without the dynamic scheduler, swap space without
+swap preemption, a GPU count that is not ``tp x pp x replicas``). Relative paths in a YAML
+file (the trace, ``empirical:path=...`` lengths, a model ``config.json``, a profile) are
+relative to the file's folder.
 """
 
 from __future__ import annotations
 
 import logging
 from enum import Enum
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.errors import ConfigError
 from llmsim.serving.schedulers.base import Order
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PROMPT = "fixed:1024"  # synthetic workloads (a trace keeps its own lengths)
+DEFAULT_OUTPUT = "fixed:128"
+DEFAULT_SWAP_SPACE_BYTES = 4 * 2**30  # per GPU, as vLLM (preemption: swap)
+DEFAULT_BATCH_WINDOW_S = 0.05  # the dynamic scheduler's window
+MAX_SEED = 2**63 - 1
 
 
 class Preemption(str, Enum):
@@ -69,10 +81,12 @@ class SchedulerSection(Spec):
     block_size: int = Field(default=16, gt=0)
     order: Order = Order.FCFS
     preemption: Preemption = Preemption.RECOMPUTE
-    swap_space_bytes: Bytes = Field(default=4 * 2**30, ge=0,
-                                    description="host memory for swapped KV, per GPU")
+    swap_space_bytes: Bytes | None = Field(
+        default=None, ge=0, description="host memory for swapped KV, per GPU (swap only; "
+                                        "default 4 GiB)")
     prefix_caching: bool = False
-    batch_window_s: Seconds = Field(default=0.05, ge=0)
+    batch_window_s: Seconds | None = Field(
+        default=None, ge=0, description="dynamic scheduler only (default 50 ms)")
     watermark_frac: float = Field(default=0.01, ge=0, lt=1)
     kv_capacity_tokens: int | None = Field(
         default=None, gt=0, description="override the KV capacity from the memory analysis")
@@ -88,17 +102,26 @@ class WorkloadSection(Spec):
     cv: float | None = Field(default=None, gt=0)
     concurrency: int | None = Field(default=None, gt=0)
     think_time_s: Seconds = Field(default=0.0, ge=0)
-    prompt: str | int | dict[str, Any] = "fixed:1024"
-    output: str | int | dict[str, Any] = "fixed:128"
+    prompt: str | int | dict[str, Any] | None = Field(
+        default=None, description="synthetic input lengths (default fixed:1024)")
+    output: str | int | dict[str, Any] | None = Field(
+        default=None, description="synthetic output lengths (default fixed:128)")
     seed: int = 0
     shared_prefix_tokens: int = Field(default=0, ge=0)
     prefix_groups: int = Field(default=1, gt=0)
     priority_levels: int = Field(default=1, gt=0)
 
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_range(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, Integral) or not 0 <= v <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in 0..2**63-1, got {v}")
+        return int(v)
+
 
 class SLOSection(Spec):
-    ttft_s: Seconds | None = 2.0
-    tpot_s: Seconds | None = 0.1
+    ttft_s: Seconds | None = Field(default=2.0, gt=0, description="null: no TTFT SLO")
+    tpot_s: Seconds | None = Field(default=0.1, gt=0, description="null: no TPOT SLO")
 
 
 class MetricsSection(Spec):
@@ -106,6 +129,7 @@ class MetricsSection(Spec):
     max_timeseries_points: int = Field(default=4000, ge=16)
     chrome_trace: bool = False
     max_trace_steps: int = Field(default=200_000, gt=0)
+    save_itls: bool = Field(default=False, description="keep every inter-token latency")
 
 
 class SimulationConfig(Spec):
@@ -131,6 +155,9 @@ class SimulationConfig(Spec):
     def _check(self) -> SimulationConfig:
         if self.hardware.name is None and self.hardware.cluster is None:
             raise ValueError("hardware: give name (e.g. h100-sxm) or cluster")
+        par = self.parallelism
+        check_gpu_count(self.hardware.num_gpus, par.tp, par.pp, par.replicas)
+        _check_ignored_knobs(self)
         if self.workload.priority_levels > 1 and self.scheduler.order != Order.PRIORITY:
             log.warning("priorities are drawn (%d levels) but the fcfs order ignores them; "
                         "add --order priority to schedule by them",
@@ -138,8 +165,51 @@ class SimulationConfig(Spec):
         return self
 
 
+def check_gpu_count(num_gpus: int | None, tp: int, pp: int, replicas: int) -> None:
+    """An explicit GPU count must be what the plan uses: ``tp x pp x replicas``."""
+    need = tp * pp * replicas
+    if num_gpus is None or num_gpus == need:
+        return
+    if num_gpus < tp * pp:
+        fix = f"one replica alone needs tp x pp = {tp * pp}: lower --tp or --pp,"
+    elif num_gpus % (tp * pp) == 0:
+        fix = f"use --replicas {num_gpus // (tp * pp)}"
+    else:
+        fix = "change --tp / --pp / --replicas to multiply to it"
+    fix += f" or --num-gpus {need}" if num_gpus < need else " or drop --num-gpus"
+    raise ConfigError(f"--num-gpus {num_gpus} (hardware.num_gpus) but the plan needs tp {tp} "
+                      f"x pp {pp} x replicas {replicas} = {need} GPUs; {fix}")
+
+
+def _check_ignored_knobs(cfg: SimulationConfig) -> None:
+    """Knobs the run would silently ignore are errors (each names the flag and the key)."""
+    wl, sc = cfg.workload, cfg.scheduler
+    if wl.trace and (wl.prompt is not None or wl.output is not None):
+        raise ConfigError("--prompt-dist / --output-dist (workload.prompt / output) are not "
+                          "used with a trace (--trace, workload.trace): its own lengths are "
+                          "replayed; drop one or the other")
+    arrival = (wl.arrival or "").partition(":")[0].strip().lower()
+    if arrival == "batch" and wl.rate is not None:
+        raise ConfigError("--rate (workload.rate) is ignored by --arrival batch (every request "
+                          "at time 0); drop --rate or use --arrival poisson")
+    if wl.cv is not None and arrival != "gamma":
+        raise ConfigError("--cv (workload.cv) applies to gamma arrivals only; add --arrival "
+                          "gamma or drop --cv")
+    if sc.batch_window_s is not None:
+        from llmsim.serving.schedulers import SCHEDULERS
+
+        if not getattr(SCHEDULERS.get(sc.name), "uses_batch_window", False):
+            raise ConfigError(f"--batch-window (scheduler.batch_window_s) applies to the "
+                              f"dynamic scheduler only, not {sc.name}; drop it or use "
+                              "--scheduler dynamic")
+    if sc.swap_space_bytes is not None and sc.preemption != Preemption.SWAP:
+        raise ConfigError("--swap-space (scheduler.swap_space_bytes) is only used with "
+                          "--preemption swap; add it or drop --swap-space")
+
+
 def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> SimulationConfig:
-    """A ``SimulationConfig`` from itself, a dict, or a YAML file path."""
+    """A ``SimulationConfig`` from itself, a dict, or a YAML file path (whose relative paths
+    are relative to the file's folder)."""
     if isinstance(source, SimulationConfig):
         return source
     if isinstance(source, dict):
@@ -150,7 +220,61 @@ def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> Simul
     from llmsim.catalog.loader import read_yaml_file
 
     data = read_yaml_file(path, str(path))
+    if isinstance(data, dict):
+        data = paths_relative_to(data, path.parent)
     return validate_spec(SimulationConfig, data, str(path))  # type: ignore[return-value]
+
+
+def _relative_path(value: Any, base: Path, builtin_ok: bool = False,
+                   must_exist: bool = False) -> Any:
+    """``value`` resolved against ``base`` if it is a relative path (built-in trace names
+    and, with ``must_exist``, values that are no file there are kept as they are)."""
+    if not isinstance(value, str) or not value.strip() or Path(value).is_absolute():
+        return value
+    here = base / value
+    found = here.is_file() if must_exist else here.exists()
+    if found:
+        return str(here)
+    if must_exist:
+        return value
+    if builtin_ok:
+        from llmsim.serving.traces import BUILTIN_TRACES
+
+        if value.strip().lower() in BUILTIN_TRACES:
+            return value
+    return str(here)
+
+
+def paths_relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The file paths of a YAML config made relative to its folder ``base``."""
+    from llmsim.serving.lengths import parse_length_spec
+
+    data = dict(data)
+    for section, key in (("model", "name"), ("hardware", "profile")):
+        if isinstance(data.get(section), dict) and key in data[section]:
+            data[section] = {**data[section], key: _relative_path(
+                data[section][key], base, must_exist=True)}
+    if isinstance(data.get("model"), str):
+        data["model"] = _relative_path(data["model"], base, must_exist=True)
+    wl = data.get("workload")
+    if not isinstance(wl, dict):
+        return data
+    wl = dict(wl)
+    if "trace" in wl:
+        wl["trace"] = _relative_path(wl["trace"], base, builtin_ok=True)
+    for key in ("prompt", "output"):
+        if not isinstance(wl.get(key), (str, dict)):
+            continue
+        try:
+            spec = parse_length_spec(wl[key])
+        except ConfigError:
+            continue  # reported when the workload is built
+        if str(spec.get("dist", "")).lower() in ("empirical", "trace") and "path" in spec:
+            resolved = _relative_path(spec["path"], base, builtin_ok=True)
+            if resolved != spec["path"]:
+                wl[key] = {**spec, "path": resolved}
+    data["workload"] = wl
+    return data
 
 
 def merge(config: SimulationConfig, overrides: dict[str, dict[str, Any]]) -> SimulationConfig:

@@ -40,6 +40,11 @@ class LinearRun:
         """Time from the run's start to the end of step ``k``."""
         return k * self.a + self.b * k * (k - 1) * 0.5
 
+    def ends(self, k1: int, k2: int) -> np.ndarray:
+        """``end(k)`` for ``k = k1..k2`` (vectorised; per-token ITLs only)."""
+        k = np.arange(k1, k2 + 1, dtype=np.float64)
+        return k * self.a + self.b * k * (k - 1) * 0.5
+
     def gap(self, k: int) -> float:
         return self.a + self.b * (k - 1)
 
@@ -106,6 +111,15 @@ class PiecewiseRun:
         p = bisect_right(self.k0, k) - 1
         m = k - self.k0[p] + 1
         return self.cum[p] + m * self.a[p] + self.b[p] * m * (m - 1) * 0.5
+
+    def ends(self, k1: int, k2: int) -> np.ndarray:
+        """``end(k)`` for ``k = k1..k2`` (vectorised; per-token ITLs only)."""
+        k = np.arange(k1, k2 + 1, dtype=np.int64)
+        k0 = np.asarray(self.k0, dtype=np.int64)
+        p = np.searchsorted(k0, k, side="right") - 1
+        m = (k - k0[p] + 1).astype(np.float64)
+        a, b = np.asarray(self.a)[p], np.asarray(self.b)[p]
+        return np.asarray(self.cum)[p] + m * a + b * m * (m - 1) * 0.5
 
     def gap(self, k: int) -> float:
         p = self._piece(k)

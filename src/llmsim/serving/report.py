@@ -2,18 +2,21 @@
 
 Output directory (``write``): ``summary.json``, ``requests.csv`` (or ``.parquet``),
 ``timeseries.csv``, ``latency_cdf.png``, ``timeseries.png`` and, when recorded,
-``trace.json`` (Chrome trace of the engine steps; open in chrome://tracing or Perfetto).
+``trace.json`` (Chrome trace of the engine steps; open in chrome://tracing or Perfetto) and
+``itls.csv`` (or ``.parquet``: every inter-token latency, ``metrics.save_itls``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from llmsim.errors import OutputError
 from llmsim.io import write_json, write_table
 from llmsim.serving.metrics import LogHistogram, dist_stats
 from llmsim.serving.request import RejectReason, RequestStatus
@@ -35,18 +38,42 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create the output folder (and its parents) or raise a one-line :class:`OutputError`;
+    called before a run so that a bad ``--out`` fails before the simulation, not after."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; simulate writes a folder (summary.json, "
+                          "requests, time series, plots): give a folder name")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the --out folder {out}: "
+                          f"{exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into the --out folder {out}: permission denied")
+    return out
+
+
 class SimulationReport:
-    """Result of :func:`llmsim.serving.simulate`."""
+    """Result of :func:`llmsim.serving.simulate`.
+
+    ``summary()``: the JSON-able summary; ``requests``: one row per request; ``timeseries``;
+    ``itl_hist``: the streamed ITL histogram; ``itls``: every inter-token latency
+    (``request_id, token_index, itl_s``) when the run kept them (``metrics.save_itls``), else
+    None; ``steps``: the Chrome-trace rows when recorded."""
 
     def __init__(self, summary: dict[str, Any], requests: dict[str, np.ndarray],
                  timeseries: pd.DataFrame, itl_hist: LogHistogram,
-                 steps: list[tuple] | None = None, config: Any = None):
+                 steps: list[tuple] | None = None, config: Any = None,
+                 itls: pd.DataFrame | None = None):
         self._summary = summary
         self._requests = requests
         self.timeseries = timeseries
         self.itl_hist = itl_hist
         self.steps = steps
         self.config = config
+        self.itls = itls
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary (NaN as None)."""
@@ -169,14 +196,14 @@ class SimulationReport:
         }
         if "memory" in setup.info:
             summary["memory"] = setup.info["memory"]
-        return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg)
+        itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None
+        return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg, itls)
 
     # ------------------------------------------------------------------ output
     def write(self, out_dir: str | Path, table_format: str = "csv", plots: bool = True
               ) -> list[Path]:
         """Write every output into ``out_dir`` (atomically, file by file); returns the paths."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = prepare_out_dir(out_dir)
         paths = []
         p = out / "summary.json"
         write_json(p, self.summary())
@@ -192,9 +219,11 @@ class SimulationReport:
             import yaml
 
             from llmsim.io import write_text
+            from llmsim.serving.config import paths_relative_to
 
-            p = out / "config.yaml"
-            write_text(p, yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+            p = out / "config.yaml"  # with absolute paths: it runs again from any folder
+            data = paths_relative_to(self.config.model_dump(mode="json"), Path.cwd())
+            write_text(p, yaml.safe_dump(data, sort_keys=False))
             paths.append(p)
         if plots:
             from llmsim.serving.plots import plot_latency_cdfs, plot_timeseries
@@ -204,6 +233,10 @@ class SimulationReport:
         if self.steps is not None:
             p = out / "trace.json"
             write_json(p, chrome_trace(self.steps, self._summary))
+            paths.append(p)
+        if self.itls is not None:
+            p = out / f"itls{suffix}"
+            write_table(p, self.itls)
             paths.append(p)
         return paths
 

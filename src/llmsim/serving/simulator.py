@@ -22,12 +22,19 @@ from typing import Any
 import numpy as np
 
 from llmsim.errors import ConfigError, DoesNotFitError
-from llmsim.serving.config import Preemption, SimulationConfig, load_config
+from llmsim.serving.config import (
+    DEFAULT_BATCH_WINDOW_S,
+    DEFAULT_SWAP_SPACE_BYTES,
+    Preemption,
+    SimulationConfig,
+    load_config,
+)
 from llmsim.serving.events import EventLoop
 from llmsim.serving.kvcache import KVCache
 from llmsim.serving.metrics import LogHistogram, TimeSeries
 from llmsim.serving.pricing import StepPricer, WorkFit
 from llmsim.serving.replica import PRIO_ARRIVAL, PRIO_SAMPLE, Replica
+from llmsim.serving.replica.itls import ItlLog, ItlReplica
 from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
 from llmsim.serving.router import ROUTERS
 from llmsim.serving.schedulers import SCHEDULERS, SchedulerLimits
@@ -82,8 +89,9 @@ class ServingSetup:
                                  if self.scheduler_cls.__name__ == "ContinuousBatching" else 0)
         self.host_blocks = 0
         if sc.preemption == Preemption.SWAP and self.kv_bytes_per_token > 0:
-            self.host_blocks = int(sc.swap_space_bytes
-                                   // (sc.block_size * self.kv_bytes_per_token))
+            swap_bytes = (DEFAULT_SWAP_SPACE_BYTES if sc.swap_space_bytes is None
+                          else sc.swap_space_bytes)
+            self.host_blocks = int(swap_bytes // (sc.block_size * self.kv_bytes_per_token))
         self.gpus_per_replica = par.tp * par.pp
         self.num_gpus = self.gpus_per_replica * par.replicas
 
@@ -124,7 +132,8 @@ class ServingSetup:
                 f"{spec.name} fits but leaves no KV cache on {sm.cluster.hardware.name} "
                 f"(weights {mem.weight_bytes / 1e9:.1f} GB, activations "
                 f"{mem.activation_bytes / 1e9:.1f} GB of {mem.usable_bytes / 1e9:.1f} GB usable); "
-                "raise --tp, use --dtype fp8 or lower --max-num-batched-tokens",
+                f"raise --memory-utilization (now {util:g}) or --tp, use --dtype fp8 or lower "
+                "--max-num-batched-tokens",
                 need_bytes=mem.weight_bytes + mem.activation_bytes, have_bytes=mem.usable_bytes)
         return int(mem.max_kv_tokens)
 
@@ -157,8 +166,9 @@ class Simulation:
         seeds = np.random.SeedSequence(cfg.workload.seed).spawn(6)
         self.router = setup.router_cls(np.random.default_rng(seeds[5]))
         sc = cfg.scheduler
+        window_s = DEFAULT_BATCH_WINDOW_S if sc.batch_window_s is None else sc.batch_window_s
         limits = SchedulerLimits(sc.max_num_seqs, setup.max_batched, setup.watermark_blocks,
-                                 sc.batch_window_s)
+                                 window_s)
         sm = setup.step_model
         link = getattr(getattr(getattr(sm, "cluster", None), "hardware", None), "host_link",
                        None)
@@ -168,14 +178,21 @@ class Simulation:
                                  link.bandwidth_bytes_per_s if link is not None else 0.0,
                                  link.latency_s if link is not None else 0.0)
         self.trace_steps: list | None = [] if cfg.metrics.chrome_trace else None
+        replica_cls: Any = Replica
+        extra: dict[str, Any] = {}
+        self.itl_log: ItlLog | None = None
+        if cfg.metrics.save_itls:  # per-token logging only when asked (replica/itls.py)
+            self.itl_log = ItlLog(cfg.parallelism.replicas)
+            replica_cls, extra = ItlReplica, {"itl_log": self.itl_log}
         self.replicas = [
-            Replica(i, self.loop, self.table, wl, setup.scheduler_cls(limits), limits, sc.order,
-                    KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
-                            setup.host_blocks),
-                    self.pricer, self.hist, self._on_finish,
-                    swap=sc.preemption == Preemption.SWAP, trace_steps=self.trace_steps,
-                    trace_limit=cfg.metrics.max_trace_steps, closed_form=closed_form,
-                    multi_phase=not wl.concurrency, next_arrival=self._next_arrival)
+            replica_cls(i, self.loop, self.table, wl, setup.scheduler_cls(limits), limits,
+                        sc.order, KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
+                                          setup.host_blocks),
+                        self.pricer, self.hist, self._on_finish,
+                        swap=sc.preemption == Preemption.SWAP, trace_steps=self.trace_steps,
+                        trace_limit=cfg.metrics.max_trace_steps, closed_form=closed_form,
+                        multi_phase=not wl.concurrency, next_arrival=self._next_arrival,
+                        **extra)
             for i in range(cfg.parallelism.replicas)
         ]
         span = float(wl.arrival_s[-1]) if self.n else 0.0

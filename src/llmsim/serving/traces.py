@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -125,14 +126,24 @@ def detect_format(columns: list[str]) -> TraceFormat | None:
     return None
 
 
+def _cell(value: Any) -> str | None:
+    """A cell as the user wrote it (quoted), None for a blank cell or a missing JSON key."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or (
+            isinstance(value, str) and not value.strip()):
+        return None
+    return repr(str(value))
+
+
 def _lengths(frame: pd.DataFrame, col: str, path: Path, first_line: int) -> np.ndarray:
     raw = frame[col]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{path}: line {i + first_line}, column {col!r}: "
-                        f"{raw.iloc[i]!r} is not a token count")
+        cell = _cell(raw.iloc[i])
+        problem = ("missing or empty; every request needs a token count" if cell is None
+                   else f"{cell} is not a token count")
+        raise DataError(f"{path}: line {i + first_line}, column {col!r}: {problem}")
     frac = values != np.floor(values)
     if frac.any():
         i = int(np.argmax(frac))
@@ -162,8 +173,10 @@ def _times(frame: pd.DataFrame, fmt: TraceFormat, path: Path, first_line: int) -
             values = values / 1e3
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{path}: line {i + first_line}, column {col!r}: {raw.iloc[i]!r} is "
-                        "not a valid time")
+        cell = _cell(raw.iloc[i])
+        problem = ("missing or empty; every request needs a time when the column is present"
+                   if cell is None else f"{cell} is not a valid time")
+        raise DataError(f"{path}: line {i + first_line}, column {col!r}: {problem}")
     assert values is not None
     neg = values < 0
     if fmt.time_kind != "datetime" and neg.any():
@@ -178,6 +191,8 @@ def _hash_csr(frame: pd.DataFrame, path: Path, first_line: int
     lists = frame["hash_ids"].tolist()
     lengths = np.empty(len(lists), dtype=np.int64)
     for i, ids in enumerate(lists):
+        if ids is None or (isinstance(ids, float) and math.isnan(ids)):  # no key: no blocks
+            lists[i] = ids = []
         if not isinstance(ids, list):
             raise DataError(f"{path}: line {i + first_line}, column 'hash_ids': expected a list "
                             f"of block ids, got {ids!r}")
@@ -250,11 +265,15 @@ def _load_trace_cached(path_str: str, _size: int, _mtime: int, fmt_name: str | N
     if fmt.time_col and fmt.time_col in columns:
         arrival = _times(frame, fmt, path, first_line)
     priority = None
-    if "priority" in columns:
-        pr = pd.to_numeric(frame["priority"], errors="coerce").to_numpy()
-        if not np.isfinite(pr).all():
-            i = int(np.argmax(~np.isfinite(pr)))
-            raise DataError(f"{path}: line {i + first_line}, column 'priority': not a number")
+    if "priority" in columns:  # optional per row: a blank cell or a missing key is 0
+        raw = frame["priority"]
+        missing = raw.isna().to_numpy() | raw.astype(str).str.strip().eq("").to_numpy()
+        pr = pd.to_numeric(raw.where(~missing, 0), errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(pr) | (pr != np.floor(pr))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{path}: line {i + first_line}, column 'priority': "
+                            f"{str(raw.iloc[i])!r} is not a whole number")
         priority = pr.astype(np.int64)
     offsets = values = None
     if "hash_ids" in columns:

@@ -25,6 +25,7 @@ import numpy as np
 
 from llmsim.errors import ConfigError
 from llmsim.serving.arrivals import make_arrivals
+from llmsim.serving.config import DEFAULT_OUTPUT, DEFAULT_PROMPT
 from llmsim.serving.lengths import make_length_dist
 from llmsim.serving.traces import Trace, load_trace
 
@@ -115,8 +116,9 @@ def build_workload(cfg: Any) -> Workload:
             arrival = None
     else:
         n = cfg.num_requests or 1000
-        in_dist = make_length_dist(cfg.prompt, "input")
-        out_dist = make_length_dist(cfg.output, "output")
+        in_dist = make_length_dist(DEFAULT_PROMPT if cfg.prompt is None else cfg.prompt, "input")
+        out_dist = make_length_dist(DEFAULT_OUTPUT if cfg.output is None else cfg.output,
+                                    "output")
         inputs = in_dist.sample(n, rng_in)
         outputs = out_dist.sample(n, rng_out)
         info.update(prompt=in_dist.describe(), output=out_dist.describe())

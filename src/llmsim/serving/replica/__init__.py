@@ -20,6 +20,7 @@ them, so the hot path reads plain attributes of one object)::
     planner     RunPlanner: price the head step, plan the closed-form decode run
     commit      Commit: apply a finished segment (tokens, gaps, finishes, blocks, counters)
     engine      Replica: the step loop on the event loop; views for router and sampler
+    itls        ItlReplica: a Replica that also logs every token's time (opt-in, save_itls)
 """
 
 from llmsim.serving.replica.engine import PRIO_ARRIVAL, PRIO_KICK, PRIO_SAMPLE, PRIO_STEP, Replica

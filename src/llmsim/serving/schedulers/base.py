@@ -78,6 +78,7 @@ class SchedulerBase:
     admits_mid_batch: ClassVar[bool]
     hold_finished: ClassVar[bool]
     chunks_prompts: ClassVar[bool]
+    uses_batch_window: ClassVar[bool] = False  # waits up to ``batch_window_s`` (dynamic)
 
     def __init__(self, limits: SchedulerLimits):
         self.limits = limits

@@ -14,6 +14,8 @@ from llmsim.serving.schedulers.static import StaticBatching
 
 @SCHEDULERS.register("dynamic", "dynamic-batching", "window")
 class DynamicBatching(StaticBatching):
+    uses_batch_window = True
+
     def schedule(self, replica: Any, now_s: float) -> StepPlan:
         waiting = replica.waiting
         if waiting and not replica.num_running:  # a free replica: batch full or window over?
