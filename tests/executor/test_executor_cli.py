@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from llmsim.errors import ConfigError
+
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="needs PyTorch (pip install 'llmsim[executor]')")
 
@@ -113,3 +115,112 @@ def test_measure_machine_quick(tiny):
     prof = m.profile().for_hardware(hw)
     assert prof.kernel("gemm").launch_s == m.launch_s["gemm"]
     json.dumps(m.as_dict())
+
+
+# --------------------------------------------------------------- acceptance-review fixes
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Fail the test if the slow part (measurement, executor build) is reached."""
+    if importlib.util.find_spec("torch") is None:
+        return
+
+    def boom(*args, **kwargs):
+        raise AssertionError("reached the slow part before rejecting the flags")
+
+    import llmsim.executor.check as check
+    import llmsim.executor.runner as runner
+
+    monkeypatch.setattr(check, "measure_machine", boom)
+    monkeypatch.setattr(check, "build_executor", boom)
+    monkeypatch.setattr(runner, "build_executor", boom)
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_seed_out_of_range_rejected_up_front(cli, no_measuring, command, seed):
+    res = cli("executor", command, "--config", "tiny", "--device", "cpu", "--seed", seed)
+    assert res.code == 2
+    assert res.err == f"error: --seed must be an integer in 0..2**63-1, got {seed}\n"
+
+
+@needs_torch
+def test_seed_checked_in_the_python_api(no_measuring, tiny):
+    from llmsim.executor import run_benchmark, run_check
+
+    bad = tiny.offload.model_construct(**{**tiny.offload.model_dump(), "seed": -1})
+    for call in (run_benchmark, run_check):
+        with pytest.raises(ConfigError, match="--seed must be an integer in 0..2"):
+            call("tiny", bad, device="cpu")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "--sim-routing", "bogus"], "--sim-routing: unknown routing distribution 'bogus'"),
+    (["check", "--routing", "zipf:1", "--sim-routing", "uniform"],
+     "--sim-routing applies only with --routing router"),
+    (["check", "--routing", "trace:missing.jsonl"], "routing trace 'missing.jsonl' not found"),
+    (["run", "--routing", "zipf"], "zipf exponent"),
+    (["check", "--miss", "disk"], "--miss must be fetch or cpu"),
+    (["check", "--policy", "mru"], "cache policy"),
+])
+def test_cheap_flags_rejected_before_measuring(cli, no_measuring, args, message):
+    res = cli("executor", *args, "--config", "tiny", "--device", "cpu")
+    assert res.code == 2, res.out
+    assert message in res.err and res.err.count("\n") == 1
+
+
+@needs_torch
+def test_context_checked_before_measuring(cli, no_measuring):
+    for command in ("run", "check"):
+        res = cli("executor", command, "--config", "tiny", "--device", "cpu", "--prompt", "5000")
+        assert res.code == 2
+        assert "exceeds moe-tiny's context of 4096" in res.err
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_csv_is_not_offered_and_rejected_up_front(cli, no_measuring, command):
+    helptext = cli("executor", command, "--help").out
+    assert "[table|json]" in helptext.replace(" ", "") or "table|json" in helptext
+    assert "csv" not in helptext
+    res = cli("executor", command, "--config", "tiny", "--device", "cpu", "--format", "csv")
+    assert res.code == 2 and "'csv' is not one of" in res.err
+
+
+def test_presets_csv_and_narrow_table(cli, monkeypatch):
+    csv = cli("executor", "presets", "--format", "csv")
+    assert csv.code == 0
+    lines = csv.out.splitlines()
+    assert lines[0].startswith("name,") and {line.split(",")[0] for line in lines[1:]} == {
+        "gpu-default", "cpu-small", "tiny"}
+    monkeypatch.setenv("COLUMNS", "80")
+    table = cli("executor", "presets")
+    assert "gpu-default" in table.out and "…" not in table.out
+    assert all(len(line) <= 80 for line in table.out.splitlines())
+
+
+@needs_torch
+def test_zero_decode_steps_reports_null_not_zero(cli):
+    args = ("executor", "run", "--config", "tiny", "--device", "cpu", "--repeats", "1",
+            "--decode-steps", "0")
+    res = cli(*args, "--format", "json")
+    assert res.code == 0, res.err
+    d = res.json()
+    for key in ("decode_s_per_token", "decode_s_per_token_median", "tokens_per_s",
+                "decode_hit_rate"):
+        assert d[key] is None, key
+    assert d["prefill_s"] > 0 and d["decode_steps"] == 0
+    table = cli(*args)
+    assert table.code == 0, table.err
+    assert "n/a (0 decode steps)" in table.out and "decode n/a" in table.out
+
+
+@needs_torch
+def test_routing_trace_prefix_in_the_executor(cli, tmp_path):
+    trace = tmp_path / "r.jsonl"
+    first = cli("executor", "run", "--config", "tiny", "--device", "cpu", "--repeats", "1",
+                "--decode-steps", "2", "--routing-trace-out", str(trace), "--format", "json")
+    assert first.code == 0, first.err
+    again = cli("executor", "run", "--config", "tiny", "--device", "cpu", "--repeats", "1",
+                "--routing", f"trace:{trace}", "--format", "json")
+    assert again.code == 0, again.err
+    d = again.json()
+    assert d["decode_steps"] == 2 and d["hit_rate"] == first.json()["hit_rate"]

@@ -3,7 +3,11 @@ one-line errors with exit code 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 POLICY_KEYS = {"gpu_batch_size", "num_gpu_batches", "w_gpu_frac", "w_cpu_frac",
                "cache_gpu_frac", "cache_cpu_frac", "act_gpu_frac", "act_cpu_frac"}
@@ -82,7 +86,19 @@ def test_compression_flags_reach_the_policy(cli):
     (("solve", "--model", "opt-30b", "--cpu-mem", "0"), "--cpu-mem must be > 0"),
     (("evaluate", "--model", "opt-30b", "--gpu-batch-size", "4", "--percent", "60", "50", "0",
       "100", "0", "100"), "<= 100%"),
-    (("evaluate", "--model", "opt-30b", "--gpu-batch-size", "0"), "gpu_batch_size"),
+    # errors name the flag, not the Python parameter
+    (("evaluate", "--model", "opt-30b", "--gpu-batch-size", "0"),
+     "--gpu-batch-size must be an integer >= 1 (sequences per GPU batch), got 0"),
+    (("evaluate", "--model", "opt-30b", "--gpu-batch-size", "4", "--num-gpu-batches", "0"),
+     "--num-gpu-batches must be an integer >= 1"),
+    (("evaluate", "--model", "opt-30b", "--gpu-batch-size", "4", "--prompt-len", "0"),
+     "--prompt-len must be an integer >= 1 (prompt tokens per sequence), got 0"),
+    (("solve", "--model", "opt-30b", "--gen-len", "0"), "--gen-len must be an integer >= 1"),
+    (("solve", "--model", "opt-30b", "--gpu-batch-size", "0"),
+     "--gpu-batch-size must be an integer >= 1, got 0"),
+    (("solve", "--model", "opt-30b", "--num-gpu-batches", "-2"),
+     "--num-gpu-batches must be an integer >= 1, got -2"),
+    (("solve", "--model", "opt-30b", "--prompt-len", "2048"), "exceeds opt-30b's context"),
     (("evaluate", "--model", "opt-30b"), "--gpu-batch-size"),
     (("solve", "--model", "no-such-model"), "unknown model"),
 ])
@@ -119,3 +135,50 @@ def test_solve_rejects_slack_above_one_but_evaluate_allows_flexgen_style(cli):
              "--num-gpu-batches", "3", "--percent", "20", "80", "0", "100", "0", "100",
              "--cpu-cache-compute", "--alpha-g", "1.2", "--alpha-c", "1.2", "--format", "json")
     assert ok.code == 0, ok.err
+
+
+# --------------------------------------------------------------- acceptance-review fixes
+EVALUATE_175B = ("offload", "evaluate", "--model", "opt-175b", "--gpu-batch-size", "32",
+                 "--num-gpu-batches", "8", "--percent", "0", "50", "0", "0", "0", "100",
+                 "--cpu-cache-compute")
+
+
+def test_tables_readable_at_80_columns(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("COLUMNS", "80")
+    res = cli(*EVALUATE_175B)
+    assert res.code == 0, res.err
+    assert "…" not in res.out
+    assert all(len(line) <= 80 for line in res.out.splitlines())
+    # the per-stage values are whole: one row per stream, one column per stage
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+            for line in res.out.splitlines() if line.count("│") == 4}
+    assert rows["time"][0] == "1,855 s" and rows["bound"] == ["compute", "dtoc"]
+    assert set(rows) >= {"ctog (CPU->GPU)", "gtoc (GPU->CPU)", "dtoc (disk->CPU)",
+                         "ctod (CPU->disk)", "compute", "staging (pageable)"}
+    out = tmp_path / "t.txt"
+    assert cli(*EVALUATE_175B, "--out", str(out)).code == 0
+    text = out.read_text()
+    assert "…" not in text and "1,855 s" in text
+
+
+def test_llmsim_moe_config_loads_through_the_moe_offload_loader(cli):
+    args = ("offload", "solve", "--gpu-batch-size", "8", "--num-gpu-batches", "2",
+            "--format", "json")
+    own = cli(*args, "--model", str(REPO / "examples" / "moe-4096x10.json"))
+    assert own.code == 0, own.err
+    hf = cli(*args, "--model", str(REPO / "examples" / "moe-4096x10-hf-config.json"))
+    assert hf.code == 0, hf.err
+    a, b = own.json(), hf.json()
+    assert a["model"] == "moe-4096x10" and a["feasible"]
+    assert a["weight_bytes"] == b["weight_bytes"]
+    assert a["throughput_tokens_per_s"] == pytest.approx(b["throughput_tokens_per_s"])
+
+
+def test_docs_quote_the_real_infeasible_message(cli):
+    """docs/offload.md shows this command's error; it must be what the command prints."""
+    res = cli("offload", "solve", "--model", "opt-175b", "--cpu-mem", "10", "--nvme-mem", "100")
+    assert res.code == 2
+    doc = (REPO / "docs" / "offload.md").read_text()
+    block = doc.split("$ llmsim offload solve --model opt-175b --cpu-mem 10 --nvme-mem 100\n")[1]
+    quoted = " ".join(block.split("```")[0].split())
+    assert quoted == " ".join(res.err.split())

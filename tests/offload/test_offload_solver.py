@@ -143,11 +143,13 @@ def test_nonsense_policies_and_lengths_are_rejected():
         OffloadPolicy.from_percent(4, 1, (-10, 50, 0, 100, 0, 100))
     with pytest.raises(ConfigError, match="6 numbers"):
         OffloadPolicy.from_percent(4, 1, (100, 0, 100))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="--gpu-batch-size must be an integer >= 1"):
         OffloadPolicy(0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="--num-gpu-batches must be an integer >= 1"):
         OffloadPolicy(4, num_gpu_batches=0)
-    with pytest.raises(ConfigError, match="prompt_len"):
+    with pytest.raises(ConfigError, match="--gpu-batch-size must be an integer >= 1, got 0"):
+        solve("opt-6.7b", gpu_batch_sizes=[0], **T4)
+    with pytest.raises(ConfigError, match="--prompt-len must be an integer >= 1"):
         evaluate("opt-6.7b", OffloadPolicy(1), 0, 32, **T4)
     with pytest.raises(ConfigError, match="context"):
         evaluate("opt-6.7b", OffloadPolicy(1), 2000, 100, **T4)

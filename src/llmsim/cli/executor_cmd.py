@@ -5,13 +5,14 @@ Needs the ``executor`` extra (PyTorch); without it every command fails with one 
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
 from llmsim import units
 from llmsim.cli.options import Format, FormatOpt, OutOpt
-from llmsim.errors import ConfigError
+from llmsim.errors import ConfigError, LLMSimError
 
 app = typer.Typer(name="executor", no_args_is_help=True,
                   help="Run a real PyTorch MoE decoder with an offloaded expert cache, and "
@@ -24,6 +25,14 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="executor")
 
 
+class RunFormat(str, Enum):
+    """``run`` and ``check`` write a table or JSON (no CSV: their results are not one table)."""
+
+    table = "table"
+    json = "json"
+
+
+RunFormatOpt = Annotated[RunFormat, typer.Option("--format", "-f", help="Output format.")]
 ConfigOpt = Annotated[str | None, typer.Option(
     "--config", "-c", help="Preset (gpu-default, cpu-small, tiny), an llmsim-moe JSON/YAML file "
                            "or an executor-buildable catalog/HF model. Default: the device's "
@@ -42,17 +51,36 @@ AccuracyOpt = Annotated[float | None, typer.Option(
 PolicyOpt = Annotated[str, typer.Option("--policy", help="Cache policy: lru, lfu, static.")]
 RoutingOpt = Annotated[str, typer.Option(
     "--routing", help="router (the model's own) | uniform | zipf:S | correlated:R | a routing "
-                      "trace file (forced routing).")]
+                      "trace file, FILE or trace:FILE (forced routing).")]
 MissOpt = Annotated[str, typer.Option("--miss", help="fetch or cpu.")]
 PromptOpt = Annotated[int | None, typer.Option("--prompt", min=1, help="Prompt tokens.")]
 StepsOpt = Annotated[int | None, typer.Option("--decode-steps", min=0, help="Decode steps.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of weights, prompt, routing and "
-                                                     "prefetch guesses.")]
+                                                     "prefetch guesses (0..2**63-1).")]
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed passes first.")]
 RepeatsOpt = Annotated[int, typer.Option("--repeats", min=1, help="Timed passes (best kept).")]
 ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", min=1, help="CPU threads for torch (default: torch's; 1 is steadier on a "
                              "shared machine).")]
+
+
+def _check_flags(seed: int, policy: str, miss: str, routing: str,
+                 sim_routing: str | None = None) -> None:
+    """The flags that need neither torch nor a model, checked before any slow work."""
+    from llmsim.moe_offload import check_routing, check_seed
+    from llmsim.moe_offload.policies import CACHE_POLICIES
+
+    check_seed(seed)
+    CACHE_POLICIES.get(policy)  # UnknownNameError with a did-you-mean
+    if miss.strip().lower() not in ("fetch", "cpu"):
+        raise ConfigError(f"--miss must be fetch or cpu, not {miss!r}")
+    if routing != "router":
+        check_routing(routing)
+    if sim_routing is not None:
+        try:
+            check_routing(sim_routing)
+        except LLMSimError as exc:  # name the flag: --routing takes the same values
+            raise ConfigError(f"--sim-routing: {exc}") from None
 
 
 def _setup(config: str | None, device: str | None, threads: int | None) -> tuple[Any, str, Any]:
@@ -113,9 +141,11 @@ def run_cmd(
     routing_trace_out: Annotated[str | None, typer.Option(
         "--routing-trace-out", help="Write the executed routing as a JSONL/CSV trace (replay "
                                     "it with moe-offload simulate --routing).")] = None,
-    fmt: FormatOpt = Format.table, out: OutOpt = None,
+    fmt: RunFormatOpt = RunFormat.table, out: OutOpt = None,
 ) -> None:
     """Build the MoE decoder (random weights), warm up, then time prefill and decode."""
+    _check_flags(seed, policy, miss, routing)  # before importing torch
+
     from llmsim.executor.runner import run_benchmark
     from llmsim.moe_offload.config import load_moe_config
 
@@ -127,25 +157,33 @@ def run_cmd(
     res = run_benchmark(cfg, off, device=dev, dtype=dtype, routing=routing, prompt_tokens=p,
                         decode_steps=s, warmup=warmup, repeats=repeats, profile_dir=profile_dir,
                         nvtx=nvtx, trace_out=routing_trace_out)
-    if fmt == Format.json:
+    if fmt == RunFormat.json:
         from llmsim.report.render import as_json, emit
 
         emit(as_json(res.as_dict()), out)
         return
-    if fmt == Format.csv:
-        raise ConfigError("executor run writes a table or JSON (--format json)")
-    _run_tables(res)
+    _run_tables(res, out)
 
 
-def _run_tables(r: Any) -> None:
+def _pct(v: float) -> str:
+    """A rate as a percentage; ``n/a`` when undefined (NaN: an empty phase)."""
+    return "n/a" if v != v else f"{v:.1%}"
+
+
+def _err(v: float) -> str:
+    return "n/a" if v != v else f"{v:+.1%}"
+
+
+def _run_tables(r: Any, out: str | None = None) -> None:
     from rich.table import Table
 
-    from llmsim.report.render import console, kv_table
+    from llmsim.report.render import kv_table, output_console
 
     t = units.fmt_time
-    con = console()
     m, o = r.model, r.offload
-    con.print(kv_table(
+    decode = (f"{t(r.decode_s_per_token)} ({r.tokens_per_s:,.2f} tokens/s; median "
+              f"{t(r.decode_s_per_token_median)})" if r.decode_steps else "n/a (0 decode steps)")
+    summary = kv_table(
         f"executor: {m['name']} on {r.device} ({r.dtype}); cache {o['capacity']}/layer "
         f"{o['policy']}, prefetch {o['prefetch']} @ {o['prefetch_accuracy']:g}, miss {o['miss']}",
         [
@@ -156,22 +194,23 @@ def _run_tables(r: Any) -> None:
             ("prefill", f"{t(r.prefill_s)} for {r.prompt_tokens} tokens "
                         f"({r.prefill_tokens_per_s:,.0f} tokens/s; "
                         f"median {t(r.prefill_s_median)})"),
-            ("decode per token", f"{t(r.decode_s_per_token)} ({r.tokens_per_s:,.2f} tokens/s; "
-                                 f"median {t(r.decode_s_per_token_median)})"),
-            ("cache hits", f"{r.hits} hits / {r.misses} misses = {r.hit_rate:.1%} (prefill "
-                           f"{r.prefill_hit_rate:.1%}, decode {r.decode_hit_rate:.1%})"),
-            ("prefetch accuracy (measured)", f"{r.prefetch_accuracy:.1%}"),
+            ("decode per token", decode),
+            ("cache hits", f"{r.hits} hits / {r.misses} misses = {_pct(r.hit_rate)} (prefill "
+                           f"{_pct(r.prefill_hit_rate)}, decode {_pct(r.decode_hit_rate)})"),
+            ("prefetch accuracy (measured)", _pct(r.prefetch_accuracy)),
             ("host<->device bytes", f"H2D {units.fmt_bytes(r.h2d_bytes)}, D2H "
                                     f"{units.fmt_bytes(r.d2h_bytes)}"),
             ("KV length", str(r.kv_len)),
             ("timing", f"best of {r.repeats} timed passes after {r.warmup} warm-up"),
-        ]))
+        ])
     table = Table(title="per layer", title_justify="left")
     for c in ("layer", "prefill", "decode (mean/step)"):
         table.add_column(c, justify="right")
     for i, (a, b) in enumerate(zip(r.prefill_layer_s, r.decode_layer_s, strict=True)):
         table.add_row(str(i), t(a), t(b))
-    con.print(table)
+    with output_console(out) as con:
+        con.print(summary)
+        con.print(table)
 
 
 @app.command("check")
@@ -180,9 +219,9 @@ def check_cmd(
     cache_capacity: CapacityOpt = None, prefetch: PrefetchOpt = None,
     prefetch_accuracy: AccuracyOpt = None, policy: PolicyOpt = "lru",
     routing: RoutingOpt = "router",
-    sim_routing: Annotated[str, typer.Option(
+    sim_routing: Annotated[str | None, typer.Option(
         "--sim-routing", help="With --routing router: the distribution the simulation assumes "
-                              "for the model's router.")] = "uniform",
+                              "for the model's router (default uniform).")] = None,
     miss: MissOpt = "fetch", prompt: PromptOpt = None, decode_steps: StepsOpt = None,
     seed: SeedOpt = 0, warmup: WarmupOpt = 1, repeats: RepeatsOpt = 5,
     threads: ThreadsOpt = None,
@@ -191,10 +230,16 @@ def check_cmd(
     details: Annotated[bool, typer.Option("--details", help="JSON: include the executor and "
                                                             "simulation results in full.")
                        ] = False,
-    fmt: FormatOpt = Format.table, out: OutOpt = None,
+    fmt: RunFormatOpt = RunFormat.table, out: OutOpt = None,
 ) -> None:
     """Measure this machine, run the executor, simulate the same run on the measured spec, and
     compare prefill time, decode time per token and hit rate."""
+    if sim_routing is not None and routing != "router":
+        raise ConfigError("--sim-routing applies only with --routing router; with forced "
+                          "routing the simulation draws from --routing itself")
+    sim_routing = sim_routing or "uniform"
+    _check_flags(seed, policy, miss, routing, sim_routing)  # before importing torch
+
     from llmsim.executor.check import run_check
     from llmsim.moe_offload.config import load_moe_config
 
@@ -205,22 +250,19 @@ def check_cmd(
     p, s = _shape(preset, prompt, decode_steps, routing)
     res = run_check(cfg, off, device=dev, dtype=dtype, routing=routing, sim_routing=sim_routing,
                     prompt_tokens=p, decode_steps=s, warmup=warmup, repeats=repeats, quick=quick)
-    if fmt == Format.json:
+    if fmt == RunFormat.json:
         from llmsim.report.render import as_json, emit
 
         emit(as_json(res.as_dict(details=details)), out)
         return
-    if fmt == Format.csv:
-        raise ConfigError("executor check writes a table or JSON (--format json)")
-    _check_tables(res)
+    _check_tables(res, out)
 
 
-def _check_tables(r: Any) -> None:
+def _check_tables(r: Any, out: str | None = None) -> None:
     from rich.table import Table
 
-    from llmsim.report.render import console, kv_table
+    from llmsim.report.render import kv_table, output_console
 
-    con = console()
     ex, m = r.executor, r.machine
     o = ex.offload
     table = Table(title=f"closed loop: {ex.model['name']} on {m.device_name} ({ex.dtype}, "
@@ -232,33 +274,36 @@ def _check_tables(r: Any) -> None:
     labels = {"prefill_s": "prefill", "decode_s_per_token": "decode / token",
               "hit_rate": "hit rate"}
     for key, label in labels.items():
-        fmt = (lambda v: f"{v:.1%}") if key == "hit_rate" else units.fmt_time
+        fmt = _pct if key == "hit_rate" else units.fmt_time
         table.add_row(label, fmt(r.measured[key]), fmt(r.predicted[key]),
-                      f"{r.error_frac[key]:+.1%}", fmt(r.predicted_replay[key]),
-                      f"{r.error_frac_replay[key]:+.1%}")
-    con.print(table)
-    con.print(f"predicted: routing {r.sim_routing}; replay: the executor's recorded routing.\n"
-              f"Executor routing: {ex.routing}; prompt {ex.prompt_tokens}, "
-              f"{ex.decode_steps} decode steps, best of {ex.repeats} passes.")
-    if r.contended:
-        con.print(f"[yellow]note: load average {r.load_avg_before:.1f} on {r.cpu_count} CPUs "
-                  "when the check started; other processes may have inflated the timings "
-                  "(on a shared machine try --threads 1).[/yellow]")
-    con.print(kv_table("measured machine", [
-        ("matmul peak", f"{m.matmul_flops_per_s / 1e9:,.1f} GFLOP/s ({m.dtype})"),
-        ("GEMM / expert fit", f"compute {m.gemm_compute_eff:.2f} / "
-                              f"{m.expert_compute_eff:.2f} of peak, m_half "
-                              f"{m.gemm_m_half:.3g} / {m.expert_m_half:.3g}, weight streaming "
-                              f"{m.gemm_memory_eff:.2f} / {m.expert_memory_eff:.2f} of GEMV"),
-        ("attention efficiency", f"{m.attention_compute_eff:.2f}"),
-        ("memory bandwidth", f"{units.fmt_bandwidth(m.memory_bandwidth_bytes_per_s)} (GEMV), "
-                             f"copy {units.fmt_bandwidth(m.copy_bandwidth_bytes_per_s)}"),
-        ("host->device", f"{units.fmt_bandwidth(m.h2d_bandwidth_bytes_per_s)}, latency "
-                         f"{units.fmt_time(m.link_latency_s)}"),
-        ("fixed costs", ", ".join(f"{k} {units.fmt_time(v)}" for k, v in m.launch_s.items())
-         + f", step {units.fmt_time(m.step_overhead_s)}"),
-        ("wall time", units.fmt_time(r.wall_s)),
-    ]))
+                      _err(r.error_frac[key]), fmt(r.predicted_replay[key]),
+                      _err(r.error_frac_replay[key]))
+    with output_console(out) as con:
+        con.print(table)
+        con.print(f"predicted: routing {r.sim_routing}; replay: the executor's recorded "
+                  f"routing.\nExecutor routing: {ex.routing}; prompt {ex.prompt_tokens}, "
+                  f"{ex.decode_steps} decode steps, best of {ex.repeats} passes.")
+        if r.contended:
+            con.print(f"[yellow]note: load average {r.load_avg_before:.1f} on {r.cpu_count} "
+                      "CPUs when the check started; other processes may have inflated the "
+                      "timings (on a shared machine try --threads 1).[/yellow]")
+        con.print(kv_table("measured machine", [
+            ("matmul peak", f"{m.matmul_flops_per_s / 1e9:,.1f} GFLOP/s ({m.dtype})"),
+            ("GEMM / expert fit", f"compute {m.gemm_compute_eff:.2f} / "
+                                  f"{m.expert_compute_eff:.2f} of peak, m_half "
+                                  f"{m.gemm_m_half:.3g} / {m.expert_m_half:.3g}, weight "
+                                  f"streaming {m.gemm_memory_eff:.2f} / "
+                                  f"{m.expert_memory_eff:.2f} of GEMV"),
+            ("attention efficiency", f"{m.attention_compute_eff:.2f}"),
+            ("memory bandwidth", f"{units.fmt_bandwidth(m.memory_bandwidth_bytes_per_s)} "
+                                 f"(GEMV), copy "
+                                 f"{units.fmt_bandwidth(m.copy_bandwidth_bytes_per_s)}"),
+            ("host->device", f"{units.fmt_bandwidth(m.h2d_bandwidth_bytes_per_s)}, latency "
+                             f"{units.fmt_time(m.link_latency_s)}"),
+            ("fixed costs", ", ".join(f"{k} {units.fmt_time(v)}" for k, v in m.launch_s.items())
+             + f", step {units.fmt_time(m.step_overhead_s)}"),
+            ("wall time", units.fmt_time(r.wall_s)),
+        ]))
 
 
 @app.command("presets")
@@ -274,12 +319,36 @@ def presets_cmd(fmt: FormatOpt = Format.table, out: OutOpt = None) -> None:
             for p in PRESETS.values()]
     import pandas as pd
 
-    from llmsim.report.render import as_json, console, emit, frame_table
+    from llmsim.report.render import as_json, emit, frame_to_csv, output_console
 
     if fmt == Format.json:
         emit(as_json({"presets": rows}), out)
         return
-    console().print(frame_table(pd.DataFrame(rows), title="executor presets", columns=[
-        "name", "hidden_size", "num_layers", "num_experts", "top_k", "expert_intermediate_size",
-        "weight_dtype", "capacity", "prefetch", "prefetch_accuracy", "prompt_tokens",
-        "decode_steps"]))
+    frame = pd.DataFrame(rows)
+    if fmt == Format.csv:
+        emit(frame_to_csv(frame.drop(columns=["description"])), out)
+        return
+    from rich.table import Table
+
+    # one column per preset (fits 80 columns however many fields a preset has)
+    table = Table(title="executor presets", title_justify="left")
+    table.add_column("")
+    for p in PRESETS.values():
+        table.add_column(p.name, justify="right")
+    fields = [
+        ("hidden size", lambda p: str(p.model.hidden_size)),
+        ("layers", lambda p: str(p.model.num_layers)),
+        ("heads / KV x dim", lambda p: f"{p.model.num_heads} / {p.model.num_kv_heads} x "
+                                       f"{p.model.head_dim}"),
+        ("experts, top-k", lambda p: f"{p.model.num_experts}, top-{p.model.top_k}"),
+        ("expert width", lambda p: str(p.model.expert_intermediate_size)),
+        ("dtype", lambda p: p.model.weight_dtype.value),
+        ("cache / layer", lambda p: str(p.offload.capacity)),
+        ("prefetch @ accuracy", lambda p: f"{p.offload.prefetch} @ "
+                                          f"{p.offload.prefetch_accuracy:g}"),
+        ("prompt, decode steps", lambda p: f"{p.prompt_tokens}, {p.decode_steps}"),
+    ]
+    for label, get in fields:
+        table.add_row(label, *(get(p) for p in PRESETS.values()))
+    with output_console(out) as con:
+        con.print(table)

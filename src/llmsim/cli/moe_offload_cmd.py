@@ -41,9 +41,11 @@ def simulate_cmd(
     hardware: Annotated[str, typer.Option("--hardware", "-H", help="GPU (see `llmsim catalog "
                                                                    "list hardware`).")
                         ] = "rtx-4090",
-    host: Annotated[str, typer.Option("--host", help="Host: CPU, DRAM, PCIe (see `llmsim "
-                                                     "catalog list hosts`).")
-                    ] = "workstation-pcie4",
+    host: Annotated[str | None, typer.Option(
+        "--host", help="Host: CPU, DRAM, PCIe (see `llmsim catalog list hosts`; default: the "
+                       "GPU's, as in `llmsim offload`: workstation-pcie4 for an RTX 3090/4090, "
+                       "gcp-t4-flexgen for a T4, else a generic server of the GPU's PCIe "
+                       "generation).")] = None,
     cache_capacity: Annotated[str, typer.Option(
         "--cache-capacity", "-C", help="Experts cached on the GPU per MoE layer, or 'auto' "
                                        "(as many as fit).")] = "auto",
@@ -57,7 +59,7 @@ def simulate_cmd(
                       ] = "lru",
     routing: Annotated[str, typer.Option(
         "--routing", help="uniform | zipf:S | correlated:R (+ ,corr=R ,sticky=R) | a JSONL/CSV "
-                          "routing trace.")] = "uniform",
+                          "routing trace (FILE or trace:FILE).")] = "uniform",
     miss: Annotated[str, typer.Option("--miss", help="Miss handling: fetch (PCIe, then GPU) "
                                                      "or cpu (compute on the CPU).")
                     ] = "fetch",
@@ -65,8 +67,8 @@ def simulate_cmd(
         "--prompt", min=1, help="Prompt tokens (default 256, or the trace's).")] = None,
     decode_steps: Annotated[int | None, typer.Option(
         "--decode-steps", min=0, help="Decode steps (default 10, or the trace's).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of routing and prefetch guesses.")
-                    ] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of routing and prefetch guesses "
+                                                     "(0..2**63-1).")] = 0,
     dtype: Annotated[str | None, typer.Option(
         "--dtype", help="Weights/activations format (default: the model's).")] = None,
     profile: ProfileOpt = None,
@@ -77,7 +79,8 @@ def simulate_cmd(
     allow_overflow: Annotated[bool, typer.Option(
         "--allow-overflow", help="Simulate even if the cache does not fit the GPU.")] = False,
     timeline: Annotated[bool, typer.Option(
-        "--timeline", help="JSON: include the per-step, per-layer timeline.")] = False,
+        "--timeline", help="Include the per-step, per-layer timeline (JSON: a list; table: "
+                           "one row per step and layer; CSV is always the timeline).")] = False,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
 ) -> None:
@@ -88,30 +91,42 @@ def simulate_cmd(
         MissMode,
         OffloadConfig,
         auto_capacity,
+        check_context,
+        check_routing,
+        check_seed,
         load_moe_model,
         make_platform,
         simulate,
     )
-    from llmsim.moe_offload.routing import is_trace_path, read_trace
+    from llmsim.moe_offload.routing import read_trace, trace_path
 
-    spec = load_moe_model(model)
-    moe = spec.moe
-    assert moe is not None
+    # cheap flags first (no model, no pricing)
+    check_seed(seed)
     try:
         miss_mode = MissMode(miss.strip().lower())
     except ValueError:
         raise ConfigError(f"--miss must be fetch or cpu, not {miss!r}") from None
-    p = moe.top_k if prefetch is None else prefetch
-    platform = make_platform(hardware, host, cpu_efficiency)
     capacity = parse_capacity(cache_capacity)
+    check_routing(routing)
+    spec = load_moe_model(model)
+    moe = spec.moe
+    assert moe is not None
+    p = moe.top_k if prefetch is None else prefetch
+    # capacity and prefetch against the expert count before any sizing (one message either way)
+    config = OffloadConfig.build(capacity=capacity or 0, policy=policy, prefetch=p,
+                                 prefetch_accuracy=prefetch_accuracy, miss=miss_mode,
+                                 seed=seed).for_model(moe.num_experts)
+    n_prompt, n_steps = prompt or 256, decode_steps if decode_steps is not None else 10
+    path = trace_path(routing)
+    if path is not None:
+        trace = read_trace(path, spec)
+        n_prompt = trace.prompt_tokens if prompt is None else prompt
+        n_steps = trace.decode_steps if decode_steps is None else decode_steps
+    check_context(spec, n_prompt, n_steps)
+    platform = make_platform(hardware, host, cpu_efficiency)
     if capacity is None:
-        n_prompt, n_steps = prompt or 256, decode_steps if decode_steps is not None else 10
-        if is_trace_path(routing):
-            trace = read_trace(routing, spec)
-            n_prompt, n_steps = trace.prompt_tokens, trace.decode_steps
         capacity = auto_capacity(spec, platform, p, n_prompt, n_steps, dtype)
-    config = OffloadConfig.build(capacity=capacity, policy=policy, prefetch=p,
-                           prefetch_accuracy=prefetch_accuracy, miss=miss_mode, seed=seed)
+        config = config.replace(capacity=capacity)
     prof = Profile.load(profile) if profile else None
     result = simulate(spec, config=config, routing=routing, prompt_tokens=prompt,
                       decode_steps=decode_steps, dtype=dtype, profile=prof,
@@ -131,6 +146,17 @@ def simulate_cmd(
 
         with output_console(out) as con:
             _tables(result, con)
+            if timeline:
+                con.print(_timeline_table(result))
+
+
+def _pct(v: float, digits: int = 1) -> str:
+    """A rate as a percentage; ``n/a`` when undefined (NaN: an empty phase)."""
+    return "n/a" if v != v else f"{v:.{digits}%}"
+
+
+def _per_s(v: float, digits: int = 2) -> str:
+    return "n/a" if v != v else f"{v:,.{digits}f} tokens/s"
 
 
 def _tables(r, con) -> None:  # noqa: ANN001 - OffloadResult, rich Console
@@ -145,12 +171,14 @@ def _tables(r, con) -> None:  # noqa: ANN001 - OffloadResult, rich Console
         [
             ("routing", f"{r.routing} (seed {r.seed})"),
             ("prefill", f"{t(r.prefill_s)} for {r.prompt_tokens} tokens "
-                        f"({r.prefill_tokens_per_s:,.0f} tokens/s)"),
-            ("decode per token", f"{t(r.decode_s_per_token)} ({r.tokens_per_s:,.2f} tokens/s, "
-                                 f"{r.decode_steps} steps)"),
-            ("hit rate", f"{r.hit_rate:.1%} (prefill {r.prefill_hit_rate:.1%}, decode "
-                         f"{r.decode_hit_rate:.1%}; token-weighted {r.token_hit_rate:.1%})"),
-            ("prefetch accuracy (measured)", f"{r.measured_prefetch_accuracy:.1%}"),
+                        f"({_per_s(r.prefill_tokens_per_s, 0)})"),
+            ("decode per token", f"{t(r.decode_s_per_token)} ({_per_s(r.tokens_per_s)}, "
+                                 f"{r.decode_steps} steps)" if r.decode_steps else
+             "n/a (0 decode steps)"),
+            ("hit rate", f"{_pct(r.hit_rate)} (prefill {_pct(r.prefill_hit_rate)}, decode "
+                         f"{_pct(r.decode_hit_rate)}; token-weighted "
+                         f"{_pct(r.token_hit_rate)})"),
+            ("prefetch accuracy (measured)", _pct(r.measured_prefetch_accuracy)),
             ("PCIe traffic", f"{units.fmt_bytes(r.pcie_bytes)} (H2D "
                              f"{units.fmt_bytes(r.h2d_bytes)}, D2H "
                              f"{units.fmt_bytes(r.d2h_bytes)}); link busy {t(r.transfer_s)}"),
@@ -176,5 +204,23 @@ def _tables(r, con) -> None:  # noqa: ANN001 - OffloadResult, rich Console
                           f"{row['dense_s'] * 1e3:.3f}", f"{row['gpu_expert_s'] * 1e3:.3f}",
                           f"{row['cpu_expert_s'] * 1e3:.3f}", f"{row['stall_s'] * 1e3:.3f}",
                           f"{row['h2d_bytes'] / 1e6:.1f}",
-                          f"{row['hit_rate']:.0%}" if row["moe"] else "-")
+                          _pct(row["hit_rate"], 0) if row["moe"] else "-")
         con.print(table)
+
+
+def _timeline_table(r):  # noqa: ANN001, ANN202 - OffloadResult -> rich Table
+    """``--timeline`` as a table: one row per step and decoder layer (fits 80 columns)."""
+    from rich.table import Table
+
+    table = Table(title="timeline (step 0 = prefill; start on the run's clock; hits: hits / "
+                        "experts used; pref: prefetch copies issued)", title_justify="left",
+                  show_edge=False, pad_edge=False)
+    for c in ("step", "layer", "start s", "time ms", "stall ms", "H2D MB", "D2H MB", "hits",
+              "pref"):
+        table.add_column(c, justify="right", no_wrap=True)
+    for e in r.timeline:
+        table.add_row(str(e.step), str(e.layer), f"{e.start_s:.4f}",
+                      f"{e.time_s * 1e3:.3f}", f"{e.stall_s * 1e3:.3f}",
+                      f"{e.h2d_bytes / 1e6:,.1f}", f"{e.d2h_bytes / 1e6:,.1f}",
+                      f"{e.hits}/{e.experts}" if e.moe else "-", str(e.prefetch_loads))
+    return table

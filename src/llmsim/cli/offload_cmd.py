@@ -301,15 +301,19 @@ def _tables(res: Any, what: str) -> list[Any]:
                     units.fmt_bytes(res.peak_bytes["decode"][tier]),
                     units.fmt_bytes(res.limit_bytes[tier]))
 
-    stages = Table(title="one step: time and each stream summed over layers (a layer takes "
-                         "its host staging, then its slowest stream)", title_justify="left")
-    for c in ("stage", "time", "bound", "ctog", "gtoc", "dtoc", "ctod", "comp", "staging"):
-        stages.add_column(c, justify="left" if c in ("stage", "bound") else "right",
-                          no_wrap=True)
-    for name, sc in (("prefill", res.prefill), ("decode", res.decode)):
-        stages.add_row(name, _t(sc.time_s), sc.bound,
-                       *(_t(sc.streams_s[k]) for k in ("ctog", "gtoc", "dtoc", "ctod", "compute",
-                                                       "staging")))
+    # one row per stream, one column per stage: every value stays readable at 80 columns
+    stages = Table(title="one step: time and each stream summed over layers",
+                   caption="a layer takes its host staging, then its slowest stream",
+                   title_justify="left", caption_justify="left", min_width=60)
+    for c in ("", "prefill", "decode"):
+        stages.add_column(c, justify="left" if not c else "right", no_wrap=True)
+    pre, dec = res.prefill, res.decode
+    stages.add_row("time", _t(pre.time_s), _t(dec.time_s))
+    stages.add_row("bound", pre.bound, dec.bound)
+    for key, label in (("ctog", "ctog (CPU->GPU)"), ("gtoc", "gtoc (GPU->CPU)"),
+                       ("dtoc", "dtoc (disk->CPU)"), ("ctod", "ctod (CPU->disk)"),
+                       ("compute", "compute"), ("staging", "staging (pageable)")):
+        stages.add_row(label, _t(pre.streams_s[key]), _t(dec.streams_s[key]))
     return [summary, place, mem, stages]
 
 

@@ -94,7 +94,9 @@ def run_check(model: Any, offload: OffloadConfig, device: str | None = None,
               dtype: str | None = None, routing: str = "router", sim_routing: str = "uniform",
               prompt_tokens: int | None = 128, decode_steps: int | None = 16, warmup: int = 1,
               repeats: int = 5, quick: bool = False) -> CheckResult:
-    """Measure, run and simulate (see the module docstring)."""
+    """Measure, run and simulate (see the module docstring). Every input that needs no
+    measurement (seed, routing specs, context length) is checked before measuring."""
+    _check_inputs(model, offload, routing, sim_routing, prompt_tokens, decode_steps)
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load0 > 0.5:
@@ -135,6 +137,29 @@ def run_check(model: Any, offload: OffloadConfig, device: str | None = None,
     return CheckResult(measured, predicted, _errors(predicted, measured), predicted_replay,
                        _errors(predicted_replay, measured), sim.routing, machine, result, sim,
                        sim_replay, time.perf_counter() - t0, load0, os.cpu_count() or 1)
+
+
+def _check_inputs(model: Any, offload: OffloadConfig, routing: str, sim_routing: str,
+                  prompt_tokens: int | None, decode_steps: int | None) -> None:
+    """What would otherwise fail only after the slow measurement and run."""
+    from llmsim.errors import ConfigError, LLMSimError
+    from llmsim.moe_offload.config import check_seed
+    from llmsim.moe_offload.routing import check_routing, trace_path
+    from llmsim.moe_offload.simulate import check_context
+
+    check_seed(offload.seed)
+    spec = load_moe_config(model).to_model_spec()
+    if routing != "router":
+        check_routing(routing)
+    else:
+        try:
+            check_routing(sim_routing)
+        except LLMSimError as exc:  # name the flag: --routing takes the same values
+            raise ConfigError(f"--sim-routing: {exc}") from None
+    offload.for_model(spec.moe.num_experts)  # type: ignore[union-attr]
+    if routing != "router" and trace_path(routing) is not None:
+        return  # the trace fixes the shape; resolve_routing checks it against the flags
+    check_context(spec, prompt_tokens or 256, 16 if decode_steps is None else decode_steps)
 
 
 def _is_file(spec: object) -> bool:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,8 +28,9 @@ import numpy as np
 
 from llmsim.errors import ConfigError
 from llmsim.executor._torch import dtype_name, require_torch, resolve_device, resolve_dtype
-from llmsim.moe_offload.config import MoEModelConfig, OffloadConfig, load_moe_config
-from llmsim.moe_offload.routing import RoutingTrace, resolve_routing
+from llmsim.moe_offload.config import MoEModelConfig, OffloadConfig, check_seed, load_moe_config
+from llmsim.moe_offload.routing import RoutingTrace, check_routing, resolve_routing
+from llmsim.moe_offload.simulate import check_context
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,13 @@ class PhaseReport:
 
     @property
     def hit_rate(self) -> float:
+        """NaN for a phase without expert accesses (e.g. zero decode steps)."""
         n = self.hits + self.misses
-        return self.hits / n if n else 0.0
+        return self.hits / n if n else math.nan
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.time_s if self.time_s > 0 else 0.0
+        return self.tokens / self.time_s if self.time_s > 0 and self.tokens else math.nan
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -220,21 +223,25 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
                   warmup: int = 1, repeats: int = 1,
                   profile_dir: str | None = None, nvtx: bool = False,
                   trace_out: str | None = None, executor: Any = None) -> ExecutorResult:
-    """Build, warm up and time prefill + decode (see the module docstring)."""
+    """Build, warm up and time prefill + decode (see the module docstring). With zero decode
+    steps the decode metrics (time per token, tokens/s, decode hit rate) are NaN."""
     torch = require_torch()
     if repeats < 1 or warmup < 0:
         raise ConfigError("repeats must be >= 1 and warmup >= 0")
-    seed = offload.seed
+    seed = check_seed(offload.seed)
+    if routing != "router":
+        check_routing(routing)
     forced: RoutingTrace | None = None
     prior = None
     description = "router"
+    spec = load_moe_config(model).to_model_spec()
     if routing != "router":
-        spec = load_moe_config(model).to_model_spec()
         source = resolve_routing(routing, spec, prompt_tokens, decode_steps, seed)
         forced, prior, description = source.trace, source.prior_counts, source.description
     prompt_tokens = forced.prompt_tokens if forced is not None else (prompt_tokens or 256)
     decode_steps = forced.decode_steps if forced is not None else (
         10 if decode_steps is None else decode_steps)
+    check_context(spec, prompt_tokens, decode_steps)
     ex = executor or build_executor(model, offload, device, dtype, seed,
                                     max_tokens=prompt_tokens + decode_steps + 1, nvtx=nvtx)
     prompt = prompt_ids(ex.config.vocab_size, prompt_tokens, seed)
@@ -267,7 +274,7 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
             ctx.export_chrome_trace(str(path))
             log.info("wrote torch.profiler trace %s", path)
         prefills.append(pre_rep.time_s)
-        decodes.append(dec.time_s / max(dec.tokens, 1))
+        decodes.append(dec.time_s / dec.tokens if dec.tokens else math.nan)
         decode_steps_s.append(dec.step_s)
         if best is None or pre_rep.time_s < best[0].time_s:
             best = (pre_rep, dec)
@@ -284,7 +291,7 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
     # best of the timed passes (other processes only add time): the prefill's minimum, and
     # per decode step the minimum over passes, averaged over the steps
     per_step = np.min(np.array(decode_steps_s), axis=0) if decode_steps else np.zeros(0)
-    decode_s = float(per_step.mean()) if decode_steps else 0.0
+    decode_s = float(per_step.mean()) if decode_steps else math.nan
     prefill_s = min(prefills)
     assert best is not None
     return ExecutorResult(
@@ -295,7 +302,7 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
         decode_step_s=tuple(float(x) for x in per_step),
         prefill_s_median=statistics.median(prefills),
         decode_s_per_token_median=statistics.median(decodes),
-        tokens_per_s=1.0 / decode_s if decode_s > 0 else 0.0,
+        tokens_per_s=1.0 / decode_s if decode_s > 0 else math.nan,
         prefill_tokens_per_s=prompt_tokens / prefill_s if prefill_s > 0 else 0.0,
         prefill_layer_s=best[0].layer_s, decode_layer_s=best[1].layer_s, hits=total.hits,
         misses=total.misses, hit_rate=total.hit_rate,

@@ -9,28 +9,32 @@ from llmsim.moe_offload.config import (
     MoEModelConfig,
     OffloadConfig,
     Preset,
+    check_seed,
     get_preset,
+    load_model_spec,
     load_moe_config,
     load_moe_model,
 )
-from llmsim.moe_offload.costs import OffloadCosts, Platform, cpu_op_time, link_time
+from llmsim.moe_offload.costs import OffloadCosts, Platform, cpu_op_time, default_host, link_time
 from llmsim.moe_offload.policies import CACHE_POLICIES
 from llmsim.moe_offload.result import LayerEvent, OffloadResult
 from llmsim.moe_offload.routing import (
     ROUTING_DISTRIBUTIONS,
     RoutingSource,
     RoutingTrace,
+    check_routing,
     parse_distribution,
     read_trace,
     resolve_routing,
 )
-from llmsim.moe_offload.simulate import auto_capacity, make_platform, simulate
+from llmsim.moe_offload.simulate import auto_capacity, check_context, make_platform, simulate
 
 __all__ = [
     "AccessPlan", "CACHE_POLICIES", "ExpertCacheEngine", "LayerEvent", "Load", "MissMode",
     "MoEModelConfig", "OffloadConfig", "OffloadCosts", "OffloadResult", "PRESETS",
     "PhaseStats", "Platform", "PrefetchPlan", "Preset", "ROUTING_DISTRIBUTIONS",
-    "RoutingSource", "RoutingTrace", "auto_capacity", "cpu_op_time", "get_preset", "link_time",
+    "RoutingSource", "RoutingTrace", "auto_capacity", "check_context", "check_routing",
+    "check_seed", "cpu_op_time", "default_host", "get_preset", "link_time", "load_model_spec",
     "load_moe_config", "load_moe_model", "make_platform", "parse_distribution", "read_trace",
     "resolve_routing", "simulate",
 ]

@@ -34,6 +34,7 @@ Model (per MoE layer, capacity ``C`` slots):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -99,19 +100,22 @@ class PhaseStats:
     prefetch_useful: int = 0
     fetch_loads: int = 0
 
+    # rates of an empty phase (no decode step, no prefetch guess) are undefined: NaN
+    # (``null`` in JSON, ``n/a`` in tables), never a misleading 0
     @property
     def hit_rate(self) -> float:
         n = self.hits + self.misses
-        return self.hits / n if n else 0.0
+        return self.hits / n if n else math.nan
 
     @property
     def token_hit_rate(self) -> float:
         n = self.token_hits + self.token_misses
-        return self.token_hits / n if n else 0.0
+        return self.token_hits / n if n else math.nan
 
     @property
     def prefetch_accuracy(self) -> float:
-        return self.prefetch_correct / self.prefetch_guesses if self.prefetch_guesses else 0.0
+        return self.prefetch_correct / self.prefetch_guesses if self.prefetch_guesses else \
+            math.nan
 
     def add(self, other: PhaseStats) -> PhaseStats:
         return PhaseStats(**{k: getattr(self, k) + getattr(other, k)

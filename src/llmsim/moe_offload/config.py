@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmsim.catalog import AttentionBlock, LayerTemplate, ModelSpec, MoEBlock, get_model
 from llmsim.catalog._base import Spec, validate_spec
@@ -29,6 +29,16 @@ from llmsim.dtypes import DType
 from llmsim.errors import ConfigError, SpecError
 
 FORMAT_TAG = "llmsim-moe"
+
+#: the largest seed every consumer accepts (numpy's SeedSequence and torch.manual_seed)
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int in ``0..2**63-1`` (what numpy and torch both take), else ConfigError."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer in 0..2**63-1, got {seed!r}")
+    return seed
 
 
 class MissMode(str, Enum):
@@ -59,6 +69,14 @@ class OffloadConfig(Spec):
     miss: MissMode = MissMode.FETCH
     seed: int = 0
 
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _check_seed(cls, value: Any) -> int:
+        try:
+            return check_seed(value)
+        except ConfigError as exc:  # pydantic wraps ValueErrors; build() raises it bare
+            raise ValueError(str(exc)) from None
+
     @model_validator(mode="after")
     def _check_policy(self) -> OffloadConfig:
         from llmsim.moe_offload.policies import CACHE_POLICIES
@@ -69,6 +87,8 @@ class OffloadConfig(Spec):
     @classmethod
     def build(cls, **values: Any) -> OffloadConfig:
         """Validate ``values`` with one-line SpecErrors (for CLI input)."""
+        if "seed" in values:
+            check_seed(values["seed"])
         return validate_spec(cls, values, "offload settings")  # type: ignore[return-value]
 
     def replace(self, **changes: Any) -> OffloadConfig:
@@ -261,23 +281,28 @@ def load_moe_config(source: str | Path | MoEModelConfig) -> MoEModelConfig:
     return MoEModelConfig.from_model_spec(get_model(key))
 
 
-def load_moe_model(source: str | Path | ModelSpec | MoEModelConfig) -> ModelSpec:
-    """A MoE :class:`ModelSpec` from a catalog name, HF ``config.json``, executor preset name
-    or ``llmsim-moe`` config file. Raises ConfigError for dense models."""
+def load_model_spec(source: str | Path | ModelSpec | MoEModelConfig) -> ModelSpec:
+    """A :class:`ModelSpec` from a catalog name, HF id or ``config.json``, an executor preset
+    name or an ``llmsim-moe`` config file (the executor's format, as catalog blocks). The one
+    loader for every command that takes these (``moe-offload``, ``offload``)."""
     if isinstance(source, ModelSpec):
-        spec = source
-    elif isinstance(source, MoEModelConfig):
-        spec = source.to_model_spec()
-    else:
-        key = str(source).strip()
-        path = Path(key).expanduser()
-        if key.lower() in PRESETS:
-            spec = PRESETS[key.lower()].model.to_model_spec()
-        elif path.is_file() and path.suffix in (".json", ".yaml", ".yml") and \
-                read_config_file(path).get("format") == FORMAT_TAG:
-            spec = load_moe_config(path).to_model_spec()
-        else:
-            spec = get_model(key)
+        return source
+    if isinstance(source, MoEModelConfig):
+        return source.to_model_spec()
+    key = str(source).strip()
+    path = Path(key).expanduser()
+    if key.lower() in PRESETS:
+        return PRESETS[key.lower()].model.to_model_spec()
+    if path.is_file() and path.suffix in (".json", ".yaml", ".yml") and \
+            read_config_file(path).get("format") == FORMAT_TAG:
+        return load_moe_config(path).to_model_spec()
+    return get_model(key)
+
+
+def load_moe_model(source: str | Path | ModelSpec | MoEModelConfig) -> ModelSpec:
+    """A MoE :class:`ModelSpec` (see :func:`load_model_spec`). Raises ConfigError for dense
+    models."""
+    spec = load_model_spec(source)
     if not spec.is_moe:
         raise ConfigError(f"{spec.name} is a dense model; expert offloading needs a MoE model "
                           "(mixtral-8x7b, deepseek-v2-lite, qwen3-30b-a3b, deepseek-v3, ...)")

@@ -19,7 +19,8 @@ Top-k without replacement in proportion to weights ``p`` uses the Gumbel-top-k t
 largest of ``log p_e + G_e`` with ``G_e`` i.i.d. standard Gumbel (Kool et al., ICML 2019); kept
 choices get key ``+inf``.
 
-Trace files (``--routing FILE``), one routed token per row, ``layer`` the decoder layer index:
+Trace files (``--routing FILE`` or ``--routing trace:FILE``), one routed token per row,
+``layer`` the decoder layer index:
 
 - JSONL: ``{"step": 0, "layer": 0, "token": 3, "experts": [5, 17]}`` per line (an optional first
   line ``{"format": "llmsim-routing", "num_experts": 64, "top_k": 4}`` is checked when present);
@@ -161,9 +162,12 @@ class RoutingTrace:
 
 
 def read_trace(path: str | Path, model: ModelSpec) -> RoutingTrace:
-    """Read a JSONL or CSV routing trace for ``model`` and validate it."""
+    """Read a JSONL or CSV routing trace for ``model`` (a path, or ``trace:PATH``) and validate
+    it."""
     moe = model.moe
     assert moe is not None
+    if isinstance(path, str):
+        path = trace_path(path) or path
     p = Path(path).expanduser()
     rows: list[tuple[int, int, int, list[int]]] = []
     if not p.is_file():
@@ -375,9 +379,36 @@ def parse_distribution(spec: str) -> RoutingDistribution:
     return dist
 
 
+TRACE_PREFIX = "trace:"
+
+
+def trace_path(spec: str) -> str | None:
+    """The file a routing spec names, else None: ``trace:PATH`` always names one; a bare spec
+    does when it exists or ends in .jsonl / .csv / .json."""
+    text = spec.strip()
+    if text.lower().startswith(TRACE_PREFIX):
+        return text[len(TRACE_PREFIX):].strip()
+    if Path(text).expanduser().is_file() or text.lower().endswith((".jsonl", ".csv", ".json")):
+        return text
+    return None
+
+
 def is_trace_path(spec: str) -> bool:
-    """A routing spec names a file when it exists or ends in .jsonl / .csv / .json."""
-    return Path(spec).expanduser().is_file() or spec.lower().endswith((".jsonl", ".csv", ".json"))
+    """Whether a routing spec names a trace file (see :func:`trace_path`)."""
+    return trace_path(spec) is not None
+
+
+def check_routing(spec: str) -> None:
+    """Validate a routing spec without reading a model: a trace file must exist, a
+    distribution must parse. For checking flags before slow work."""
+    path = trace_path(spec)
+    if path is not None:
+        if not path:
+            raise DataError("--routing trace: needs a file name (trace:PATH)")
+        if not Path(path).expanduser().is_file():
+            raise DataError(f"routing trace {path!r} not found")
+        return
+    parse_distribution(spec)
 
 
 @dataclass(frozen=True)
@@ -398,10 +429,14 @@ def resolve_routing(spec: str, model: ModelSpec, prompt_tokens: int | None,
     """
     if model.moe is None:
         raise ConfigError(f"{model.name} has no MoE layer")
-    if is_trace_path(spec):
-        if not Path(spec).expanduser().is_file():
-            raise DataError(f"routing trace {spec!r} not found")
-        trace = read_trace(spec, model)
+    from llmsim.moe_offload.config import check_seed
+
+    check_seed(seed)
+    path = trace_path(spec)
+    if path is not None:
+        check_routing(spec)
+        trace = read_trace(path, model)
+        spec = path
         if prompt_tokens is not None and prompt_tokens != trace.prompt_tokens:
             raise DataError(f"{spec}: the trace prefills {trace.prompt_tokens} tokens but "
                             f"--prompt is {prompt_tokens}; drop --prompt or match it")

@@ -26,6 +26,7 @@ follow the GPU ones. Step time = end - start; decode time per token = mean over 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from llmsim.costmodel import BatchShape, Precision, Profile
 from llmsim.errors import ConfigError, DoesNotFitError
 from llmsim.moe_offload.cache import ExpertCacheEngine
 from llmsim.moe_offload.config import MissMode, OffloadConfig, load_moe_model
-from llmsim.moe_offload.costs import OffloadCosts, Platform
+from llmsim.moe_offload.costs import OffloadCosts, Platform, default_host
 from llmsim.moe_offload.footprint import OffloadFootprint, offload_footprint
 from llmsim.moe_offload.result import LayerEvent, OffloadResult
 from llmsim.moe_offload.routing import RoutingSource, RoutingTrace, resolve_routing
@@ -43,13 +44,17 @@ from llmsim.units import fmt_bytes
 log = logging.getLogger(__name__)
 
 DEFAULT_HARDWARE = "rtx-4090"
-DEFAULT_HOST = "workstation-pcie4"
 
 
-def make_platform(hardware: str | object = DEFAULT_HARDWARE, host: str | object = DEFAULT_HOST,
+def make_platform(hardware: str | object = DEFAULT_HARDWARE, host: str | object | None = None,
                   cpu_efficiency: float = 1.0) -> Platform:
-    """A GPU + host platform from catalog names (copy engines, concurrent CPU)."""
+    """A GPU + host platform from catalog names (copy engines, concurrent CPU). ``host`` None:
+    the GPU's default host (:func:`~llmsim.moe_offload.costs.default_host`, the rule
+    ``offload`` uses too)."""
     hw = get_hardware(hardware)  # type: ignore[arg-type]
+    if host is None:
+        host = default_host(hw)
+        log.info("no host given: using %s for %s", host, hw.name)
     hs = get_host(host)  # type: ignore[arg-type]
     return Platform(hw, hs, async_copy=True, concurrent_host=True,
                     cpu_efficiency=cpu_efficiency, description=f"{hw.name} + {hs.name}")
@@ -61,10 +66,25 @@ def footprint(model: ModelSpec, costs: OffloadCosts, config: OffloadConfig, prom
                              config.prefetch, prompt + steps, prompt)
 
 
+def check_context(model: ModelSpec, prompt_tokens: int, decode_steps: int) -> None:
+    """The prompt plus the decode steps must fit the model's context (as in ``offload``)."""
+    total = prompt_tokens + decode_steps
+    if total > model.max_position_embeddings:
+        raise ConfigError(
+            f"prompt + decode steps = {total} tokens exceeds {model.name}'s context of "
+            f"{model.max_position_embeddings}; shorten --prompt or --decode-steps")
+
+
 def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, prompt_tokens: int,
                   decode_steps: int, dtype: str | None = None) -> int:
-    """The largest per-layer cache capacity that fits the GPU (``--cache-capacity auto``)."""
+    """The largest per-layer cache capacity that fits the GPU (``--cache-capacity auto``).
+
+    ``prefetch`` and the context are checked first, so a bad value gets its own message rather
+    than a does-not-fit."""
     spec = load_moe_model(model)
+    assert spec.moe is not None
+    OffloadConfig.build(capacity=0, prefetch=prefetch).for_model(spec.moe.num_experts)
+    check_context(spec, prompt_tokens, decode_steps)
     precision = Precision.resolve(spec.weight_dtype, dtype=dtype,
                                   supported=platform.hardware.supported_dtypes)
     costs = OffloadCosts(spec, platform, precision, Profile.empty())
@@ -80,7 +100,7 @@ def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, pro
 
 
 def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
-             host: str | object = DEFAULT_HOST, config: OffloadConfig | None = None,
+             host: str | object | None = None, config: OffloadConfig | None = None,
              routing: str | RoutingSource | RoutingTrace = "uniform",
              prompt_tokens: int | None = None, decode_steps: int | None = None,
              dtype: str | None = None, profile: Profile | None = None,
@@ -88,10 +108,12 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
              cpu_efficiency: float = 1.0, allow_overflow: bool = False) -> OffloadResult:
     """Simulate one sequence (prefill + decode) with an offloaded expert cache.
 
-    ``routing``: a distribution spec (``uniform``, ``zipf:1.2``, ...), a trace path, or a
-    resolved source / trace. ``platform`` overrides ``hardware``/``host`` (e.g. a measured
-    machine). ``profile``/``efficiency`` pick the GPU calibration (default: shipped profile).
-    Deterministic in ``config.seed``.
+    ``routing``: a distribution spec (``uniform``, ``zipf:1.2``, ...), a trace path (optionally
+    ``trace:PATH``), or a resolved source / trace. ``platform`` overrides ``hardware``/``host``
+    (e.g. a measured machine; ``host`` None: the GPU's default host). ``profile``/``efficiency``
+    pick the GPU calibration (default: shipped profile). Deterministic in ``config.seed``.
+    Metrics of an empty phase (``decode_steps=0``: decode time, tokens/s, decode hit rate) are
+    NaN.
     """
     spec = load_moe_model(model)
     moe = spec.moe
@@ -104,6 +126,7 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
     source = _routing_source(routing, spec, prompt_tokens, decode_steps, config.seed)
     trace = source.trace
     prompt, steps = trace.prompt_tokens, trace.decode_steps
+    check_context(spec, prompt, steps)
     fp = footprint(spec, costs, config, prompt, steps)
     if not fp.fits and not allow_overflow:
         hint = (f"use --cache-capacity {fp.max_capacity} or less" if fp.max_capacity >= 0
@@ -247,7 +270,7 @@ def _result(spec: ModelSpec, platform: Platform, precision: Precision, config: O
             transfer_s: float) -> OffloadResult:
     prefill_s = step_times[0]
     decode = step_times[1:]
-    decode_s = float(np.mean(decode)) if decode else 0.0
+    decode_s = float(np.mean(decode)) if decode else math.nan
     total = engine.total
     h2d = sum(e.h2d_bytes for e in events)
     d2h = sum(e.d2h_bytes for e in events)
@@ -260,7 +283,7 @@ def _result(spec: ModelSpec, platform: Platform, precision: Precision, config: O
         prefetch_accuracy=config.prefetch_accuracy, routing=source.description,
         seed=config.seed, prompt_tokens=prompt, decode_steps=len(decode),
         prefill_s=prefill_s, decode_s_per_token=decode_s, decode_step_s=tuple(decode),
-        tokens_per_s=1.0 / decode_s if decode_s > 0 else 0.0,
+        tokens_per_s=1.0 / decode_s if decode_s > 0 else math.nan,
         prefill_tokens_per_s=prompt / prefill_s if prefill_s > 0 else 0.0,
         e2e_s=sum(step_times), hit_rate=total.hit_rate,
         prefill_hit_rate=engine.stats["prefill"].hit_rate,

@@ -87,10 +87,11 @@ class OffloadPolicy:
     pin_weight: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("gpu_batch_size", "num_gpu_batches"):
+        for name, flag, what in (("gpu_batch_size", "--gpu-batch-size", "sequences per GPU batch"),
+                                 ("num_gpu_batches", "--num-gpu-batches", "GPU batches per block")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+                raise ConfigError(f"{flag} must be an integer >= 1 ({what}), got {value!r}")
         for name in ("w_gpu_frac", "w_cpu_frac", "cache_gpu_frac", "cache_cpu_frac",
                      "act_gpu_frac", "act_cpu_frac"):
             value = getattr(self, name)

@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from llmsim import units
-from llmsim.catalog import ModelSpec, get_model
+from llmsim.catalog import ModelSpec
 from llmsim.costmodel import Profile
 from llmsim.errors import ConfigError, InfeasibleError, UnknownNameError
+from llmsim.moe_offload.config import load_model_spec
 from llmsim.offload.costmodel import (
     STAGES,
     TIERS,
@@ -62,7 +63,7 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
               profile: Profile | str | None, efficiency: float | None,
               machine: dict[str, Any], runtime: str | Runtime = FLEXGEN,
               max_alpha: float = 1.0) -> Workload:
-    spec = get_model(model)
+    spec = load_model_spec(model)  # catalog / HF config / llmsim-moe file, as moe-offload
     prof = profile if isinstance(profile, Profile) or profile is None else Profile.load(profile)
     unknown = sorted(set(machine) - _MACHINE_KEYS)
     if unknown:
@@ -150,11 +151,16 @@ def evaluate_workload(wl: Workload, policy: OffloadPolicy) -> OffloadResult:
     return _result(wl, build_candidate(wl, policy), policy)
 
 
-def _grid(values: Iterable[int] | None, default: tuple[int, ...], name: str) -> list[int]:
-    out = sorted(set(default if values is None else values))
-    if not out or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in out):
-        raise ConfigError(f"{name} must be integers >= 1, got {values!r}")
-    return out
+def _grid(values: Iterable[int] | None, default: tuple[int, ...], flag: str) -> list[int]:
+    """The candidate values of one batch dimension (``flag`` names it in errors)."""
+    given = list(default if values is None else values)
+    if not given:
+        raise ConfigError(f"{flag} needs at least one value")
+    for v in given:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{flag} must be an integer >= 1, got {v!r}; leave it out to "
+                              "search")
+    return sorted(set(given))
 
 
 def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
@@ -173,10 +179,10 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
     Candidate batch sizes default to :data:`GPU_BATCH_SIZES` x :data:`NUM_GPU_BATCHES`. Raises
     :class:`InfeasibleError` naming the short tier and by how much when nothing fits.
     """
+    gbs_grid = _grid(gpu_batch_sizes, GPU_BATCH_SIZES, "--gpu-batch-size")
+    ngb_grid = _grid(num_gpu_batches, NUM_GPU_BATCHES, "--num-gpu-batches")
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
                    efficiency, machine, runtime)
-    gbs_grid = _grid(gpu_batch_sizes, GPU_BATCH_SIZES, "gpu_batch_sizes")
-    ngb_grid = _grid(num_gpu_batches, NUM_GPU_BATCHES, "num_gpu_batches")
     cpu_options = [False, True] if cpu_cache_compute is None else [bool(cpu_cache_compute)]
     best: tuple[float, OffloadPolicy, CandidateModel, LPSolution] | None = None
     count = 0

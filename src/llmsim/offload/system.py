@@ -34,11 +34,11 @@ from llmsim.costmodel import host as host_cost
 from llmsim.costmodel.profile import Profile, ResolvedHost
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError
+from llmsim.moe_offload.costs import default_host  # the one default-host rule (moe-offload too)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HARDWARE = "t4"
-DEFAULT_HOST_FOR = {"t4": "gcp-t4-flexgen"}
 # Slack factors: the share of each tier the placement may fill. GPU 0.9 matches the serving
 # engines' gpu_memory_utilization default used elsewhere in llmsim; DRAM leaves 10% to the OS and
 # the runtime; the disk keeps 5% free (file-system reserve).
@@ -138,22 +138,6 @@ class OffloadSystem:
             "alpha_g": self.alpha_g, "alpha_c": self.alpha_c, "alpha_n": self.alpha_n,
             "host_efficiency": {"from": self.host_eff.describe(), **self.host_eff.as_dict()},
         }
-
-
-def default_host(hw: HardwareSpec) -> str:
-    """The host a GPU is paired with when none is named.
-
-    The FlexGen T4 box for a T4; otherwise a generic server of the GPU's PCIe generation
-    (16 GB/s per direction: Gen3, 32: Gen4, more: Gen5).
-    """
-    if hw.name in DEFAULT_HOST_FOR:
-        return DEFAULT_HOST_FOR[hw.name]
-    bw = hw.host_link.bandwidth_bytes_per_s
-    if bw <= 16.5 * units.GB:
-        return "generic-pcie3-ddr4"
-    if bw <= 33 * units.GB:
-        return "generic-pcie4-ddr4"
-    return "generic-pcie5-ddr5"
 
 
 def _positive(name: str, value: float | None, unit: str, allow_zero: bool = False) -> None:

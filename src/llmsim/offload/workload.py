@@ -99,9 +99,10 @@ class Workload:
                  quantization: GroupQuantization = FLEXGEN_4BIT,
                  profile: Profile | None = None, efficiency: float | None = None,
                  runtime: str | rt.Runtime = rt.FLEXGEN):
-        for name, value in (("prompt_len", prompt_len), ("gen_len", gen_len)):
+        for flag, what, value in (("--prompt-len", "prompt tokens per sequence", prompt_len),
+                                  ("--gen-len", "generated tokens per sequence", gen_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+                raise ConfigError(f"{flag} must be an integer >= 1 ({what}), got {value!r}")
         if prompt_len + gen_len > model.max_position_embeddings:
             raise ConfigError(
                 f"prompt + generation = {prompt_len + gen_len} tokens exceeds {model.name}'s "
