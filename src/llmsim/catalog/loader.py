@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from llmsim import units
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.catalog.cluster import Cluster, ClusterSpec, resolve_cluster
 from llmsim.catalog.hardware import HardwareSpec, HostSpec
@@ -97,6 +98,33 @@ def get_host(name: str | HostSpec) -> HostSpec:
     if isinstance(name, HostSpec):
         return name
     return _lookup(_hosts(), "host", name)
+
+
+#: hosts paired with a GPU by name (the box its published numbers come from, or the kind of
+#: machine the card goes into); every other GPU gets a generic server of its PCIe generation
+DEFAULT_HOST_FOR = {
+    "t4": "gcp-t4-flexgen",  # FlexGen's GCP machine
+    "rtx-3090": "workstation-pcie4",  # GeForce cards sit in desktop workstations
+    "rtx-4090": "workstation-pcie4",
+}
+
+
+def default_host(hardware: str | HardwareSpec) -> str:
+    """The host a GPU is paired with when none is named (``offload`` and ``moe-offload``).
+
+    :data:`DEFAULT_HOST_FOR` by name; otherwise a generic server of the GPU's PCIe generation
+    from its host-link bandwidth per direction (up to 16 GB/s: Gen3 ``generic-pcie3-ddr4``, up
+    to 32: Gen4 ``generic-pcie4-ddr4``, more: Gen5 ``generic-pcie5-ddr5``).
+    """
+    hardware = get_hardware(hardware)
+    if hardware.name in DEFAULT_HOST_FOR:
+        return DEFAULT_HOST_FOR[hardware.name]
+    bw = hardware.host_link.bandwidth_bytes_per_s
+    if bw <= 16.5 * units.GB:
+        return "generic-pcie3-ddr4"
+    if bw <= 33 * units.GB:
+        return "generic-pcie4-ddr4"
+    return "generic-pcie5-ddr5"
 
 
 def get_cluster_spec(name: str) -> ClusterSpec:

@@ -2,6 +2,7 @@
 with the core cost model (``simulate``) and shared, decision for decision, with the PyTorch
 executor (``llmsim.executor``) through :class:`ExpertCacheEngine`."""
 
+from llmsim.catalog import default_host
 from llmsim.moe_offload.cache import AccessPlan, ExpertCacheEngine, Load, PhaseStats, PrefetchPlan
 from llmsim.moe_offload.config import (
     PRESETS,
@@ -15,7 +16,7 @@ from llmsim.moe_offload.config import (
     load_moe_config,
     load_moe_model,
 )
-from llmsim.moe_offload.costs import OffloadCosts, Platform, cpu_op_time, default_host, link_time
+from llmsim.moe_offload.costs import OffloadCosts, Platform, cpu_op_time, link_time
 from llmsim.moe_offload.policies import CACHE_POLICIES
 from llmsim.moe_offload.result import LayerEvent, OffloadResult
 from llmsim.moe_offload.routing import (

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmsim import units
 from llmsim.catalog import HardwareSpec, HostSpec, ModelSpec, get_cluster
 from llmsim.catalog.blocks import MoEBlock
 from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, OpKind, Precision, Profile, kernels
@@ -44,32 +43,6 @@ def cpu_op_time(flops: float, nbytes: float, host: HostSpec, dtype: DType,
                                    host.cpu_memory_bandwidth_bytes_per_s,
                                    compute_eff=efficiency, memory_eff=efficiency,
                                    launch_s=overhead_s, m=m, m_half=m_half)
-
-
-#: hosts paired with a GPU by name (the box its published numbers come from, or the kind of
-#: machine the card goes into); every other GPU gets a generic server of its PCIe generation
-DEFAULT_HOST_FOR = {
-    "t4": "gcp-t4-flexgen",  # FlexGen's GCP machine
-    "rtx-3090": "workstation-pcie4",  # GeForce cards sit in desktop workstations
-    "rtx-4090": "workstation-pcie4",
-}
-
-
-def default_host(hardware: HardwareSpec) -> str:
-    """The host a GPU is paired with when none is named (``offload`` and ``moe-offload``).
-
-    :data:`DEFAULT_HOST_FOR` by name; otherwise a generic server of the GPU's PCIe generation
-    from its host-link bandwidth per direction (up to 16 GB/s: Gen3 ``generic-pcie3-ddr4``, up
-    to 32: Gen4 ``generic-pcie4-ddr4``, more: Gen5 ``generic-pcie5-ddr5``).
-    """
-    if hardware.name in DEFAULT_HOST_FOR:
-        return DEFAULT_HOST_FOR[hardware.name]
-    bw = hardware.host_link.bandwidth_bytes_per_s
-    if bw <= 16.5 * units.GB:
-        return "generic-pcie3-ddr4"
-    if bw <= 33 * units.GB:
-        return "generic-pcie4-ddr4"
-    return "generic-pcie5-ddr5"
 
 
 def link_time(nbytes: float, bandwidth_bytes_per_s: float, latency_s: float) -> float:

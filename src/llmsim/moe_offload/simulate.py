@@ -30,12 +30,12 @@ import math
 
 import numpy as np
 
-from llmsim.catalog import ModelSpec, get_hardware, get_host
+from llmsim.catalog import ModelSpec, default_host, get_hardware, get_host
 from llmsim.costmodel import BatchShape, Precision, Profile
 from llmsim.errors import ConfigError, DoesNotFitError
 from llmsim.moe_offload.cache import ExpertCacheEngine
 from llmsim.moe_offload.config import MissMode, OffloadConfig, load_moe_model
-from llmsim.moe_offload.costs import OffloadCosts, Platform, default_host
+from llmsim.moe_offload.costs import OffloadCosts, Platform
 from llmsim.moe_offload.footprint import OffloadFootprint, offload_footprint
 from llmsim.moe_offload.result import LayerEvent, OffloadResult
 from llmsim.moe_offload.routing import RoutingSource, RoutingTrace, resolve_routing
@@ -49,7 +49,7 @@ DEFAULT_HARDWARE = "rtx-4090"
 def make_platform(hardware: str | object = DEFAULT_HARDWARE, host: str | object | None = None,
                   cpu_efficiency: float = 1.0) -> Platform:
     """A GPU + host platform from catalog names (copy engines, concurrent CPU). ``host`` None:
-    the GPU's default host (:func:`~llmsim.moe_offload.costs.default_host`, the rule
+    the GPU's default host (:func:`~llmsim.catalog.default_host`, the rule
     ``offload`` uses too)."""
     hw = get_hardware(hardware)  # type: ignore[arg-type]
     if host is None:

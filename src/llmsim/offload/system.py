@@ -29,12 +29,17 @@ import math
 from dataclasses import dataclass
 
 from llmsim import units
-from llmsim.catalog import HardwareSpec, HostSpec, get_hardware, get_host
+from llmsim.catalog import (
+    HardwareSpec,
+    HostSpec,
+    default_host,  # the one default-host rule (moe-offload too)
+    get_hardware,
+    get_host,
+)
 from llmsim.costmodel import host as host_cost
 from llmsim.costmodel.profile import Profile, ResolvedHost
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError
-from llmsim.moe_offload.costs import default_host  # the one default-host rule (moe-offload too)
 
 log = logging.getLogger(__name__)
 
