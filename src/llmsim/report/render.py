@@ -58,7 +58,7 @@ def frame_to_csv(frame: pd.DataFrame) -> str:
 def kv_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column("", style="bold")
-    t.add_column("")
+    t.add_column("", overflow="fold")  # long values (source URLs) wrap, never cut
     for k, v in rows:
         t.add_row(k, v)
     return t
@@ -123,6 +123,10 @@ def estimate_tables(result: Any) -> list[Table]:
             layer_table("decode step (mid context)", r.decode_step)]
 
 
+#: narrow names for the bound column, so a layer table fits 80 columns
+_SHORT_BOUND = {"communication": "comm"}
+
+
 def layer_table(title: str, step: Any) -> Table:
     t = Table(title=f"{title}: {units.fmt_time(step.time_s)}", title_justify="left")
     for c in ("layer", "x", "time/layer", "total", "GFLOP", "MB", "bound"):
@@ -130,7 +134,8 @@ def layer_table(title: str, step: Any) -> Table:
     for layer in step.layers:
         t.add_row(layer.name, str(layer.repeat), units.fmt_time(layer.time_s),
                   units.fmt_time(layer.time_s * layer.repeat), f"{layer.flops / 1e9:,.2f}",
-                  f"{layer.bytes / 1e6:,.2f}", layer.bound.value)
+                  f"{layer.bytes / 1e6:,.2f}", _SHORT_BOUND.get(layer.bound.value,
+                                                                layer.bound.value))
     return t
 
 
