@@ -215,3 +215,13 @@ def test_out_for_tables_permissions_and_unwritable_paths(cli, tmp_path):
     res = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--format", "json",
               "--out", str(blocker / "r.json"))
     assert res.code == 2 and res.err.startswith("error: cannot write")
+
+
+def test_a_failing_command_prints_one_line_even_after_warnings(cli):
+    # the dtype fallback (no bf16 on a T4) is logged before the does-not-fit error
+    bad = cli("estimate", "-m", "llama-3.1-8b", "-H", "t4")
+    assert bad.code == 2 and bad.err.count("\n") == 1 and bad.err.startswith("error: ")
+    ok = cli("estimate", "-m", "llama-3.1-8b", "-H", "t4", "--weight-dtype", "fp8",
+             "--format", "json")
+    assert ok.code == 0 and "no fp8 math" in ok.err  # kept, printed after the output
+    ok.json()

@@ -33,7 +33,49 @@ def _root(
     if debug:
         os.environ["LLMSIM_DEBUG"] = "1"
     level = logging.DEBUG if debug else (logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _CommandLog)]:
+        root.removeHandler(h)
+    handler = _CommandLog(defer=not (debug or verbose))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+class _CommandLog(logging.Handler):
+    """stderr log of one command. At the default level warnings are held until the command ends:
+    printed after its output when it succeeds, dropped when it fails, so a user error is the one
+    ``error:`` line (a dtype fallback logged before a does-not-fit error would read as a second
+    problem). ``--verbose`` / ``--debug`` log as they happen."""
+
+    def __init__(self, defer: bool) -> None:
+        super().__init__()
+        self.defer = defer
+        self.held: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.defer:
+            self.held.append(record)
+        else:
+            self._write(record)
+
+    def _write(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")  # the stderr of the moment
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+    def end_command(self, show: bool) -> None:
+        held, self.held = self.held, []
+        if show:
+            for record in held:
+                self._write(record)
+
+
+def _release_logs(show: bool) -> None:
+    for h in logging.getLogger().handlers:
+        if isinstance(h, _CommandLog):
+            h.end_command(show)
 
 
 def _register() -> None:
@@ -63,17 +105,22 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv)
     try:
         app(args=argv, standalone_mode=False)
+        _release_logs(show=True)
     except LLMSimError as exc:
+        _release_logs(show=debug)
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
+        _release_logs(show=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
+        _release_logs(show=True)
         typer.echo("aborted", err=True)
         sys.exit(130)
     except ValidationError as exc:  # a spec built from flags that pydantic rejects
+        _release_logs(show=debug)
         if debug:
             raise
         first = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
@@ -82,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {where + ': ' if where else ''}{message}", err=True)
         sys.exit(2)
     except TyperException as exc:  # click usage errors (typer vendors its own click)
+        _release_logs(show=debug)
         if debug:
             raise
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
@@ -91,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {message} (see --help)", err=True)
         code = getattr(exc, "exit_code", 2)
         sys.exit(code if isinstance(code, int) and code else 2)
+    except BaseException:  # a bug (or Ctrl-C): what was logged before it is context
+        _release_logs(show=True)
+        raise
 
 
 if __name__ == "__main__":
