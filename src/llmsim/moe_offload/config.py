@@ -27,19 +27,9 @@ from llmsim.catalog import AttentionBlock, LayerTemplate, ModelSpec, MoEBlock, g
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError, SpecError
+from llmsim.seeds import check_seed
 
 FORMAT_TAG = "llmsim-moe"
-
-#: the largest seed every consumer accepts (numpy's SeedSequence and torch.manual_seed)
-MAX_SEED = 2**63 - 1
-
-
-def check_seed(seed: object) -> int:
-    """``seed`` as an int in ``0..2**63-1`` (what numpy and torch both take), else ConfigError."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"--seed must be an integer in 0..2**63-1, got {seed!r}")
-    return seed
-
 
 class MissMode(str, Enum):
     """What happens to a routed expert that is not on the GPU.
@@ -72,10 +62,7 @@ class OffloadConfig(Spec):
     @field_validator("seed", mode="before")
     @classmethod
     def _check_seed(cls, value: Any) -> int:
-        try:
-            return check_seed(value)
-        except ConfigError as exc:  # pydantic wraps ValueErrors; build() raises it bare
-            raise ValueError(str(exc)) from None
+        return check_seed(value)  # a ValueError: pydantic reports it (build() raises it bare)
 
     @model_validator(mode="after")
     def _check_policy(self) -> OffloadConfig:

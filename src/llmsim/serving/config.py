@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.errors import ConfigError
+from llmsim.seeds import check_seed
 from llmsim.serving.schedulers.base import Order
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ DEFAULT_PROMPT = "fixed:1024"  # synthetic workloads (a trace keeps its own leng
 DEFAULT_OUTPUT = "fixed:128"
 DEFAULT_SWAP_SPACE_BYTES = 4 * 2**30  # per GPU, as vLLM (preemption: swap)
 DEFAULT_BATCH_WINDOW_S = 0.05  # the dynamic scheduler's window
-MAX_SEED = 2**63 - 1
 
 
 class Preemption(str, Enum):
@@ -114,9 +113,7 @@ class WorkloadSection(Spec):
     @field_validator("seed", mode="before")
     @classmethod
     def _seed_range(cls, v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, Integral) or not 0 <= v <= MAX_SEED:
-            raise ValueError(f"seed must be an integer in 0..2**63-1, got {v}")
-        return int(v)
+        return check_seed(v)
 
 
 class SLOSection(Spec):
