@@ -29,7 +29,7 @@ from llmsim.catalog.cluster import Cluster
 from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, Precision, Profile, StepCost
 from llmsim.errors import ConfigError, DoesNotFitError
 from llmsim.memory import MemoryReport, analyze_memory, check_weights_fit
-from llmsim.memory.footprint import DEFAULT_MEMORY_UTILIZATION, fit_suggestion
+from llmsim.memory.footprint import DEFAULT_MEMORY_UTILIZATION, batch_fix, max_sequences
 
 # Decode steps beyond this many are priced on an evenly spaced sample of contexts (the step time
 # is piecewise-affine in the context, so the mean over a dense sample is exact to rounding).
@@ -186,14 +186,10 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
                          max_tokens=per_micro * prompt, max_logits=per_micro * beam,
                          memory_utilization=memory_utilization)
     if not mem.fits and not allow_overflow:
-        one = analyze_memory(spec, cl, plan, precision, kv_tokens=prompt + beam * output,
-                             max_tokens=prompt, max_logits=beam,
-                             memory_utilization=memory_utilization)
-        per_seq = one.kv_bytes + one.activation_bytes
-        room = mem.usable_bytes - mem.weight_bytes
-        max_batch = max(0, int(room // per_seq)) * plan.dp if per_seq > 0 else 0
-        hint = f"--batch {max_batch}" if max_batch >= 1 else fit_suggestion(
-            spec, cl, plan, precision, mem.peak_bytes)
+        max_batch = plan.dp * max_sequences(spec, cl, plan, precision, prompt + beam * output,
+                                            memory_utilization=memory_utilization,
+                                            prefill_tokens=prompt, logits_per_seq=beam)
+        hint = batch_fix(max_batch, spec, cl, plan, precision, mem.peak_bytes)
         alt = "" if precision.kv.bits <= 8 else " or --kv-dtype fp8"
         raise DoesNotFitError(
             f"batch {batch} x {prompt}+{output} tokens needs {units.fmt_bytes(mem.peak_bytes)} per "

@@ -91,11 +91,10 @@ def memory_cmd(
             con.print(f"max batch at {seq_len} tokens per sequence: {max_batch:,} ({basis})")
     if not rep.fits:  # the breakdown above shows where it goes; the error says what to change
         check_weights_fit(spec, cl, plan, precision, memory_utilization)
-        from llmsim.memory.footprint import fit_suggestion
+        from llmsim.memory.footprint import batch_fix
         from llmsim.units import fmt_bytes
 
-        hint = (f"--batch {max_batch}" if max_batch >= 1
-                else fit_suggestion(spec, cl, plan, precision, rep.peak_bytes))
+        hint = batch_fix(max_batch, spec, cl, plan, precision, rep.peak_bytes)
         raise DoesNotFitError(
             f"batch {batch} x {seq_len} tokens needs {fmt_bytes(rep.peak_bytes)} per GPU but one "
             f"{cl.hardware.name} gives {fmt_bytes(rep.usable_bytes)} usable (short by "

@@ -173,24 +173,36 @@ def analyze_memory(model: ModelSpec, cluster: Cluster, plan: ParallelSpec, preci
 
 def max_sequences(model: ModelSpec, cluster: Cluster, plan: ParallelSpec, precision: Precision,
                   seq_len: int, max_tokens: int | None = None,
-                  memory_utilization: float = DEFAULT_MEMORY_UTILIZATION) -> int:
-    """The most sequences of ``seq_len`` tokens one replica can hold (weights stay fixed).
+                  memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+                  prefill_tokens: int | None = None, logits_per_seq: int = 1) -> int:
+    """The most sequences holding ``seq_len`` tokens of KV each that one replica can keep
+    (weights stay fixed).
 
     With ``max_tokens`` (an engine's ``max_num_batched_tokens``) the activation budget is fixed
     and the rest holds KV: ``max_kv_tokens // seq_len``. Without it the whole batch is one
-    forward pass (a static batch's prefill), so activations grow with the batch too; both are
-    linear in the number of sequences B, hence
-    ``B = (usable - weights) // (seq_len x kv_bytes_per_token + activations(seq_len, 1 row))``.
+    forward pass (a static batch's prefill of ``prefill_tokens`` per sequence, default
+    ``seq_len``, sampling ``logits_per_seq`` rows each), so activations grow with the batch too;
+    both are linear in the number of sequences B, hence
+    ``B = (usable - weights) // (seq_len x kv_bytes_per_token + activations(1 sequence))``.
     """
     if max_tokens:
         rep = analyze_memory(model, cluster, plan, precision, max_tokens=max_tokens,
                              max_logits=1, memory_utilization=memory_utilization)
         return rep.max_kv_tokens // seq_len
-    one = analyze_memory(model, cluster, plan, precision, kv_tokens=seq_len, max_tokens=seq_len,
-                         max_logits=1, memory_utilization=memory_utilization)
+    one = analyze_memory(model, cluster, plan, precision, kv_tokens=seq_len,
+                         max_tokens=prefill_tokens or seq_len, max_logits=logits_per_seq,
+                         memory_utilization=memory_utilization)
     per_seq = one.kv_bytes + one.activation_bytes
     room = one.usable_bytes - one.weight_bytes
     return max(0, int(room // per_seq)) if per_seq > 0 else 0
+
+
+def batch_fix(max_batch: int, model: ModelSpec, cluster: Cluster, plan: ParallelSpec,
+              precision: Precision, need_bytes: float) -> str:
+    """What to try when a batch does not fit: the batch that does, else :func:`fit_suggestion`."""
+    if max_batch >= 1:
+        return f"--batch {max_batch}"
+    return fit_suggestion(model, cluster, plan, precision, need_bytes)
 
 
 def fit_suggestion(model: ModelSpec, cluster: Cluster, plan: ParallelSpec,
