@@ -17,6 +17,23 @@ from typing import IO, Any
 from llmsim.errors import OutputError
 
 
+def prepare_dir(path: str | Path, flag: str = "--out",
+                what: str = "this writes a folder of outputs") -> Path:
+    """Create an output folder (and its parents) or raise a one-line :class:`OutputError`;
+    call it before long work so a bad path fails first, not after the run."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{flag} {out} is a file; {what}: give a folder name")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the {flag} folder {out}: "
+                          f"{exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into the {flag} folder {out}: permission denied")
+    return out
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success rename it onto ``target``."""

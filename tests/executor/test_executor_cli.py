@@ -224,3 +224,13 @@ def test_routing_trace_prefix_in_the_executor(cli, tmp_path):
     assert again.code == 0, again.err
     d = again.json()
     assert d["decode_steps"] == 2 and d["hit_rate"] == first.json()["hit_rate"]
+
+
+@needs_torch
+def test_profile_dir_that_cannot_be_made_fails_before_the_run(cli, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    res = cli("executor", "run", "--config", "tiny", "--device", "cpu", "--repeats", "1",
+              "--profile-dir", str(blocker / "sub"))
+    assert res.code == 2 and res.err.startswith("error: cannot create the --profile-dir folder")
+    assert res.err.count("\n") == 1

@@ -28,6 +28,7 @@ import numpy as np
 
 from llmsim.errors import ConfigError
 from llmsim.executor._torch import dtype_name, require_torch, resolve_device, resolve_dtype
+from llmsim.io import prepare_dir
 from llmsim.moe_offload.config import MoEModelConfig, OffloadConfig, check_seed, load_moe_config
 from llmsim.moe_offload.routing import RoutingTrace, check_routing, resolve_routing
 from llmsim.moe_offload.simulate import check_context
@@ -231,6 +232,9 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
     seed = check_seed(offload.seed)
     if routing != "router":
         check_routing(routing)
+    if profile_dir:  # a folder that cannot be made fails now, not after the timed runs
+        prepare_dir(profile_dir, "--profile-dir", "the profiler writes a folder "
+                                                  "(executor_trace.json)")
     forced: RoutingTrace | None = None
     prior = None
     description = "router"
@@ -319,7 +323,6 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
 
 
 def _profiler(torch: Any, profile_dir: str) -> Any:
-    Path(profile_dir).mkdir(parents=True, exist_ok=True)
     acts = [torch.profiler.ProfilerActivity.CPU]
     if torch.cuda.is_available():
         acts.append(torch.profiler.ProfilerActivity.CUDA)

@@ -9,15 +9,13 @@ Output directory (``write``): ``summary.json``, ``requests.csv`` (or ``.parquet`
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from llmsim.errors import OutputError
-from llmsim.io import write_json, write_table
+from llmsim.io import prepare_dir, write_json, write_table
 from llmsim.serving.metrics import LogHistogram, dist_stats
 from llmsim.serving.request import RejectReason, RequestStatus
 
@@ -39,20 +37,9 @@ def _clean(obj: Any) -> Any:
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create the output folder (and its parents) or raise a one-line :class:`OutputError`;
-    called before a run so that a bad ``--out`` fails before the simulation, not after."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file; simulate writes a folder (summary.json, "
-                          "requests, time series, plots): give a folder name")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the --out folder {out}: "
-                          f"{exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write into the --out folder {out}: permission denied")
-    return out
+    """The ``--out`` folder, created before a run (:func:`llmsim.io.prepare_dir`)."""
+    return prepare_dir(out_dir, "--out", "simulate writes a folder (summary.json, requests, "
+                                         "time series, plots)")
 
 
 class SimulationReport:
