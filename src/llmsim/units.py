@@ -119,6 +119,14 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e9:.1f} ns"
 
 
+def fmt_pct(fraction: float, digits: int = 1, signed: bool = False) -> str:
+    """Render a fraction as a percentage, e.g. ``"59.9%"`` (``"+0.4%"`` signed; ``"n/a"`` for
+    NaN: a rate of an empty phase)."""
+    if fraction != fraction:
+        return "n/a"
+    return f"{fraction:{'+' if signed else ''}.{digits}%}"
+
+
 def fmt_flops(flops_per_s: float) -> str:
     """Render FLOP/s as TFLOPS."""
     return f"{flops_per_s / 1e12:.1f} TFLOPS"

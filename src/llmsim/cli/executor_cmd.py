@@ -165,21 +165,12 @@ def run_cmd(
     _run_tables(res, out)
 
 
-def _pct(v: float) -> str:
-    """A rate as a percentage; ``n/a`` when undefined (NaN: an empty phase)."""
-    return "n/a" if v != v else f"{v:.1%}"
-
-
-def _err(v: float) -> str:
-    return "n/a" if v != v else f"{v:+.1%}"
-
-
 def _run_tables(r: Any, out: str | None = None) -> None:
     from rich.table import Table
 
     from llmsim.report.render import kv_table, output_console
 
-    t = units.fmt_time
+    t, pct = units.fmt_time, units.fmt_pct
     m, o = r.model, r.offload
     decode = (f"{t(r.decode_s_per_token)} ({r.tokens_per_s:,.2f} tokens/s; median "
               f"{t(r.decode_s_per_token_median)})" if r.decode_steps else "n/a (0 decode steps)")
@@ -195,9 +186,9 @@ def _run_tables(r: Any, out: str | None = None) -> None:
                         f"({r.prefill_tokens_per_s:,.0f} tokens/s; "
                         f"median {t(r.prefill_s_median)})"),
             ("decode per token", decode),
-            ("cache hits", f"{r.hits} hits / {r.misses} misses = {_pct(r.hit_rate)} (prefill "
-                           f"{_pct(r.prefill_hit_rate)}, decode {_pct(r.decode_hit_rate)})"),
-            ("prefetch accuracy (measured)", _pct(r.prefetch_accuracy)),
+            ("cache hits", f"{r.hits} hits / {r.misses} misses = {pct(r.hit_rate)} (prefill "
+                           f"{pct(r.prefill_hit_rate)}, decode {pct(r.decode_hit_rate)})"),
+            ("prefetch accuracy (measured)", pct(r.prefetch_accuracy)),
             ("host<->device bytes", f"H2D {units.fmt_bytes(r.h2d_bytes)}, D2H "
                                     f"{units.fmt_bytes(r.d2h_bytes)}"),
             ("KV length", str(r.kv_len)),
@@ -274,10 +265,10 @@ def _check_tables(r: Any, out: str | None = None) -> None:
     labels = {"prefill_s": "prefill", "decode_s_per_token": "decode / token",
               "hit_rate": "hit rate"}
     for key, label in labels.items():
-        fmt = _pct if key == "hit_rate" else units.fmt_time
+        fmt = units.fmt_pct if key == "hit_rate" else units.fmt_time
         table.add_row(label, fmt(r.measured[key]), fmt(r.predicted[key]),
-                      _err(r.error_frac[key]), fmt(r.predicted_replay[key]),
-                      _err(r.error_frac_replay[key]))
+                      units.fmt_pct(r.error_frac[key], signed=True), fmt(r.predicted_replay[key]),
+                      units.fmt_pct(r.error_frac_replay[key], signed=True))
     with output_console(out) as con:
         con.print(table)
         con.print(f"predicted: routing {r.sim_routing}; replay: the executor's recorded "

@@ -150,11 +150,6 @@ def simulate_cmd(
                 con.print(_timeline_table(result))
 
 
-def _pct(v: float, digits: int = 1) -> str:
-    """A rate as a percentage; ``n/a`` when undefined (NaN: an empty phase)."""
-    return "n/a" if v != v else f"{v:.{digits}%}"
-
-
 def _per_s(v: float, digits: int = 2) -> str:
     return "n/a" if v != v else f"{v:,.{digits}f} tokens/s"
 
@@ -164,7 +159,7 @@ def _tables(r, con) -> None:  # noqa: ANN001 - OffloadResult, rich Console
 
     from llmsim.report.render import kv_table
 
-    t = units.fmt_time
+    t, pct = units.fmt_time, units.fmt_pct
     con.print(kv_table(
         f"{r.model} on {r.hardware} + {r.host} ({r.precision}); cache {r.capacity}/layer "
         f"{r.policy}, prefetch {r.prefetch} @ {r.prefetch_accuracy:g}, miss {r.miss}",
@@ -175,10 +170,9 @@ def _tables(r, con) -> None:  # noqa: ANN001 - OffloadResult, rich Console
             ("decode per token", f"{t(r.decode_s_per_token)} ({_per_s(r.tokens_per_s)}, "
                                  f"{r.decode_steps} steps)" if r.decode_steps else
              "n/a (0 decode steps)"),
-            ("hit rate", f"{_pct(r.hit_rate)} (prefill {_pct(r.prefill_hit_rate)}, decode "
-                         f"{_pct(r.decode_hit_rate)}; token-weighted "
-                         f"{_pct(r.token_hit_rate)})"),
-            ("prefetch accuracy (measured)", _pct(r.measured_prefetch_accuracy)),
+            ("hit rate", f"{pct(r.hit_rate)} (prefill {pct(r.prefill_hit_rate)}, decode "
+                         f"{pct(r.decode_hit_rate)}; token-weighted {pct(r.token_hit_rate)})"),
+            ("prefetch accuracy (measured)", pct(r.measured_prefetch_accuracy)),
             ("PCIe traffic", f"{units.fmt_bytes(r.pcie_bytes)} (H2D "
                              f"{units.fmt_bytes(r.h2d_bytes)}, D2H "
                              f"{units.fmt_bytes(r.d2h_bytes)}); link busy {t(r.transfer_s)}"),
@@ -204,7 +198,7 @@ def _tables(r, con) -> None:  # noqa: ANN001 - OffloadResult, rich Console
                           f"{row['dense_s'] * 1e3:.3f}", f"{row['gpu_expert_s'] * 1e3:.3f}",
                           f"{row['cpu_expert_s'] * 1e3:.3f}", f"{row['stall_s'] * 1e3:.3f}",
                           f"{row['h2d_bytes'] / 1e6:.1f}",
-                          _pct(row["hit_rate"], 0) if row["moe"] else "-")
+                          units.fmt_pct(row["hit_rate"], 0) if row["moe"] else "-")
         con.print(table)
 
 
