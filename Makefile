@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 BENCH_TIMEOUT_S ?= 900
 LIMIT := $(shell command -v timeout >/dev/null 2>&1 && echo timeout $(BENCH_TIMEOUT_S))
 
-.PHONY: demo test install install-torch lint bench-smoke bench accuracy fit-profile clean
+.PHONY: demo test install install-torch lint bench-smoke bench accuracy fit-profile golden \
+	golden-record clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,14 @@ accuracy: install
 
 fit-profile: install
 	$(BIN)/python scripts/fit_profile.py
+
+# Every documented command's output against tests/golden/cli (scripts/golden.py): a refactor
+# must leave them all unchanged; re-record only for a change meant to move an output.
+golden: install
+	$(BIN)/python scripts/golden.py check
+
+golden-record: install
+	$(BIN)/python scripts/golden.py record
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
