@@ -122,7 +122,8 @@ def doc_commands() -> list[str]:
 
 def example_commands() -> list[str]:
     ex = ROOT / "examples"
-    cmds = [f"llmsim simulate --config examples/{p.name}" for p in sorted(ex.glob("simulate*.yaml"))]
+    cmds = [f"llmsim simulate --config examples/{p.name}"
+            for p in sorted(ex.glob("simulate*.yaml"))]
     cmds += [f"llmsim estimate --scenario examples/{p.name}"
              for p in sorted(ex.glob("scenario*.yaml"))]
     for p in sorted(ex.glob("moe-*.json")):
