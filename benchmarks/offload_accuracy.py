@@ -11,7 +11,7 @@ power-capped compute). Three host calibrations:
 - ``in-sample``: the shipped profile's ``gcp-t4-flexgen`` host entry -- fitted on these same six
   numbers (``scripts/fit_host_profile.py``), so this column is NOT a validation;
 - ``LOO``: leave-one-out -- for each row, the host efficiencies re-fitted on the other five
-  (``llmsim.offload.fit.fit_and_validate``) predict it. The honest error.
+  (``llmsim.placement.host_fit.fit_and_validate``) predict it. The honest error.
 
 Two predictions for each: (a) ``evaluate`` at the published policy (GPU batch size, number of GPU
 batches, placement percentages, compression, CPU attention, pinned weights from the repo's
@@ -37,8 +37,8 @@ from typing import Any
 from llmsim.costmodel.profile import Profile, ResolvedHost
 from llmsim.errors import LLMSimError
 from llmsim.io import write_json
-from llmsim.offload import build_system, evaluate, solve
-from llmsim.offload.fit import (
+from llmsim.placement import build_system, evaluate, solve
+from llmsim.placement.host_fit import (
     FLEXGEN_GPU,
     FLEXGEN_HOST,
     FlexGenCase,

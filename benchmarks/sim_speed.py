@@ -1,6 +1,6 @@
 """Serving-simulator speed: simulated requests per wall-second and peak memory.
 
-Workload: the Azure LLM inference trace 2023, conversation (19,366 requests over one hour,
+OffloadRun: the Azure LLM inference trace 2023, conversation (19,366 requests over one hour,
 ``../shared/data/traces/azure_2023/AzureLLMInferenceTrace_conv.csv``), replayed at its own
 timestamps and *tiled* with time offsets to reach 100k requests (tile k is shifted by k x (the
 trace span + one mean gap)); without ``../shared`` the packaged 2,000-request sample is tiled
@@ -62,7 +62,7 @@ def _current_rss_mb() -> float:
 def run_case(case: dict, queue: mp.Queue) -> None:
     """Child process: one simulation, timed."""
     from llmsim.serving.config import load_config
-    from llmsim.serving.report import SimulationReport
+    from llmsim.serving.results import SimulationReport
     from llmsim.serving.simulator import ServingSetup, Simulation
 
     cfg = load_config({

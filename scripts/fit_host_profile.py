@@ -4,9 +4,9 @@
                                        [--profile PROFILE.yaml] [--out PROFILE.yaml]
 
 Fits the FlexLLMGen runtime's host efficiencies on the T4 machine (``gcp-t4-flexgen``) to the
-published FlexLLMGen throughput (``llmsim.offload.fit``: least squares on log throughput at the
-published policies, then leave-one-out), pricing the GPU side with the kernel entries already in
-the profile file, and writes the file back with the ``gcp-t4-flexgen`` entry replaced.
+published FlexLLMGen throughput (``llmsim.placement.host_fit``: least squares on log throughput
+at the published policies, then leave-one-out), pricing the GPU side with the kernel entries
+already in the profile file, and writes the file back with the ``gcp-t4-flexgen`` entry replaced.
 ``scripts/fit_profile.py`` runs the same stage after the kernel fit; this script re-runs only
 the host stage (seconds, no ``../shared`` needed). The shipped
 ``src/llmsim/data/profiles/default.yaml`` is exactly what the two write.
@@ -27,7 +27,7 @@ from llmsim.catalog._base import validate_spec
 from llmsim.costmodel.profile import ProfileFile
 from llmsim.errors import LLMSimError
 from llmsim.io import write_text
-from llmsim.offload import fit as host_fit
+from llmsim.placement import host_fit as host_fit
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PROFILE = REPO / "src" / "llmsim" / "data" / "profiles" / "default.yaml"

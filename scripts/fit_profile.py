@@ -10,9 +10,9 @@ error of every fit is printed and recorded in each entry's ``fit:`` block. Three
    (``llmsim.calibration.default_profile.fit_default``);
 2. the T4's sustained compute (:func:`t4_power_cap_entry`): the one measured T4 number, a
    power-capped fp16 GEMM, lowers the generic curve's plateau (the T4 has no kernel tables);
-3. the host entry of the FlexGen machine (``llmsim.offload.fit.fit_profile_host``: FlexLLMGen's
-   published throughput, priced with the GPU entries of stages 1-2; ``--no-host`` skips it,
-   ``scripts/fit_host_profile.py`` re-runs it alone).
+3. the host entry of the FlexGen machine (``llmsim.placement.host_fit.fit_profile_host``:
+   FlexLLMGen's published throughput, priced with the GPU entries of stages 1-2; ``--no-host``
+   skips it, ``scripts/fit_host_profile.py`` re-runs it alone).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from llmsim.calibration.default_profile import fit_default, to_yaml
 from llmsim.calibration.sources import data_root
 from llmsim.costmodel.profile import KernelEfficiency, Profile, ProfileEntry, ProfileFile
 from llmsim.errors import LLMSimError
+from llmsim.estimates.op import price_op
 from llmsim.io import write_text
-from llmsim.offload import fit as host_fit
-from llmsim.op import price_op
+from llmsim.placement import host_fit as host_fit
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "src" / "llmsim" / "data" / "profiles" / "default.yaml"

@@ -14,12 +14,12 @@ import yaml
 from llmsim.calibration import fit as ft
 from llmsim.calibration import predict as pr
 from llmsim.calibration.accuracy import sets_from_golden
-from llmsim.calibration.table import MEASURED, validate
+from llmsim.calibration.measurements import MEASURED, validate
 from llmsim.catalog import get_hardware, list_hardware
 from llmsim.costmodel import kernels
 from llmsim.costmodel.profile import NEUTRAL_KERNEL, Profile, ResolvedKernel
 from llmsim.errors import DataError
-from llmsim.op import price_op
+from llmsim.estimates.op import price_op
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # ../shared beside the repository root (absent in a user's clone: those tests skip)

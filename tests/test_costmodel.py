@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from llmsim.catalog import ParallelSpec, get_cluster, get_hardware, get_model
-from llmsim.costmodel import AnalyticStepTimeModel, BatchShape, OpKind, Precision, Profile, kernels
+from llmsim.costmodel import (
+    BatchShape,
+    Deployment,
+    OpKind,
+    Precision,
+    Profile,
+    build_step_model,
+    kernels,
+)
 from llmsim.costmodel.collectives import collective_time
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError
@@ -96,6 +104,11 @@ SHAPES = [
 ]
 
 
+def analytic(model, cluster, plan=ParallelSpec(), **kwargs):
+    """The analytic estimator of a deployment, through the one factory."""
+    return build_step_model(Deployment(model, cluster, plan, **kwargs))
+
+
 @pytest.mark.parametrize("name,plan", [
     ("llama-3.1-8b", ParallelSpec()),
     ("llama-2-70b", ParallelSpec(tp=4)),
@@ -108,7 +121,7 @@ SHAPES = [
 def test_fast_path_equals_breakdown(name, plan):
     model = get_model(name)
     cl = get_cluster(hardware="h100-sxm", num_gpus=plan.num_gpus)
-    sm = AnalyticStepTimeModel(model, cl, plan)
+    sm = analytic(model, cl, plan)
     for shape in SHAPES:
         cost = sm.price(shape)
         assert cost.time_s == pytest.approx(sm.step_time(shape), rel=1e-9)
@@ -122,9 +135,9 @@ def test_fast_path_equals_breakdown(name, plan):
 def test_tensor_parallel_speeds_up_and_adds_all_reduces():
     model = get_model("llama-2-70b")
     shape = BatchShape.prefill(2, 1024)
-    t1 = AnalyticStepTimeModel(model, get_cluster(hardware="h100-sxm", num_gpus=8),
+    t1 = analytic(model, get_cluster(hardware="h100-sxm", num_gpus=8),
                                ParallelSpec(tp=2)).price(shape)
-    t2 = AnalyticStepTimeModel(model, get_cluster(hardware="h100-sxm", num_gpus=8),
+    t2 = analytic(model, get_cluster(hardware="h100-sxm", num_gpus=8),
                                ParallelSpec(tp=8)).price(shape)
     assert t2.time_s < t1.time_s
     names = {o.name for layer in t2.layers for o in layer.ops}
@@ -134,7 +147,7 @@ def test_tensor_parallel_speeds_up_and_adds_all_reduces():
 def test_pipeline_latency_and_stage_time():
     model = get_model("llama-2-70b")
     cl = get_cluster(hardware="h100-sxm", num_gpus=8)
-    sm = AnalyticStepTimeModel(model, cl, ParallelSpec(tp=2, pp=4))
+    sm = analytic(model, cl, ParallelSpec(tp=2, pp=4))
     shape = BatchShape.decode(16, 1000)
     assert sm.stage_time(shape) < sm.step_time(shape) < 4.5 * sm.stage_time(shape)
     assert [sum(c for _, c in st) for st in ParallelSpec(pp=3).stage_layers(model)] == [27, 27, 26]
@@ -144,14 +157,14 @@ def test_efficiency_override_scales_time():
     model = get_model("llama-3.1-8b")
     cl = get_cluster(hardware="h100-sxm", num_gpus=1)
     shape = BatchShape.prefill(8, 2048)
-    full = AnalyticStepTimeModel(model, cl, efficiency=1.0).step_time(shape)
-    half = AnalyticStepTimeModel(model, cl, efficiency=0.5).step_time(shape)
+    full = analytic(model, cl, efficiency=1.0).step_time(shape)
+    half = analytic(model, cl, efficiency=0.5).step_time(shape)
     assert half == pytest.approx(2 * full, rel=1e-6)
 
 
 def test_mla_decode_is_absorbed_and_caches_the_latent():
     model = get_model("deepseek-v2-lite")
-    sm = AnalyticStepTimeModel(model, get_cluster(hardware="h100-sxm", num_gpus=1))
+    sm = analytic(model, get_cluster(hardware="h100-sxm", num_gpus=1))
     attn = model.attention
     assert sm.layout.attention_dims(attn, decode=True) == (512 + 64, 512)
     assert sm.layout.kv_bytes_per_token(attn) == (512 + 64) * 2
@@ -160,7 +173,7 @@ def test_mla_decode_is_absorbed_and_caches_the_latent():
 def test_gqa_kv_heads_replicated_when_tp_exceeds_them():
     model = get_model("llama-3.1-70b")  # 8 KV heads
     cl = get_cluster(hardware="h100-sxm", num_gpus=16)
-    sm = AnalyticStepTimeModel(model, cl, ParallelSpec(tp=16))
+    sm = analytic(model, cl, ParallelSpec(tp=16))
     assert sm.layout.kv_heads(model.attention) == 1.0
 
 
@@ -180,7 +193,7 @@ def test_ep_rules():
 
 def test_plan_larger_than_cluster_is_rejected():
     with pytest.raises(ConfigError, match="raise --num-gpus"):
-        AnalyticStepTimeModel(get_model("llama-2-7b"), get_cluster(hardware="h100-sxm",
+        analytic(get_model("llama-2-7b"), get_cluster(hardware="h100-sxm",
                                                                    num_gpus=2),
                               ParallelSpec(tp=4))
 
@@ -201,7 +214,7 @@ def test_precision_defaults():
     ("mixtral-8x7b", "t4", {"dtype": "int4", "tp": 4}),
 ])
 def test_weight_only_formats_run_on_parts_without_bf16_or_fp8(model, hardware, flags):
-    from llmsim.static_batch import estimate
+    from llmsim.estimates.static_batch import estimate
 
     res = estimate(model, hardware, batch=1, prompt=128, output=8,
                    num_gpus=flags.get("tp", 1), **flags)

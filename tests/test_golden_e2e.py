@@ -32,7 +32,7 @@ import pytest
 
 import llmsim
 from llmsim.calibration import e2e
-from llmsim.calibration.table import ape_pct
+from llmsim.calibration.measurements import ape_pct
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TABLE = pd.read_csv(GOLDEN / "calib_splitwise.csv")

@@ -33,7 +33,7 @@ import pytest
 
 from llmsim.calibration import predict as pr
 from llmsim.calibration.accuracy import sets_from_golden
-from llmsim.calibration.table import MEASURED, ape_pct
+from llmsim.calibration.measurements import MEASURED, ape_pct
 from llmsim.costmodel.profile import Profile
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -20,8 +20,8 @@ from llmsim.costmodel.profile import (
 )
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError, SpecError
-from llmsim.moe_offload.costs import cpu_op_time, link_time
-from llmsim.offload import build_system, cpu_op_time_s
+from llmsim.expert_cache.costs import cpu_op_time, link_time
+from llmsim.placement import build_system, cpu_op_time_s
 
 
 def test_cpu_roofline_formula():
@@ -134,8 +134,8 @@ def test_moe_offload_keeps_its_own_host_rates():
     stays at efficiency 1 of its measured peaks."""
     from llmsim.catalog import get_model
     from llmsim.costmodel import Precision
-    from llmsim.moe_offload.costs import OffloadCosts
-    from llmsim.moe_offload.simulate import make_platform
+    from llmsim.expert_cache.costs import OffloadCosts
+    from llmsim.expert_cache.simulate import make_platform
 
     model = get_model("mixtral-8x7b")
     prec = Precision.resolve(model.weight_dtype)

@@ -26,6 +26,6 @@ def test_import_llmsim_does_not_import_torch_or_the_cli():
 
 
 def test_subpackages_resolve_from_the_top_level():
-    code = ("import llmsim; assert callable(llmsim.offload.solve); "
-            "assert callable(llmsim.simulate); assert callable(llmsim.moe_offload.simulate)")
+    code = ("import llmsim; assert callable(llmsim.placement.solve); "
+            "assert callable(llmsim.simulate); assert callable(llmsim.expert_cache.simulate)")
     subprocess.run([sys.executable, "-c", code], check=True)

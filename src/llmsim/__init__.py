@@ -18,13 +18,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "estimate": ("llmsim.static_batch", "estimate"),
-    "EstimateResult": ("llmsim.static_batch", "EstimateResult"),
-    "build_step_model": ("llmsim.static_batch", "build_step_model"),
-    "price_op": ("llmsim.op", "price_op"),
+    "estimate": ("llmsim.estimates.static_batch", "estimate"),
+    "EstimateResult": ("llmsim.estimates.static_batch", "EstimateResult"),
+    "build_step_model": ("llmsim.costmodel", "build_step_model"),
+    "Deployment": ("llmsim.costmodel", "Deployment"),
+    "price_op": ("llmsim.estimates.op", "price_op"),
     "simulate": ("llmsim.serving.simulator", "simulate"),
     "SimulationConfig": ("llmsim.serving.config", "SimulationConfig"),
-    "SimulationReport": ("llmsim.serving.report", "SimulationReport"),
+    "SimulationReport": ("llmsim.serving.results", "SimulationReport"),
     "analyze_memory": ("llmsim.memory", "analyze_memory"),
     "get_model": ("llmsim.catalog", "get_model"),
     "get_hardware": ("llmsim.catalog", "get_hardware"),
@@ -36,14 +37,15 @@ _LAZY = {
     "LLMSimError": ("llmsim.errors", "LLMSimError"),
 }
 
-_SUBPACKAGES = ("catalog", "costmodel", "memory", "serving", "offload", "moe_offload",
-                "executor", "calibration", "units", "errors", "dtypes")
+_SUBPACKAGES = ("catalog", "costmodel", "memory", "serving", "placement", "expert_cache",
+                "expert_cache_executor", "calibration", "estimates", "workload", "units",
+                "errors", "dtypes")
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """Import API objects (and subpackages, e.g. ``llmsim.offload.solve``) on first use; keeps
+    """Import API objects (and subpackages, e.g. ``llmsim.placement.solve``) on first use; keeps
     ``import llmsim`` and the CLI start fast."""
     if name in _SUBPACKAGES:
         return import_module(f"llmsim.{name}")

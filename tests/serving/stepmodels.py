@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from llmsim.costmodel.shapes import BatchShape
+from llmsim.costmodel.step import StepCost, StepTimeModelBase
 
 
-class FixedStepModel:
+class FixedStepModel(StepTimeModelBase):
     """Constant-time steps: ``prefill_s`` if the step has any prompt tokens, else ``decode_s``
     (plus ``per_token_s`` per new token and ``per_ctx_s`` per decode key, both 0 by default).
-    Implements the ``StepTimeModel`` protocol (and the optional vectorised decode path)."""
-
-    num_stages = 1
+    Implements the ``StepTimeModel`` protocol with a vectorised decode curve; no deployment
+    (so no memory analysis: runs give ``kv_capacity_tokens``)."""
 
     def __init__(self, prefill_s: float = 0.05, decode_s: float = 0.01,
                  per_token_s: float = 0.0, per_ctx_s: float = 0.0):
@@ -26,8 +26,9 @@ class FixedStepModel:
         return base + self.per_token_s * shape.num_tokens \
             + self.per_ctx_s * shape.decode_ctx_tokens
 
-    def stage_time(self, shape: BatchShape) -> float:
-        return self.step_time(shape)
+    def price(self, shape: BatchShape) -> StepCost:
+        t = self.step_time(shape)
+        return StepCost(t, t, (), 0.0)
 
     def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
         c = np.asarray(context_per_seq, dtype=float)
@@ -35,6 +36,6 @@ class FixedStepModel:
 
 
 class NoVectorStepModel(FixedStepModel):
-    """The same without ``decode_step_times`` (exercises the scalar fallback)."""
+    """The same with the base class's decode curve (one ``step_time`` per context)."""
 
-    decode_step_times = None  # type: ignore[assignment]
+    decode_step_times = StepTimeModelBase.decode_step_times

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from llmsim.errors import ConfigError, DataError, UnknownNameError
-from llmsim.serving.arrivals import make_arrivals
-from llmsim.serving.config import WorkloadSection
-from llmsim.serving.lengths import make_length_dist, parse_length_spec
-from llmsim.serving.traces import load_trace
-from llmsim.serving.workload import build_workload
+from llmsim.workload.arrivals import make_arrivals
+from llmsim.workload.lengths import make_length_dist, parse_length_spec
+from llmsim.workload.spec import WorkloadSection
+from llmsim.workload.stream import build_workload
+from llmsim.workload.traces import load_trace
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -176,7 +176,7 @@ def test_length_spec_errors_name_the_fix():
     import pytest
 
     from llmsim.errors import ConfigError
-    from llmsim.serving.lengths import make_length_dist
+    from llmsim.workload.lengths import make_length_dist
 
     with pytest.raises(ConfigError, match=r"missing high; write e.g. uniform:low=...,high="):
         make_length_dist("uniform:50:300")
@@ -189,7 +189,7 @@ def test_arrival_parameters_inline():
     import pytest
 
     from llmsim.errors import ConfigError
-    from llmsim.serving.arrivals import make_arrivals
+    from llmsim.workload.arrivals import make_arrivals
 
     proc = make_arrivals("gamma:cv=3", rate=6)
     assert proc.cv == 3 and proc.rate == 6

@@ -15,8 +15,8 @@ import pandas as pd
 
 from llmsim.calibration import e2e
 from llmsim.calibration import predict as pr
+from llmsim.calibration.measurements import ALL_COLUMNS, MEASURED, ape_pct, summarize
 from llmsim.calibration.reference import FIT, HELD_OUT, DataSet
-from llmsim.calibration.table import ALL_COLUMNS, MEASURED, ape_pct, summarize
 from llmsim.costmodel.profile import Profile, ProfileFile
 
 GOLDEN_SET_COLUMNS = ("set", "family", "role")

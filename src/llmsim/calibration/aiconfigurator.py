@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmsim.calibration import table as tb
+from llmsim.calibration import measurements as tb
 from llmsim.calibration.sources import AICONFIGURATOR
 
 GPU_TO_HARDWARE = {"a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm"}

@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from llmsim.calibration import fit as ft
+from llmsim.calibration.measurements import COMM_KINDS, FAMILY
 from llmsim.calibration.predict import inter_node_mask
 from llmsim.calibration.reference import FIT, DataSet, combined, fit_sets
-from llmsim.calibration.table import COMM_KINDS, FAMILY
 from llmsim.catalog import get_hardware
 from llmsim.costmodel.profile import (
     COMM_FAMILIES,

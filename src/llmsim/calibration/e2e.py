@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from llmsim.calibration.table import ape_pct, summarize
+from llmsim.calibration.measurements import ape_pct, summarize
+from llmsim.costmodel import Deployment, build_step_model
 from llmsim.costmodel.profile import Profile
 from llmsim.errors import LLMSimError
-from llmsim.static_batch import build_step_model, estimate
+from llmsim.estimates.static_batch import estimate
 
 # the documented split for the optional framework-overhead fit: configurations at the Splitwise
 # grid centre (batch 1, prompt 512, output 128), one per hardware and TP; every other row is
@@ -38,8 +39,9 @@ def predict(table: pd.DataFrame, profile: Profile | None = None,
         key = (row.model, row.hardware, row.tp)
         sm = models.get(key)
         if sm is None:
-            sm = build_step_model(row.model, hardware=row.hardware, tp=row.tp, profile=prof,
-                                  efficiency=efficiency)
+            sm = build_step_model(Deployment.resolve(row.model, hardware=row.hardware,
+                                                     tp=row.tp, profile=prof,
+                                                     efficiency=efficiency))
             models[key] = sm
         try:
             r = estimate(row.model, step_model=sm, batch=int(row.batch), prompt=int(row.prompt),

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from llmsim.calibration import predict as pr
-from llmsim.calibration.table import MEASURED, ape_pct, summarize
+from llmsim.calibration.measurements import MEASURED, ape_pct, summarize
 from llmsim.costmodel.profile import (
     NEUTRAL_KERNEL,
     HardwareProfile,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmsim.calibration import table as tb
+from llmsim.calibration import measurements as tb
 
 _BASE = Path("kernels") / "llmcompass" / "ae" / "figure5"
 _FP16 = 2.0

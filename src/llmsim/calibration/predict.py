@@ -1,7 +1,7 @@
 """Predict the time of every row of a measurement table with the cost model, vectorised.
 
 Kernel rows go through the same ``kernels.*_work`` functions the cost model uses, with the
-arguments ``llmsim op`` (:func:`llmsim.op.price_op`) derives from the case columns:
+arguments ``llmsim op`` (:func:`llmsim.estimates.op.price_op`) derives from the case columns:
 
 - gemm: ``gemm_work(m, n, k, weight=activation=dtype)``;
 - attention-prefill: ``batch`` prompts of ``seq_len`` tokens, no cached prefix:
@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from llmsim.calibration.table import COMM_KINDS, FAMILY
+from llmsim.calibration.measurements import COMM_KINDS, FAMILY
 from llmsim.catalog import get_cluster, get_hardware
 from llmsim.catalog.cluster import Cluster
 from llmsim.costmodel import kernels

@@ -1,9 +1,10 @@
 """Calibrate to, and validate against, a user's own op measurements.
 
 A measurement file is an ``llmsim op --cases`` file (columns of
-:data:`llmsim.cases.OP_COLUMNS`) plus ``measured_time_s``: one measured kernel or collective per
-row. ``llmsim calibrate`` fits a profile entry for one hardware from it (the same fitter as the
-shipped profile); ``llmsim validate`` prints the predicted-vs-measured error per op kind.
+:data:`llmsim.estimates.sweep.OP_COLUMNS`) plus ``measured_time_s``: one measured kernel or
+collective per row. ``llmsim calibrate`` fits a profile entry for one hardware from it (the
+same fitter as the shipped profile); ``llmsim validate`` prints the predicted-vs-measured error
+per op kind.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import pandas as pd
 from llmsim.calibration import build
 from llmsim.calibration import predict as pr
 from llmsim.calibration.fit import FitResult
-from llmsim.calibration.table import MEASURED, ape_pct, summarize, validate
-from llmsim.cases import read_table
+from llmsim.calibration.measurements import MEASURED, ape_pct, summarize, validate
 from llmsim.catalog import get_hardware
 from llmsim.costmodel.profile import Profile, ProfileFile
 from llmsim.errors import DataError
+from llmsim.estimates.sweep import read_table
 
 
 def read_measurements(path: str, hardware: str | None = None) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmsim.calibration import table as tb
+from llmsim.calibration import measurements as tb
 
 GPU_TO_HARDWARE = {"a100": "a100-sxm-80gb", "h100": "h100-sxm", "a40": "a40"}
 # Only the DGX setups map onto a catalog cluster; the ``*_pairwise_nvlink`` setups (GPUs joined

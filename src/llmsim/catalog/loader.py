@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -230,6 +231,51 @@ def _tuned_variant(key: str) -> dict[str, str] | None:
     return None
 
 
+#: model-file formats beyond HF's ``config.json``: ``(name, loader(path, data) -> ModelSpec |
+#: None)``, tried in order on a parsed JSON/YAML file (``None``: not this format). The catalog
+#: registers its own (``llmsim-moe``, scenario files) in ``catalog/__init__.py``; a format
+#: higher up registers with :func:`register_model_format`, so this module imports none of them.
+ModelFileLoader = Callable[[Path, dict[str, Any]], "ModelSpec | None"]
+_MODEL_FORMATS: list[tuple[str, ModelFileLoader]] = []
+
+
+def register_model_format(name: str, loader: ModelFileLoader) -> None:
+    """Let :func:`get_model` read one more model-file format (idempotent by name)."""
+    global _MODEL_FORMATS
+    _MODEL_FORMATS = [(n, f) for n, f in _MODEL_FORMATS if n != name] + [(name, loader)]
+
+
+def read_model_file(path: Path) -> dict[str, Any]:
+    """Parse a JSON (``.json``) or YAML file into a dict (one-line SpecError on bad syntax)."""
+    if path.suffix != ".json":
+        return read_yaml_file(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _model_from_file(path: Path) -> ModelSpec:
+    """A model file: a registered format that claims it, else (JSON) an HF ``config.json``."""
+    data = read_model_file(path)
+    for _name, loader in _MODEL_FORMATS:
+        spec = loader(path, data)
+        if spec is not None:
+            return spec
+    if path.suffix != ".json":
+        raise SpecError(f"{path}: not a model file this version reads (a scenario YAML, an "
+                        "llmsim-moe file, or an HF config.json)")
+    # HF's own name if the file has one, else the folder of a config.json, else the file
+    name = data.get("_name_or_path") or (
+        path.parent.name if path.name == "config.json" and path.parent.name else path.stem)
+    return from_hf_config(data, name=name, source=str(path))
+
+
 def get_model(name: str | ModelSpec) -> ModelSpec:
     """A model by alias (``llama-2-7b``), HF id (``meta-llama/Llama-2-7b-hf``) or config path."""
     if isinstance(name, ModelSpec):
@@ -249,19 +295,8 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     if looks_like_path and not path.is_file():
         raise SpecError(f"{path}: no such file (a model is a catalog name, an HF id, or the path "
                         "of a config.json)")
-    if path.suffix == ".json" and path.is_file():
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        # HF's own name if the file has one, else the folder of a config.json, else the file
-        name = config.get("_name_or_path") or (
-            path.parent.name if path.name == "config.json" and path.parent.name else path.stem)
-        return from_hf_config(config, name=name, source=str(path))
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        from llmsim.catalog.scenario import load_scenario
-
-        return load_scenario(path).model
+    if path.is_file() and path.suffix in (".json", ".yaml", ".yml"):
+        return _model_from_file(path)
     known = sorted({e["alias"] for e in _model_index().values()} |
                    {e["hf_id"] for e in _model_index().values()})
     raise UnknownNameError("model", name, known)

@@ -40,6 +40,7 @@ from pydantic import Field
 
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.catalog.blocks import LayerTemplate
+from llmsim.catalog.loader import get_model, read_yaml_file
 from llmsim.catalog.model import ModelSpec
 from llmsim.catalog.parallel import ParallelSpec
 from llmsim.dtypes import DType
@@ -100,12 +101,18 @@ def _inherit_hidden(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
-    from llmsim.catalog.loader import get_model, read_yaml_file
+def model_from_scenario_file(path: Path, data: dict[str, Any]) -> ModelSpec | None:
+    """The catalog loader hook: the model a parsed YAML scenario file defines, else None (a
+    scenario has a ``model`` mapping)."""
+    if path.suffix == ".json" or not isinstance(data.get("model"), dict):
+        return None
+    return load_scenario(path, data).model
 
+
+def load_scenario(path: str | Path, data: dict[str, Any] | None = None) -> Scenario:
+    """Read and validate a scenario YAML file (``data``: its content, already parsed)."""
     path = Path(path)
-    data = _inherit_hidden(read_yaml_file(path))
+    data = _inherit_hidden(read_yaml_file(path) if data is None else dict(data))
     spec: ScenarioSpec = validate_spec(ScenarioSpec, data, str(path))  # type: ignore[assignment]
     m = spec.model
     base = get_model(m.base) if m.base else None

@@ -100,13 +100,13 @@ def estimate_cmd(
     out: OutOpt = None,
 ) -> None:
     """Estimate TTFT, TPOT, E2E, throughput and memory of a static batch."""
-    from llmsim.cases import (
+    from llmsim.estimates.static_batch import estimate
+    from llmsim.estimates.sweep import (
         estimate_cases,
         is_request_table,
         predict_requests,
         read_table,
     )
-    from llmsim.static_batch import estimate
 
     args = resolve_common(
         scenario, model=model, hardware=hardware, cluster=cluster, num_gpus=num_gpus, tp=tp,

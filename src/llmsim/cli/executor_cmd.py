@@ -67,8 +67,8 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 def _check_flags(seed: int, policy: str, miss: str, routing: str,
                  sim_routing: str | None = None) -> None:
     """The flags that need neither torch nor a model, checked before any slow work."""
-    from llmsim.moe_offload import check_routing, check_seed
-    from llmsim.moe_offload.policies import CACHE_POLICIES
+    from llmsim.expert_cache import check_routing, check_seed
+    from llmsim.expert_cache.policies import CACHE_POLICIES
 
     check_seed(seed)
     CACHE_POLICIES.get(policy)  # UnknownNameError with a did-you-mean
@@ -84,8 +84,8 @@ def _check_flags(seed: int, policy: str, miss: str, routing: str,
 
 
 def _setup(config: str | None, device: str | None, threads: int | None) -> tuple[Any, str, Any]:
-    from llmsim.executor._torch import require_torch, resolve_device
-    from llmsim.moe_offload.config import PRESETS, get_preset
+    from llmsim.expert_cache.config import PRESETS, get_preset
+    from llmsim.expert_cache_executor._torch import require_torch, resolve_device
 
     torch = require_torch()
     if threads:
@@ -98,7 +98,7 @@ def _setup(config: str | None, device: str | None, threads: int | None) -> tuple
 
 def _offload(preset: Any, num_experts: int, capacity: int | None, prefetch: int | None,
              accuracy: float | None, policy: str, miss: str, seed: int) -> Any:
-    from llmsim.moe_offload import MissMode, OffloadConfig
+    from llmsim.expert_cache import MissMode, OffloadConfig
 
     base = preset.offload if preset is not None else OffloadConfig(
         capacity=min(8, num_experts), prefetch=min(4, num_experts))
@@ -116,7 +116,7 @@ def _offload(preset: Any, num_experts: int, capacity: int | None, prefetch: int 
 def _shape(preset: Any, prompt: int | None, steps: int | None,
            routing: str) -> tuple[int | None, int | None]:
     """Prompt and decode steps: the flags, else the preset's (a trace file sets its own)."""
-    from llmsim.moe_offload.routing import is_trace_path
+    from llmsim.expert_cache.routing import is_trace_path
 
     if routing != "router" and is_trace_path(routing):
         return prompt, steps
@@ -146,8 +146,8 @@ def run_cmd(
     """Build the MoE decoder (random weights), warm up, then time prefill and decode."""
     _check_flags(seed, policy, miss, routing)  # before importing torch
 
-    from llmsim.executor.runner import run_benchmark
-    from llmsim.moe_offload.config import load_moe_config
+    from llmsim.expert_cache.config import load_moe_config
+    from llmsim.expert_cache_executor.runner import run_benchmark
 
     preset, name, dev = _setup(config, device, threads)
     cfg = load_moe_config(name)
@@ -231,8 +231,8 @@ def check_cmd(
     sim_routing = sim_routing or "uniform"
     _check_flags(seed, policy, miss, routing, sim_routing)  # before importing torch
 
-    from llmsim.executor.check import run_check
-    from llmsim.moe_offload.config import load_moe_config
+    from llmsim.expert_cache.config import load_moe_config
+    from llmsim.expert_cache_executor.closed_loop import run_check
 
     preset, name, dev = _setup(config, device, threads)
     cfg = load_moe_config(name)
@@ -300,7 +300,7 @@ def _check_tables(r: Any, out: str | None = None) -> None:
 @app.command("presets")
 def presets_cmd(fmt: FormatOpt = Format.table, out: OutOpt = None) -> None:
     """List the executor presets (model config, cache settings, run shape)."""
-    from llmsim.moe_offload.config import PRESETS
+    from llmsim.expert_cache.config import PRESETS
 
     rows = [{**{k: v for k, v in p.model.model_dump(mode="json").items() if k != "format"},
              "model": p.model.name, "name": p.name, "description": p.description,

@@ -87,7 +87,7 @@ def simulate_cmd(
     """Predict prefill time, decode time per token, hit rate and PCIe traffic of a MoE model
     whose experts live in host memory behind a per-layer GPU cache."""
     from llmsim.costmodel import Profile
-    from llmsim.moe_offload import (
+    from llmsim.expert_cache import (
         MissMode,
         OffloadConfig,
         auto_capacity,
@@ -98,7 +98,7 @@ def simulate_cmd(
         make_platform,
         simulate,
     )
-    from llmsim.moe_offload.routing import read_trace, trace_path
+    from llmsim.expert_cache.routing import read_trace, trace_path
 
     # cheap flags first (no model, no pricing)
     check_seed(seed)

@@ -1,5 +1,5 @@
 """``llmsim offload solve|evaluate``: FlexGen-style placement of weights, KV cache and
-activations over GPU, CPU and disk (see ``llmsim.offload`` and docs/offload.md)."""
+activations over GPU, CPU and disk (see ``llmsim.placement`` and docs/offload.md)."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def solve_cmd(
     out: OutOpt = None,
 ) -> None:
     """Find the policy with the highest generation throughput (LP per candidate batch)."""
-    from llmsim.offload import solve
+    from llmsim.placement import solve
 
     res = solve(
         _need_model(model), prompt_len, gen_len, hardware=hardware, host=host,
@@ -202,7 +202,7 @@ def evaluate_cmd(
     out: OutOpt = None,
 ) -> None:
     """Throughput, peak memory per tier and feasibility of a given policy."""
-    from llmsim.offload import OffloadPolicy, evaluate
+    from llmsim.placement import OffloadPolicy, evaluate
 
     if gpu_batch_size is None:
         raise ConfigError("give --gpu-batch-size (and --num-gpu-batches, --percent)")

@@ -61,9 +61,9 @@ def op_cmd(
     out: OutOpt = None,
 ) -> None:
     """Price one op (FLOPs, bytes, time, bound) on a hardware."""
-    from llmsim.cases import price_op_cases, read_table
     from llmsim.costmodel import Profile
-    from llmsim.op import price_op
+    from llmsim.estimates.op import price_op
+    from llmsim.estimates.sweep import price_op_cases, read_table
 
     prof = Profile.load(profile)
     if cases:

@@ -161,7 +161,7 @@ def simulate_cmd(
     """Simulate serving a request stream: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
     from llmsim.cli.estimate_cmd import resolve_common
     from llmsim.serving.config import SimulationConfig, check_gpu_count, load_config, merge
-    from llmsim.serving.report import prepare_out_dir
+    from llmsim.serving.results import prepare_out_dir
 
     if requests_format not in ("csv", "parquet"):
         raise ConfigError(f"--requests-format must be csv or parquet, got {requests_format!r}")
@@ -172,17 +172,17 @@ def simulate_cmd(
     step_model = None
     spec_obj = common.get("model")
     if spec_obj is not None and not isinstance(spec_obj, str):  # a scenario's ModelSpec
-        from llmsim.static_batch import build_step_model
+        from llmsim.costmodel import Deployment, build_step_model
 
         check_gpu_count(common.get("num_gpus"), common.get("tp", 1), common.get("pp", 1),
                         common.get("dp") or 1)
-        step_model = build_step_model(
+        step_model = build_step_model(Deployment.resolve(
             spec_obj, common.get("hardware"), common.get("cluster"),
             common.get("num_gpus") or common.get("tp", 1) * common.get("pp", 1),
             tp=common.get("tp", 1), pp=common.get("pp", 1), ep=common.get("ep", 1), dp=1,
             micro_batches=common.get("micro_batches", 0), dtype=common.get("dtype"),
             weight_dtype=common.get("weight_dtype"), act_dtype=common.get("act_dtype"),
-            kv_dtype=common.get("kv_dtype"), profile=profile, efficiency=efficiency)
+            kv_dtype=common.get("kv_dtype"), profile=profile, efficiency=efficiency))
         common["model"] = spec_obj.name
     overrides: dict[str, dict[str, Any]] = {
         "model": {"name": common.get("model"), "dtype": common.get("dtype"),

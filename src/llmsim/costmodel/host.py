@@ -1,7 +1,7 @@
 """Host-side costs: an operation on the host CPU, and a copy over a host link or to/from disk.
 
-The one implementation both offloading models use (``llmsim.offload`` for FlexGen-style
-placement, ``llmsim.moe_offload`` for expert caches); DESIGN.md principle 1. Rates are datasheet
+The one implementation both offloading models use (``llmsim.placement`` for FlexGen-style
+placement, ``llmsim.expert_cache`` for expert caches); DESIGN.md principle 1. Rates are datasheet
 values (``HostSpec``, ``HardwareSpec.host_link``) or measured peaks (``executor.measure``); the
 achieved fractions come from the host section of a calibration profile
 (``profile.HostEfficiency``, resolved by :meth:`Profile.for_host`) or from the caller.

@@ -20,10 +20,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from llmsim.catalog.cluster import Cluster
-from llmsim.catalog.model import ModelSpec
-from llmsim.catalog.parallel import ParallelSpec
 from llmsim.costmodel import kernels
+from llmsim.costmodel.deployment import Deployment
 from llmsim.costmodel.layers import (
     Layout,
     _windowed_prefill,
@@ -33,10 +31,9 @@ from llmsim.costmodel.layers import (
     template_ops,
     windowed_decode,
 )
-from llmsim.costmodel.ops import Bound, OpCost, OpKind, Precision
-from llmsim.costmodel.profile import HardwareProfile, Profile
+from llmsim.costmodel.ops import Bound, OpCost, OpKind
+from llmsim.costmodel.profile import HardwareProfile
 from llmsim.costmodel.shapes import BatchShape
-from llmsim.errors import ConfigError
 
 _ATTENTION_KINDS = (OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE)
 
@@ -155,7 +152,16 @@ class StepCost:
 
 @runtime_checkable
 class StepTimeModel(Protocol):
-    """Price a batch shape. Estimators (analytic, table, learned) implement this protocol."""
+    """Price a batch shape: the one seam every front end calls (estimators implement it).
+
+    ``deployment`` is what is priced (``None`` only for synthetic timing models in tests, which
+    then have no memory analysis). ``price(s).time_s == step_time(s)``; the decode curves are
+    the vectorised ``step_time`` / per-stage times of decode steps at many contexts (the
+    simulator's closed-form runs tabulate them).
+    """
+
+    @property
+    def deployment(self) -> Deployment | None: ...
 
     @property
     def num_stages(self) -> int: ...
@@ -169,26 +175,55 @@ class StepTimeModel(Protocol):
     def price(self, shape: BatchShape) -> StepCost:
         """Full breakdown; ``price(s).time_s == step_time(s)``."""
 
+    def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        """``step_time(BatchShape.decode(num_seqs, c))`` for every context ``c``."""
+
+    def decode_stage_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        """Per-stage times ``[num_stages, len(contexts)]`` of those decode steps."""
+
+    def describe(self) -> dict[str, object]:
+        """What is priced and how (JSON-able), for reports."""
+
+
+class StepTimeModelBase:
+    """Defaults for an estimator that implements ``step_time``, ``stage_time`` and ``price``:
+    decode curves priced one context at a time, one stage, the deployment's description."""
+
+    deployment: Deployment | None = None
+
+    @property
+    def num_stages(self) -> int:
+        return self.deployment.plan.pp if self.deployment is not None else 1
+
+    def step_time(self, shape: BatchShape) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must price steps (step_time)")
+
+    def stage_time(self, shape: BatchShape) -> float:
+        if self.num_stages == 1:
+            return self.step_time(shape)
+        raise NotImplementedError(f"{type(self).__name__} has {self.num_stages} stages: it "
+                                  "must price the slowest one (stage_time)")
+
+    def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        return np.array([self.step_time(BatchShape.decode(num_seqs, float(c)))
+                         for c in np.asarray(context_per_seq, dtype=float)])
+
+    def decode_stage_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        return np.array([[self.stage_time(BatchShape.decode(num_seqs, float(c)))
+                          for c in np.asarray(context_per_seq, dtype=float)]])
+
+    def describe(self) -> dict[str, object]:
+        return self.deployment.describe() if self.deployment is not None else {}
+
 
 class AnalyticStepTimeModel:
     """Roofline-with-calibration estimator over the model's per-device op lists."""
 
-    def __init__(self, model: ModelSpec, cluster: Cluster, plan: ParallelSpec | None = None,
-                 precision: Precision | None = None, profile: Profile | None = None,
-                 efficiency: float | None = None):
-        plan = plan or ParallelSpec()
-        plan.validate_for(model)
-        if plan.num_gpus > cluster.num_gpus:
-            raise ConfigError(
-                f"the plan needs {plan.num_gpus} GPUs (tp {plan.tp} x pp {plan.pp} x dp "
-                f"{plan.dp}) but the cluster has {cluster.num_gpus}; raise --num-gpus"
-            )
-        if efficiency is not None and not 0 < efficiency <= 1.0:
-            raise ConfigError(f"--efficiency {efficiency} must be in (0, 1]: a fraction of the "
-                              "datasheet peaks")
-        precision = precision or Precision.resolve(
-            model.weight_dtype, supported=cluster.hardware.supported_dtypes)
-        prof = (profile or Profile.load()).for_hardware(cluster.hardware, efficiency)
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+        model, cluster, plan, precision = (deployment.model, deployment.cluster,
+                                           deployment.plan, deployment.precision)
+        prof = deployment.hardware_profile
         self.model, self.cluster, self.plan, self.precision = model, cluster, plan, precision
         self.profile: HardwareProfile = prof
         self.layout = Layout(model, cluster, plan, precision, prof)
@@ -356,12 +391,7 @@ class AnalyticStepTimeModel:
                 + self.profile.step_overhead_s)
 
     def describe(self) -> dict[str, object]:
-        return {
-            "model": self.model.name, "hardware": self.cluster.hardware.name,
-            "cluster": self.cluster.name, "tp": self.plan.tp, "pp": self.plan.pp,
-            "ep": self.plan.ep, "dp": self.plan.dp, "precision": self.precision.describe(),
-            "profile": self.profile.describe(),
-        }
+        return self.deployment.describe()
 
 
 def _time(ops: list[OpCost]) -> float:

@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(config, name)
     if name == "SimulationReport":
-        from llmsim.serving.report import SimulationReport
+        from llmsim.serving.results import SimulationReport
 
         return SimulationReport
     raise AttributeError(f"module 'llmsim.serving' has no attribute {name!r}")

@@ -26,17 +26,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
+from llmsim.costmodel.deployment import Deployment
 from llmsim.errors import ConfigError
-from llmsim.seeds import check_seed
 from llmsim.serving.schedulers.base import Order
+from llmsim.workload.spec import WorkloadSection
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROMPT = "fixed:1024"  # synthetic workloads (a trace keeps its own lengths)
-DEFAULT_OUTPUT = "fixed:128"
 DEFAULT_SWAP_SPACE_BYTES = 4 * 2**30  # per GPU, as vLLM (preemption: swap)
 DEFAULT_BATCH_WINDOW_S = 0.05  # the dynamic scheduler's window
 
@@ -89,31 +88,6 @@ class SchedulerSection(Spec):
     watermark_frac: float = Field(default=0.01, ge=0, lt=1)
     kv_capacity_tokens: int | None = Field(
         default=None, gt=0, description="override the KV capacity from the memory analysis")
-
-
-class WorkloadSection(Spec):
-    trace: str | None = None
-    trace_format: str = "auto"
-    rate_scale: float = Field(default=1.0, gt=0)
-    num_requests: int | None = Field(default=None, gt=0)
-    arrival: str | None = None
-    rate: float | None = Field(default=None, gt=0)
-    cv: float | None = Field(default=None, gt=0)
-    concurrency: int | None = Field(default=None, gt=0)
-    think_time_s: Seconds = Field(default=0.0, ge=0)
-    prompt: str | int | dict[str, Any] | None = Field(
-        default=None, description="synthetic input lengths (default fixed:1024)")
-    output: str | int | dict[str, Any] | None = Field(
-        default=None, description="synthetic output lengths (default fixed:128)")
-    seed: int = 0
-    shared_prefix_tokens: int = Field(default=0, ge=0)
-    prefix_groups: int = Field(default=1, gt=0)
-    priority_levels: int = Field(default=1, gt=0)
-
-    @field_validator("seed", mode="before")
-    @classmethod
-    def _seed_range(cls, v: Any) -> Any:
-        return check_seed(v)
 
 
 class SLOSection(Spec):
@@ -204,6 +178,17 @@ def _check_ignored_knobs(cfg: SimulationConfig) -> None:
                           "--preemption swap; add it or drop --swap-space")
 
 
+def deployment_of(cfg: SimulationConfig) -> Deployment:
+    """The deployment one replica of ``cfg`` runs: its model, hardware (a cluster of
+    ``tp x pp`` GPUs unless ``num_gpus``), plan (replicas are separate deployments), formats
+    and profile."""
+    m, h, p = cfg.model, cfg.hardware, cfg.parallelism
+    return Deployment.resolve(
+        m.name, h.name, h.cluster, h.num_gpus or p.tp * p.pp, tp=p.tp, pp=p.pp, ep=p.ep,
+        dp=1, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
+        act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency)
+
+
 def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> SimulationConfig:
     """A ``SimulationConfig`` from itself, a dict, or a YAML file path (whose relative paths
     are relative to the file's folder)."""
@@ -235,7 +220,7 @@ def _relative_path(value: Any, base: Path, builtin_ok: bool = False,
     if must_exist:
         return value
     if builtin_ok:
-        from llmsim.serving.traces import BUILTIN_TRACES
+        from llmsim.workload.traces import BUILTIN_TRACES
 
         if value.strip().lower() in BUILTIN_TRACES:
             return value
@@ -244,7 +229,7 @@ def _relative_path(value: Any, base: Path, builtin_ok: bool = False,
 
 def paths_relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """The file paths of a YAML config made relative to its folder ``base``."""
-    from llmsim.serving.lengths import parse_length_spec
+    from llmsim.workload.lengths import parse_length_spec
 
     data = dict(data)
     for section, key in (("model", "name"), ("hardware", "profile")):

@@ -2,20 +2,18 @@
 
 **Steps.** A step's latency is ``step_time(shape)``. With ``pp`` pipeline stages the running
 batch is split into ``m = min(micro_batches, sequences)`` micro-batches in flight; one engine
-iteration (every sequence of the step advances once) then takes
-
-    round = max(step_time(shape / m), m * stage_time(shape / m))
-
-(latency bound by the full step through all stages, throughput by the slowest stage); a
-prefill that starts with the pipeline empty (nothing decoding) pays the fill instead,
-``step_time(shape / m) + (m - 1) * stage_time(shape / m)``, as ``llmsim estimate``'s TTFT does.
+iteration (every sequence of the step advances once) then takes the steady-state round of
+``costmodel.pipeline`` (``max(step, m x stage)`` of the largest micro-batch); a prefill that
+starts with the pipeline empty (nothing decoding) pays the fill instead
+(``step + (m - 1) x stage``), as ``llmsim estimate``'s TTFT does.
 
 **Decode runs** are priced in closed form from a tabulated decode curve per batch size
 (:mod:`llmsim.serving.decoderuns`); with PP the curve tabulates the round time itself,
 ``max(step_time(mb), m * stage_time(mb))``, of the largest micro-batch at each context.
 
-**Swap** (preemption by swapping KV to host): ``tokens * kv_bytes_per_token / host_bandwidth +
-latency`` per device, all devices of the replica in parallel over their own PCIe links.
+**Swap** (preemption by swapping KV to host): one host-link copy of ``tokens *
+kv_bytes_per_token`` bytes per device (``costmodel.host.transfer_time_s``), all devices of the
+replica in parallel over their own PCIe links.
 
 **Work** (for MFU / MBU): FLOPs and bytes of a step are a linear function of the step's
 aggregates (tokens, sampled rows, prefill attention pairs, keys read); the coefficients are
@@ -25,37 +23,20 @@ models; MoE's expert-touch curve and sliding windows are approximated).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from llmsim.costmodel import host, pipeline
 from llmsim.costmodel.shapes import BatchShape
+from llmsim.costmodel.step import StepTimeModel
 from llmsim.serving.decoderuns import DecodeCurve, LinearRun, PiecewiseRun
-
-
-def scale_shape(shape: BatchShape, m: int) -> BatchShape:
-    """The largest of ``m`` micro-batches of ``shape``: counts rounded up, the decode keys those
-    of ``ceil(seqs / m)`` sequences at the mean context (as the closed-form decode runs price a
-    micro-batch), prefill pairs and keys split evenly."""
-    if m <= 1:
-        return shape
-    dseqs = -(-shape.decode_seqs // m)
-    dctx = shape.decode_ctx_tokens / shape.decode_seqs * dseqs if shape.decode_seqs else 0.0
-    return BatchShape(
-        prefill_seqs=-(-shape.prefill_seqs // m), prefill_tokens=-(-shape.prefill_tokens // m),
-        prefill_attn_pairs=shape.prefill_attn_pairs / m,
-        prefill_ctx_tokens=shape.prefill_ctx_tokens / m,
-        decode_seqs=dseqs, decode_ctx_tokens=dctx,
-        logits_seqs=-(-shape.num_logits // m),
-    )
 
 
 class StepPricer:
     """Prices steps, decode runs and swaps for one replica through its ``StepTimeModel``."""
 
-    def __init__(self, step_model: Any, max_context_tokens: int, micro_batches: int = 1,
-                 kv_bytes_per_token: float = 0.0, host_bandwidth_bytes_per_s: float = 0.0,
-                 host_latency_s: float = 0.0):
+    def __init__(self, step_model: StepTimeModel, max_context_tokens: int,
+                 micro_batches: int = 1, kv_bytes_per_token: float = 0.0,
+                 host_bandwidth_bytes_per_s: float = 0.0, host_latency_s: float = 0.0):
         self.model = step_model
         self.max_context = max(int(max_context_tokens), 2)
         self.micro = max(int(micro_batches), 1)
@@ -64,8 +45,6 @@ class StepPricer:
         self.host_latency_s = host_latency_s
         self._curves: dict[int, DecodeCurve] = {}
         self._pp_curves: dict[tuple[int, int], DecodeCurve] = {}
-        self._vector = getattr(step_model, "decode_step_times", None)
-        self._stages = getattr(step_model, "decode_stage_times", None)
         self.num_priced = 0
 
     # ------------------------------------------------------------------ single steps
@@ -78,22 +57,20 @@ class StepPricer:
         m = min(self.micro, num_seqs)
         if m <= 1:
             return self.model.step_time(shape)
-        mb = scale_shape(shape, m)
-        if fill:
-            return self.model.step_time(mb) + (m - 1) * self.model.stage_time(mb)
-        return max(self.model.step_time(mb), m * self.model.stage_time(mb))
+        mb = pipeline.micro_batch_shape(shape, m)
+        step, stage = self.model.step_time(mb), self.model.stage_time(mb)
+        return pipeline.fill_s(step, stage, m) if fill else pipeline.round_s(step, stage, m)
 
     def swap_s(self, tokens: int) -> float:
+        """Moving ``tokens`` tokens' KV between device and host (``costmodel.host``)."""
         if tokens <= 0 or self.host_bw <= 0:
             return 0.0
-        return tokens * self.kv_bytes_per_token / self.host_bw + self.host_latency_s
+        return host.transfer_time_s(tokens * self.kv_bytes_per_token, self.host_bw,
+                                    latency_s=self.host_latency_s)
 
     # ------------------------------------------------------------------ decode runs
     def _decode_times(self, seqs: int, ctx_per_seq: np.ndarray) -> np.ndarray:
-        if self._vector is not None:
-            return np.asarray(self._vector(seqs, ctx_per_seq), dtype=np.float64)
-        st = self.model.step_time
-        return np.array([st(BatchShape.decode(seqs, float(c))) for c in ctx_per_seq])
+        return np.asarray(self.model.decode_step_times(seqs, ctx_per_seq), dtype=np.float64)
 
     def curve(self, seqs: int) -> DecodeCurve:
         c = self._curves.get(seqs)
@@ -105,13 +82,10 @@ class StepPricer:
     def _round_times(self, m: int, seqs: int, ctx_per_seq: np.ndarray) -> np.ndarray:
         """Steady-state PP round times of ``m`` micro-batches of ``seqs`` sequences each:
         ``max(step_time(mb), m * stage_time(mb))`` at every context (as :meth:`step_s`)."""
-        if self._stages is not None:
-            step = self._decode_times(seqs, ctx_per_seq)
-            stage = np.asarray(self._stages(seqs, ctx_per_seq), dtype=np.float64).max(axis=0)
-            return np.maximum(step, m * stage)
-        mt = self.model
-        return np.array([max(mt.step_time(s), m * mt.stage_time(s))
-                         for s in (BatchShape.decode(seqs, float(c)) for c in ctx_per_seq)])
+        step = self._decode_times(seqs, ctx_per_seq)
+        stage = np.asarray(self.model.decode_stage_times(seqs, ctx_per_seq),
+                           dtype=np.float64).max(axis=0)
+        return pipeline.round_s(step, stage, m)
 
     def pp_curve(self, m: int, seqs: int) -> DecodeCurve:
         """The decode curve of a PP round of ``m`` micro-batches of ``seqs`` sequences."""
@@ -139,12 +113,8 @@ class WorkFit:
     """Linear fit of a step's FLOPs and bytes (per device, summed over stages) to its
     aggregates ``[1, tokens, logits, prefill pairs, prefill keys, decode keys]``."""
 
-    def __init__(self, step_model: Any, max_tokens: int, max_seqs: int, max_context: int):
-        self.ok = hasattr(step_model, "price")
-        self.flops_coef = np.zeros(6)
-        self.bytes_coef = np.zeros(6)
-        if not self.ok:
-            return
+    def __init__(self, step_model: StepTimeModel, max_tokens: int, max_seqs: int,
+                 max_context: int):
         rows, flops, nbytes = [], [], []
         ctx = max(min(max_context, 4096), 64)
         probes = []

@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from llmsim.costmodel import StepTimeModel, build_step_model
 from llmsim.errors import ConfigError, DoesNotFitError
 from llmsim.serving.config import (
     DEFAULT_BATCH_WINDOW_S,
     DEFAULT_SWAP_SPACE_BYTES,
     Preemption,
     SimulationConfig,
+    deployment_of,
     load_config,
 )
 from llmsim.serving.events import EventLoop
@@ -38,7 +40,7 @@ from llmsim.serving.replica.itls import ItlLog, ItlReplica
 from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
 from llmsim.serving.router import ROUTERS
 from llmsim.serving.schedulers import SCHEDULERS, SchedulerLimits
-from llmsim.serving.workload import Workload, build_workload
+from llmsim.workload.stream import Workload, build_workload
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ ProgressFn = Callable[[int, int], None]
 class ServingSetup:
     """Everything resolved from the config before the run (step model, KV capacity...)."""
 
-    def __init__(self, cfg: SimulationConfig, step_model: Any = None,
+    def __init__(self, cfg: SimulationConfig, step_model: StepTimeModel | None = None,
                  workload: Workload | None = None):
         self.cfg = cfg
         self.workload = workload or build_workload(cfg.workload)
@@ -57,9 +59,11 @@ class ServingSetup:
         self.scheduler_cls = SCHEDULERS.get(sc.name)
         self.router_cls = ROUTERS.get(par.router)
         self.info: dict[str, Any] = {}
-        self.step_model = step_model if step_model is not None else self._build_step_model()
-        spec = getattr(self.step_model, "model", None)
-        model_len = spec.max_position_embeddings if spec is not None else 1 << 20
+        self.step_model: StepTimeModel = (step_model if step_model is not None
+                                          else build_step_model(deployment_of(cfg)))
+        self.deployment = self.step_model.deployment
+        model_len = (self.deployment.model.max_position_embeddings
+                     if self.deployment is not None else 1 << 20)
         self.max_model_len = int(cfg.model.max_model_len or model_len)
         if cfg.model.max_model_len and cfg.model.max_model_len > model_len:
             raise ConfigError(f"max_model_len {cfg.model.max_model_len} exceeds the model's "
@@ -96,28 +100,19 @@ class ServingSetup:
         self.num_gpus = self.gpus_per_replica * par.replicas
 
     # ------------------------------------------------------------------ resolution
-    def _build_step_model(self) -> Any:
-        from llmsim.static_batch import build_step_model
-
-        m, h, p = self.cfg.model, self.cfg.hardware, self.cfg.parallelism
-        return build_step_model(
-            m.name, h.name, h.cluster, h.num_gpus or p.tp * p.pp, tp=p.tp, pp=p.pp, ep=p.ep,
-            dp=1, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
-            act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile,
-            efficiency=h.efficiency)
-
     def _kv_capacity(self) -> int:
-        sc, sm = self.cfg.scheduler, self.step_model
-        spec = getattr(sm, "model", None)
-        if spec is None or not hasattr(sm, "cluster"):
+        sc, dep = self.cfg.scheduler, self.deployment
+        if dep is None:
             if sc.kv_capacity_tokens is None:
-                raise ConfigError("a custom step-time model needs scheduler.kv_capacity_tokens")
+                raise ConfigError("a step-time model without a deployment (no memory analysis) "
+                                  "needs scheduler.kv_capacity_tokens")
             return int(sc.kv_capacity_tokens)
         from llmsim.memory import analyze_memory, check_weights_fit
 
         util = self.cfg.hardware.memory_utilization
-        check_weights_fit(spec, sm.cluster, sm.plan, sm.precision, util)
-        mem = analyze_memory(spec, sm.cluster, sm.plan, sm.precision,
+        spec = dep.model
+        check_weights_fit(spec, dep.cluster, dep.plan, dep.precision, util)
+        mem = analyze_memory(spec, dep.cluster, dep.plan, dep.precision,
                              max_tokens=self.max_batched, max_logits=sc.max_num_seqs,
                              memory_utilization=util)
         self.kv_bytes_per_token = mem.kv_bytes_per_token
@@ -129,7 +124,7 @@ class ServingSetup:
             return int(sc.kv_capacity_tokens)
         if mem.max_kv_tokens < sc.block_size:
             raise DoesNotFitError(
-                f"{spec.name} fits but leaves no KV cache on {sm.cluster.hardware.name} "
+                f"{spec.name} fits but leaves no KV cache on {dep.hardware.name} "
                 f"(weights {mem.weight_bytes / 1e9:.1f} GB, activations "
                 f"{mem.activation_bytes / 1e9:.1f} GB of {mem.usable_bytes / 1e9:.1f} GB usable); "
                 f"raise --memory-utilization (now {util:g}) or --tp, use --dtype fp8 or lower "
@@ -170,8 +165,7 @@ class Simulation:
         limits = SchedulerLimits(sc.max_num_seqs, setup.max_batched, setup.watermark_blocks,
                                  window_s)
         sm = setup.step_model
-        link = getattr(getattr(getattr(sm, "cluster", None), "hardware", None), "host_link",
-                       None)
+        link = setup.deployment.hardware.host_link if setup.deployment is not None else None
         micro = cfg.parallelism.micro_batches or cfg.parallelism.pp
         self.pricer = StepPricer(sm, setup.max_model_len, micro if cfg.parallelism.pp > 1 else 1,
                                  setup.kv_bytes_per_token,
@@ -302,22 +296,23 @@ class Simulation:
                  self.loop.num_events, self.wall_s)
 
 
-def simulate(config: SimulationConfig | dict[str, Any] | str, *, step_model: Any = None,
+def simulate(config: SimulationConfig | dict[str, Any] | str, *,
+             step_model: StepTimeModel | None = None,
              progress: ProgressFn | None = None, closed_form: bool = True) -> Any:
-    """Run a serving simulation; returns a :class:`~llmsim.serving.report.SimulationReport`.
+    """Run a serving simulation; returns a :class:`~llmsim.serving.results.SimulationReport`.
 
     ``config``: a ``SimulationConfig``, a dict of the same shape, or a YAML file path.
-    ``step_model``: any ``StepTimeModel`` to use instead of the analytic one (then
-    ``scheduler.kv_capacity_tokens`` must be given unless it carries model/cluster specs).
+    ``step_model``: any ``StepTimeModel`` to use instead of the one the config's deployment
+    builds (one without a deployment needs ``scheduler.kv_capacity_tokens``).
     ``progress(done, total)`` is called as requests finish. ``closed_form=False`` prices every
     decode step one by one with ``step_time`` (a reference for the closed-form runs; slow).
     """
-    from llmsim.serving.report import SimulationReport
+    from llmsim.serving.results import SimulationReport
 
     cfg = load_config(config)
     setup = ServingSetup(cfg, step_model)
     sim = Simulation(setup, progress, closed_form)
     sim.run()
     work = WorkFit(setup.step_model, setup.max_batched, cfg.scheduler.max_num_seqs,
-                   setup.max_model_len) if hasattr(setup.step_model, "price") else None
+                   setup.max_model_len)
     return SimulationReport.from_simulation(sim, work)

@@ -1,0 +1,88 @@
+"""``Deployment``: what is priced -- a model on a cluster under a parallel plan and numeric
+formats, with the calibration profile that turns datasheet peaks into achieved rates.
+
+Every consumer (``estimate``, ``simulate``, the offload solvers, search) builds one of these and
+hands it to :func:`llmsim.costmodel.build_step_model`; nothing else resolves names into specs.
+:meth:`Deployment.resolve` takes the names a user types (catalog aliases, HF ids, a
+``config.json`` path, a cluster preset) and the plan and formats, with the rules of the catalog
+(``get_cluster``: the part's own scale-up fabric inside a node) and of :meth:`Precision.resolve`
+(defaults as serving engines pick them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmsim.catalog import ModelSpec, ParallelSpec, get_cluster, get_model
+from llmsim.catalog.cluster import Cluster
+from llmsim.catalog.hardware import HardwareSpec
+from llmsim.costmodel.ops import Precision
+from llmsim.costmodel.profile import HardwareProfile, Profile
+from llmsim.errors import ConfigError
+
+
+@dataclass(frozen=True, eq=False)
+class Deployment:
+    """A model on a cluster under a plan and formats, priced with ``profile``.
+
+    ``efficiency`` (GenZ's ``system_eff``): a flat fraction of every datasheet peak that
+    replaces the profile (``None``: the profile's fitted curves). ``cluster`` must hold the
+    plan's GPUs (``tp x pp x dp``); the plan must split the model (``ParallelSpec.validate_for``).
+    """
+
+    model: ModelSpec
+    cluster: Cluster
+    plan: ParallelSpec = ParallelSpec()
+    precision: Precision = None  # type: ignore[assignment]  # None: the checkpoint's, as engines
+    profile: Profile = None  # type: ignore[assignment]  # None: the shipped fitted profile
+    efficiency: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision is None:
+            object.__setattr__(self, "precision", Precision.resolve(
+                self.model.weight_dtype, supported=self.cluster.hardware.supported_dtypes))
+        if self.profile is None:
+            object.__setattr__(self, "profile", Profile.load())
+        self.plan.validate_for(self.model)
+        p = self.plan
+        if p.num_gpus > self.cluster.num_gpus:
+            raise ConfigError(
+                f"the plan needs {p.num_gpus} GPUs (tp {p.tp} x pp {p.pp} x dp {p.dp}) but the "
+                f"cluster has {self.cluster.num_gpus}; raise --num-gpus")
+        if self.efficiency is not None and not 0 < self.efficiency <= 1.0:
+            raise ConfigError(f"--efficiency {self.efficiency} must be in (0, 1]: a fraction of "
+                              "the datasheet peaks")
+
+    @classmethod
+    def resolve(cls, model: str | ModelSpec, hardware: str | HardwareSpec | None = None,
+                cluster: str | Cluster | None = None, num_gpus: int | None = None,
+                tp: int = 1, pp: int = 1, ep: int = 1, dp: int = 1, micro_batches: int = 0,
+                dtype: str | None = None, weight_dtype: str | None = None,
+                act_dtype: str | None = None, kv_dtype: str | None = None,
+                profile: Profile | str | None = None,
+                efficiency: float | None = None) -> Deployment:
+        """A deployment from names: the cluster is sized ``num_gpus`` (default: the plan's)."""
+        spec = get_model(model)
+        plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
+        cl = cluster if isinstance(cluster, Cluster) else get_cluster(
+            cluster, hardware, num_gpus or plan.num_gpus)
+        precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype,
+                                      kv_dtype, supported=cl.hardware.supported_dtypes)
+        prof = profile if isinstance(profile, Profile) else Profile.load(profile)
+        return cls(spec, cl, plan, precision, prof, efficiency)
+
+    @property
+    def hardware(self) -> HardwareSpec:
+        return self.cluster.hardware
+
+    @property
+    def hardware_profile(self) -> HardwareProfile:
+        """The profile's entries for this part (or the flat ``efficiency``)."""
+        return self.profile.for_hardware(self.cluster.hardware, self.efficiency)
+
+    def describe(self) -> dict[str, object]:
+        p = self.plan
+        return {"model": self.model.name, "hardware": self.hardware.name,
+                "cluster": self.cluster.name, "tp": p.tp, "pp": p.pp, "ep": p.ep, "dp": p.dp,
+                "precision": self.precision.describe(),
+                "profile": self.hardware_profile.describe()}

@@ -1,0 +1,15 @@
+"""The one factory of the seam: a :class:`Deployment` in, its :class:`StepTimeModel` out.
+
+Every front end (``estimate``, ``simulate``, the offload solvers, calibration checks) prices
+through the model this returns; none constructs an estimator itself.
+"""
+
+from __future__ import annotations
+
+from llmsim.costmodel.deployment import Deployment
+from llmsim.costmodel.step import AnalyticStepTimeModel, StepTimeModel
+
+
+def build_step_model(deployment: Deployment) -> StepTimeModel:
+    """The step-time model of ``deployment`` (the calibrated analytic roofline)."""
+    return AnalyticStepTimeModel(deployment)

@@ -1,0 +1,7 @@
+"""The static front end: one batch's TTFT / TPOT / memory (``static_batch``), one op's cost
+(``op``), and many cases in one process (``sweep``)."""
+
+from llmsim.estimates.op import price_op
+from llmsim.estimates.static_batch import EstimateResult, estimate
+
+__all__ = ["EstimateResult", "estimate", "price_op"]

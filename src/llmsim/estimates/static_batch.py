@@ -1,0 +1,234 @@
+"""Request-level estimate for a static batch: TTFT, TPOT, E2E, throughput, MFU/MBU, memory.
+
+A batch of ``batch`` requests, each with ``prompt`` input and ``output`` generated tokens
+(``beam`` beams each), runs as one prefill step and ``output - 1`` decode steps over a growing
+context (the first token comes out of the prefill). Conventions, as Splitwise's measurements
+and vLLM's benchmark define them:
+
+    TTFT = prefill latency;  TPOT = mean decode-step latency over the ``output - 1`` steps;
+    E2E = TTFT + (output - 1) * TPOT;  output tokens/s = batch * output / E2E.
+
+With ``dp`` replicas the batch is split across them; with ``pp`` stages the batch runs as ``m``
+micro-batches. The prefill fills and drains the pipeline once:
+``TTFT = step(micro) + (m - 1) * slowest_stage(micro)``; decode runs in steady state, every
+micro-batch advancing one token per round: ``TPOT = max(step(micro), m * slowest_stage(micro))``
+(the serving simulator prices a pipelined round the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmsim import units
+from llmsim.catalog import ModelSpec
+from llmsim.catalog.cluster import Cluster
+from llmsim.costmodel import (
+    BatchShape,
+    Deployment,
+    Profile,
+    StepCost,
+    StepTimeModel,
+    build_step_model,
+    pipeline,
+    utilization,
+)
+from llmsim.errors import ConfigError, DoesNotFitError
+from llmsim.memory import MemoryReport, analyze_memory, check_weights_fit
+from llmsim.memory.footprint import DEFAULT_MEMORY_UTILIZATION, batch_fix, max_sequences
+
+# Decode steps beyond this many are priced on an evenly spaced sample of contexts (the step time
+# is piecewise-affine in the context, so the mean over a dense sample is exact to rounding).
+_MAX_PRICED_DECODE_STEPS = 4096
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EstimateResult:
+    """Result of :func:`estimate`. Times in seconds, sizes in bytes per device."""
+
+    model: str
+    hardware: str
+    cluster: str
+    num_gpus: int
+    tp: int
+    pp: int
+    ep: int
+    dp: int
+    micro_batches: int
+    precision: str
+    batch: int
+    prompt: int
+    output: int
+    beam: int
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    prefill_s: float
+    decode_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    input_tokens_per_s: float
+    prefill_mfu: float
+    decode_mbu: float
+    decode_mfu: float
+    weight_bytes_per_device: float
+    kv_bytes_per_device: float
+    activation_bytes_per_device: float
+    peak_bytes_per_device: float
+    usable_bytes_per_device: float
+    max_kv_tokens_per_device: int
+    fits: bool
+    profile: str
+    prefill_step: StepCost = field(repr=False)
+    decode_step: StepCost = field(repr=False)
+    memory: MemoryReport = field(repr=False)
+
+    def as_dict(self, layers: bool = True, ops: bool = False) -> dict[str, object]:
+        """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail)."""
+        out: dict[str, object] = {
+            k: getattr(self, k) for k in self.__dataclass_fields__
+            if k not in ("prefill_step", "decode_step", "memory")
+        }
+        out["bottleneck_layer"] = {
+            "prefill": self.prefill_step.bottleneck.name,
+            "decode": self.decode_step.bottleneck.name,
+        }
+        out["time_by_op_kind_s"] = {
+            "prefill": self.prefill_step.ops_by_kind(),
+            "decode": self.decode_step.ops_by_kind(),
+        }
+        if layers:
+            out["layers"] = {
+                "prefill": [r.as_dict(with_ops=ops) for r in self.prefill_step.layers],
+                "decode": [r.as_dict(with_ops=ops) for r in self.decode_step.layers],
+            }
+        return out
+
+    def summary_row(self) -> dict[str, object]:
+        """Flat scalar fields (for tables and CSV)."""
+        return {k: v for k, v in self.as_dict(layers=False).items() if not isinstance(v, dict)}
+
+
+def _split(total: int, parts: int) -> int:
+    return max(1, math.ceil(total / parts))
+
+
+def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int = 1,
+             prompt: int = 512, output: int = 128, beam: int = 1,
+             cluster: str | Cluster | None = None, num_gpus: int | None = None, tp: int = 1,
+             pp: int = 1, ep: int = 1, dp: int = 1, micro_batches: int = 0,
+             dtype: str | None = None, weight_dtype: str | None = None,
+             act_dtype: str | None = None, kv_dtype: str | None = None,
+             profile: Profile | str | None = None, efficiency: float | None = None,
+             memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+             allow_overflow: bool = False,
+             step_model: StepTimeModel | None = None) -> EstimateResult:
+    """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
+    batch does not fit, unless ``allow_overflow`` (then ``fits`` is False)."""
+    for name, value in (("batch", batch), ("prompt", prompt), ("output", output),
+                        ("beam", beam)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if step_model is None and num_gpus is not None and num_gpus > tp * pp * dp:
+        # the cluster is sized (node layout) by num_gpus; the plan uses fewer and the per-GPU
+        # figures count the plan's GPUs only
+        hint = (f"add --dp {num_gpus // (tp * pp)}" if num_gpus % (tp * pp) == 0
+                else "match tp x pp x dp to it")
+        log.warning("--num-gpus %d sizes the cluster but the plan uses tp %d x pp %d x dp %d = "
+                    "%d GPUs (per-GPU figures count those); %s to use them all", num_gpus, tp,
+                    pp, dp, tp * pp * dp, hint)
+    sm = step_model or build_step_model(Deployment.resolve(
+        model, hardware, cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype,
+        act_dtype, kv_dtype, profile, efficiency))
+    dep = sm.deployment
+    if dep is None:
+        raise ConfigError("estimate needs a step model of a deployment (a memory analysis)")
+    spec, plan, cl, precision = dep.model, dep.plan, dep.cluster, dep.precision
+    if prompt + output > spec.max_position_embeddings:
+        raise ConfigError(
+            f"prompt + output = {prompt + output} exceeds {spec.name}'s context of "
+            f"{spec.max_position_embeddings} tokens; shorten --prompt or --output"
+        )
+    check_weights_fit(spec, cl, plan, precision, memory_utilization)
+
+    per_replica = _split(batch, plan.dp)
+    if plan.micro_batches > per_replica:
+        raise ConfigError(
+            f"--micro-batches {plan.micro_batches} exceeds the {per_replica} sequences per "
+            f"replica (batch {batch}, dp {plan.dp}); use at most --micro-batches {per_replica}")
+    micro = plan.micro_batches or (min(plan.pp, per_replica) if plan.pp > 1 else 1)
+    micro = max(1, min(micro, per_replica))
+    per_micro = _split(per_replica, micro)
+    seqs = per_micro * beam
+
+    # memory: every replica holds its sequences' KV (beams share the prompt's blocks)
+    kv_tokens = per_replica * (prompt + beam * output)
+    mem = analyze_memory(spec, cl, plan, precision, kv_tokens=kv_tokens,
+                         max_tokens=per_micro * prompt, max_logits=per_micro * beam,
+                         memory_utilization=memory_utilization)
+    if not mem.fits and not allow_overflow:
+        max_batch = plan.dp * max_sequences(spec, cl, plan, precision, prompt + beam * output,
+                                            memory_utilization=memory_utilization,
+                                            prefill_tokens=prompt, logits_per_seq=beam)
+        hint = batch_fix(max_batch, spec, cl, plan, precision, mem.peak_bytes)
+        alt = "" if precision.kv.bits <= 8 else " or --kv-dtype fp8"
+        raise DoesNotFitError(
+            f"batch {batch} x {prompt}+{output} tokens needs {units.fmt_bytes(mem.peak_bytes)} per "
+            f"GPU (weights {units.fmt_bytes(mem.weight_bytes)}, KV {units.fmt_bytes(mem.kv_bytes)},"
+            f" activations {units.fmt_bytes(mem.activation_bytes)} for the whole batch's prefill)"
+            f" but one {cl.hardware.name} gives {units.fmt_bytes(mem.usable_bytes)} usable; "
+            f"try {hint}{alt}",
+            need_bytes=mem.peak_bytes, have_bytes=mem.usable_bytes,
+        )
+
+    prefill_shape = BatchShape.prefill(per_micro, prompt)
+    prefill_step = sm.price(prefill_shape)
+    ttft = pipeline.fill_s(sm.step_time(prefill_shape), sm.stage_time(prefill_shape), micro) \
+        if micro > 1 else sm.step_time(prefill_shape)
+
+    steps = output - 1
+    mid_ctx = prompt + 1 + steps // 2
+    decode_shape = BatchShape.decode(seqs, mid_ctx)
+    decode_step = sm.price(decode_shape)
+    if steps > 0:
+        if steps <= _MAX_PRICED_DECODE_STEPS:
+            ctx = prompt + 1 + np.arange(steps, dtype=float)
+        else:
+            ctx = np.linspace(prompt + 1, prompt + steps, _MAX_PRICED_DECODE_STEPS)
+        lat = sm.decode_step_times(seqs, ctx)
+        if micro > 1:  # steady state: each micro-batch advances one token per round
+            lat = pipeline.round_s(lat, sm.decode_stage_times(seqs, ctx).max(axis=0), micro)
+        tpot = float(np.mean(lat))
+    else:
+        tpot = float("nan")  # one output token: no decode step (vLLM leaves TPOT undefined)
+    decode_total = steps * tpot if steps > 0 else 0.0
+    e2e = ttft + decode_total
+
+    hw = cl.hardware
+    gpus = plan.num_gpus
+    prefill_mfu = utilization.mfu(prefill_step.flops * micro, ttft, dep)
+    dec_time = sm.step_time(decode_shape)
+    decode_mbu = utilization.mbu(decode_step.bytes, dec_time, dep)
+    decode_mfu = utilization.mfu(decode_step.flops, dec_time, dep)
+    out_tps = batch * output / e2e
+    return EstimateResult(
+        model=spec.name, hardware=hw.name, cluster=cl.name, num_gpus=gpus, tp=plan.tp,
+        pp=plan.pp, ep=plan.ep, dp=plan.dp, micro_batches=micro,
+        precision=precision.describe(), batch=batch,
+        prompt=prompt, output=output, beam=beam, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
+        prefill_s=ttft, decode_s=decode_total, output_tokens_per_s=out_tps,
+        output_tokens_per_s_per_gpu=out_tps / gpus, input_tokens_per_s=batch * prompt / ttft,
+        prefill_mfu=prefill_mfu, decode_mbu=decode_mbu, decode_mfu=decode_mfu,
+        weight_bytes_per_device=mem.weight_bytes, kv_bytes_per_device=mem.kv_bytes,
+        activation_bytes_per_device=mem.activation_bytes,
+        peak_bytes_per_device=mem.peak_bytes, usable_bytes_per_device=mem.usable_bytes,
+        max_kv_tokens_per_device=mem.max_kv_tokens, fits=mem.fits,
+        profile=dep.hardware_profile.describe(), prefill_step=prefill_step,
+        decode_step=decode_step,
+        memory=mem,
+    )
