@@ -195,7 +195,7 @@ def _golden_kernels(path: Path) -> None:
     """The H100 rows of the kernel golden set, as a measurement file (calibrate / validate)."""
     import pandas as pd
 
-    from llmsim.estimates.op import OP_KINDS
+    from llmsim.costmodel.opcases import OP_KINDS
 
     frame = pd.read_csv(ROOT / "tests" / "golden" / "calib_kernels.csv")
     frame = frame[(frame["hardware"] == "h100-sxm") & frame["kind"].isin(OP_KINDS)]

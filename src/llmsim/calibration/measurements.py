@@ -1,8 +1,8 @@
 """The normalized measurement table every loader produces and every fit / check consumes.
 
 One row = one measured op. Columns are the ``llmsim op --cases`` columns
-(:data:`llmsim.estimates.sweep.OP_COLUMNS`: ``kind, hardware, dtype, kv_dtype, m, n, k,
-batch, ...``) plus
+(:data:`llmsim.costmodel.opcases.CASE_COLUMNS`: ``kind, hardware, dtype, kv_dtype, m, n,
+k, batch, ...``) plus
 
 - ``measured_time_s``: the measured latency in seconds (required);
 - ``source``: which table the row came from (``aiconfigurator/h100_sxm/gemm/vllm/0.24.0/...``);
@@ -23,24 +23,16 @@ import math
 import numpy as np
 import pandas as pd
 
+from llmsim.costmodel import opcases
 from llmsim.errors import DataError
-from llmsim.estimates.sweep import OP_COLUMNS
 
 MEASURED = "measured_time_s"
 EXTRA_COLUMNS = ("source", "op", "bytes_read", "bytes_written", "stride")
-ALL_COLUMNS = tuple(OP_COLUMNS) + (MEASURED,) + EXTRA_COLUMNS
+ALL_COLUMNS = opcases.CASE_COLUMNS + (MEASURED,) + EXTRA_COLUMNS
 
-KERNEL_KINDS = ("gemm", "moe", "attention-prefill", "attention-decode", "elementwise")
-COMM_KINDS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "p2p")
-KINDS = KERNEL_KINDS + COMM_KINDS
-
-# profile family of each op kind (collectives: comm_intra / comm_inter decided per row)
-FAMILY = {"gemm": "gemm", "moe": "moe", "attention-prefill": "attention_prefill",
-          "attention-decode": "attention_decode", "elementwise": "elementwise"}
-
-
-def normalize_kind(value: object) -> str:
-    return str(value).strip().lower().replace("_", "-")
+KERNEL_KINDS, COMM_KINDS, KINDS = opcases.KERNEL_KINDS, opcases.COMM_KINDS, opcases.KINDS
+FAMILY = opcases.FAMILY
+normalize_kind = opcases.normalize_kind
 
 
 def frame(rows: dict[str, object] | pd.DataFrame) -> pd.DataFrame:
@@ -78,7 +70,7 @@ def validate(df: pd.DataFrame, origin: str = "measurements") -> pd.DataFrame:
         raise DataError(f"{origin}: row {row}: {MEASURED} must be a number > 0 "
                         f"(got {df[MEASURED].iloc[row]!r})")
     out[MEASURED] = t.astype(float)
-    for kind, need in _NEEDS.items():
+    for kind, need in opcases.REQUIRED.items():
         rows = out["kind"] == kind
         if not rows.any():
             continue
@@ -93,18 +85,6 @@ def validate(df: pd.DataFrame, origin: str = "measurements") -> pd.DataFrame:
     return out
 
 
-_NEEDS: dict[str, tuple[str, ...]] = {
-    "gemm": ("m", "n", "k"),
-    "attention-prefill": ("batch", "seq_len", "num_heads", "num_kv_heads", "head_dim"),
-    "attention-decode": ("batch", "context_len", "num_heads", "num_kv_heads", "head_dim"),
-    "moe": ("num_tokens", "hidden_size", "intermediate_size", "num_experts", "top_k"),
-    "elementwise": ("bytes_read", "bytes_written"),
-    "all-reduce": ("message_bytes", "num_gpus"),
-    "all-gather": ("message_bytes", "num_gpus"),
-    "reduce-scatter": ("message_bytes", "num_gpus"),
-    "all-to-all": ("message_bytes", "num_gpus"),
-    "p2p": ("message_bytes",),
-}
 
 
 def ape_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:

@@ -1,19 +1,11 @@
 """Predict the time of every row of a measurement table with the cost model, vectorised.
 
-Kernel rows go through the same ``kernels.*_work`` functions the cost model uses, with the
-arguments ``llmsim op`` (:func:`llmsim.estimates.op.price_op`) derives from the case columns:
-
-- gemm: ``gemm_work(m, n, k, weight=activation=dtype)``;
-- attention-prefill: ``batch`` prompts of ``seq_len`` tokens, no cached prefix:
-  pairs = batch * seq_len * (seq_len + 1) / 2, KV bytes per token = 2 * kv_heads * head_dim *
-  kv bytes; activations in ``dtype`` (16-bit unless fp8);
-- attention-decode: ``batch`` sequences over ``context_len`` keys each;
-- moe: ``moe_work(num_tokens, hidden, intermediate, experts, top_k, ep)``;
-- elementwise: ``elementwise_work(bytes_read, bytes_written)``;
-- collectives: :func:`collectives.collective_time` on the hardware's default cluster (or the
-  row's ``cluster``), with the row's ``stride``.
-
-``tests/test_calibration.py`` checks these predictions against ``price_op`` row by row.
+Kernel rows go through the one case mapping of :mod:`llmsim.costmodel.opcases` (the columns
+to the arguments of the ``kernels.*_work`` formulas, with the formats ``llmsim op`` picks and
+the step model's KV bytes per token), over arrays of rows that share kind, hardware and formats;
+collectives through :func:`collectives.collective_time` on the hardware's default cluster (or
+the row's ``cluster``), with the row's ``stride``. ``tests/test_calibration.py`` checks these
+predictions against ``price_op`` row by row.
 """
 
 from __future__ import annotations
@@ -26,54 +18,29 @@ import pandas as pd
 from llmsim.calibration.measurements import COMM_KINDS, FAMILY
 from llmsim.catalog import get_cluster, get_hardware
 from llmsim.catalog.cluster import Cluster
-from llmsim.costmodel import kernels
+from llmsim.costmodel import kernels, opcases
 from llmsim.costmodel.collectives import collective_time
 from llmsim.costmodel.ops import OpKind
 from llmsim.costmodel.profile import HardwareProfile, Profile, ResolvedKernel
-from llmsim.dtypes import DType
-
-_COMM_OPKIND = {"all-reduce": OpKind.ALL_REDUCE, "all-gather": OpKind.ALL_GATHER,
-                "reduce-scatter": OpKind.REDUCE_SCATTER, "all-to-all": OpKind.ALL_TO_ALL,
-                "p2p": OpKind.P2P}
 
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(df[name], errors="coerce").to_numpy(float)
 
 
-def _activation(dt: DType) -> DType:
-    return dt if dt.bits >= 16 or dt == DType.FP8 else DType.BF16
-
-
 def kernel_work(df: pd.DataFrame, kind: str, hardware: str, dtype: str,
                 kv_dtype: str | None = None) -> kernels.KernelWork:
     """The :class:`~llmsim.costmodel.kernels.KernelWork` of rows that share kind, hardware and
-    formats (arrays over the rows)."""
+    formats (arrays over the rows), through the one case mapping of ``costmodel.opcases``."""
     hw = get_hardware(hardware)
-    dt = DType.parse(dtype)
-    if kind == "gemm":
-        return kernels.gemm_work(_col(df, "m"), _col(df, "n"), _col(df, "k"), hw, dt, dt)
-    if kind == "moe":
-        ep = np.nan_to_num(_col(df, "ep"), nan=1.0)
-        work, _ = kernels.moe_work(_col(df, "num_tokens"), _col(df, "hidden_size"),
-                                   _col(df, "intermediate_size"), _col(df, "num_experts"),
-                                   _col(df, "top_k"), hw, ep=ep, weight=dt, activation=dt)
-        return work
-    if kind == "elementwise":
-        return kernels.elementwise_work(_col(df, "bytes_read"), _col(df, "bytes_written"), hw)
-    kv = DType.parse(kv_dtype) if kv_dtype else dt
-    act = _activation(dt)
-    heads, hd = _col(df, "num_heads"), _col(df, "head_dim")
-    kv_bpt = 2.0 * _col(df, "num_kv_heads") * hd * kv.bytes
-    b = _col(df, "batch")
-    if kind == "attention-prefill":
-        sl = _col(df, "seq_len")
-        return kernels.attention_prefill_work(b, b * sl, b * sl * (sl + 1) / 2.0, b * sl, heads,
-                                              kv_bpt, hd, hd, hw, act)
-    if kind == "attention-decode":
-        c = _col(df, "context_len")
-        return kernels.attention_decode_work(b, b * c, heads, kv_bpt, hd, hd, hw, act)
-    raise ValueError(kind)
+    precision = opcases.case_precision(hw, dtype, kv_dtype=kv_dtype)
+
+    def col(name: str) -> np.ndarray:
+        if name == "ep":
+            return np.nan_to_num(_col(df, "ep"), nan=1.0) if "ep" in df.columns else 1.0
+        return _col(df, name)
+
+    return opcases.kernel_work(kind, col, hw, precision)
 
 
 def kernel_time(work: kernels.KernelWork, hardware: str, eff: ResolvedKernel) -> np.ndarray:
@@ -99,7 +66,7 @@ def comm_rows(df: pd.DataFrame) -> list[tuple[OpKind, float, int, Cluster, int]]
         n = 2 if kind == "p2p" or not np.isfinite(n) else int(n)
         cname = cl if isinstance(cl, str) and cl else None
         cluster = cluster_for(str(hw), cname, n * int(stride))
-        out.append((_COMM_OPKIND[kind], float(size), n, cluster, int(stride)))
+        out.append((OpKind(kind), float(size), n, cluster, int(stride)))
     return out
 
 

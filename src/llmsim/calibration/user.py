@@ -1,7 +1,7 @@
 """Calibrate to, and validate against, a user's own op measurements.
 
 A measurement file is an ``llmsim op --cases`` file (columns of
-:data:`llmsim.estimates.sweep.OP_COLUMNS`) plus ``measured_time_s``: one measured kernel or
+:data:`llmsim.costmodel.opcases.CASE_COLUMNS`) plus ``measured_time_s``: one measured kernel or
 collective per row. ``llmsim calibrate`` fits a profile entry for one hardware from it (the
 same fitter as the shipped profile); ``llmsim validate`` prints the predicted-vs-measured error
 per op kind.

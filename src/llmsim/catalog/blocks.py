@@ -273,11 +273,20 @@ class MoEBlock(Spec):
 
 
 class CollectiveKind(str, Enum):
-    ALL_REDUCE = "all_reduce"
-    ALL_GATHER = "all_gather"
-    REDUCE_SCATTER = "reduce_scatter"
-    ALL_TO_ALL = "all_to_all"
+    """The collectives llmsim prices: the one vocabulary (``costmodel.ops.OpKind`` takes its
+    communication kinds from here). Parsed case-insensitively with ``_`` or ``-``
+    (``all_reduce`` in a scenario file, ``all-reduce`` on the command line)."""
+
+    ALL_REDUCE = "all-reduce"
+    ALL_GATHER = "all-gather"
+    REDUCE_SCATTER = "reduce-scatter"
+    ALL_TO_ALL = "all-to-all"
     P2P = "p2p"
+
+    @classmethod
+    def _missing_(cls, value: object) -> CollectiveKind | None:
+        key = str(value).strip().lower().replace("_", "-")
+        return next((c for c in cls if c.value == key), None)
 
 
 class CommGroup(str, Enum):

@@ -19,15 +19,11 @@ from llmsim.catalog.model import ModelSpec
 from llmsim.catalog.parallel import ParallelSpec
 from llmsim.costmodel import kernels
 from llmsim.costmodel.collectives import collective
+from llmsim.costmodel.opcases import kv_bytes_per_token
 from llmsim.costmodel.ops import OpCost, OpKind, Precision
 from llmsim.costmodel.profile import HardwareProfile
 from llmsim.costmodel.shapes import BatchShape
 from llmsim.costmodel.sharding import device_matrix
-
-_COLLECTIVE_KIND = {
-    "all_reduce": OpKind.ALL_REDUCE, "all_gather": OpKind.ALL_GATHER,
-    "reduce_scatter": OpKind.REDUCE_SCATTER, "all_to_all": OpKind.ALL_TO_ALL, "p2p": OpKind.P2P,
-}
 
 
 @dataclass(frozen=True)
@@ -55,13 +51,14 @@ class Layout:
     def kv_bytes_per_token(self, attn: AttentionBlock) -> float:
         """This device's KV-cache bytes per token for one layer (the one formula).
 
-        MHA/GQA: kv_heads_per_device x (head_dim + v_head_dim) x kv bytes.
-        MLA: (kv_lora_rank + qk_rope_head_dim) x kv bytes, replicated on every TP rank.
+        MHA/GQA: ``opcases.kv_bytes_per_token(kv_heads_per_device, head_dim, v_head_dim)``;
+        MLA: (kv_lora_rank + qk_rope_head_dim) x kv bytes, replicated on every TP rank (group
+        scales of int4 / fp4 caches included in both).
         """
-        kv_bytes = self.precision.kv.bytes_with_scales  # int4 / fp4 caches carry group scales
+        kv = self.precision.kv
         if attn.is_mla:
-            return attn.kv_cache_elements_per_token * kv_bytes
-        return self.kv_heads(attn) * (attn.head_dim + attn.value_head_dim) * kv_bytes
+            return attn.kv_cache_elements_per_token * kv.bytes_with_scales
+        return kv_bytes_per_token(self.kv_heads(attn), attn.head_dim, attn.value_head_dim, kv)
 
     def attention_dims(self, attn: AttentionBlock, decode: bool) -> tuple[int, int]:
         """(qk_dim, v_dim) of the attention kernel. MLA decode runs weight-absorbed over the
@@ -239,7 +236,7 @@ def comm_ops(block: CommBlock, shape: BatchShape, layout: Layout) -> list[OpCost
     group, stride = sizes[block.group]
     size = block.bytes_per_token * shape.num_tokens
     name = f"{block.collective.value}_{block.group.value}"
-    return [collective(_COLLECTIVE_KIND[block.collective.value], size, group, layout.cluster,
+    return [collective(OpKind(block.collective.value), size, group, layout.cluster,
                        layout.prof, stride=stride, name=name)]
 
 

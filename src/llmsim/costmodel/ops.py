@@ -6,33 +6,38 @@ import logging
 from dataclasses import dataclass, field
 from enum import Enum
 
+from llmsim.catalog.blocks import CollectiveKind
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-class OpKind(str, Enum):
-    GEMM = "gemm"
-    MOE = "moe"
-    ATTENTION_PREFILL = "attention-prefill"
-    ATTENTION_DECODE = "attention-decode"
-    ELEMENTWISE = "elementwise"
-    EMBEDDING = "embedding"
-    SAMPLING = "sampling"
-    ALL_REDUCE = "all-reduce"
-    ALL_GATHER = "all-gather"
-    REDUCE_SCATTER = "reduce-scatter"
-    ALL_TO_ALL = "all-to-all"
-    P2P = "p2p"
+class _Kind(str, Enum):
+    """Behaviour of :data:`OpKind` (its members are made below)."""
 
     @property
     def is_comm(self) -> bool:
-        return self in _COMM
+        """A collective (priced by ``collectives.py``), not a kernel."""
+        return self.value in _COLLECTIVES
+
+    @property
+    def collective(self) -> CollectiveKind:
+        """The catalog's collective of a communication op kind."""
+        return CollectiveKind(self.value)
 
 
-_COMM = {OpKind.ALL_REDUCE, OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER, OpKind.ALL_TO_ALL,
-         OpKind.P2P}
+_KERNEL_KINDS = {"GEMM": "gemm", "MOE": "moe", "ATTENTION_PREFILL": "attention-prefill",
+                 "ATTENTION_DECODE": "attention-decode", "ELEMENTWISE": "elementwise",
+                 "EMBEDDING": "embedding", "SAMPLING": "sampling"}
+_COLLECTIVES = frozenset(c.value for c in CollectiveKind)
+
+#: What an op is: the kernel kinds (``GEMM``, ``MOE``, ``ATTENTION_PREFILL``,
+#: ``ATTENTION_DECODE``, ``ELEMENTWISE``, ``EMBEDDING``, ``SAMPLING``) and, with the same names
+#: and values, every :class:`~llmsim.catalog.blocks.CollectiveKind` (``ALL_REDUCE``,
+#: ``ALL_GATHER``, ``REDUCE_SCATTER``, ``ALL_TO_ALL``, ``P2P``): one collective vocabulary.
+OpKind = _Kind("OpKind", {**_KERNEL_KINDS, **{c.name: c.value for c in CollectiveKind}},
+               module=__name__)
 
 
 class Bound(str, Enum):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmsim.costmodel import Deployment, build_step_model
+from llmsim.costmodel import Deployment, build_step_model, opcases
 from llmsim.errors import DataError, LLMSimError
 from llmsim.estimates.op import price_op
 from llmsim.estimates.static_batch import estimate
@@ -169,11 +169,7 @@ def predict_requests(frame: pd.DataFrame, batch: int = 1, **step_kwargs: Any
     return out, stats
 
 
-OP_COLUMNS = ("kind", "hardware", "dtype", "act_dtype", "kv_dtype", "inter_node", "m", "n", "k",
-              "batch", "seq_len",
-              "context_len", "num_heads", "num_kv_heads", "head_dim", "num_tokens",
-              "hidden_size", "intermediate_size", "num_experts", "top_k", "ep",
-              "message_bytes", "num_gpus", "cluster")
+OP_COLUMNS = opcases.CASE_COLUMNS
 
 
 def price_op_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) -> pd.DataFrame:
