@@ -119,12 +119,59 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e9:.1f} ns"
 
 
-def fmt_pct(fraction: float, digits: int = 1, signed: bool = False) -> str:
+def fmt_pct(fraction: float | None, digits: int = 1, signed: bool = False) -> str:
     """Render a fraction as a percentage, e.g. ``"59.9%"`` (``"+0.4%"`` signed; ``"n/a"`` for
-    NaN: a rate of an empty phase)."""
+    NaN: a rate of an empty phase; ``"-"`` for None: not measured, as a JSON summary's null)."""
+    if fraction is None:
+        return "-"
     if fraction != fraction:
         return "n/a"
     return f"{fraction:{'+' if signed else ''}.{digits}%}"
+
+
+def fmt_time_short(seconds: float) -> str:
+    """Render seconds in at most about six characters, for narrow tables: ``"1,234 s"`` from
+    100 s, ``"12.3 s"`` / ``"1.23 ms"`` (three significant digits) from 1 ms, ``"45 us"`` below,
+    ``"0"`` for zero or less (``"n/a"`` for NaN)."""
+    if seconds != seconds:
+        return "n/a"
+    if seconds >= 100:
+        return f"{seconds:,.0f} s"
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return "0" if seconds <= 0 else f"{seconds * 1e6:.0f} us"
+
+
+def fmt_ms(seconds: float, digits: int = 3) -> str:
+    """Render seconds as a bare number of milliseconds with ``digits`` decimals, for a column
+    whose header says ms, e.g. ``fmt_ms(0.0123)`` -> ``"12.300"``."""
+    return f"{seconds * 1e3:.{digits}f}"
+
+
+def fmt_latency_ms(seconds: float | None) -> str:
+    """Render a latency as a bare number of milliseconds for a column headed ms: two decimals
+    below one second (``"12.34"``), whole milliseconds with thousands separators from one
+    second (``"1,235"``); ``"-"`` for None (no request measured it)."""
+    if seconds is None:
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:,.0f}" if ms >= 1000 else f"{ms:,.2f}"
+
+
+def fmt_mb(num_bytes: float, digits: int = 1, grouped: bool = False) -> str:
+    """Render bytes as a bare number of decimal megabytes (1e6 B) for a column headed MB, e.g.
+    ``"352.3"`` (``grouped``: with thousands separators, ``"2,818.6"``)."""
+    return f"{num_bytes / MB:{',' if grouped else ''}.{digits}f}"
+
+
+def fmt_rate(per_s: float, unit: str = "tokens/s", digits: int = 2) -> str:
+    """Render a rate with thousands separators and its unit, e.g. ``"1,234.57 tokens/s"``
+    (``"n/a"`` for NaN: a rate of an empty phase)."""
+    if per_s != per_s:
+        return "n/a"
+    return f"{per_s:,.{digits}f} {unit}"
 
 
 def fmt_flops(flops_per_s: float) -> str:
