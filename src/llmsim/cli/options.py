@@ -1,4 +1,9 @@
-"""Option types shared by the CLI commands (one definition per flag)."""
+"""Option types shared by the CLI commands (one definition per flag and help text).
+
+A flag whose type differs between commands has one ``typer.Option`` and two ``Annotated``
+types: ``TpOpt`` (an int, default given by the command) and ``MaybeTpOpt`` (None when not
+given: the value then comes from a scenario or config file, else the default).
+"""
 
 from __future__ import annotations
 
@@ -22,13 +27,22 @@ ClusterOpt = Annotated[str | None, typer.Option(
     "--cluster", help="Cluster preset (dgx-h100, nv_like, pcie_like, 8x-rtx4090-pcie, ...).")]
 NumGpusOpt = Annotated[int | None, typer.Option(
     "--num-gpus", min=1, help="GPUs in the cluster (default: tp x pp x dp).")]
-TpOpt = Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel ways.")]
-PpOpt = Annotated[int, typer.Option("--pp", min=1, help="Pipeline stages.")]
+
+_TP = typer.Option("--tp", min=1, help="Tensor-parallel ways.")
+_PP = typer.Option("--pp", min=1, help="Pipeline stages.")
+_MICRO = typer.Option("--micro-batches", min=0, help="Pipeline micro-batches (0: one per stage).")
+TpOpt = Annotated[int, _TP]
+MaybeTpOpt = Annotated[int | None, _TP]
+PpOpt = Annotated[int, _PP]
+MaybePpOpt = Annotated[int | None, _PP]
 EpOpt = Annotated[int, typer.Option("--ep", min=1, help="Expert-parallel ways (divides tp x dp).")]
+MaybeEpOpt = Annotated[int | None, typer.Option("--ep", min=1, help="Expert-parallel ways.")]
 DpOpt = Annotated[int, typer.Option(
     "--dp", min=1, help="Data-parallel replicas (attention-DP for MoE with --ep).")]
-MicroOpt = Annotated[int, typer.Option(
-    "--micro-batches", min=0, help="Pipeline micro-batches (0: one per stage).")]
+MaybeDpOpt = Annotated[int | None, typer.Option("--dp", min=1, help="Data-parallel replicas.")]
+MicroOpt = Annotated[int, _MICRO]
+MaybeMicroOpt = Annotated[int | None, _MICRO]
+
 DtypeOpt = Annotated[str | None, typer.Option(
     "--dtype", help="Weight format fp32 bf16 fp16 fp8 int8 int4 fp4; float formats of 8+ bits "
                     "also set activations and KV (fp8: W8A8 + fp8 KV), int8/int4/fp4 run "
@@ -40,6 +54,15 @@ ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="Calibration profile YAML (default: the shipped fitted profile).")]
 EfficiencyOpt = Annotated[float | None, typer.Option(
     "--efficiency", help="Flat efficiency for every op (GenZ system_eff); replaces the profile.")]
+
+_MEMORY_UTILIZATION = typer.Option(
+    "--memory-utilization", min=0.05, max=1.0,
+    help="Fraction of GPU memory the engine may use (vLLM gpu_memory_utilization).")
+MemoryUtilizationOpt = Annotated[float, _MEMORY_UTILIZATION]
+MaybeMemoryUtilizationOpt = Annotated[float | None, _MEMORY_UTILIZATION]
+ScenarioOpt = Annotated[str | None, typer.Option(
+    "--scenario", help="Scenario YAML: hardware + layer templates + defaults.")]
+
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 OutOpt = Annotated[str | None, typer.Option(
     "--out", "-o", help="Write the output to this file (atomically) instead of stdout.")]

@@ -1,5 +1,7 @@
-"""Terminal rendering (rich) and machine formats (JSON / CSV) of results. Only this layer and
-the CLI print."""
+"""The building blocks of every output: consoles, key/value and frame tables (rich), JSON and
+CSV text, and writing it to stdout or a file. Only this layer and the CLI print; the tables of
+each front end live beside this module (``estimate``, ``memory``, ``serving``, ``placement``,
+``expert_cache``, ``executor``, ``calibration``, ``catalog``)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from llmsim import units
 from llmsim.io import to_json
 
 
 def console(stderr: bool = False) -> Console:
+    """The terminal (stdout, or stderr for progress), no syntax highlighting or soft wrap."""
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
@@ -46,16 +48,19 @@ def emit(text: str, out: str | None = None) -> None:
 
 
 def as_json(data: Any) -> str:
+    """Strict JSON text (NaN as null; see :func:`llmsim.io.to_json`)."""
     return to_json(data)
 
 
 def frame_to_csv(frame: pd.DataFrame) -> str:
+    """CSV text of ``frame``, without its index."""
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
     return buf.getvalue()
 
 
 def kv_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
+    """A two-column table without header: bold keys, values that wrap."""
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column("", style="bold")
     t.add_column("", overflow="fold")  # long values (source URLs) wrap, never cut
@@ -66,6 +71,8 @@ def kv_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
 
 def frame_table(frame: pd.DataFrame, title: str = "", columns: Sequence[str] | None = None,
                 max_rows: int = 200) -> Table:
+    """The first ``max_rows`` rows of ``frame`` (its ``columns``, default all) as a table;
+    floats with four decimals (or four significant digits when large or small), NaN empty."""
     cols = list(columns) if columns else list(frame.columns)
     t = Table(title=title or None, title_justify="left")
     for c in cols:
@@ -87,90 +94,8 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def estimate_tables(result: Any) -> list[Table]:
-    """Summary, memory and per-layer tables of an :class:`EstimateResult`."""
-    r = result
-    summary = kv_table(
-        f"{r.model} on {r.num_gpus}x {r.hardware} (tp {r.tp}, pp {r.pp}, ep {r.ep}, dp {r.dp}; "
-        f"{r.precision})",
-        [
-            ("batch x prompt -> output", f"{r.batch} x {r.prompt} -> {r.output}"
-             + (f" (beam {r.beam})" if r.beam > 1 else "")),
-            ("TTFT (prefill)", units.fmt_time(r.ttft_s)),
-            ("TPOT (per output token)", units.fmt_time(r.tpot_s)),
-            ("E2E", units.fmt_time(r.e2e_s)),
-            ("output tokens/s", f"{r.output_tokens_per_s:,.1f}  "
-                                f"({r.output_tokens_per_s_per_gpu:,.1f} per GPU)"),
-            ("prefill MFU / decode MBU", f"{r.prefill_mfu:.1%} / {r.decode_mbu:.1%}"),
-            ("bottleneck (prefill / decode)",
-             f"{r.prefill_step.bottleneck.name} / {r.decode_step.bottleneck.name}"),
-            ("calibration", r.profile),
-        ],
-    )
-    mem = kv_table(
-        "memory per GPU",
-        [
-            ("weights", units.fmt_bytes(r.weight_bytes_per_device)),
-            ("KV cache", units.fmt_bytes(r.kv_bytes_per_device)),
-            ("activations", units.fmt_bytes(r.activation_bytes_per_device)),
-            ("peak / usable", f"{units.fmt_bytes(r.peak_bytes_per_device)} / "
-                              f"{units.fmt_bytes(r.usable_bytes_per_device)}"
-                              + ("" if r.fits else "  [red]DOES NOT FIT[/red]")),
-            ("max KV tokens", f"{r.max_kv_tokens_per_device:,}"),
-        ],
-    )
-    return [summary, mem, layer_table("prefill step", r.prefill_step),
-            layer_table("decode step (mid context)", r.decode_step)]
-
-
-#: narrow names for the bound column, so a layer table fits 80 columns
-_SHORT_BOUND = {"communication": "comm"}
-
-
-def layer_table(title: str, step: Any) -> Table:
-    t = Table(title=f"{title}: {units.fmt_time(step.time_s)}", title_justify="left")
-    for c in ("layer", "x", "time/layer", "total", "GFLOP", "MB", "bound"):
-        t.add_column(c, justify="right" if c not in ("layer", "bound") else "left")
-    for layer in step.layers:
-        t.add_row(layer.name, str(layer.repeat), units.fmt_time(layer.time_s),
-                  units.fmt_time(layer.time_s * layer.repeat), f"{layer.flops / 1e9:,.2f}",
-                  f"{layer.bytes / 1e6:,.2f}", _SHORT_BOUND.get(layer.bound.value,
-                                                                layer.bound.value))
-    return t
-
-
-def memory_table(report: Any, title: str) -> Table:
-    m = report
-    return kv_table(title, [
-        ("capacity", units.fmt_bytes(m.capacity_bytes)),
-        ("usable", f"{units.fmt_bytes(m.usable_bytes)} (x{m.memory_utilization:g} - "
-                   f"{units.fmt_bytes(m.reserve_bytes)} reserve)"),
-        ("weights", units.fmt_bytes(m.weight_bytes)),
-        ("KV cache per token", f"{m.kv_bytes_per_token / 1e3:,.1f} kB"),
-        ("activations (peak)", units.fmt_bytes(m.activation_bytes)),
-        ("KV budget", units.fmt_bytes(max(m.kv_budget_bytes, 0))),
-        ("max KV tokens", f"{m.max_kv_tokens:,}"),
-        ("KV for this workload", units.fmt_bytes(m.kv_bytes)),
-        ("peak", units.fmt_bytes(m.peak_bytes)),
-        ("fits", "yes" if m.fits else "[red]no[/red]"),
-    ])
-
-
-def op_table(cost: Any, hardware: str) -> Table:
-    c = cost
-    rows = [("op", f"{c.kind.value} on {hardware}"), ("time", units.fmt_time(c.time_s)),
-            ("bound", c.bound.value)]
-    if c.flops:
-        rows.append(("FLOP", f"{c.flops:.4g}"))
-    if c.bytes:
-        rows.append(("bytes (read + written)", f"{c.bytes:.4g}"))
-    if c.comm_bytes:
-        rows.append(("message bytes", f"{c.comm_bytes:.4g}"))
-    rows += [("compute / memory / comm", f"{units.fmt_time(c.compute_s)} / "
-                                          f"{units.fmt_time(c.memory_s)} / "
-                                          f"{units.fmt_time(c.comm_s)}"),
-             ("fixed cost", units.fmt_time(c.overhead_s))]
-    if c.time_s > 0 and c.flops:
-        rows.append(("achieved", f"{c.flops / c.time_s / 1e12:,.1f} TFLOP/s, "
-                                 f"{c.bytes / c.time_s / 1e9:,.1f} GB/s"))
-    return kv_table("", rows)
+def print_tables(tables: Iterable[Any], out: str | None = None) -> None:
+    """Print ``tables`` (rich renderables) on the terminal, or as plain text into ``out``."""
+    with output_console(out) as con:
+        for t in tables:
+            con.print(t)

@@ -1,0 +1,168 @@
+"""Outputs of the static-batch front end (``llmsim estimate`` and ``llmsim op``): the summary,
+memory and per-layer tables of one estimate, the table of an op's cost, and the table / JSON /
+CSV of a sweep or a per-request file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from llmsim import units
+from llmsim.report.render import (
+    as_json,
+    console,
+    emit,
+    frame_table,
+    frame_to_csv,
+    kv_table,
+    print_tables,
+)
+
+#: the columns of a sweep or per-request table shown on the terminal (files get them all)
+CASE_COLUMNS = ("model", "hardware", "tp", "pp", "ep", "dp", "batch", "prompt", "output", "dtype",
+                "input_tokens", "output_tokens", "ttft_s", "tpot_s", "e2e_s",
+                "output_tokens_per_s", "pred_ttft_s", "pred_tpot_s", "pred_e2e_s", "fits",
+                "error")
+
+
+def write_estimate(result: Any, fmt: str, out: str | None = None, ops: bool = False) -> None:
+    """One :class:`EstimateResult` as JSON (per-layer; ``ops``: every op too), a CSV summary
+    row, or its tables."""
+    if fmt == "json":
+        emit(as_json(result.as_dict(layers=True, ops=ops)), out)
+    elif fmt == "csv":
+        emit(frame_to_csv(pd.DataFrame([result.summary_row()])), out)
+    else:
+        print_tables(estimate_tables(result), out)
+
+
+def write_cases(frame: pd.DataFrame, fmt: str, out: str | None, title: str,
+                extra: dict[str, Any] | None = None) -> None:
+    """A sweep or per-request table: JSON (``{"rows": [...], **extra}``), CSV (also for a table
+    with ``out``) or a terminal table of :data:`CASE_COLUMNS`."""
+    if fmt == "json":
+        payload: dict[str, Any] = {"rows": frame.to_dict(orient="records")}
+        payload.update(extra or {})
+        emit(as_json(payload), out)
+    elif fmt == "csv" or out:
+        emit(frame_to_csv(frame), out)
+    else:
+        cols = [c for c in frame.columns if c in CASE_COLUMNS]
+        console().print(frame_table(frame, title=title, columns=cols))
+
+
+def write_requests(frame: pd.DataFrame, stats: dict[str, dict[str, float]], fmt: str,
+                   out: str | None) -> None:
+    """Per-request predictions, and (terminal table) their error against the measured times."""
+    write_cases(frame, fmt, out, title="per-request predictions", extra={"error_stats": stats})
+    if fmt == "table" and stats and not out:
+        rows = pd.DataFrame([{"metric": k, **v} for k, v in stats.items()])
+        console().print(frame_table(rows, title="prediction error vs measured"))
+
+
+def estimate_tables(result: Any) -> list[Table]:
+    """Summary, memory and per-layer tables of an :class:`EstimateResult`."""
+    r = result
+    summary = kv_table(
+        f"{r.model} on {r.num_gpus}x {r.hardware} (tp {r.tp}, pp {r.pp}, ep {r.ep}, dp {r.dp}; "
+        f"{r.precision})",
+        [
+            ("batch x prompt -> output", f"{r.batch} x {r.prompt} -> {r.output}"
+             + (f" (beam {r.beam})" if r.beam > 1 else "")),
+            ("TTFT (prefill)", units.fmt_time(r.ttft_s)),
+            ("TPOT (per output token)", units.fmt_time(r.tpot_s)),
+            ("E2E", units.fmt_time(r.e2e_s)),
+            ("output tokens/s", f"{r.output_tokens_per_s:,.1f}  "
+                                f"({r.output_tokens_per_s_per_gpu:,.1f} per GPU)"),
+            ("prefill MFU / decode MBU",
+             f"{units.fmt_pct(r.prefill_mfu)} / {units.fmt_pct(r.decode_mbu)}"),
+            ("bottleneck (prefill / decode)",
+             f"{r.prefill_step.bottleneck.name} / {r.decode_step.bottleneck.name}"),
+            ("calibration", r.profile),
+        ],
+    )
+    mem = kv_table(
+        "memory per GPU",
+        [
+            ("weights", units.fmt_bytes(r.weight_bytes_per_device)),
+            ("KV cache", units.fmt_bytes(r.kv_bytes_per_device)),
+            ("activations", units.fmt_bytes(r.activation_bytes_per_device)),
+            ("peak / usable", f"{units.fmt_bytes(r.peak_bytes_per_device)} / "
+                              f"{units.fmt_bytes(r.usable_bytes_per_device)}"
+                              + ("" if r.fits else "  [red]DOES NOT FIT[/red]")),
+            ("max KV tokens", f"{r.max_kv_tokens_per_device:,}"),
+        ],
+    )
+    return [summary, mem, layer_table("prefill step", r.prefill_step),
+            layer_table("decode step (mid context)", r.decode_step)]
+
+
+#: narrow names for the bound column, so a layer table fits 80 columns
+_SHORT_BOUND = {"communication": "comm"}
+
+
+def layer_table(title: str, step: Any) -> Table:
+    t = Table(title=f"{title}: {units.fmt_time(step.time_s)}", title_justify="left")
+    for c in ("layer", "x", "time/layer", "total", "GFLOP", "MB", "bound"):
+        t.add_column(c, justify="right" if c not in ("layer", "bound") else "left")
+    for layer in step.layers:
+        t.add_row(layer.name, str(layer.repeat), units.fmt_time(layer.time_s),
+                  units.fmt_time(layer.time_s * layer.repeat), f"{layer.flops / 1e9:,.2f}",
+                  f"{layer.bytes / 1e6:,.2f}", _SHORT_BOUND.get(layer.bound.value,
+                                                                layer.bound.value))
+    return t
+
+
+def op_table(cost: Any, hardware: str) -> Table:
+    c = cost
+    rows = [("op", f"{c.kind.value} on {hardware}"), ("time", units.fmt_time(c.time_s)),
+            ("bound", c.bound.value)]
+    if c.flops:
+        rows.append(("FLOP", f"{c.flops:.4g}"))
+    if c.bytes:
+        rows.append(("bytes (read + written)", f"{c.bytes:.4g}"))
+    if c.comm_bytes:
+        rows.append(("message bytes", f"{c.comm_bytes:.4g}"))
+    rows += [("compute / memory / comm", f"{units.fmt_time(c.compute_s)} / "
+                                          f"{units.fmt_time(c.memory_s)} / "
+                                          f"{units.fmt_time(c.comm_s)}"),
+             ("fixed cost", units.fmt_time(c.overhead_s))]
+    if c.time_s > 0 and c.flops:
+        rows.append(("achieved", f"{c.flops / c.time_s / 1e12:,.1f} TFLOP/s, "
+                                 f"{c.bytes / c.time_s / 1e9:,.1f} GB/s"))
+    return kv_table("", rows)
+
+
+def op_record(cost: Any, hardware: str, dtype: str, act_dtype: str | None, inter_node: bool,
+              shape: dict[str, Any]) -> dict[str, Any]:
+    """The JSON / CSV record of one priced op: its inputs as given, then its cost."""
+    return {"kind": cost.kind.value, "hardware": hardware, "dtype": dtype,
+            **({"act_dtype": act_dtype} if act_dtype else {}),
+            **({"inter_node": True} if inter_node else {}),
+            **{k: v for k, v in shape.items() if v is not None}, "time_s": cost.time_s,
+            "flops": cost.flops, "bytes": cost.bytes, "comm_bytes": cost.comm_bytes,
+            "bound": cost.bound.value,
+            "compute_s": cost.compute_s, "memory_s": cost.memory_s, "comm_s": cost.comm_s,
+            "overhead_s": cost.overhead_s}
+
+
+def write_op(record: dict[str, Any], cost: Any, fmt: str, out: str | None = None) -> None:
+    """One op: its record as JSON or a CSV row, or :func:`op_table`."""
+    if fmt == "json":
+        emit(as_json(record), out)
+    elif fmt == "csv":
+        emit(frame_to_csv(pd.DataFrame([record])), out)
+    else:
+        print_tables([op_table(cost, record["hardware"])], out)
+
+
+def write_op_cases(result: pd.DataFrame, fmt: str, out: str | None = None) -> None:
+    """An ``op --cases`` result: JSON records, CSV (also for a table with ``out``) or a table."""
+    if fmt == "json":
+        emit(as_json(result.to_dict(orient="records")), out)
+    elif fmt == "csv" or out:
+        emit(frame_to_csv(result), out)
+    else:
+        print_tables([frame_table(result, title=f"{len(result)} ops")], out)
