@@ -225,3 +225,18 @@ def test_a_failing_command_prints_one_line_even_after_warnings(cli):
              "--format", "json")
     assert ok.code == 0 and "no fp8 math" in ok.err  # kept, printed after the output
     ok.json()
+
+
+def test_swap_space_is_gib_as_its_help_says(cli, tmp_path):
+    import yaml
+
+    from llmsim.cli.simulate_options import config_overrides
+
+    assert config_overrides({"swap_space_gib": 1})["scheduler"]["swap_space_bytes"] == 2**30
+    out = tmp_path / "run"
+    res = cli("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--preemption", "swap",
+              "--swap-space", "1.5", "--rate", "4", "--num-requests", "20", "--no-plots",
+              "--out", str(out), "--format", "json")
+    assert res.code == 0, res.err
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["scheduler"]["swap_space_bytes"] == 1.5 * 2**30

@@ -96,7 +96,7 @@ def simulate_cmd(  # one line per config section; CONFIG_KEYS says where each fl
     scheduler: SchedulerOpt = None, max_num_seqs: MaxNumSeqsOpt = None,
     max_num_batched_tokens: MaxNumBatchedTokensOpt = None, block_size: BlockSizeOpt = None,
     order: OrderOpt = None, preemption: PreemptionOpt = None,
-    swap_space_gb: SwapSpaceOpt = None, prefix_caching: PrefixCachingOpt = None,
+    swap_space_gib: SwapSpaceOpt = None, prefix_caching: PrefixCachingOpt = None,
     batch_window: BatchWindowOpt = None, max_model_len: MaxModelLenOpt = None,
     kv_capacity_tokens: KvCapacityTokensOpt = None, router: RouterOpt = None,
     trace: TraceOpt = None, trace_format: TraceFormatOpt = None, rate_scale: RateScaleOpt = None,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmsim import units
 from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "block_size": ConfigKey("scheduler.block_size"),
     "order": ConfigKey("scheduler.order"),
     "preemption": ConfigKey("scheduler.preemption"),
-    "swap_space_gb": ConfigKey("scheduler.swap_space_bytes", lambda gb: gb * 1e9),
+    "swap_space_gib": ConfigKey("scheduler.swap_space_bytes", units.gib_to_bytes),
     "prefix_caching": ConfigKey("scheduler.prefix_caching"),
     "batch_window": ConfigKey("scheduler.batch_window_s"),
     "kv_capacity_tokens": ConfigKey("scheduler.kv_capacity_tokens"),
