@@ -1,0 +1,148 @@
+"""The options of ``llmsim offload solve|evaluate``: the machine (GPU, host, capacities in GiB,
+bandwidths in GB/s, usable shares), FlexGen's compression and how the run is priced, each set
+declared once (``llmsim.cli.option_groups``) and taken by both commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from llmsim import units
+from llmsim.cli.options import ProfileOpt
+
+
+class OutFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class RuntimeName(str, Enum):
+    flexgen = "flexgen"
+    fused = "fused"
+
+
+class MoEExperts(str, Enum):
+    all = "all"
+    expected = "expected"
+
+
+ModelArg = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Catalog alias, HF id, or a config.json path.")]
+PromptOpt = Annotated[int, typer.Option("--prompt-len", help="Prompt tokens per sequence.")]
+GenOpt = Annotated[int, typer.Option("--gen-len", help="Generated tokens per sequence.")]
+HardwareArg = Annotated[str | None, typer.Option(
+    "--hardware", "-H", help="GPU (default t4, the FlexGen paper's GPU).")]
+HostArg = Annotated[str | None, typer.Option(
+    "--host", help="Host spec: CPU, DRAM, PCIe, disk (default: gcp-t4-flexgen for a T4, "
+                   "else a generic server of the GPU's PCIe generation).")]
+GpuMemOpt = Annotated[float | None, typer.Option(
+    "--gpu-mem", help="GPU memory, GiB (default: the GPU's capacity).")]
+CpuMemOpt = Annotated[float | None, typer.Option(
+    "--cpu-mem", help="CPU DRAM for offloading, GiB (default: the host's).")]
+NvmeMemOpt = Annotated[float | None, typer.Option(
+    "--nvme-mem", help="Disk space for offloading, GiB (0: no disk tier; default: the host's).")]
+H2dOpt = Annotated[float | None, typer.Option("--h2d-bw", help="CPU->GPU bandwidth, GB/s.")]
+D2hOpt = Annotated[float | None, typer.Option("--d2h-bw", help="GPU->CPU bandwidth, GB/s.")]
+DiskReadOpt = Annotated[float | None, typer.Option(
+    "--disk-read-bw", help="Disk read bandwidth, GB/s.")]
+DiskWriteOpt = Annotated[float | None, typer.Option(
+    "--disk-write-bw", help="Disk write bandwidth, GB/s.")]
+CpuBwOpt = Annotated[float | None, typer.Option(
+    "--cpu-mem-bw", help="CPU DRAM bandwidth for CPU attention, GB/s.")]
+CpuFlopsOpt = Annotated[float | None, typer.Option(
+    "--cpu-tflops", help="CPU compute for CPU attention, TFLOPS.")]
+AlphaG = Annotated[float, typer.Option("--alpha-g", help="Usable share of GPU memory.")]
+AlphaC = Annotated[float, typer.Option("--alpha-c", help="Usable share of CPU memory.")]
+AlphaN = Annotated[float, typer.Option("--alpha-n", help="Usable share of the disk.")]
+CompressW = Annotated[bool, typer.Option(
+    "--compress-w", "--compress-weight", help="4-bit group-wise weights (FlexGen, group 64).")]
+CompressC = Annotated[bool, typer.Option(
+    "--compress-cache", help="4-bit group-wise KV cache (FlexGen, group 64).")]
+NoOverlap = Annotated[bool, typer.Option(
+    "--no-overlap", help="Do not overlap I/O with compute (a layer takes the sum of streams).")]
+PinWeight = Annotated[bool, typer.Option(
+    "--pin-weight/--no-pin-weight",
+    help="CPU weights in pinned host memory (FlexGen's --pin-weight; off: pageable, staged "
+         "before each copy).")]
+MoEOpt = Annotated[MoEExperts, typer.Option(
+    "--moe-experts", help="MoE weights moved per layer: all experts, or the expected distinct "
+                          "experts the block's tokens touch.")]
+EffOpt = Annotated[float | None, typer.Option(
+    "--efficiency", help="Flat efficiency of every GPU and host peak (replaces the profile).")]
+FmtOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="Output format.")]
+RuntimeOpt = Annotated[RuntimeName, typer.Option(
+    "--runtime", help="Implementation priced: flexgen (FlexLLMGen's PyTorch runtime: unfused "
+                      "attention, pass-wise 4-bit (de)quantisation, fp32 CPU attention, pageable "
+                      "CPU cache) or fused (fused kernels, pinned cache).")]
+
+
+def _gb_per_s(value: float | None) -> float | None:
+    return None if value is None else value * units.GB
+
+
+def _gib(value: float | None) -> float | None:
+    return None if value is None else units.gib_to_bytes(value)
+
+
+@dataclass(frozen=True)
+class MachineOptions:
+    """The machine: the GPU and host (catalog names) and overrides of their capacities (GiB),
+    bandwidths (GB/s) and CPU compute (TFLOPS); the usable share of each tier."""
+
+    gpu_mem: GpuMemOpt = None
+    cpu_mem: CpuMemOpt = None
+    nvme_mem: NvmeMemOpt = None
+    hardware: HardwareArg = None
+    host: HostArg = None
+    h2d_bw: H2dOpt = None
+    d2h_bw: D2hOpt = None
+    disk_read_bw: DiskReadOpt = None
+    disk_write_bw: DiskWriteOpt = None
+    cpu_mem_bw: CpuBwOpt = None
+    cpu_tflops: CpuFlopsOpt = None
+    alpha_g: AlphaG = 0.9
+    alpha_c: AlphaC = 0.9
+    alpha_n: AlphaN = 0.95
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``llmsim.placement.solve`` / ``evaluate``, in SI units."""
+        return {
+            "hardware": self.hardware, "host": self.host,
+            "gpu_mem_bytes": _gib(self.gpu_mem), "cpu_mem_bytes": _gib(self.cpu_mem),
+            "disk_mem_bytes": _gib(self.nvme_mem),
+            "h2d_bytes_per_s": _gb_per_s(self.h2d_bw), "d2h_bytes_per_s": _gb_per_s(self.d2h_bw),
+            "disk_read_bytes_per_s": _gb_per_s(self.disk_read_bw),
+            "disk_write_bytes_per_s": _gb_per_s(self.disk_write_bw),
+            "cpu_mem_bandwidth_bytes_per_s": _gb_per_s(self.cpu_mem_bw),
+            "cpu_flops_per_s": None if self.cpu_tflops is None else self.cpu_tflops * 1e12,
+            "alpha_g": self.alpha_g, "alpha_c": self.alpha_c, "alpha_n": self.alpha_n,
+        }
+
+
+@dataclass(frozen=True)
+class CompressionOptions:
+    """FlexGen's 4-bit group-wise compression of the weights and of the KV cache."""
+
+    compress_w: CompressW = False
+    compress_cache: CompressC = False
+
+
+@dataclass(frozen=True)
+class PricingOptions:
+    """How a policy is priced: the MoE weights moved, the runtime, the calibration."""
+
+    moe_experts: MoEOpt = MoEExperts.all
+    runtime: RuntimeOpt = RuntimeName.flexgen
+    profile: ProfileOpt = None
+    efficiency: EffOpt = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``llmsim.placement.solve`` / ``evaluate``."""
+        return {"moe_experts": self.moe_experts.value, "runtime": self.runtime.value,
+                "profile": self.profile, "efficiency": self.efficiency}
+
+
+MACHINE, COMPRESSION, PRICING = MachineOptions(), CompressionOptions(), PricingOptions()
