@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from llmsim import units
 from llmsim.cli.options import Format, FormatOpt, OutOpt
 from llmsim.errors import ConfigError, LLMSimError
 
@@ -148,6 +147,7 @@ def run_cmd(
 
     from llmsim.expert_cache.config import load_moe_config
     from llmsim.expert_cache_executor.runner import run_benchmark
+    from llmsim.report.executor import write_run
 
     preset, name, dev = _setup(config, device, threads)
     cfg = load_moe_config(name)
@@ -157,51 +157,7 @@ def run_cmd(
     res = run_benchmark(cfg, off, device=dev, dtype=dtype, routing=routing, prompt_tokens=p,
                         decode_steps=s, warmup=warmup, repeats=repeats, profile_dir=profile_dir,
                         nvtx=nvtx, trace_out=routing_trace_out)
-    if fmt == RunFormat.json:
-        from llmsim.report.render import as_json, emit
-
-        emit(as_json(res.as_dict()), out)
-        return
-    _run_tables(res, out)
-
-
-def _run_tables(r: Any, out: str | None = None) -> None:
-    from rich.table import Table
-
-    from llmsim.report.render import kv_table, output_console
-
-    t, pct = units.fmt_time, units.fmt_pct
-    m, o = r.model, r.offload
-    decode = (f"{t(r.decode_s_per_token)} ({r.tokens_per_s:,.2f} tokens/s; median "
-              f"{t(r.decode_s_per_token_median)})" if r.decode_steps else "n/a (0 decode steps)")
-    summary = kv_table(
-        f"executor: {m['name']} on {r.device} ({r.dtype}); cache {o['capacity']}/layer "
-        f"{o['policy']}, prefetch {o['prefetch']} @ {o['prefetch_accuracy']:g}, miss {o['miss']}",
-        [
-            ("model", f"hidden {m['hidden_size']}, {m['num_layers']} layers, {m['num_heads']} "
-                      f"heads / {m['num_kv_heads']} KV x {m['head_dim']}, {m['num_experts']} "
-                      f"experts top-{m['top_k']} x {m['expert_intermediate_size']}"),
-            ("routing", r.routing),
-            ("prefill", f"{t(r.prefill_s)} for {r.prompt_tokens} tokens "
-                        f"({r.prefill_tokens_per_s:,.0f} tokens/s; "
-                        f"median {t(r.prefill_s_median)})"),
-            ("decode per token", decode),
-            ("cache hits", f"{r.hits} hits / {r.misses} misses = {pct(r.hit_rate)} (prefill "
-                           f"{pct(r.prefill_hit_rate)}, decode {pct(r.decode_hit_rate)})"),
-            ("prefetch accuracy (measured)", pct(r.prefetch_accuracy)),
-            ("host<->device bytes", f"H2D {units.fmt_bytes(r.h2d_bytes)}, D2H "
-                                    f"{units.fmt_bytes(r.d2h_bytes)}"),
-            ("KV length", str(r.kv_len)),
-            ("timing", f"best of {r.repeats} timed passes after {r.warmup} warm-up"),
-        ])
-    table = Table(title="per layer", title_justify="left")
-    for c in ("layer", "prefill", "decode (mean/step)"):
-        table.add_column(c, justify="right")
-    for i, (a, b) in enumerate(zip(r.prefill_layer_s, r.decode_layer_s, strict=True)):
-        table.add_row(str(i), t(a), t(b))
-    with output_console(out) as con:
-        con.print(summary)
-        con.print(table)
+    write_run(res, fmt, out)
 
 
 @app.command("check")
@@ -233,6 +189,7 @@ def check_cmd(
 
     from llmsim.expert_cache.config import load_moe_config
     from llmsim.expert_cache_executor.closed_loop import run_check
+    from llmsim.report.executor import write_check
 
     preset, name, dev = _setup(config, device, threads)
     cfg = load_moe_config(name)
@@ -241,105 +198,13 @@ def check_cmd(
     p, s = _shape(preset, prompt, decode_steps, routing)
     res = run_check(cfg, off, device=dev, dtype=dtype, routing=routing, sim_routing=sim_routing,
                     prompt_tokens=p, decode_steps=s, warmup=warmup, repeats=repeats, quick=quick)
-    if fmt == RunFormat.json:
-        from llmsim.report.render import as_json, emit
-
-        emit(as_json(res.as_dict(details=details)), out)
-        return
-    _check_tables(res, out)
-
-
-def _check_tables(r: Any, out: str | None = None) -> None:
-    from rich.table import Table
-
-    from llmsim.report.render import kv_table, output_console
-
-    ex, m = r.executor, r.machine
-    o = ex.offload
-    table = Table(title=f"closed loop: {ex.model['name']} on {m.device_name} ({ex.dtype}, "
-                        f"{m.threads} threads); cache {o['capacity']}/layer {o['policy']}, "
-                        f"prefetch {o['prefetch']} @ {o['prefetch_accuracy']:g}, miss "
-                        f"{o['miss']}", title_justify="left")
-    for c in ("metric", "measured", "predicted", "error", "replay", "error"):
-        table.add_column(c, justify="right" if c != "metric" else "left", no_wrap=True)
-    labels = {"prefill_s": "prefill", "decode_s_per_token": "decode / token",
-              "hit_rate": "hit rate"}
-    for key, label in labels.items():
-        fmt = units.fmt_pct if key == "hit_rate" else units.fmt_time
-        table.add_row(label, fmt(r.measured[key]), fmt(r.predicted[key]),
-                      units.fmt_pct(r.error_frac[key], signed=True), fmt(r.predicted_replay[key]),
-                      units.fmt_pct(r.error_frac_replay[key], signed=True))
-    with output_console(out) as con:
-        con.print(table)
-        con.print(f"predicted: routing {r.sim_routing}; replay: the executor's recorded "
-                  f"routing.\nExecutor routing: {ex.routing}; prompt {ex.prompt_tokens}, "
-                  f"{ex.decode_steps} decode steps, best of {ex.repeats} passes.")
-        if r.contended:
-            con.print(f"[yellow]note: load average {r.load_avg_before:.1f} on {r.cpu_count} "
-                      "CPUs when the check started; other processes may have inflated the "
-                      "timings (on a shared machine try --threads 1).[/yellow]")
-        con.print(kv_table("measured machine", [
-            ("matmul peak", f"{m.matmul_flops_per_s / 1e9:,.1f} GFLOP/s ({m.dtype})"),
-            ("GEMM / expert fit", f"compute {m.gemm_compute_eff:.2f} / "
-                                  f"{m.expert_compute_eff:.2f} of peak, m_half "
-                                  f"{m.gemm_m_half:.3g} / {m.expert_m_half:.3g}, weight "
-                                  f"streaming {m.gemm_memory_eff:.2f} / "
-                                  f"{m.expert_memory_eff:.2f} of GEMV"),
-            ("attention efficiency", f"{m.attention_compute_eff:.2f}"),
-            ("memory bandwidth", f"{units.fmt_bandwidth(m.memory_bandwidth_bytes_per_s)} "
-                                 f"(GEMV), copy "
-                                 f"{units.fmt_bandwidth(m.copy_bandwidth_bytes_per_s)}"),
-            ("host->device", f"{units.fmt_bandwidth(m.h2d_bandwidth_bytes_per_s)}, latency "
-                             f"{units.fmt_time(m.link_latency_s)}"),
-            ("fixed costs", ", ".join(f"{k} {units.fmt_time(v)}" for k, v in m.launch_s.items())
-             + f", step {units.fmt_time(m.step_overhead_s)}"),
-            ("wall time", units.fmt_time(r.wall_s)),
-        ]))
+    write_check(res, fmt, out, details=details)
 
 
 @app.command("presets")
 def presets_cmd(fmt: FormatOpt = Format.table, out: OutOpt = None) -> None:
     """List the executor presets (model config, cache settings, run shape)."""
     from llmsim.expert_cache.config import PRESETS
+    from llmsim.report.executor import write_presets
 
-    rows = [{**{k: v for k, v in p.model.model_dump(mode="json").items() if k != "format"},
-             "model": p.model.name, "name": p.name, "description": p.description,
-             "capacity": p.offload.capacity, "prefetch": p.offload.prefetch,
-             "prefetch_accuracy": p.offload.prefetch_accuracy,
-             "prompt_tokens": p.prompt_tokens, "decode_steps": p.decode_steps}
-            for p in PRESETS.values()]
-    import pandas as pd
-
-    from llmsim.report.render import as_json, emit, frame_to_csv, output_console
-
-    if fmt == Format.json:
-        emit(as_json({"presets": rows}), out)
-        return
-    frame = pd.DataFrame(rows)
-    if fmt == Format.csv:
-        emit(frame_to_csv(frame.drop(columns=["description"])), out)
-        return
-    from rich.table import Table
-
-    # one column per preset (fits 80 columns however many fields a preset has)
-    table = Table(title="executor presets", title_justify="left")
-    table.add_column("")
-    for p in PRESETS.values():
-        table.add_column(p.name, justify="right")
-    fields = [
-        ("hidden size", lambda p: str(p.model.hidden_size)),
-        ("layers", lambda p: str(p.model.num_layers)),
-        ("heads / KV x dim", lambda p: f"{p.model.num_heads} / {p.model.num_kv_heads} x "
-                                       f"{p.model.head_dim}"),
-        ("experts, top-k", lambda p: f"{p.model.num_experts}, top-{p.model.top_k}"),
-        ("expert width", lambda p: str(p.model.expert_intermediate_size)),
-        ("dtype", lambda p: p.model.weight_dtype.value),
-        ("cache / layer", lambda p: str(p.offload.capacity)),
-        ("prefetch @ accuracy", lambda p: f"{p.offload.prefetch} @ "
-                                          f"{p.offload.prefetch_accuracy:g}"),
-        ("prompt, decode steps", lambda p: f"{p.prompt_tokens}, {p.decode_steps}"),
-    ]
-    for label, get in fields:
-        table.add_row(label, *(get(p) for p in PRESETS.values()))
-    with output_console(out) as con:
-        con.print(table)
+    write_presets(list(PRESETS.values()), fmt, out)
