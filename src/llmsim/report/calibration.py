@@ -1,0 +1,49 @@
+"""Outputs of ``llmsim calibrate`` (the fitted families of a profile and their in-sample error)
+and ``llmsim validate`` (predicted-vs-measured error per op kind)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from llmsim.report.render import as_json, console, emit, frame_table, frame_to_csv
+
+
+def fit_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """One record per fitted family: its error (%, two decimals) and parameters, as text."""
+    return [{"hardware": r.hardware, "family": r.family, "n": r.n,
+             "median_ape_pct": round(r.median_ape_pct, 2), "p90_ape_pct": round(r.p90_ape_pct, 2),
+             "params": " ".join(f"{k}={v:g}" for k, v in r.params.items()),
+             "notes": "; ".join(r.notes)} for r in results]
+
+
+def write_fits(results: Sequence[Any], profile_path: str, fmt: str) -> None:
+    """The fits of a calibration written to ``profile_path``: JSON (parameters as numbers), CSV,
+    or a table and the line that says how to use the profile."""
+    rows = fit_rows(results)
+    if fmt == "json":
+        emit(as_json({"profile": profile_path, "fits": [
+            dict(r, params=res.params) for r, res in zip(rows, results, strict=True)]}))
+        return
+    frame = pd.DataFrame(rows)
+    if fmt == "csv":
+        emit(frame.to_csv(index=False))
+        return
+    console().print(frame_table(frame, title=f"fitted {len(results)} families (in-sample error)"))
+    console().print(f"wrote {profile_path}; use it with --profile {profile_path}")
+
+
+def write_validation(errors: pd.DataFrame, num_measurements: int, profile_origin: str, fmt: str,
+                     out: str | None = None) -> None:
+    """Absolute % error per op kind against ``num_measurements`` measurements: JSON, CSV (also
+    for a table with ``out``) or a table (two decimals)."""
+    if fmt == "json":
+        emit(as_json({"profile": profile_origin, "errors": errors.to_dict(orient="records")}),
+             out)
+    elif fmt == "csv" or out:
+        emit(frame_to_csv(errors), out)
+    else:
+        console().print(frame_table(errors.round(2), title=(
+            f"absolute % error vs {num_measurements} measurements (profile: {profile_origin})")))
