@@ -1,12 +1,21 @@
 """CLI end to end (in-process): catalog, estimate (single, sweep, per-request), op, memory;
-bad input exits 2 with one line."""
+bad input exits 2 with one line; and the shape of the CLI (short commands, shared option
+declarations, simulate's flag -> config map, no tables outside llmsim.report)."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import pytest
+import typer
+
+from llmsim.errors import ConfigError
 
 
 def test_catalog_list_and_show(cli):
@@ -240,3 +249,145 @@ def test_swap_space_is_gib_as_its_help_says(cli, tmp_path):
     assert res.code == 0, res.err
     written = yaml.safe_load((out / "config.yaml").read_text())
     assert written["scheduler"]["swap_space_bytes"] == 1.5 * 2**30
+
+
+# ----------------------------------------------------------------------------- a thin CLI
+CLI_DIR = Path(__file__).resolve().parents[1] / "src" / "llmsim" / "cli"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MAX_COMMAND_LINES = 60
+
+
+def _commands() -> list[tuple[str, ast.FunctionDef]]:
+    """Every command function in src/llmsim/cli (named ``*_cmd``)."""
+    out = []
+    for path in sorted(CLI_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_cmd"):
+                out.append((f"{path.name}:{node.name}", node))
+    return out
+
+
+def test_no_command_function_over_60_lines():
+    """A command parses its flags and makes one call: helpers and report/ do the rest."""
+    commands = _commands()
+    assert len(commands) >= 14
+    long = {name: node.end_lineno - node.lineno + 1 for name, node in commands
+            if node.end_lineno - node.lineno + 1 > MAX_COMMAND_LINES}
+    assert not long, long
+
+
+def test_no_table_or_local_formatter_in_cli():
+    """Tables are built in llmsim.report with the llmsim.units formatters, not in cli/."""
+    for path in sorted(CLI_DIR.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert "Table(" not in text, path.name
+        assert "kv_table" not in text and "frame_table" not in text, path.name
+        tree = ast.parse(text)
+        names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert not names & {"_pct", "_fmt_ms", "_t", "_per_s", "_render", "_tables"}, path.name
+
+
+def test_simulate_flags_map_onto_real_config_keys():
+    from llmsim.cli.simulate_cmd import simulate_cmd
+    from llmsim.cli.simulate_options import CONFIG_KEYS
+    from llmsim.serving.config import SimulationConfig
+
+    for flag, where in CONFIG_KEYS.items():
+        section = SimulationConfig.model_fields[where.section].annotation
+        assert where.key in section.model_fields, (flag, where.path)
+    params = set(inspect.signature(simulate_cmd).parameters)
+    steering = {"ctx", "replicas", "config", "scenario", "out", "requests_format", "plots",
+                "progress", "fmt"}  # replicas: DeploymentFlags.dp -> parallelism.replicas
+    assert params - steering == set(CONFIG_KEYS) - {"dp"}
+
+
+def test_simulate_flags_override_a_config_file(tmp_path):
+    from llmsim.cli.simulate_options import config_overrides, simulation_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model: llama-3.1-8b\nhardware: h100-sxm\nscheduler: {name: static}\n"
+                    "metrics: {chrome_trace: true}\n")
+    cfg = simulation_config(str(path), config_overrides(
+        {"scheduler": "chunked", "tp": 2, "dp": 3, "think_time": 0.5, "chrome_trace": False}))
+    assert cfg.scheduler.name == "chunked" and cfg.parallelism.tp == 2
+    assert cfg.parallelism.replicas == 3 and cfg.workload.think_time_s == 0.5
+    assert cfg.metrics.chrome_trace  # an off flag leaves the file's value
+    with pytest.raises(ConfigError, match="give --model"):
+        simulation_config(None, config_overrides({"hardware": "h100-sxm"}))
+
+
+def test_deployment_flags_over_a_scenario_file():
+    from llmsim.cli.deployment import deployment_and_shape
+
+    path = str(EXAMPLES / "scenario-hybrid-moe.yaml")
+    flags, shape = deployment_and_shape({"scenario": path, "tp": 8, "num_gpus": 8, "batch": 8})
+    assert flags.model.name == "hybrid-moe-16b" and flags.hardware == "h100-sxm"
+    assert (flags.tp, flags.ep, flags.num_gpus) == (8, 4, 8)  # the flags win, the file fills
+    assert shape.given() == {"batch": 8, "prompt": 1024, "output": 256}
+    dep = flags.deployment()
+    assert dep.plan.tp == 8 and dep.plan.ep == 4 and dep.cluster.num_gpus == 8
+    replica = flags.replica()
+    assert replica.dp == 1 and replica.num_gpus == 8
+    plain, _ = deployment_and_shape({"model": "llama-3.1-8b", "hardware": "h100-sxm"})
+    assert plain.given() == {"model": "llama-3.1-8b", "hardware": "h100-sxm"}
+    assert plain.replica().num_gpus == 1
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An option group of two flags (the annotations resolve in this module)."""
+
+    left: Annotated[int, typer.Option("--left", help="Left.")] = 1
+    right: Annotated[str | None, typer.Option("--right", help="Right.")] = None
+
+
+def test_option_groups_expand_in_place_and_arrive_packed():
+    from typer.testing import CliRunner
+
+    from llmsim.cli.option_groups import takes
+
+    seen = []
+    app = typer.Typer()
+
+    @app.command()
+    @takes(pair=Pair)
+    def cmd(first: Annotated[int, typer.Option("--first")] = 0, pair: Pair = Pair(),
+            last: Annotated[bool, typer.Option("--last")] = False) -> None:
+        """Doc."""
+        seen.append((first, pair, last))
+
+    assert list(inspect.signature(cmd).parameters) == ["first", "left", "right", "last"]
+    res = CliRunner().invoke(app, ["--left", "5", "--last"])
+    assert res.exit_code == 0, res.output
+    assert seen == [(0, Pair(5, None), True)]
+    assert cmd.__doc__ == "Doc."
+
+
+def test_offload_solve_and_evaluate_share_the_machine_options():
+    from llmsim.cli.offload_cmd import evaluate_cmd, solve_cmd
+    from llmsim.cli.offload_options import CompressionOptions, MachineOptions, PricingOptions
+
+    shared = [f for cls in (MachineOptions, CompressionOptions, PricingOptions)
+              for f in cls.__dataclass_fields__]
+    for cmd in (solve_cmd, evaluate_cmd):
+        params = list(inspect.signature(cmd).parameters)
+        assert [p for p in params if p in shared] == shared
+    assert MachineOptions(gpu_mem=16, h2d_bw=12).kwargs()["gpu_mem_bytes"] == 16 * 2**30
+    assert MachineOptions(h2d_bw=12).kwargs()["h2d_bytes_per_s"] == 12e9
+
+
+def test_table_formatters_of_units():
+    from llmsim import units
+
+    assert units.fmt_pct(None) == "-" and units.fmt_pct(float("nan")) == "n/a"
+    assert units.fmt_pct(0.1234) == "12.3%"
+    assert [units.fmt_time_short(s) for s in (250.0, 12.34, 0.01234, 4.5e-5, 0.0)] == [
+        "250 s", "12.3 s", "12.3 ms", "45 us", "0"]
+    assert units.fmt_latency_ms(None) == "-"
+    assert units.fmt_latency_ms(0.012345) == "12.35" and units.fmt_latency_ms(7.9488) == "7,949"
+    assert units.fmt_ms(0.0123) == "12.300" and units.fmt_ms(0.0123, 1) == "12.3"
+    assert units.fmt_mb(2818.6e6) == "2818.6" and units.fmt_mb(2818.6e6, grouped=True) == \
+        "2,818.6"
+    assert units.fmt_rate(1234.567) == "1,234.57 tokens/s"
+    assert units.fmt_rate(12.3, "req/s", 0) == "12 req/s"
+    assert units.fmt_rate(float("nan")) == "n/a"

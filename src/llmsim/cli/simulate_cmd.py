@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     from llmsim.serving.config import SimulationConfig
 
 
-def simulate_cmd(  # one line per config section; CONFIG_KEYS says where each flag goes
+def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag goes
     ctx: typer.Context,
     model: ModelOpt = None, hardware: HardwareOpt = None, cluster: ClusterOpt = None,
     num_gpus: NumGpusOpt = None, tp: MaybeTpOpt = None, pp: MaybePpOpt = None,
