@@ -211,19 +211,26 @@ def _has_format(words: list[str]) -> bool:
 
 
 def _normalise(obj: Any) -> Any:
-    """Drop wall-clock fields; keep everything else."""
+    """Drop wall-clock fields; paths inside this checkout as ``<repo>/...`` (a check from
+    another clone compares equal); keep everything else."""
     if isinstance(obj, dict):
         return {k: _normalise(v) for k, v in obj.items() if "wall" not in str(k)}
     if isinstance(obj, list):
         return [_normalise(v) for v in obj]
+    if isinstance(obj, str):
+        return _repo_relative(obj)
     return obj
+
+
+def _repo_relative(text: str) -> str:
+    return text.replace(str(ROOT), "<repo>")
 
 
 def _read_output(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix in (".png", ".svg", ".pdf", ".parquet", ".html"):
         return {"exists": True}
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = _repo_relative(path.read_text(encoding="utf-8", errors="replace"))
     if suffix == ".json":
         try:
             return _normalise(json.loads(text))
@@ -259,8 +266,8 @@ def _run_one(words: list[str], workdir: Path) -> dict[str, Any]:
     try:
         out["stdout"] = _normalise(json.loads(res.stdout))
     except json.JSONDecodeError:
-        out["stdout"] = _strip_wall_lines(res.stdout)
-    out["stderr"] = _strip_wall_lines(res.stderr)
+        out["stdout"] = _repo_relative(_strip_wall_lines(res.stdout))
+    out["stderr"] = _repo_relative(_strip_wall_lines(res.stderr))
     files = _files(workdir, before)
     if files:
         out["files"] = files
