@@ -2,19 +2,34 @@
 
 - ``round-robin``: replicas in turn;
 - ``least-outstanding``: fewest requests queued + running + swapped (ties: lowest index);
-- ``least-kv``: lowest KV-cache usage (used blocks / capacity; ties: fewest outstanding);
+- ``least-kv``: lowest KV-cache usage (blocks in use, every replica having the same capacity;
+  ties: fewest outstanding);
 - ``random``: uniformly at random (seeded).
+
+A router sees each replica through :class:`~llmsim.serving.schedulers.view.ReplicaView`
+(``outstanding``, ``kv_used_blocks``) and returns the index of the chosen one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from llmsim.registry import Registry
+from llmsim.serving.schedulers.view import ReplicaView
 
-ROUTERS: Registry[Any] = Registry("router")
+
+class Router(Protocol):
+    """``route(rid, replicas) -> index``; built with the run's seeded generator."""
+
+    def __init__(self, rng: np.random.Generator) -> None: ...
+
+    def route(self, rid: int, replicas: Sequence[ReplicaView]) -> int: ...
+
+
+ROUTERS: Registry[type[Router]] = Registry("router")
 
 
 @ROUTERS.register("round-robin", "rr", "roundrobin")
@@ -22,7 +37,7 @@ class RoundRobin:
     def __init__(self, rng: np.random.Generator):
         self._next = 0
 
-    def route(self, rid: int, replicas: list[Any]) -> int:
+    def route(self, rid: int, replicas: Sequence[ReplicaView]) -> int:
         i = self._next
         self._next = (i + 1) % len(replicas)
         return i
@@ -33,7 +48,7 @@ class LeastOutstanding:
     def __init__(self, rng: np.random.Generator):
         pass
 
-    def route(self, rid: int, replicas: list[Any]) -> int:
+    def route(self, rid: int, replicas: Sequence[ReplicaView]) -> int:
         best, best_load = 0, None
         for i, r in enumerate(replicas):
             load = r.outstanding
@@ -47,9 +62,9 @@ class LeastKVUsage:
     def __init__(self, rng: np.random.Generator):
         pass
 
-    def route(self, rid: int, replicas: list[Any]) -> int:
+    def route(self, rid: int, replicas: Sequence[ReplicaView]) -> int:
         return min(range(len(replicas)),
-                   key=lambda i: (replicas[i].kv.used, replicas[i].outstanding, i))
+                   key=lambda i: (replicas[i].kv_used_blocks, replicas[i].outstanding, i))
 
 
 @ROUTERS.register("random")
@@ -57,5 +72,5 @@ class Random:
     def __init__(self, rng: np.random.Generator):
         self._rng = rng
 
-    def route(self, rid: int, replicas: list[Any]) -> int:
+    def route(self, rid: int, replicas: Sequence[ReplicaView]) -> int:
         return int(self._rng.integers(len(replicas)))

@@ -6,7 +6,7 @@ is committed (:mod:`.commit`) and the next one starts. An arrival that may join 
 *interrupts* the segment in flight at the end of the step in progress (``interrupt``), exactly
 as a step-by-step simulation would let it in (``closed_form=False`` runs that reference).
 The router and the sampler read the segment in flight without committing it
-(``outstanding``, ``finished_in_flight``, ``progress_tokens``).
+(``outstanding``, ``kv_used_blocks``, ``finished_in_flight``, ``progress_tokens``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class Replica(Commit, RunPlanner):
 
     It executes its scheduler's plans: prices each step with the ``StepPricer`` (the
     ``StepTimeModel``), schedules the step's end on the event loop and commits the step's
-    effects when it ends. Constructor arguments: see :class:`~.state.ReplicaState`."""
+    effects when it ends. Its scheduler and the router see it as a
+    :class:`~llmsim.serving.schedulers.view.ReplicaView`. Constructor arguments: see
+    :class:`~.state.ReplicaState`."""
 
     # ------------------------------------------------------------------ arrivals
     def enqueue(self, rid: int, now: float) -> None:
@@ -130,6 +132,12 @@ class Replica(Commit, RunPlanner):
         in flight count as done once their time has passed)."""
         return (len(self.waiting) + len(self.running) - len(self.zombies) + len(self.swapped)
                 - self.finished_in_flight(self.loop.now_s))
+
+    @property
+    def kv_used_blocks(self) -> int:
+        """KV blocks in use as of the last commit (the run in flight takes its blocks when it
+        is committed)."""
+        return self.kv.used
 
     def finished_in_flight(self, time_s: float) -> int:
         """Requests of the run in flight that finished by ``time_s`` (not yet committed)."""

@@ -1,4 +1,6 @@
-"""Replica schedulers, one file each, registered by name in ``SCHEDULERS``."""
+"""Replica schedulers, one file each, registered by name in ``SCHEDULERS``; the protocol they
+implement (``base.Scheduler``) and the replica surface they schedule through
+(``view.ReplicaView``)."""
 
 from llmsim.serving.schedulers import chunked, continuous, dynamic, static  # noqa: F401
 from llmsim.serving.schedulers.base import (
@@ -13,6 +15,8 @@ from llmsim.serving.schedulers.base import (
     StepPlan,
     make_queue,
 )
+from llmsim.serving.schedulers.view import ReplicaView, WaitingQueue
 
-__all__ = ["IDLE", "SCHEDULERS", "FCFSQueue", "Order", "PriorityQueue", "Scheduler",
-           "SchedulerBase", "SchedulerLimits", "StepPlan", "make_queue"]
+__all__ = ["IDLE", "SCHEDULERS", "FCFSQueue", "Order", "PriorityQueue", "ReplicaView",
+           "Scheduler", "SchedulerBase", "SchedulerLimits", "StepPlan", "WaitingQueue",
+           "make_queue"]

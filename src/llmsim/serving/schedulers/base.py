@@ -3,9 +3,9 @@
 A scheduler *decides* (principle 7): each time its replica is free it picks what the next step
 does -- which waiting requests to admit, how many prompt tokens each prefilling request gets,
 whether the decoding requests advance, which requests to preempt -- through the replica's
-decision helpers (``try_admit``, ``reserve_decode_step``, ``preempt``...), and returns a frozen
-:class:`StepPlan`. It never computes time: the replica prices the plan with the
-``StepTimeModel``.
+decision helpers (``try_admit``, ``reserve_decode_step``, ``preempt``...: the
+:class:`~.view.ReplicaView`), and returns a frozen :class:`StepPlan`. It never computes time:
+the replica prices the plan with the ``StepTimeModel``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from llmsim.registry import Registry
+from llmsim.serving.request import RequestTable
+from llmsim.serving.schedulers.view import ReplicaView
 
 
 class Order(str, Enum):
@@ -50,35 +52,43 @@ IDLE = StepPlan()
 DECODE_RUN = StepPlan(decode=True, repeatable=True)
 
 
-class Scheduler(Protocol):
-    """``schedule(replica, now_s) -> StepPlan``; class attributes describe the policy."""
-
-    admits_mid_batch: ClassVar[bool]  # arrivals may join a running batch (iteration-level)
-    hold_finished: ClassVar[bool]  # finished sequences keep their batch slot until it ends
-    chunks_prompts: ClassVar[bool]  # prompts may be split over steps (else whole prompts)
-
-    def schedule(self, replica: Any, now_s: float) -> StepPlan: ...
-
-
-SCHEDULERS: Registry[Any] = Registry("scheduler")
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class SchedulerLimits:
+    """The limits a scheduler plans under: sequences and new tokens per step, KV blocks kept
+    free at admission (``watermark_blocks``) and the dynamic-batching window
+    (``batch_window_s``, schedulers with ``uses_batch_window``)."""
+
     max_num_seqs: int
     max_num_batched_tokens: int
     watermark_blocks: int = 0
     batch_window_s: float = 0.0
 
 
+class Scheduler(Protocol):
+    """``schedule(replica, now_s) -> StepPlan``; class attributes describe the policy."""
+
+    admits_mid_batch: ClassVar[bool]  # arrivals may join a running batch (iteration-level)
+    hold_finished: ClassVar[bool]  # finished sequences keep their batch slot until it ends
+    chunks_prompts: ClassVar[bool]  # prompts may be split over steps (else whole prompts)
+    uses_batch_window: ClassVar[bool]  # waits up to ``batch_window_s`` (dynamic batching)
+
+    def __init__(self, limits: SchedulerLimits) -> None: ...
+
+    def schedule(self, replica: ReplicaView, now_s: float) -> StepPlan: ...
+
+
+SCHEDULERS: Registry[type[Scheduler]] = Registry("scheduler")
+
+
 class SchedulerBase:
     """What the built-in schedulers share: the policy flags of :class:`Scheduler` (each
-    subclass sets all three) and the limits they schedule under."""
+    subclass sets the first three; the others default to off) and the limits they schedule
+    under."""
 
     admits_mid_batch: ClassVar[bool]
     hold_finished: ClassVar[bool]
     chunks_prompts: ClassVar[bool]
-    uses_batch_window: ClassVar[bool] = False  # waits up to ``batch_window_s`` (dynamic)
+    uses_batch_window: ClassVar[bool] = False
 
     def __init__(self, limits: SchedulerLimits):
         self.limits = limits
@@ -92,7 +102,7 @@ class FCFSQueue(deque):
 
     __slots__ = ()
 
-    def __init__(self, table: Any = None):
+    def __init__(self, table: RequestTable | None = None):
         super().__init__()
 
     push = deque.append
@@ -109,7 +119,7 @@ class PriorityQueue(list):
 
     __slots__ = ("_table",)
 
-    def __init__(self, table: Any):
+    def __init__(self, table: RequestTable):
         super().__init__()
         self._table = table
 
@@ -128,11 +138,11 @@ class PriorityQueue(list):
         return heapq.heappop(self)[2]
 
 
-def make_queue(order: Order, table: Any) -> FCFSQueue | PriorityQueue:
+def make_queue(order: Order, table: RequestTable) -> FCFSQueue | PriorityQueue:
     return PriorityQueue(table) if order == Order.PRIORITY else FCFSQueue(table)
 
 
-def swap_in_all(replica: Any, limits: SchedulerLimits) -> int:
+def swap_in_all(replica: ReplicaView, limits: SchedulerLimits) -> int:
     """Swap preempted requests back in (FCFS) while blocks and sequence slots allow; returns
     the tokens moved host -> device."""
     tokens = 0
@@ -144,7 +154,7 @@ def swap_in_all(replica: Any, limits: SchedulerLimits) -> int:
     return tokens
 
 
-def reserve_decode(replica: Any, now_s: float, preempted: list[int]) -> int:
+def reserve_decode(replica: ReplicaView, now_s: float, preempted: list[int]) -> int:
     """Make room for one more decode step of every decoding request, preempting victims
     (lowest priority / latest admitted first) until it fits; returns swapped-out tokens."""
     swapped = 0

@@ -14,8 +14,6 @@ Sarathi-Serve", OSDI 2024; vLLM v1 ``v1/core/sched/scheduler.py``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from llmsim.serving.schedulers.base import (
     DECODE_RUN,
     IDLE,
@@ -25,6 +23,7 @@ from llmsim.serving.schedulers.base import (
     reserve_decode,
     swap_in_all,
 )
+from llmsim.serving.schedulers.view import ReplicaView
 
 
 @SCHEDULERS.register("chunked", "chunked-prefill", "sarathi", "vllm-v1")
@@ -33,7 +32,7 @@ class ChunkedPrefill(SchedulerBase):
     hold_finished = False
     chunks_prompts = True
 
-    def schedule(self, replica: Any, now_s: float) -> StepPlan:
+    def schedule(self, replica: ReplicaView, now_s: float) -> StepPlan:
         if (replica.n_dec and not replica.waiting and not replica.prefilling
                 and not replica.swapped and replica.reserve_decode_step()):
             return DECODE_RUN  # fast path: the decoding batch simply continues

@@ -16,8 +16,6 @@ Source: Yu et al., "Orca", OSDI 2022; vLLM v0 ``core/scheduler.py`` (``_schedule
 
 from __future__ import annotations
 
-from typing import Any
-
 from llmsim.serving.schedulers.base import (
     DECODE_RUN,
     IDLE,
@@ -27,6 +25,7 @@ from llmsim.serving.schedulers.base import (
     reserve_decode,
     swap_in_all,
 )
+from llmsim.serving.schedulers.view import ReplicaView
 
 
 @SCHEDULERS.register("continuous", "orca", "vllm-v0", "prefill-priority")
@@ -35,7 +34,7 @@ class ContinuousBatching(SchedulerBase):
     hold_finished = False
     chunks_prompts = False
 
-    def schedule(self, replica: Any, now_s: float) -> StepPlan:
+    def schedule(self, replica: ReplicaView, now_s: float) -> StepPlan:
         if (replica.n_dec and not replica.waiting and not replica.swapped
                 and replica.reserve_decode_step()):
             return DECODE_RUN  # fast path: the decoding batch simply continues

@@ -6,17 +6,16 @@ queued or the oldest has waited ``batch_window_s``, then runs them as one static
 
 from __future__ import annotations
 
-from typing import Any
-
 from llmsim.serving.schedulers.base import SCHEDULERS, StepPlan
 from llmsim.serving.schedulers.static import StaticBatching
+from llmsim.serving.schedulers.view import ReplicaView
 
 
 @SCHEDULERS.register("dynamic", "dynamic-batching", "window")
 class DynamicBatching(StaticBatching):
     uses_batch_window = True
 
-    def schedule(self, replica: Any, now_s: float) -> StepPlan:
+    def schedule(self, replica: ReplicaView, now_s: float) -> StepPlan:
         waiting = replica.waiting
         if waiting and not replica.num_running:  # a free replica: batch full or window over?
             lim = self.limits

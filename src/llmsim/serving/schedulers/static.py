@@ -9,8 +9,6 @@ is priced at its full size: padding) until the whole batch ends.
 
 from __future__ import annotations
 
-from typing import Any
-
 from llmsim.serving.schedulers.base import (
     DECODE_RUN,
     IDLE,
@@ -18,6 +16,7 @@ from llmsim.serving.schedulers.base import (
     SchedulerBase,
     StepPlan,
 )
+from llmsim.serving.schedulers.view import ReplicaView
 
 
 @SCHEDULERS.register("static", "static-batching")
@@ -26,14 +25,14 @@ class StaticBatching(SchedulerBase):
     hold_finished = True
     chunks_prompts = False
 
-    def schedule(self, replica: Any, now_s: float) -> StepPlan:
+    def schedule(self, replica: ReplicaView, now_s: float) -> StepPlan:
         if replica.num_running:  # the batch decodes until its longest request is done
             if not replica.reserve_decode_step():
                 raise RuntimeError("static batch ran out of its reserved KV blocks")
             return DECODE_RUN
         return self.form_batch(replica, now_s)
 
-    def form_batch(self, replica: Any, now_s: float) -> StepPlan:
+    def form_batch(self, replica: ReplicaView, now_s: float) -> StepPlan:
         """Admit a whole batch (whole prompts; KV reserved for prompt + output)."""
         limits = self.limits
         chunks: list[tuple[int, int]] = []

@@ -1,0 +1,39 @@
+"""The replica's explicit surfaces: the ``ReplicaView`` its scheduler and the router see."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from serving_helpers import base_config
+from stepmodels import FixedStepModel
+
+from llmsim.serving.config import load_config
+from llmsim.serving.schedulers import ReplicaView, SchedulerLimits
+from llmsim.serving.simulator import ServingSetup, Simulation
+
+
+def _run(save_itls: bool = False, **sections) -> Simulation:
+    cfg = base_config(**{"parallelism": {"replicas": 2, "router": "least-kv"},
+                         "scheduler": {"name": "chunked", "kv_capacity_tokens": 3000,
+                                       "max_num_batched_tokens": 700, "prefix_caching": True},
+                         "workload": {"rate": 30.0, "num_requests": 150,
+                                      "prompt": "uniform:50,600", "output": "uniform:1,200",
+                                      "shared_prefix_tokens": 256, "prefix_groups": 3,
+                                      "seed": 3},
+                         "metrics": {"save_itls": save_itls}, **sections})
+    sim = Simulation(ServingSetup(load_config(cfg), FixedStepModel(0.02, 0.01, 1e-5, 1e-7)))
+    sim.run()
+    return sim
+
+
+@pytest.mark.parametrize("save_itls", [False, True])
+def test_replicas_are_replica_views(save_itls):
+    sim = _run(save_itls)
+    for rep in sim.replicas:
+        assert isinstance(rep, ReplicaView)  # every member the protocol names is there
+
+
+def test_scheduler_limits_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SchedulerLimits(4, 100).max_num_seqs = 1  # type: ignore[misc]
