@@ -1,4 +1,5 @@
-"""The replica's explicit surfaces: the ``ReplicaView`` its scheduler and the router see."""
+"""The replica's explicit surfaces: the ``ReplicaView`` its scheduler and the router see, and
+the KV watermark as a scheduler property."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from serving_helpers import base_config
 from stepmodels import FixedStepModel
 
 from llmsim.serving.config import load_config
-from llmsim.serving.schedulers import ReplicaView, SchedulerLimits
+from llmsim.serving.schedulers import SCHEDULERS, ReplicaView, SchedulerLimits
+from llmsim.serving.schedulers.chunked import ChunkedPrefill
 from llmsim.serving.simulator import ServingSetup, Simulation
 
 
@@ -37,3 +39,22 @@ def test_replicas_are_replica_views(save_itls):
 def test_scheduler_limits_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SchedulerLimits(4, 100).max_num_seqs = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_the_watermark_is_a_scheduler_property(name):
+    cls = SCHEDULERS.get(name)
+    assert cls.uses_watermark is (name == "continuous")
+    setup = ServingSetup(load_config(base_config(scheduler={
+        "name": name, "kv_capacity_tokens": 16_000, "watermark_frac": 0.05})),
+        FixedStepModel())
+    assert setup.num_blocks == 1000
+    assert setup.watermark_blocks == (50 if cls.uses_watermark else 0)
+
+
+def test_a_scheduler_that_declares_the_watermark_gets_it(monkeypatch):
+    monkeypatch.setattr(ChunkedPrefill, "uses_watermark", True)
+    setup = ServingSetup(load_config(base_config(scheduler={
+        "name": "chunked", "kv_capacity_tokens": 16_000, "watermark_frac": 0.05})),
+        FixedStepModel())
+    assert setup.watermark_blocks == 50

@@ -90,7 +90,7 @@ class ServingSetup:
             raise DoesNotFitError(f"no room for the KV cache: {self.kv_tokens} tokens is less "
                                   f"than one block of {sc.block_size}; {fix}")
         self.watermark_blocks = (int(sc.watermark_frac * self.num_blocks)
-                                 if self.scheduler_cls.__name__ == "ContinuousBatching" else 0)
+                                 if self.scheduler_cls.uses_watermark else 0)
         self.host_blocks = 0
         if sc.preemption == Preemption.SWAP and self.kv_bytes_per_token > 0:
             swap_bytes = (DEFAULT_SWAP_SPACE_BYTES if sc.swap_space_bytes is None

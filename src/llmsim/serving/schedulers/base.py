@@ -6,6 +6,12 @@ whether the decoding requests advance, which requests to preempt -- through the 
 decision helpers (``try_admit``, ``reserve_decode_step``, ``preempt``...: the
 :class:`~.view.ReplicaView`), and returns a frozen :class:`StepPlan`. It never computes time:
 the replica prices the plan with the ``StepTimeModel``.
+
+Class attributes describe the policy to the rest of the simulator: whether arrivals may join a
+running batch, finished sequences hold their slot, prompts may be chunked, a dynamic-batching
+window applies, and whether admission keeps a KV watermark free (``uses_watermark``: the setup
+then sizes ``SchedulerLimits.watermark_blocks = watermark_frac x blocks``, vLLM v0's
+``watermark``; 0 otherwise).
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ DECODE_RUN = StepPlan(decode=True, repeatable=True)
 @dataclass(frozen=True, slots=True)
 class SchedulerLimits:
     """The limits a scheduler plans under: sequences and new tokens per step, KV blocks kept
-    free at admission (``watermark_blocks``) and the dynamic-batching window
-    (``batch_window_s``, schedulers with ``uses_batch_window``)."""
+    free at admission (``watermark_blocks``, schedulers with ``uses_watermark``) and the
+    dynamic-batching window (``batch_window_s``, schedulers with ``uses_batch_window``)."""
 
     max_num_seqs: int
     max_num_batched_tokens: int
@@ -71,6 +77,7 @@ class Scheduler(Protocol):
     hold_finished: ClassVar[bool]  # finished sequences keep their batch slot until it ends
     chunks_prompts: ClassVar[bool]  # prompts may be split over steps (else whole prompts)
     uses_batch_window: ClassVar[bool]  # waits up to ``batch_window_s`` (dynamic batching)
+    uses_watermark: ClassVar[bool]  # admission keeps ``watermark_blocks`` free (vLLM v0)
 
     def __init__(self, limits: SchedulerLimits) -> None: ...
 
@@ -89,6 +96,7 @@ class SchedulerBase:
     hold_finished: ClassVar[bool]
     chunks_prompts: ClassVar[bool]
     uses_batch_window: ClassVar[bool] = False
+    uses_watermark: ClassVar[bool] = False
 
     def __init__(self, limits: SchedulerLimits):
         self.limits = limits

@@ -6,8 +6,10 @@ Each step is either a prefill step or a decode step:
 1. preempted-and-swapped requests come back first (while KV blocks allow);
 2. if nothing is swapped out, admit waiting requests in queue order while their *whole* prompt
    fits the token budget ``max_num_batched_tokens``, the sequence limit ``max_num_seqs`` and
-   the free KV blocks minus a watermark (head-of-line blocking: stop at the first that does
-   not fit); if any were admitted, the step prefills them (decodes wait: "prefill priority");
+   the free KV blocks minus a watermark (``uses_watermark``: ``watermark_frac`` of the blocks,
+   default 1 %, kept free so that running requests can grow; head-of-line blocking: stop at
+   the first that does not fit); if any were admitted, the step prefills them (decodes wait:
+   "prefill priority");
 3. otherwise every running request decodes one token; when its KV blocks do not fit, the
    lowest-priority (FCFS: latest admitted) requests are preempted (recompute or swap).
 
@@ -33,6 +35,7 @@ class ContinuousBatching(SchedulerBase):
     admits_mid_batch = True
     hold_finished = False
     chunks_prompts = False
+    uses_watermark = True
 
     def schedule(self, replica: ReplicaView, now_s: float) -> StepPlan:
         if (replica.n_dec and not replica.waiting and not replica.swapped
