@@ -6,8 +6,8 @@ from __future__ import annotations
 import ast
 from importlib import resources
 
-LAYERS = ["segment", "blocks", "state", "decodeset", "admission", "planner", "commit", "engine",
-          "itls"]
+LAYERS = ["settings", "segment", "blocks", "state", "decodeset", "admission", "planner", "commit",
+          "engine", "itls"]
 PKG = "llmsim.serving.replica"
 
 

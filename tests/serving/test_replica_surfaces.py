@@ -1,5 +1,5 @@
-"""The replica's explicit surfaces: the ``ReplicaView`` its scheduler and the router see, and
-the KV watermark as a scheduler property."""
+"""The replica's explicit surfaces: the ``ReplicaView`` its scheduler and the router see, the
+frozen ``ReplicaConfig`` it is built from, and the KV watermark as a scheduler property."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from serving_helpers import base_config
 from stepmodels import FixedStepModel
 
 from llmsim.serving.config import load_config
+from llmsim.serving.replica import ReplicaConfig
 from llmsim.serving.schedulers import SCHEDULERS, ReplicaView, SchedulerLimits
 from llmsim.serving.schedulers.chunked import ChunkedPrefill
 from llmsim.serving.simulator import ServingSetup, Simulation
@@ -30,10 +31,13 @@ def _run(save_itls: bool = False, **sections) -> Simulation:
 
 
 @pytest.mark.parametrize("save_itls", [False, True])
-def test_replicas_are_replica_views(save_itls):
+def test_replicas_are_replica_views_built_from_frozen_configs(save_itls):
     sim = _run(save_itls)
-    for rep in sim.replicas:
+    for i, rep in enumerate(sim.replicas):
         assert isinstance(rep, ReplicaView)  # every member the protocol names is there
+        assert isinstance(rep.config, ReplicaConfig) and rep.config.index == rep.index == i
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            rep.config.closed_form = False  # type: ignore[misc]
 
 
 def test_scheduler_limits_are_frozen():

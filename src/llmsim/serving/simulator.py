@@ -35,7 +35,7 @@ from llmsim.serving.events import EventLoop
 from llmsim.serving.kvcache import KVCache
 from llmsim.serving.metrics import LogHistogram, TimeSeries
 from llmsim.serving.pricing import StepPricer, WorkFit
-from llmsim.serving.replica import PRIO_ARRIVAL, PRIO_SAMPLE, Replica
+from llmsim.serving.replica import PRIO_ARRIVAL, PRIO_SAMPLE, Replica, ReplicaConfig
 from llmsim.serving.replica.itls import ItlLog, ItlReplica
 from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
 from llmsim.serving.router import ROUTERS
@@ -146,7 +146,11 @@ class ServingSetup:
 
 
 class Simulation:
-    """One run: event loop, replicas, arrivals and sampling."""
+    """One run: event loop, replicas, arrivals and sampling.
+
+    Builds one :class:`~llmsim.serving.replica.ReplicaConfig` and one scheduler and KV cache
+    per replica; the replicas share the event loop, the request table, the step pricer and the
+    ITL histogram."""
 
     def __init__(self, setup: ServingSetup, progress: ProgressFn | None = None,
                  closed_form: bool = True):
@@ -172,22 +176,25 @@ class Simulation:
                                  link.bandwidth_bytes_per_s if link is not None else 0.0,
                                  link.latency_s if link is not None else 0.0)
         self.trace_steps: list | None = [] if cfg.metrics.chrome_trace else None
-        replica_cls: Any = Replica
+        replica_cls: type[Replica] = Replica
         extra: dict[str, Any] = {}
         self.itl_log: ItlLog | None = None
         if cfg.metrics.save_itls:  # per-token logging only when asked (replica/itls.py)
             self.itl_log = ItlLog(cfg.parallelism.replicas)
             replica_cls, extra = ItlReplica, {"itl_log": self.itl_log}
+        configs = [ReplicaConfig(index=i, limits=limits, order=sc.order,
+                                 swap_enabled=sc.preemption == Preemption.SWAP,
+                                 closed_form=closed_form, multi_phase=not wl.concurrency,
+                                 trace_limit=cfg.metrics.max_trace_steps)
+                   for i in range(cfg.parallelism.replicas)]
         self.replicas = [
-            replica_cls(i, self.loop, self.table, wl, setup.scheduler_cls(limits), limits,
-                        sc.order, KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
-                                          setup.host_blocks),
-                        self.pricer, self.hist, self._on_finish,
-                        swap=sc.preemption == Preemption.SWAP, trace_steps=self.trace_steps,
-                        trace_limit=cfg.metrics.max_trace_steps, closed_form=closed_form,
-                        multi_phase=not wl.concurrency, next_arrival=self._next_arrival,
-                        **extra)
-            for i in range(cfg.parallelism.replicas)
+            replica_cls(rc, setup.scheduler_cls(limits),
+                        KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
+                                setup.host_blocks),
+                        loop=self.loop, table=self.table, workload=wl, pricer=self.pricer,
+                        itl_hist=self.hist, on_finish=self._on_finish,
+                        next_arrival=self._next_arrival, trace_steps=self.trace_steps, **extra)
+            for rc in configs
         ]
         span = float(wl.arrival_s[-1]) if self.n else 0.0
         interval = cfg.metrics.sample_interval_s or max(span / 2000.0, 0.01)

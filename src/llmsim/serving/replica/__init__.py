@@ -9,9 +9,14 @@ tests compare with). Speed (DESIGN "Speed is a feature"): the step loop runs a f
 request, so the hot paths avoid per-step object churn and helper calls where that is cheap to do
 readably; the results are those of the plain formulation.
 
+Surfaces: a replica is built from a frozen :class:`ReplicaConfig` (its settings) and the run's
+shared objects; its scheduler and the router see it as a
+:class:`~llmsim.serving.schedulers.view.ReplicaView` (queues, aggregates, decision helpers).
+
 Modules, each importing only those above it (one class per concern; ``Replica`` combines
 them, so the hot path reads plain attributes of one object)::
 
+    settings    ReplicaConfig: the replica's fixed settings (frozen)
     segment     Segment, PhasedRun: what is in flight; cutting a run at an arrival
     blocks      KV blocks a decode run needs, from the block-boundary phase histogram
     state       ReplicaState: queues, decode aggregates, counters; views for schedulers
@@ -24,5 +29,6 @@ them, so the hot path reads plain attributes of one object)::
 """
 
 from llmsim.serving.replica.engine import PRIO_ARRIVAL, PRIO_KICK, PRIO_SAMPLE, PRIO_STEP, Replica
+from llmsim.serving.replica.settings import ReplicaConfig
 
-__all__ = ["PRIO_ARRIVAL", "PRIO_KICK", "PRIO_SAMPLE", "PRIO_STEP", "Replica"]
+__all__ = ["PRIO_ARRIVAL", "PRIO_KICK", "PRIO_SAMPLE", "PRIO_STEP", "Replica", "ReplicaConfig"]

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from collections.abc import Callable
 
+from llmsim.serving.events import EventLoop
 from llmsim.serving.kvcache import KVCache
 from llmsim.serving.metrics import LogHistogram
 from llmsim.serving.pricing import StepPricer
 from llmsim.serving.replica.segment import Segment
+from llmsim.serving.replica.settings import ReplicaConfig
 from llmsim.serving.request import RequestStatus, RequestTable
-from llmsim.serving.schedulers.base import Order, SchedulerLimits, make_queue
+from llmsim.serving.schedulers.base import Scheduler, make_queue
+from llmsim.workload.stream import Workload
 
 # request statuses as plain ints (cheaper to store in the status column than the enum members)
 WAITING = int(RequestStatus.WAITING)
@@ -36,44 +39,43 @@ FINISHED = int(RequestStatus.FINISHED)
 class ReplicaState:
     """The state of one replica (see the module docstring); no behaviour beyond views.
 
-    ``index``: the replica's number; ``loop``: the ``EventLoop``; ``table``: the shared
-    ``RequestTable``; ``workload``: for prefix-cache keys; ``scheduler`` and its ``limits``;
-    ``order``: of the waiting queue; ``kv``: this replica's ``KVCache``; ``pricer``: its
-    ``StepPricer``; ``itl_hist``: the shared ITL histogram; ``on_finish(rid, now)``: called
-    at every finish; ``swap``: preempt by swap while host space allows; ``trace_steps`` /
-    ``trace_limit``: chrome-trace rows; ``closed_form``: decode runs in closed form (else
-    every step priced one by one); ``multi_phase``: a run may cross finishes (off with
-    closed-loop clients); ``next_arrival()``: the time of the next arrival (a run's horizon).
+    ``config``: its fixed settings (:class:`~.settings.ReplicaConfig`, copied into plain
+    attributes); ``scheduler``: its policy; ``kv``: its ``KVCache``. Shared with the other
+    replicas of the run (keywords): ``loop``: the ``EventLoop``; ``table``: the
+    ``RequestTable``; ``workload``: for prefix-cache keys; ``pricer``: the ``StepPricer``;
+    ``itl_hist``: the ITL histogram; ``on_finish(rid, now)``: called at every finish;
+    ``next_arrival()``: the time of the next arrival (a run's horizon); ``trace_steps``: the
+    chrome-trace rows (None: no trace).
     """
 
-    def __init__(self, index: int, loop: Any, table: RequestTable, workload: Any,
-                 scheduler: Any, limits: SchedulerLimits, order: Order, kv: KVCache,
-                 pricer: StepPricer, itl_hist: LogHistogram, on_finish: Any,
-                 swap: bool = False, trace_steps: list | None = None,
-                 trace_limit: int = 200_000, closed_form: bool = True,
-                 multi_phase: bool = True, next_arrival: Any = None):
-        self.index = index
+    def __init__(self, config: ReplicaConfig, scheduler: Scheduler, kv: KVCache, *,
+                 loop: EventLoop, table: RequestTable, workload: Workload,
+                 pricer: StepPricer, itl_hist: LogHistogram,
+                 on_finish: Callable[[int, float], None],
+                 next_arrival: Callable[[], float] | None = None,
+                 trace_steps: list[tuple] | None = None):
+        self.config = config
+        self.index = config.index
         self.loop = loop
         self.table = table
         self.workload = workload
         self.scheduler = scheduler
-        self.limits = limits
         self.kv = kv
         self.bs = kv.block_size
         self.pricer = pricer
         self.hist = itl_hist
         self.on_finish = on_finish
-        self.swap_enabled = swap
+        self.swap_enabled = config.swap_enabled
         self.trace_steps = trace_steps
-        self.trace_limit = trace_limit
-        self.closed_form = closed_form
-        self.multi_phase = multi_phase and closed_form
+        self.trace_limit = config.trace_limit
+        self.closed_form = config.closed_form
+        self.multi_phase = config.multi_phase and config.closed_form
         self.next_arrival = next_arrival or (lambda: math.inf)
         self.prefix = kv.prefix_caching and workload.has_prefix_keys
         self.admits_mid_batch = scheduler.admits_mid_batch
         self.hold_finished = scheduler.hold_finished
-        self.waiting = make_queue(order, table)
-        self.order = order
+        self.order = config.order
+        self.waiting = make_queue(config.order, table)
         self.running: dict[int, None] = {}
         self.prefilling: dict[int, None] = {}
         self.swapped: deque[int] = deque()
