@@ -1,4 +1,5 @@
-"""Streaming metrics: an ITL histogram sketch, a fixed-grid time series, and the summary.
+"""Streaming metrics: an ITL histogram sketch, a fixed-grid time series, and the per-replica
+records the summary is made of.
 
 Definitions (vLLM ``benchmark_serving`` conventions; all in seconds):
 
@@ -14,12 +15,22 @@ Memory stays flat in the number of tokens: per-request values live in preallocat
 (400 bins per decade from 0.1 us to 10 000 s: percentiles within 0.3 %, mean and max exact) and
 a per-request maximum; the time series keeps at most ``max_points`` rows, doubling its interval
 when full.
+
+Per replica (:func:`replica_summary`, from each replica's :class:`ReplicaStats` at the end of a
+run): busy fraction = summed step time / (duration x replicas), capped at 1; prefix-cache hit
+rate = prompt tokens found cached / known tokens, both at first admission (recomputes after a
+preemption do not count); KV peak = the largest of the replicas' peak blocks in use / capacity
+(exact, not sampled); mean tokens per step = new tokens / steps; the summed work features
+(:func:`work_sums`) give FLOPs and bytes through ``pricing.WorkFit`` for MFU / MBU
+(``costmodel.utilization``). Every sum runs over the replicas in index order.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -198,3 +209,91 @@ class TimeSeries:
         df["prefill_tokens_per_s"] = df["prefill_tokens"].diff() / dt
         df["completed_per_s"] = df["completed"].diff() / dt
         return df
+
+
+class ReplicaSample(NamedTuple):
+    """One replica at a sampling time (``Replica.sample``): requests ``waiting``, ``running``
+    (static batching's finished padding excluded; finishes of the closed-form run in flight
+    still counted) and ``swapped`` out; ``finished_in_flight``: those finishes already past;
+    KV blocks in use and in all; output tokens so far (the run in flight's included); prompt
+    tokens computed and busy time, as of the last commit."""
+
+    waiting: int
+    running: int
+    swapped: int
+    finished_in_flight: int
+    kv_used_blocks: int
+    kv_total_blocks: int
+    output_tokens: int
+    prefill_tokens: int
+    busy_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStats:
+    """What one replica counted over a run (``Replica.stats()``).
+
+    ``busy_s``: summed step time; ``num_steps``: engine steps (a closed-form run counts each
+    of its steps), ``num_segments``: scheduled segments (a head step and / or a run);
+    ``output_tokens``, ``prefill_tokens`` (prompt and recompute tokens computed);
+    ``preemptions``, ``swapped_out_tokens``; ``prefix_hit_tokens`` / ``prefix_query_tokens``:
+    prompt tokens found in the prefix cache / known tokens, at first admissions; the summed
+    step features ``work_*`` (``pricing.WorkFit.features`` order, see :attr:`work`); KV
+    ``kv_total_blocks``, ``kv_peak_used_blocks`` (exact peak) and ``kv_evictions`` (cached
+    blocks evicted)."""
+
+    index: int
+    busy_s: float
+    num_steps: int
+    num_segments: int
+    output_tokens: int
+    prefill_tokens: int
+    preemptions: int
+    swapped_out_tokens: int
+    prefix_hit_tokens: int
+    prefix_query_tokens: int
+    work_steps: float
+    work_tokens: float
+    work_logits: float
+    work_prefill_pairs: float
+    work_prefill_ctx_tokens: float
+    work_decode_ctx_tokens: float
+    kv_total_blocks: int
+    kv_peak_used_blocks: int
+    kv_evictions: int
+
+    @property
+    def work(self) -> list[float]:
+        """Summed step features ``[steps, tokens, logits, prefill attention pairs, prefill
+        keys read, decode keys read]`` (the order of ``pricing.WorkFit.features``)."""
+        return [self.work_steps, self.work_tokens, self.work_logits, self.work_prefill_pairs,
+                self.work_prefill_ctx_tokens, self.work_decode_ctx_tokens]
+
+    @property
+    def kv_peak_used_frac(self) -> float:
+        """Peak KV blocks in use / capacity."""
+        total = self.kv_total_blocks
+        return self.kv_peak_used_blocks / total if total else 0.0
+
+
+def work_sums(stats: Sequence[ReplicaStats]) -> np.ndarray:
+    """The work features summed over the replicas (:attr:`ReplicaStats.work` order)."""
+    return np.sum([s.work for s in stats], axis=0) if stats else np.zeros(6)
+
+
+def replica_summary(stats: Sequence[ReplicaStats], duration_s: float) -> dict[str, Any]:
+    """The summary fields made of the replicas' records (formulas: the module docstring):
+    ``num_preemptions``, ``busy_frac``, ``prefix_cache_hit_rate``, ``kv_usage_peak_frac``,
+    ``mean_tokens_per_step``, ``num_steps``."""
+    busy = sum(s.busy_s for s in stats)
+    hits = sum(s.prefix_hit_tokens for s in stats)
+    queries = sum(s.prefix_query_tokens for s in stats)
+    feats = work_sums(stats)
+    return {
+        "num_preemptions": int(sum(s.preemptions for s in stats)),
+        "busy_frac": min(busy / (duration_s * max(len(stats), 1)), 1.0),
+        "prefix_cache_hit_rate": hits / queries if queries else 0.0,
+        "kv_usage_peak_frac": max((s.kv_peak_used_frac for s in stats), default=0.0),
+        "mean_tokens_per_step": float(feats[1] / feats[0]) if feats[0] else 0.0,
+        "num_steps": int(sum(s.num_steps for s in stats)),
+    }

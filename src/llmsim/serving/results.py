@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from llmsim.costmodel import utilization
 from llmsim.io import prepare_dir, write_json, write_table
-from llmsim.serving.metrics import LogHistogram, dist_stats
+from llmsim.serving.metrics import LogHistogram, dist_stats, replica_summary, work_sums
 from llmsim.serving.request import RejectReason, RequestStatus
+
+if TYPE_CHECKING:
+    from llmsim.serving.pricing import WorkFit
+    from llmsim.serving.simulator import Simulation
 
 LATENCY_KEYS = ("ttft_s", "tpot_s", "itl_s", "e2e_s", "queueing_delay_s")
 
@@ -74,7 +78,10 @@ class SimulationReport:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_simulation(cls, sim: Any, work: Any = None) -> SimulationReport:
+    def from_simulation(cls, sim: Simulation, work: WorkFit | None = None) -> SimulationReport:
+        """The report of a finished run, made of the request table, the replicas' records
+        (``Simulation.replica_stats``, summed by ``metrics.replica_summary``), the streamed
+        ITL histogram and time series; ``work`` (the FLOPs / bytes fit) gives MFU / MBU."""
         setup, cfg, t = sim.setup, sim.setup.cfg, sim.table
         col = t.column
         status = col("status")
@@ -116,20 +123,15 @@ class SimulationReport:
             good &= ttft <= slo.ttft_s
         if slo.tpot_s is not None:
             good &= (out <= 1) | (tpot <= slo.tpot_s)
-        reps = sim.replicas
-        busy = sum(r.busy_s for r in reps)
-        hits = sum(r.hit_tokens for r in reps)
-        queries = sum(r.query_tokens for r in reps)
-        steps = sum(r.num_steps for r in reps)
-        feats = np.sum([r.work for r in reps], axis=0) if reps else np.zeros(6)
+        stats = sim.replica_stats()  # the replicas' records: never their internals
+        per_replica = replica_summary(stats, duration)
         mfu = mbu = math.nan
         dep = setup.deployment
         if work is not None and dep is not None:
-            flops, nbytes = work.totals(feats)
-            mfu = utilization.mfu(flops, duration, dep, replicas=len(reps))
-            mbu = utilization.mbu(nbytes, duration, dep, replicas=len(reps))
+            flops, nbytes = work.totals(work_sums(stats))
+            mfu = utilization.mfu(flops, duration, dep, replicas=len(stats))
+            mbu = utilization.mbu(nbytes, duration, dep, replicas=len(stats))
         ts = sim.ts.frame()
-        kv_peak = max((r.kv.peak_used / r.kv.total for r in reps), default=0.0)
         rr = col("reject_reason")
         reasons = {RejectReason(v).name.lower(): int((rr == v).sum()) for v in (1, 2, 3)}
         describe = setup.step_model.describe()
@@ -149,7 +151,7 @@ class SimulationReport:
             "workload": setup.workload.info,
             "num_requests": int(t.n), "num_completed": n_done,
             "num_rejected": int(rejected.sum()), "rejected_by_reason": reasons,
-            "num_preemptions": int(sum(r.preemptions for r in reps)),
+            "num_preemptions": per_replica["num_preemptions"],
             "duration_s": duration,
             "requests_per_s": n_done / duration,
             "input_tokens_per_s": in_tok / duration,
@@ -165,13 +167,13 @@ class SimulationReport:
             "itl_s": sim.hist.stats(),
             "e2e_s": dist_stats(e2e[done]),
             "queueing_delay_s": dist_stats(queue[done]),
-            "busy_frac": min(busy / (duration * max(len(reps), 1)), 1.0),
+            "busy_frac": per_replica["busy_frac"],
             "mfu": mfu, "mbu": mbu,
-            "prefix_cache_hit_rate": hits / queries if queries else 0.0,
+            "prefix_cache_hit_rate": per_replica["prefix_cache_hit_rate"],
             "kv_usage_mean_frac": float(ts["kv_usage_frac"].mean()) if len(ts) else 0.0,
-            "kv_usage_peak_frac": kv_peak,
-            "mean_tokens_per_step": float(feats[1] / feats[0]) if feats[0] else 0.0,
-            "num_steps": int(steps),
+            "kv_usage_peak_frac": per_replica["kv_usage_peak_frac"],
+            "mean_tokens_per_step": per_replica["mean_tokens_per_step"],
+            "num_steps": per_replica["num_steps"],
             "sim_wall_s": sim.wall_s,
             "sim_requests_per_wall_s": t.n / sim.wall_s if sim.wall_s > 0 else math.nan,
             "sim_events": sim.loop.num_events,

@@ -33,7 +33,7 @@ from llmsim.serving.config import (
 )
 from llmsim.serving.events import EventLoop
 from llmsim.serving.kvcache import KVCache
-from llmsim.serving.metrics import LogHistogram, TimeSeries
+from llmsim.serving.metrics import LogHistogram, ReplicaStats, TimeSeries
 from llmsim.serving.pricing import StepPricer, WorkFit
 from llmsim.serving.replica import PRIO_ARRIVAL, PRIO_SAMPLE, Replica, ReplicaConfig
 from llmsim.serving.replica.itls import ItlLog, ItlReplica
@@ -150,7 +150,7 @@ class Simulation:
 
     Builds one :class:`~llmsim.serving.replica.ReplicaConfig` and one scheduler and KV cache
     per replica; the replicas share the event loop, the request table, the step pricer and the
-    ITL histogram."""
+    ITL histogram. After :meth:`run`, :meth:`replica_stats` gives their records."""
 
     def __init__(self, setup: ServingSetup, progress: ProgressFn | None = None,
                  closed_form: bool = True):
@@ -272,21 +272,25 @@ class Simulation:
             self.progress(self.done, self.n)
 
     def _on_sample(self, now: float, _payload: Any) -> None:
-        reps = self.replicas
-        waiting = sum(len(r.waiting) for r in reps)
-        pending = sum(r.finished_in_flight(now) for r in reps)
-        running = sum(len(r.running) - len(r.zombies) for r in reps) - pending
-        swapped = sum(len(r.swapped) for r in reps)
-        kv = sum(r.kv.used for r in reps) / sum(r.kv.total for r in reps)
+        samples = [r.sample(now) for r in self.replicas]
+        waiting = sum(s.waiting for s in samples)
+        pending = sum(s.finished_in_flight for s in samples)
+        running = sum(s.running for s in samples) - pending
+        swapped = sum(s.swapped for s in samples)
+        kv = sum(s.kv_used_blocks for s in samples) / sum(s.kv_total_blocks for s in samples)
         if kv > self.max_kv_used_frac:
             self.max_kv_used_frac = kv
-        out = sum(r.output_tokens + r.progress_tokens(now) for r in reps)
+        out = sum(s.output_tokens for s in samples)
         self.ts.append(now, (
             waiting, running, swapped, self.arrived - self.done - pending, kv,
             self.completed + pending, out,
-            sum(r.prefill_tokens for r in reps), sum(r.busy_s for r in reps)))
+            sum(s.prefill_tokens for s in samples), sum(s.busy_s for s in samples)))
         if self.done < self.n:
             self.loop.schedule(max(self.ts.next_time(), now), PRIO_SAMPLE, self._on_sample)
+
+    def replica_stats(self) -> list[ReplicaStats]:
+        """Every replica's record (index order): what the report is made of."""
+        return [r.stats() for r in self.replicas]
 
     # ------------------------------------------------------------------ run
     def run(self) -> None:

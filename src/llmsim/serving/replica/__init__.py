@@ -11,7 +11,10 @@ readably; the results are those of the plain formulation.
 
 Surfaces: a replica is built from a frozen :class:`ReplicaConfig` (its settings) and the run's
 shared objects; its scheduler and the router see it as a
-:class:`~llmsim.serving.schedulers.view.ReplicaView` (queues, aggregates, decision helpers).
+:class:`~llmsim.serving.schedulers.view.ReplicaView` (queues, aggregates, decision helpers);
+the sampler reads ``sample(now)``; at the end it hands over a ``ReplicaStats`` record
+(``stats()``), which ``metrics.replica_summary`` turns into the summary fields. Outside its
+own package only the consistency tests read its internals.
 
 Modules, each importing only those above it (one class per concern; ``Replica`` combines
 them, so the hot path reads plain attributes of one object)::
@@ -19,7 +22,8 @@ them, so the hot path reads plain attributes of one object)::
     settings    ReplicaConfig: the replica's fixed settings (frozen)
     segment     Segment, PhasedRun: what is in flight; cutting a run at an arrival
     blocks      KV blocks a decode run needs, from the block-boundary phase histogram
-    state       ReplicaState: queues, decode aggregates, counters; views for schedulers
+    state       ReplicaState: queues, decode aggregates, counters; views for schedulers;
+                the counters as a ``ReplicaStats`` record (``stats()``)
     decodeset   DecodeSet: lazy join / leave of the decoding set, decode-step reservation
     admission   Admission: admit, extend, swap in, preempt; per-request KV blocks
     planner     RunPlanner: price the head step, plan the closed-form decode run

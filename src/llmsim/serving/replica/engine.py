@@ -6,13 +6,14 @@ is committed (:mod:`.commit`) and the next one starts. An arrival that may join 
 *interrupts* the segment in flight at the end of the step in progress (``interrupt``), exactly
 as a step-by-step simulation would let it in (``closed_form=False`` runs that reference).
 The router and the sampler read the segment in flight without committing it
-(``outstanding``, ``kv_used_blocks``, ``finished_in_flight``, ``progress_tokens``).
+(``outstanding``, ``kv_used_blocks``, ``sample``); the report reads ``stats()`` at the end.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from llmsim.serving.metrics import ReplicaSample
 from llmsim.serving.replica.commit import Commit
 from llmsim.serving.replica.planner import RunPlanner
 from llmsim.serving.replica.segment import Segment
@@ -138,6 +139,14 @@ class Replica(Commit, RunPlanner):
         """KV blocks in use as of the last commit (the run in flight takes its blocks when it
         is committed)."""
         return self.kv.used
+
+    def sample(self, now_s: float) -> ReplicaSample:
+        """This replica at ``now_s`` for the time series (see ``metrics.ReplicaSample``)."""
+        kv = self.kv
+        return ReplicaSample(len(self.waiting), len(self.running) - len(self.zombies),
+                             len(self.swapped), self.finished_in_flight(now_s), kv.used,
+                             kv.total, self.output_tokens + self.progress_tokens(now_s),
+                             self.prefill_tokens, self.busy_s)
 
     def finished_in_flight(self, time_s: float) -> int:
         """Requests of the run in flight that finished by ``time_s`` (not yet committed)."""

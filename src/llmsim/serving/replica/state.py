@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from llmsim.serving.events import EventLoop
 from llmsim.serving.kvcache import KVCache
-from llmsim.serving.metrics import LogHistogram
+from llmsim.serving.metrics import LogHistogram, ReplicaStats
 from llmsim.serving.pricing import StepPricer
 from llmsim.serving.replica.segment import Segment
 from llmsim.serving.replica.settings import ReplicaConfig
@@ -117,13 +117,6 @@ class ReplicaState:
     def num_running(self) -> int:
         return len(self.running)
 
-    @property
-    def work(self) -> list[float]:
-        """Summed step features ``[steps, tokens, logits, prefill pairs, prefill keys, decode
-        keys]`` (see ``pricing.WorkFit``)."""
-        return [self.w_steps, self.w_tokens, self.w_logits, self.w_pairs, self.w_pctx,
-                self.w_dctx]
-
     def arrival_s(self, rid: int) -> float:
         return self.table.arrival_s[rid]
 
@@ -139,3 +132,19 @@ class ReplicaState:
         t = self.table
         p, o = t.input_tokens[rid], t.output_tokens[rid]
         return -(-(p + o - 1) // self.bs) - (-(-p // self.bs))
+
+    # ------------------------------------------------------------------ the run's record
+    def stats(self) -> ReplicaStats:
+        """What this replica counted so far, as a frozen record (the report reads these, never
+        the counters themselves; they stay plain attributes for the hot path)."""
+        kv = self.kv
+        return ReplicaStats(
+            index=self.index, busy_s=self.busy_s, num_steps=self.num_steps,
+            num_segments=self.num_segments, output_tokens=self.output_tokens,
+            prefill_tokens=self.prefill_tokens, preemptions=self.preemptions,
+            swapped_out_tokens=self.swapped_out_tokens, prefix_hit_tokens=self.hit_tokens,
+            prefix_query_tokens=self.query_tokens, work_steps=self.w_steps,
+            work_tokens=self.w_tokens, work_logits=self.w_logits,
+            work_prefill_pairs=self.w_pairs, work_prefill_ctx_tokens=self.w_pctx,
+            work_decode_ctx_tokens=self.w_dctx, kv_total_blocks=kv.total,
+            kv_peak_used_blocks=kv.peak_used, kv_evictions=kv.evictions)
