@@ -1,5 +1,7 @@
 """A replica's state: its queues, the running aggregates of its decoding set, the in-flight
-segment and its counters -- and the cheap per-request views the schedulers read.
+segment and its counters; the cheap per-request views the schedulers read (part of the
+``ReplicaView`` of :mod:`llmsim.serving.schedulers.view`); ``stats()``: the counters as a
+frozen ``metrics.ReplicaStats`` record.
 
 Everything the step loop needs per step is a plain attribute of the replica (one object, no
 indirection on the hot path); the per-request state lives in the shared ``RequestTable``
