@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from llmsim.serving.decoderuns import DecodeCurve, LinearRun, PiecewiseRun
-from llmsim.serving.replica.blocks import block_crossings, steps_that_fit
+from llmsim.serving.replica.kvblocks import block_crossings, steps_that_fit
 from llmsim.serving.schedulers.base import FCFSQueue, PriorityQueue
 
 

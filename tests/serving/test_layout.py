@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from importlib import resources
 
-LAYERS = ["settings", "segment", "blocks", "state", "decodeset", "admission", "planner", "commit",
+LAYERS = ["settings", "segment", "kvblocks", "state", "decodeset", "admission", "planner", "commit",
           "engine", "itls"]
 PKG = "llmsim.serving.replica"
 

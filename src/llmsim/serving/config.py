@@ -169,7 +169,7 @@ def _check_ignored_knobs(cfg: SimulationConfig) -> None:
     if sc.batch_window_s is not None:
         from llmsim.serving.schedulers import SCHEDULERS
 
-        if not getattr(SCHEDULERS.get(sc.name), "uses_batch_window", False):
+        if not SCHEDULERS.get(sc.name).uses_batch_window:
             raise ConfigError(f"--batch-window (scheduler.batch_window_s) applies to the "
                               f"dynamic scheduler only, not {sc.name}; drop it or use "
                               "--scheduler dynamic")

@@ -21,7 +21,7 @@ them, so the hot path reads plain attributes of one object)::
 
     settings    ReplicaConfig: the replica's fixed settings (frozen)
     segment     Segment, PhasedRun: what is in flight; cutting a run at an arrival
-    blocks      KV blocks a decode run needs, from the block-boundary phase histogram
+    kvblocks    KV blocks a decode run needs, from the block-boundary phase histogram
     state       ReplicaState: queues, decode aggregates, counters; views for schedulers;
                 the counters as a ``ReplicaStats`` record (``stats()``)
     decodeset   DecodeSet: lazy join / leave of the decoding set, decode-step reservation

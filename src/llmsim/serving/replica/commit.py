@@ -16,7 +16,7 @@ from heapq import heappop
 from typing import Any
 
 from llmsim.serving.replica.admission import Admission
-from llmsim.serving.replica.blocks import block_crossings
+from llmsim.serving.replica.kvblocks import block_crossings
 from llmsim.serving.replica.segment import Segment
 from llmsim.serving.replica.state import FINISHED
 

@@ -22,7 +22,7 @@ from heapq import heappop
 from typing import Any
 
 from llmsim.costmodel.shapes import BatchShape
-from llmsim.serving.replica.blocks import block_crossings, steps_that_fit
+from llmsim.serving.replica.kvblocks import block_crossings, steps_that_fit
 from llmsim.serving.replica.segment import PhasedRun, Segment
 from llmsim.serving.replica.state import ReplicaState
 from llmsim.serving.schedulers.base import StepPlan
