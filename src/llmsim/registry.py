@@ -42,13 +42,17 @@ class Registry(Generic[T]):
 
         return deco
 
-    def get(self, name: str) -> T:
-        """The factory registered under ``name`` (case-insensitive)."""
-        key = name.lower()
+    def canonical(self, name: str) -> str:
+        """The canonical name of ``name`` or of the alias it is (case-insensitive)."""
+        key = str(name).lower()
         key = self._aliases.get(key, key)
         if key not in self._items:
             raise UnknownNameError(self.kind, name, list(self._items) + list(self._aliases))
-        return self._items[key]
+        return key
+
+    def get(self, name: str) -> T:
+        """The factory registered under ``name`` (case-insensitive)."""
+        return self._items[self.canonical(name)]
 
     def names(self) -> list[str]:
         """Canonical names, sorted."""

@@ -3,6 +3,9 @@ formats, with the calibration profile that turns datasheet peaks into achieved r
 
 Every consumer (``estimate``, ``simulate``, the offload solvers, search) builds one of these and
 hands it to :func:`llmsim.costmodel.build_step_model`; nothing else resolves names into specs.
+``estimator`` names the step-time estimator that prices it (``costmodel/estimators``:
+``analytic``, ``calibrated`` (default), ``table``, ``learned``); ``estimator_model`` is that
+estimator's data (a measured-kernel table for ``table``, a trained model file for ``learned``).
 :meth:`Deployment.resolve` takes the names a user types (catalog aliases, HF ids, a
 ``config.json`` path, a cluster preset) and the plan and formats, with the rules of the catalog
 (``get_cluster``: the part's own scale-up fabric inside a node) and of :meth:`Precision.resolve`
@@ -28,6 +31,8 @@ class Deployment:
     ``efficiency`` (GenZ's ``system_eff``): a flat fraction of every datasheet peak that
     replaces the profile (``None``: the profile's fitted curves). ``cluster`` must hold the
     plan's GPUs (``tp x pp x dp``); the plan must split the model (``ParallelSpec.validate_for``).
+    ``estimator``: a name in :data:`llmsim.costmodel.estimators.ESTIMATORS` (checked here);
+    ``estimator_model``: the estimator's table or model file (see each estimator).
     """
 
     model: ModelSpec
@@ -36,8 +41,14 @@ class Deployment:
     precision: Precision = None  # type: ignore[assignment]  # None: the checkpoint's, as engines
     profile: Profile = None  # type: ignore[assignment]  # None: the shipped fitted profile
     efficiency: float | None = None
+    estimator: str = "calibrated"
+    estimator_model: str | None = None
 
     def __post_init__(self) -> None:
+        from llmsim.costmodel.estimators import ESTIMATORS  # registers the estimators
+
+        # unknown name: UnknownNameError with a did-you-mean; aliases become the canonical name
+        object.__setattr__(self, "estimator", ESTIMATORS.canonical(self.estimator))
         if self.precision is None:
             object.__setattr__(self, "precision", Precision.resolve(
                 self.model.weight_dtype, supported=self.cluster.hardware.supported_dtypes))
@@ -60,8 +71,16 @@ class Deployment:
                 dtype: str | None = None, weight_dtype: str | None = None,
                 act_dtype: str | None = None, kv_dtype: str | None = None,
                 profile: Profile | str | None = None,
-                efficiency: float | None = None) -> Deployment:
-        """A deployment from names: the cluster is sized ``num_gpus`` (default: the plan's)."""
+                efficiency: float | None = None, estimator: str = "calibrated",
+                estimator_model: str | None = None) -> Deployment:
+        """A deployment from names: the cluster is sized ``num_gpus`` (default: the plan's).
+        ``estimator="analytic"`` is the datasheet roofline and takes no ``profile``."""
+        from llmsim.costmodel.estimators import ESTIMATORS
+
+        name = ESTIMATORS.canonical(estimator)
+        if name == "analytic" and profile is not None:
+            raise ConfigError("estimator analytic is the uncalibrated datasheet roofline and "
+                              "takes no profile; drop --profile or use --estimator calibrated")
         spec = get_model(model)
         plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
         cl = cluster if isinstance(cluster, Cluster) else get_cluster(
@@ -69,7 +88,7 @@ class Deployment:
         precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype,
                                       kv_dtype, supported=cl.hardware.supported_dtypes)
         prof = profile if isinstance(profile, Profile) else Profile.load(profile)
-        return cls(spec, cl, plan, precision, prof, efficiency)
+        return cls(spec, cl, plan, precision, prof, efficiency, name, estimator_model)
 
     @property
     def hardware(self) -> HardwareSpec:
@@ -85,4 +104,5 @@ class Deployment:
         return {"model": self.model.name, "hardware": self.hardware.name,
                 "cluster": self.cluster.name, "tp": p.tp, "pp": p.pp, "ep": p.ep, "dp": p.dp,
                 "precision": self.precision.describe(),
-                "profile": self.hardware_profile.describe()}
+                "profile": self.hardware_profile.describe(), "estimator": self.estimator,
+                **({"estimator_model": self.estimator_model} if self.estimator_model else {})}

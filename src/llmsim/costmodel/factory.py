@@ -1,15 +1,18 @@
 """The one factory of the seam: a :class:`Deployment` in, its :class:`StepTimeModel` out.
 
 Every front end (``estimate``, ``simulate``, the offload solvers, calibration checks) prices
-through the model this returns; none constructs an estimator itself.
+through the model this returns; none constructs an estimator itself. The estimator is
+``deployment.estimator`` (``costmodel/estimators``: ``calibrated`` by default, ``analytic``,
+``table``, ``learned``), looked up in :data:`~llmsim.costmodel.estimators.ESTIMATORS`.
 """
 
 from __future__ import annotations
 
 from llmsim.costmodel.deployment import Deployment
-from llmsim.costmodel.step import AnalyticStepTimeModel, StepTimeModel
+from llmsim.costmodel.estimators import ESTIMATORS
+from llmsim.costmodel.step import StepTimeModel
 
 
 def build_step_model(deployment: Deployment) -> StepTimeModel:
-    """The step-time model of ``deployment`` (the calibrated analytic roofline)."""
-    return AnalyticStepTimeModel(deployment)
+    """The step-time model of ``deployment`` under its estimator."""
+    return ESTIMATORS.get(deployment.estimator)(deployment)

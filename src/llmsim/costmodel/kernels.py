@@ -74,15 +74,15 @@ def work_time(work: KernelWork, hw: HardwareSpec, eff: ResolvedKernel):
 
 
 def _op(name: str, kind: OpKind, work: KernelWork, hw: HardwareSpec, eff: ResolvedKernel,
-        shape: dict[str, float]) -> OpCost:
+        shape: dict[str, float], case: tuple[tuple[str, object], ...] = ()) -> OpCost:
     flops, nbytes = float(work.flops), float(work.bytes)
     if flops <= 0 and nbytes <= 0:
         return OpCost(name, kind, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, Bound.OVERHEAD,
-                      shape=shape)
+                      shape=shape, case=case)
     t, c, mem, o = work_time(work, hw, eff)
     return OpCost(name, kind, flops, float(work.bytes_read), float(work.bytes_written),
                   float(c), float(mem), 0.0, float(o), float(t),
-                  kernel_bound(float(c), float(mem), float(o)), shape=shape)
+                  kernel_bound(float(c), float(mem), float(o)), shape=shape, case=case)
 
 
 def gemm_work(m, n, k, hw: HardwareSpec, weight: DType = DType.BF16,
@@ -105,7 +105,9 @@ def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
     ``copies`` batches identical GEMMs (e.g. per-head bmm) into one op.
     """
     work = gemm_work(m, n, k, hw, weight, activation, copies)
-    return _op(name, OpKind.GEMM, work, hw, prof.kernel("gemm"), {"m": m, "n": n, "k": k})
+    case = (("m", m), ("n", n), ("k", k), ("dtype", weight.value),
+            ("act_dtype", activation.value)) if copies == 1 else ()
+    return _op(name, OpKind.GEMM, work, hw, prof.kernel("gemm"), {"m": m, "n": n, "k": k}, case)
 
 
 def expected_experts_touched(num_experts: float, top_k: float, num_tokens: float):
@@ -150,10 +152,15 @@ def moe_experts(num_tokens: float, hidden_size: int, intermediate_size: int, num
     """
     work, touched = moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw,
                              ep, moe_tp, weight, activation, gated)
+    # the case folds moe_tp into the expert width (one rank's experts), as measured tables do
+    case = (("num_tokens", num_tokens), ("hidden_size", hidden_size),
+            ("intermediate_size", intermediate_size / moe_tp), ("num_experts", num_experts),
+            ("top_k", top_k), ("ep", ep), ("dtype", weight.value),
+            ("act_dtype", activation.value)) if gated else ()
     return _op(name, OpKind.MOE, work, hw, prof.kernel("moe"),
                {"num_tokens": num_tokens, "local_experts": num_experts / ep,
                 "touched": float(touched),
-                "tokens_per_expert": num_tokens * top_k / ep / max(float(touched), 1e-9)})
+                "tokens_per_expert": num_tokens * top_k / ep / max(float(touched), 1e-9)}, case)
 
 
 def attention_prefill_work(num_seqs, new_tokens, attn_pairs, ctx_tokens, num_heads,
@@ -239,7 +246,8 @@ def elementwise(name: str, bytes_read: float, bytes_written: float, hw: Hardware
     """A memory-bound pointwise / reduction kernel (norm, activation, RoPE, residual add)."""
     work = elementwise_work(bytes_read, bytes_written, hw, flops)
     return _op(name, kind, work, hw, prof.kernel("elementwise"),
-               {"bytes": bytes_read + bytes_written})
+               {"bytes": bytes_read + bytes_written},
+               (("bytes_read", bytes_read), ("bytes_written", bytes_written)))
 
 
 def _attn_dtype(activation: DType, hw: HardwareSpec) -> DType:

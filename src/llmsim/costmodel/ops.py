@@ -120,6 +120,10 @@ class OpCost:
     ``time_s = overhead_s + max(compute_s, memory_s)`` for kernels, and
     ``time_s = overhead_s + comm_s`` for collectives (roofline with a fixed cost).
     ``count`` repeats the op (e.g. two all-reduces per layer); totals are per single op.
+    ``source`` says which estimator priced it (empty: the analytic roofline of the profile;
+    ``table``, ``table-extrapolated``, ``learned``, ``calibrated`` (fallback) under the table and
+    learned estimators). ``case``: the op-case columns (``opcases``) that reproduce the op's work
+    with ``opcases.kernel_work`` (kernels only; not serialised).
     """
 
     name: str
@@ -136,6 +140,8 @@ class OpCost:
     comm_bytes: float = 0.0
     count: int = 1
     shape: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+    case: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def bytes(self) -> float:
@@ -145,7 +151,16 @@ class OpCost:
         """The same op repeated ``count`` times (fields stay per-op; ``count`` multiplies)."""
         return OpCost(self.name, self.kind, self.flops, self.bytes_read, self.bytes_written,
                       self.compute_s, self.memory_s, self.comm_s, self.overhead_s, self.time_s,
-                      self.bound, self.comm_bytes, self.count * count, self.shape)
+                      self.bound, self.comm_bytes, self.count * count, self.shape,
+                      self.source, self.case)
+
+    def repriced(self, time_s: float, compute_s: float, memory_s: float, overhead_s: float,
+                 source: str) -> OpCost:
+        """The same op (work, count, shape) with another estimator's time and its source tag."""
+        bound = kernel_bound(compute_s, memory_s, overhead_s)
+        return OpCost(self.name, self.kind, self.flops, self.bytes_read, self.bytes_written,
+                      compute_s, memory_s, self.comm_s, overhead_s, time_s, bound,
+                      self.comm_bytes, self.count, self.shape, source, self.case)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -155,6 +170,7 @@ class OpCost:
             "comm_bytes": self.comm_bytes, "compute_s": self.compute_s,
             "memory_s": self.memory_s, "comm_s": self.comm_s, "overhead_s": self.overhead_s,
             "bound": self.bound.value, **{f"shape_{k}": v for k, v in self.shape.items()},
+            **({"source": self.source} if self.source else {}),
         }
 
 

@@ -251,8 +251,7 @@ class AnalyticStepTimeModel:
                     continue
                 pricer = pricers.get(consts)
                 if pricer is None:
-                    pricer = pricers[consts] = _AttentionPricer(consts, cluster.hardware, prof,
-                                                                precision.activation)
+                    pricer = pricers[consts] = self._attention_pricer(consts)
                 groups[pricer] = groups.get(pricer, 0) + count
             self._stage_attn.append(list(groups.items()))
         # validate dtype support once, early, with a clear message
@@ -263,6 +262,30 @@ class AnalyticStepTimeModel:
     def num_stages(self) -> int:
         return self.plan.pp
 
+    # ------------------------------------------------------------------ estimator hooks
+    # Another estimator (``costmodel/estimators``) subclasses this model and re-prices ops
+    # through these three hooks; here they are the calibrated roofline as built.
+    def _attention_pricer(self, consts: tuple) -> _AttentionPricer:
+        """The attention-kernel pricer of one attention block's constants (``self._attn``)."""
+        return _AttentionPricer(consts, self.cluster.hardware, self.profile,
+                                self.precision.activation)
+
+    def _priced(self, ops: list[OpCost], shape: BatchShape, attention: bool = True,
+                template: int | None = None) -> list[OpCost]:
+        """The ops of one layer (of layer template ``template``; None: embedding / LM head) as
+        this estimator prices them (``attention``: also re-price the attention kernels; the
+        memoised dense path leaves them out)."""
+        return ops
+
+    def _decode_attention_times(self, idx: int, num_seqs: int, ctx: np.ndarray) -> np.ndarray:
+        """Attention-kernel time of template ``idx``'s attention in decode steps of
+        ``num_seqs`` sequences at each context ``ctx`` (vectorised)."""
+        attn, heads, kv_bpt, _, (qk_d, v_d) = self._attn[idx]
+        c = np.minimum(ctx, attn.sliding_window) if attn.sliding_window else ctx
+        return kernels.attention_decode_time(num_seqs, num_seqs * c, heads, kv_bpt, qk_d, v_d,
+                                             self.cluster.hardware, self.profile,
+                                             self.precision.activation)[0]
+
     # ------------------------------------------------------------------ full breakdown
     def price(self, shape: BatchShape) -> StepCost:
         layers: list[LayerRecord] = []
@@ -271,15 +294,15 @@ class AnalyticStepTimeModel:
         for s, counts in enumerate(self._stages):
             stage_layers: list[LayerRecord] = []
             if s == 0:
-                stage_layers.append(LayerRecord("embedding", "embedding", s, 1,
-                                                tuple(embedding_ops(shape, self.layout))))
+                stage_layers.append(LayerRecord("embedding", "embedding", s, 1, tuple(
+                    self._priced(embedding_ops(shape, self.layout), shape))))
             for idx, count in counts:
                 template = self.model.layers[idx]
-                stage_layers.append(LayerRecord(template.name, "decoder", s, count,
-                                                tuple(template_ops(idx, shape, self.layout))))
+                stage_layers.append(LayerRecord(template.name, "decoder", s, count, tuple(
+                    self._priced(template_ops(idx, shape, self.layout), shape, True, idx))))
             if s == last:
-                stage_layers.append(LayerRecord("lm_head", "lm_head", s, 1,
-                                                tuple(lm_head_ops(shape, self.layout))))
+                stage_layers.append(LayerRecord("lm_head", "lm_head", s, 1, tuple(
+                    self._priced(lm_head_ops(shape, self.layout), shape))))
             stage_times.append(sum(r.time_s * r.repeat for r in stage_layers))
             layers += stage_layers
             if s < last:
@@ -303,13 +326,13 @@ class AnalyticStepTimeModel:
         for s, counts in enumerate(self._stages):
             total = 0.0
             if s == 0:
-                total += _time(embedding_ops(probe, self.layout))
+                total += _time(self._priced(embedding_ops(probe, self.layout), probe, False))
             for idx, count in counts:
-                ops = template_ops(idx, probe, self.layout)
+                ops = self._priced(template_ops(idx, probe, self.layout), probe, False, idx)
                 total += count * sum(o.time_s * o.count for o in ops
                                      if o.kind not in _ATTENTION_KINDS)
             if s == last:  # the final norm (no sampled rows: the LM head is priced apart)
-                total += _time(lm_head_ops(probe, self.layout))
+                total += _time(self._priced(lm_head_ops(probe, self.layout), probe, False))
             out.append(total)
         result = tuple(out)
         if len(self._dense_cache) < 200_000:
@@ -320,7 +343,8 @@ class AnalyticStepTimeModel:
         """LM head GEMM, logits gather and sampling of ``num_logits`` rows, memoised."""
         hit = self._lm_cache.get(num_logits)
         if hit is None:
-            hit = _time(lm_head_ops(BatchShape(logits_seqs=num_logits), self.layout))
+            shape = BatchShape(logits_seqs=num_logits)
+            hit = _time(self._priced(lm_head_ops(shape, self.layout), shape, False))
             self._lm_cache[num_logits] = hit
         return hit
 
@@ -368,17 +392,12 @@ class AnalyticStepTimeModel:
         ctx = np.asarray(context_per_seq, dtype=float)
         dense = self._dense(num_seqs)
         out = np.empty((self.plan.pp, ctx.size))
-        hw, prof, act = self.cluster.hardware, self.profile, self.precision.activation
         for s, counts in enumerate(self._stages):
             total = np.full(ctx.size, dense[s])
             for idx, count in counts:
-                consts = self._attn[idx]
-                if consts is None:
+                if self._attn[idx] is None:
                     continue
-                attn, heads, kv_bpt, _, (qk_d, v_d) = consts
-                c = np.minimum(ctx, attn.sliding_window) if attn.sliding_window else ctx
-                total = total + count * kernels.attention_decode_time(
-                    num_seqs, num_seqs * c, heads, kv_bpt, qk_d, v_d, hw, prof, act)[0]
+                total = total + count * self._decode_attention_times(idx, num_seqs, ctx)
             out[s] = total
         out[-1] += self._lm_head(num_seqs)
         return out
@@ -440,21 +459,34 @@ class _AttentionPricer:
         assert abs(p.bytes - 5 * (self.r_new + self.w_new) - 11 * self.r_ctx) <= 1e-9 * p.bytes
         assert abs(d.bytes - 11 * self.b_key - 3 * self.b_seq) <= 1e-9 * d.bytes
 
+    def prefill_work(self, shape: BatchShape) -> tuple[float, float, float, float, float]:
+        """``(flops, bytes, sequences, new tokens, keys read)`` of the prefill chunks."""
+        pairs, ctx = _windowed_prefill(self.attn, shape)
+        new = shape.prefill_tokens
+        return (self.f_pair * pairs, (self.r_new + self.w_new) * new + self.r_ctx * ctx,
+                shape.prefill_seqs or 1e-9, new, ctx)
+
+    def decode_work(self, shape: BatchShape) -> tuple[float, float, int, float]:
+        """``(flops, bytes, sequences, keys)`` of the decode sequences."""
+        seqs = shape.decode_seqs
+        keys = shape.decode_ctx_tokens if not self.window else windowed_decode(self.attn, shape)
+        return self.f_key * keys, self.b_key * keys + self.b_seq * seqs, seqs, keys
+
+    def prefill_time(self, shape: BatchShape) -> float:
+        flops, nbytes, seqs, new, ctx = self.prefill_work(shape)
+        return kernels.kernel_time(flops, nbytes, self.peak_p, self.hw_bw, self.eff_p,
+                                   new / seqs, ctx / seqs, self.k_p)[0]
+
+    def decode_time(self, shape: BatchShape) -> float:
+        flops, nbytes, seqs, keys = self.decode_work(shape)
+        return kernels.kernel_time(flops, nbytes, self.peak_d, self.hw_bw, self.eff_d,
+                                   float(seqs) * self.rows_per_seq, keys / seqs, self.k_d)[0]
+
     def time(self, shape: BatchShape) -> float:
         t = 0.0
         if shape.prefill_tokens:
-            pairs, ctx = _windowed_prefill(self.attn, shape)
-            seqs = shape.prefill_seqs or 1e-9
-            new = shape.prefill_tokens
-            t += kernels.kernel_time(self.f_pair * pairs, (self.r_new + self.w_new) * new
-                                     + self.r_ctx * ctx, self.peak_p, self.hw_bw, self.eff_p,
-                                     new / seqs, ctx / seqs, self.k_p)[0]
-        seqs = shape.decode_seqs
-        if seqs:
-            keys = (shape.decode_ctx_tokens if not self.window
-                    else windowed_decode(self.attn, shape))
-            t += kernels.kernel_time(self.f_key * keys, self.b_key * keys + self.b_seq * seqs,
-                                     self.peak_d, self.hw_bw, self.eff_d,
-                                     float(seqs) * self.rows_per_seq, keys / seqs, self.k_d)[0]
+            t += self.prefill_time(shape)
+        if shape.decode_seqs:
+            t += self.decode_time(shape)
         return t
 

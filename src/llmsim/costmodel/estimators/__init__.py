@@ -1,0 +1,19 @@
+"""Step-time estimators behind the one seam (``StepTimeModel``), registered by name.
+
+- ``calibrated`` (default): the roofline with the calibration profile's fitted efficiency
+  curves (:class:`~llmsim.costmodel.step.AnalyticStepTimeModel`);
+- ``analytic``: the same op lists at the datasheet peaks (``Profile.empty()``: efficiency 1, no
+  launch costs) -- the ``uncalibrated`` column of ``benchmarks/accuracy.py``;
+- ``table``: interpolation over measured kernels of the deployment's GPU (:mod:`.table`), per op
+  family falling back to ``calibrated`` where the table has no data;
+- ``learned``: a scikit-learn regressor of ``log(measured / datasheet roofline)`` over op
+  features (:mod:`.learned`), falling back to ``calibrated`` outside its training envelope.
+
+Every op of a table or learned step records where its time came from (``OpCost.source``) and
+:func:`~llmsim.costmodel.estimators.repriced.source_shares` sums a step's time by source.
+"""
+
+from llmsim.costmodel.estimators import analytic  # noqa: F401  (register)
+from llmsim.costmodel.estimators.registry import ESTIMATORS
+
+__all__ = ["ESTIMATORS"]
