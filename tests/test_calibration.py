@@ -4,6 +4,7 @@ profile (resolution, provenance, reproducibility) and the ``calibrate`` / ``vali
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ from llmsim.errors import DataError
 from llmsim.estimates.op import price_op
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-# ../shared beside the repository root (absent in a user's clone: those tests skip)
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared beside the repository root, or $LLMSIM_SHARED (absent in a user's clone: those
+# tests skip)
+SHARED_DATA = Path(os.environ.get("LLMSIM_SHARED",
+                                  Path(__file__).resolve().parents[2] / "shared")) / "data"
 GOLDEN_SETS = sets_from_golden(GOLDEN / "calib_kernels.csv")
 _PRICE_OP_ARGS = ("m", "n", "k", "batch", "seq_len", "context_len", "num_heads",
                   "num_kv_heads", "head_dim", "num_tokens", "hidden_size", "intermediate_size",

@@ -7,7 +7,14 @@
   (``costmodel/profile.py``) per hardware and family, and the shipped default profile;
 - ``reference``: which tables are fitted on and which are held out;
 - ``accuracy``, ``e2e``: error tables (``benchmarks/accuracy.py``) and the Splitwise check;
-- ``user``: ``llmsim calibrate`` / ``llmsim validate`` on a user's own measurements.
+- ``user``: ``llmsim calibrate`` / ``llmsim validate`` on a user's own measurements;
+- ``importers``: ``--from vidur:DIR | aiconfigurator:DIR | llmcompass:DIR | FILE`` (importing
+  this package registers them with the table estimator's sources);
+- ``runs``: the end-to-end measurement schema (one measured configuration per row);
+- ``transfer``: the rule for a GPU without data, and its leave-one-GPU-out check;
+- ``residuals``: validation residuals -> the per-family error factors of the intervals.
 
 docs/calibration.md describes the model, the data and the measured accuracy.
 """
+
+from llmsim.calibration import importers as _importers  # noqa: F401  (registers sources)

@@ -140,9 +140,11 @@ def _clean_kernel(params: dict[str, float]) -> dict[str, float]:
 
 def _kernel_groups(df: pd.DataFrame, hardware: str) -> list[tuple[pd.DataFrame, object]]:
     kv = df["kv_dtype"].where(df["kv_dtype"].notna(), df["dtype"]).fillna("bf16")
-    keys = [df["kind"], df["dtype"].fillna("bf16"), kv]
-    return [(sub, pr.kernel_work(sub, kind, hardware, dtype, kvd))
-            for (kind, dtype, kvd), sub in df.groupby(keys, sort=True)]
+    act = (df["act_dtype"].astype(object).where(df["act_dtype"].notna(), "")
+           if "act_dtype" in df.columns else pd.Series("", index=df.index))
+    keys = [df["kind"], df["dtype"].fillna("bf16"), kv, act]
+    return [(sub, pr.kernel_work(sub, kind, hardware, dtype, kvd, a or None))
+            for (kind, dtype, kvd, a), sub in df.groupby(keys, sort=True)]
 
 
 def fit_kernel_family(df: pd.DataFrame, hardware: str, family: str,

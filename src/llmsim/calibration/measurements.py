@@ -10,10 +10,16 @@ k, batch, ...``) plus
 - ``bytes_read`` / ``bytes_written``: for ``kind == "elementwise"`` (memory-bound kernels have no
   shape flags in ``llmsim op``);
 - ``stride``: rank spacing of a collective's group (``gpus_per_node / devices_per_node`` for
-  multi-node rows; 1 otherwise).
+  multi-node rows; 1 otherwise);
+- ``framework``, ``framework_version``: the software stack that ran the kernel (``vllm``,
+  ``0.24.0``); tables and residual pools are keyed by them;
+- ``distribution``: MoE routing of the measurement (``balanced``, ``power_law_1.01``);
+- ``statistic``, ``n_samples``, ``std_s``: which statistic ``measured_time_s`` is (median, mean,
+  min), over how many repeats, and their spread in seconds.
 
 A user's own measurements (``llmsim calibrate --measurements FILE``) are this table with only the
-``op --cases`` columns and ``measured_time_s``.
+``op --cases`` columns and ``measured_time_s`` required (docs/calibration.md, "The op-timing
+schema").
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from llmsim.costmodel import opcases
 from llmsim.errors import DataError
 
 MEASURED = "measured_time_s"
-EXTRA_COLUMNS = ("source", "op", "bytes_read", "bytes_written", "stride")
+EXTRA_COLUMNS = ("source", "op", "bytes_read", "bytes_written", "stride", "framework",
+                 "framework_version", "distribution", "statistic", "n_samples", "std_s")
 ALL_COLUMNS = opcases.CASE_COLUMNS + (MEASURED,) + EXTRA_COLUMNS
 
 KERNEL_KINDS, COMM_KINDS, KINDS = opcases.KERNEL_KINDS, opcases.COMM_KINDS, opcases.KINDS

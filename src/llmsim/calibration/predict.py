@@ -20,6 +20,7 @@ from llmsim.catalog import get_cluster, get_hardware
 from llmsim.catalog.cluster import Cluster
 from llmsim.costmodel import kernels, opcases
 from llmsim.costmodel.collectives import collective_time
+from llmsim.costmodel.estimators import work
 from llmsim.costmodel.ops import OpKind
 from llmsim.costmodel.profile import HardwareProfile, Profile, ResolvedKernel
 
@@ -29,18 +30,15 @@ def _col(df: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def kernel_work(df: pd.DataFrame, kind: str, hardware: str, dtype: str,
-                kv_dtype: str | None = None) -> kernels.KernelWork:
+                kv_dtype: str | None = None, act_dtype: str | None = None) -> kernels.KernelWork:
     """The :class:`~llmsim.costmodel.kernels.KernelWork` of rows that share kind, hardware and
     formats (arrays over the rows), through the one case mapping of ``costmodel.opcases``."""
     hw = get_hardware(hardware)
-    precision = opcases.case_precision(hw, dtype, kv_dtype=kv_dtype)
-
-    def col(name: str) -> np.ndarray:
-        if name == "ep":
-            return np.nan_to_num(_col(df, "ep"), nan=1.0) if "ep" in df.columns else 1.0
-        return _col(df, name)
-
-    return opcases.kernel_work(kind, col, hw, precision)
+    precision = work.precision_of(hw, dtype, act_dtype, kv_dtype)
+    cols = {c: _col(df, c) for c in opcases.REQUIRED[kind]}
+    if "ep" in df.columns:
+        cols["ep"] = _col(df, "ep")
+    return work.work(kind, cols, hw, precision)
 
 
 def kernel_time(work: kernels.KernelWork, hardware: str, eff: ResolvedKernel) -> np.ndarray:
@@ -89,20 +87,22 @@ def comm_time(rows: list[tuple[OpKind, float, int, Cluster, int]],
 
 def _groups(df: pd.DataFrame):
     kv = df["kv_dtype"].where(df["kv_dtype"].notna(), df["dtype"]).fillna("bf16")
+    act = df["act_dtype"].astype(object).where(df["act_dtype"].notna(), "") \
+        if "act_dtype" in df.columns else ""
     keys = pd.DataFrame({"kind": df["kind"], "hardware": df["hardware"],
-                         "dtype": df["dtype"].fillna("bf16"), "kv": kv})
-    return keys.groupby(["kind", "hardware", "dtype", "kv"], sort=True).indices
+                         "dtype": df["dtype"].fillna("bf16"), "kv": kv, "act": act})
+    return keys.groupby(["kind", "hardware", "dtype", "kv", "act"], sort=True).indices
 
 
 def predict(df: pd.DataFrame, profile: Profile, efficiency: float | None = None) -> np.ndarray:
     """Predicted seconds for every row of a measurement table under ``profile``."""
     out = np.full(len(df), np.nan)
-    for (kind, hardware, dtype, kv), idx in _groups(df).items():
+    for (kind, hardware, dtype, kv, act), idx in _groups(df).items():
         sub = df.iloc[idx]
         prof = profile.for_hardware(get_hardware(hardware), efficiency)
         if kind in COMM_KINDS:
             out[idx] = comm_time(comm_rows(sub), prof)
             continue
-        work = kernel_work(sub, kind, hardware, dtype, kv)
-        out[idx] = kernel_time(work, hardware, prof.kernel(FAMILY[kind]))
+        w = kernel_work(sub, kind, hardware, dtype, kv, act or None)
+        out[idx] = kernel_time(w, hardware, prof.kernel(FAMILY[kind]))
     return out

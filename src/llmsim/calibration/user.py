@@ -17,34 +17,19 @@ import pandas as pd
 from llmsim.calibration import build
 from llmsim.calibration import predict as pr
 from llmsim.calibration.fit import FitResult
-from llmsim.calibration.measurements import MEASURED, ape_pct, summarize, validate
+from llmsim.calibration.importers import load_source
+from llmsim.calibration.measurements import MEASURED, ape_pct, summarize
 from llmsim.catalog import get_hardware
 from llmsim.costmodel.profile import Profile, ProfileFile
 from llmsim.errors import DataError
-from llmsim.estimates.sweep import read_table
 
 
 def read_measurements(path: str, hardware: str | None = None) -> pd.DataFrame:
-    """Read and check a measurement file; ``hardware`` fills a missing ``hardware`` column
-    (and, when the column exists, selects its rows). Hardware names are canonicalised."""
-    df = read_table(path)
-    if len(df) == 0:
-        raise DataError(f"{path}: no rows")
-    if "hardware" not in df.columns:
-        if hardware is None:
-            raise DataError(f"{path}: no hardware column; pass --hardware")
-        df["hardware"] = hardware
-    df["hardware"] = df["hardware"].fillna(hardware) if hardware else df["hardware"]
-    if df["hardware"].isna().any():
-        raise DataError(f"{path}: some rows have no hardware; fill the column or pass --hardware")
-    names = {h: get_hardware(str(h)).name for h in set(df["hardware"])}
-    df["hardware"] = df["hardware"].map(names)
-    if hardware is not None:
-        want = get_hardware(hardware).name
-        df = df[df["hardware"] == want]
-        if len(df) == 0:
-            raise DataError(f"{path}: no rows for hardware {want}")
-    return validate(df.reset_index(drop=True), origin=str(path))
+    """Read and check measurements: an op-timing file or any source spec of
+    :func:`llmsim.calibration.importers.load_source` (``vidur:DIR``, ``aiconfigurator:DIR``,
+    ``llmcompass:DIR``). ``hardware`` fills a missing ``hardware`` column (and, when the column
+    exists, selects its rows). Hardware names are canonicalised."""
+    return load_source(path, hardware)
 
 
 def calibrate(table: pd.DataFrame, hardware: str, base: Profile | None = None,

@@ -15,16 +15,25 @@
   bus bandwidth, which would exceed NVLink's 300 GB/s on A100 if it were elements).
 - ``data_history/e2d00e9a/data/profiling/a100/attention.csv``: FlashAttention prefill / decode
   for 64 query / 8 KV heads of 128 (Llama-2-70B) at TP 2 on A100 (ms).
+
+Rows carry ``framework = "vidur"`` (sarathi-serve's kernels as Vidur profiles them). The loaders
+take the shared data root (``kernels/vidur`` inside) or a Vidur checkout's ``data/`` folder
+(:func:`base_dir`); Vidur's HEAD layout for attention (``compute/<gpu>/<org>/<model>/
+attention.csv``) is not read (its blobs are not in our copy to test against).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from llmsim.calibration import measurements as tb
+from llmsim.errors import DataError
+
+log = logging.getLogger(__name__)
 
 GPU_TO_HARDWARE = {"a100": "a100-sxm-80gb", "h100": "h100-sxm", "a40": "a40"}
 # Only the DGX setups map onto a catalog cluster; the ``*_pairwise_nvlink`` setups (GPUs joined
@@ -35,6 +44,21 @@ _ACT_BYTES = 2.0  # fp16
 GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
 ELEMENTWISE_OPS = ("input_layernorm", "post_attention_layernorm", "attn_rope", "mlp_act", "add",
                    "emb")
+
+
+FRAMEWORK, VERSION = "vidur", "7d475133"
+
+
+def base_dir(root: Path) -> Path:
+    """The folder holding ``profiling/``: ``<root>/kernels/vidur`` (the shared data root), a
+    Vidur ``data/`` folder, or the ``profiling`` folder itself (its parent)."""
+    root = Path(root)
+    for cand in (root / "kernels" / "vidur", root, root / "data"):
+        if (cand / "profiling").is_dir():
+            return cand
+    if root.name == "profiling" and root.is_dir():
+        return root.parent
+    raise DataError(f"{root}: no Vidur profiling data (expected {root}/profiling/compute/...)")
 
 
 def _median_ms(d: pd.DataFrame, op: str) -> np.ndarray:
@@ -57,7 +81,8 @@ def _mlp_rows(d: pd.DataFrame, hardware: str, source: str) -> list[pd.DataFrame]
         "mlp_down_proj": (inter / tp, h),
     }
     out = []
-    base = {"hardware": hardware, "source": source, "dtype": "fp16"}
+    base = {"hardware": hardware, "source": source, "dtype": "fp16", "framework": FRAMEWORK,
+            "framework_version": VERSION}
     for op, (k, n) in gemms.items():
         out.append(tb.frame(dict(base, kind="gemm", op=op, m=t, n=n, k=k,
                                  measured_time_s=_median_ms(d, op))))
@@ -85,7 +110,11 @@ def load_compute(root: Path, gpus: tuple[str, ...] = tuple(GPU_TO_HARDWARE)) -> 
     """GEMM and elementwise rows from every ``mlp.csv`` (phi-2's partial rotary and parallel
     block do not follow the layout above: its elementwise rows are skipped, its GEMMs kept)."""
     frames: list[pd.DataFrame] = []
-    base = root / "kernels" / "vidur" / "profiling" / "compute"
+    base = base_dir(root) / "profiling" / "compute"
+    if base.is_dir():
+        for d in sorted(p.name for p in base.iterdir() if p.is_dir()):
+            if d not in GPU_TO_HARDWARE:
+                log.warning("Vidur compute folder %s: not a GPU llmsim maps; skipped", d)
     for gpu in gpus:
         for path in sorted((base / gpu).glob("*/*/mlp.csv")):
             d = pd.read_csv(path)
@@ -102,7 +131,7 @@ def load_compute(root: Path, gpus: tuple[str, ...] = tuple(GPU_TO_HARDWARE)) -> 
 def load_network(root: Path) -> pd.DataFrame:
     """NCCL all-reduce and send/recv; ``stride`` places ``devices_per_node`` ranks per node."""
     frames = []
-    base = root / "kernels" / "vidur" / "profiling" / "network"
+    base = base_dir(root) / "profiling" / "network"
     for setup, (hardware, cluster) in NETWORK_SETUPS.items():
         for name, kind in (("all_reduce", "all-reduce"), ("send_recv", "p2p")):
             path = base / setup / f"{name}.csv"
@@ -113,7 +142,8 @@ def load_network(root: Path) -> pd.DataFrame:
             gpn = d["max_devices_per_node"].to_numpy(float)
             frames.append(tb.frame({
                 "kind": kind, "hardware": hardware, "source": f"vidur/network/{setup}/{name}",
-                "op": "nccl", "dtype": "fp16", "cluster": cluster,
+                "op": "nccl", "dtype": "fp16", "cluster": cluster, "framework": FRAMEWORK,
+                "framework_version": VERSION,
                 "message_bytes": d["size"].to_numpy(float),
                 "num_gpus": d["num_workers"].to_numpy(float),
                 "stride": np.maximum(1.0, gpn // np.maximum(per_node, 1.0)),
@@ -124,8 +154,8 @@ def load_network(root: Path) -> pd.DataFrame:
 
 def load_attention(root: Path) -> pd.DataFrame:
     """A100 FlashAttention: prefill rows without a cached prefix and every decode row."""
-    path = root / "kernels" / "vidur" / "data_history" / "e2d00e9a" / "data" / "profiling" / \
-        "a100" / "attention.csv"
+    path = base_dir(root) / "data_history" / "e2d00e9a" / "data" / "profiling" / "a100" / \
+        "attention.csv"
     if not path.is_file():
         return tb.frame({})
     d = pd.read_csv(path)
@@ -135,7 +165,8 @@ def load_attention(root: Path) -> pd.DataFrame:
     hd = d["n_embd"].to_numpy(float) / d["n_q_head"].to_numpy(float)
     src = "vidur/history/e2d00e9a/a100/attention"
     base = {"hardware": "a100-sxm-80gb", "source": src, "dtype": "fp16", "kv_dtype": "fp16",
-            "op": "flash_attention", "num_heads": heads, "num_kv_heads": kv, "head_dim": hd}
+            "op": "flash_attention", "framework": FRAMEWORK, "framework_version": "e2d00e9a",
+            "num_heads": heads, "num_kv_heads": kv, "head_dim": hd}
     pre = d["is_prefill"].astype(bool).to_numpy() & (d["kv_cache_size"].to_numpy() == 0)
     dec = ~d["is_prefill"].astype(bool).to_numpy()
     prefill = tb.frame(dict(
