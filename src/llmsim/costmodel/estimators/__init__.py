@@ -13,7 +13,7 @@ Every op of a table or learned step records where its time came from (``OpCost.s
 :func:`~llmsim.costmodel.estimators.repriced.source_shares` sums a step's time by source.
 """
 
-from llmsim.costmodel.estimators import analytic, table  # noqa: F401  (register)
+from llmsim.costmodel.estimators import analytic, learned, table  # noqa: F401  (register)
 from llmsim.costmodel.estimators.registry import ESTIMATORS
 
 __all__ = ["ESTIMATORS"]
