@@ -20,6 +20,7 @@ from llmsim.calibration.measurements import ape_pct, summarize
 from llmsim.costmodel import Deployment, build_step_model
 from llmsim.costmodel.profile import Profile
 from llmsim.errors import LLMSimError
+from llmsim.estimates.intervals import IntervalOptions
 from llmsim.estimates.static_batch import estimate
 
 # the documented split for the optional framework-overhead fit: configurations at the Splitwise
@@ -29,32 +30,46 @@ CALIBRATION_SPLIT = {"batch": 1, "prompt": 512, "output": 128}
 
 
 def predict(table: pd.DataFrame, profile: Profile | None = None,
-            efficiency: float | None = None) -> pd.DataFrame:
-    """Add ``pred_ttft_s``, ``pred_tpot_s`` and ``fits`` to a Splitwise table."""
+            efficiency: float | None = None, estimator: str = "calibrated",
+            estimator_model: str | None = None,
+            intervals: IntervalOptions | None = None) -> pd.DataFrame:
+    """Add ``pred_ttft_s``, ``pred_tpot_s`` and ``fits`` to a Splitwise table (or one in the
+    end-to-end schema, :mod:`.runs`), priced by ``estimator``; with ``intervals`` also
+    ``ttft_lo`` / ``ttft_hi`` / ``tpot_lo`` / ``tpot_hi``."""
     prof = profile if profile is not None else Profile.load()
     out = table.copy()
-    ttft, tpot, fits = [], [], []
+    cols: dict[str, list[float]] = {c: [] for c in ("pred_ttft_s", "pred_tpot_s", "ttft_lo",
+                                                    "ttft_hi", "tpot_lo", "tpot_hi")}
+    fits = []
     models: dict[tuple, object] = {}
-    for row in table.itertuples(index=False):
+    prompts = table["prompt"] if "prompt" in table.columns else table["input_tokens"]
+    outputs = table["output"] if "output" in table.columns else table["output_tokens"]
+    for row, prompt, output in zip(table.itertuples(index=False), prompts, outputs,
+                                   strict=True):
         key = (row.model, row.hardware, row.tp)
         sm = models.get(key)
         if sm is None:
-            sm = build_step_model(Deployment.resolve(row.model, hardware=row.hardware,
-                                                     tp=row.tp, profile=prof,
-                                                     efficiency=efficiency))
+            sm = build_step_model(Deployment.resolve(
+                row.model, hardware=row.hardware, tp=row.tp,
+                profile=None if estimator == "analytic" else prof, efficiency=efficiency,
+                estimator=estimator, estimator_model=estimator_model))
             models[key] = sm
         try:
-            r = estimate(row.model, step_model=sm, batch=int(row.batch), prompt=int(row.prompt),
-                         output=int(row.output), allow_overflow=True)
-            ttft.append(r.ttft_s)
-            tpot.append(r.tpot_s)
+            r = estimate(row.model, step_model=sm, batch=int(row.batch), prompt=int(prompt),
+                         output=int(output), allow_overflow=True,
+                         intervals=intervals or False)
+            vals = [r.ttft_s, r.tpot_s]
+            if r.intervals is not None:
+                vals += [*r.intervals["ttft_s"], *r.intervals["tpot_s"]]
             fits.append(bool(r.fits))
         except LLMSimError:
-            ttft.append(np.nan)
-            tpot.append(np.nan)
+            vals = []
             fits.append(False)
-    out["pred_ttft_s"] = ttft
-    out["pred_tpot_s"] = tpot
+        for c, v in zip(cols, vals + [np.nan] * (len(cols) - len(vals)), strict=True):
+            cols[c].append(v)
+    for c, v in cols.items():
+        if c.startswith("pred_") or intervals is not None:
+            out[c] = v
     out["fits"] = fits
     return out
 

@@ -8,6 +8,10 @@ and vLLM's benchmark define them:
     TTFT = prefill latency;  TPOT = mean decode-step latency over the ``output - 1`` steps;
     E2E = TTFT + (output - 1) * TPOT;  output tokens/s = batch * output / E2E.
 
+With ``intervals`` every time and throughput figure also gets an interval at a nominal level
+(``intervals.ttft_s == [lo, hi]``, ``interval_level``): the figure re-derived under draws of
+per-family error factors from the estimator's validation residuals (``estimates/intervals.py``).
+
 With ``dp`` replicas the batch is split across them; with ``pp`` stages the batch runs as ``m``
 micro-batches. The prefill fills and drains the pipeline once:
 ``TTFT = step(micro) + (m - 1) * slowest_stage(micro)``; decode runs in steady state, every
@@ -37,6 +41,7 @@ from llmsim.costmodel import (
     utilization,
 )
 from llmsim.errors import ConfigError, DoesNotFitError
+from llmsim.estimates import intervals as iv
 from llmsim.memory import MemoryReport, analyze_memory, check_weights_fit
 from llmsim.memory.footprint import DEFAULT_MEMORY_UTILIZATION, batch_fix, max_sequences
 
@@ -87,13 +92,24 @@ class EstimateResult:
     prefill_step: StepCost = field(repr=False)
     decode_step: StepCost = field(repr=False)
     memory: MemoryReport = field(repr=False)
+    #: ``{figure: [lo, hi]}`` at ``interval_level`` (None unless asked for: ``intervals=``)
+    intervals: dict[str, list[float]] | None = None
+    interval_level: float | None = None
+    #: what each family's factors were drawn from (own / transfer residuals, engine term)
+    interval_basis: dict[str, str] | None = field(default=None, repr=False)
 
     def as_dict(self, layers: bool = True, ops: bool = False) -> dict[str, object]:
-        """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail)."""
+        """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail).
+        ``intervals``, ``interval_level`` and ``interval_basis`` appear when computed."""
+        skip = ("prefill_step", "decode_step", "memory", "intervals", "interval_level",
+                "interval_basis")
         out: dict[str, object] = {
-            k: getattr(self, k) for k in self.__dataclass_fields__
-            if k not in ("prefill_step", "decode_step", "memory")
+            k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip
         }
+        if self.intervals is not None:
+            out["intervals"] = self.intervals
+            out["interval_level"] = self.interval_level
+            out["interval_basis"] = self.interval_basis
         out["bottleneck_layer"] = {
             "prefill": self.prefill_step.bottleneck.name,
             "decode": self.decode_step.bottleneck.name,
@@ -127,9 +143,13 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
              profile: Profile | str | None = None, efficiency: float | None = None,
              memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
              allow_overflow: bool = False,
-             step_model: StepTimeModel | None = None) -> EstimateResult:
+             step_model: StepTimeModel | None = None, estimator: str = "calibrated",
+             estimator_model: str | None = None,
+             intervals: bool | iv.IntervalOptions = False) -> EstimateResult:
     """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
-    batch does not fit, unless ``allow_overflow`` (then ``fits`` is False)."""
+    batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
+    ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
+    True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars."""
     for name, value in (("batch", batch), ("prompt", prompt), ("output", output),
                         ("beam", beam)):
         if value < 1:
@@ -144,7 +164,7 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
                     pp, dp, tp * pp * dp, hint)
     sm = step_model or build_step_model(Deployment.resolve(
         model, hardware, cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype,
-        act_dtype, kv_dtype, profile, efficiency))
+        act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model))
     dep = sm.deployment
     if dep is None:
         raise ConfigError("estimate needs a step model of a deployment (a memory analysis)")
@@ -192,14 +212,10 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         if micro > 1 else sm.step_time(prefill_shape)
 
     steps = output - 1
-    mid_ctx = prompt + 1 + steps // 2
-    decode_shape = BatchShape.decode(seqs, mid_ctx)
+    decode_shape = iv.decode_shape(seqs, prompt, steps)
     decode_step = sm.price(decode_shape)
+    ctx = iv.decode_contexts(prompt, steps, _MAX_PRICED_DECODE_STEPS)
     if steps > 0:
-        if steps <= _MAX_PRICED_DECODE_STEPS:
-            ctx = prompt + 1 + np.arange(steps, dtype=float)
-        else:
-            ctx = np.linspace(prompt + 1, prompt + steps, _MAX_PRICED_DECODE_STEPS)
         lat = sm.decode_step_times(seqs, ctx)
         if micro > 1:  # steady state: each micro-batch advances one token per round
             lat = pipeline.round_s(lat, sm.decode_stage_times(seqs, ctx).max(axis=0), micro)
@@ -216,6 +232,15 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     decode_mbu = utilization.mbu(decode_step.bytes, dec_time, dep)
     decode_mfu = utilization.mfu(decode_step.flops, dec_time, dep)
     out_tps = batch * output / e2e
+    bounds, level, basis = None, None, None
+    if intervals:
+        opts = intervals if isinstance(intervals, iv.IntervalOptions) else iv.IntervalOptions()
+        run = iv.StaticRun(prefill_step, micro, seqs, ctx, decode_step, steps, batch, prompt,
+                           output, gpus)
+        points = {"ttft_s": ttft, "_mid_s": dec_time, "prefill_mfu": prefill_mfu,
+                  "decode_mbu": decode_mbu, "decode_mfu": decode_mfu}
+        bounds, basis = iv.intervals(sm, run, points, opts)
+        level = opts.level
     return EstimateResult(
         model=spec.name, hardware=hw.name, cluster=cl.name, num_gpus=gpus, tp=plan.tp,
         pp=plan.pp, ep=plan.ep, dp=plan.dp, micro_batches=micro,
@@ -230,5 +255,5 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         max_kv_tokens_per_device=mem.max_kv_tokens, fits=mem.fits,
         profile=dep.hardware_profile.describe(), prefill_step=prefill_step,
         decode_step=decode_step,
-        memory=mem,
+        memory=mem, intervals=bounds, interval_level=level, interval_basis=basis,
     )

@@ -1,16 +1,21 @@
 """``learned`` estimator: a scikit-learn regressor of ``log(measured / datasheet roofline)``.
 
 One model per op kind over the features of :mod:`.features` (research r12, Q3: the ratio target
-transfers to a faster part where a log-time target cannot; HistGradientBoosting for GEMM, MoE
-and elementwise kernels, RandomForest for attention)::
+transfers to a faster part where a log-time target cannot; RandomForest for prefill attention,
+HistGradientBoosting for the other kinds, as the leave-one-GPU-out errors on the vLLM tables
+rank them)::
 
     t = sol(case) x exp(model_kind(features(case)))
 
 :func:`train` fits the models on measured rows (op-timing schema) and writes a joblib file;
 the estimator loads it from ``Deployment.estimator_model``. Kinds the file has no model for,
-and cases outside its *shape box* (the per-feature min / max of the hardware-independent
-features over the training rows), are priced by the ``calibrated`` roofline and tagged so; the
-first such op logs one warning per model file. A part outside the training parts' datasheet
+and cases outside its *envelope* are priced by the ``calibrated`` roofline and tagged so; the
+first such op logs one warning per model file. The envelope is the per-feature box of the
+hardware-independent features over the training rows (shape dims, formats' bytes, FLOPs,
+bytes), widened by :data:`ENVELOPE_MARGIN_OCTAVES` on the ``log2`` columns: a case within a
+factor 2 of the trained range in every dimension is inside (a strict box put 62% of H100 decode
+rows outside an A100-trained model and cost 5 points of median error; a format never trained
+on, e.g. an fp8 KV cache, stays outside). A part outside the training parts' datasheet
 range (ridge, peak or bandwidth beyond [0.5 x min, 2 x max]) logs one warning and keeps the
 learned values (out of sample they still beat the transferred roofline on attention).
 
@@ -50,6 +55,7 @@ GRID_PER_OCTAVE = 12
 _GRID = {"gemm": (0.0, 20.0), "moe": (0.0, 20.0), "attention-prefill": (0.0, 20.0),
          "attention-decode": (0.0, 22.0), "elementwise": (6.0, 40.0)}
 MIN_ROWS = 50
+ENVELOPE_MARGIN_OCTAVES = 1.0
 _PART_MARGIN = 2.0
 
 
@@ -65,7 +71,7 @@ def sklearn_models():
 
 def _regressor(kind: str, quick: bool):
     hgb, rf = sklearn_models()
-    if kind.startswith("attention"):
+    if kind == "attention-prefill":
         return rf(n_estimators=20 if quick else 60, min_samples_leaf=5, max_features=0.6,
                   n_jobs=1, random_state=0)
     return hgb(max_iter=60 if quick else 250, learning_rate=0.08, max_leaf_nodes=31,
@@ -90,8 +96,11 @@ class KindModel:
         return self.model.predict(x)
 
     def inside(self, x: np.ndarray) -> np.ndarray:
+        """Rows inside the envelope (module docstring)."""
         b = x[:, self.box_cols]
-        return np.all((b >= self.box_lo - 1e-9) & (b <= self.box_hi + 1e-9), axis=1)
+        margin = np.array([ENVELOPE_MARGIN_OCTAVES if self.names[i].startswith("log_") else 0.0
+                           for i in self.box_cols]) + 1e-9
+        return np.all((b >= self.box_lo - margin) & (b <= self.box_hi + margin), axis=1)
 
 
 @dataclass

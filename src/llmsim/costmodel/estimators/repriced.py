@@ -18,6 +18,7 @@ context, elementwise bytes); it may memoise everything else (AIConfigurator's sl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -164,9 +165,9 @@ class _RepricedAttention(_AttentionPricer):
         case = {**self.case, "batch": float(shape.prefill_seqs)}
         t, tags = self.model.pricer.times("attention-prefill", case, np.array([new / seqs]),
                                           np.array([max(c0, m0)]))
-        if not np.isfinite(t[0]):
-            return None
         tag = tags[0]
+        if not np.isfinite(t[0]):
+            return math.nan, tag, c0, m0
         if ctx > new * (1 + 1e-9) and not tag.endswith("-extrapolated"):
             tag += "-extrapolated"  # a cached prefix: the tables time prompts without one
         return float(t[0]), tag, c0, m0
@@ -179,8 +180,6 @@ class _RepricedAttention(_AttentionPricer):
         case = {**self.case, "batch": float(seqs)}
         t, tags = self.model.pricer.times("attention-decode", case, np.array([keys / seqs]),
                                           np.array([max(c0, m0)]))
-        if not np.isfinite(t[0]):
-            return None
         return float(t[0]), tags[0], c0, m0
 
     def decode_curve(self, num_seqs: int, ctx: np.ndarray) -> np.ndarray:
@@ -196,11 +195,11 @@ class _RepricedAttention(_AttentionPricer):
 
     def prefill_time(self, shape: BatchShape) -> float:
         part = self.prefill(shape)
-        return super().prefill_time(shape) if part is None else part[0]
+        return super().prefill_time(shape) if part is None or not part[0] > 0 else part[0]
 
     def decode_time(self, shape: BatchShape) -> float:
         part = self.decode(shape)
-        return super().decode_time(shape) if part is None else part[0]
+        return super().decode_time(shape) if part is None or not part[0] > 0 else part[0]
 
 
 def _tagged(op: OpCost, source: str) -> OpCost:
@@ -209,9 +208,10 @@ def _tagged(op: OpCost, source: str) -> OpCost:
 
 
 def _with_time(op: OpCost, t: float, tag: str, c0: float, m0: float) -> OpCost:
-    """``op`` with time ``t`` (NaN: the calibrated time stays, tagged as the fallback)."""
+    """``op`` with time ``t`` (NaN: the calibrated time stays, tagged with the pricer's reason,
+    ``calibrated`` or an envelope tag)."""
     if not np.isfinite(t) or t <= 0:
-        return _tagged(op, FALLBACK)
+        return _tagged(op, tag or FALLBACK)
     sol = max(c0, m0)
     scale = t / sol if sol > 0 else 0.0
     return op.repriced(t, c0 * scale, m0 * scale, 0.0 if sol > 0 else t, tag)
