@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmsim.calibration import e2e, reference, splitwise
+from llmsim.calibration import reference, splitwise
 from llmsim.calibration import residuals as rs
 from llmsim.calibration import validation as va
 from llmsim.calibration.sources import AICONFIGURATOR, SPLITWISE, VIDUR, data_root
@@ -58,8 +58,7 @@ def all_residuals(root: Path, quick: bool = False, log=print) -> tuple[list, dic
         lm.train(training_rows(vsets), model, quick=quick, origin="validation fit tables")
         for est, kw in (("analytic", {}), ("calibrated", {}), ("table", {}),
                         ("learned", {"estimator_model": str(model)})):
-            pred = e2e.predict(table, base, estimator=est, **kw)
-            engine[est] = rs.e2e_residuals(pred)
+            engine[est] = rs.engine_residuals(table, base, est, **kw)
     log(f"end-to-end residuals ({time.perf_counter() - t0:.0f} s)")
     return res, engine, vsets
 

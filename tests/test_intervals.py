@@ -63,12 +63,14 @@ def test_spread_grows_with_sigma_and_engine_factor_shifts():
     tps_lo, tps_hi = wide.intervals["output_tokens_per_s"]
     assert tps_hi == pytest.approx(4 * 128 / e2e_lo, rel=1e-6)
     slow = estimate("llama-3.1-8b", "h100-sxm", batch=4, intervals=ei.IntervalOptions(
-        residuals=residuals(engine={"a100-sxm-80gb": {"ttft": [0.5] * 3, "tpot": [0.25] * 3}})))
+        residuals=residuals(engine={"own": {"a100-sxm-80gb": {"ttft": [0.5] * 3,
+                                                             "tpot": [0.25] * 3}}})))
     assert slow.intervals["ttft_s"][0] == pytest.approx(slow.ttft_s * np.exp(0.5))
     assert slow.intervals["tpot_s"][0] == pytest.approx(slow.tpot_s * np.exp(0.25))
     assert "a100-sxm-80gb" in slow.interval_basis["engine"]
     off = estimate("llama-3.1-8b", "h100-sxm", batch=4, intervals=ei.IntervalOptions(
-        engine=False, residuals=residuals(engine={"x": {"ttft": [0.5], "tpot": [0.5]}})))
+        engine=False, residuals=residuals(engine={"own": {"x": {"ttft": [0.5],
+                                                                "tpot": [0.5]}}})))
     assert off.intervals["ttft_s"][0] == pytest.approx(off.ttft_s)
 
 
@@ -120,7 +122,8 @@ def test_shipped_residual_file_is_small_attributed_and_complete():
         assert {"gemm", "attention_decode", "attention_prefill"} <= set(block["transfer"])
         for pool in block["transfer"].values():
             assert len(pool["q"]) == data["quantiles"] and pool["sigma"] >= 0
-    assert set(data["engine"]["calibrated"]) == {"a100-sxm-80gb", "h100-sxm"}
+    for mode in ("own", "transfer"):
+        assert set(data["engine"]["calibrated"][mode]) == {"a100-sxm-80gb", "h100-sxm"}
     attribution = resources.files("llmsim.data").joinpath("estimators", "ATTRIBUTION.md")
     assert "residuals.json" in attribution.read_text(encoding="utf-8")
     r = estimate("llama-3.1-8b", "b200-sxm", batch=8, intervals=True)

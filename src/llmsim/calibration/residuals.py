@@ -12,8 +12,12 @@ per estimator (``costmodel/estimators/intervals.py`` describes the factor model)
   its in-sample residuals on the fit tables (centred), ``sigma`` = RMS of the in-sample median
   residuals on *other* stacks' tables of that part (the spread a user's stack adds), or the
   transfer ``sigma`` when the part has no other stack measured;
-- ``engine[hardware]``: end-to-end log residuals (TTFT, TPOT) of the Splitwise runs, the
-  estimator as shipped.
+- ``engine[own|transfer][hardware]``: end-to-end log residuals (TTFT, TPOT) of the Splitwise
+  runs (with each row's tensor-parallel degree, for inspection); ``own``: the estimator as
+  shipped,
+  ``transfer``: the part priced without its data (:func:`transfer.profile_without`). A
+  deployment draws from the mode its kernel pools use, so the engine term of a part without
+  data carries the transfer error it adds end to end (research r12, Q5).
 
 ``exclude`` leaves one part out of every pool (nested leave-one-GPU-out, to score coverage on
 it honestly).
@@ -105,19 +109,42 @@ def e2e_residuals(pred: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
         rp = np.log(sub["tpot_s"].to_numpy(float) / sub["pred_tpot_s"].to_numpy(float))
         keep = np.isfinite(rt) & np.isfinite(rp)
         out[str(hw)] = {"ttft": [round(float(x), 5) for x in rt[keep]],
-                        "tpot": [round(float(x), 5) for x in rp[keep]]}
+                        "tpot": [round(float(x), 5) for x in rp[keep]],
+                        "tp": [int(x) for x in sub["tp"].to_numpy()[keep]]}
+    return out
+
+
+def engine_residuals(table: pd.DataFrame, base, estimator: str = "calibrated",
+                     estimator_model: str | None = None) -> dict[str, dict[str, Any]]:
+    """``{"own": ..., "transfer": ...}`` :func:`e2e_residuals` of Splitwise-like runs (the
+    transfer mode for the profile-priced estimators only: a learned model would need one
+    training per part)."""
+    from llmsim.calibration import e2e, transfer
+
+    own = e2e_residuals(e2e.predict(table, base, estimator=estimator,
+                                    estimator_model=estimator_model))
+    out: dict[str, dict[str, Any]] = {"own": own}
+    if estimator in ("calibrated", "table", "analytic"):
+        out["transfer"] = {}
+        for hw in sorted(set(table["hardware"]) & set(transfer.fitted_parts(base))):
+            sub = table[table["hardware"] == hw].reset_index(drop=True)
+            prof = base if estimator == "analytic" else transfer.profile_without(base, hw)
+            pred = e2e.predict(sub, prof, estimator="calibrated" if estimator == "table"
+                               else estimator)
+            out["transfer"].update(e2e_residuals(pred))
     return out
 
 
 def residual_file(res: list[Residuals], engine: dict[str, dict[str, Any]],
                   exclude: str | None = None, sources: list[str] | None = None,
                   generated_by: str = "scripts/fit_residuals.py") -> dict[str, Any]:
-    """The residual file's content (``engine``: per estimator, :func:`e2e_residuals`)."""
+    """The residual file's content (``engine``: per estimator, :func:`engine_residuals`)."""
     ests = sorted({r.estimator for r in res})
     return {"version": 1, "generated_by": generated_by, "sources": sources or [],
             "quantiles": QUANTILES, "excluded_hardware": exclude,
             "estimators": {e: estimator_pools(res, e, exclude) for e in ests},
-            "engine": {e: {h: v for h, v in eng.items() if h != exclude}
+            "engine": {e: {mode: {h: v for h, v in rows.items() if h != exclude}
+                           for mode, rows in eng.items()}
                        for e, eng in engine.items()}}
 
 
@@ -156,4 +183,31 @@ def e2e_coverage(table: pd.DataFrame, pred: pd.DataFrame, lo_hi: dict[str, np.nd
         out[m] = float(np.mean((meas[good] >= lo[good]) & (meas[good] <= hi[good]))) \
             if good.any() else math.nan
     out["n"] = int(ok.sum())
+    return out
+
+
+def e2e_logo_coverage(table: pd.DataFrame, base, res: list[Residuals],
+                      engine: dict[str, dict[str, Any]], estimator: str = "calibrated",
+                      level: float = 0.8, engine_term: bool = True,
+                      draws: int = 200) -> list[dict[str, Any]]:
+    """Coverage of the estimate intervals on each fitted part's end-to-end rows, the part
+    priced by :func:`transfer.profile_without` and its factors (kernel pools and engine term)
+    built without it: the honest check for a GPU with no data."""
+    from llmsim.calibration import e2e, transfer
+    from llmsim.estimates.intervals import IntervalOptions
+
+    out = []
+    for hw in sorted(set(table["hardware"]) & set(transfer.fitted_parts(base))):
+        data = ResidualData(residual_file(res, engine, exclude=hw), f"without {hw}")
+        sub = table[table["hardware"] == hw].reset_index(drop=True)
+        opts = IntervalOptions(level=level, draws=draws, engine=engine_term, residuals=data)
+        pred = e2e.predict(sub, transfer.profile_without(base, hw), estimator=estimator,
+                           intervals=opts)
+        cov = e2e_coverage(sub, pred, {c: pred[c].to_numpy(float) for c in
+                                       ("ttft_lo", "ttft_hi", "tpot_lo", "tpot_hi")})
+        ok = pred["fits"].to_numpy(bool)
+        widths = {f"{m}_width_pct": float(np.median(
+            (pred[f"{m}_hi"] - pred[f"{m}_lo"])[ok] / pred[f"pred_{m}_s"][ok] * 100))
+            for m in ("ttft", "tpot")}
+        out.append({"hardware": hw, "estimator": estimator, "level": level, **cov, **widths})
     return out

@@ -17,7 +17,9 @@ Residual ``r = log(measured / predicted)``. For each estimator, two *modes*:
   ``analytic`` unchanged (it uses no data).
 
 The ``table`` estimator's in-sample residuals are interpolation errors: a seeded random 20%
-of each fit set is held out of the table and predicted from the rest.
+of each fit set (and of each other set that is the table's own data, e.g. its fp8 KV rows) is
+held out of the table and predicted from the rest; sets of other stacks are priced by the
+part's full table (cross-stack error).
 """
 
 from __future__ import annotations
@@ -183,21 +185,33 @@ def table_residuals(vsets: list[ValidationSet], base: Profile, seed: int = 0,
             continue
         hw = get_hardware(v.hardware)
         rows, meas = v.rows, v.rows[MEASURED].to_numpy(float)
-        if v.role == FIT:  # interpolate each held-out row from the rest of its own table
+        full = KernelTable(hw, src.read_columns(src.parse_source(table_spec), hw.name),
+                           "validation")
+        role = FIT if v.role == FIT or _in_table(full, v) else v.role
+        if role == FIT:  # interpolate each held-out row from the rest of its own table
             test = rng.random(len(rows)) < HOLDOUT_FRAC
             table = KernelTable(hw, src.columns_of(rows[~test]), "validation")
             rows, meas = rows[test].reset_index(drop=True), meas[test]
         else:
-            table = KernelTable(hw, src.read_columns(src.parse_source(table_spec), hw.name),
-                                "validation")
+            table = full
         pred = table_predict(table, rows)
         miss = ~np.isfinite(pred)
         if miss.any():
             pred[miss] = pr.predict(rows[miss], base)
-        out.append(Residuals("table", IN_SAMPLE, v.hardware, v.family, v.name, v.role,
+        out.append(Residuals("table", IN_SAMPLE, v.hardware, v.family, v.name, role,
                              _residual(meas, pred)))
     return out + [Residuals("table", TRANSFER, r.hardware, r.family, r.set, r.role, r.log_ratio)
                   for r in calibrated_residuals(vsets, base) if r.mode == TRANSFER]
+
+
+def _in_table(table: KernelTable, v: ValidationSet) -> bool:
+    """Whether the set's rows are the shipped table's own data (same framework and version
+    for the kind): another format of the same tables, e.g. fp8 KV caches."""
+    info = table.info.get(FAMILY_KIND[v.family], {})
+    fw = set(v.rows["framework"].dropna().astype(str)) if "framework" in v.rows else set()
+    ver = set(v.rows["framework_version"].dropna().astype(str)) \
+        if "framework_version" in v.rows else set()
+    return fw == {info.get("framework")} and ver == {info.get("framework_version")}
 
 
 _KEY = ("m", "n", "k", "batch", "seq_len", "context_len", "num_heads", "num_kv_heads",
@@ -209,12 +223,12 @@ def table_predict(table: KernelTable, rows: pd.DataFrame) -> np.ndarray:
     """The table's time for every measured row (NaN where it has no slice); ``rows`` has a
     unique index."""
     from llmsim.costmodel.estimators import work
-    from llmsim.costmodel.estimators.repriced import INNER
+    from llmsim.costmodel.estimators.table import SPECS
 
     out = np.full(len(rows), np.nan)
     hw = table.hardware
     for kind, sub in rows.groupby("kind"):
-        if kind not in INNER:
+        if kind not in SPECS:
             continue
         for fmt, part in sub.groupby([sub[c].astype(object).where(sub[c].notna(), "")
                                       for c in ("dtype", "act_dtype", "kv_dtype")]):
@@ -228,7 +242,7 @@ def table_predict(table: KernelTable, rows: pd.DataFrame) -> np.ndarray:
             sol = work.roofline_time(work.work(kind, cols, hw, prec), hw)
             case_cols = {"dtype": prec.weight.value, "act_dtype": prec.activation.value,
                          "kv_dtype": prec.kv.value}
-            inner_col = INNER[kind]
+            inner_col = table.inner_column(kind)
             inner = (cols["bytes_read"] + cols["bytes_written"] if kind == "elementwise"
                      else cols[inner_col])
             others = [c for c in cols if c not in (inner_col, "bytes_read", "bytes_written")]

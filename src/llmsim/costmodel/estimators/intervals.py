@@ -14,9 +14,12 @@ empirical distribution of centred residuals ``r - median(r)``, stored as quantil
 are ``r = log(measured / predicted)`` from ``llmsim.calibration.validation``: for a family the
 estimator has data for on this part (``own``), its in-sample scatter and the spread across
 other stacks on the part; otherwise (``transfer``) the leave-one-GPU-out residuals of the other
-parts. An *engine* factor ``g = exp(r_e)`` per metric (TTFT, TPOT) is drawn from the
-end-to-end residuals (Splitwise) of the other parts, uncentred: it carries the framework time
-no kernel table contains. ``residuals.json`` (``scripts/fit_residuals.py``) holds all of it.
+parts. An *engine* factor ``g = exp(r_e)`` per metric (TTFT, TPOT; one measured row per draw)
+is drawn from the end-to-end residuals (Splitwise) of the other parts, uncentred: it carries
+the framework time no kernel table contains. A part with its own kernel pools draws from the
+other parts' residuals as shipped; a part without data from their leave-one-GPU-out
+residuals (research r12, Q5: kernel draws x the other part's uncentred end-to-end residual).
+``residuals.json`` (``scripts/fit_residuals.py``) holds all of it.
 
 :class:`ScaledStepTimeModel` applies one draw to a step model (the serving simulator's K step
 models: :func:`scaled_step_models`); ``estimate`` prices one prefill and one decode curve and
@@ -158,16 +161,26 @@ class ResidualData:
             return _pool(tr, f"{estimator} transfer (leave-one-GPU-out)")
         return NEUTRAL
 
-    def engine(self, estimator: str, hardware: str) -> tuple[np.ndarray, str]:
+    def engine(self, estimator: str, hardware: str, mode: str = "own"
+               ) -> tuple[np.ndarray, str]:
         """End-to-end log residuals ``[rows, (ttft, tpot)]`` of the *other* parts (all parts
-        when ``hardware`` has none of its own)."""
-        eng = (self.data.get("engine") or {}).get(estimator)  # type: ignore[union-attr]
+        when ``hardware`` has none of its own) in ``mode`` (``own``: the estimator as shipped;
+        ``transfer``: each part priced without its data; falls back to ``own``)."""
+        block = (self.data.get("engine") or {}).get(estimator) or {}  # type: ignore[union-attr]
+        if not block.get(mode):
+            mode = "own"
+        eng = block.get(mode)
         if not eng:
             return np.zeros((0, 2)), "none"
-        parts = [h for h in eng if h != hardware] or list(eng)
+        parts = sorted([h for h in eng if h != hardware] or list(eng))
         rows = np.concatenate([np.column_stack([eng[h]["ttft"], eng[h]["tpot"]])
-                               for h in sorted(parts)])
-        return rows, f"{estimator} end-to-end residuals of {', '.join(sorted(parts))}"
+                               for h in parts])
+        return rows, f"{estimator} {mode} end-to-end residuals of {', '.join(parts)}"
+
+    def has_own(self, estimator: str, hardware: str) -> bool:
+        """Whether the estimator has any in-sample pool for the part."""
+        own = self._block(estimator).get("own") or {}  # type: ignore[union-attr]
+        return bool(own.get(hardware))  # type: ignore[union-attr]
 
     def draws(self, estimator: str, hardware: str, k: int = DEFAULT_DRAWS, seed: int = 0,
               level: float = DEFAULT_LEVEL, engine: bool = True) -> FactorDraws:
@@ -185,7 +198,8 @@ class ResidualData:
             basis[fam] = pool.basis
         eng = np.ones((k, len(ENGINE_METRICS)))
         if engine:
-            rows, basis["engine"] = self.engine(estimator, hardware)
+            mode = "own" if self.has_own(estimator, hardware) else "transfer"
+            rows, basis["engine"] = self.engine(estimator, hardware, mode)
             if len(rows):
                 eng = np.exp(rows[rng.integers(0, len(rows), k)])
         else:

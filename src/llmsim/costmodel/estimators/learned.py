@@ -27,7 +27,9 @@ scikit-learn is the optional extra ``llmsim[learned]``.
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -148,6 +150,25 @@ class LearnedModel:
             x, sol = ft.features(kind, cols, hw, work.precision_of(hw, *fmt))
             out[idx] = sol * np.exp(km.predict(x))
         return out
+
+
+def feature_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The learned estimator's features of op-case rows (``kind``, ``hardware``, shapes,
+    formats; the measurement columns may be there too), one row per input row in order, plus
+    ``sol_s`` (the datasheet roofline time): the export that lines up with measured latencies
+    for training elsewhere (``op --features``). Kinds without features (collectives) get NaN."""
+    rows = rows.reset_index(drop=True)
+    frames = []
+    for (kind, hwname, fmt), idx in _groups(rows).items():
+        if kind not in ft.SHAPE:
+            continue
+        hw = get_hardware(hwname)
+        x, sol = ft.features(kind, _cols(rows.iloc[idx], kind), hw, work.precision_of(hw, *fmt))
+        f = pd.DataFrame(x, columns=ft.names(kind), index=idx)
+        f["sol_s"] = sol
+        frames.append(f)
+    out = pd.concat(frames).sort_index() if frames else pd.DataFrame(index=rows.index)
+    return out.reindex(rows.index)
 
 
 def _cols(rows: pd.DataFrame, kind: str) -> dict[str, np.ndarray]:
@@ -286,26 +307,25 @@ class LearnedPricer:
             self._curves[(kind, key_items)] = curve
         return curve
 
-    def times(self, kind: str, case: Mapping[str, object], inner: np.ndarray,
-              sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        x = np.asarray(inner, dtype=float)
+    def inner_column(self, kind: str) -> str:
+        return INNER[kind]
+
+    def evaluator(self, kind: str, case: Mapping[str, object]) -> _LearnedEval | None:
         key = dict(case)
         if kind == "elementwise":
             total = float(key["bytes_read"]) + float(key["bytes_written"])  # type: ignore
             key = {"bytes_read": round(float(key["bytes_read"]) / total, 4),  # type: ignore
                    "bytes_written": round(float(key["bytes_written"]) / total, 4)}  # type: ignore
         curve = self._curve(kind, key)
-        if curve is None:
+        return None if curve is None else _LearnedEval(*curve, self, kind)
+
+    def times(self, kind: str, case: Mapping[str, object], inner: np.ndarray,
+              sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        x = np.asarray(inner, dtype=float)
+        ev = self.evaluator(kind, case)
+        if ev is None:
             return np.full(x.shape, np.nan), [FALLBACK] * x.size
-        g, y, inside = curve
-        lx = np.log2(np.maximum(x, 1e-30))
-        t = np.asarray(sol, dtype=float) * np.exp(np.interp(lx, g, y))
-        j = np.clip(np.searchsorted(g, lx), 1, g.size - 1)
-        ok = inside[j - 1] & inside[j] & (lx >= g[0]) & (lx <= g[-1])
-        if not ok.all():
-            self._warn("envelope", f"learned model {self.model.path or ''}: {kind} cases "
-                       "outside its training envelope are priced by the calibrated roofline")
-        return np.where(ok, t, np.nan), [LEARNED if o else OUTSIDE for o in np.atleast_1d(ok)]
+        return ev(x, sol)
 
     def describe(self) -> dict[str, object]:
         return {"model": self.model.path, "hardware": self.hw.name,
@@ -314,6 +334,46 @@ class LearnedPricer:
                 "fallback": {"estimator": FALLBACK,
                              "kinds": [k for k in ft.SHAPE if k not in self.model.kinds]
                              + ["collectives", "cases outside the training envelope"]}}
+
+
+class _LearnedEval:
+    """One case's learned curve along its inner column (grid in ``log2``), vector and scalar;
+    NaN outside the envelope (tagged, one warning per model file)."""
+
+    __slots__ = ("g", "y", "inside", "pricer", "kind", "_lists")
+
+    def __init__(self, g: np.ndarray, y: np.ndarray, inside: np.ndarray, pricer: LearnedPricer,
+                 kind: str):
+        self.g, self.y, self.inside, self.pricer, self.kind = g, y, inside, pricer, kind
+        self._lists = (g.tolist(), y.tolist(), inside.tolist())
+
+    def _warn(self) -> None:
+        self.pricer._warn("envelope", f"learned model {self.pricer.model.path or ''}: "
+                          f"{self.kind} cases outside its training envelope are priced by the "
+                          "calibrated roofline")
+
+    def __call__(self, inner: np.ndarray, sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        g = self.g
+        lx = np.log2(np.maximum(np.asarray(inner, dtype=float), 1e-30))
+        t = np.asarray(sol, dtype=float) * np.exp(np.interp(lx, g, self.y))
+        j = np.clip(np.searchsorted(g, lx), 1, g.size - 1)
+        ok = self.inside[j - 1] & self.inside[j] & (lx >= g[0]) & (lx <= g[-1])
+        if not ok.all():
+            self._warn()
+        return np.where(ok, t, np.nan), [LEARNED if o else OUTSIDE for o in np.atleast_1d(ok)]
+
+    def scalar(self, inner: float, sol: float) -> tuple[float, str]:
+        gs, ys, ins = self._lists
+        lx = math.log2(max(inner, 1e-30))
+        if lx < gs[0] or lx > gs[-1]:
+            self._warn()
+            return math.nan, OUTSIDE
+        j = min(max(bisect.bisect_left(gs, lx), 1), len(gs) - 1)
+        if not (ins[j - 1] and ins[j]):
+            self._warn()
+            return math.nan, OUTSIDE
+        f = (lx - gs[j - 1]) / (gs[j] - gs[j - 1])
+        return sol * math.exp(ys[j - 1] + f * (ys[j] - ys[j - 1])), LEARNED
 
 
 _WARNED: set[str] = set()

@@ -33,7 +33,8 @@ from llmsim.dtypes import DType
 
 #: the calibrated roofline's tag on ops a pricer does not cover
 FALLBACK = "calibrated"
-#: the case column a pricer receives as an array (the rest of the case is fixed per op)
+#: the case column a pricer receives as an array by default (the rest of the case is fixed per
+#: op); a pricer may name another (``KernelPricer.inner_column``)
 INNER = {"gemm": "m", "moe": "num_tokens", "attention-prefill": "seq_len",
          "attention-decode": "context_len", "elementwise": "bytes"}
 _CASE_KIND = {OpKind.GEMM: "gemm", OpKind.MOE: "moe", OpKind.ELEMENTWISE: "elementwise",
@@ -41,8 +42,23 @@ _CASE_KIND = {OpKind.GEMM: "gemm", OpKind.MOE: "moe", OpKind.ELEMENTWISE: "eleme
 _ATTENTION = (OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE)
 
 
+class CaseEvaluator(Protocol):
+    """A pricer's function of one case's inner column (its fixed columns resolved once)."""
+
+    def __call__(self, inner: np.ndarray, sol: np.ndarray) -> tuple[np.ndarray, list[str]]: ...
+
+    def scalar(self, inner: float, sol: float) -> tuple[float, str]:
+        """One value (NaN time: not covered, with the reason as tag)."""
+
+
 class KernelPricer(Protocol):
     """Times of op cases from measured data or a model, for one deployment's hardware."""
+
+    def inner_column(self, kind: str) -> str:
+        """The case column this pricer interpolates along for ``kind`` (:data:`INNER`)."""
+
+    def evaluator(self, kind: str, case: Mapping[str, object]) -> CaseEvaluator | None:
+        """The case's evaluator, or None where the pricer has no data for it."""
 
     def times(self, kind: str, case: Mapping[str, object], inner: np.ndarray,
               sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -83,14 +99,14 @@ class RepricedStepTimeModel(AnalyticStepTimeModel):
             inner = float(case["bytes_read"]) + float(case["bytes_written"])
             prec = self.precision
         else:
-            inner = float(case.pop(INNER[kind]))
+            inner = float(case.pop(self.pricer.inner_column(kind)))
             prec = Precision(DType.parse(str(case["dtype"])), DType.parse(str(case["act_dtype"])),
                              self.precision.kv)
         if op.flops <= 0 and op.bytes <= 0:
             return _tagged(op, FALLBACK)
         cols = dict(case)
         if kind != "elementwise":
-            cols[INNER[kind]] = inner
+            cols[self.pricer.inner_column(kind)] = inner
         w = work.work(kind, cols, self.cluster.hardware, prec)
         c0, m0 = (float(x) for x in work.roofline_parts(w, self.cluster.hardware))
         sol = max(c0, m0)
@@ -137,7 +153,7 @@ class RepricedStepTimeModel(AnalyticStepTimeModel):
 class _RepricedAttention(_AttentionPricer):
     """Attention kernels of one block priced by the model's pricer (calibrated fallback)."""
 
-    __slots__ = ("consts", "model", "case")
+    __slots__ = ("consts", "model", "case", "_evals")
 
     def __init__(self, consts: tuple, model: RepricedStepTimeModel) -> None:
         super().__init__(consts, model.cluster.hardware, model.profile,
@@ -148,6 +164,7 @@ class _RepricedAttention(_AttentionPricer):
         prec = model.precision
         standard = (not attn.is_mla and not attn.sliding_window and qk_p == v_p == qk_d == v_d)
         self.case: dict[str, object] | None = None
+        self._evals: dict[tuple[str, float], CaseEvaluator | None] = {}
         if standard:
             self.case = {"num_heads": heads, "num_kv_heads": model.layout.kv_heads(attn),
                          "head_dim": qk_p, "kv_dtype": prec.kv.value,
@@ -156,31 +173,47 @@ class _RepricedAttention(_AttentionPricer):
     def _sol(self, flops: float, nbytes: float, peak: float) -> tuple[float, float]:
         return flops / peak, nbytes / self.hw_bw
 
+    def _eval(self, kind: str, value: float, column: str = "batch") -> CaseEvaluator | None:
+        """The pricer's evaluator with ``column`` (the fixed one of batch / length) at
+        ``value``, cached."""
+        key = (kind, value)
+        if key not in self._evals:
+            ev = self.model.pricer.evaluator(kind, {**self.case, column: value})  # type: ignore
+            if len(self._evals) > 100_000:
+                self._evals.clear()
+            self._evals[key] = ev
+        return self._evals[key]
+
     def prefill(self, shape: BatchShape) -> tuple[float, str, float, float] | None:
         """``(time, source, F / P, B / W)`` of the prefill chunks, None if not covered."""
         if self.case is None or not shape.prefill_tokens:
             return None
         flops, nbytes, seqs, new, ctx = self.prefill_work(shape)
         c0, m0 = self._sol(flops, nbytes, self.peak_p)
-        case = {**self.case, "batch": float(shape.prefill_seqs)}
-        t, tags = self.model.pricer.times("attention-prefill", case, np.array([new / seqs]),
-                                          np.array([max(c0, m0)]))
-        tag = tags[0]
-        if not np.isfinite(t[0]):
+        batch, chunk = float(shape.prefill_seqs), new / seqs
+        if self.model.pricer.inner_column("attention-prefill") == "batch":
+            ev, inner = self._eval("attention-prefill", chunk, "seq_len"), batch
+        else:
+            ev, inner = self._eval("attention-prefill", batch), chunk
+        if ev is None:
+            return None
+        t, tag = ev.scalar(inner, c0 if c0 > m0 else m0)
+        if not t > 0:
             return math.nan, tag, c0, m0
         if ctx > new * (1 + 1e-9) and not tag.endswith("-extrapolated"):
             tag += "-extrapolated"  # a cached prefix: the tables time prompts without one
-        return float(t[0]), tag, c0, m0
+        return t, tag, c0, m0
 
     def decode(self, shape: BatchShape) -> tuple[float, str, float, float] | None:
         if self.case is None or not shape.decode_seqs or self.window:
             return None
         flops, nbytes, seqs, keys = self.decode_work(shape)
         c0, m0 = self._sol(flops, nbytes, self.peak_d)
-        case = {**self.case, "batch": float(seqs)}
-        t, tags = self.model.pricer.times("attention-decode", case, np.array([keys / seqs]),
-                                          np.array([max(c0, m0)]))
-        return float(t[0]), tags[0], c0, m0
+        ev = self._eval("attention-decode", float(seqs))
+        if ev is None:
+            return None
+        t, tag = ev.scalar(keys / seqs, c0 if c0 > m0 else m0)
+        return t, tag, c0, m0
 
     def decode_curve(self, num_seqs: int, ctx: np.ndarray) -> np.ndarray:
         """Decode attention time at each context per sequence (NaN where not covered)."""
@@ -189,9 +222,10 @@ class _RepricedAttention(_AttentionPricer):
         keys = num_seqs * ctx
         sol = np.maximum(self.f_key * keys / self.peak_d,
                          (self.b_key * keys + self.b_seq * num_seqs) / self.hw_bw)
-        case = {**self.case, "batch": float(num_seqs)}
-        t, _ = self.model.pricer.times("attention-decode", case, ctx, sol)
-        return t
+        ev = self._eval("attention-decode", float(num_seqs))
+        if ev is None:
+            return np.full(ctx.shape, np.nan)
+        return ev(ctx, sol)[0]
 
     def prefill_time(self, shape: BatchShape) -> float:
         part = self.prefill(shape)

@@ -8,7 +8,9 @@ layout and its ``Grid`` / ``ScatteredSites`` engines, ai-dynamo/aiconfigurator@0
 
 - gemm: slice (dtype, act_dtype); outer k, n; inner m; log2 coordinates, log-util values;
 - attention-prefill: slice (kv_dtype, act_dtype, num_kv_heads, head_dim); outer num_heads,
-  batch; inner seq_len; log2 coordinates, log-util values;
+  seq_len; inner batch; log2 coordinates, log-util values (bracketing seq_len before batch:
+  2.8 / 4.2% median on a 20% hold-out of the A100 / H100 vLLM tables, against 4.6 / 6.2% with
+  the batch outside);
 - attention-decode: the same slices and outer axes; inner context_len; linear coordinates,
   latency values (AIConfigurator's raw-latency blend, 1.9% vs 5.5-6.4% for log-util);
 - moe: slice (dtype, act_dtype, hidden_size, intermediate_size, num_experts, top_k, ep); inner
@@ -32,6 +34,7 @@ for the case: other formats, head layouts, MoE configs, sliding windows, MLA, co
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections.abc import Mapping
@@ -47,7 +50,7 @@ from llmsim.costmodel import opcases
 from llmsim.costmodel.deployment import Deployment
 from llmsim.costmodel.estimators import sources, work
 from llmsim.costmodel.estimators.registry import ESTIMATORS
-from llmsim.costmodel.estimators.repriced import FALLBACK, INNER, RepricedStepTimeModel
+from llmsim.costmodel.estimators.repriced import FALLBACK, RepricedStepTimeModel
 from llmsim.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -74,20 +77,19 @@ class TableSpec:
 _ATT = ("kv_dtype", "act_dtype", "num_kv_heads", "head_dim")
 SPECS = {
     "gemm": TableSpec(("dtype", "act_dtype"), ("k", "n"), "m", True, False),
-    "attention-prefill": TableSpec(_ATT, ("num_heads", "batch"), "seq_len", True, False),
+    "attention-prefill": TableSpec(_ATT, ("num_heads", "seq_len"), "batch", True, False),
     "attention-decode": TableSpec(_ATT, ("num_heads", "batch"), "context_len", False, True),
     "moe": TableSpec(("dtype", "act_dtype", "hidden_size", "intermediate_size", "num_experts",
                       "top_k", "ep"), (), "num_tokens", True, False),
     "elementwise": TableSpec((), (), "bytes", True, False),
 }
 _DTYPE_COLS = ("dtype", "act_dtype", "kv_dtype")
-assert all(SPECS[k].inner == INNER[k] for k in SPECS)
 
 
 class _Curve:
     """Measured points along the inner axis of one grid node."""
 
-    __slots__ = ("x", "lu", "raw", "lo_hold", "hi_hold", "log")
+    __slots__ = ("x", "lu", "raw", "lo_hold", "hi_hold", "log", "_lists")
 
     def __init__(self, x: np.ndarray, lu: np.ndarray, raw: np.ndarray, log_coords: bool):
         order = np.argsort(x, kind="mergesort")
@@ -96,6 +98,24 @@ class _Curve:
         self.lu, self.raw = lu[order], raw[order]
         self.lo_hold = _median(self.lu[:_TAIL])
         self.hi_hold = _median(self.lu[-_TAIL:])
+        self._lists: tuple[list[float], list[float], list[float]] | None = None
+
+    def eval_scalar(self, xq: float) -> tuple[float, float, bool]:
+        """:meth:`eval` of one value with bisection on lists (no numpy overhead)."""
+        if self._lists is None:
+            self._lists = (self.x.tolist(), self.lu.tolist(), self.raw.tolist())
+        xs, lus, raws = self._lists
+        c = math.log2(max(xq, 1e-30)) if self.log else float(xq)
+        n = len(xs)
+        if c <= xs[0]:  # the same branches as eval(): hold beyond, endpoint at it
+            return (self.lo_hold if c < xs[0] else lus[0]), raws[0], c >= xs[0] - 1e-12
+        if c >= xs[-1]:
+            return (self.hi_hold if c > xs[-1] else lus[-1]), raws[-1], c <= xs[-1] + 1e-12
+        i = bisect.bisect_right(xs, c)
+        i = min(max(i, 1), n - 1)
+        f = (c - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return (lus[i - 1] + f * (lus[i] - lus[i - 1]), raws[i - 1] + f * (raws[i] - raws[i - 1]),
+                True)
 
     def eval(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log-util, latency, inside the measured range) at inner values ``xq``."""
@@ -114,6 +134,44 @@ def _median(v: np.ndarray) -> float:
 
 def _coord(x, log_coords: bool):
     return np.log2(np.maximum(x, 1e-30)) if log_coords else np.asarray(x, dtype=float)
+
+
+class _TableEval:
+    """Blend of the bracketing curves of one case (module docstring), vector and scalar."""
+
+    __slots__ = ("entries", "raw")
+
+    def __init__(self, entries: list[tuple[float, _Curve, bool]], raw: bool):
+        self.entries = entries
+        self.raw = raw
+
+    def __call__(self, inner: np.ndarray, sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        x = np.asarray(inner, dtype=float)
+        lu = np.zeros(x.shape)
+        raw = np.zeros(x.shape)
+        inside = np.ones(x.shape, dtype=bool)
+        for w, curve, clamped in self.entries:
+            c_lu, c_raw, c_in = curve.eval(x)
+            lu += w * c_lu
+            raw += w * c_raw
+            inside &= c_in & (not clamped)
+        t = np.asarray(sol, dtype=float) / np.exp(lu)
+        if self.raw:
+            t = np.where(inside, raw, t)
+        return t, [INSIDE if i else OUTSIDE for i in np.atleast_1d(inside)]
+
+    def scalar(self, inner: float, sol: float) -> tuple[float, str]:
+        """One inner value, without numpy (the serving simulator's per-step path)."""
+        lu = raw = 0.0
+        inside = True
+        for w, curve, clamped in self.entries:
+            c_lu, c_raw, c_in = curve.eval_scalar(inner)
+            lu += w * c_lu
+            raw += w * c_raw
+            inside = inside and c_in and not clamped
+        if self.raw and inside:
+            return raw, INSIDE
+        return sol / math.exp(lu), INSIDE if inside else OUTSIDE
 
 
 class _Node:
@@ -219,24 +277,22 @@ class KernelTable:
         """Whether the table has a slice for this case (else the fallback prices it)."""
         return kind in SPECS and self._entries(kind, case) is not None
 
+    def inner_column(self, kind: str) -> str:
+        return SPECS[kind].inner
+
+    def evaluator(self, kind: str, case: Mapping[str, object]) -> _TableEval | None:
+        """The interpolant of one case's fixed columns along the inner one (None: no slice);
+        the step model caches it per attention batch size."""
+        entries = self._entries(kind, case) if kind in SPECS else None
+        return None if entries is None else _TableEval(entries, SPECS[kind].raw_values)
+
     def times(self, kind: str, case: Mapping[str, object], inner: np.ndarray,
               sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
         x = np.asarray(inner, dtype=float)
-        entries = self._entries(kind, case) if kind in SPECS else None
-        if entries is None:
+        ev = self.evaluator(kind, case)
+        if ev is None:
             return np.full(x.shape, np.nan), [FALLBACK] * x.size
-        lu = np.zeros(x.shape)
-        raw = np.zeros(x.shape)
-        inside = np.ones(x.shape, dtype=bool)
-        for w, curve, clamped in entries:
-            c_lu, c_raw, c_in = curve.eval(x)
-            lu += w * c_lu
-            raw += w * c_raw
-            inside &= c_in & (not clamped)
-        t = np.asarray(sol, dtype=float) / np.exp(lu)
-        if SPECS[kind].raw_values:
-            t = np.where(inside, raw, t)
-        return t, [INSIDE if i else OUTSIDE for i in np.atleast_1d(inside)]
+        return ev(x, sol)
 
     def describe(self) -> dict[str, object]:
         covered = {k: v for k, v in self.info.items()}
