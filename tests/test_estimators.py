@@ -244,3 +244,23 @@ def test_estimate_takes_the_estimator():
     ops = b.as_dict(ops=True)["layers"]["decode"][1]["ops"]
     assert all("source" in o for o in ops)
     assert all("source" not in o for o in a.as_dict(ops=True)["layers"]["decode"][1]["ops"])
+
+
+def test_price_op_under_each_estimator():
+    from llmsim.estimates.op import price_op
+
+    gemm = {"m": 4096, "n": 4096, "k": 4096}
+    cal = price_op("gemm", "h100-sxm", **gemm)
+    raw = price_op("gemm", "h100-sxm", estimator="analytic", **gemm)
+    tab = price_op("gemm", "h100-sxm", estimator="table", **gemm)
+    assert raw.time_s < cal.time_s and cal.source == "" and tab.source == "table"
+    sol = max(raw.flops / H100.peak_flops(work.DType.BF16),
+              raw.bytes / H100.memory_bandwidth_bytes_per_s)
+    assert raw.time_s == pytest.approx(sol, rel=1e-12)
+    # a measured point of the shipped H100 vLLM table (8192^3 bf16 = 1.54 ms, PROVENANCE.md)
+    big = price_op("gemm", "h100-sxm", estimator="table", m=8192, n=8192, k=8192)
+    assert big.time_s == pytest.approx(1.54e-3, rel=0.02)
+    ar = price_op("all-reduce", "h100-sxm", message_bytes=1e7, num_gpus=8, estimator="table")
+    assert ar.source == FALLBACK and ar.bound.value == "communication"
+    with pytest.raises(ConfigError, match="takes no profile"):
+        price_op("gemm", "h100-sxm", estimator="analytic", profile="x.yaml", **gemm)

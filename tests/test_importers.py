@@ -4,18 +4,21 @@ formats, the --from source specs, the end-to-end schema, and the documented exam
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, SHARED_DATA
 from llmsim.calibration import aiconfigurator as aic
 from llmsim.calibration.importers import load_source
 from llmsim.calibration.measurements import MEASURED
 from llmsim.calibration.runs import validate_runs
 from llmsim.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LLMSIM_SHARED", REPO.parent / "shared")) / "data"
 
 DOCS = REPO / "docs" / "calibration.md"
 

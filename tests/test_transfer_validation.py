@@ -4,11 +4,12 @@ subsets (no ../shared needed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
 from llmsim.calibration import residuals as rs
 from llmsim.calibration import transfer
 from llmsim.calibration import validation as va
@@ -18,6 +19,8 @@ from llmsim.costmodel.estimators import learned as lm
 from llmsim.costmodel.estimators.intervals import ResidualData
 from llmsim.costmodel.profile import KERNEL_FAMILIES, Profile
 from llmsim.errors import UnknownNameError
+
+REPO = Path(__file__).resolve().parents[1]
 
 BASE = Profile.load()
 

@@ -13,7 +13,9 @@
 ``estimate`` does: by default the weight format when it is 16/32-bit or fp8, else 16-bit
 (weight-only int4 / int8 / fp4: W4A16), and a format the part cannot compute becomes one it can.
 ``kv_dtype`` is the cache's. Times follow the calibrated roofline of ``costmodel``
-(``profile`` / ``efficiency`` as for ``estimate``).
+(``profile`` / ``efficiency`` as for ``estimate``), or another ``estimator`` (``analytic``:
+the datasheet roofline; ``table`` / ``learned``: the kernel re-priced by that estimator's data,
+``OpCost.source`` saying which; collectives stay calibrated).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 from llmsim.catalog import get_cluster, get_hardware
 from llmsim.costmodel import opcases
 from llmsim.costmodel.collectives import collective
+from llmsim.costmodel.estimators import ESTIMATORS, kernel_pricer
+from llmsim.costmodel.estimators.repriced import price_case, tagged
 from llmsim.costmodel.ops import OpCost, OpKind
 from llmsim.costmodel.profile import Profile
 from llmsim.errors import ConfigError, UnknownNameError
@@ -45,12 +49,20 @@ def _need(kind: str, shape: dict[str, Any]) -> dict[str, float]:
 def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None = None,
              cluster: str | None = None, profile: Profile | str | None = None,
              efficiency: float | None = None, act_dtype: str | None = None,
-             inter_node: bool = False, **shape: Any) -> OpCost:
+             inter_node: bool = False, estimator: str = "calibrated",
+             estimator_model: str | None = None, **shape: Any) -> OpCost:
     """Cost of one op on ``hardware`` (see module docstring for kinds and shape keys)."""
     kind = opcases.normalize_kind(kind)
     if kind not in opcases.OP_KINDS:
         raise UnknownNameError("op kind", kind, opcases.OP_KINDS)
     hw = get_hardware(hardware)
+    name = ESTIMATORS.canonical(estimator)
+    if name == "analytic":
+        if profile is not None:
+            raise ConfigError("estimator analytic is the uncalibrated datasheet roofline and "
+                              "takes no profile; drop --profile or use --estimator calibrated")
+        profile = Profile.empty()
+    pricer = kernel_pricer(name, estimator_model, hw.name)
     prof = (profile if isinstance(profile, Profile) else Profile.load(profile)).for_hardware(
         hw, efficiency)
     prec = opcases.case_precision(hw, dtype, act_dtype, kv_dtype)
@@ -58,7 +70,14 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
     if kind in opcases.KERNEL_KINDS:
         _check_kernel_case(kind, s, shape)
         cols = {**s, "ep": int(shape.get("ep") or 1)}
-        return opcases.kernel_op(kind, cols.__getitem__, hw, prof, prec)
+        op = opcases.kernel_op(kind, cols.__getitem__, hw, prof, prec)
+        return op if pricer is None else price_case(pricer, kind, cols, hw, prec, op)
+    out = _collective(kind, s, shape, hw, cluster, prof, inter_node)
+    return out if pricer is None else tagged(out)
+
+
+def _collective(kind: str, s: dict[str, float], shape: dict[str, Any], hw, cluster: str | None,
+                prof, inter_node: bool) -> OpCost:
     op_kind = OpKind(kind)
     if kind == "p2p":
         if int(shape.get("num_gpus") or 2) != 2:

@@ -15,5 +15,25 @@ Every op of a table or learned step records where its time came from (``OpCost.s
 
 from llmsim.costmodel.estimators import analytic, learned, table  # noqa: F401  (register)
 from llmsim.costmodel.estimators.registry import ESTIMATORS
+from llmsim.costmodel.estimators.repriced import KernelPricer
 
-__all__ = ["ESTIMATORS"]
+
+def kernel_pricer(estimator: str, estimator_model: str | None, hardware: str
+                  ) -> KernelPricer | None:
+    """The per-op pricer of a measured-data estimator on ``hardware`` (None for the roofline
+    estimators): what ``price_op`` re-prices one op case with."""
+    name = ESTIMATORS.canonical(estimator)
+    if name == "table":
+        return table.load_table(estimator_model, hardware)
+    if name == "learned":
+        if not estimator_model:
+            raise learned.ConfigError("the learned estimator needs a model file: "
+                                      "--estimator-model model.joblib")
+        from llmsim.catalog import get_hardware
+
+        return learned.LearnedPricer(learned.load_model(str(estimator_model)),
+                                     get_hardware(hardware))
+    return None
+
+
+__all__ = ["ESTIMATORS", "kernel_pricer"]

@@ -18,6 +18,7 @@ context, elementwise bytes); it may memoise everything else (AIConfigurator's sl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Protocol
@@ -236,9 +237,33 @@ class _RepricedAttention(_AttentionPricer):
         return super().decode_time(shape) if part is None or not part[0] > 0 else part[0]
 
 
+def tagged(op: OpCost, source: str = FALLBACK) -> OpCost:
+    """``op`` tagged with ``source`` (the calibrated fallback by default)."""
+    return _tagged(op, source)
+
+
+def price_case(pricer: KernelPricer, kind: str, cols: Mapping[str, float], hw,
+               precision: Precision, op: OpCost) -> OpCost:
+    """One kernel case (op-case columns ``cols``) priced by ``pricer``; ``op`` is the
+    calibrated record of the same case (kept, tagged, where the pricer has no data)."""
+    w = work.work(kind, cols, hw, precision)
+    c0, m0 = (float(x) for x in work.roofline_parts(w, hw))
+    inner_col = pricer.inner_column(kind)
+    if kind == "elementwise":
+        inner = float(cols["bytes_read"]) + float(cols["bytes_written"])
+        case = dict(cols)
+    else:
+        inner = float(cols[inner_col])
+        case = {k: v for k, v in cols.items() if k != inner_col}
+    case.update(dtype=precision.weight.value, act_dtype=precision.activation.value,
+                kv_dtype=precision.kv.value)
+    t, tags = pricer.times(kind, case, np.array([inner]), np.array([max(c0, m0)]))
+    return _with_time(op, float(t[0]), tags[0], c0, m0)
+
+
 def _tagged(op: OpCost, source: str) -> OpCost:
-    return op if op.source else op.repriced(op.time_s, op.compute_s, op.memory_s,
-                                            op.overhead_s, source)
+    """``op`` unchanged but for its source tag (an already tagged op keeps its tag)."""
+    return op if op.source else dataclasses.replace(op, source=source)
 
 
 def _with_time(op: OpCost, t: float, tag: str, c0: float, m0: float) -> OpCost:
