@@ -264,3 +264,15 @@ def test_price_op_under_each_estimator():
     assert ar.source == FALLBACK and ar.bound.value == "communication"
     with pytest.raises(ConfigError, match="takes no profile"):
         price_op("gemm", "h100-sxm", estimator="analytic", profile="x.yaml", **gemm)
+
+
+def test_the_estimators_keep_the_cost_model_import_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, llmsim.costmodel as c; c.build_step_model(c.Deployment.resolve("
+            "'llama-3.1-8b', 'h100-sxm')); print('pandas' in sys.modules, "
+            "'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]

@@ -34,10 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from llmsim.catalog import get_hardware
 from llmsim.catalog.hardware import HardwareSpec
@@ -47,6 +46,9 @@ from llmsim.costmodel.estimators import sources, work
 from llmsim.costmodel.estimators.registry import ESTIMATORS
 from llmsim.costmodel.estimators.repriced import FALLBACK, INNER, RepricedStepTimeModel
 from llmsim.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,8 @@ def feature_table(rows: pd.DataFrame) -> pd.DataFrame:
     formats; the measurement columns may be there too), one row per input row in order, plus
     ``sol_s`` (the datasheet roofline time): the export that lines up with measured latencies
     for training elsewhere (``op --features``). Kinds without features (collectives) get NaN."""
+    import pandas as pd
+
     rows = rows.reset_index(drop=True)
     frames = []
     for (kind, hwname, fmt), idx in _groups(rows).items():
@@ -172,6 +176,8 @@ def feature_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cols(rows: pd.DataFrame, kind: str) -> dict[str, np.ndarray]:
+    import pandas as pd
+
     out = {c: pd.to_numeric(rows[c], errors="coerce").to_numpy(float) for c in ft.SHAPE[kind]
            if c in rows.columns}
     if kind == "moe":
@@ -180,6 +186,8 @@ def _cols(rows: pd.DataFrame, kind: str) -> dict[str, np.ndarray]:
 
 
 def _groups(rows: pd.DataFrame) -> dict[tuple, np.ndarray]:
+    import pandas as pd
+
     def fmt(c: str) -> pd.Series:
         if c not in rows.columns:
             return pd.Series([""] * len(rows), index=rows.index, dtype=object)
@@ -207,6 +215,8 @@ def train(measurements: pd.DataFrame, out_path: str | Path | None = None, *,
     ``hardware``, shape columns, formats, ``measured_time_s``) and write it to ``out_path``
     (joblib). At most ``max_rows_per_part`` rows per (kind, hardware) are used, drawn with
     ``seed``; ``quick`` trains small models (tests, ``--smoke``). Deterministic."""
+    import pandas as pd
+
     sklearn_models()
     if measurements is None or len(measurements) == 0:
         raise DataError(f"{origin}: no rows to train on")

@@ -21,13 +21,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import numpy as np
-import pandas as pd
 
 from llmsim.errors import ConfigError, DataError
 from llmsim.registry import Registry
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MEASURED = "measured_time_s"
 BUILTIN = "builtin"
@@ -76,6 +79,8 @@ def parse_source(text: str | None) -> SourceSpec:
 
 def read_table_file(path: str | Path) -> pd.DataFrame:
     """A CSV, Parquet or JSON(-lines) table, by suffix, with a one-line error."""
+    import pandas as pd
+
     p = str(path)
     try:
         if p.endswith((".parquet", ".pq")):
@@ -123,6 +128,8 @@ def _builtin(hardware: str | None) -> dict[str, np.ndarray]:
 
 def columns_of(rows: pd.DataFrame | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A table as a mapping of numpy columns: numbers as float, anything else as objects."""
+    import pandas as pd
+
     if not isinstance(rows, pd.DataFrame):
         return {k: np.asarray(v) for k, v in rows.items()}
     out = {}
@@ -148,6 +155,8 @@ def read_rows(spec: SourceSpec | str | None, hardware: str | None = None) -> pd.
     """Measurement rows of a source (a copy the caller may change); ``hardware`` (a catalog
     name) lets the shipped table read only that part's row groups (other sources are read
     whole: their names may be aliases)."""
+    import pandas as pd
+
     s = spec if isinstance(spec, SourceSpec) else parse_source(spec)
     if s.kind == BUILTIN:
         return pd.DataFrame(_builtin(hardware))

@@ -40,9 +40,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llmsim.catalog import get_hardware
 from llmsim.catalog.hardware import HardwareSpec
@@ -52,6 +52,9 @@ from llmsim.costmodel.estimators import sources, work
 from llmsim.costmodel.estimators.registry import ESTIMATORS
 from llmsim.costmodel.estimators.repriced import FALLBACK, RepricedStepTimeModel
 from llmsim.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -318,10 +321,14 @@ def _take(cols: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndar
 
 
 def _present(v: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
     return pd.notna(v) & (v != "") if v.dtype == object else np.isfinite(v)
 
 
 def _for_hardware(cols: Mapping[str, np.ndarray], hw: HardwareSpec) -> dict[str, np.ndarray]:
+    import pandas as pd
+
     for need in ("hardware", "kind", sources.MEASURED):
         if need not in cols:
             raise DataError("a kernel table needs the columns kind, hardware and "
@@ -388,6 +395,8 @@ def _prepared(cols: Mapping[str, np.ndarray], kind: str, spec: TableSpec, hw: Ha
     """Per row (duplicates merged, sorted by slice, outer axes, inner): canonical format codes,
     shape columns, ``_x`` (inner), ``_lu`` (log-util), ``_t`` (latency); and the format names
     of the codes."""
+    import pandas as pd
+
     need = [c for c in opcases.REQUIRED[kind] if c not in cols]
     if need:
         raise DataError(f"kernel table rows of kind {kind} need the columns {need}")
