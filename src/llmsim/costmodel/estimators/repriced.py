@@ -94,25 +94,15 @@ class RepricedStepTimeModel(AnalyticStepTimeModel):
         return out
 
     def _reprice(self, op: OpCost) -> OpCost:
-        kind = _CASE_KIND[op.kind]
-        case = dict(op.case)
-        if kind == "elementwise":
-            inner = float(case["bytes_read"]) + float(case["bytes_written"])
-            prec = self.precision
-        else:
-            inner = float(case.pop(self.pricer.inner_column(kind)))
-            prec = Precision(DType.parse(str(case["dtype"])), DType.parse(str(case["act_dtype"])),
-                             self.precision.kv)
         if op.flops <= 0 and op.bytes <= 0:
             return _tagged(op, FALLBACK)
-        cols = dict(case)
-        if kind != "elementwise":
-            cols[self.pricer.inner_column(kind)] = inner
-        w = work.work(kind, cols, self.cluster.hardware, prec)
-        c0, m0 = (float(x) for x in work.roofline_parts(w, self.cluster.hardware))
-        sol = max(c0, m0)
-        t, tags = self.pricer.times(kind, case, np.array([inner]), np.array([sol]))
-        return _with_time(op, float(t[0]), tags[0], c0, m0)
+        kind = _CASE_KIND[op.kind]
+        cols = dict(op.case)
+        prec = self.precision
+        if kind != "elementwise":  # the op's own formats (the LM head and router: unquantized)
+            prec = Precision(DType.parse(str(cols.pop("dtype"))),
+                             DType.parse(str(cols.pop("act_dtype"))), prec.kv)
+        return price_case(self.pricer, kind, cols, self.cluster.hardware, prec, op)
 
     def _attention_record(self, op: OpCost, shape: BatchShape, template: int) -> OpCost:
         pricer = self._pricer_of(template)
