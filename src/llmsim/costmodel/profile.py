@@ -47,6 +47,8 @@ import numpy as np
 import yaml
 from pydantic import Field
 
+from llmsim import checks
+from llmsim.catalog import files
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.catalog.hardware import HardwareSpec, HostSpec
 from llmsim.errors import SpecError
@@ -278,6 +280,7 @@ class HardwareProfile:
     """
 
     def __init__(self, chain: list[ProfileEntry], names: list[str], efficiency: float | None):
+        efficiency = checks.efficiency(efficiency)
         self.names = names
         self.efficiency = efficiency
         self._kernels: dict[str, ResolvedKernel] = {}
@@ -337,11 +340,11 @@ class Profile:
         """Load a profile file; ``None`` loads the shipped default."""
         if path is None:
             return _default_profile()
+        if not isinstance(path, (str, Path)):
+            raise SpecError(f"a profile is a YAML file path, got {type(path).__name__} "
+                            f"{path!r}")
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SpecError(f"{p}: cannot read profile ({exc.strerror})") from None
+        raw = files.read_mapping(p, what="calibration profile")
         return cls(validate_spec(ProfileFile, raw, str(p)), str(p))  # type: ignore[arg-type]
 
     @classmethod
@@ -363,6 +366,7 @@ class Profile:
         """The host efficiencies that apply to ``host``: its entry, then ``generic``, then
         neutral (per field). ``efficiency`` (``--efficiency``): every fraction is that flat
         value and fixed costs are 0, as for the GPU."""
+        efficiency = checks.efficiency(efficiency)
         if efficiency is not None:
             # every rate at the flat fraction; pageable buffers reach the pinned rate
             flat = {k: (float(efficiency) if k.endswith("_eff") else 0.0) for k in NEUTRAL_HOST}
