@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmsim import checks
 from llmsim.catalog import ModelSpec, ParallelSpec, get_cluster, get_model
 from llmsim.catalog.cluster import Cluster
 from llmsim.catalog.hardware import HardwareSpec
@@ -49,9 +50,7 @@ class Deployment:
             raise ConfigError(
                 f"the plan needs {p.num_gpus} GPUs (tp {p.tp} x pp {p.pp} x dp {p.dp}) but the "
                 f"cluster has {self.cluster.num_gpus}; raise --num-gpus")
-        if self.efficiency is not None and not 0 < self.efficiency <= 1.0:
-            raise ConfigError(f"--efficiency {self.efficiency} must be in (0, 1]: a fraction of "
-                              "the datasheet peaks")
+        checks.efficiency(self.efficiency)
 
     @classmethod
     def resolve(cls, model: str | ModelSpec, hardware: str | HardwareSpec | None = None,
@@ -62,6 +61,9 @@ class Deployment:
                 profile: Profile | str | None = None,
                 efficiency: float | None = None) -> Deployment:
         """A deployment from names: the cluster is sized ``num_gpus`` (default: the plan's)."""
+        tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
+            model, tp, pp, ep, dp, micro_batches, num_gpus)
+        checks.efficiency(efficiency)
         spec = get_model(model)
         plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
         cl = cluster if isinstance(cluster, Cluster) else get_cluster(
@@ -86,3 +88,23 @@ class Deployment:
                 "cluster": self.cluster.name, "tp": p.tp, "pp": p.pp, "ep": p.ep, "dp": p.dp,
                 "precision": self.precision.describe(),
                 "profile": self.hardware_profile.describe()}
+
+
+def check_plan_args(model: object, tp: object, pp: object, ep: object, dp: object,
+                    micro_batches: object, num_gpus: object) -> tuple:
+    """The model and plan arguments of an API call, checked (one-line ``ConfigError``):
+    ``(tp, pp, ep, dp, micro_batches, num_gpus)`` as ints."""
+    checks.one_of_types(model, "model", (str, ModelSpec),
+                        "a catalog name, an HF id, a config.json path or a ModelSpec")
+    big = MAX_GPUS
+    out = (checks.whole(tp, "tp", high=big), checks.whole(pp, "pp", high=big),
+           checks.whole(ep, "ep", high=big), checks.whole(dp, "dp", high=big),
+           checks.whole(micro_batches, "micro_batches", low=0, high=big),
+           checks.optional_whole(num_gpus, "num_gpus", high=big))
+    if out[0] * out[1] * out[3] > big:
+        raise ConfigError(f"tp {out[0]} x pp {out[1]} x dp {out[3]} is more than {big:,} GPUs")
+    return out
+
+
+#: more GPUs than any cluster has: a plan beyond it is a typo
+MAX_GPUS = 1_000_000

@@ -214,6 +214,10 @@ def evaluate_run(wl: OffloadRun, policy: OffloadPolicy) -> OffloadResult:
 
 def _grid(values: Iterable[int] | None, default: tuple[int, ...], flag: str) -> list[int]:
     """The candidate values of one batch dimension (``flag`` names it in errors)."""
+    if values is not None and (isinstance(values, (str, bytes, dict))
+                               or not isinstance(values, Iterable)):
+        raise ConfigError(f"{flag} takes a list of candidate values (e.g. [{values!r}]), got "
+                          f"{type(values).__name__} {values!r}; leave it out to search")
     given = list(default if values is None else values)
     if not given:
         raise ConfigError(f"{flag} needs at least one value")

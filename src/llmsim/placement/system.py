@@ -203,7 +203,7 @@ def build_system(hardware: str | HardwareSpec | None = None, host: str | HostSpe
                 not 0 < value <= max_alpha:
             raise ConfigError(f"{name} must be in (0, {max_alpha:g}] (the share of the tier a "
                               f"placement may fill), got {value!r}")
-    hw = get_hardware(hardware or DEFAULT_HARDWARE)
+    hw = get_hardware(DEFAULT_HARDWARE if hardware is None else hardware)
     if gpu_mem_bytes is not None and gpu_mem_bytes > hw.memory_bytes * 1.001:
         log.warning("--gpu-mem %s is more than a %s has (%s)", units.fmt_bytes(gpu_mem_bytes),
                     hw.name, units.fmt_bytes(hw.memory_bytes))
