@@ -25,6 +25,7 @@ class UnknownNameError(LLMSimError, KeyError):
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         self.kind, self.name = kind, name
         known = sorted(set(known))
+        name = str(name)
         close = difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=3, cutoff=0.5)
         by_lower = {k.lower(): k for k in known}
         hint = ""
@@ -33,7 +34,8 @@ class UnknownNameError(LLMSimError, KeyError):
         elif known:
             shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
             hint = f" Known: {shown}."
-        self.message = f"unknown {kind} {name!r}.{hint}"
+        shown = name if len(name) <= 80 else f"{name[:38]}...{name[-38:]}"
+        self.message = f"unknown {kind} {shown!r}.{hint}"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would repr() the message

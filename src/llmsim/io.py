@@ -1,6 +1,10 @@
 """Atomic file output: write to a temporary file in the same folder, then rename over the target.
 
 Nothing llmsim writes is ever left half-written: a crash or Ctrl-C leaves the old file (or none).
+Only regular files are replaced that way. A symlink is followed (its target is written, the link
+stays); a character device or FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written
+directly, never replaced by a file; anything else that is not a regular file is refused. Every
+failure is a one-line :class:`~llmsim.errors.OutputError` naming the path.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,43 +21,119 @@ from typing import IO, Any
 
 from llmsim.errors import OutputError
 
+#: longest file-name component and whole path the POSIX file systems llmsim runs on accept
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4095
+
+
+def shown(path: str | Path, limit: int = 160) -> str:
+    """A path for a one-line message: long ones elided in the middle."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2 - 2]}...{text[-(limit // 2 - 1):]} ({len(text)} characters)"
+
+
+def path_name_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot name a file on this system (a name over 255 bytes, a path over 4095,
+    a NUL byte), or None. Checked before any ``stat`` so no ``OSError`` escapes."""
+    text = os.fspath(path)
+    if "\x00" in text:
+        return "the path contains a NUL character"
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError:
+        return "the path cannot be encoded for this file system"
+    if len(raw) > PATH_MAX_BYTES:
+        return f"the path is too long ({len(raw)} bytes; at most {PATH_MAX_BYTES})"
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > NAME_MAX_BYTES:
+        return (f"a file name in it is too long ({longest} bytes; at most {NAME_MAX_BYTES} per "
+                "name)")
+    return None
+
+
+def check_path_name(path: str | Path, error: type[Exception] = OutputError,
+                    what: str = "cannot write") -> None:
+    """Raise ``error`` (one line) when ``path`` cannot name a file (:func:`path_name_problem`)."""
+    problem = path_name_problem(path)
+    if problem:
+        raise error(f"{what} {shown(path)}: {problem}")
+
 
 def prepare_dir(path: str | Path, flag: str = "--out",
                 what: str = "this writes a folder of outputs") -> Path:
     """Create an output folder (and its parents) or raise a one-line :class:`OutputError`;
     call it before long work so a bad path fails first, not after the run."""
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{flag} {out} is a file; {what}: give a folder name")
+    check_path_name(out, OutputError, f"cannot create the {flag} folder")
+    try:
+        exists, is_dir = out.exists(), out.is_dir()
+    except OSError as exc:
+        raise OutputError(f"cannot create the {flag} folder {shown(out)}: "
+                          f"{exc.strerror or exc}") from None
+    if exists and not is_dir:
+        raise OutputError(f"{flag} {shown(out)} is a file; {what}: give a folder name")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the {flag} folder {out}: "
+        raise OutputError(f"cannot create the {flag} folder {shown(out)}: "
                           f"{exc.strerror or exc}") from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write into the {flag} folder {out}: permission denied")
+        raise OutputError(f"cannot write into the {flag} folder {shown(out)}: permission denied")
     return out
+
+
+def _destination(target: Path) -> tuple[Path, os.stat_result | None]:
+    """Where writing ``target`` lands (a symlink's target) and what is there now (None: no
+    file yet)."""
+    check_path_name(target)
+    try:
+        real = Path(os.path.realpath(target)) if target.is_symlink() else target
+        info = os.stat(real)
+    except FileNotFoundError:
+        return real, None
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown(target)}: {exc.strerror or exc}") from None
+    return real, info
 
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success rename it onto ``target``."""
+    """Yield a temporary path next to ``target``; on success rename it onto ``target``.
+
+    A symlink is followed (the file it points to is replaced, the link kept); a character
+    device or FIFO is yielded itself, to be written in place; a folder, socket or block device
+    is refused with an :class:`OutputError`.
+    """
     target = Path(target)
-    if target.is_dir():
-        raise OutputError(f"cannot write {target}: it is a folder; give a file name")
+    real, info = _destination(target)
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"cannot write {shown(target)}: it is a folder; give a file name")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        if not (stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+            raise OutputError(f"cannot write {shown(target)}: it is not a regular file (a "
+                              "socket or block device); give a file name")
+        try:
+            yield real  # /dev/null, /dev/stdout, a named pipe: written in place, never replaced
+        except OSError as exc:
+            raise OutputError(f"cannot write {shown(target)}: {exc.strerror or exc}") from None
+        return
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        real.parent.mkdir(parents=True, exist_ok=True)
+        # the temporary name stays within NAME_MAX however long the target's name is
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name[:200]}.", suffix=".tmp",
+                                   dir=real.parent)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {shown(target)}: {exc.strerror or exc}") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        os.replace(tmp_path, real)
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {shown(target)}: {exc.strerror or exc}") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -11,6 +11,7 @@ Conventions (as vendors use them):
 
 from __future__ import annotations
 
+import math
 import re
 
 from llmsim.errors import SpecError
@@ -49,6 +50,8 @@ def _parse(value: object, table: dict[str, float], what: str) -> float:
     if isinstance(value, bool):
         raise SpecError(f"{what}: expected a number with a unit, got {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise SpecError(f"{what}: expected a finite number, got {value!r}")
         return float(value)
     if not isinstance(value, str):
         raise SpecError(f"{what}: expected a number with a unit, got {value!r}")
@@ -56,6 +59,8 @@ def _parse(value: object, table: dict[str, float], what: str) -> float:
     if not match:
         raise SpecError(f"{what}: cannot parse {value!r}; write e.g. '80 GiB' or '3.35 TB/s'")
     number, unit = float(match.group(1)), match.group(2).lower()
+    if not math.isfinite(number):  # 1e999 overflows to inf
+        raise SpecError(f"{what}: {value!r} is not a finite number")
     if unit == "":
         return number
     if unit not in table:

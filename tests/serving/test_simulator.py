@@ -306,6 +306,8 @@ def _random_config(seed: int) -> dict:
                   "priority_levels": rnd.choice([1, 3]),
                   "shared_prefix_tokens": rnd.choice([0, 256]), "prefix_groups": 3,
                   "concurrency": rnd.choice([None, 5]), "seed": seed})
+    if not cfg["workload"]["shared_prefix_tokens"]:
+        cfg["workload"]["prefix_groups"] = 1  # groups without a shared prefix: an error
     if sched == "chunked" and budget < cfg["scheduler"]["max_num_seqs"]:
         cfg["scheduler"]["max_num_seqs"] = 4
     return cfg

@@ -19,7 +19,7 @@ from llmsim.catalog.blocks import (
 )
 from llmsim.catalog.model import ModelSpec, PositionKind
 from llmsim.dtypes import DType
-from llmsim.errors import SpecError
+from llmsim.errors import SpecError, UnknownNameError
 
 SUPPORTED_FAMILIES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
@@ -27,9 +27,61 @@ SUPPORTED_FAMILIES = (
 )
 
 
+#: config.json keys that hold a count or a width: a whole number >= 1 where given (>= 0 for
+#: the ones in _MAY_BE_ZERO; null / absent keys take the family default)
+_POSITIVE_INTS = (
+    "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers",
+    "intermediate_size", "vocab_size", "max_position_embeddings", "n_embd", "n_embed", "n_head",
+    "n_layer", "n_inner", "n_positions", "ffn_dim", "num_local_experts", "num_experts",
+    "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size",
+    "n_routed_experts", "moe_layer_freq", "decoder_sparse_step", "kv_lora_rank", "q_lora_rank",
+    "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "seq_length", "num_kv_heads",
+    "word_embed_proj_dim", "ffn_hidden_size", "sliding_window",
+)
+_MAY_BE_ZERO = ("n_shared_experts", "first_k_dense_replace")
+
+
+def _check_fields(config: dict[str, Any], name: str) -> None:
+    """Counts are whole numbers (not strings, booleans or 0) before any arithmetic on them."""
+    for key in (*_POSITIVE_INTS, *_MAY_BE_ZERO):
+        value = config.get(key)
+        if value is None:
+            continue
+        low = 0 if key in _MAY_BE_ZERO else 1
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or value < low:
+            raise SpecError(f"{name}: config.json {key} = {value!r} must be a whole number "
+                            f">= {low}")
+    layers = config.get("mlp_only_layers")
+    if layers is not None and not (isinstance(layers, list) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in layers)):
+        raise SpecError(f"{name}: config.json mlp_only_layers = {layers!r} must be a list of "
+                        "layer indices")
+
+
+def _head_dim(c: dict[str, Any], h: int, nh: int, name: str = "") -> int:
+    """``head_dim`` if the config gives it, else ``hidden_size / num_attention_heads``, which
+    must then divide exactly."""
+    if c.get("head_dim"):
+        return int(c["head_dim"])
+    if h % nh:
+        raise SpecError(f"{name or 'model'}: config.json hidden_size {h} is not divisible by "
+                        f"its {nh} attention heads (and no head_dim is given)")
+    return h // nh
+
+
+def _even_split(c: dict[str, Any], h: int, nh: int) -> int:
+    """``hidden_size / heads`` of a family whose config has no ``head_dim`` (must divide)."""
+    return _head_dim({}, h, nh, c.get("_name", ""))
+
+
 def from_hf_config(config: dict[str, Any], name: str, hf_id: str = "",
                    source: str = "") -> ModelSpec:
     """Build a :class:`ModelSpec` from a parsed HF ``config.json``."""
+    if not isinstance(config, dict):
+        raise SpecError(f"{name}: a config.json holds a mapping (key: value), not "
+                        f"{type(config).__name__}")
+    _check_fields(config, name)
     family = str(config.get("model_type", "")).lower()
     builder = _BUILDERS.get(family)
     if builder is None:
@@ -38,9 +90,13 @@ def from_hf_config(config: dict[str, Any], name: str, hf_id: str = "",
             + ", ".join(SUPPORTED_FAMILIES)
         )
     try:
-        fields = builder(config)
+        fields = builder({**config, "_name": name})
     except KeyError as exc:
         raise SpecError(f"{name}: config.json lacks {exc.args[0]!r} for a {family} model") from None
+    except SpecError as exc:  # a block's own check (heads vs KV heads, ...): name the file
+        if str(exc).startswith(f"{name}:"):
+            raise
+        raise SpecError(f"{name}: config.json: {exc}") from None
     return ModelSpec(name=name, hf_id=hf_id, family=family, source=source, **fields)
 
 
@@ -65,8 +121,10 @@ def _weight_dtype(c: dict[str, Any]) -> DType:
     td = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
     try:
         dt = DType.parse(td)
-    except Exception:
-        return DType.BF16
+    except UnknownNameError:
+        raise SpecError(f"{c.get('_name', 'model')}: config.json torch_dtype {td!r} is not a "
+                        "format llmsim knows (bfloat16, float16, float32, float8_e4m3fn, ...); "
+                        "fix it or pass --dtype") from None
     return DType.BF16 if dt == DType.FP32 else dt
 
 
@@ -76,7 +134,7 @@ def _llama_like(c: dict[str, Any]) -> dict[str, Any]:
     h = c["hidden_size"]
     nh = c["num_attention_heads"]
     nkv = c.get("num_key_value_heads") or nh
-    head_dim = c.get("head_dim") or h // nh
+    head_dim = _head_dim(c, h, nh, c.get("_name", ""))
     qkv_bias = bool(c.get("attention_bias", False)) or family in ("qwen2", "qwen2_moe")
     window = c.get("sliding_window")
     if family.startswith("qwen") and not c.get("use_sliding_window", False):
@@ -156,7 +214,8 @@ def _gptj(c: dict[str, Any]) -> dict[str, Any]:
     """GPT-J: parallel attention + MLP sharing one LayerNorm, partial RoPE, biased MLP/LM head."""
     h = c["n_embd"]
     nh = c["n_head"]
-    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh,
+                          head_dim=_even_split(c, h, nh),
                           norm=NormKind.LAYER, norm_bias=True)
     ffn = FFNBlock(hidden_size=h, intermediate_size=c.get("n_inner") or 4 * h, gated=False,
                    activation=_act(c.get("activation_function", "gelu_new")), bias=True,
@@ -178,7 +237,8 @@ def _opt(c: dict[str, Any]) -> dict[str, Any]:
     bias = bool(c.get("enable_bias", True))
     if c.get("word_embed_proj_dim", h) != h:
         raise SpecError("OPT with word_embed_proj_dim != hidden_size (OPT-350m) is not supported")
-    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh,
+                          head_dim=_even_split(c, h, nh),
                           qkv_bias=bias, o_bias=bias, rope=False, norm=NormKind.LAYER,
                           norm_bias=True)
     ffn = FFNBlock(hidden_size=h, intermediate_size=c["ffn_dim"], gated=False,
@@ -198,7 +258,8 @@ def _gpt2(c: dict[str, Any]) -> dict[str, Any]:
     """GPT-2 / GPT-3 style: learned positions, pre-LayerNorm, biased MHA and GELU MLP, tied."""
     h = c["n_embd"]
     nh = c["n_head"]
-    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh,
+                          head_dim=_even_split(c, h, nh),
                           qkv_bias=True, o_bias=True, rope=False, norm=NormKind.LAYER,
                           norm_bias=True)
     ffn = FFNBlock(hidden_size=h, intermediate_size=c.get("n_inner") or 4 * h, gated=False,
@@ -219,7 +280,8 @@ def _bloom(c: dict[str, Any]) -> dict[str, Any]:
     head (BigScience, "BLOOM", arXiv:2211.05100, Table 3)."""
     h = c.get("hidden_size") or c["n_embed"]
     nh = c.get("num_attention_heads") or c["n_head"]
-    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh, head_dim=h // nh,
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nh,
+                          head_dim=_even_split(c, h, nh),
                           qkv_bias=True, o_bias=True, rope=False, norm=NormKind.LAYER,
                           norm_bias=True)
     ffn = FFNBlock(hidden_size=h, intermediate_size=4 * h, gated=False,
@@ -240,7 +302,8 @@ def _phi(c: dict[str, Any]) -> dict[str, Any]:
     h = c["hidden_size"]
     nh = c["num_attention_heads"]
     attn = AttentionBlock(hidden_size=h, num_heads=nh,
-                          num_kv_heads=c.get("num_key_value_heads") or nh, head_dim=h // nh,
+                          num_kv_heads=c.get("num_key_value_heads") or nh,
+                          head_dim=_even_split(c, h, nh),
                           qkv_bias=True, o_bias=True, norm=NormKind.LAYER, norm_bias=True)
     ffn = FFNBlock(hidden_size=h, intermediate_size=c["intermediate_size"], gated=False,
                    activation=_act(c.get("hidden_act", "gelu_new")), bias=True,
@@ -264,7 +327,8 @@ def _falcon(c: dict[str, Any]) -> dict[str, Any]:
     multi_query_kv = 1 if c.get("multi_query", True) else nh
     nkv = (c.get("num_kv_heads") or nh) if new_arch else multi_query_kv
     bias = bool(c.get("bias", False))
-    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nkv, head_dim=h // nh,
+    attn = AttentionBlock(hidden_size=h, num_heads=nh, num_kv_heads=nkv,
+                          head_dim=_even_split(c, h, nh),
                           qkv_bias=bias, o_bias=bias, rope=not c.get("alibi", False),
                           norm=NormKind.LAYER, norm_bias=True)
     ffn = FFNBlock(hidden_size=h, intermediate_size=c.get("ffn_hidden_size") or 4 * h,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import re
 from collections.abc import Callable
 from functools import cache
@@ -18,12 +19,14 @@ from typing import Any, TypeVar
 import yaml
 
 from llmsim import units
+from llmsim.catalog import files
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.catalog.cluster import Cluster, ClusterSpec, resolve_cluster
 from llmsim.catalog.hardware import HardwareSpec, HostSpec
 from llmsim.catalog.hf import from_hf_config
 from llmsim.catalog.model import ModelSpec
 from llmsim.errors import SpecError, UnknownNameError
+from llmsim.io import path_name_problem, shown
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=Spec)
@@ -36,16 +39,13 @@ def _data_dir(sub: str):
 
 
 def read_yaml_file(path: Path | Any, origin: str | None = None) -> dict[str, Any]:
-    """Parse one YAML file into a dict, with a one-line error on bad syntax."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{origin or path}: invalid YAML ({exc})") from None
-    except OSError as exc:
-        raise SpecError(f"{origin or path}: cannot read ({exc.strerror})") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{origin or path}: expected a mapping at the top level")
-    return data
+    """Parse one YAML file into a dict, with a one-line error on bad syntax
+    (:mod:`llmsim.catalog.files`: ``file:line:col: message``, duplicate keys, not UTF-8)."""
+    origin = origin or str(path)
+    if isinstance(path, (str, Path)):
+        return files.read_mapping(path, origin)
+    # package data (an importlib.resources Traversable)
+    return files.as_mapping(files.parse_yaml(path.read_text(encoding="utf-8"), origin), origin)
 
 
 def _load_dir(sub: str, cls: type[S]) -> dict[str, S]:
@@ -80,6 +80,9 @@ def _clusters() -> dict[str, ClusterSpec]:
 
 
 def _lookup(table: dict[str, S], kind: str, name: str) -> S:
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"{kind} must be a name (see `llmsim catalog list`), got "
+                        f"{type(name).__name__} {name!r}")
     spec = table.get(name.strip().lower())
     if spec is None:
         canonical = sorted({s.name for s in table.values()})  # type: ignore[attr-defined]
@@ -157,6 +160,9 @@ def get_cluster(
     """
     if cluster is None and hardware is None:
         raise SpecError("give --hardware or --cluster")
+    if num_gpus is not None and (isinstance(num_gpus, bool)
+                                 or not isinstance(num_gpus, numbers.Integral) or num_gpus < 1):
+        raise SpecError(f"num_gpus must be a whole number >= 1, got {num_gpus!r}")
     if cluster is not None:
         spec = get_cluster_spec(cluster)
         if spec.hardware is None and hardware is None:
@@ -247,17 +253,7 @@ def register_model_format(name: str, loader: ModelFileLoader) -> None:
 
 def read_model_file(path: Path) -> dict[str, Any]:
     """Parse a JSON (``.json``) or YAML file into a dict (one-line SpecError on bad syntax)."""
-    if path.suffix != ".json":
-        return read_yaml_file(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level")
-    return data
+    return files.read_mapping(path, what="model file")
 
 
 def _model_from_file(path: Path) -> ModelSpec:
@@ -280,10 +276,19 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     """A model by alias (``llama-2-7b``), HF id (``meta-llama/Llama-2-7b-hf``) or config path."""
     if isinstance(name, ModelSpec):
         return name
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"a model is a catalog name, an HF id or the path of a config.json, "
+                        f"got {type(name).__name__} {name!r}")
     key = name.strip()
     entry = _model_index().get(key.lower()) or _tuned_variant(key)
     if entry is not None:
         return _load_catalog_model(entry["alias"])
+    problem = path_name_problem(key)
+    if problem:  # cannot name a file: an unknown name, or a path this system cannot have
+        if key.endswith((".json", ".yaml", ".yml")) or "/" in key:
+            raise SpecError(f"cannot read model file {shown(key)}: {problem}")
+        known = sorted({e["alias"] for e in _model_index().values()})
+        raise UnknownNameError("model", key, known)
     path = Path(key).expanduser()
     if path.is_dir():
         path = path / "config.json"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmsim import checks
 from llmsim.catalog import ModelSpec, ParallelSpec, get_cluster, get_model
 from llmsim.catalog.cluster import Cluster
 from llmsim.catalog.hardware import HardwareSpec
@@ -60,9 +61,7 @@ class Deployment:
             raise ConfigError(
                 f"the plan needs {p.num_gpus} GPUs (tp {p.tp} x pp {p.pp} x dp {p.dp}) but the "
                 f"cluster has {self.cluster.num_gpus}; raise --num-gpus")
-        if self.efficiency is not None and not 0 < self.efficiency <= 1.0:
-            raise ConfigError(f"--efficiency {self.efficiency} must be in (0, 1]: a fraction of "
-                              "the datasheet peaks")
+        checks.efficiency(self.efficiency)
 
     @classmethod
     def resolve(cls, model: str | ModelSpec, hardware: str | HardwareSpec | None = None,
@@ -77,6 +76,9 @@ class Deployment:
         ``estimator="analytic"`` is the datasheet roofline and takes no ``profile``."""
         from llmsim.costmodel.estimators import ESTIMATORS
 
+        tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
+            model, tp, pp, ep, dp, micro_batches, num_gpus)
+        checks.efficiency(efficiency)
         name = ESTIMATORS.canonical(estimator)
         if name == "analytic" and profile is not None:
             raise ConfigError("estimator analytic is the uncalibrated datasheet roofline and "
@@ -106,3 +108,23 @@ class Deployment:
                 "precision": self.precision.describe(),
                 "profile": self.hardware_profile.describe(), "estimator": self.estimator,
                 **({"estimator_model": self.estimator_model} if self.estimator_model else {})}
+
+
+def check_plan_args(model: object, tp: object, pp: object, ep: object, dp: object,
+                    micro_batches: object, num_gpus: object) -> tuple:
+    """The model and plan arguments of an API call, checked (one-line ``ConfigError``):
+    ``(tp, pp, ep, dp, micro_batches, num_gpus)`` as ints."""
+    checks.one_of_types(model, "model", (str, ModelSpec),
+                        "a catalog name, an HF id, a config.json path or a ModelSpec")
+    big = MAX_GPUS
+    out = (checks.whole(tp, "tp", high=big), checks.whole(pp, "pp", high=big),
+           checks.whole(ep, "ep", high=big), checks.whole(dp, "dp", high=big),
+           checks.whole(micro_batches, "micro_batches", low=0, high=big),
+           checks.optional_whole(num_gpus, "num_gpus", high=big))
+    if out[0] * out[1] * out[3] > big:
+        raise ConfigError(f"tp {out[0]} x pp {out[1]} x dp {out[3]} is more than {big:,} GPUs")
+    return out
+
+
+#: more GPUs than any cluster has: a plan beyond it is a typo
+MAX_GPUS = 1_000_000

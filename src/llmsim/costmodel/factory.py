@@ -11,8 +11,12 @@ from __future__ import annotations
 from llmsim.costmodel.deployment import Deployment
 from llmsim.costmodel.estimators import ESTIMATORS
 from llmsim.costmodel.step import StepTimeModel
+from llmsim.errors import ConfigError
 
 
 def build_step_model(deployment: Deployment) -> StepTimeModel:
     """The step-time model of ``deployment`` under its estimator."""
+    if not isinstance(deployment, Deployment):
+        raise ConfigError(f"build_step_model takes a Deployment (Deployment.resolve(model, "
+                          f"hardware, ...)), got {type(deployment).__name__}")
     return ESTIMATORS.get(deployment.estimator)(deployment)

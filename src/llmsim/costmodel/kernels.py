@@ -28,7 +28,12 @@ class KernelWork(NamedTuple):
     """What one kernel asks of the hardware: work, traffic, the peak it runs at and the GEMM-like
     dims (m, n, k) its efficiency depends on. Fields are floats or numpy arrays (every
     ``*_work`` function is vectorised over its shape arguments, which is how the calibration
-    fitter prices thousands of measured shapes with exactly the formulas below)."""
+    fitter prices thousands of measured shapes with exactly the formulas below).
+
+    ``ramp_rho`` / ``ramp_unit`` place the break-even floors of the memory ramp (see
+    :meth:`~llmsim.costmodel.profile.ResolvedKernel.memory_efficiency`; 0: no floors) and
+    ``causal`` marks FLOPs that grow as causal pairs ``m (n + 1) / 2`` (prefill attention),
+    whose compute dims are floored too: with them the time never falls as a dimension grows."""
 
     flops: Any
     bytes_read: Any
@@ -37,6 +42,9 @@ class KernelWork(NamedTuple):
     m: Any
     n: Any
     k: Any
+    ramp_rho: Any = 0.0
+    ramp_unit: Any = 1.0
+    causal: bool = False
 
     @property
     def bytes(self):
@@ -44,15 +52,19 @@ class KernelWork(NamedTuple):
 
 
 def kernel_time(flops, nbytes, peak_flops_per_s: float, bandwidth_bytes_per_s: float,
-                eff: ResolvedKernel, m=0.0, n=0.0, k=0.0):
+                eff: ResolvedKernel, m=0.0, n=0.0, k=0.0, ramp_rho=0.0, ramp_unit=1.0,
+                causal: bool = False):
     """Roofline time of one kernel (the one formula; see ``profile.py``)::
 
         time = launch + max(F / (P * eta_c(m, n, k)), B / (W * eta_m(m, n)))
 
     Returns ``(time_s, compute_s, memory_s, overhead_s)``; accepts floats or numpy arrays.
+    ``ramp_rho``, ``ramp_unit`` and ``causal``: the floors that keep it monotone
+    (:class:`KernelWork`).
     """
-    compute_s = flops / (peak_flops_per_s * eff.compute_efficiency(m, n, k))
-    memory_s = nbytes / (bandwidth_bytes_per_s * eff.memory_efficiency(m, n))
+    compute_s = flops / (peak_flops_per_s * eff.compute_efficiency(m, n, k, causal))
+    memory_s = nbytes / (bandwidth_bytes_per_s
+                         * eff.memory_efficiency(m, n, ramp_rho, ramp_unit))
     overhead_s = eff.launch_s
     if isinstance(compute_s, float) and isinstance(memory_s, float):  # scalar fast path
         return (overhead_s + (compute_s if compute_s > memory_s else memory_s), compute_s,
@@ -70,7 +82,8 @@ def _at_least(x, floor: float):
 def work_time(work: KernelWork, hw: HardwareSpec, eff: ResolvedKernel):
     """:func:`kernel_time` of a :class:`KernelWork` on ``hw``."""
     return kernel_time(work.flops, work.bytes, work.peak_flops_per_s,
-                       hw.memory_bandwidth_bytes_per_s, eff, work.m, work.n, work.k)
+                       hw.memory_bandwidth_bytes_per_s, eff, work.m, work.n, work.k,
+                       work.ramp_rho, work.ramp_unit, work.causal)
 
 
 def _op(name: str, kind: OpKind, work: KernelWork, hw: HardwareSpec, eff: ResolvedKernel,
@@ -88,12 +101,18 @@ def _op(name: str, kind: OpKind, work: KernelWork, hw: HardwareSpec, eff: Resolv
 def gemm_work(m, n, k, hw: HardwareSpec, weight: DType = DType.BF16,
               activation: DType = DType.BF16, copies=1) -> KernelWork:
     """``[m, k] x [k, n]``: FLOPs = 2mnk; bytes = m*k (activations in) + k*n (weights, incl.
-    group scales) + m*n (out, at least 16-bit). Efficiency dims: (max(m, 16), n, k)."""
+    group scales) + m*n (out, at least 16-bit). Efficiency dims: (max(m, 16), n, k).
+
+    Memory-ramp floors (``ramp_rho = sqrt(weight bytes / activation bytes)``): with ``h`` the
+    ramp's ``mn_half`` the time ``B (1 + h / (m n))`` has the terms ``h k w / m`` and
+    ``h k a / n`` that fall as m or n grows; they are outgrown by ``k a`` and ``k w`` once
+    ``m >= sqrt(h w / a)`` and ``n >= sqrt(h a / w)``, the floors of the ramp's dims."""
     peak = hw.peak_flops(compute_dtype(weight, activation, hw.supported_dtypes))
     flops = 2.0 * m * n * k * copies
     read = (m * k * activation.bytes + k * n * weight.bytes_with_scales) * copies
     written = m * n * max(activation.bytes, _OUT_MIN_BYTES) * copies
-    return KernelWork(flops, read, written, peak, _at_least(m, GEMM_TILE_ROWS), n, k)
+    rho = (weight.bytes_with_scales / activation.bytes) ** 0.5
+    return KernelWork(flops, read, written, peak, _at_least(m, GEMM_TILE_ROWS), n, k, rho)
 
 
 def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
@@ -135,8 +154,12 @@ def moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw:
     act_bytes = routed * hidden_size * activation.bytes * 2 + routed * width * (mats - 1) * 2.0
     written = routed * hidden_size * max(activation.bytes, _OUT_MIN_BYTES)
     tokens_per_expert = _at_least(routed / _at_least(touched, 1e-9), GEMM_TILE_ROWS)
+    # per touched expert a GEMM: bytes per row (no width) h (2a + out), per width column
+    # mats h w: the ramp floors of gemm_work with that ratio
+    rho = (mats * weight.bytes_with_scales
+           / (2 * activation.bytes + max(activation.bytes, _OUT_MIN_BYTES))) ** 0.5
     work = KernelWork(flops, weight_bytes + act_bytes, written, peak, tokens_per_expert, width,
-                      hidden_size)
+                      hidden_size, rho)
     return work, touched
 
 
@@ -173,7 +196,10 @@ def attention_prefill_work(num_seqs, new_tokens, attn_pairs, ctx_tokens, num_hea
     read = new_tokens * num_heads * qk_dim * activation.bytes + ctx_tokens * kv_bytes_per_token
     written = new_tokens * num_heads * v_dim * activation.bytes + new_tokens * kv_bytes_per_token
     seqs = _at_least(num_seqs, 1e-9)
-    return KernelWork(flops, read, written, peak, new_tokens / seqs, ctx_tokens / seqs, qk_dim)
+    # bytes grow as the tokens (m n = tokens^2 per sequence): square floors (rho 1); FLOPs as
+    # the causal pairs
+    return KernelWork(flops, read, written, peak, new_tokens / seqs, ctx_tokens / seqs, qk_dim,
+                      1.0, 1.0, True)
 
 
 def attention_prefill(num_seqs: float, new_tokens: float, attn_pairs: float, ctx_tokens: float,
@@ -203,7 +229,11 @@ def attention_decode_work(num_seqs, ctx_tokens, num_heads, kv_bytes_per_token, q
     read = ctx_tokens * kv_bytes_per_token + num_seqs * num_heads * qk_dim * activation.bytes
     written = num_seqs * num_heads * v_dim * activation.bytes
     seqs = _at_least(num_seqs, 1e-9)
-    return KernelWork(flops, read, written, peak, seqs * num_heads, ctx_tokens / seqs, qk_dim)
+    # ramp floors: B = b c kv + b H q (q = Q+O bytes per head); h B / (b H c) falls in H and c
+    # until H >= sqrt(h kv / q) and c >= sqrt(h q / kv), in units of sequences for the rows
+    rho = (kv_bytes_per_token / ((qk_dim + v_dim) * activation.bytes)) ** 0.5
+    return KernelWork(flops, read, written, peak, seqs * num_heads, ctx_tokens / seqs, qk_dim,
+                      rho, seqs)
 
 
 def attention_decode(num_seqs: float, ctx_tokens: float, num_heads: float,

@@ -47,6 +47,8 @@ import numpy as np
 import yaml
 from pydantic import Field
 
+from llmsim import checks
+from llmsim.catalog import files
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.catalog.hardware import HardwareSpec, HostSpec
 from llmsim.errors import SpecError
@@ -147,9 +149,23 @@ class ResolvedKernel:
         self.k_half = k_half
         self.mn_half = mn_half
 
-    def compute_efficiency(self, m: float = 0.0, n: float = 0.0, k: float = 0.0):
-        """eta_c for an op of dims (m, n, k); a 0 dim skips its factor. Works on numpy arrays."""
-        eff = self.compute_eff
+    def compute_efficiency(self, m: float = 0.0, n: float = 0.0, k: float = 0.0,
+                           causal: bool = False):
+        """eta_c for an op of dims (m, n, k); a 0 dim skips its factor. Works on numpy arrays.
+
+        ``causal``: FLOPs grow as causal pairs ``m (n + 1) / 2`` (m = n = tokens per sequence),
+        so ``F / (s(m) s(n))`` carries ``(1 + 1/n)`` and a term ``m_half n_half / n`` that falls
+        as the tokens grow. Past ``c = sqrt(m_half n_half / (m_half + n_half + 1))`` tokens the
+        time rises; a shorter prompt runs as if padded to ``c`` (the same time as ``c``): the
+        efficiency of the padded dims times real / padded pairs.
+        """
+        pad = 1.0
+        if causal and self.m_half and self.n_half:
+            floor = (self.m_half * self.n_half / (self.m_half + self.n_half + 1.0)) ** 0.5
+            fm, fn = _floored(m, floor), _floored(n, floor)
+            pad = _ratio(fm * (fn + 1.0), m * (n + 1.0))
+            m, n = fm, fn
+        eff = self.compute_eff / pad
         if self.m_half and m is not None:
             eff = eff * _saturate(m, self.m_half)
         if self.n_half and n is not None:
@@ -158,16 +174,43 @@ class ResolvedKernel:
             eff = eff * _saturate(k, self.k_half)
         return eff
 
-    def memory_efficiency(self, m: float = 0.0, n: float = 0.0):
-        """eta_m = memory_eff * s(m*n, mn_half); a 0 dim skips the ramp. Works on arrays."""
+    def memory_efficiency(self, m: float = 0.0, n: float = 0.0, rho=0.0, unit=1.0):
+        """eta_m = memory_eff * s(m*n, mn_half); a 0 dim skips the ramp. Works on arrays.
+
+        ``rho`` > 0 floors the dims at their break-even points ``m >= unit * rho * sqrt(h)``,
+        ``n >= sqrt(h) / rho`` (``h = mn_half``; ``rho`` and ``unit`` come from the op's byte
+        formula, see ``kernels.py``): below them the bytes a dim adds are fewer than the ramp
+        saves, so a larger problem would be faster; the ramp stops there, the time never falls
+        as a dimension grows (a smaller problem runs as if padded to the floor's parallelism).
+        """
         if not self.mn_half or m is None or n is None:
             return self.memory_eff
+        if not (isinstance(rho, (int, float)) and rho == 0):
+            root = self.mn_half ** 0.5
+            m = _floored(m, unit * rho * root)
+            n = _floored(n, root / rho)
         if isinstance(m, (int, float)) and isinstance(n, (int, float)):
             return self.memory_eff * _saturate(m * n, self.mn_half)
         return self.memory_eff * _saturate(np.asarray(m) * np.asarray(n), self.mn_half)
 
     def as_dict(self) -> dict[str, float]:
         return {s: getattr(self, s) for s in self.__slots__}
+
+
+def _floored(x, floor):
+    """``max(x, floor)`` for a dimension that the op has (0 stays 0: no factor)."""
+    if isinstance(x, (int, float)) and isinstance(floor, (int, float)):
+        return (x if x > floor else floor) if x > 0 else x
+    x = np.asarray(x, dtype=float)
+    return np.where(x > 0, np.maximum(x, floor), x)
+
+
+def _ratio(num, den):
+    """``num / den``, and 1 where ``den == 0`` (an op without those dims)."""
+    if isinstance(den, (int, float)) and isinstance(num, (int, float)):
+        return num / den if den > 0 else 1.0
+    den = np.asarray(den, dtype=float)
+    return np.where(den > 0, np.asarray(num, dtype=float) / np.where(den > 0, den, 1.0), 1.0)
 
 
 def _saturate(x, half: float):
@@ -237,6 +280,7 @@ class HardwareProfile:
     """
 
     def __init__(self, chain: list[ProfileEntry], names: list[str], efficiency: float | None):
+        efficiency = checks.efficiency(efficiency)
         self.names = names
         self.efficiency = efficiency
         self._kernels: dict[str, ResolvedKernel] = {}
@@ -296,11 +340,11 @@ class Profile:
         """Load a profile file; ``None`` loads the shipped default."""
         if path is None:
             return _default_profile()
+        if not isinstance(path, (str, Path)):
+            raise SpecError(f"a profile is a YAML file path, got {type(path).__name__} "
+                            f"{path!r}")
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SpecError(f"{p}: cannot read profile ({exc.strerror})") from None
+        raw = files.read_mapping(p, what="calibration profile")
         return cls(validate_spec(ProfileFile, raw, str(p)), str(p))  # type: ignore[arg-type]
 
     @classmethod
@@ -322,6 +366,7 @@ class Profile:
         """The host efficiencies that apply to ``host``: its entry, then ``generic``, then
         neutral (per field). ``efficiency`` (``--efficiency``): every fraction is that flat
         value and fixed costs are 0, as for the GPU."""
+        efficiency = checks.efficiency(efficiency)
         if efficiency is not None:
             # every rate at the flat fraction; pageable buffers reach the pinned rate
             flat = {k: (float(efficiency) if k.endswith("_eff") else 0.0) for k in NEUTRAL_HOST}

@@ -14,7 +14,11 @@ cost of a step depends only on these sums, so a simulator can keep them up to da
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
+
+from llmsim.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class BatchShape:
     @classmethod
     def prefill(cls, batch: int, prompt: int, past: int = 0) -> BatchShape:
         """``batch`` sequences each prefilling ``prompt`` tokens after ``past`` cached tokens."""
+        _counts(("batch", batch, 1), ("prompt", prompt, 1), ("past", past, 0))
         return cls(
             prefill_seqs=batch,
             prefill_tokens=batch * prompt,
@@ -54,6 +59,11 @@ class BatchShape:
     @classmethod
     def decode(cls, batch: int, context: float) -> BatchShape:
         """``batch`` sequences each decoding one token against ``context`` keys (incl. itself)."""
+        _counts(("batch", batch, 1))
+        if isinstance(context, bool) or not isinstance(context, numbers.Real) or not (
+                0 <= context < math.inf):
+            raise ConfigError(f"BatchShape.decode: context must be a finite number of keys >= 0,"
+                              f" got {context!r}")
         return cls(decode_seqs=batch, decode_ctx_tokens=float(batch * context))
 
     def __add__(self, other: BatchShape) -> BatchShape:
@@ -69,3 +79,12 @@ class BatchShape:
             self.decode_ctx_tokens + other.decode_ctx_tokens,
             logits,
         )
+
+
+def _counts(*items: tuple[str, object, int]) -> None:
+    """The constructors' counts: whole numbers (numpy ints too), not bools, >= their minimum.
+    (The dataclass itself stays unchecked: the schedulers build one per step.)"""
+    for name, value, low in items:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ConfigError(f"BatchShape: {name} must be a whole number >= {low}, got "
+                              f"{value!r}")

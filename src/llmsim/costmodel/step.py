@@ -428,7 +428,8 @@ class _AttentionPricer:
     """
 
     __slots__ = ("attn", "window", "hw_bw", "eff_p", "eff_d", "peak_p", "peak_d", "k_p", "k_d",
-                 "f_pair", "r_new", "w_new", "r_ctx", "f_key", "b_key", "b_seq", "rows_per_seq")
+                 "f_pair", "r_new", "w_new", "r_ctx", "f_key", "b_key", "b_seq", "rows_per_seq",
+                 "rho_p", "causal_p", "rho_d")
 
     def __init__(self, consts: tuple, hw, prof: HardwareProfile, act) -> None:
         attn, heads, kv_bpt, (qk_p, v_p), (qk_d, v_d) = consts
@@ -447,12 +448,14 @@ class _AttentionPricer:
 
         pair, new, ctx = pre(1, 0, 1, 0), pre(1, 1, 0, 0), pre(1, 0, 0, 1)
         self.peak_p, self.k_p = pair.peak_flops_per_s, pair.k
+        self.rho_p, self.causal_p = pair.ramp_rho, pair.causal
         self.f_pair, self.r_new, self.w_new = pair.flops, new.bytes_read, new.bytes_written
         self.r_ctx = ctx.bytes_read
         key, seq = dec(0, 1), dec(1, 0)
         self.peak_d, self.k_d = key.peak_flops_per_s, key.k
         self.f_key, self.b_key, self.b_seq = key.flops, key.bytes, seq.bytes
         self.rows_per_seq = seq.m
+        self.rho_d = key.ramp_rho  # the decode ramp's floors are in units of sequences
         # the linearity the sums rely on, checked once at another point
         p, d = pre(3, 5, 7, 11), dec(3, 11)
         assert abs(p.flops - 7 * self.f_pair) <= 1e-9 * p.flops
@@ -475,12 +478,14 @@ class _AttentionPricer:
     def prefill_time(self, shape: BatchShape) -> float:
         flops, nbytes, seqs, new, ctx = self.prefill_work(shape)
         return kernels.kernel_time(flops, nbytes, self.peak_p, self.hw_bw, self.eff_p,
-                                   new / seqs, ctx / seqs, self.k_p)[0]
+                                   new / seqs, ctx / seqs, self.k_p, self.rho_p, 1.0,
+                                   self.causal_p)[0]
 
     def decode_time(self, shape: BatchShape) -> float:
         flops, nbytes, seqs, keys = self.decode_work(shape)
         return kernels.kernel_time(flops, nbytes, self.peak_d, self.hw_bw, self.eff_d,
-                                   float(seqs) * self.rows_per_seq, keys / seqs, self.k_d)[0]
+                                   float(seqs) * self.rows_per_seq, keys / seqs, self.k_d,
+                                   self.rho_d, float(seqs))[0]
 
     def time(self, shape: BatchShape) -> float:
         t = 0.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmsim import checks
 from llmsim.catalog import get_cluster, get_hardware
 from llmsim.costmodel import opcases
 from llmsim.costmodel.collectives import collective
@@ -31,18 +32,47 @@ from llmsim.costmodel.ops import OpCost, OpKind
 from llmsim.costmodel.profile import Profile
 from llmsim.errors import ConfigError, UnknownNameError
 
+#: every shape argument ``price_op`` knows (the op case columns that are not formats / names)
+SHAPE_KEYS = tuple(c for c in opcases.CASE_COLUMNS
+                   if c not in ("kind", "hardware", "dtype", "act_dtype", "kv_dtype",
+                                "inter_node", "cluster"))
+#: shape arguments a kind takes beyond its required ones (with their neutral value)
+_OPTIONAL = {"moe": {"ep": 1}, "p2p": {"num_gpus": 2}}
+#: the kinds a KV-cache format applies to
+_KV_KINDS = ("attention-prefill", "attention-decode")
+
+
+def _flags(keys) -> str:
+    return " ".join("--" + k.replace("_", "-") for k in keys)
+
 
 def _need(kind: str, shape: dict[str, Any]) -> dict[str, float]:
-    missing = [k for k in opcases.REQUIRED[kind] if shape.get(k) in (None, "")]
+    """The kind's shape arguments, checked: known keys only (did-you-mean), none the kind does
+    not use (they would change nothing), every required one a whole number >= 1
+    (``message_bytes`` a finite number >= 1)."""
+    unknown = [k for k in shape if k not in SHAPE_KEYS]
+    if unknown:
+        raise UnknownNameError("op shape argument", unknown[0], SHAPE_KEYS)
+    given = {k: v for k, v in shape.items() if v is not None and v != ""}
+    optional = _OPTIONAL.get(kind, {})
+    unused = [k for k in given if k not in opcases.REQUIRED[kind] and k not in optional
+              and not (k == "ep" and given[k] == 1)]  # ep 1 is every kind's default
+    if unused:
+        raise ConfigError(f"op {kind} does not use {_flags(unused)} (it takes "
+                          f"{_flags(opcases.REQUIRED[kind] + tuple(optional))}); drop "
+                          f"{'it' if len(unused) == 1 else 'them'}")
+    missing = [k for k in opcases.REQUIRED[kind] if k not in given]
     if missing:
-        flags = " ".join("--" + m.replace("_", "-") for m in missing)
-        raise ConfigError(f"op {kind} needs {flags}")
-    out = {}
+        raise ConfigError(f"op {kind} needs {_flags(missing)}")
+    out: dict[str, float] = {}
     for k in opcases.REQUIRED[kind]:
-        v = float(shape[k])
-        if v <= 0:
-            raise ConfigError(f"op {kind}: {k} must be > 0, got {shape[k]}")
-        out[k] = v
+        if k == "message_bytes":
+            out[k] = checks.number(given[k], f"op {kind}: {k}", low=1.0)
+        else:
+            out[k] = float(checks.whole(given[k], f"op {kind}: {k}",
+                                        low=2 if k == "num_gpus" else 1))
+    for k, neutral in optional.items():
+        out[k] = float(checks.whole(given.get(k, neutral), f"op {kind}: {k}"))
     return out
 
 
@@ -52,9 +82,20 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
              inter_node: bool = False, estimator: str = "calibrated",
              estimator_model: str | None = None, **shape: Any) -> OpCost:
     """Cost of one op on ``hardware`` (see module docstring for kinds and shape keys)."""
+    checks.text(kind, "op kind")
     kind = opcases.normalize_kind(kind)
     if kind not in opcases.OP_KINDS:
         raise UnknownNameError("op kind", kind, opcases.OP_KINDS)
+    checks.efficiency(efficiency)
+    s = _need(kind, shape)
+    remote = _truthy(inter_node)
+    if remote and kind != "p2p":
+        raise ConfigError(f"--inter-node applies to p2p only, not {kind} (a group larger than "
+                          "a node crosses the network by itself: set --num-gpus)")
+    if kv_dtype is not None and kind not in _KV_KINDS:
+        raise ConfigError(f"--kv-dtype applies to attention ops only, not {kind}; drop it")
+    if act_dtype is not None and kind not in opcases.KERNEL_KINDS:
+        raise ConfigError(f"--act-dtype applies to kernels only, not the collective {kind}")
     hw = get_hardware(hardware)
     name = ESTIMATORS.canonical(estimator)
     if name == "analytic":
@@ -66,10 +107,9 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
     prof = (profile if isinstance(profile, Profile) else Profile.load(profile)).for_hardware(
         hw, efficiency)
     prec = opcases.case_precision(hw, dtype, act_dtype, kv_dtype)
-    s = _need(kind, shape)
     if kind in opcases.KERNEL_KINDS:
         _check_kernel_case(kind, s, shape)
-        cols = {**s, "ep": int(shape.get("ep") or 1)}
+        cols = {**s, "ep": int(s.get("ep", 1))}
         op = opcases.kernel_op(kind, cols.__getitem__, hw, prof, prec)
         return op if pricer is None else price_case(pricer, kind, cols, hw, prec, op)
     out = _collective(kind, s, shape, hw, cluster, prof, inter_node)
@@ -79,11 +119,12 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
 def _collective(kind: str, s: dict[str, float], shape: dict[str, Any], hw, cluster: str | None,
                 prof, inter_node: bool) -> OpCost:
     op_kind = OpKind(kind)
+    remote = _truthy(inter_node)
     if kind == "p2p":
-        if int(shape.get("num_gpus") or 2) != 2:
+        if s["num_gpus"] != 2:
             raise ConfigError("p2p is between two GPUs; drop --num-gpus (--inter-node puts "
                               "them on different nodes)")
-        if not _truthy(inter_node):
+        if not remote:
             return collective(op_kind, s["message_bytes"], 2, get_cluster(cluster, hw, 2), prof)
         node = get_cluster(cluster, hw).gpus_per_node  # ranks a node apart: two nodes
         cl = get_cluster(cluster, hw, num_gpus=2 * node)
@@ -101,7 +142,7 @@ def _check_kernel_case(kind: str, s: dict[str, float], shape: dict[str, Any]) ->
         raise ConfigError(f"num_heads {s['num_heads']:g} is not a multiple of num_kv_heads "
                           f"{s['num_kv_heads']:g}")
     if kind == "moe":
-        ep = int(shape.get("ep") or 1)
+        ep = int(s["ep"])
         if int(s["num_experts"]) % ep:
             raise ConfigError(f"ep {ep} does not divide num_experts {s['num_experts']:g}")
         if s["top_k"] > s["num_experts"]:
@@ -109,8 +150,14 @@ def _check_kernel_case(kind: str, s: dict[str, float], shape: dict[str, Any]) ->
                               "lower --top-k")
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "y"), ("0", "false", "no", "n", "")
+
+
 def _truthy(value: Any) -> bool:
-    """A flag from the CLI or a case-file cell (``1``, ``true``, ``yes``)."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "y")
-    return bool(value)
+    """A flag from the CLI or a case-file cell (``1``, ``true``, ``yes`` / ``0``, ``false``,
+    ``no``); anything else is an error, not a silent False."""
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise ConfigError(f"--inter-node must be true or false, got {value!r}")

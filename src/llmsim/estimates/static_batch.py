@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmsim import units
+from llmsim import checks, units
 from llmsim.catalog import ModelSpec
 from llmsim.catalog.cluster import Cluster
 from llmsim.costmodel import (
@@ -37,6 +37,7 @@ from llmsim.costmodel import (
     StepCost,
     StepTimeModel,
     build_step_model,
+    check_plan_args,
     pipeline,
     utilization,
 )
@@ -150,10 +151,13 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
     ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
     True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars."""
-    for name, value in (("batch", batch), ("prompt", prompt), ("output", output),
-                        ("beam", beam)):
-        if value < 1:
-            raise ConfigError(f"{name} must be >= 1, got {value}")
+    batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
+        ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
+    memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
+    checks.flag(allow_overflow, "allow_overflow")
+    if step_model is None:
+        tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
+            model, tp, pp, ep, dp, micro_batches, num_gpus)
     if step_model is None and num_gpus is not None and num_gpus > tp * pp * dp:
         # the cluster is sized (node layout) by num_gpus; the plan uses fewer and the per-GPU
         # figures count the plan's GPUs only

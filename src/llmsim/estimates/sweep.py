@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmsim import checks
 from llmsim.costmodel import Deployment, build_step_model, opcases
 from llmsim.errors import DataError, LLMSimError
 from llmsim.estimates.op import price_op
@@ -44,7 +45,8 @@ def read_table(path: str) -> pd.DataFrame:
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except Exception as exc:  # parser errors of every flavour
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {detail})") from None
 
 
 def missing(value: Any) -> bool:
@@ -72,6 +74,16 @@ def is_request_table(frame: pd.DataFrame) -> bool:
     return all(c in frame.columns for c in REQUEST_COLUMNS)
 
 
+def _cell(value: Any, typ: type, col: str) -> Any:
+    """A case-file cell as its column's type: whole numbers stay whole (2.5 in an int column
+    is an error, not 2), numbers are finite, names are text."""
+    if typ is int:
+        return checks.whole(value, col, low=0)
+    if typ is float:
+        return checks.number(value, col)
+    return str(value)
+
+
 def _row_kwargs(row: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     kwargs = {k: v for k, v in defaults.items() if v is not None}
     for col, typ in ESTIMATE_COLUMNS.items():
@@ -79,8 +91,13 @@ def _row_kwargs(row: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]
             value = row[col]
             if missing(value):
                 continue
-            kwargs[col] = typ(value)
+            kwargs[col] = _cell(value, typ, col)
     return kwargs
+
+
+def _rows(frame: pd.DataFrame, what: str) -> None:
+    if not len(frame):
+        raise DataError(f"the {what} file has a header but no rows; add one case per row")
 
 
 def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -90,13 +107,14 @@ def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
         raise DataError(
             f"case file has unknown columns {unknown}; known: {sorted(ESTIMATE_COLUMNS)}"
         )
+    _rows(frame, "case")
     defaults = defaults or {}
     rows = []
     cache: dict[tuple, Any] = {}
     for row in whole_numbers(frame).to_dict("records"):
-        kwargs = _row_kwargs(row, defaults)
         out: dict[str, Any] = dict(row)
         try:
+            kwargs = _row_kwargs(row, defaults)
             step_key = tuple(kwargs.get(k) for k in _STEP_KEYS)
             sm = cache.get(step_key)
             if sm is None:
@@ -137,10 +155,15 @@ def predict_requests(frame: pd.DataFrame, batch: int = 1, **step_kwargs: Any
     for col in REQUEST_COLUMNS:
         if col not in frame.columns:
             raise DataError(f"request file needs columns {REQUEST_COLUMNS}; missing {col!r}")
-    lengths = frame[list(REQUEST_COLUMNS)]
-    if lengths.isna().any().any() or (lengths < 1).any().any():
-        bad = int(((lengths < 1) | lengths.isna()).any(axis=1).idxmax())
-        raise DataError(f"request row {bad}: input_tokens and output_tokens must be >= 1")
+    _rows(frame, "request")
+    lengths = frame[list(REQUEST_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    bad_rows = (lengths.isna() | (lengths < 1) | (lengths % 1 != 0)
+                | (lengths > 2**31 - 1)).any(axis=1)
+    if bad_rows.any():
+        bad = int(bad_rows.to_numpy().argmax())
+        raise DataError(f"request row {bad}: input_tokens and output_tokens must be whole "
+                        "numbers >= 1")
+    frame = frame.assign(**{c: lengths[c].astype(np.int64) for c in REQUEST_COLUMNS})
     sm = build_step_model(Deployment.resolve(**step_kwargs))
     preds = []
     memo: dict[tuple[int, int], Any] = {}
@@ -177,11 +200,17 @@ def price_op_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
     unknown = [c for c in frame.columns if c not in OP_COLUMNS]
     if unknown:
         raise DataError(f"op case file has unknown columns {unknown}; known: {list(OP_COLUMNS)}")
+    _rows(frame, "op case")
     defaults = {k: v for k, v in (defaults or {}).items() if v is not None}
     rows = []
     for row in whole_numbers(frame).to_dict("records"):
-        args = dict(defaults)
-        args.update({c: v for c, v in row.items() if not missing(v)})
+        cells = {c: v for c, v in row.items() if not missing(v)}
+        kind = opcases.normalize_kind(cells.get("kind", ""))
+        # a default format for the whole file applies to the rows it concerns
+        args = {k: v for k, v in defaults.items()
+                if not (k == "kv_dtype" and not kind.startswith("attention"))
+                and not (k == "act_dtype" and kind not in opcases.KERNEL_KINDS)}
+        args.update(cells)
         out = dict(row)
         try:
             kind = args.pop("kind")

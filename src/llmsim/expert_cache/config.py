@@ -24,6 +24,7 @@ from llmsim.catalog.loader import read_model_file
 from llmsim.catalog.moe_format import FORMAT_TAG, MoEModelConfig
 from llmsim.dtypes import DType
 from llmsim.errors import ConfigError
+from llmsim.io import path_name_problem
 from llmsim.seeds import check_seed
 
 
@@ -155,7 +156,8 @@ def load_moe_config(source: str | Path | MoEModelConfig) -> MoEModelConfig:
     if key.lower() in PRESETS:
         return PRESETS[key.lower()].model
     path = Path(key).expanduser()
-    if path.is_file() and path.suffix in (".json", ".yaml", ".yml"):
+    if path_name_problem(key) is None and path.is_file() \
+            and path.suffix in (".json", ".yaml", ".yml"):
         data = read_model_file(path)
         if data.get("format") == FORMAT_TAG:
             return validate_spec(MoEModelConfig, data, str(path))  # type: ignore[return-value]

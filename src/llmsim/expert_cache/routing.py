@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,9 @@ def read_trace(path: str | Path, model: ModelSpec) -> RoutingTrace:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(f"{p}: cannot read the routing trace ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte at offset {exc.start}); a routing trace "
+                        "is a JSONL or CSV file") from None
     if p.suffix == ".csv":
         reader = csv.DictReader(text.splitlines())
         need = {"step", "layer", "token", "experts"}
@@ -347,9 +351,12 @@ def _number(text: str | None, what: str) -> float:
     if text is None or text == "":
         raise SpecError(f"missing {what}")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise SpecError(f"cannot parse {what} from {text!r}") from None
+    if not math.isfinite(value):
+        raise SpecError(f"{what}: {text!r} is not a finite number")
+    return value
 
 
 def _probability(text: str | None, what: str) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from llmsim import units
+from llmsim import checks, units
 from llmsim.catalog.blocks import AttentionBlock, CommBlock, FFNBlock, MoEBlock
 from llmsim.catalog.cluster import Cluster
 from llmsim.catalog.model import ModelSpec
@@ -144,12 +144,29 @@ def activation_bytes_per_device(layout: Layout, max_tokens: int, max_logits: int
     return max_tokens * per_token + logits
 
 
+def _check_args(model: object, cluster: object, plan: object, precision: object,
+                memory_utilization: object) -> None:
+    """The specs a memory analysis needs, and the share of memory it may use (0.05..1)."""
+    for value, name, typ, what in ((model, "model", ModelSpec, "a ModelSpec (get_model)"),
+                                   (cluster, "cluster", Cluster, "a Cluster (get_cluster)"),
+                                   (plan, "plan", ParallelSpec, "a ParallelSpec"),
+                                   (precision, "precision", Precision,
+                                    "a Precision (Precision.resolve)")):
+        checks.one_of_types(value, name, (typ,), what)
+    checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
+
+
 def analyze_memory(model: ModelSpec, cluster: Cluster, plan: ParallelSpec, precision: Precision,
                    kv_tokens: float = 0.0, max_tokens: int = 0, max_logits: int = 0,
                    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
                    reserve_bytes: float = DEFAULT_RESERVE_BYTES) -> MemoryReport:
     """Memory report for a device holding ``kv_tokens`` cached tokens and running forward passes
     of up to ``max_tokens`` tokens (``max_logits`` sampled rows)."""
+    _check_args(model, cluster, plan, precision, memory_utilization)
+    checks.number(kv_tokens, "kv_tokens", 0.0)
+    checks.whole(max_tokens, "max_tokens", low=0)
+    checks.whole(max_logits, "max_logits", low=0)
+    checks.number(reserve_bytes, "reserve_bytes", 0.0)
     layout = Layout(model, cluster, plan, precision, Profile.empty().for_hardware(cluster.hardware))
     capacity = cluster.hardware.memory_bytes
     usable = capacity * memory_utilization - reserve_bytes
@@ -242,6 +259,7 @@ def check_weights_fit(model: ModelSpec, cluster: Cluster, plan: ParallelSpec,
                       precision: Precision, memory_utilization: float =
                       DEFAULT_MEMORY_UTILIZATION) -> None:
     """Raise :class:`DoesNotFitError` when the weights alone exceed usable memory."""
+    _check_args(model, cluster, plan, precision, memory_utilization)
     weights = weight_bytes_per_device(model, plan, precision)
     usable = cluster.hardware.memory_bytes * memory_utilization - DEFAULT_RESERVE_BYTES
     if weights > usable:

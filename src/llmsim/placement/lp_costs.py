@@ -55,20 +55,30 @@ one after the other (their sum is one stream), as in FlexGen's runtime.
 
 Peak memory per tier and stage = resident ("home") + working buffers of one layer (bytes)::
 
-    home_gpu = wg sum W + cg sum K b (s+n) + hg A b t      (t = s in prefill, 1 in decode)
-    home_cpu = wc sum W + cc sum K b (s+n) + hc A b t
-    disk     = wn sum W + cn sum K b (s+n) + hn A b t
-    work_gpu = 2 (1-wg) W_max + (1-hg) A gbs t [+ W16_block if compressed weights]
-               + max(act(gbs t), gbs t (2A + (q + kv + o) a) + gbs heads t L a)
+    home_gpu = wg sum W + cg sum K b (s+n-1) + hg A b t      (t = s in prefill, 1 in decode)
+    home_cpu = wc sum W + cc sum K b (s+n-1) + hc A b t
+    disk     = wn sum W + cn sum K b (s+n-1) + hn A b t
+    work_gpu = (1-wg) W_pair + (1-hg) A gbs t [+ W16_block if compressed weights]
+               + max(act(gbs t), gbs t (2A + (q + kv + o) a) + c gbs heads t L a)
                + 2 (1-cg) K_max gbs L [+ K16_max gbs L if compressed cache]
-    work_cpu = 2 wn W_max + 2 hn A gbs t + 2 cn K_max gbs L [+ CPU attention buffers]
+    work_cpu = wn W_pair + 2 hn A gbs t + 2 cn K_max gbs L [+ CPU attention buffers]
 
-``W_max`` is the largest layer (current + prefetched next layer), ``t = s`` tokens per sequence in
-prefill and 1 in decode, ``L`` the keys per sequence (``s`` in prefill, ``s + n`` in decode;
-with CPU attention only the new token's K/V stays on the GPU), ``act`` the core
-transient-activation estimate (``memory.footprint``), the second term FlexGen's attention with
-materialised scores (it has no fused kernel; ``a`` = activation bytes). The KV
-cache is allocated for ``s + n`` tokens up front, as FlexGen does.
+``W_pair`` is the largest pair of consecutive FlexGen layers (the one computing and the
+prefetched next; FlexLLMGen's attention and MLP are separate layers, so for a uniform decoder it
+is one decoder layer, not two), ``t = s`` tokens per sequence in prefill and 1 in decode, ``L``
+the keys per sequence (``s`` in prefill, ``s + n - 1`` in decode; with CPU attention only the
+new token's K/V stays on the GPU), ``act`` the core transient-activation estimate
+(``memory.footprint``), the second term FlexGen's attention with materialised scores (it has
+no fused kernel; ``a`` = activation bytes; ``c`` score copies alive at once in prefill: 2 for
+FlexLLMGen, whose ``torch.where`` and ``softmax`` each allocate a new one). The KV cache is
+allocated for ``s + n - 1`` tokens up front, as FlexLLMGen does (the last token's K/V is never
+stored).
+
+Weight fractions are the policy's for the LP. A given policy is priced at the fractions the
+runtime realises (``OffloadRun.placed_weight_fractions``): FlexLLMGen puts each tensor whole on
+the tier that holds its midpoint in its layer, so ``--percent 20 80`` on OPT keeps 1/12 of the
+weights on the GPU, not 1/5; with ``--compress-weight`` it also compresses the embedding and
+head tables (every 2-D weight).
 """
 
 from __future__ import annotations
@@ -151,7 +161,8 @@ def build_candidate(wl: OffloadRun, policy: OffloadPolicy) -> CandidateModel:
     """Affine streams and peak memories for ``policy``'s batching and flags (see module doc)."""
     gbs, k, b = policy.gpu_batch_size, policy.num_gpu_batches, policy.block_size
     s, n = wl.prompt_len, wl.gen_len
-    c_mid, c_max = s + n / 2.0, float(s + n)
+    # the cache holds s + n - 1 tokens: the last generated token's K/V is never stored
+    c_mid, c_max = s + n / 2.0, float(s + n - 1)
     x = policy.cpu_cache_compute
     cw, cq = policy.compress_weight, policy.compress_cache
     w_el, p_el = wl.weight_bytes_per_element(cw), wl.plain_bytes_per_element
@@ -163,16 +174,19 @@ def build_candidate(wl: OffloadRun, policy: OffloadPolicy) -> CandidateModel:
 
     stage_units: dict[str, list[UnitStreams]] = {"prefill": [], "decode": []}
     w_total = kv_total = 0.0
-    w_max = w16_block_max = kv_max = kv16_max = scores_heads_max = 0.0
+    w16_block_max = kv_max = kv16_max = scores_heads_max = 0.0
     moved = {"prefill": 0.0, "decode": 0.0}
+    tables = cw and wl.runtime.compress_tables  # the embedding tables are compressed too
     for u, t in zip(units, times, strict=True):
-        w = u.linear_params * w_el + u.plain_params * p_el
+        w = (u.linear_params * w_el + u.table_params * (w_el if tables else p_el)
+             + (u.plain_params - u.table_params) * p_el)
         kt = u.kv_elements_per_token * k_el
         kt16 = u.kv_elements_per_token * k16_el
         w_total += u.repeat * w
         kv_total += u.repeat * kt * b * c_max
-        w_max = max(w_max, w)
-        w16_block_max = max(w16_block_max, u.block_linear_params_max * wl.act_bytes)
+        w16_block_max = max(w16_block_max, (u.block_linear_params_max
+                                            + (u.table_params if tables else 0.0))
+                            * wl.act_bytes)
         kv_max, kv16_max = max(kv_max, kt), max(kv16_max, kt16)
         scores_heads_max = max(scores_heads_max, u.num_heads)
         hid = a if u.kind == "decoder" else 0.0
@@ -187,6 +201,7 @@ def build_candidate(wl: OffloadRun, policy: OffloadPolicy) -> CandidateModel:
                 streams = _decode_streams(wl, u, t, wm, kt, hid, policy, frac, c_mid)
             stage_units[stage].append(UnitStreams(u.name, u.repeat, streams))
 
+    w_pair, _ = in_flight_weight_bytes(wl, cw)
     memory: dict[str, dict[str, np.ndarray]] = {}
     for stage in STAGES:
         t_tok = float(s) if stage == "prefill" else 1.0
@@ -195,20 +210,25 @@ def build_candidate(wl: OffloadRun, policy: OffloadPolicy) -> CandidateModel:
         gpu = WG * w_total + CG * kv_total + HG * hid_home
         cpu = WC * w_total + CC * kv_total + HC * hid_home
         disk = WN * w_total + CN * kv_total + HN * hid_home
-        # GPU working set of the layer in flight: its weights and the prefetched next layer's,
-        # the decompressed matrices of one block, the next GPU batch's prefetched input, and
-        # the larger of the core transient-activation peak (widest block) and FlexGen's
-        # attention with materialised scores (residual + q/k/v/out + gbs x heads x t x keys).
-        gpu = gpu + 2.0 * (ONE - WG) * w_max + (ONE - HG) * a * gbs * t_tok
+        # GPU working set of the layer in flight: its weights and the prefetched next layer's
+        # (FlexGen's layers: attention and MLP apart, so one decoder layer's worth), the
+        # decompressed matrices of one block, the next GPU batch's prefetched input, and the
+        # larger of the core transient-activation peak (widest block) and FlexGen's attention
+        # with materialised scores (residual + q/k/v/out + the score copies alive at once,
+        # gbs x heads x t x keys each).
+        gpu = gpu + (ONE - WG) * w_pair + (ONE - HG) * a * gbs * t_tok
         if cw:
             gpu = gpu + ONE * w16_block_max
         tokens = gbs * t_tok
+        copies = wl.runtime.prefill_score_copies if stage == "prefill" else 1
         attn_peak = max((2.0 * a + (u.q_elements_per_token + u.kv_elements_per_token
                                     + u.o_elements_per_token) * wl.act_bytes) * tokens
-                        + gbs * u.num_heads * t_tok * keys * wl.act_bytes for u in units)
+                        + copies * gbs * u.num_heads * t_tok * keys * wl.act_bytes
+                        for u in units)
         gpu = gpu + ONE * max(wl.activation_working_bytes(tokens, gbs), attn_peak)
-        # CPU staging of disk-resident data on its way to the GPU (double-buffered)
-        cpu = cpu + 2.0 * WN * w_max + 2.0 * HN * a * gbs * t_tok
+        # CPU staging of disk-resident data on its way to the GPU (the layer in flight and
+        # the next; activations double-buffered)
+        cpu = cpu + WN * w_pair + 2.0 * HN * a * gbs * t_tok
         if stage == "prefill" or not x:
             # new cache (prefill) / the cache a GPU batch reads (decode), current + next batch
             gpu = gpu + 2.0 * (ONE - CG) * kv_max * gbs * keys
@@ -232,6 +252,19 @@ def build_candidate(wl: OffloadRun, policy: OffloadPolicy) -> CandidateModel:
         step_overhead_s={"prefill": k * overhead, "decode": k * overhead},
         memory=memory, weight_bytes=w_total, kv_bytes=kv_total, weight_moved_bytes=moved,
     )
+
+
+def in_flight_weight_bytes(wl: OffloadRun, compressed: bool) -> tuple[float, float]:
+    """``(pair, largest)``: the largest weight bytes of two consecutive FlexGen layers (the one
+    computing and the prefetched next: FlexLLMGen loads layer ``j + 1`` while ``j`` runs, with
+    attention and MLP as separate layers) and of one layer, over the whole model."""
+    sizes: list[float] = []
+    for u in wl.units:
+        one = wl.sublayer_bytes(u, compressed)
+        sizes += one * min(u.repeat, 2)  # two instances show every adjacent pair
+    if len(sizes) < 2:
+        return (sizes[0] if sizes else 0.0), (sizes[0] if sizes else 0.0)
+    return max(a + b for a, b in zip(sizes, sizes[1:], strict=False)), max(sizes)
 
 
 def _prefill_streams(wl: OffloadRun, u: Unit, t: UnitTimes, wm: float, kt: float, hid: float,
@@ -298,9 +331,10 @@ def _decode_streams(wl: OffloadRun, u: Unit, t: UnitTimes, wm: float, kt: float,
 def _dequant_weights_s(wl: OffloadRun, u: Unit, policy: OffloadPolicy, frac: float) -> float:
     """GPU time to dequantize a layer's compressed matrices for one GPU batch (FlexGen
     decompresses them inside every GPU batch's compute; ``runtime.py``)."""
-    if not policy.compress_weight or not u.linear_params:
+    tables = u.table_params if wl.runtime.compress_tables else 0.0
+    if not policy.compress_weight or not (u.linear_params or tables):
         return 0.0
-    params = u.linear_params - u.expert_params * (1.0 - frac)
+    params = u.linear_params + tables - u.expert_params * (1.0 - frac)
     return wl.weight_dequantize_s(params)
 
 

@@ -92,6 +92,9 @@ class OffloadPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{flag} must be an integer >= 1 ({what}), got {value!r}")
+            if value > 2**31:
+                raise ConfigError(f"{flag} {value} is more {what} than any GPU runs (at most "
+                                  "2**31)")
         for name in ("w_gpu_frac", "w_cpu_frac", "cache_gpu_frac", "cache_cpu_frac",
                      "act_gpu_frac", "act_cpu_frac"):
             value = getattr(self, name)
@@ -141,13 +144,16 @@ class OffloadPolicy:
     def from_percent(cls, gpu_batch_size: int, num_gpu_batches: int,
                      percent: tuple[float, ...] | list[float], **flags: bool) -> OffloadPolicy:
         """Build from FlexGen's six percentages ``wg wc cg cc hg hc`` (each 0..100)."""
+        if isinstance(percent, (str, bytes)) or not hasattr(percent, "__len__"):
+            raise ConfigError(f"--percent takes 6 numbers (wg wc cg cc hg hc), got {percent!r}")
         values = tuple(percent)
         if len(values) != 6:
             raise ConfigError(
                 f"--percent takes 6 numbers (wg wc cg cc hg hc), got {len(values)}")
         for name, v in zip(("wg", "wc", "cg", "cc", "hg", "hc"), values, strict=True):
-            if not math.isfinite(v) or not 0 <= v <= 100:
-                raise ConfigError(f"--percent {name} must be in 0..100, got {v:g}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or not 0 <= v <= 100:
+                raise ConfigError(f"--percent {name} must be a number in 0..100, got {v!r}")
         f = [v / 100.0 for v in values]
         return cls(gpu_batch_size, num_gpu_batches, *f, **flags)
 

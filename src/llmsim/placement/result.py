@@ -46,6 +46,9 @@ class OffloadResult:
     system: OffloadSystem = field(repr=False)
     candidates_evaluated: int = 0
     runtime: str = "flexgen"
+    #: the shares of the weight bytes the runtime puts on each tier (FlexLLMGen: whole tensors,
+    #: so not the policy's fractions exactly; see ``OffloadRun.placed_weight_fractions``)
+    weight_placement: dict[str, float] = field(default_factory=dict)
 
     @property
     def block_size(self) -> int:
@@ -89,6 +92,7 @@ class OffloadResult:
                 "pin_weight": p.pin_weight,
                 "percent": [round(v, 4) for v in p.percent],
             },
+            "weight_placement": self.weight_placement,
             "total_time_s": self.total_time_s, "prefill_time_s": self.prefill_time_s,
             "decode_time_s": self.decode_time_s, "decode_step_time_s": self.decode_step_time_s,
             "peak_gpu_bytes": self.peak_gpu_bytes, "peak_cpu_bytes": self.peak_cpu_bytes,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from llmsim.catalog import ModelSpec, ParallelSpec, get_cluster
-from llmsim.catalog.blocks import AttentionBlock, LayerTemplate, MoEBlock
+from llmsim.catalog.blocks import AttentionBlock, CommBlock, LayerTemplate, MoEBlock
 from llmsim.costmodel import (
     BatchShape,
     Deployment,
@@ -65,6 +65,10 @@ class Unit:
     q_elements_per_token: float  # query entering decode attention (CPU delegation traffic)
     o_elements_per_token: float  # attention output returned to the GPU
     moe: MoEBlock | None = None
+    table_params: float = 0.0  # 2-D embedding / head tables (part of plain_params)
+    #: FlexGen's layers of one instance (attention, MLP, ...; the embedding), each its weight
+    #: tensors in FlexLLMGen's order as (params, kind): kind "linear", "table" or "plain"
+    sublayers: tuple[tuple[tuple[float, str], ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,12 +170,23 @@ class OffloadRun:
     def units(self) -> tuple[Unit, ...]:
         model, plan, layout = self.model, ParallelSpec(), self.layout
         out: list[Unit] = []
+        h = model.hidden_size
         lin, plain = stage_weight_params(model, plan, [], True, False)
-        out.append(Unit("embedding", "embedding", 1, lin, 0.0, plain, 0.0, 0.0, 0.0, 0.0, 0.0))
+        # FlexLLMGen's InputEmbed: token table, position table (1-D norms after them)
+        tables = ((float(model.vocab_size * h), "table"),
+                  (float(model.learned_position_rows * h), "table"),
+                  (float(plain - (model.vocab_size + model.learned_position_rows) * h), "plain"))
+        out.append(Unit("embedding", "embedding", 1, lin, 0.0, plain, 0.0, 0.0, 0.0, 0.0, 0.0,
+                        table_params=sum(p for p, k in tables if k == "table"),
+                        sublayers=(tuple(t for t in tables if t[0] > 0),)))
         for idx, template in enumerate(model.layers):
             out.append(self._decoder_unit(idx, template, layout, plan))
         lin, plain = stage_weight_params(model, plan, [], False, True)
-        out.append(Unit("lm_head", "lm_head", 1, lin, 0.0, plain, 0.0, 0.0, 0.0, 0.0, 0.0))
+        # FlexLLMGen's OutputEmbed: final norm, then the head table (a copy when tied)
+        head = float(model.vocab_size * h)
+        rest = ((float(plain - head), "plain"), (head, "table"))
+        out.append(Unit("lm_head", "lm_head", 1, lin, 0.0, plain, 0.0, 0.0, 0.0, 0.0, 0.0,
+                        table_params=head, sublayers=(tuple(t for t in rest if t[0] > 0),)))
         return tuple(out)
 
     def _decoder_unit(self, idx: int, template: LayerTemplate, layout: Layout,
@@ -179,15 +194,28 @@ class OffloadRun:
         lin, plain = stage_weight_params(self.model, plan, [(idx, 1)], False, False)
         expert = 0.0
         block_max = 0.0
+        sublayers = []
         for block in template.blocks:
+            if isinstance(block, CommBlock):
+                continue
             mats = 0.0
+            tensors: list[tuple[float, str]] = []
             for w in block.weights():
                 p = device_params(w, plan)
                 if w.name != "router":
                     mats += p
                 if w.expert:
                     expert += p
+                kind = "plain" if w.name == "router" else "linear"
+                # FlexLLMGen keeps K and V as two tensors (llmsim fuses them); each expert's
+                # matrix is a tensor of its own
+                parts = 2 if w.name == "kv_proj" else max(1, w.copies if w.expert else 1)
+                tensors += [(p / parts, kind)] * parts
+            vectors = float(block.vector_params())
+            if vectors:
+                tensors.append((vectors, "plain"))
             block_max = max(block_max, mats)
+            sublayers.append(tuple(tensors))
         attn: AttentionBlock | None = template.attention
         kv_el = heads = q_el = o_el = 0.0
         if attn is not None:
@@ -197,7 +225,61 @@ class OffloadRun:
             q_el, o_el = heads * qk, heads * v
         name = template.name if len(self.model.layers) > 1 else "decoder"
         return Unit(name, "decoder", template.repeat, lin, expert, plain, block_max, kv_el, heads,
-                    q_el, o_el, template.moe)
+                    q_el, o_el, template.moe, sublayers=tuple(sublayers))
+
+    # ------------------------------------------------------------------ weight placement
+    def tensor_bytes_per_element(self, kind: str, compressed: bool) -> float:
+        """Stored bytes per value of one weight tensor of ``kind`` (see :class:`Unit`)."""
+        if kind == "linear" or (kind == "table" and compressed
+                                and self.runtime.compress_tables):
+            return self.weight_bytes_per_element(compressed)
+        return self.plain_bytes_per_element
+
+    def sublayer_bytes(self, unit: Unit, compressed: bool) -> list[float]:
+        """Stored bytes of each of ``unit``'s FlexGen layers (one instance)."""
+        return [sum(p * self.tensor_bytes_per_element(k, compressed) for p, k in layer)
+                for layer in unit.sublayers]
+
+    def weight_midpoints(self, compressed: bool) -> tuple[tuple[float, float], ...]:
+        """Every weight tensor as ``(midpoint in its layer's cumulative size in %, its bytes x
+        instances)``: what FlexLLMGen's placement rule looks at (cached per compression)."""
+        cache = self.__dict__.setdefault("_midpoints", {})
+        if compressed not in cache:
+            out = []
+            for unit in self.units:
+                for layer in unit.sublayers:
+                    sizes = [p * self.tensor_bytes_per_element(k, compressed) for p, k in layer]
+                    total, done = sum(sizes), 0.0
+                    for size in sizes:
+                        if size > 0:
+                            out.append((100.0 * (done + size / 2.0) / total, unit.repeat * size))
+                        done += size
+            cache[compressed] = tuple(out)
+        return cache[compressed]
+
+    def placed_weight_fractions(self, w_gpu: float, w_cpu: float, compressed: bool
+                                ) -> tuple[float, float]:
+        """The shares of the weight bytes that end up on the GPU and the CPU for the policy's
+        fractions ``(w_gpu, w_cpu)``.
+
+        FlexLLMGen (``runtime.whole_tensor_placement``) puts each tensor whole on one tier:
+        the tier whose percentage range (disk, then CPU, then GPU) holds the tensor's midpoint
+        in its layer's cumulative size (``init_weight_list`` / ``get_choice``). ``--percent 20
+        80`` on OPT leaves only each attention layer's output projection (and the 1-D weights)
+        on the GPU: 1/12 of a decoder layer, not 20%. Other runtimes split every tensor: the
+        fractions as given.
+        """
+        if not self.runtime.whole_tensor_placement:
+            return w_gpu, w_cpu
+        disk_cut = 100.0 * max(0.0, 1.0 - w_gpu - w_cpu)
+        cpu_cut = disk_cut + 100.0 * w_cpu
+        placed = {"gpu": 0.0, "cpu": 0.0, "disk": 0.0}
+        for mid, size in self.weight_midpoints(compressed):
+            placed["disk" if mid < disk_cut else "cpu" if mid < cpu_cut else "gpu"] += size
+        whole = sum(placed.values())
+        if not whole:
+            return w_gpu, w_cpu
+        return placed["gpu"] / whole, placed["cpu"] / whole
 
     @property
     def hidden_bytes_per_token(self) -> float:

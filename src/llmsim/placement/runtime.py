@@ -150,6 +150,14 @@ class Runtime:
     positions each step -- else over the context in use; ``fp32_cpu_attention``: CPU attention
     copies the cache into an fp32 workspace -- else reads it as stored; ``pageable_cache``: the
     CPU cache is pageable (staged before each copy to the GPU) -- else pinned.
+
+    ``whole_tensor_placement``: each weight tensor lives whole on one tier, chosen by where its
+    midpoint falls in its layer's cumulative size (FlexLLMGen ``init_weight_list`` with
+    ``get_choice``: the disk, CPU, GPU percentages in that order) -- else the fractions split
+    every tensor; ``compress_tables``: ``--compress-weight`` also compresses the 2-D embedding
+    and head tables (every 2-D weight; 1-D ones stay 16-bit) -- else they stay 16-bit;
+    ``prefill_score_copies``: prefill score matrices resident at once (``torch.where`` and
+    ``softmax`` each allocate a new one while the old is alive: 2).
     """
 
     name: str
@@ -158,6 +166,9 @@ class Runtime:
     whole_cache_decompress: bool
     fp32_cpu_attention: bool
     pageable_cache: bool
+    whole_tensor_placement: bool = False
+    compress_tables: bool = False
+    prefill_score_copies: int = 1
 
     def dequantize_passes(self, q: GroupQuantization, out_bytes: float) -> tuple[Pass, ...]:
         return (dequantize_passes(q, out_bytes) if self.passwise_quantization
@@ -169,7 +180,8 @@ class Runtime:
 
 
 FLEXGEN = Runtime("flexgen", unfused_attention=True, passwise_quantization=True,
-                  whole_cache_decompress=True, fp32_cpu_attention=True, pageable_cache=True)
+                  whole_cache_decompress=True, fp32_cpu_attention=True, pageable_cache=True,
+                  whole_tensor_placement=True, compress_tables=True, prefill_score_copies=2)
 FUSED = Runtime("fused", unfused_attention=False, passwise_quantization=False,
                 whole_cache_decompress=False, fp32_cpu_attention=False, pageable_cache=False)
 RUNTIMES = {r.name: r for r in (FLEXGEN, FUSED)}

@@ -82,9 +82,69 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
                     efficiency=efficiency, runtime=runtime)
 
 
+def placed_fractions(wl: OffloadRun, policy: OffloadPolicy) -> tuple[float, ...]:
+    """The six fractions the runtime realises for ``policy`` (the weights' by whole tensors
+    for FlexLLMGen: ``OffloadRun.placed_weight_fractions``)."""
+    wg, wc = wl.placed_weight_fractions(policy.w_gpu_frac, policy.w_cpu_frac,
+                                        policy.compress_weight)
+    return (wg, wc) + tuple(policy.fractions[2:])
+
+
+def _fits(wl: OffloadRun, cm: CandidateModel, fractions: tuple[float, ...]) -> bool:
+    pk, limits = peaks(cm, fractions), wl.system.limits()
+    return all(pk[st][t] <= limits[t] * (1 + 1e-9) + 1.0 for st in STAGES for t in TIERS)
+
+
+def _time(cm: CandidateModel, fractions: tuple[float, ...]) -> float:
+    return (stage_cost(cm, "prefill", fractions).time_s
+            + cm.decode_steps * stage_cost(cm, "decode", fractions).time_s)
+
+
+#: how many whole-tensor placements around the LP's ``realisable`` tries (towards less GPU,
+#: and one step towards and away from the disk)
+_GPU_STEPS, _DISK_STEPS = 4, 1
+
+
+def realisable(wl: OffloadRun, cm: CandidateModel, policy: OffloadPolicy
+               ) -> tuple[OffloadPolicy, float] | None:
+    """``policy`` (or one with nearby weight fractions) whose placement as the runtime realises
+    it fits, with its total time; None when none of them fits.
+
+    The LP's fractions split tensors; FlexLLMGen places them whole
+    (:meth:`OffloadRun.placed_weight_fractions`), which can round the GPU share up past its
+    limit. The placements it can realise change only at tensor midpoints, so the neighbours
+    are the classes between consecutive midpoints: up to ``_GPU_STEPS`` with less GPU, and
+    the disk cut one class either way. The fastest that fits wins (its fractions sit in the
+    middle of their class, so rounding them to whole percent keeps the placement)."""
+    placed = placed_fractions(wl, policy)
+    if _fits(wl, cm, placed):
+        return policy, _time(cm, placed)
+    if not wl.runtime.whole_tensor_placement:
+        return None
+    mids = sorted({round(m, 9) for m, _ in wl.weight_midpoints(policy.compress_weight)})
+    cuts = [0.0] + [(a + b) / 2.0 for a, b in zip(mids, mids[1:], strict=False)] + [100.0]
+    disk_cut = 100.0 * policy.w_disk_frac
+    gpu_cut = disk_cut + 100.0 * policy.w_cpu_frac
+    i0 = sum(m < disk_cut for m in mids)
+    j0 = sum(m < gpu_cut for m in mids)
+    best: tuple[float, OffloadPolicy] | None = None
+    for j in range(j0, min(j0 + _GPU_STEPS, len(cuts) - 1) + 1):
+        for i in range(max(0, i0 - _DISK_STEPS), min(i0 + _DISK_STEPS, j) + 1):
+            wn, wc = cuts[i] / 100.0, (cuts[j] - cuts[i]) / 100.0
+            cand = policy.with_fractions((max(0.0, 1.0 - wn - wc), wc)
+                                         + tuple(policy.fractions[2:]))
+            f = placed_fractions(wl, cand)
+            if not _fits(wl, cm, f):
+                continue
+            t = _time(cm, f)
+            if best is None or t < best[0]:
+                best = (t, cand)
+    return None if best is None else (best[1], best[0])
+
+
 def _result(wl: OffloadRun, cm: CandidateModel, policy: OffloadPolicy,
             candidates: int = 0) -> OffloadResult:
-    f = policy.fractions
+    f = placed_fractions(wl, policy)
     pre = stage_cost(cm, "prefill", f)
     dec = stage_cost(cm, "decode", f)
     steps = cm.decode_steps
@@ -102,7 +162,7 @@ def _result(wl: OffloadRun, cm: CandidateModel, policy: OffloadPolicy,
                     f"{units.fmt_bytes(wl.system.capacities()[tier])}) by "
                     f"{units.fmt_bytes(need - limits[tier])}")
                 break
-    moved = {st: cm.weight_moved_bytes[st] * (1.0 - policy.w_gpu_frac) for st in STAGES}
+    moved = {st: cm.weight_moved_bytes[st] * (1.0 - f[0]) for st in STAGES}
     return OffloadResult(
         model=wl.model.name, hardware=wl.system.hardware.name, host=wl.system.host.name,
         runtime=wl.runtime.name,
@@ -117,6 +177,7 @@ def _result(wl: OffloadRun, cm: CandidateModel, policy: OffloadPolicy,
         peak_bytes=pk, limit_bytes=limits, weight_bytes=cm.weight_bytes,
         kv_cache_bytes=cm.kv_bytes, weight_moved_bytes_per_step=moved, prefill=pre,
         decode=dec, system=wl.system, candidates_evaluated=candidates,
+        weight_placement={"gpu": f[0], "cpu": f[1], "disk": max(0.0, 1.0 - f[0] - f[1])},
     )
 
 
@@ -153,6 +214,10 @@ def evaluate_run(wl: OffloadRun, policy: OffloadPolicy) -> OffloadResult:
 
 def _grid(values: Iterable[int] | None, default: tuple[int, ...], flag: str) -> list[int]:
     """The candidate values of one batch dimension (``flag`` names it in errors)."""
+    if values is not None and (isinstance(values, (str, bytes, dict))
+                               or not isinstance(values, Iterable)):
+        raise ConfigError(f"{flag} takes a list of candidate values (e.g. [{values!r}]), got "
+                          f"{type(values).__name__} {values!r}; leave it out to search")
     given = list(default if values is None else values)
     if not given:
         raise ConfigError(f"{flag} needs at least one value")
@@ -199,9 +264,10 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
                 if sol is None:
                     break
                 feasible_here = True
-                policy = template.with_fractions(sol.fractions)
-                total = (stage_cost(cm, "prefill", policy.fractions).time_s
-                         + cm.decode_steps * stage_cost(cm, "decode", policy.fractions).time_s)
+                found = realisable(wl, cm, template.with_fractions(sol.fractions))
+                if found is None:  # no whole-tensor placement near the LP's fits
+                    continue
+                policy, total = found
                 tput = policy.block_size * gen_len / total
                 log.debug("%s: %.4g tokens/s", policy.describe(), tput)
                 if best is None or tput > best[0] * (1 + 1e-9) or (
@@ -214,7 +280,11 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
         raise _infeasible(wl, gbs_grid[0], ngb_grid[0], cpu_options, compress_weight,
                           compress_cache, overlap, pin_weight)
     _, policy, cm, sol = best
-    policy = policy.with_fractions(refine(cm, wl.system, sol).fractions)
+    refined = policy.with_fractions(refine(cm, wl.system, sol).fractions)
+    if _fits(wl, cm, placed_fractions(wl, refined)) and (
+            _time(cm, placed_fractions(wl, refined))
+            <= _time(cm, placed_fractions(wl, policy)) * (1 + 1e-9)):
+        policy = refined
     if len(gbs_grid) > 1 and policy.gpu_batch_size == gbs_grid[-1] or \
             len(ngb_grid) > 1 and policy.num_gpu_batches == ngb_grid[-1]:
         log.warning("the best policy (%s) sits at the edge of the candidate grid; larger "

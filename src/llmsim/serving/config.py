@@ -14,9 +14,12 @@
 Unknown keys are rejected with a did-you-mean (``llmsim.catalog._base.validate_spec``).
 Knobs that would be silently ignored are errors (a trace with length distributions, a rate
 with all-at-once arrivals, a batch window without the dynamic scheduler, swap space without
-swap preemption, a GPU count that is not ``tp x pp x replicas``). Relative paths in a YAML
-file (the trace, ``empirical:path=...`` lengths, a model ``config.json``, a profile) are
-relative to the file's folder.
+swap preemption, a GPU count that is not ``tp x pp x replicas``; in the workload section a rate
+scale without trace timestamps, prefix groups without a shared prefix, a trace format without a
+trace). Numbers are finite (``--rate inf``, ``--cv inf``, ``--batch-window inf`` are errors) and
+counts bounded (``num_requests`` at most 100,000,000, KV capacity at most 2**40 tokens).
+Relative paths in a YAML file (the trace, ``empirical:path=...`` lengths, a model
+``config.json``, a profile) are relative to the file's folder.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pydantic import Field, model_validator
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.costmodel.deployment import Deployment
 from llmsim.errors import ConfigError
+from llmsim.io import check_path_name, path_name_problem, shown
 from llmsim.serving.schedulers.base import Order
 from llmsim.workload.spec import WorkloadSection
 
@@ -38,6 +42,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SWAP_SPACE_BYTES = 4 * 2**30  # per GPU, as vLLM (preemption: swap)
 DEFAULT_BATCH_WINDOW_S = 0.05  # the dynamic scheduler's window
+#: bounds beyond which a count is a typo (and block counts would overflow int64)
+MAX_TOKENS = 2**31 - 1
+MAX_KV_TOKENS = 2**40
 
 
 class Preemption(str, Enum):
@@ -51,7 +58,7 @@ class ModelSection(Spec):
     weight_dtype: str | None = None
     act_dtype: str | None = None
     kv_dtype: str | None = None
-    max_model_len: int | None = Field(default=None, gt=1)
+    max_model_len: int | None = Field(default=None, gt=1, le=MAX_TOKENS)
 
 
 class HardwareSection(Spec):
@@ -74,9 +81,9 @@ class ParallelismSection(Spec):
 
 class SchedulerSection(Spec):
     name: str = "chunked"
-    max_num_seqs: int = Field(default=256, gt=0)
-    max_num_batched_tokens: int | None = Field(default=None, gt=0)
-    block_size: int = Field(default=16, gt=0)
+    max_num_seqs: int = Field(default=256, gt=0, le=MAX_TOKENS)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
+    block_size: int = Field(default=16, gt=0, le=2**20)
     order: Order = Order.FCFS
     preemption: Preemption = Preemption.RECOMPUTE
     swap_space_bytes: Bytes | None = Field(
@@ -87,7 +94,8 @@ class SchedulerSection(Spec):
         default=None, ge=0, description="dynamic scheduler only (default 50 ms)")
     watermark_frac: float = Field(default=0.01, ge=0, lt=1)
     kv_capacity_tokens: int | None = Field(
-        default=None, gt=0, description="override the KV capacity from the memory analysis")
+        default=None, gt=0, le=MAX_KV_TOKENS,
+        description="override the KV capacity from the memory analysis")
 
 
 class SLOSection(Spec):
@@ -196,9 +204,13 @@ def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> Simul
         return source
     if isinstance(source, dict):
         return validate_spec(SimulationConfig, source, "simulation config")  # type: ignore
+    if not isinstance(source, (str, Path)):
+        raise ConfigError(f"a simulation config is a YAML path, a dict or a SimulationConfig, "
+                          f"got {type(source).__name__} {source!r}")
     path = Path(source)
+    check_path_name(path, ConfigError, "cannot read the config file")
     if not path.exists():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {shown(path)}")
     from llmsim.catalog.loader import read_yaml_file
 
     data = read_yaml_file(path, str(path))
@@ -214,6 +226,8 @@ def _relative_path(value: Any, base: Path, builtin_ok: bool = False,
     if not isinstance(value, str) or not value.strip() or Path(value).is_absolute():
         return value
     here = base / value
+    if path_name_problem(here):
+        return value  # reported as the value it is where it is used
     found = here.is_file() if must_exist else here.exists()
     if found:
         return str(here)

@@ -36,9 +36,19 @@ ARRIVALS: Registry[Any] = Registry("arrival process")
 def _rate(rate: float | None, name: str) -> float:
     if rate is None:
         raise ConfigError(f"arrival process {name!r} needs --rate (requests/s)")
-    if not rate > 0:
-        raise ConfigError(f"--rate must be > 0 requests/s, got {rate}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 \
+            or not math.isfinite(rate):
+        raise ConfigError(f"--rate must be a finite number > 0 requests/s, got {rate!r}"
+                          + ("; for every request at once use --arrival batch"
+                             if rate == math.inf else ""))
     return float(rate)
+
+
+def _cv(cv: float) -> float:
+    if isinstance(cv, bool) or not isinstance(cv, (int, float)) or not cv > 0 \
+            or not math.isfinite(cv):
+        raise ConfigError(f"gamma arrivals: --cv must be a finite number > 0, got {cv!r}")
+    return float(cv)
 
 
 @ARRIVALS.register("poisson", "exponential")
@@ -48,8 +58,6 @@ class Poisson:
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         r = _rate(self.rate, "poisson")
-        if math.isinf(r):
-            return np.zeros(n)
         return np.cumsum(rng.exponential(1.0 / r, size=n))
 
     def describe(self) -> str:
@@ -64,9 +72,7 @@ class Gamma:
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         r = _rate(self.rate, "gamma")
-        if not self.cv > 0:
-            raise ConfigError(f"gamma arrivals: --cv must be > 0, got {self.cv}")
-        shape = 1.0 / (self.cv * self.cv)
+        shape = 1.0 / (_cv(self.cv) ** 2)
         return np.cumsum(rng.gamma(shape, 1.0 / (shape * r), size=n))
 
     def describe(self) -> str:
@@ -112,11 +118,16 @@ def make_arrivals(name: str, rate: float | None = None, cv: float | None = None)
         except ValueError:
             raise ConfigError(f"arrival process {name!r}: {key}={value!r} is not a number") \
                 from None
+        number = _rate(number, name) if key == "rate" else _cv(number)
         if key == "rate" and rate is None:
             rate = number
         elif key == "cv" and cv is None:
             cv = number
     factory = ARRIVALS.get(name)
+    if rate is not None and factory is not AllAtOnce:
+        rate = _rate(rate, name)
+    if cv is not None:
+        cv = _cv(cv)
     kwargs: dict[str, Any] = {"rate": rate}
     if factory is Gamma and cv is not None:
         kwargs["cv"] = cv

@@ -34,8 +34,12 @@ class LengthDist(Protocol):
 LENGTHS: Registry[Any] = Registry("length distribution")
 
 
+#: the longest request a length distribution may produce (and any parameter's bound)
+MAX_LENGTH = 2**31 - 1
+
+
 def _finish(x: np.ndarray, cap: int | None) -> np.ndarray:
-    out = np.maximum(np.rint(x), 1).astype(np.int64)
+    out = np.clip(np.rint(x), 1, MAX_LENGTH).astype(np.int64)
     if cap is not None:
         np.minimum(out, cap, out=out)
     return out
@@ -236,6 +240,11 @@ def make_length_dist(spec: str | int | dict[str, Any], role: str = "input") -> L
                    else f"missing {', '.join(missing)}")
         raise ConfigError(f"length distribution {spec!r}: {problem}; write e.g. {example} "
                           f"(parameters: {', '.join(fields)})")
+    for key, value in params.items():
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and (
+                not math.isfinite(value) or abs(value) > MAX_LENGTH)):
+            raise ConfigError(f"length distribution {spec!r}: {key}={value!r} must be a "
+                              f"finite number within {MAX_LENGTH:,}")
     try:
         return factory(**params)
     except TypeError as exc:

@@ -9,22 +9,29 @@ embeds it as its ``workload:`` section; :func:`llmsim.workload.build_workload` t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmsim.catalog._base import Seconds, Spec
+from llmsim.errors import ConfigError
 from llmsim.seeds import check_seed
 
 DEFAULT_PROMPT = "fixed:1024"  # synthetic workloads (a trace keeps its own lengths)
 DEFAULT_OUTPUT = "fixed:128"
+#: most requests one run may ask for (a run holds a few arrays of this length)
+MAX_REQUESTS = 100_000_000
+#: the flag of each field, for messages
+_FLAGS = {"rate": "--rate", "cv": "--cv", "rate_scale": "--rate-scale",
+          "think_time_s": "--think-time"}
 
 
 class WorkloadSection(Spec):
     trace: str | None = None
     trace_format: str = "auto"
     rate_scale: float = Field(default=1.0, gt=0)
-    num_requests: int | None = Field(default=None, gt=0)
+    num_requests: int | None = Field(default=None, gt=0, le=MAX_REQUESTS)
     arrival: str | None = None
     rate: float | None = Field(default=None, gt=0)
     cv: float | None = Field(default=None, gt=0)
@@ -43,3 +50,46 @@ class WorkloadSection(Spec):
     @classmethod
     def _seed_range(cls, v: Any) -> Any:
         return check_seed(v)
+
+    @field_validator("num_requests", mode="before")
+    @classmethod
+    def _request_count(cls, v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > MAX_REQUESTS:
+            raise ValueError(f"--num-requests {v:g} (workload.num_requests) is more than "
+                             f"{MAX_REQUESTS:,} requests one run holds")
+        return v
+
+    @field_validator("rate", "cv", "rate_scale", "think_time_s")
+    @classmethod
+    def _finite(cls, v: float | None, info: Any) -> float | None:
+        if v is not None and not math.isfinite(v):
+            fix = ("; for every request at once use --arrival batch"
+                   if info.field_name == "rate" else "")
+            raise ValueError(f"{_FLAGS[info.field_name]} (workload.{info.field_name}) must be "
+                             f"a finite number, got {v}{fix}")
+        return v
+
+    @model_validator(mode="after")
+    def _knobs_used(self) -> WorkloadSection:
+        """Knobs the stream would silently ignore are errors (each names flag and key)."""
+        if self.trace_format.strip().lower() not in ("", "auto"):
+            from llmsim.workload.traces import TRACE_FORMATS
+
+            TRACE_FORMATS.get(self.trace_format.strip().lower())  # unknown: did-you-mean
+            if not self.trace:
+                raise ConfigError(f"--trace-format {self.trace_format} (workload.trace_format) "
+                                  "reads a trace; without --trace it is ignored: add one or "
+                                  "drop it")
+        replaced = self.arrival is not None or self.rate is not None
+        if self.rate_scale != 1.0 and (not self.trace or replaced):
+            why = ("there is no trace" if not self.trace else
+                   "--rate / --arrival replace the trace's timestamps")
+            raise ConfigError(f"--rate-scale {self.rate_scale:g} (workload.rate_scale) scales a "
+                              f"trace's timestamps, but {why}; set the rate with --rate "
+                              "instead (or drop --rate-scale)")
+        if self.prefix_groups != 1 and not self.shared_prefix_tokens:
+            raise ConfigError(f"--prefix-groups {self.prefix_groups} (workload.prefix_groups) "
+                              "needs --shared-prefix N (workload.shared_prefix_tokens): without "
+                              "a shared prefix there is nothing to group; add it or drop "
+                              "--prefix-groups")
+        return self

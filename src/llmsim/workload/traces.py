@@ -34,11 +34,17 @@ import numpy as np
 import pandas as pd
 
 from llmsim.errors import DataError
+from llmsim.io import path_name_problem, shown
 from llmsim.registry import Registry
 
 log = logging.getLogger(__name__)
 
 MOONCAKE_BLOCK_TOKENS = 512
+#: largest token count, priority and prefix-block id a trace cell may hold: checked on the
+#: parsed value before it becomes an int64 (1e23 would wrap to a negative count)
+MAX_TRACE_TOKENS = 2**31 - 1
+MAX_PRIORITY = 2**31 - 1
+MAX_HASH_ID = 2**40
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,28 +99,46 @@ for _fmt in (
     TRACE_FORMATS.register(_fmt.name)(_fmt)
 
 
+def _json_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataError(f"{path}: line {lineno}: JSON nested too deeply") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {lineno}: expected a JSON object (one request "
+                                f"per line), got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
 def _read_frame(path: Path) -> tuple[pd.DataFrame, int]:
     """The file as a DataFrame and the line number of its first data row."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".json", ".ndjson"):
-            rows = []
-            with open(path, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg})"
-                                        ) from None
-            return pd.DataFrame(rows), 1
+            return pd.DataFrame(_json_rows(path)), 1
         sep = "\t" if suffix == ".tsv" else ","
         return pd.read_csv(path, sep=sep), 2
     except FileNotFoundError:
-        raise DataError(f"trace file not found: {path}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse as a table ({exc})") from None
+        raise DataError(f"trace file not found: {shown(path)}") from None
+    except IsADirectoryError:
+        raise DataError(f"trace {shown(path)} is a folder; give a trace file (CSV or JSONL)"
+                        ) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{shown(path)}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                        f"offset {exc.start}); a trace is a CSV or JSONL file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{shown(path)}: cannot parse as a table "
+                        f"({' '.join(str(exc).split())})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read trace {shown(path)}: {exc.strerror or exc}") from None
 
 
 def detect_format(columns: list[str]) -> TraceFormat | None:
@@ -155,6 +179,11 @@ def _lengths(frame: pd.DataFrame, col: str, path: Path, first_line: int) -> np.n
         what = "negative" if values[i] < 0 else "zero"
         raise DataError(f"{path}: line {i + first_line}, column {col!r}: {what} length "
                         f"{values[i]:g}; token counts must be >= 1")
+    huge = values > MAX_TRACE_TOKENS
+    if huge.any():
+        i = int(np.argmax(huge))
+        raise DataError(f"{path}: line {i + first_line}, column {col!r}: {values[i]:g} tokens "
+                        f"is too many (at most {MAX_TRACE_TOKENS:,} per request)")
     return values.astype(np.int64)
 
 
@@ -199,7 +228,13 @@ def _hash_csr(frame: pd.DataFrame, path: Path, first_line: int
         lengths[i] = len(ids)
     offsets = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    values = np.fromiter((x for ids in lists for x in ids), dtype=np.int64, count=offsets[-1])
+    flat = [x for ids in lists for x in ids]
+    for j, x in enumerate(flat):
+        if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < MAX_HASH_ID:
+            i = int(np.searchsorted(offsets, j, side="right")) - 1
+            raise DataError(f"{path}: line {i + first_line}, column 'hash_ids': {x!r} is not a "
+                            f"block id (a whole number 0..{MAX_HASH_ID - 1})")
+    values = np.fromiter(flat, dtype=np.int64, count=offsets[-1])
     return offsets, values
 
 
@@ -213,8 +248,20 @@ def resolve_trace_path(path: str | Path) -> Path:
     """A trace file path, or the packaged sample named ``azure-conv`` / ``mooncake-conv``
     (first rows of the Azure 2023 conversation and Mooncake conversation traces; see
     ``llmsim/data/traces/ATTRIBUTION.md``)."""
+    if not isinstance(path, (str, Path)):
+        raise DataError(f"a trace is a file path or a built-in sample name, got "
+                        f"{type(path).__name__} {path!r}")
     p = Path(path)
-    if p.exists():
+    problem = path_name_problem(p)
+    if problem:
+        raise DataError(f"trace {shown(p)}: {problem}")
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except OSError as exc:
+        raise DataError(f"cannot read trace {shown(p)}: {exc.strerror or exc}") from None
+    if is_dir:
+        raise DataError(f"trace {shown(p)} is a folder; give a trace file (CSV or JSONL)")
+    if exists:
         return p
     name = str(path).strip().lower()
     if name in BUILTIN_TRACES:
@@ -222,7 +269,7 @@ def resolve_trace_path(path: str | Path) -> Path:
 
         return Path(str(resources.files("llmsim.data").joinpath("traces",
                                                                  BUILTIN_TRACES[name])))
-    raise DataError(f"trace file not found: {p} (built-in samples: "
+    raise DataError(f"trace file not found: {shown(p)} (built-in samples: "
                     f"{', '.join(sorted(BUILTIN_TRACES))})")
 
 
@@ -233,7 +280,9 @@ def load_trace(path: str | Path, fmt: str | None = None) -> Trace:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise DataError(f"trace file not found: {p}") from None
+        raise DataError(f"trace file not found: {shown(p)}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read trace {shown(p)}: {exc.strerror or exc}") from None
     return _load_trace_cached(str(p.resolve()), st.st_size, st.st_mtime_ns,
                               fmt.lower() if fmt and fmt != "auto" else None)
 
@@ -274,6 +323,11 @@ def _load_trace_cached(path_str: str, _size: int, _mtime: int, fmt_name: str | N
             i = int(np.argmax(bad))
             raise DataError(f"{path}: line {i + first_line}, column 'priority': "
                             f"{str(raw.iloc[i])!r} is not a whole number")
+        huge = np.abs(pr) > MAX_PRIORITY
+        if huge.any():
+            i = int(np.argmax(huge))
+            raise DataError(f"{path}: line {i + first_line}, column 'priority': "
+                            f"{str(raw.iloc[i])!r} is out of range (at most +-{MAX_PRIORITY:,})")
         priority = pr.astype(np.int64)
     offsets = values = None
     if "hash_ids" in columns:
