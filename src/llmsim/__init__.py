@@ -23,7 +23,7 @@ _LAZY = {
     "build_step_model": ("llmsim.costmodel", "build_step_model"),
     "Deployment": ("llmsim.costmodel", "Deployment"),
     "price_op": ("llmsim.estimates.op", "price_op"),
-    "simulate": ("llmsim.serving.simulator", "simulate"),
+    "simulate": ("llmsim.serving.run", "simulate"),
     "SimulationConfig": ("llmsim.serving.config", "SimulationConfig"),
     "SimulationReport": ("llmsim.serving.results", "SimulationReport"),
     "analyze_memory": ("llmsim.memory", "analyze_memory"),

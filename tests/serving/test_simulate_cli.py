@@ -213,7 +213,7 @@ def one_line_error(res, needle: str) -> None:
 
 
 def test_out_folder_that_cannot_be_made_fails_before_the_run(cli, tmp_path, monkeypatch):
-    import llmsim.serving.simulator as simulator
+    import llmsim.serving.run as simulator
 
     def must_not_run(*_a, **_k):
         raise AssertionError("the simulation ran before the --out folder was checked")
@@ -227,7 +227,7 @@ def test_out_folder_that_cannot_be_made_fails_before_the_run(cli, tmp_path, monk
 
 
 def test_out_folder_is_created_before_the_run(cli, tmp_path, monkeypatch):
-    import llmsim.serving.simulator as simulator
+    import llmsim.serving.run as simulator
 
     out = tmp_path / "a" / "b"
     seen = []

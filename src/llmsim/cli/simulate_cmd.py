@@ -114,7 +114,7 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     """Simulate serving a request stream: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
     from llmsim.report.progress import progress as progress_callback
     from llmsim.report.serving import write_simulation
-    from llmsim.serving.simulator import simulate
+    from llmsim.serving.run import simulate
 
     if requests_format not in ("csv", "parquet"):
         raise ConfigError(f"--requests-format must be csv or parquet, got {requests_format!r}")

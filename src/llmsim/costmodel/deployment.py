@@ -20,6 +20,7 @@ from llmsim import checks
 from llmsim.catalog import ModelSpec, ParallelSpec, get_cluster, get_model
 from llmsim.catalog.cluster import Cluster
 from llmsim.catalog.hardware import HardwareSpec
+from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.ops import Precision
 from llmsim.costmodel.profile import HardwareProfile, Profile
 from llmsim.errors import ConfigError
@@ -32,7 +33,7 @@ class Deployment:
     ``efficiency`` (GenZ's ``system_eff``): a flat fraction of every datasheet peak that
     replaces the profile (``None``: the profile's fitted curves). ``cluster`` must hold the
     plan's GPUs (``tp x pp x dp``); the plan must split the model (``ParallelSpec.validate_for``).
-    ``estimator``: a name in :data:`llmsim.costmodel.estimators.ESTIMATORS` (checked here);
+    ``estimator``: a name in :data:`llmsim.costmodel.estimator_registry.ESTIMATORS` (checked here);
     ``estimator_model``: the estimator's table or model file (see each estimator).
     """
 
@@ -46,8 +47,6 @@ class Deployment:
     estimator_model: str | None = None
 
     def __post_init__(self) -> None:
-        from llmsim.costmodel.estimators import ESTIMATORS  # registers the estimators
-
         # unknown name: UnknownNameError with a did-you-mean; aliases become the canonical name
         object.__setattr__(self, "estimator", ESTIMATORS.canonical(self.estimator))
         if self.precision is None:
@@ -74,8 +73,6 @@ class Deployment:
                 estimator_model: str | None = None) -> Deployment:
         """A deployment from names: the cluster is sized ``num_gpus`` (default: the plan's).
         ``estimator="analytic"`` is the datasheet roofline and takes no ``profile``."""
-        from llmsim.costmodel.estimators import ESTIMATORS
-
         tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
             model, tp, pp, ep, dp, micro_batches, num_gpus)
         checks.efficiency(efficiency)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from llmsim.report.render import console
 
-#: ``progress(done, total)``, as :func:`llmsim.serving.simulator.simulate` calls it
+#: ``progress(done, total)``, as :func:`llmsim.serving.run.simulate` calls it
 ProgressFn = Callable[[int, int], None]
 
 

@@ -1,6 +1,6 @@
 """Event-driven serving simulation: workloads, schedulers, paged KV cache, replicas, metrics.
 
-``llmsim.serving.simulate(config) -> SimulationReport`` (see ``simulator.py``); the CLI is
+``llmsim.serving.simulate(config) -> SimulationReport`` (see ``run.py``); the CLI is
 ``llmsim simulate`` and the model is documented in ``docs/serving.md``.
 """
 
@@ -13,7 +13,7 @@ __all__ = ["SimulationConfig", "SimulationReport", "load_config", "simulate"]
 
 def __getattr__(name: str) -> Any:
     if name == "simulate":
-        from llmsim.serving.simulator import simulate
+        from llmsim.serving.run import simulate
 
         return simulate
     if name in ("SimulationConfig", "load_config"):

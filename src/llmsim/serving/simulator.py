@@ -29,12 +29,11 @@ from llmsim.serving.config import (
     Preemption,
     SimulationConfig,
     deployment_of,
-    load_config,
 )
 from llmsim.serving.events import EventLoop
 from llmsim.serving.kvcache import KVCache
 from llmsim.serving.metrics import LogHistogram, ReplicaStats, TimeSeries
-from llmsim.serving.pricing import StepPricer, WorkFit
+from llmsim.serving.pricing import StepPricer
 from llmsim.serving.replica import PRIO_ARRIVAL, PRIO_SAMPLE, Replica, ReplicaConfig
 from llmsim.serving.replica.itls import ItlLog, ItlReplica
 from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
@@ -306,24 +305,3 @@ class Simulation:
         log.info("simulated %d requests (%d events) in %.2f s", self.n,
                  self.loop.num_events, self.wall_s)
 
-
-def simulate(config: SimulationConfig | dict[str, Any] | str, *,
-             step_model: StepTimeModel | None = None,
-             progress: ProgressFn | None = None, closed_form: bool = True) -> Any:
-    """Run a serving simulation; returns a :class:`~llmsim.serving.results.SimulationReport`.
-
-    ``config``: a ``SimulationConfig``, a dict of the same shape, or a YAML file path.
-    ``step_model``: any ``StepTimeModel`` to use instead of the one the config's deployment
-    builds (one without a deployment needs ``scheduler.kv_capacity_tokens``).
-    ``progress(done, total)`` is called as requests finish. ``closed_form=False`` prices every
-    decode step one by one with ``step_time`` (a reference for the closed-form runs; slow).
-    """
-    from llmsim.serving.results import SimulationReport
-
-    cfg = load_config(config)
-    setup = ServingSetup(cfg, step_model)
-    sim = Simulation(setup, progress, closed_form)
-    sim.run()
-    work = WorkFit(setup.step_model, setup.max_batched, cfg.scheduler.max_num_seqs,
-                   setup.max_model_len)
-    return SimulationReport.from_simulation(sim, work)

@@ -13,8 +13,8 @@ Every op of a table or learned step records where its time came from (``OpCost.s
 :func:`~llmsim.costmodel.estimators.repriced.source_shares` sums a step's time by source.
 """
 
+from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.estimators import analytic, learned, table  # noqa: F401  (register)
-from llmsim.costmodel.estimators.registry import ESTIMATORS
 from llmsim.costmodel.estimators.repriced import KernelPricer
 
 

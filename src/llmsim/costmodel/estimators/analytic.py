@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from llmsim.costmodel.deployment import Deployment
-from llmsim.costmodel.estimators.registry import ESTIMATORS
+from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.profile import Profile
 from llmsim.costmodel.step import AnalyticStepTimeModel, StepTimeModel
 from llmsim.errors import ConfigError

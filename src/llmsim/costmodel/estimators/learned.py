@@ -41,9 +41,9 @@ import numpy as np
 from llmsim.catalog import get_hardware
 from llmsim.catalog.hardware import HardwareSpec
 from llmsim.costmodel.deployment import Deployment
+from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.estimators import features as ft
 from llmsim.costmodel.estimators import sources, work
-from llmsim.costmodel.estimators.registry import ESTIMATORS
 from llmsim.costmodel.estimators.repriced import FALLBACK, INNER, RepricedStepTimeModel
 from llmsim.errors import ConfigError, DataError
 

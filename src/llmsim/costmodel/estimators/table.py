@@ -48,8 +48,8 @@ from llmsim.catalog import get_hardware
 from llmsim.catalog.hardware import HardwareSpec
 from llmsim.costmodel import opcases
 from llmsim.costmodel.deployment import Deployment
+from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.estimators import sources, work
-from llmsim.costmodel.estimators.registry import ESTIMATORS
 from llmsim.costmodel.estimators.repriced import FALLBACK, RepricedStepTimeModel
 from llmsim.errors import DataError
 

@@ -1,0 +1,35 @@
+"""``simulate(config)``: build the serving setup, run the event loop, and report.
+
+The one entry point of the serving simulator (``llmsim simulate`` and ``llmsim.simulate``);
+it sits above both the loop (``simulator.py``) and the report (``results.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmsim.costmodel import StepTimeModel
+from llmsim.serving.config import SimulationConfig, load_config
+from llmsim.serving.pricing import WorkFit
+from llmsim.serving.results import SimulationReport
+from llmsim.serving.simulator import ProgressFn, ServingSetup, Simulation
+
+
+def simulate(config: SimulationConfig | dict[str, Any] | str, *,
+             step_model: StepTimeModel | None = None,
+             progress: ProgressFn | None = None, closed_form: bool = True) -> SimulationReport:
+    """Run a serving simulation; returns a :class:`~llmsim.serving.results.SimulationReport`.
+
+    ``config``: a ``SimulationConfig``, a dict of the same shape, or a YAML file path.
+    ``step_model``: any ``StepTimeModel`` to use instead of the one the config's deployment
+    builds (one without a deployment needs ``scheduler.kv_capacity_tokens``).
+    ``progress(done, total)`` is called as requests finish. ``closed_form=False`` prices every
+    decode step one by one with ``step_time`` (a reference for the closed-form runs; slow).
+    """
+    cfg = load_config(config)
+    setup = ServingSetup(cfg, step_model)
+    sim = Simulation(setup, progress, closed_form)
+    sim.run()
+    work = WorkFit(setup.step_model, setup.max_batched, cfg.scheduler.max_num_seqs,
+                   setup.max_model_len)
+    return SimulationReport.from_simulation(sim, work)
