@@ -1,13 +1,16 @@
 """The ``llmsim`` command: a typer app that parses, calls the API and renders.
 
 Errors a user can cause (:class:`LLMSimError`) print as one line on stderr and exit with code 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. An interrupt (Ctrl-C, SIGINT) anywhere in a command
+prints the one line ``interrupted`` on stderr and exits with code 130 (128 + SIGINT).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 
 import typer
@@ -99,13 +102,76 @@ def _register() -> None:
 _register()
 
 
+#: exit code of an interrupted command (128 + SIGINT, as shells report it)
+INTERRUPTED_EXIT_CODE = 130
+
+
+class _Interrupts:
+    """SIGINT raises KeyboardInterrupt as Python's default handler does, and is remembered:
+    typer turns a KeyboardInterrupt into a *returned* exit code 130 under
+    ``standalone_mode=False``, so the flag (not the code) says that the user interrupted."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __enter__(self) -> _Interrupts:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread: leave the handler as it is
+            self._old = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+
+def _interrupted(debug: bool) -> None:
+    """The end of an interrupted command: one line, exit 130; a second Ctrl-C while it prints
+    is ignored, held warnings are dropped (``--debug``: the traceback first)."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _release_logs(show=False)
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    sys.stderr.write("interrupted\n")
+    sys.stderr.flush()
+    sys.exit(INTERRUPTED_EXIT_CODE)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app; errors a user can cause (LLMSimError, bad flags) print
-    one line on stderr and exit with code 2 (``--debug``: the traceback instead)."""
+    one line on stderr and exit with code 2 (``--debug``: the traceback instead); an interrupt
+    prints ``interrupted`` and exits with code 130."""
     debug = "--debug" in (argv if argv is not None else sys.argv)
+    with _Interrupts() as interrupts:
+        try:
+            _run(argv, debug)
+        except KeyboardInterrupt:
+            _interrupted(debug)
+        if interrupts.seen:  # typer caught it and returned 130
+            _interrupted(debug)
+
+
+def _run(argv: list[str] | None, debug: bool) -> None:
+    """Run the app once; every exit but an interrupt (which :func:`main` handles) ends here."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code == INTERRUPTED_EXIT_CODE:
+            raise KeyboardInterrupt  # typer's conversion of an interrupt it caught
         _release_logs(show=True)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except KeyboardInterrupt:
+        raise
     except LLMSimError as exc:
         _release_logs(show=debug)
         if debug:
@@ -118,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         _release_logs(show=True)
         typer.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT_CODE)
     except ValidationError as exc:  # a spec built from flags that pydantic rejects
         _release_logs(show=debug)
         if debug:
@@ -139,7 +205,9 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: {message} (see --help)", err=True)
         code = getattr(exc, "exit_code", 2)
         sys.exit(code if isinstance(code, int) and code else 2)
-    except BaseException:  # a bug (or Ctrl-C): what was logged before it is context
+    except SystemExit:
+        raise
+    except BaseException:  # a bug: what was logged before it is context
         _release_logs(show=True)
         raise
 

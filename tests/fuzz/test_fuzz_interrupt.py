@@ -1,0 +1,79 @@
+"""Ctrl-C: an interrupt anywhere in a command prints the one line ``interrupted`` on stderr and
+exits with code 130 (issue 9: it exited 0 with no message, typer's returned 130 was dropped).
+
+The end-to-end case is a real ``llmsim simulate`` subprocess that receives SIGINT in the middle
+of a long run (after its first progress line, so the signal lands in the event loop, not in the
+imports)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LONG_SIMULATE = ["simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--num-requests",
+                 "400000", "--rate", "50", "--progress", "--format", "json"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def interrupt_after_first_line(argv: list[str], cwd: Path, timeout_s: float = 120.0
+                               ) -> tuple[int, str, list[str]]:
+    """Run ``llmsim argv`` in a subprocess, SIGINT it once its first stderr line (a progress
+    line) is out; returns (exit code, stdout, the stderr lines after that first one)."""
+    proc = subprocess.Popen([sys.executable, "-m", "llmsim.cli.app", *argv], cwd=cwd,
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith("simulating:"), first
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rest = [line for line in err.splitlines() if not line.startswith("simulating:")]
+    return proc.returncode, out, rest
+
+
+def test_sigint_during_a_long_simulate_is_one_line_and_exit_130(tmp_path):
+    code, out, err_lines = interrupt_after_first_line(LONG_SIMULATE, tmp_path)
+    assert code == 130
+    assert err_lines == ["interrupted"]
+    assert out == ""  # no partial summary on stdout
+
+
+def test_keyboard_interrupt_anywhere_in_a_command_is_exit_130(monkeypatch, capsys):
+    from llmsim.cli import app as app_mod
+
+    def interrupted_command(**_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app_mod, "app", interrupted_command)
+    with pytest.raises(SystemExit) as exc:
+        app_mod.main(["catalog", "list"])
+    assert exc.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_typer_returned_130_is_an_interrupt_not_success(monkeypatch, capsys):
+    """typer (standalone_mode=False) catches KeyboardInterrupt and *returns* 130."""
+    from llmsim.cli import app as app_mod
+
+    monkeypatch.setattr(app_mod, "app", lambda **_kwargs: 130)
+    with pytest.raises(SystemExit) as exc:
+        app_mod.main(["catalog", "list"])
+    assert exc.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
