@@ -1,6 +1,8 @@
 """Atomic file output: write to a temporary file in the same folder, then rename over the target.
 
 Nothing llmsim writes is ever left half-written: a crash or Ctrl-C leaves the old file (or none).
+A folder of outputs (a *bundle*, as ``simulate --out DIR`` writes) is written the same way:
+into a temporary sibling folder, swapped in when complete (:func:`atomic_dir`).
 Only regular files are replaced that way. A symlink is followed (its target is written, the link
 stays); a character device or FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written
 directly, never replaced by a file; anything else that is not a regular file is refused. Every
@@ -12,9 +14,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import signal
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -82,6 +86,125 @@ def prepare_dir(path: str | Path, flag: str = "--out",
     if not os.access(out, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write into the {flag} folder {shown(out)}: permission denied")
     return out
+
+
+#: the tag in the name of a bundle folder being written (left only by a killed process)
+INCOMPLETE_TAG = "llmsim-incomplete"
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (stat errors other than missing raise)."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return Path("/")
+
+
+def check_bundle_dir(path: str | Path, names: Collection[str], marker: str,
+                     flag: str = "--out", what: str = "this writes a folder of outputs") -> Path:
+    """Check, before a long run and without creating anything, that ``path`` can become a
+    bundle folder: it is new (its nearest existing parent is a writable folder), empty, or a
+    bundle already (it holds ``marker`` and only ``names``), which :func:`atomic_dir` will
+    replace whole. Returns the folder where the bundle goes (a symlink followed); anything
+    else is a one-line :class:`OutputError` naming the fix."""
+    out = Path(path)
+    check_path_name(out, OutputError, f"cannot create the {flag} folder")
+    real = Path(os.path.realpath(out))
+    try:
+        if real.exists():
+            if not real.is_dir():
+                raise OutputError(f"{flag} {shown(out)} is a file; {what}: give a folder name")
+            entries = sorted(os.listdir(real))
+            foreign = [e for e in entries if e not in names]
+            if foreign or (entries and marker not in entries):
+                listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                why = (f"files that are not part of one ({listed})" if foreign
+                       else f"no {marker}")
+                raise OutputError(f"{flag} {shown(out)} is a folder but not an llmsim output "
+                                  f"folder ({why}); it would be replaced whole: give a new "
+                                  "or empty folder, or move those files out")
+            parent = real.parent
+        else:
+            parent = _nearest_existing(real.parent)
+            if not parent.is_dir():
+                raise OutputError(f"cannot create the {flag} folder {shown(out)}: "
+                                  "Not a directory")
+    except OSError as exc:
+        raise OutputError(f"cannot create the {flag} folder {shown(out)}: "
+                          f"{exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create the {flag} folder {shown(out)}: permission denied "
+                          f"in {shown(parent)}")
+    return real
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a SIGINT (Ctrl-C) that arrives in the block until its end (for a few renames that
+    must happen together); outside the main thread the block just runs."""
+    pending: list[int] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if pending:
+            if callable(old):
+                old(signal.SIGINT, None)
+            elif old == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+@contextmanager
+def atomic_dir(target: str | Path, names: Collection[str], marker: str,
+               flag: str = "--out") -> Iterator[Path]:
+    """Yield a new, empty temporary folder beside ``target`` to write a bundle into; when the
+    block ends normally, swap it in for ``target`` (an old bundle there is removed whole, so
+    none of its files outlive it). An error or Ctrl-C in the block removes the temporary
+    folder and leaves ``target`` as it was; a killed process leaves a hidden sibling named
+    ``.NAME.*.llmsim-incomplete``. ``target`` must pass :func:`check_bundle_dir` (checked
+    again at the end: files added meanwhile stop the swap)."""
+    real = check_bundle_dir(target, names, marker, flag)
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{real.name[:100]}.",
+                                      suffix=f".{INCOMPLETE_TAG}", dir=real.parent))
+        os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual folder mode
+    except OSError as exc:
+        raise OutputError(f"cannot create the {flag} folder {shown(target)}: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        yield stage
+        check_bundle_dir(target, names, marker, flag)
+        with interrupts_deferred():
+            _swap_in(stage, real)
+    except OSError as exc:
+        raise OutputError(f"cannot write the {flag} folder {shown(target)}: "
+                          f"{exc.strerror or exc}") from None
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _swap_in(stage: Path, real: Path) -> None:
+    """Rename ``stage`` to ``real``; an existing ``real`` is first renamed aside (restored if
+    the second rename fails) and then removed."""
+    if not real.exists():
+        os.rename(stage, real)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{real.name[:100]}.", suffix=".llmsim-old",
+                                dir=real.parent))
+    os.rename(real, old)  # onto an empty folder: allowed by POSIX rename
+    try:
+        os.rename(stage, real)
+    except OSError:
+        os.rename(old, real)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _destination(target: Path) -> tuple[Path, os.stat_result | None]:

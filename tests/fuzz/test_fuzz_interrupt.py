@@ -77,3 +77,17 @@ def test_typer_returned_130_is_an_interrupt_not_success(monkeypatch, capsys):
         app_mod.main(["catalog", "list"])
     assert exc.value.code == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_sigint_leaves_the_old_bundle_or_nothing(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text('{"old": true}\n')
+    (old / "requests.csv").write_text("request_id\n0\n")
+    for out in (old, tmp_path / "new"):
+        code, _, err_lines = interrupt_after_first_line(
+            [*LONG_SIMULATE, "--out", str(out), "--no-plots"], tmp_path)
+        assert (code, err_lines) == (130, ["interrupted"])
+    assert sorted(os.listdir(tmp_path)) == ["old"]  # no new folder, no temporary sibling
+    assert sorted(os.listdir(old)) == ["requests.csv", "summary.json"]
+    assert (old / "summary.json").read_text() == '{"old": true}\n'

@@ -226,19 +226,21 @@ def test_out_folder_that_cannot_be_made_fails_before_the_run(cli, tmp_path, monk
     one_line_error(cli(*SIM, "--rate", "2", "--out", str(blocker)), "is a file")
 
 
-def test_out_folder_is_created_before_the_run(cli, tmp_path, monkeypatch):
+def test_out_folder_is_checked_but_not_created_before_the_run(cli, tmp_path, monkeypatch):
+    """An interrupted or failed run leaves nothing behind (the bundle is swapped in whole at
+    the end: tests/serving/test_bundle.py)."""
     import llmsim.serving.run as simulator
 
     out = tmp_path / "a" / "b"
     seen = []
 
     def check_then_fail(*_a, **_k):
-        seen.append(out.is_dir())
+        seen.append(out.parent.exists())
         raise SystemExit(0)
 
     monkeypatch.setattr(simulator, "simulate", check_then_fail)
     cli(*SIM, "--rate", "2", "--out", str(out))
-    assert seen == [True]
+    assert seen == [False]
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])

@@ -143,7 +143,8 @@ def _replica_step_model(flags: DeploymentFlags) -> StepTimeModel:
 
 
 def _check_out_dir(cfg: SimulationConfig, out: str | None) -> None:
-    """Outputs that need ``--out`` have it, and its folder can be made (now, not after the run)."""
+    """Outputs that need ``--out`` have it, and its folder can be written (checked now, not
+    after the run; nothing is created until the bundle is complete)."""
     from llmsim.serving.results import prepare_out_dir
 
     if out:

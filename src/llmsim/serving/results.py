@@ -4,6 +4,8 @@ Output directory (``write``): ``summary.json``, ``requests.csv`` (or ``.parquet`
 ``timeseries.csv``, ``latency_cdf.png``, ``timeseries.png`` and, when recorded,
 ``trace.json`` (Chrome trace of the engine steps; open in chrome://tracing or Perfetto) and
 ``itls.csv`` (or ``.parquet``: every inter-token latency, ``metrics.save_itls``).
+The folder is written whole into a temporary sibling and swapped in (``llmsim.io.atomic_dir``):
+an old bundle there is replaced entirely, a folder holding other files is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.costmodel import utilization
-from llmsim.io import prepare_dir, write_json, write_table
+from llmsim.io import atomic_dir, check_bundle_dir, write_json, write_table
 from llmsim.serving.metrics import LogHistogram, dist_stats, replica_summary, work_sums
 from llmsim.serving.request import RejectReason, RequestStatus
 
@@ -41,10 +43,19 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+#: every file a simulate bundle may hold; ``summary.json`` marks a folder as one
+BUNDLE_FILES = frozenset({
+    "summary.json", "run_info.json", "requests.csv", "requests.parquet", "timeseries.csv",
+    "config.yaml", "latency_cdf.png", "timeseries.png", "trace.json", "itls.csv",
+    "itls.parquet"})
+BUNDLE_MARKER = "summary.json"
+_OUT_WHAT = "simulate writes a folder (summary.json, requests, time series, plots)"
+
+
 def prepare_out_dir(out_dir: str | Path) -> Path:
-    """The ``--out`` folder, created before a run (:func:`llmsim.io.prepare_dir`)."""
-    return prepare_dir(out_dir, "--out", "simulate writes a folder (summary.json, requests, "
-                                         "time series, plots)")
+    """Check the ``--out`` folder before a run, creating nothing
+    (:func:`llmsim.io.check_bundle_dir`): new, empty, or a bundle of an earlier run."""
+    return check_bundle_dir(out_dir, BUNDLE_FILES, BUNDLE_MARKER, "--out", _OUT_WHAT)
 
 
 class SimulationReport:
@@ -186,43 +197,46 @@ class SimulationReport:
     # ------------------------------------------------------------------ output
     def write(self, out_dir: str | Path, table_format: str = "csv", plots: bool = True
               ) -> list[Path]:
-        """Write every output into ``out_dir`` (atomically, file by file); returns the paths."""
-        out = prepare_out_dir(out_dir)
-        paths = []
-        p = out / "summary.json"
-        write_json(p, self.summary())
-        paths.append(p)
+        """Write the bundle into ``out_dir``: all files into a temporary sibling folder, then
+        swapped in whole (an earlier bundle there is replaced, none of its files kept; a folder
+        with other files is refused); returns the paths."""
+        with atomic_dir(out_dir, BUNDLE_FILES, BUNDLE_MARKER, "--out") as stage:
+            names = self._write_files(stage, table_format, plots)
+        return [Path(out_dir) / name for name in names]
+
+    def _write_files(self, out: Path, table_format: str, plots: bool) -> list[str]:
+        """Every output file into the folder ``out``; returns their names."""
+        names = ["summary.json"]
+        write_json(out / "summary.json", self.summary())
         suffix = ".parquet" if table_format == "parquet" else ".csv"
-        p = out / f"requests{suffix}"
-        write_table(p, self.requests)
-        paths.append(p)
-        p = out / "timeseries.csv"
-        write_table(p, self.timeseries)
-        paths.append(p)
+        names.append(f"requests{suffix}")
+        write_table(out / names[-1], self.requests)
+        names.append("timeseries.csv")
+        write_table(out / names[-1], self.timeseries)
         if self.config is not None:
             import yaml
 
             from llmsim.io import write_text
             from llmsim.serving.config import paths_relative_to
 
-            p = out / "config.yaml"  # with absolute paths: it runs again from any folder
+            names.append("config.yaml")  # with absolute paths: it runs again from any folder
             data = paths_relative_to(self.config.model_dump(mode="json"), Path.cwd())
-            write_text(p, yaml.safe_dump(data, sort_keys=False))
-            paths.append(p)
+            write_text(out / names[-1], yaml.safe_dump(data, sort_keys=False))
         if plots:
             from llmsim.serving.plots import plot_latency_cdfs, plot_timeseries
 
-            paths.append(plot_latency_cdfs(self, out / "latency_cdf.png"))
-            paths.append(plot_timeseries(self, out / "timeseries.png"))
+            names.append("latency_cdf.png")
+            plot_latency_cdfs(self, out / names[-1])
+            names.append("timeseries.png")
+            plot_timeseries(self, out / names[-1])
         if self.steps is not None:
-            p = out / "trace.json"
-            write_json(p, chrome_trace(self.steps, self._summary))
-            paths.append(p)
+            names.append("trace.json")
+            write_json(out / names[-1], chrome_trace(self.steps, self._summary))
         if self.itls is not None:
-            p = out / f"itls{suffix}"
-            write_table(p, self.itls)
-            paths.append(p)
-        return paths
+            names.append(f"itls{suffix}")
+            write_table(out / names[-1], self.itls)
+        assert set(names) <= BUNDLE_FILES, names
+        return names
 
 
 def chrome_trace(steps: list[tuple], summary: dict[str, Any], limit: int = 200_000
