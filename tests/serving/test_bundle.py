@@ -134,3 +134,27 @@ def test_a_symlinked_out_folder_keeps_its_link(tmp_path):
     report.write(link, "parquet", plots=False)
     assert link.is_symlink() and os.path.realpath(link) == str(real)
     assert "requests.parquet" in os.listdir(real) and "requests.csv" not in os.listdir(real)
+
+
+def test_same_seed_gives_the_same_bytes_in_every_file_but_run_info(cli, tmp_path):
+    """Two runs of one config and seed: every bundle file is byte-identical, plots included;
+    the wall-clock facts live only in run_info.json (issue 9: summary.json differed)."""
+    argv = ("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--num-requests", "60",
+            "--rate", "4", "--prompt-dist", "uniform:50,400", "--output-dist", "uniform:5,60",
+            "--seed", "7", "--chrome-trace", "--save-itls")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        res = cli(*argv, "--out", str(out))
+        assert res.code == 0, res.err
+    names = sorted(os.listdir(a))
+    assert names == sorted(os.listdir(b))
+    assert {"summary.json", "run_info.json", "latency_cdf.png", "trace.json",
+            "itls.csv"} <= set(names)
+    differ = [n for n in names if (a / n).read_bytes() != (b / n).read_bytes()]
+    assert differ in ([], ["run_info.json"])
+    summary = json.loads((a / "summary.json").read_text())
+    assert not [k for k in summary if "wall" in k]
+    info = json.loads((a / "run_info.json").read_text())
+    assert info["sim_wall_s"] > 0 and info["sim_requests_per_wall_s"] > 0
+    js = [cli(*argv, "--format", "json").out for _ in range(2)]  # stdout JSON too
+    assert js[0] == js[1]

@@ -26,25 +26,29 @@ def write_simulation(report: Any, fmt: str, out: str | None = None) -> None:
         emit(frame_to_csv(report.requests))
     else:
         con = console()
-        for table in simulation_tables(report.summary(), out):
+        for table in simulation_tables(report.summary(), out, getattr(report, "run_info", None)):
             con.print(table)
 
 
-def simulation_tables(summary: dict[str, Any], out: str | None = None) -> list[Table]:
+def simulation_tables(summary: dict[str, Any], out: str | None = None,
+                      run_info: dict[str, Any] | None = None) -> list[Table]:
     """The summary (workload, requests, throughput, goodput, utilisation, KV cache, simulator)
-    and latency tables of a simulation's JSON summary."""
+    and latency tables of a simulation's JSON summary (``run_info``: the simulator's wall
+    time, kept out of the summary)."""
     s = summary
     title = (f"{s['model']} on {s['num_gpus']}x {s['hardware']} (tp {s['tp']}, pp {s['pp']}, "
              f"{s['replicas']} replica{'s' if s['replicas'] > 1 else ''}; {s['scheduler']}, "
              f"{s['order']})")
-    rows = summary_rows(s)
+    rows = summary_rows(s, run_info)
     if out:
         rows.append(("output", out))
     return [kv_table(title, rows), latency_table(s)]
 
 
-def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
-    """The key/value rows of the summary table."""
+def summary_rows(s: dict[str, Any], run_info: dict[str, Any] | None = None
+                 ) -> list[tuple[str, str]]:
+    """The key/value rows of the summary table (``run_info``: the simulator's wall time and
+    speed for its last row)."""
     pct = units.fmt_pct
     rej_txt = ", ".join(f"{k} {v}" for k, v in s["rejected_by_reason"].items() if v) or "none"
     return [
@@ -65,9 +69,18 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
                      f"{s['num_preemptions']:,} preemptions"
                      + (f"; prefix hit rate {pct(s['prefix_cache_hit_rate'])}"
                         if s.get("prefix_caching") else "")),
-        ("simulator", f"{s['sim_wall_s']:.2f} s wall, {s['sim_requests_per_wall_s']:,.0f} "
-                      f"requests/s, {s['num_steps']:,} engine steps"),
+        ("simulator", simulator_text(s, run_info or s)),
     ]
+
+
+def simulator_text(s: dict[str, Any], run_info: dict[str, Any]) -> str:
+    """The simulator's own speed (wall time, requests per wall-second) and its engine steps."""
+    steps = f"{s['num_steps']:,} engine steps"
+    wall = run_info.get("sim_wall_s")
+    if wall is None:
+        return steps
+    rate = run_info.get("sim_requests_per_wall_s") or 0.0
+    return f"{wall:.2f} s wall, {rate:,.0f} requests/s, {steps}"
 
 
 def workload_text(wl: dict[str, Any]) -> str:

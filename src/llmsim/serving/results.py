@@ -62,14 +62,17 @@ class SimulationReport:
     """Result of :func:`llmsim.serving.simulate`.
 
     ``summary()``: the JSON-able summary; ``requests``: one row per request; ``timeseries``;
-    ``itl_hist``: the streamed ITL histogram; ``itls``: every inter-token latency
+    ``itl_hist``: the streamed ITL histogram; ``run_info``: what changes from run to run of
+    the same config (the simulator's wall time and speed, versions, when), kept out of the
+    summary so that it (and every bundle file but ``run_info.json``) is the same bytes for the
+    same config and seed; ``itls``: every inter-token latency
     (``request_id, token_index, itl_s``) when the run kept them (``metrics.save_itls``), else
     None; ``steps``: the Chrome-trace rows when recorded."""
 
     def __init__(self, summary: dict[str, Any], requests: dict[str, np.ndarray],
                  timeseries: pd.DataFrame, itl_hist: LogHistogram,
                  steps: list[tuple] | None = None, config: Any = None,
-                 itls: pd.DataFrame | None = None):
+                 itls: pd.DataFrame | None = None, run_info: dict[str, Any] | None = None):
         self._summary = summary
         self._requests = requests
         self.timeseries = timeseries
@@ -77,6 +80,7 @@ class SimulationReport:
         self.steps = steps
         self.config = config
         self.itls = itls
+        self.run_info = run_info or {}
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary (NaN as None)."""
@@ -185,14 +189,13 @@ class SimulationReport:
             "kv_usage_peak_frac": per_replica["kv_usage_peak_frac"],
             "mean_tokens_per_step": per_replica["mean_tokens_per_step"],
             "num_steps": per_replica["num_steps"],
-            "sim_wall_s": sim.wall_s,
-            "sim_requests_per_wall_s": t.n / sim.wall_s if sim.wall_s > 0 else math.nan,
             "sim_events": sim.loop.num_events,
         }
         if "memory" in setup.info:
             summary["memory"] = setup.info["memory"]
         itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None
-        return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg, itls)
+        return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg, itls,
+                   run_info(sim.wall_s, t.n))
 
     # ------------------------------------------------------------------ output
     def write(self, out_dir: str | Path, table_format: str = "csv", plots: bool = True
@@ -206,8 +209,9 @@ class SimulationReport:
 
     def _write_files(self, out: Path, table_format: str, plots: bool) -> list[str]:
         """Every output file into the folder ``out``; returns their names."""
-        names = ["summary.json"]
+        names = ["summary.json", "run_info.json"]
         write_json(out / "summary.json", self.summary())
+        write_json(out / "run_info.json", _clean(self.run_info))
         suffix = ".parquet" if table_format == "parquet" else ".csv"
         names.append(f"requests{suffix}")
         write_table(out / names[-1], self.requests)
@@ -237,6 +241,28 @@ class SimulationReport:
             write_table(out / names[-1], self.itls)
         assert set(names) <= BUNDLE_FILES, names
         return names
+
+
+def run_info(wall_s: float, num_requests: int) -> dict[str, Any]:
+    """The run's non-deterministic facts: the simulator's wall time (the event loop alone) and
+    simulated requests per wall-second, llmsim and Python versions, the platform, the UTC time
+    the report was made."""
+    import datetime
+    import platform
+    from importlib import metadata
+
+    try:
+        version = metadata.version("llmsim")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = None
+    return {
+        "sim_wall_s": wall_s,
+        "sim_requests_per_wall_s": num_requests / wall_s if wall_s > 0 else math.nan,
+        "llmsim_version": version, "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+    }
 
 
 def chrome_trace(steps: list[tuple], summary: dict[str, Any], limit: int = 200_000
