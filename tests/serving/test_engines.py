@@ -200,3 +200,15 @@ def test_chunk_size_needs_prefill_first():
     with pytest.raises(LLMSimError, match="prefill-first"):
         simulate(base_config(scheduler={"name": "chunked", "chunk_size_tokens": 512}),
                  step_model=FixedStepModel(0.05, 0.01))
+
+
+def test_estimate_engine_adds_the_fixed_costs():
+    from llmsim.estimates.static_batch import estimate
+
+    base = estimate("llama-3.1-8b", "h100-sxm", prompt=128, output=64)
+    eng = estimate("llama-3.1-8b", "h100-sxm", prompt=128, output=64, engine="vllm")
+    prof = resolve_engine("vllm").profile
+    assert eng.ttft_s == pytest.approx(base.ttft_s + prof.request_overhead_s
+                                       + prof.step_overhead_s)
+    assert eng.tpot_s == pytest.approx(base.tpot_s + prof.step_overhead_s)
+    assert eng.as_dict()["engine"]["name"] == "vllm" and "engine" not in base.as_dict()
