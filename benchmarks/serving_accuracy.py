@@ -13,7 +13,9 @@ with the worst errors. ``--held-out`` predicts every row again with the leave-on
 parameters of ``scripts/fit_engine_profile.py`` (that engine's profile fitted without the
 row's model; an (engine, model) with no such fit uses the fallback rule: the median of the
 other engines' parameters). Rows llmsim cannot reproduce are counted and named.
-``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI).
+``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--engines``:
+only those engines' rows; ``--sglang-mixed``: SGLang rows with mixed chunks (see
+:mod:`llmsim.serving.reproduce` for why the default is without).
 """
 
 from __future__ import annotations
@@ -58,29 +60,36 @@ def held_out_params(engine: str, model: str) -> dict[str, float]:
     return {k: statistics.median(getattr(p, k) for p in others) for k in FITTED}
 
 
-def evaluate(rows: list[dict[str, Any]], held_out: bool) -> list[dict[str, Any]]:
-    out = []
-    t0 = time.perf_counter()
-    for i, row in enumerate(rows):
-        cfg = row_config(row)
-        sm = base_step_model(cfg)
-        ttft, tpot = run_row(cfg, sm)
-        m_ttft, m_tpot = measured(row)
-        rec = {"id": row["id"], "engine": row["backend"],
-               "model": MODELS[row["model_path"]], "c": int(row["batch_size"]),
-               "isl": int(row["isl"]), "osl": int(row["osl"]), "tp": int(row["tp_size"]),
-               "meas_ttft": m_ttft, "meas_tpot": m_tpot,
-               "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
-        if held_out:
-            cfg = row_config(row, held_out_params(row["backend"], row["model_path"]),
-                             with_version=False)
-            h_ttft, h_tpot = run_row(cfg, sm)
-            rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)
-        out.append(rec)
-        if (i + 1) % 25 == 0:
-            print(f"  {i + 1}/{len(rows)} rows, {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr)
-    return out
+def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
+    """One row rerun with the packaged profile (and, with ``held_out``, the held-out one)."""
+    row, held_out, sglang_mixed = task
+    logging.disable(logging.WARNING)
+    cfg = row_config(row, sglang_mixed=sglang_mixed)
+    sm = base_step_model(cfg)
+    ttft, tpot = run_row(cfg, sm)
+    m_ttft, m_tpot = measured(row)
+    rec = {"id": row["id"], "engine": row["backend"],
+           "model": MODELS[row["model_path"]], "c": int(row["batch_size"]),
+           "isl": int(row["isl"]), "osl": int(row["osl"]), "tp": int(row["tp_size"]),
+           "meas_ttft": m_ttft, "meas_tpot": m_tpot,
+           "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
+    if held_out:
+        cfg = row_config(row, held_out_params(row["backend"], row["model_path"]),
+                         with_version=False, sglang_mixed=sglang_mixed)
+        h_ttft, h_tpot = run_row(cfg, sm)
+        rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)
+    return rec
+
+
+def evaluate(rows: list[dict[str, Any]], held_out: bool, sglang_mixed: bool = False,
+             jobs: int = 1) -> list[dict[str, Any]]:
+    tasks = [(r, held_out, sglang_mixed) for r in rows]
+    if jobs <= 1:
+        return [evaluate_row(t) for t in tasks]
+    from multiprocessing import get_context
+
+    with get_context("spawn").Pool(jobs) as pool:
+        return list(pool.imap(evaluate_row, tasks, chunksize=2))
 
 
 def _stats(recs: list[dict[str, Any]], prefix: str = "") -> str:
@@ -114,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="4 rows: that it runs (CI)")
     ap.add_argument("--per-row", action="store_true")
     ap.add_argument("--worst", type=int, default=10)
+    ap.add_argument("--engines", nargs="+", help="only these engines' rows")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ap.add_argument("--sglang-mixed", action="store_true",
+                    help="rerun SGLang rows with mixed chunks (PROVENANCE's reading)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if not Path(args.data).is_file():
@@ -121,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows, skipped = [], defaultdict(int)
     for r in load_rows(args.data):
+        if args.engines and r["backend"] not in args.engines:
+            continue
         try:
             row_config(r)
             rows.append(r)
@@ -130,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if n is not None and n < len(rows):
         rows = sorted(random.Random(0).sample(rows, n), key=lambda r: r["id"])
     t0 = time.perf_counter()
-    recs = evaluate(rows, args.held_out)
+    recs = evaluate(rows, args.held_out, args.sglang_mixed, args.jobs)
     print(f"serving accuracy: {len(recs)} measured aggregated H100-SXM rows rerun "
           f"(aiperf closed loop, 20c measured after 2c warm-up) in "
           f"{time.perf_counter() - t0:.0f} s; errors = predicted / measured - 1 of the "
