@@ -28,3 +28,14 @@ def test_sim_speed_child_failure_fails_the_run():
                "--trace", "/nonexistent/trace.csv")
     assert res.returncode != 0
     assert "failed (child exit code" in res.stderr
+
+
+def test_serving_accuracy_smoke():
+    data = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon"
+    if not (data / "silicon_h100_sxm.csv").is_file():
+        import pytest
+
+        pytest.skip("../shared/data/e2e/aiconfigurator_silicon is absent")
+    res = _run("benchmarks/serving_accuracy.py", "--smoke")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "overall" in res.stdout and "TTFT MdAE" in res.stdout

@@ -10,7 +10,7 @@ from stepmodels import FixedStepModel, NoVectorStepModel
 from llmsim.serving import simulate
 from llmsim.serving.schedulers import SCHEDULERS
 
-SCHEDULER_NAMES = ("static", "dynamic", "continuous", "chunked")
+SCHEDULER_NAMES = ("static", "dynamic", "continuous", "chunked", "inflight", "prefill-first")
 
 
 def test_same_seed_identical_per_request_results(fixed_model):
@@ -216,7 +216,8 @@ def test_scalar_fallback_model_matches_vectorised():
     np.testing.assert_allclose(a.e2e_s, b.e2e_s, rtol=1e-9)
 
 
-@pytest.mark.parametrize("scheduler", ["chunked", "continuous", "static"])
+@pytest.mark.parametrize("scheduler", ["chunked", "continuous", "static", "inflight",
+                                       "prefill-first"])
 def test_closed_form_runs_match_step_by_step(scheduler):
     """The closed-form decode runs reproduce a step-by-step simulation."""
     cfg = base_config(scheduler={"name": scheduler, "kv_capacity_tokens": 6000},

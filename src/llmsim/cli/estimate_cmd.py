@@ -29,6 +29,7 @@ from llmsim.cli.options import (
     ScenarioOpt,
     WeightDtypeOpt,
 )
+from llmsim.cli.simulate_options import EngineOpt
 from llmsim.errors import ConfigError
 
 BatchOpt = Annotated[int | None, typer.Option("--batch", "-b", min=1,
@@ -72,6 +73,7 @@ def estimate_cmd(
     scenario: ScenarioOpt = None,
     cases: CasesOpt = None,
     ops: OpsOpt = False,
+    engine: EngineOpt = None,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
 ) -> None:
@@ -81,12 +83,14 @@ def estimate_cmd(
 
     flags, shape = deployment_and_shape(ctx.params)
     if cases:
+        if engine is not None:
+            raise ConfigError("--engine applies to one estimate, not to --cases")
         _estimate_cases(cases, flags, shape, memory_utilization, fmt, out)
         return
     if not scenario and not flags.names_a_target:
         raise ConfigError("give --model and --hardware (or --cluster, or --scenario)")
     res = estimate(**flags.given(), **shape.given(), memory_utilization=memory_utilization,
-                   allow_overflow=allow_overflow)
+                   allow_overflow=allow_overflow, engine=engine)
     write_estimate(res, fmt, out, ops=ops)
 
 

@@ -69,7 +69,29 @@ NumRequestsOpt = Annotated[int | None, typer.Option(
 ArrivalOpt = Annotated[str | None, typer.Option(
     "--arrival", help="poisson | gamma | deterministic | batch (all at once).")]
 RateOpt = Annotated[float | None, typer.Option(
-    "--rate", "-r", min=1e-12, help="Arrival rate, requests/s.")]
+    "--rate", "-r", "--request-rate", min=1e-12,
+    help="Arrival rate, requests/s (Poisson unless --arrival / --burstiness).")]
+BurstinessOpt = Annotated[float | None, typer.Option(
+    "--burstiness", min=1e-9, help="Gamma arrivals of shape B as vllm bench serve "
+                                   "(1 = Poisson, < 1 burstier); needs --request-rate.")]
+WarmupRequestsOpt = Annotated[int | None, typer.Option(
+    "--warmup-requests", min=0, help="Run the first N requests unmeasured (aiperf "
+                                     "--warmup-request-count); closed loops measure after "
+                                     "they finish.")]
+ClientJitterOpt = Annotated[float | None, typer.Option(
+    "--client-jitter", min=0.0, help="Delay each send by a seeded U(0, S) seconds "
+                                     "(default: the engine profile's, else 0).")]
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", help="Serving engine model: vllm | sglang | trtllm (NAME@VERSION): its "
+                     "scheduler, default limits and fitted overheads.")]
+EngineProfileOpt = Annotated[str | None, typer.Option(
+    "--engine-profile", help="Engine profiles YAML to use instead of the packaged fit.")]
+ChunkSizeOpt = Annotated[int | None, typer.Option(
+    "--chunk-size", min=1, help="prefill-first (sglang): largest prompt chunk "
+                                "(chunked_prefill_size).")]
+MixDecodesOpt = Annotated[bool | None, typer.Option(
+    "--mix-decodes/--no-mix-decodes", help="prefill-first (sglang): decodes run inside "
+                                           "prefill steps (--enable-mixed-chunk).")]
 CvOpt = Annotated[float | None, typer.Option(
     "--cv", min=1e-9, help="Gamma arrivals: coefficient of variation of the gaps.")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(
@@ -171,6 +193,11 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "prefix_caching": ConfigKey("scheduler.prefix_caching"),
     "batch_window": ConfigKey("scheduler.batch_window_s"),
     "kv_capacity_tokens": ConfigKey("scheduler.kv_capacity_tokens"),
+    "chunk_size": ConfigKey("scheduler.chunk_size_tokens"),
+    "mix_decodes": ConfigKey("scheduler.mix_decodes"),
+    # engine
+    "engine": ConfigKey("engine.name"),
+    "engine_profile": ConfigKey("engine.profile"),
     # workload
     "trace": ConfigKey("workload.trace"),
     "trace_format": ConfigKey("workload.trace_format"),
@@ -187,6 +214,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "shared_prefix": ConfigKey("workload.shared_prefix_tokens"),
     "prefix_groups": ConfigKey("workload.prefix_groups"),
     "priority_levels": ConfigKey("workload.priority_levels"),
+    "warmup_requests": ConfigKey("workload.warmup_requests"),
+    "burstiness": ConfigKey("workload.burstiness"),
+    "client_jitter": ConfigKey("workload.jitter_s"),
     # slo, metrics
     "slo_ttft": ConfigKey("slo.ttft_s"),
     "slo_tpot": ConfigKey("slo.tpot_s"),

@@ -98,15 +98,19 @@ class EstimateResult:
     interval_level: float | None = None
     #: what each family's factors were drawn from (own / transfer residuals, engine term)
     interval_basis: dict[str, str] | None = field(default=None, repr=False)
+    #: the engine model whose fixed costs are included (``estimate --engine``), else None
+    engine: dict[str, object] | None = field(default=None, repr=False)
 
     def as_dict(self, layers: bool = True, ops: bool = False) -> dict[str, object]:
         """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail).
         ``intervals``, ``interval_level`` and ``interval_basis`` appear when computed."""
         skip = ("prefill_step", "decode_step", "memory", "intervals", "interval_level",
-                "interval_basis")
+                "interval_basis", "engine")
         out: dict[str, object] = {
             k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip
         }
+        if self.engine is not None:
+            out["engine"] = self.engine
         if self.intervals is not None:
             out["intervals"] = self.intervals
             out["interval_level"] = self.interval_level
@@ -146,11 +150,15 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
              allow_overflow: bool = False,
              step_model: StepTimeModel | None = None, estimator: str = "calibrated",
              estimator_model: str | None = None,
-             intervals: bool | iv.IntervalOptions = False) -> EstimateResult:
+             intervals: bool | iv.IntervalOptions = False,
+             engine: str | None = None) -> EstimateResult:
     """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
     batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
     ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
-    True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars."""
+    True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars.
+    ``engine`` (``"vllm"``, ``"trtllm@1.0"``...): include that engine's fitted fixed costs
+    (``llmsim.engines.profile``): every step gains ``step_overhead_s`` and the TTFT the
+    per-request ``request_overhead_s`` (HTTP frontend, tokenisation, first token back)."""
     batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
         ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
     memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
@@ -169,6 +177,12 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     sm = step_model or build_step_model(Deployment.resolve(
         model, hardware, cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype,
         act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model))
+    eng = None
+    if engine is not None:
+        from llmsim.engines import EngineStepModel, resolve_engine
+
+        eng = resolve_engine(engine)
+        sm = EngineStepModel(sm, eng.profile, eng.label)
     dep = sm.deployment
     if dep is None:
         raise ConfigError("estimate needs a step model of a deployment (a memory analysis)")
@@ -214,6 +228,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     prefill_step = sm.price(prefill_shape)
     ttft = pipeline.fill_s(sm.step_time(prefill_shape), sm.stage_time(prefill_shape), micro) \
         if micro > 1 else sm.step_time(prefill_shape)
+    if eng is not None:
+        ttft += eng.profile.request_overhead_s
 
     steps = output - 1
     decode_shape = iv.decode_shape(seqs, prompt, steps)
@@ -260,4 +276,5 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         profile=dep.hardware_profile.describe(), prefill_step=prefill_step,
         decode_step=decode_step,
         memory=mem, intervals=bounds, interval_level=level, interval_basis=basis,
+        engine=eng.describe() if eng is not None else None,
     )

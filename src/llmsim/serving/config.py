@@ -96,6 +96,25 @@ class SchedulerSection(Spec):
     kv_capacity_tokens: int | None = Field(
         default=None, gt=0, le=MAX_KV_TOKENS,
         description="override the KV capacity from the memory analysis")
+    chunk_size_tokens: int | None = Field(
+        default=None, gt=0, le=MAX_TOKENS,
+        description="prefill-first: largest prompt chunk (SGLang chunked_prefill_size)")
+    mix_decodes: bool | None = Field(
+        default=None, description="prefill-first: decodes run inside prefill steps "
+                                  "(SGLang --enable-mixed-chunk; default true)")
+
+
+class EngineSection(Spec):
+    """``engine: trtllm`` or ``{name: vllm@0.12.0, profile: my_profiles.yaml,
+    request_overhead_s: .., step_overhead_s: .., mixed_step_factor: ..}``: the engine's
+    scheduler and default limits (``llmsim.engines``) and its fitted profile, each profile
+    parameter overridable here."""
+
+    name: str
+    profile: str | None = None
+    request_overhead_s: Seconds | None = Field(default=None, ge=0)
+    step_overhead_s: Seconds | None = Field(default=None, ge=0)
+    mixed_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
 
 
 class SLOSection(Spec):
@@ -119,13 +138,14 @@ class SimulationConfig(Spec):
     workload: WorkloadSection = WorkloadSection()
     slo: SLOSection = SLOSection()
     metrics: MetricsSection = MetricsSection()
+    engine: EngineSection | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _names_as_strings(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
-            for key in ("model", "hardware", "scheduler"):
+            for key in ("model", "hardware", "scheduler", "engine"):
                 if isinstance(data.get(key), str):
                     data[key] = {"name": data[key]}
         return data
@@ -181,9 +201,31 @@ def _check_ignored_knobs(cfg: SimulationConfig) -> None:
             raise ConfigError(f"--batch-window (scheduler.batch_window_s) applies to the "
                               f"dynamic scheduler only, not {sc.name}; drop it or use "
                               "--scheduler dynamic")
+    if sc.chunk_size_tokens is not None or sc.mix_decodes is not None:
+        engine_sets_it = (cfg.engine is not None and "name" not in sc.model_fields_set
+                          and cfg.engine.name.strip().lower().startswith("sglang"))
+        if not engine_sets_it and sc.name.lower() not in ("prefill-first", "sglang",
+                                                          "mixed-chunk"):
+            raise ConfigError("--chunk-size / --mix-decodes (scheduler.chunk_size_tokens / "
+                              "mix_decodes) apply to the prefill-first scheduler (--engine "
+                              "sglang) only; drop them or use --scheduler prefill-first")
     if sc.swap_space_bytes is not None and sc.preemption != Preemption.SWAP:
         raise ConfigError("--swap-space (scheduler.swap_space_bytes) is only used with "
                           "--preemption swap; add it or drop --swap-space")
+
+
+def with_engine_defaults(cfg: SimulationConfig, defaults: dict[str, Any],
+                         scheduler: str) -> SimulationConfig:
+    """``cfg`` with an engine's scheduler and default limits for the scheduler keys the config
+    does not give (a key given by a flag or the YAML always wins)."""
+    given = cfg.scheduler.model_fields_set
+    values = {k: v for k, v in {"name": scheduler, **defaults}.items() if k not in given}
+    if "scheduler" in cfg.model_fields_set and "name" in given:
+        log.info("--scheduler %s replaces engine %s's own scheduler", cfg.scheduler.name,
+                 cfg.engine.name if cfg.engine else "")
+    data = cfg.model_dump(exclude_unset=True)
+    data["scheduler"] = {**data.get("scheduler", {}), **values}
+    return validate_spec(SimulationConfig, data, "simulation config")  # type: ignore
 
 
 def deployment_of(cfg: SimulationConfig) -> Deployment:
@@ -275,7 +317,7 @@ def paths_relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def merge(config: SimulationConfig, overrides: dict[str, dict[str, Any]]) -> SimulationConfig:
     """Override section fields (``{"scheduler": {"name": "static"}}``); None values skipped."""
-    data = config.model_dump()
+    data = config.model_dump(exclude_unset=True)  # keeps which keys were given (engines)
     for section, values in overrides.items():
         for k, v in values.items():
             if v is not None:

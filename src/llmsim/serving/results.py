@@ -126,8 +126,15 @@ class SimulationReport:
             "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "queueing_delay_s": queue,
             "itl_max_s": itl_max,
         }
-        start = float(np.nanmin(arrival)) if t.n else 0.0
-        duration = max(sim.end_s - start, 1e-12)
+        warm = setup.workload.warmup_requests  # run first, left out of every metric
+        if warm:
+            measured = np.arange(t.n) >= warm
+            warm_done = int((done & ~measured).sum())
+            done = done & measured
+            rejected = rejected & measured
+        start = float(np.nanmin(arrival[warm:])) if t.n else 0.0
+        end_s = float(np.max(col("finish_s")[done])) if warm and done.any() else sim.end_s
+        duration = max(end_s - start, 1e-12)
         n_done = int(done.sum())
         in_tok = int(inp[done].sum())
         out_tok = int(out[done].sum())
@@ -164,7 +171,7 @@ class SimulationReport:
             "max_model_len": setup.max_model_len,
             "kv_capacity_tokens_per_replica": setup.num_blocks * cfg.scheduler.block_size,
             "workload": setup.workload.info,
-            "num_requests": int(t.n), "num_completed": n_done,
+            "num_requests": int(t.n) - warm, "num_completed": n_done,
             "num_rejected": int(rejected.sum()), "rejected_by_reason": reasons,
             "num_preemptions": per_replica["num_preemptions"],
             "duration_s": duration,
@@ -193,6 +200,13 @@ class SimulationReport:
         }
         if "memory" in setup.info:
             summary["memory"] = setup.info["memory"]
+        if warm:
+            summary["num_warmup_requests"] = warm
+            summary["num_warmup_completed"] = warm_done
+            requests["warmup"] = np.arange(t.n) < warm
+        engine = getattr(setup, "engine", None)
+        if engine is not None:
+            summary["engine"] = engine.describe()
         itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None
         return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg, itls,
                    run_info(sim.wall_s, t.n))

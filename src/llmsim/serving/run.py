@@ -26,8 +26,8 @@ def simulate(config: SimulationConfig | dict[str, Any] | str, *,
     ``progress(done, total)`` is called as requests finish. ``closed_form=False`` prices every
     decode step one by one with ``step_time`` (a reference for the closed-form runs; slow).
     """
-    cfg = load_config(config)
-    setup = ServingSetup(cfg, step_model)
+    setup = ServingSetup(load_config(config), step_model)
+    cfg = setup.cfg  # with an engine's defaults filled in
     sim = Simulation(setup, progress, closed_form)
     sim.run()
     work = WorkFit(setup.step_model, setup.max_batched, cfg.scheduler.max_num_seqs,

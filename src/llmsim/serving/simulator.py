@@ -52,14 +52,27 @@ class ServingSetup:
 
     def __init__(self, cfg: SimulationConfig, step_model: StepTimeModel | None = None,
                  workload: Workload | None = None):
+        self.engine = None
+        self.request_overhead_s = 0.0
+        wl_cfg = cfg.workload
+        if cfg.engine is not None:  # its scheduler, default limits and fitted profile
+            cfg, self.engine = _resolve_engine(cfg)
+            self.request_overhead_s = float(self.engine.profile.request_overhead_s)
+            if wl_cfg.jitter_s is None:
+                wl_cfg = wl_cfg.model_copy(update={"jitter_s": self.engine.profile.jitter_s})
         self.cfg = cfg
-        self.workload = workload or build_workload(cfg.workload)
+        self.workload = workload or build_workload(wl_cfg)
         sc, par = cfg.scheduler, cfg.parallelism
         self.scheduler_cls = SCHEDULERS.get(sc.name)
         self.router_cls = ROUTERS.get(par.router)
         self.info: dict[str, Any] = {}
         self.step_model: StepTimeModel = (step_model if step_model is not None
                                           else build_step_model(deployment_of(cfg)))
+        if self.engine is not None:
+            from llmsim.engines import EngineStepModel
+
+            self.step_model = EngineStepModel(self.step_model, self.engine.profile,
+                                              self.engine.label)
         self.deployment = self.step_model.deployment
         model_len = (self.deployment.model.max_position_embeddings
                      if self.deployment is not None else 1 << 20)
@@ -144,6 +157,24 @@ class ServingSetup:
         return reason
 
 
+def _resolve_engine(cfg: SimulationConfig) -> tuple[SimulationConfig, Any]:
+    """The config with the engine's scheduler and default limits filled in, and the engine
+    (its profile with the config's overrides)."""
+    from dataclasses import replace
+
+    from llmsim.engines import resolve_engine
+    from llmsim.serving.config import with_engine_defaults
+
+    sec = cfg.engine
+    assert sec is not None
+    eng = resolve_engine(sec.name, sec.profile)
+    over = {k: getattr(sec, k) for k in ("request_overhead_s", "step_overhead_s",
+                                         "mixed_step_factor") if getattr(sec, k) is not None}
+    if over:
+        eng = replace(eng, profile=eng.profile.model_copy(update=over))
+    return with_engine_defaults(cfg, dict(eng.spec.defaults), eng.spec.scheduler), eng
+
+
 class Simulation:
     """One run: event loop, replicas, arrivals and sampling.
 
@@ -166,7 +197,8 @@ class Simulation:
         sc = cfg.scheduler
         window_s = DEFAULT_BATCH_WINDOW_S if sc.batch_window_s is None else sc.batch_window_s
         limits = SchedulerLimits(sc.max_num_seqs, setup.max_batched, setup.watermark_blocks,
-                                 window_s)
+                                 window_s, sc.chunk_size_tokens or 0,
+                                 True if sc.mix_decodes is None else sc.mix_decodes)
         sm = setup.step_model
         link = setup.deployment.hardware.host_link if setup.deployment is not None else None
         micro = cfg.parallelism.micro_batches or cfg.parallelism.pp
@@ -202,6 +234,14 @@ class Simulation:
         self.progress_every = max(1, self.n // 200)
         self.concurrency = wl.concurrency
         self.think_s = wl.think_time_s
+        # warm-up: the first requests run unmeasured; closed loops send the measured ones
+        # only once every warm-up request is done (aiperf's phases)
+        self.warmup = wl.warmup_requests
+        self.warm_left = wl.warmup_requests if wl.concurrency else 0
+        # a send reaches the engine's queue after its jitter and the engine's frontend cost
+        self.jitter = wl.jitter_s.tolist() if wl.jitter_s is not None else None
+        self.frontend_s = setup.request_overhead_s
+        self.delayed = self.jitter is not None or self.frontend_s > 0
         self.in_flight = 0
         self.blocked: int | None = None
         self.done = 0
@@ -219,9 +259,12 @@ class Simulation:
 
     def _on_arrival(self, now: float, rid: int) -> None:
         self.next_arrival_s = math.inf
-        if self.concurrency and self.in_flight >= self.concurrency:
+        if self.concurrency and (self.in_flight >= self.concurrency
+                                 or (self.warm_left and rid == self.warmup)):
             self.blocked = rid
             return
+        if rid == self.warmup and rid:  # the first measured request: ITLs from here on
+            _clear_histogram(self.hist)
         nxt = rid + 1
         if nxt < self.n:
             when = self.table.arrival_s[nxt]
@@ -231,6 +274,8 @@ class Simulation:
             self.loop.schedule(when, PRIO_ARRIVAL, self._on_arrival, nxt)
         # send it (its arrival time is when it is sent: closed loops send late)
         t = self.table
+        if self.jitter is not None:
+            now += self.jitter[rid]  # the client's send is late by its jitter
         t.arrival_s[rid] = now
         self.arrived += 1
         reason = self.reasons[rid]
@@ -238,9 +283,18 @@ class Simulation:
             t.transition(rid, RequestStatus.REJECTED)
             t.reject_reason[rid] = reason
             self.rejected += 1
+            if rid < self.warmup and self.warm_left:
+                self.warm_left -= 1
             self._done(now)
             return
         self.in_flight += 1
+        if self.delayed:
+            self.loop.schedule(now + self.frontend_s, PRIO_ARRIVAL, self._enqueue, rid)
+            return
+        self._enqueue(now, rid)
+
+    def _enqueue(self, now: float, rid: int) -> None:
+        """The request reaches the engine: route it and queue it."""
         reps = self.replicas
         if len(reps) > 1:
             reps[self.router.route(rid, reps)].enqueue(rid, now)
@@ -250,6 +304,8 @@ class Simulation:
     def _on_finish(self, rid: int, now: float) -> None:
         self.in_flight -= 1
         self.completed += 1
+        if self.warm_left and rid < self.warmup:
+            self.warm_left -= 1
         if self.blocked is None and self.progress is None:  # the common case of _done
             self.done += 1
             if now > self.end_s:
@@ -261,8 +317,9 @@ class Simulation:
         self.done += 1
         if now > self.end_s:
             self.end_s = now
-        if self.blocked is not None and (not self.concurrency
-                                         or self.in_flight < self.concurrency):
+        if self.blocked is not None and (not self.concurrency or (
+                self.in_flight < self.concurrency
+                and not (self.warm_left and self.blocked == self.warmup))):
             rid, self.blocked = self.blocked, None
             when = max(self.table.arrival_s[rid], now + self.think_s, self.loop.now_s)
             self.loop.schedule(when, PRIO_ARRIVAL, self._on_arrival, rid)
@@ -304,4 +361,15 @@ class Simulation:
                                "unaccounted for")
         log.info("simulated %d requests (%d events) in %.2f s", self.n,
                  self.loop.num_events, self.wall_s)
+
+
+def _clear_histogram(hist: LogHistogram) -> None:
+    """Empty the streamed ITL histogram in place (the replicas hold it): the warm-up's
+    ITLs are left out. With closed-loop clients every warm-up request has finished by then
+    (exact); with open-loop arrivals warm-up requests still running add their later ITLs."""
+    hist.counts = [0.0] * hist.bins
+    hist.count = 0.0
+    hist.total = 0.0
+    hist.vmax = 0.0
+    hist.vmin = math.inf
 

@@ -2,7 +2,21 @@
 
 Either a trace (``trace``, ``trace_format``, ``rate_scale``, ``num_requests``) or a synthetic
 stream (``arrival``, ``rate``, ``cv``, ``prompt`` / ``output`` length distributions), optionally
-closed loop (``concurrency``, ``think_time_s``); ``seed`` seeds every draw. The serving config
+closed loop (``concurrency``, ``think_time_s``); ``seed`` seeds every draw.
+
+Benchmark semantics (as the clients real measurements come from):
+
+- ``warmup_requests = N``: the first N requests run but are left out of every metric
+  (aiperf ``--warmup-request-count``, ``vllm bench serve --num-warmups``); with closed-loop
+  clients the measured requests are sent only once every warm-up request has finished (aiperf
+  runs its warm-up phase to completion before the profiling phase starts);
+- ``burstiness = B`` (``vllm bench serve --burstiness``): gamma inter-arrival gaps of shape
+  ``B`` and mean ``1 / rate``, i.e. a coefficient of variation ``1 / sqrt(B)``; ``B = 1`` is
+  Poisson, ``B < 1`` burstier, ``B > 1`` smoother;
+- ``jitter_s = J``: each request is sent a seeded uniform ``U(0, J)`` later than its client
+  would send it (client / network timing noise; it breaks the perfectly synchronised cohorts
+  that identical requests otherwise form); ``null``: the engine profile's value with
+  ``--engine``, else 0. The serving config
 embeds it as its ``workload:`` section; :func:`llmsim.workload.build_workload` turns it into a
 :class:`~llmsim.workload.Workload`.
 """
@@ -24,7 +38,8 @@ DEFAULT_OUTPUT = "fixed:128"
 MAX_REQUESTS = 100_000_000
 #: the flag of each field, for messages
 _FLAGS = {"rate": "--rate", "cv": "--cv", "rate_scale": "--rate-scale",
-          "think_time_s": "--think-time"}
+          "think_time_s": "--think-time", "burstiness": "--burstiness",
+          "jitter_s": "--client-jitter"}
 
 
 class WorkloadSection(Spec):
@@ -45,6 +60,12 @@ class WorkloadSection(Spec):
     shared_prefix_tokens: int = Field(default=0, ge=0)
     prefix_groups: int = Field(default=1, gt=0)
     priority_levels: int = Field(default=1, gt=0)
+    warmup_requests: int = Field(default=0, ge=0, le=MAX_REQUESTS, description=(
+        "requests run first and left out of every metric"))
+    burstiness: float | None = Field(default=None, gt=0, description=(
+        "gamma arrivals of shape B (vllm bench serve --burstiness; 1 = Poisson)"))
+    jitter_s: Seconds | None = Field(default=None, ge=0, description=(
+        "each send delayed by a seeded U(0, J) (null: the engine profile's, else 0)"))
 
     @field_validator("seed", mode="before")
     @classmethod
@@ -59,7 +80,7 @@ class WorkloadSection(Spec):
                              f"{MAX_REQUESTS:,} requests one run holds")
         return v
 
-    @field_validator("rate", "cv", "rate_scale", "think_time_s")
+    @field_validator("rate", "cv", "rate_scale", "think_time_s", "burstiness", "jitter_s")
     @classmethod
     def _finite(cls, v: float | None, info: Any) -> float | None:
         if v is not None and not math.isfinite(v):
@@ -80,6 +101,17 @@ class WorkloadSection(Spec):
                 raise ConfigError(f"--trace-format {self.trace_format} (workload.trace_format) "
                                   "reads a trace; without --trace it is ignored: add one or "
                                   "drop it")
+        if self.burstiness is not None:
+            name = (self.arrival or "").partition(":")[0].strip().lower()
+            if name not in ("", "gamma", "bursty", "poisson", "exponential"):
+                raise ConfigError(f"--burstiness (workload.burstiness) shapes gamma arrivals, "
+                                  f"not --arrival {self.arrival}; drop one of them")
+            if self.cv is not None:
+                raise ConfigError("--burstiness B and --cv C both set the gamma gaps' spread "
+                                  "(cv = 1 / sqrt(B)); give one of them")
+            if self.rate is None:
+                raise ConfigError("--burstiness (workload.burstiness) needs --request-rate R "
+                                  "(workload.rate)")
         replaced = self.arrival is not None or self.rate is not None
         if self.rate_scale != 1.0 and (not self.trace or replaced):
             why = ("there is no trace" if not self.trace else

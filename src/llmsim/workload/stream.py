@@ -47,6 +47,8 @@ class Workload:
     hash_block_tokens: int = 512
     shared_prefix_tokens: int = 0
     prefix_groups: int = 1
+    warmup_requests: int = 0
+    jitter_s: np.ndarray | None = None  # per-request send delay (client timing noise)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -100,8 +102,9 @@ def _tile(trace: Trace, n: int) -> tuple[np.ndarray, ...]:
 
 def build_workload(cfg: Any) -> Workload:
     """Build the request stream from a :class:`~llmsim.workload.spec.WorkloadSection`."""
-    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
-    rng_arrival, rng_in, rng_out, rng_prio = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(5)
+    rng_arrival, rng_in, rng_out, rng_prio, rng_jitter = (np.random.default_rng(s)
+                                                          for s in seeds)
     info: dict[str, Any] = {"seed": cfg.seed}
     arrival_name = cfg.arrival
     if cfg.trace:
@@ -125,7 +128,9 @@ def build_workload(cfg: Any) -> Workload:
         arrival = priority = offsets = values = None
     if arrival is None:
         if arrival_name is None:
-            if cfg.rate is not None:
+            if cfg.burstiness is not None:
+                arrival_name = "gamma"
+            elif cfg.rate is not None:
                 arrival_name = "poisson"
             elif cfg.concurrency:
                 arrival_name = "batch"
@@ -133,7 +138,11 @@ def build_workload(cfg: Any) -> Workload:
                 raise ConfigError("the workload needs an arrival process: give --rate R "
                                   "(Poisson), --arrival NAME, --concurrency C, or a trace with "
                                   "timestamps")
-        process = make_arrivals(arrival_name, cfg.rate, cfg.cv)
+        cv = cfg.cv if cfg.burstiness is None else 1.0 / float(np.sqrt(cfg.burstiness))
+        if cfg.burstiness is not None and arrival_name.partition(":")[0] in (
+                "poisson", "exponential"):
+            arrival_name = "gamma"
+        process = make_arrivals(arrival_name, cfg.rate, cv)
         arrival = process.times(n, rng_arrival)
         info["arrival"] = process.describe()
     if cfg.rate_scale != 1.0:
@@ -153,6 +162,16 @@ def build_workload(cfg: Any) -> Workload:
         priority = rng_prio.integers(0, cfg.priority_levels, size=n)
     if cfg.concurrency:
         info["concurrency"] = cfg.concurrency
+    if cfg.warmup_requests:
+        if cfg.warmup_requests >= n:
+            raise ConfigError(f"--warmup-requests {cfg.warmup_requests} leaves none of the "
+                              f"{n} requests to measure; lower it or add requests")
+        info["warmup_requests"] = cfg.warmup_requests
+    jitter = None
+    jitter_s = getattr(cfg, "jitter_s", None)
+    if jitter_s:
+        jitter = rng_jitter.uniform(0.0, float(jitter_s), size=n)
+        info["jitter_s"] = float(jitter_s)
     return Workload(
         input_tokens=np.ascontiguousarray(inputs, dtype=np.int64),
         output_tokens=np.ascontiguousarray(outputs, dtype=np.int64),
@@ -160,5 +179,5 @@ def build_workload(cfg: Any) -> Workload:
         priority=priority, concurrency=cfg.concurrency, think_time_s=cfg.think_time_s,
         hash_offsets=offsets, hash_values=values,
         shared_prefix_tokens=cfg.shared_prefix_tokens, prefix_groups=cfg.prefix_groups,
-        info=info,
+        warmup_requests=cfg.warmup_requests, jitter_s=jitter, info=info,
     )

@@ -2,7 +2,14 @@
 implement (``base.Scheduler``) and the replica surface they schedule through
 (``view.ReplicaView``)."""
 
-from llmsim.serving.schedulers import chunked, continuous, dynamic, static  # noqa: F401
+from llmsim.serving.schedulers import (  # noqa: F401  (registration)
+    chunked,
+    continuous,
+    dynamic,
+    inflight,
+    prefill_first,
+    static,
+)
 from llmsim.serving.schedulers.base import (
     IDLE,
     SCHEDULERS,

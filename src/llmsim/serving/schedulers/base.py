@@ -61,13 +61,17 @@ DECODE_RUN = StepPlan(decode=True, repeatable=True)
 @dataclass(frozen=True, slots=True)
 class SchedulerLimits:
     """The limits a scheduler plans under: sequences and new tokens per step, KV blocks kept
-    free at admission (``watermark_blocks``, schedulers with ``uses_watermark``) and the
-    dynamic-batching window (``batch_window_s``, schedulers with ``uses_batch_window``)."""
+    free at admission (``watermark_blocks``, schedulers with ``uses_watermark``), the
+    dynamic-batching window (``batch_window_s``, schedulers with ``uses_batch_window``), the
+    largest prompt chunk (``chunk_size_tokens``, 0: the token budget; ``prefill-first``) and
+    whether decodes run inside prefill steps (``mix_decodes``; ``prefill-first``)."""
 
     max_num_seqs: int
     max_num_batched_tokens: int
     watermark_blocks: int = 0
     batch_window_s: float = 0.0
+    chunk_size_tokens: int = 0
+    mix_decodes: bool = True
 
 
 class Scheduler(Protocol):

@@ -1,0 +1,175 @@
+"""Serving accuracy of the engine models against measured runs (issue 10).
+
+    python benchmarks/serving_accuracy.py [--rows N] [--held-out] [--smoke] [--per-row]
+
+Each aggregated row of ``../shared/data/e2e/aiconfigurator_silicon/silicon_h100_sxm.csv``
+(aiperf closed loops on H100-SXM, PROVENANCE.md of that folder) is rerun as its benchmark ran
+it (:mod:`llmsim.serving.reproduce`: closed loop of ``c`` clients, ``20c`` measured requests
+after ``2c`` warm-up requests, fixed ISL / OSL, the generator's engine limits) with
+``--engine <backend>`` and the packaged engine profile. Printed: per engine, model,
+concurrency bucket and overall, the median absolute relative error (``|pred / meas - 1|``)
+and the bias (median of ``pred / meas - 1``) of the mean TTFT and the mean TPOT, and the rows
+with the worst errors. ``--held-out`` predicts every row again with the leave-one-model-out
+parameters of ``scripts/fit_engine_profile.py`` (that engine's profile fitted without the
+row's model; an (engine, model) with no such fit uses the fallback rule: the median of the
+other engines' parameters). Rows llmsim cannot reproduce are counted and named.
+``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--engines``:
+only those engines' rows; ``--sglang-mixed``: SGLang rows with mixed chunks (see
+:mod:`llmsim.serving.reproduce` for why the default is without).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from llmsim.engines.profile import PARAMETERS, load_profiles
+from llmsim.serving.reproduce import (
+    MODELS,
+    Unsupported,
+    base_step_model,
+    concurrency_bucket,
+    load_rows,
+    measured,
+    row_config,
+    run_row,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon" / "silicon_h100_sxm.csv"
+FITTED = ("request_overhead_s", "step_overhead_s", "mixed_step_factor")
+
+
+def held_out_params(engine: str, model: str) -> dict[str, float]:
+    """The engine's parameters fitted without ``model`` (or the fallback rule)."""
+    prof = load_profiles()
+    held = prof.fit.get("held_out", {})
+    key = f"{engine}|{model}"
+    if key in held:
+        return dict(held[key])
+    others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
+    if not others:
+        return {k: 0.0 if k != "mixed_step_factor" else 1.0 for k in FITTED}
+    return {k: statistics.median(getattr(p, k) for p in others) for k in FITTED}
+
+
+def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
+    """One row rerun with the packaged profile (and, with ``held_out``, the held-out one)."""
+    row, held_out, sglang_mixed = task
+    logging.disable(logging.WARNING)
+    cfg = row_config(row, sglang_mixed=sglang_mixed)
+    sm = base_step_model(cfg)
+    ttft, tpot = run_row(cfg, sm)
+    m_ttft, m_tpot = measured(row)
+    rec = {"id": row["id"], "engine": row["backend"],
+           "model": MODELS[row["model_path"]], "c": int(row["batch_size"]),
+           "isl": int(row["isl"]), "osl": int(row["osl"]), "tp": int(row["tp_size"]),
+           "meas_ttft": m_ttft, "meas_tpot": m_tpot,
+           "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
+    if held_out:
+        cfg = row_config(row, held_out_params(row["backend"], row["model_path"]),
+                         with_version=False, sglang_mixed=sglang_mixed)
+        h_ttft, h_tpot = run_row(cfg, sm)
+        rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)
+    return rec
+
+
+def evaluate(rows: list[dict[str, Any]], held_out: bool, sglang_mixed: bool = False,
+             jobs: int = 1) -> list[dict[str, Any]]:
+    tasks = [(r, held_out, sglang_mixed) for r in rows]
+    if jobs <= 1:
+        return [evaluate_row(t) for t in tasks]
+    from multiprocessing import get_context
+
+    with get_context("spawn").Pool(jobs) as pool:
+        return list(pool.imap(evaluate_row, tasks, chunksize=2))
+
+
+def _stats(recs: list[dict[str, Any]], prefix: str = "") -> str:
+    def col(key: str) -> tuple[float, float]:
+        v = [r[prefix + key] for r in recs]
+        return statistics.median(abs(x) for x in v), statistics.median(v)
+
+    (ta, tb), (pa, pb) = col("ttft_err"), col("tpot_err")
+    return f"{len(recs):5d} {ta:9.1%} {tb:+9.1%} {pa:9.1%} {pb:+9.1%}"
+
+
+def report(recs: list[dict[str, Any]], prefix: str, title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'group':34s} {'rows':>5s} {'TTFT MdAE':>9s} {'bias':>9s} {'TPOT MdAE':>9s} "
+          f"{'bias':>9s}")
+    for key in ("engine", "model", "bucket"):
+        groups: dict[str, list] = defaultdict(list)
+        for r in recs:
+            g = concurrency_bucket(r["c"]) if key == "bucket" else r[key]
+            groups[f"{r['engine']} / {g}" if key != "engine" else g].append(r)
+        for g in sorted(groups):
+            print(f"{g:34s} {_stats(groups[g], prefix)}")
+    print(f"{'overall':34s} {_stats(recs, prefix)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--rows", type=int, default=None, help="a fixed-seed subsample")
+    ap.add_argument("--held-out", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="4 rows: that it runs (CI)")
+    ap.add_argument("--per-row", action="store_true")
+    ap.add_argument("--worst", type=int, default=10)
+    ap.add_argument("--engines", nargs="+", help="only these engines' rows")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ap.add_argument("--sglang-mixed", action="store_true",
+                    help="rerun SGLang rows with mixed chunks (PROVENANCE's reading)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    if not Path(args.data).is_file():
+        print(f"error: measured data not found: {args.data}", file=sys.stderr)
+        return 2
+    rows, skipped = [], defaultdict(int)
+    for r in load_rows(args.data):
+        if args.engines and r["backend"] not in args.engines:
+            continue
+        try:
+            row_config(r)
+            rows.append(r)
+        except Unsupported as e:
+            skipped[str(e)] += 1
+    n = 4 if args.smoke else args.rows
+    if n is not None and n < len(rows):
+        rows = sorted(random.Random(0).sample(rows, n), key=lambda r: r["id"])
+    t0 = time.perf_counter()
+    recs = evaluate(rows, args.held_out, args.sglang_mixed, args.jobs)
+    print(f"serving accuracy: {len(recs)} measured aggregated H100-SXM rows rerun "
+          f"(aiperf closed loop, 20c measured after 2c warm-up) in "
+          f"{time.perf_counter() - t0:.0f} s; errors = predicted / measured - 1 of the "
+          "mean TTFT and mean TPOT; MdAE = median |error|, bias = median error")
+    print("rows not reproduced: " + ("; ".join(f"{k} ({v})" for k, v in sorted(
+        skipped.items())) or "none"))
+    print("profiles: " + ", ".join(
+        f"{k}: " + " ".join(f"{p}={getattr(v, p):.4g}" for p in PARAMETERS)
+        for k, v in load_profiles().engines.items()))
+    report(recs, "", "packaged profile (fitted on a subsample of these rows)")
+    if args.held_out:
+        report(recs, "ho_", "held out: leave-one-model-out within each engine")
+    key = "ho_ttft_err" if args.held_out else "ttft_err"
+    worst = sorted(recs, key=lambda r: -abs(r[key]))[: args.worst]
+    print(f"\nworst rows by |{key}|:")
+    for r in (recs if args.per_row else worst):
+        extra = (f" held-out ttft {r['ho_ttft_err']:+.0%} tpot {r['ho_tpot_err']:+.0%}"
+                 if args.held_out else "")
+        print(f"  {r['engine']:6s} {r['model']:16s} tp{r['tp']} c{r['c']:<4d} "
+              f"{r['isl']}/{r['osl']}: ttft {r['meas_ttft'] * 1e3:8.1f} ms "
+              f"{r['ttft_err']:+.0%}, tpot {r['meas_tpot'] * 1e3:6.2f} ms "
+              f"{r['tpot_err']:+.0%}{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Fit the engine profiles (src/llmsim/data/engines/profiles.yaml) to measured serving runs.
+
+    python scripts/fit_engine_profile.py [--data CSV] [--rows-per-group N] [--iterations K]
+
+Data: the aggregated rows (``mode=agg``) of
+``../shared/data/e2e/aiconfigurator_silicon/silicon_h100_sxm.csv`` (aiperf closed loops on
+H100-SXM; see its PROVENANCE.md), each rerun as its benchmark ran
+(:mod:`llmsim.serving.reproduce`: 20c measured requests after 2c warm-up, closed loop c, the
+generator's limits). Rows llmsim cannot reproduce are skipped and listed (models not in the
+catalog: gpt-oss-120b, MiniMax-M2.5; attention data parallelism).
+
+Parameters per engine ``theta = (request_overhead_s, step_overhead_s, mixed_step_factor)``
+(the formula: :mod:`llmsim.engines.profile`). Least squares on relative errors of mean TTFT
+and mean TPOT, all rows of the engine weighted equally::
+
+    minimise  sum_rows [ (TTFT(theta) - TTFT_meas) / TTFT_meas ]^2
+                     + [ (TPOT(theta) - TPOT_meas) / TPOT_meas ]^2
+    subject to  request_overhead_s >= 0, step_overhead_s >= 0, 0.5 <= mixed_step_factor <= 3
+
+solved by Gauss-Newton: the simulator is run at ``theta_k`` and at one perturbation of each
+parameter (a forward-difference Jacobian per row), the linearised problem is solved with
+bounds (``scipy.optimize.lsq_linear``) for ``theta_{k+1}``; ``--iterations`` steps from
+``theta_0 = (0, 0, 1)`` (kernels only). To keep the run short the rows are a stratified
+subsample: at most ``--rows-per-group`` rows per (engine, model), drawn with a fixed seed.
+
+Held-out split: leave-one-model-out within each engine. For every (engine, model) the same
+linearised problem is solved without that model's rows; the parameters are written under
+``fit.held_out`` so that ``benchmarks/serving_accuracy.py --held-out`` predicts each model's
+rows with parameters that never saw it. Not fitted: ``jitter_s`` (client timing noise, no
+measurement of it here): the documented constant ``JITTER_S`` (1 ms, the order of an HTTP
+round trip on a local network). An engine without rows gets the fallback rule of
+``llmsim.engines.profile`` (median of the fitted engines). Deterministic; about 10 minutes
+on one core with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.optimize import lsq_linear
+
+from llmsim.io import write_text
+from llmsim.serving.reproduce import (
+    Unsupported,
+    base_step_model,
+    load_rows,
+    measured,
+    row_config,
+    run_row,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon" / "silicon_h100_sxm.csv"
+OUT = REPO / "src" / "llmsim" / "data" / "engines" / "profiles.yaml"
+PARAMS = ("request_overhead_s", "step_overhead_s", "mixed_step_factor")
+THETA0 = np.array([0.0, 0.0, 1.0])
+STEPS = np.array([0.05, 0.002, 0.1])  # forward-difference steps of each parameter
+LOWER, UPPER = np.array([0.0, 0.0, 0.5]), np.array([5.0, 0.05, 3.0])
+JITTER_S = 0.001
+SEED = 0
+
+
+def sample_rows(rows: list[dict[str, Any]], per_group: int) -> tuple[list, list]:
+    """(rows kept, [(row id, why skipped)]): supported rows, at most ``per_group`` per
+    (engine, model), a fixed-seed draw."""
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    skipped = []
+    for r in rows:
+        try:
+            row_config(r)
+        except Unsupported as e:
+            skipped.append((r["id"], str(e)))
+            continue
+        groups[(r["backend"], r["model_path"])].append(r)
+    rng = random.Random(SEED)
+    kept = []
+    for key in sorted(groups):
+        g = groups[key]
+        kept += g if len(g) <= per_group else rng.sample(g, per_group)
+    return kept, skipped
+
+
+def overrides(theta: np.ndarray) -> dict[str, float]:
+    return {k: float(v) for k, v in zip(PARAMS, theta, strict=True)}
+
+
+def simulate_row(row: dict[str, Any], theta: np.ndarray, sm: Any) -> np.ndarray:
+    cfg = row_config(row, overrides(theta), with_version=False)
+    cfg["workload"]["jitter_s"] = JITTER_S
+    return np.array(run_row(cfg, sm))
+
+
+def jacobian_rows(rows: list, theta: np.ndarray, log: logging.Logger
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: predictions at theta (n, 2), their Jacobian (n, 2, 3), measurements (n, 2)."""
+    preds, jacs, meas = [], [], []
+    t0 = time.perf_counter()
+    for i, row in enumerate(rows):
+        sm = base_step_model(row_config(row))
+        y = simulate_row(row, theta, sm)
+        jac = np.empty((2, len(theta)))
+        for j in range(len(theta)):
+            step = np.zeros(len(theta))
+            step[j] = STEPS[j]
+            jac[:, j] = (simulate_row(row, theta + step, sm) - y) / STEPS[j]
+        preds.append(y)
+        jacs.append(jac)
+        meas.append(np.array(measured(row)))
+        if (i + 1) % 20 == 0:
+            log.info("  %d/%d rows, %.0f s", i + 1, len(rows), time.perf_counter() - t0)
+    return np.array(preds), np.array(jacs), np.array(meas)
+
+
+def solve(theta: np.ndarray, preds: np.ndarray, jacs: np.ndarray, meas: np.ndarray
+          ) -> np.ndarray:
+    """The bounded linearised least-squares step (relative residuals)."""
+    a = (jacs / meas[:, :, None]).reshape(-1, len(theta))
+    b = ((meas - preds) / meas).reshape(-1)
+    # unknown: theta_new = theta + d; bounds on theta_new
+    res = lsq_linear(a, b, bounds=(LOWER - theta, UPPER - theta))
+    return theta + res.x
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--rows-per-group", type=int, default=10)
+    ap.add_argument("--iterations", type=int, default=1)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("llmsim").setLevel(logging.ERROR)
+    log = logging.getLogger("fit_engine_profile")
+    if not Path(args.data).is_file():
+        print(f"error: measured data not found: {args.data}", file=sys.stderr)
+        return 2
+    rows, skipped = sample_rows(load_rows(args.data), args.rows_per_group)
+    by_engine: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by_engine[r["backend"]].append(r)
+    engines: dict[str, Any] = {}
+    held: dict[str, Any] = {}
+    for name in sorted(by_engine):
+        er = by_engine[name]
+        theta = THETA0.copy()
+        models = sorted({r["model_path"] for r in er})
+        log.info("%s: %d rows, models %s", name, len(er), ", ".join(models))
+        for it in range(args.iterations):
+            preds, jacs, meas = jacobian_rows(er, theta, log)
+            lin_theta = theta
+            theta = solve(theta, preds, jacs, meas)
+            log.info("  iteration %d: %s", it + 1, dict(zip(PARAMS, np.round(theta, 5),
+                                                            strict=True)))
+        engines[name] = {**overrides(theta), "jitter_s": JITTER_S,
+                         "fitted_on": f"{len(er)} aggregated H100-SXM rows ("
+                                      f"{', '.join(models)}), silicon_h100_sxm.csv"}
+        mask_models = np.array([r["model_path"] for r in er])
+        for m in models:
+            keep = mask_models != m
+            if keep.sum() < 3:
+                continue  # nothing left to fit on: the benchmark uses the fallback rule
+            th = solve(lin_theta, preds[keep], jacs[keep], meas[keep])
+            held[f"{name}|{m}"] = overrides(th)
+    doc = {
+        "source": "fitted by scripts/fit_engine_profile.py (least squares on mean TTFT and "
+                  "TPOT, relative errors) from the aggregated rows of ../shared/data/e2e/"
+                  "aiconfigurator_silicon/silicon_h100_sxm.csv; do not edit by hand",
+        "fit": {"rows_per_group": args.rows_per_group, "iterations": args.iterations,
+                "seed": SEED, "rows_used": len(rows), "rows_skipped": len(skipped),
+                "skipped_reasons": sorted({why for _i, why in skipped}),
+                "held_out": held},
+        "fallback": "median",
+        "engines": engines,
+    }
+    write_text(args.out, yaml.safe_dump(doc, sort_keys=False))
+    print(yaml.safe_dump({"engines": engines}, sort_keys=False))
+    print(f"{len(rows)} rows used, {len(skipped)} skipped; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""``EngineProfile``: what an engine costs beyond the kernels (fitted; package data).
+
+The cost model of a run with an engine (``EngineStepModel`` and the simulator):
+
+* every engine step (prefill, mixed or decode) takes ``kernel_time x factor + step_overhead_s``
+  where ``factor = mixed_step_factor`` for a step that holds prompt chunks *and* decodes and 1
+  otherwise; ``step_overhead_s`` is the CPU side of one iteration (scheduling, input
+  preparation, kernel launches not hidden by CUDA graphs, sampling, detokenisation);
+* a request reaches the engine's queue ``request_overhead_s`` after its client sent it (HTTP
+  frontend, tokenisation, and the first token's way back): TTFT and E2E include it, TPOT does
+  not (it spreads over the output tokens: ``(E2E - TTFT) / (n - 1)``);
+* the client's send is late by a seeded ``U(0, jitter_s)`` (timing noise of real clients and
+  networks; it keeps identical requests from staying in lock-step cohorts).
+
+So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
+``TTFT = request_overhead_s + prefill(p) + step_overhead_s`` and
+``TPOT = decode_step + step_overhead_s``.
+
+Values: ``data/engines/profiles.yaml``, written by ``scripts/fit_engine_profile.py`` (least
+squares on measured serving runs; see that script). Lookup for ``NAME@VERSION``: the entry
+``NAME@VERSION`` if fitted, else ``NAME``; an engine without a fitted entry falls back to the
+documented rule in the file (``fallback``: each parameter's median over the engines that were
+fitted), and with no file at all every parameter is 0 (the engine's scheduling only).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from llmsim.catalog._base import Seconds, Spec, validate_spec
+from llmsim.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PARAMETERS = ("request_overhead_s", "step_overhead_s", "mixed_step_factor", "jitter_s")
+
+
+class EngineProfile(Spec):
+    request_overhead_s: Seconds = Field(default=0.0, ge=0)
+    step_overhead_s: Seconds = Field(default=0.0, ge=0)
+    mixed_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
+    jitter_s: Seconds = Field(default=0.0, ge=0)
+    fitted_on: str = ""  # what the values were fitted on (or the fallback rule used)
+
+    def describe(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class ProfilesFile(Spec):
+    source: str = ""
+    fit: dict[str, Any] = Field(default_factory=dict)
+    fallback: str = "median"
+    engines: dict[str, EngineProfile] = Field(default_factory=dict)
+
+
+def _packaged() -> Path | None:
+    ref = resources.files("llmsim.data").joinpath("engines/profiles.yaml")
+    return Path(str(ref)) if ref.is_file() else None
+
+
+@lru_cache(maxsize=16)
+def _read(path: str) -> ProfilesFile:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read the engine profiles {path}: {e}") from None
+    return validate_spec(ProfilesFile, data or {}, path)  # type: ignore[return-value]
+
+
+def load_profiles(path: str | Path | None = None) -> ProfilesFile:
+    """The engine profiles file (``path``, or the packaged one; empty if there is none)."""
+    if path is None:
+        path = _packaged()
+        if path is None:
+            return ProfilesFile()
+    if not Path(path).is_file():
+        raise ConfigError(f"engine profiles file not found: {path}")
+    return _read(str(Path(path).resolve()))
+
+
+def load_profile(name: str, version: str | None = None,
+                 path: str | Path | None = None) -> EngineProfile:
+    """The profile of engine ``name`` (at ``version`` when one was fitted for it)."""
+    profiles = load_profiles(path)
+    for key in ([f"{name}@{version}"] if version else []) + [name]:
+        if key in profiles.engines:
+            return profiles.engines[key]
+    fitted = [p for k, p in profiles.engines.items() if "@" not in k]
+    if not fitted:
+        log.warning("no fitted profile for engine %s: its overheads are 0", name)
+        return EngineProfile(fitted_on="none (no profile file)")
+    import statistics
+
+    values = {k: statistics.median(getattr(p, k) for p in fitted) for k in PARAMETERS}
+    return EngineProfile(**values, fitted_on=f"fallback: median of {len(fitted)} fitted "
+                                             "engines' parameters")

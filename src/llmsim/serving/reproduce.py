@@ -1,0 +1,144 @@
+"""Reproduce a measured serving benchmark row as its benchmark ran it (``scripts/
+fit_engine_profile.py`` and ``benchmarks/serving_accuracy.py`` use it).
+
+A row of ``../shared/data/e2e/aiconfigurator_silicon/silicon_h100_sxm.csv`` (``mode=agg``)
+is one aiperf run (that folder's PROVENANCE.md): a closed loop of ``c`` clients
+(``batch_size``), ``20c`` measured requests after ``2c`` warm-up requests, fixed ISL / OSL,
+on one engine deployment with the generator's limits:
+
+* TensorRT-LLM: ``max_num_tokens = c + isl + 1500``, ``max_batch_size = c``, no chunking;
+* vLLM: ``max_num_batched_tokens = c + isl + 1500``, ``max_num_seqs = c`` (``>= c``: with
+  ``c`` clients more slots are never used);
+* SGLang: ``max_prefill_tokens = isl + 1500``. PROVENANCE.md reads the generator as turning
+  mixed chunks on, but the measurements say otherwise: rerun with SGLang's default (no mixed
+  chunk: decodes wait while a prefill runs) the mean TPOT of the SGLang rows is within a few
+  per cent with kernels alone, with mixing it is 15-40% too high and the TTFT several times
+  too low (``python benchmarks/serving_accuracy.py --sglang-mixed`` shows it), so the reruns
+  keep the default.
+
+Precision: a ``gemm_quant_mode`` of ``fp8`` / ``fp8_block`` runs fp8 weights and GEMM
+activations; the KV cache stays bf16 (the engines' default for these checkpoints unless told
+otherwise); blank: the checkpoint's bf16. Rows llmsim cannot reproduce are skipped with the
+reason (:func:`row_config` raises :class:`Unsupported`): a model missing from the catalog
+(gpt-oss-120b, MiniMax-M2.5), nvfp4 GEMMs, attention data parallelism.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: the measured corpus' model ids -> llmsim catalog names
+MODELS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
+    "meta-llama/Llama-3.1-70B": "llama-3.1-70b",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+}
+HARDWARE = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200-sxm",
+            "a100_sxm": "a100-sxm-80gb", "gb200": "gb200", "l40s": "l40s"}
+FP8_MODES = ("fp8", "fp8_block")
+
+
+class Unsupported(ValueError):
+    """A measured row llmsim cannot reproduce (the message says why)."""
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def row_limits(engine: str, c: int, isl: int, sglang_mixed: bool = False) -> dict[str, Any]:
+    """The scheduler limits the generator gave an aggregated deployment (module doc)."""
+    if engine == "trtllm":
+        return {"max_num_batched_tokens": c + isl + 1500, "max_num_seqs": c}
+    if engine == "vllm":
+        return {"max_num_batched_tokens": c + isl + 1500, "max_num_seqs": max(c, 1)}
+    if engine == "sglang":
+        return {"max_num_batched_tokens": isl + 1500, "mix_decodes": sglang_mixed,
+                "max_num_seqs": max(c, 1)}
+    raise Unsupported(f"engine {engine!r}")
+
+
+def row_config(row: dict[str, Any], engine_overrides: dict[str, Any] | None = None,
+               requests_per_client: int = 20, warmup_per_client: int = 2,
+               with_version: bool = True, sglang_mixed: bool = False) -> dict[str, Any]:
+    """The simulation config (a dict) that reruns one measured ``mode=agg`` row."""
+    if row.get("mode") != "agg":
+        raise Unsupported(f"mode {row.get('mode')!r} (aggregated rows only)")
+    model = MODELS.get(str(row["model_path"]))
+    if model is None:
+        raise Unsupported(f"model {row['model_path']} is not in the catalog")
+    hw = HARDWARE.get(str(row["system"]))
+    if hw is None:
+        raise Unsupported(f"system {row['system']}")
+    gemm = row.get("gemm_quant_mode")
+    gemm = None if gemm is None or (isinstance(gemm, float) and math.isnan(gemm)) else str(gemm)
+    if gemm not in (None, *FP8_MODES):
+        raise Unsupported(f"GEMM quantisation {gemm}")
+    adp = _num(row.get("attention_dp_size")) or 1
+    if adp > 1:
+        raise Unsupported(f"attention data parallelism {int(adp)}")
+    tp = int(_num(row.get("tp_size")) or 1)
+    pp = int(_num(row.get("pp_size")) or 1)
+    ep = int(_num(row.get("moe_ep_size")) or 1)
+    c = int(_num(row["batch_size"]) or 1)
+    isl, osl = int(row["isl"]), int(row["osl"])
+    engine = str(row["backend"])
+    version = row.get("backend_version")
+    version = None if version is None or (isinstance(version, float) and math.isnan(version)) \
+        else str(version)
+    name = f"{engine}@{version}" if (with_version and version) else engine
+    model_sec: dict[str, Any] = {"name": model}
+    if gemm in FP8_MODES:
+        model_sec.update(weight_dtype="fp8", act_dtype="fp8", kv_dtype="bf16")
+    return {
+        "model": model_sec,
+        "hardware": {"name": hw},
+        "parallelism": {"tp": tp, "pp": pp, "ep": ep},
+        "engine": {"name": name, **(engine_overrides or {})},
+        "scheduler": row_limits(engine, c, isl, sglang_mixed),
+        "workload": {"concurrency": c, "num_requests": (requests_per_client
+                                                        + warmup_per_client) * c,
+                     "warmup_requests": warmup_per_client * c,
+                     "prompt": f"fixed:{isl}", "output": f"fixed:{osl}", "seed": 0},
+    }
+
+
+def measured(row: dict[str, Any]) -> tuple[float, float]:
+    """The row's measured (mean TTFT, mean TPOT) in seconds."""
+    return float(row["silicon_ttft_ms"]) / 1e3, float(row["silicon_tpot_ms"]) / 1e3
+
+
+def load_rows(path: str) -> list[dict[str, Any]]:
+    """The ``mode=agg`` rows of a silicon CSV, as dicts (in file order)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return [r for r in frame.to_dict("records") if r.get("mode") == "agg"]
+
+
+def base_step_model(cfg: dict[str, Any]) -> Any:
+    """The kernel-level step model of a row's deployment (shared by its reruns)."""
+    from llmsim.costmodel import build_step_model
+    from llmsim.serving.config import deployment_of, load_config
+
+    return build_step_model(deployment_of(load_config(cfg)))
+
+
+def run_row(cfg: dict[str, Any], step_model: Any = None) -> tuple[float, float]:
+    """Simulate a row's config; its (mean TTFT, mean TPOT) in seconds, warm-up excluded."""
+    from llmsim.serving.run import simulate
+
+    s = simulate(cfg, step_model=step_model).summary()
+    return float(s["ttft_s"]["mean"]), float(s["tpot_s"]["mean"])
+
+
+def concurrency_bucket(c: int) -> str:
+    """The concurrency buckets of the accuracy tables."""
+    return "c<=8" if c <= 8 else "c16-64" if c <= 64 else "c>=128"
