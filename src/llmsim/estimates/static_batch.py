@@ -146,11 +146,15 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
              allow_overflow: bool = False,
              step_model: StepTimeModel | None = None, estimator: str = "calibrated",
              estimator_model: str | None = None,
-             intervals: bool | iv.IntervalOptions = False) -> EstimateResult:
+             intervals: bool | iv.IntervalOptions = False, expert_skew: float = 0.0,
+             redundant_experts: int = 0, ep_kernel: str | None = None,
+             two_batch_overlap: bool = False) -> EstimateResult:
     """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
     batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
     ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
-    True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars."""
+    True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars.
+    ``expert_skew``, ``redundant_experts``, ``ep_kernel``, ``two_batch_overlap``: large expert
+    parallelism (``Deployment.resolve``)."""
     batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
         ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
     memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
@@ -168,7 +172,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
                     pp, dp, tp * pp * dp, hint)
     sm = step_model or build_step_model(Deployment.resolve(
         model, hardware, cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype,
-        act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model))
+        act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model, expert_skew,
+        redundant_experts, ep_kernel, two_batch_overlap))
     dep = sm.deployment
     if dep is None:
         raise ConfigError("estimate needs a step model of a deployment (a memory analysis)")
