@@ -8,6 +8,8 @@ tp x dp ranks of a pipeline stage: its experts are split ``ep`` ways and each ex
 
 from __future__ import annotations
 
+from enum import Enum
+
 from pydantic import Field
 
 from llmsim.catalog._base import Spec
@@ -15,14 +17,35 @@ from llmsim.catalog.model import ModelSpec
 from llmsim.errors import ConfigError
 
 
+class EPKernel(str, Enum):
+    """How MoE dispatch / combine run over an attention-DP expert-parallel group: DeepEP's
+    ``normal`` kernels (NVLink forwarding, prefill) or ``low_latency`` ones (pure RDMA,
+    decode); None in a plan: the generic all-to-all collective."""
+
+    NORMAL = "normal"
+    LOW_LATENCY = "low_latency"
+
+
 class ParallelSpec(Spec):
-    """A parallel plan. ``micro_batches`` (PP only): 0 = as many as pipeline stages."""
+    """A parallel plan. ``micro_batches`` (PP only): 0 = as many as pipeline stages.
+
+    Large expert parallelism (opt-in; defaults change nothing): ``expert_skew`` is the Zipf
+    exponent of expert popularity (0 = balanced routing), ``redundant_experts`` the extra
+    expert instances per MoE layer an EPLB places on hot experts, ``ep_kernel`` the DeepEP
+    kernel family of dispatch / combine, ``two_batch_overlap`` runs each step as two
+    micro-batches whose EP communication hides behind the other's compute
+    (``costmodel/expert_routing.py``, ``costmodel/ep_comm.py``).
+    """
 
     tp: int = Field(default=1, gt=0)
     pp: int = Field(default=1, gt=0)
     ep: int = Field(default=1, gt=0)
     dp: int = Field(default=1, gt=0)
     micro_batches: int = Field(default=0, ge=0)
+    expert_skew: float = Field(default=0.0, ge=0.0, le=8.0)
+    redundant_experts: int = Field(default=0, ge=0)
+    ep_kernel: EPKernel | None = None
+    two_batch_overlap: bool = False
 
     @property
     def num_gpus(self) -> int:
@@ -62,16 +85,30 @@ class ParallelSpec(Spec):
                     )
             moe = t.moe
             if moe is not None:
-                if moe.num_experts % self.ep:
+                instances = moe.num_experts + self.redundant_experts
+                if instances % self.ep:
+                    extra = (f" + {self.redundant_experts} redundant" if self.redundant_experts
+                             else "")
                     raise ConfigError(
-                        f"ep {self.ep} does not divide {model.name}'s {moe.num_experts} experts; "
-                        "change --ep"
+                        f"ep {self.ep} does not divide {model.name}'s {moe.num_experts}{extra} "
+                        "experts; change --ep" + (" or --redundant-experts"
+                                                  if self.redundant_experts else "")
                     )
                 if moe.expert_intermediate_size % self.moe_tp:
                     raise ConfigError(
                         f"expert width {moe.expert_intermediate_size} is not divisible by the "
                         f"expert TP {self.moe_tp} (= tp x dp / ep); raise --ep"
                     )
+        large = {"--expert-skew": self.expert_skew > 0,
+                 "--redundant-experts": self.redundant_experts > 0,
+                 "--ep-kernel": self.ep_kernel is not None,
+                 "--two-batch-overlap": self.two_batch_overlap}
+        given = [flag for flag, on in large.items() if on]
+        if given and self.ep == 1:
+            raise ConfigError(f"{given[0]} needs expert parallelism; give --ep > 1")
+        if self.ep_kernel is not None and self.dp == 1:
+            raise ConfigError("--ep-kernel prices DeepEP dispatch / combine between "
+                              "attention-DP ranks; give --dp > 1 (with --ep)")
         if self.ep > 1 and not model.is_moe:
             raise ConfigError(f"--ep {self.ep} given but {model.name} has no MoE layers; drop --ep")
         if self.micro_batches > 1 and self.pp == 1:

@@ -46,6 +46,10 @@ class DeploymentFlags:
     kv_dtype: str | None = None
     profile: str | None = None
     efficiency: float | None = None
+    expert_skew: float | None = None
+    redundant_experts: int | None = None
+    ep_kernel: str | None = None
+    two_batch_overlap: bool | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DeploymentFlags:
@@ -89,7 +93,9 @@ class DeploymentFlags:
             pp=self.pp or 1, ep=self.ep or 1, dp=self.dp or 1,
             micro_batches=self.micro_batches or 0, dtype=self.dtype,
             weight_dtype=self.weight_dtype, act_dtype=self.act_dtype, kv_dtype=self.kv_dtype,
-            profile=self.profile, efficiency=self.efficiency)
+            profile=self.profile, efficiency=self.efficiency,
+            expert_skew=self.expert_skew or 0.0, redundant_experts=self.redundant_experts or 0,
+            ep_kernel=self.ep_kernel, two_batch_overlap=bool(self.two_batch_overlap))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ from typing import Annotated
 import typer
 
 from llmsim.cli.deployment import BatchShape, DeploymentFlags, deployment_and_shape
+from llmsim.cli.large_ep_options import (
+    EpKernelOpt,
+    ExpertSkewOpt,
+    RedundantExpertsOpt,
+    TwoBatchOverlapOpt,
+)
 from llmsim.cli.options import (
     ActDtypeOpt,
     ClusterOpt,
@@ -58,6 +64,10 @@ def estimate_cmd(
     ep: MaybeEpOpt = None,
     dp: MaybeDpOpt = None,
     micro_batches: MaybeMicroOpt = None,
+    expert_skew: ExpertSkewOpt = None,
+    redundant_experts: RedundantExpertsOpt = None,
+    ep_kernel: EpKernelOpt = None,
+    two_batch_overlap: TwoBatchOverlapOpt = None,
     batch: BatchOpt = None,
     prompt: PromptOpt = None,
     output: OutputOpt = None,
@@ -107,6 +117,11 @@ def _estimate_cases(path: str, flags: DeploymentFlags, shape: BatchShape,
     )
     from llmsim.report.estimate import write_cases, write_requests
 
+    large = [f for f in ("expert_skew", "redundant_experts", "ep_kernel", "two_batch_overlap")
+             if getattr(flags, f) is not None]
+    if large:
+        raise ConfigError(f"--cases does not take --{large[0].replace('_', '-')}; "
+                          "estimate one case at a time")
     frame = read_table(path)
     if is_request_table(frame):
         if flags.model is None:

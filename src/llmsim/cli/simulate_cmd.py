@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from llmsim.cli.deployment import DeploymentFlags, deployment_flags, model_spec
+from llmsim.cli.large_ep_options import ExpertSkewOpt, RedundantExpertsOpt
 from llmsim.cli.options import (
     ActDtypeOpt,
     ClusterOpt,
@@ -95,7 +96,9 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     ctx: typer.Context,
     model: ModelOpt = None, hardware: HardwareOpt = None, cluster: ClusterOpt = None,
     num_gpus: NumGpusOpt = None, tp: MaybeTpOpt = None, pp: MaybePpOpt = None,
-    ep: MaybeEpOpt = None, replicas: ReplicasOpt = None, micro_batches: InFlightMicroOpt = None,
+    ep: MaybeEpOpt = None, expert_skew: ExpertSkewOpt = None,
+    redundant_experts: RedundantExpertsOpt = None, replicas: ReplicasOpt = None,
+    micro_batches: InFlightMicroOpt = None,
     dtype: DtypeOpt = None, weight_dtype: WeightDtypeOpt = None, act_dtype: ActDtypeOpt = None,
     kv_dtype: KvDtypeOpt = None, profile: ProfileOpt = None, efficiency: EfficiencyOpt = None,
     memory_utilization: MaybeMemoryUtilizationOpt = None,

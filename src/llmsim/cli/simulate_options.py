@@ -174,6 +174,8 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "profile": ConfigKey("hardware.profile"),
     "efficiency": ConfigKey("hardware.efficiency"),
     "tp": ConfigKey("parallelism.tp"),
+    "expert_skew": ConfigKey("parallelism.expert_skew"),
+    "redundant_experts": ConfigKey("parallelism.redundant_experts"),
     "pp": ConfigKey("parallelism.pp"),
     "ep": ConfigKey("parallelism.ep"),
     "dp": ConfigKey("parallelism.replicas"),

@@ -70,9 +70,13 @@ class Deployment:
                 act_dtype: str | None = None, kv_dtype: str | None = None,
                 profile: Profile | str | None = None,
                 efficiency: float | None = None, estimator: str = "calibrated",
-                estimator_model: str | None = None) -> Deployment:
+                estimator_model: str | None = None, expert_skew: float = 0.0,
+                redundant_experts: int = 0, ep_kernel: str | None = None,
+                two_batch_overlap: bool = False) -> Deployment:
         """A deployment from names: the cluster is sized ``num_gpus`` (default: the plan's).
-        ``estimator="analytic"`` is the datasheet roofline and takes no ``profile``."""
+        ``estimator="analytic"`` is the datasheet roofline and takes no ``profile``.
+        ``expert_skew``, ``redundant_experts``, ``ep_kernel`` (``normal`` | ``low_latency``),
+        ``two_batch_overlap``: large expert parallelism (``ParallelSpec``)."""
         tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
             model, tp, pp, ep, dp, micro_batches, num_gpus)
         checks.efficiency(efficiency)
@@ -81,7 +85,9 @@ class Deployment:
             raise ConfigError("estimator analytic is the uncalibrated datasheet roofline and "
                               "takes no profile; drop --profile or use --estimator calibrated")
         spec = get_model(model)
-        plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches)
+        plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches,
+                            **large_ep_args(expert_skew, redundant_experts, ep_kernel,
+                                            two_batch_overlap))
         cl = cluster if isinstance(cluster, Cluster) else get_cluster(
             cluster, hardware, num_gpus or plan.num_gpus)
         precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype,
@@ -100,8 +106,13 @@ class Deployment:
 
     def describe(self) -> dict[str, object]:
         p = self.plan
+        large = {k: v for k, v in (("expert_skew", p.expert_skew),
+                                   ("redundant_experts", p.redundant_experts),
+                                   ("ep_kernel", p.ep_kernel and p.ep_kernel.value),
+                                   ("two_batch_overlap", p.two_batch_overlap)) if v}
         return {"model": self.model.name, "hardware": self.hardware.name,
                 "cluster": self.cluster.name, "tp": p.tp, "pp": p.pp, "ep": p.ep, "dp": p.dp,
+                **large,
                 "precision": self.precision.describe(),
                 "profile": self.hardware_profile.describe(), "estimator": self.estimator,
                 **({"estimator_model": self.estimator_model} if self.estimator_model else {})}
@@ -121,6 +132,26 @@ def check_plan_args(model: object, tp: object, pp: object, ep: object, dp: objec
     if out[0] * out[1] * out[3] > big:
         raise ConfigError(f"tp {out[0]} x pp {out[1]} x dp {out[3]} is more than {big:,} GPUs")
     return out
+
+
+def large_ep_args(expert_skew: object, redundant_experts: object, ep_kernel: object,
+                  two_batch_overlap: object) -> dict[str, object]:
+    """The large-EP arguments of an API call, checked (one-line ``ConfigError``), as
+    ``ParallelSpec`` keyword arguments."""
+    from llmsim.catalog.parallel import EPKernel
+
+    kernel = None
+    if ep_kernel is not None:
+        names = [k.value for k in EPKernel]
+        if not isinstance(ep_kernel, (str, EPKernel)) or str(getattr(ep_kernel, "value",
+                                                                      ep_kernel)) not in names:
+            raise ConfigError(f"ep_kernel {ep_kernel!r} is not one of {', '.join(names)}")
+        kernel = EPKernel(getattr(ep_kernel, "value", ep_kernel))
+    return {"expert_skew": checks.number(expert_skew, "expert_skew", 0.0, 8.0),
+            "redundant_experts": checks.whole(redundant_experts, "redundant_experts", low=0,
+                                              high=MAX_GPUS),
+            "ep_kernel": kernel, "two_batch_overlap": checks.flag(two_batch_overlap,
+                                                                  "two_batch_overlap")}
 
 
 #: more GPUs than any cluster has: a plan beyond it is a typo

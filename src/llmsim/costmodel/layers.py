@@ -10,7 +10,7 @@ all for a parallel-residual layer) and, for MoE, token dispatch/combine as vLLM 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from llmsim.catalog.blocks import AttentionBlock, CommBlock, CommGroup, FFNBlock, MoEBlock
@@ -19,6 +19,8 @@ from llmsim.catalog.model import ModelSpec
 from llmsim.catalog.parallel import ParallelSpec
 from llmsim.costmodel import kernels
 from llmsim.costmodel.collectives import collective
+from llmsim.costmodel.ep_comm import ep_transfer, ep_volumes, ranks_per_node, token_bytes
+from llmsim.costmodel.expert_routing import load_imbalance
 from llmsim.costmodel.opcases import kv_bytes_per_token
 from llmsim.costmodel.ops import OpCost, OpKind, Precision
 from llmsim.costmodel.profile import HardwareProfile
@@ -186,26 +188,38 @@ def moe_ops(moe: MoEBlock, shape: BatchShape, layout: Layout) -> list[OpCost]:
     the group routes ``T x dp`` tokens. dp == 1: every rank already holds all tokens, experts
     (EP-split or TP-split) compute their share and one all-reduce over TP combines (vLLM).
     dp > 1 with EP: all-to-all dispatch and combine of each rank's ``T x top_k / tp`` token
-    copies (DeepEP-style); dp > 1 without EP: all-gather tokens, reduce-scatter results.
+    copies (DeepEP-style; with ``plan.ep_kernel`` DeepEP's own volumes and rates,
+    ``ep_comm.py``); dp > 1 without EP: all-gather tokens, reduce-scatter results.
+    Under EP the most loaded rank sets the time: its routed tokens and received bytes are the
+    balanced ones times ``expert_routing.load_imbalance`` (1 without ``expert_skew``).
     """
     hw, prof, prec, plan, cl = layout.hw, layout.prof, layout.precision, layout.plan, layout.cluster
     h = moe.hidden_size
     t = float(shape.num_tokens)
     group = plan.tp * plan.dp
     t_group = t * plan.dp
+    imbalance = (load_imbalance(moe.num_experts, plan.ep, plan.expert_skew,
+                                plan.redundant_experts) if plan.ep > 1 else 1.0)
     ops = [_norm(layout, t, "moe_norm")]
     ops.append(kernels.gemm(t, moe.num_experts, h, hw, prof, prec.unquantized,
                             prec.unquantized, name="router"))
     tok_bytes = h * layout.act_bytes
-    if plan.dp > 1 and plan.ep > 1:
-        ops.append(collective(OpKind.ALL_TO_ALL, t * moe.top_k * tok_bytes / plan.tp, group, cl,
-                              prof, name="moe_dispatch"))
+    deepep = plan.ep_kernel if plan.dp > 1 and plan.ep > 1 else None
+    if deepep is not None:
+        per_node = ranks_per_node(plan, cl)
+        fp8 = prec.activation.bits == 8
+        dispatch = ep_volumes(deepep, moe.num_experts, moe.top_k, plan.ep, per_node,
+                              token_bytes(h, fp8))
+        ops.append(ep_transfer(deepep, t / plan.tp, dispatch, cl, imbalance, "moe_dispatch"))
+    elif plan.dp > 1 and plan.ep > 1:
+        ops.append(collective(OpKind.ALL_TO_ALL, t * moe.top_k * tok_bytes / plan.tp * imbalance,
+                              group, cl, prof, name="moe_dispatch"))
     elif plan.dp > 1:
         ops.append(collective(OpKind.ALL_GATHER, t_group * tok_bytes, plan.dp, cl, prof,
                               stride=plan.tp, name="moe_gather"))
-    ops.append(kernels.moe_experts(t_group, h, moe.expert_intermediate_size, moe.num_experts,
-                                   moe.top_k, hw, prof, plan.ep, plan.moe_tp, prec.weight,
-                                   prec.activation, moe.gated, name="experts"))
+    ops.append(kernels.moe_experts(t_group * imbalance, h, moe.expert_intermediate_size,
+                                   moe.num_experts, moe.top_k, hw, prof, plan.ep, plan.moe_tp,
+                                   prec.weight, prec.activation, moe.gated, name="experts"))
     if moe.num_shared_experts:
         for w in moe.weights():
             if w.name.startswith("shared"):
@@ -213,10 +227,16 @@ def moe_ops(moe: MoEBlock, shape: BatchShape, layout: Layout) -> list[OpCost]:
                 ops.append(kernels.gemm(m, n, k, hw, prof, prec.weight, prec.activation,
                                         name=w.name))
     if plan.dp > 1 and plan.ep > 1:
-        ops.append(collective(OpKind.ALL_TO_ALL, t * moe.top_k * tok_bytes / plan.tp, group, cl,
-                              prof, name="moe_combine"))
+        if deepep is not None:
+            combine = ep_volumes(deepep, moe.num_experts, moe.top_k, plan.ep, per_node,
+                                 token_bytes(h, False))
+            ops.append(ep_transfer(deepep, t / plan.tp, combine, cl, imbalance, "moe_combine"))
+        else:
+            ops.append(collective(OpKind.ALL_TO_ALL,
+                                  t * moe.top_k * tok_bytes / plan.tp * imbalance, group, cl,
+                                  prof, name="moe_combine"))
         if plan.moe_tp > 1:
-            routed = t_group * moe.top_k / plan.ep
+            routed = t_group * moe.top_k / plan.ep * imbalance
             ops.append(collective(OpKind.ALL_REDUCE, routed * tok_bytes, plan.moe_tp, cl, prof,
                                   name="moe_tp_all_reduce"))
     elif plan.dp > 1:
@@ -225,6 +245,27 @@ def moe_ops(moe: MoEBlock, shape: BatchShape, layout: Layout) -> list[OpCost]:
     elif plan.tp > 1:
         ops.append(_tp_all_reduce(layout, t, "moe_all_reduce"))
     return ops
+
+
+_EP_COMM = ("moe_dispatch", "moe_combine")
+_NOT_OVERLAPPED = (OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE)
+
+
+def two_batch_overlap(ops: list[OpCost]) -> list[OpCost]:
+    """A layer's ops run as two micro-batches (SGLang / DeepSeek two-batch overlap): one
+    micro-batch's EP dispatch / combine hides behind the other's compute, so the layer takes
+    ``max(C, M)`` instead of ``C + M`` (``M``: the dispatch and combine time, ``C``: the other
+    ops' time, attention kernels left out so the memoised dense path agrees). The comm ops keep
+    their exposed part ``max(0, M - C)``, pro rata. The half-size kernels' lower efficiency is
+    not modelled (an optimistic assumption)."""
+    comm = sum(o.time_s * o.count for o in ops if o.name in _EP_COMM)
+    if comm <= 0:
+        return ops
+    compute = sum(o.time_s * o.count for o in ops
+                  if o.name not in _EP_COMM and o.kind not in _NOT_OVERLAPPED)
+    keep = max(0.0, comm - compute) / comm
+    return [replace(o, comm_s=o.comm_s * keep, overhead_s=o.overhead_s * keep,
+                    time_s=o.time_s * keep) if o.name in _EP_COMM else o for o in ops]
 
 
 def comm_ops(block: CommBlock, shape: BatchShape, layout: Layout) -> list[OpCost]:
@@ -254,6 +295,8 @@ def template_ops(template_index: int, shape: BatchShape, layout: Layout) -> list
             ops += moe_ops(block, shape, layout)
         elif isinstance(block, CommBlock):
             ops += comm_ops(block, shape, layout)
+    if layout.plan.two_batch_overlap:
+        ops = two_batch_overlap(ops)
     return ops
 
 

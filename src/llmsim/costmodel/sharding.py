@@ -4,7 +4,8 @@ come from.
 - COLUMN: output features / tp; a K/V projection with fewer KV heads than tp keeps one head per
   device (KV heads are replicated ``tp / num_kv_heads`` times, as vLLM does).
 - ROW: input features / tp.  VOCAB: rows / tp.  REPLICATED: whole.
-- Routed experts: ``copies / ep`` experts per device, each split ``moe_tp`` ways (COLUMN or ROW).
+- Routed experts: ``(copies + redundant_experts) / ep`` experts per device, each split
+  ``moe_tp`` ways (COLUMN or ROW).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def device_matrix(w: Weight, plan: ParallelSpec) -> tuple[float, float, float]:
         k = k / tp
     elif w.shard == Shard.VOCAB:
         n = n / tp
-    copies = w.copies / plan.ep if w.expert else float(w.copies)
+    # redundant expert instances (EPLB) are extra copies of routed experts on the EP ranks
+    copies = (w.copies + plan.redundant_experts) / plan.ep if w.expert else float(w.copies)
     return k, n, copies
 
 

@@ -151,14 +151,18 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
              step_model: StepTimeModel | None = None, estimator: str = "calibrated",
              estimator_model: str | None = None,
              intervals: bool | iv.IntervalOptions = False,
-             engine: str | None = None) -> EstimateResult:
+             engine: str | None = None, expert_skew: float = 0.0,
+             redundant_experts: int = 0, ep_kernel: str | None = None,
+             two_batch_overlap: bool = False) -> EstimateResult:
     """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
     batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
     ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
     True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars.
     ``engine`` (``"vllm"``, ``"trtllm@1.0"``...): include that engine's fitted fixed costs
     (``llmsim.engines.profile``): every step gains ``step_overhead_s`` and the TTFT the
-    per-request ``request_overhead_s`` (HTTP frontend, tokenisation, first token back)."""
+    per-request ``request_overhead_s`` (HTTP frontend, tokenisation, first token back).
+    ``expert_skew``, ``redundant_experts``, ``ep_kernel``, ``two_batch_overlap``: large expert
+    parallelism (``Deployment.resolve``)."""
     batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
         ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
     memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
@@ -176,7 +180,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
                     pp, dp, tp * pp * dp, hint)
     sm = step_model or build_step_model(Deployment.resolve(
         model, hardware, cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype,
-        act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model))
+        act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model, expert_skew,
+        redundant_experts, ep_kernel, two_batch_overlap))
     eng = None
     if engine is not None:
         from llmsim.engines import EngineStepModel, resolve_engine

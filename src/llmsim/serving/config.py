@@ -77,6 +77,9 @@ class ParallelismSection(Spec):
     replicas: int = Field(default=1, gt=0, description="data-parallel replicas behind the router")
     micro_batches: int = Field(default=0, ge=0, description="PP micro-batches (0: one per stage)")
     router: str = "round-robin"
+    expert_skew: float = Field(default=0.0, ge=0.0, le=8.0,
+                               description="Zipf exponent of expert popularity (0: balanced)")
+    redundant_experts: int = Field(default=0, ge=0, description="EPLB extra expert instances")
 
 
 class SchedulerSection(Spec):
@@ -236,7 +239,8 @@ def deployment_of(cfg: SimulationConfig) -> Deployment:
     return Deployment.resolve(
         m.name, h.name, h.cluster, h.num_gpus or p.tp * p.pp, tp=p.tp, pp=p.pp, ep=p.ep,
         dp=1, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
-        act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency)
+        act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency,
+        expert_skew=p.expert_skew, redundant_experts=p.redundant_experts)
 
 
 def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> SimulationConfig:
