@@ -249,12 +249,14 @@ class AnalyticStage:
         return Capacity(kv_tokens, max_batch, ub)
 
     # ------------------------------------------------------------------ verdicts
-    def verdict(self, layout: Layout) -> Verdict:
+    def verdict(self, layout: Layout, prune: bool = True) -> Verdict:
+        """The layout's verdict; ``prune=False`` (brute force) skips the two SLO bounds and
+        keeps only what cannot run (does not fit, invalid)."""
         plan = layout.plan
         info = self.step_info(plan)
         if info.status != FITS:
             return Verdict(layout, info.status, info.error)
-        for t in self.targets:
+        for t in self.targets if prune else ():
             lb = info.lower_bounds_s.get(t.name)
             if lb is not None and lb > t.limit_s:
                 return Verdict(layout, SLO_MISSED,
@@ -265,7 +267,7 @@ class AnalyticStage:
         if isinstance(cap, str):
             status, _, why = cap.partition(": ")
             return Verdict(layout, status, why, lower_bounds_s=info.lower_bounds_s)
-        if self.rate is not None and layout.replicas * cap.ub_rps < self.rate:
+        if prune and self.rate is not None and layout.replicas * cap.ub_rps < self.rate:
             return Verdict(layout, SLO_MISSED,
                            f"{layout.replicas} replicas serve at most "
                            f"{layout.replicas * cap.ub_rps:.3g} req/s (capacity bound) < "
@@ -273,8 +275,8 @@ class AnalyticStage:
                            info.lower_bounds_s)
         return Verdict(layout, FITS, "", cap.ub_rps, cap.max_batch, info.lower_bounds_s)
 
-    def verdicts(self, layouts: list[Layout]) -> list[Verdict]:
-        return [self.verdict(lay) for lay in layouts]
+    def verdicts(self, layouts: list[Layout], prune: bool = True) -> list[Verdict]:
+        return [self.verdict(lay, prune) for lay in layouts]
 
 
 def plan_deployment(args: dict[str, Any], plan: Plan) -> Deployment:

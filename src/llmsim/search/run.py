@@ -131,7 +131,7 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                                                         for g in cfg.space.gpus)})
     all_layouts = layouts(space, spec.is_moe)
     t0 = time.perf_counter()
-    verdicts = stage.verdicts(all_layouts)
+    verdicts = stage.verdicts(all_layouts, cfg.search.prune)
     analytic_s = time.perf_counter() - t0
 
     by_plan: dict[Plan, list[an.Verdict]] = {}
