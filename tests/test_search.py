@@ -123,3 +123,15 @@ def test_cli_one_line_errors(cli):
     res = cli("search", "--model", "llama-3.1-8b", "--rate", "1", "--slo", "ttft_p99=1s",
               "--gpus", "h100-sxmm")
     assert res.code == 2 and "h100-sxm" in res.err
+
+
+def test_monotone_stat_matches_numpy():
+    import numpy as np
+
+    from llmsim.search.analytic import monotone_stat, stat_of
+
+    rng = np.random.default_rng(0)
+    xs = rng.integers(1, 5000, 301)
+    fn = lambda x: np.sqrt(np.asarray(x, dtype=float)) + 0.001 * np.asarray(x)  # noqa: E731
+    for stat in ("mean", "p50", "p90", "p99", "max"):
+        assert monotone_stat(fn, xs, stat) == pytest.approx(stat_of(fn(xs), stat), rel=1e-12)

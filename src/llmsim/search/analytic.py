@@ -94,6 +94,25 @@ def stat_of(values: np.ndarray, stat: str) -> float:
     return float(np.percentile(v, float(stat[1:])))
 
 
+def monotone_stat(fn, xs: np.ndarray, stat: str) -> float:
+    """``stat_of(fn(xs), stat)`` for a nondecreasing ``fn``, evaluating ``fn`` at two points
+    (a percentile: the sorted values keep the order of ``xs``, so numpy's linear interpolation
+    between order statistics is ``fn`` at the two neighbouring ``xs``); the mean needs all."""
+    if not len(xs):
+        return math.nan
+    if stat == "mean":
+        uniq, inv = np.unique(xs, return_inverse=True)
+        return float(np.mean(fn(uniq)[inv]))
+    v = np.sort(xs)
+    if stat == "max":
+        return float(fn(v[-1:])[0])
+    pos = float(stat[1:]) / 100.0 * (len(v) - 1)
+    k = int(math.floor(pos))
+    w = pos - k
+    a, b = fn(np.array([v[k], v[min(k + 1, len(v) - 1)]]))
+    return float(a + w * (b - a))
+
+
 @dataclass
 class StepInfo:
     """Per step model: the model itself (or why it cannot be built) and the latency bounds."""
@@ -149,6 +168,7 @@ class AnalyticStage:
         self.watermark_frac = watermark_frac if uses_watermark else 0.0
         self._steps: dict[tuple, StepInfo] = {}
         self._caps: dict[tuple, Capacity | str] = {}
+        self._costs: dict[tuple, dict[tuple, float]] = {}  # per step model: f(n), g(b)
         self._models = step_models if step_models is not None else {}
         self.longest_kv = int((lengths.prompts + lengths.outputs - 1).max()) \
             if len(lengths.prompts) else 1
@@ -191,16 +211,23 @@ class AnalyticStage:
         p, o = self.lengths.prompts, self.lengths.outputs
         if not len(p):
             return {}
-        uniq, inverse = np.unique(p, return_inverse=True)
-        t1 = np.array([sm.step_time(BatchShape.prefill(1, int(x))) for x in uniq])[inverse]
-        d1 = np.asarray(sm.decode_step_times(1, (uniq + 1).astype(float)))[inverse]
-        tpot = np.where(o > 1, d1, np.nan)
-        e2e = t1 + np.maximum(o - 1, 0) * d1
-        per_metric = {"ttft": t1, "tpot": tpot, "e2e": e2e}
+
+        def t1(x: np.ndarray) -> np.ndarray:
+            return np.array([sm.step_time(BatchShape.prefill(1, int(v))) for v in x])
+
+        def d1(x: np.ndarray) -> np.ndarray:
+            return np.asarray(sm.decode_step_times(1, (np.asarray(x) + 1).astype(float)))
+
         out = {}
         for t in self.targets:
-            if t.metric in per_metric:
-                out[t.name] = stat_of(per_metric[t.metric], t.stat)
+            if t.metric == "ttft":
+                out[t.name] = monotone_stat(t1, p, t.stat)
+            elif t.metric == "tpot":
+                out[t.name] = monotone_stat(d1, p[o > 1], t.stat)
+            elif t.metric == "e2e":
+                uniq, inv = np.unique(p, return_inverse=True)
+                e2e = t1(uniq)[inv] + np.maximum(o - 1, 0) * d1(uniq)[inv]
+                out[t.name] = stat_of(e2e, t.stat)
         return out
 
     # ------------------------------------------------------------------ capacity
@@ -239,11 +266,24 @@ class AnalyticStage:
         kv_tokens = blocks * bs
         max_batch = max(1, min(seqs, kv_tokens // max(self.shortest_kv, 1)))
         n_max = max(tok, seqs)
-        c_tok = _per_unit_lower_bound(lambda n: sm.stage_time(BatchShape(
-            prefill_seqs=1, prefill_tokens=n, logits_seqs=0)), n_max)
+        memo = self._costs.setdefault(plan.step_key, {})
         ctx = float(max(self.shortest_kv, 1))
-        c_dec = _per_unit_lower_bound(lambda b: float(np.max(sm.decode_stage_times(
-            b, np.array([ctx])))), max_batch)
+
+        def token_cost(n: int) -> float:
+            key = ("tok", n)
+            if key not in memo:
+                memo[key] = sm.stage_time(BatchShape(prefill_seqs=1, prefill_tokens=n,
+                                                     logits_seqs=0))
+            return memo[key]
+
+        def decode_cost(b: int) -> float:
+            key = ("dec", b)
+            if key not in memo:
+                memo[key] = float(np.max(sm.decode_stage_times(b, np.array([ctx]))))
+            return memo[key]
+
+        c_tok = _per_unit_lower_bound(token_cost, n_max)
+        c_dec = _per_unit_lower_bound(decode_cost, max_batch)
         work_s = max(self.lengths.mean_tokens * c_tok, self.lengths.mean_decode_tokens * c_dec)
         ub = 1.0 / work_s if work_s > 0 else math.inf
         return Capacity(kv_tokens, max_batch, ub)

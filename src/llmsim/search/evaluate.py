@@ -3,10 +3,12 @@
 For a plan (one replica's deployment and engine limits) the task
 
 1. finds the highest per-replica load at which the SLO still holds: open loop, the arrival
-   rate, bisected in log space between ``rate / R_max`` (the least one replica must carry when
-   the most replicas the budget allows share the requested rate) and the analytic capacity
-   bound ``ub`` (``search/analytic.py``; the bisection never reports more than it), until
-   ``hi / lo <= 1 + tolerance``; closed loop, the number of clients, bisected over integers.
+   rate, by binary search over a geometric grid (ratio ``1 + tolerance``) between
+   ``rate / R_max`` (the least one replica must carry when the most replicas the budget allows
+   share the requested rate) and the analytic capacity bound ``ub`` (``search/analytic.py``;
+   never more than it); closed loop, the number of clients over a grid of integers. Given the
+   branch-and-bound threshold (``beat``), the first simulation is at the least grid load that
+   would beat the best plan found so far: a plan failing there is dominated after one run.
    The *goodput* of the plan is that load (requests/s; closed loop: the completed requests/s
    at that concurrency). One replica alone is simulated, at Poisson arrivals of ``rate / R``:
    a round-robin router hands each of ``R`` replicas a smoother stream than that, so the
@@ -99,56 +101,78 @@ def _point(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def bisect_goodput(task: dict[str, Any]) -> tuple[float, dict[str, Any] | None, int, str]:
-    """(best per-replica load meeting the SLO, its summary, simulations run, why none)."""
-    targets = _targets(task)
+def load_grid(task: dict[str, Any]) -> list[float]:
+    """The loads the bisection may report, ascending. Open loop: ``ub / (1 + tolerance)^k``
+    down to ``rate / R_max`` (and that lowest load itself); closed loop: the client counts from
+    ``ceil(C / R_max)`` to twice the largest batch, spaced by ``tolerance``. The grid depends on
+    the plan only, so a search that starts the bisection elsewhere (the branch-and-bound
+    threshold) lands on the same grid point as the brute force."""
     rmax = max(task["replica_options"])
-    runs = 0
-
-    def ok(x: float) -> tuple[bool, dict[str, Any], str]:
-        nonlocal runs
-        runs += 1
-        s = _run(task, 1, x)
-        met, why = check(s, targets)
-        return met, s, why
-
+    tol = 1.0 + task["tolerance"]
     if task["mode"] == "rate":
         lo, hi = task["load"] / rmax, task["ub_rps"]
         lo = min(lo, hi)
-        met, s_hi, _ = ok(hi)
-        if met:
-            return hi, s_hi, runs, ""
-        met, s_lo, why = ok(lo)
-        if not met:
-            return 0.0, None, runs, (f"misses the SLO at {lo:.3g} req/s per replica (the "
-                                     f"requested rate over {rmax} replicas): {why}")
-        best, best_s = lo, s_lo
-        tol = 1.0 + task["tolerance"]
-        while hi / best > tol:
-            mid = math.sqrt(best * hi)
-            met, s, _ = ok(mid)
-            if met:
-                best, best_s = mid, s
-            else:
-                hi = mid
-        return best, best_s, runs, ""
+        k = int(math.floor(math.log(hi / lo) / math.log(tol) + 1e-9)) if hi > lo else 0
+        pts = [hi / tol**i for i in range(k + 1)]
+        if pts[-1] > lo * (1 + 1e-12):
+            pts.append(lo)
+        return sorted(pts)
     lo = max(1, math.ceil(task["load"] / rmax))
     hi = max(lo, 2 * int(task["max_batch"]) * max(1, task["plan"]["pp"]))
-    met, s_lo, why = ok(lo)
-    if not met:
-        return 0.0, None, runs, (f"misses the SLO with {lo} clients per replica: {why}")
-    best, best_s = lo, s_lo
-    met, s_hi, _ = ok(hi)
-    if met:
-        return hi, s_hi, runs, ""
-    while hi - best > max(1, int(best * task["tolerance"])):
-        mid = (best + hi) // 2
+    pts, x = [], float(lo)
+    while x < hi:
+        pts.append(int(x))
+        x = max(x + 1, x * tol)
+    pts.append(hi)
+    return [float(p) for p in sorted(set(pts))]
+
+
+def bisect_goodput(task: dict[str, Any]) -> tuple[float, dict[str, Any] | None, int, str]:
+    """(highest grid load meeting the SLO, its summary, simulations run, why none).
+
+    Binary search over :func:`load_grid`, assuming the SLO holds below a load once it holds at
+    it. With ``task["beat"]`` (the per-replica load the plan must exceed to beat the best found
+    so far), the first simulation is at the lowest grid load above it: failing there, the plan
+    is dominated after one simulation (reason starts with ``dominated``)."""
+    targets = _targets(task)
+    grid = load_grid(task)
+    runs = 0
+
+    def ok(i: int) -> tuple[bool, dict[str, Any], str]:
+        nonlocal runs
+        runs += 1
+        s = _run(task, 1, grid[i])
+        met, why = check(s, targets)
+        return met, s, why
+
+    lo_i, best_s = -1, None  # highest index known to pass
+    hi_i = len(grid)  # lowest index known to fail
+    beat = task.get("beat")
+    if beat is not None and beat >= grid[0]:
+        first = next((i for i, x in enumerate(grid) if x > beat), None)
+        if first is None:
+            return 0.0, None, runs, "dominated: its capacity bound is below the best's goodput"
+        met, s, why = ok(first)
+        if not met:
+            return 0.0, None, runs, (f"dominated: misses the SLO at {grid[first]:.3g} per "
+                                     f"replica, the least load that would beat the best "
+                                     f"found ({why})")
+        lo_i, best_s = first, s
+    else:
+        met, s, why = ok(0)
+        if not met:
+            unit = "req/s" if task["mode"] == "rate" else "clients"
+            return 0.0, None, runs, (f"misses the SLO at {grid[0]:.3g} {unit} per replica "
+                                     f"(the requested load over the most replicas): {why}")
+        lo_i, best_s = 0, s
+    while hi_i - lo_i > 1:
+        mid = (lo_i + hi_i) // 2
         met, s, _ = ok(mid)
         if met:
-            best, best_s = mid, s
+            lo_i, best_s = mid, s
         else:
-            hi = mid
-    return float(best), best_s, runs, ""
+            hi_i = mid
+    return grid[lo_i], best_s, runs, ""
 
 
 def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +186,9 @@ def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
         g, s_g, runs, why = bisect_goodput(task)
         row["simulations"] = runs
         if s_g is None:
-            row.update(status="slo_missed", reason=why)
+            dominated = why.startswith("dominated: ")
+            row.update(status="dominated" if dominated else "slo_missed",
+                       reason=why.removeprefix("dominated: "))
             return _done(row, t0)
         goodput_rps = g if task["mode"] == "rate" else float(s_g.get("requests_per_s") or 0.0)
         row.update(goodput_load_per_replica=g, goodput_rps_per_replica=goodput_rps,

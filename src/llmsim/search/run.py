@@ -178,6 +178,12 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
             done[0] += 1
             _tick()
             return True
+        if cfg.search.prune and cfg.mode == "rate" and math.isfinite(best[0]):
+            # the per-replica load at which this plan would tie the best (the task starts its
+            # bisection just above it: one failing simulation shows it dominated)
+            task["beat"] = best[0] * task["plan"]["tp"] * task["plan"]["pp"] * (
+                task["price_per_gpu_hour"] / 3600.0
+                if cfg.search.objective == "goodput_per_dollar" else 1.0)
         return False
 
     def on_result(row: dict[str, Any]) -> None:
