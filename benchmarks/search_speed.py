@@ -1,0 +1,97 @@
+"""Speed of ``llmsim search``: layouts per second of the analytic stage (cold: building every
+step model; warm: cached), plans per second of the simulation stage with the local backend at 1
+and 2 workers (and Ray when installed), and one full search over three GPU types, timed.
+
+    PYTHONPATH=src python benchmarks/search_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from llmsim.search import run_search
+from llmsim.search.analytic import AnalyticStage, Lengths
+from llmsim.search.config import load_search_config
+from llmsim.search.space import layouts
+from llmsim.workload.stream import build_workload
+
+FULL = {
+    "model": "llama-3.1-70b",
+    "workload": {"trace": "azure-conv", "rate": 10, "num_requests": 300},
+    "slo": "ttft_p99=1s,tpot_p99=50ms",
+    "space": {"gpus": ["h100-sxm", "h200-sxm", "mi300x"], "max_gpus": 64},
+    "search": {"intervals": False},
+}
+
+
+def analytic_speed() -> None:
+    cfg = load_search_config(FULL)
+    wl = build_workload(cfg.workload.model_copy(update={"num_requests": 300}))
+    lengths = Lengths.of(wl.input_tokens, wl.output_tokens, 131072)
+    lays = layouts(cfg.space)
+    stage = AnalyticStage(cfg.deployment_args(), lengths, cfg.targets, rate=cfg.load)
+    t0 = time.perf_counter()
+    stage.verdicts(lays)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stage.verdicts(lays)
+    warm = time.perf_counter() - t0
+    plans = len({lay.plan.step_key for lay in lays})
+    print(f"analytic stage, one core: {len(lays):,} layouts ({plans} step models)")
+    print(f"  cold (builds every step model): {cold:.2f} s = {len(lays) / cold:,.0f} layouts/s")
+    print(f"  warm (cached):                  {warm:.3f} s = {len(lays) / warm:,.0f} layouts/s")
+
+
+def simulation_speed(backend: str, workers: int) -> None:
+    cfg = {**FULL, "space": {"gpus": ["h100-sxm"], "tp": [2, 4, 8], "pp": [1],
+                             "max_num_seqs": [128, 256], "max_num_batched_tokens": [8192],
+                             "weight_dtype": ["bf16", "fp8"], "kv_dtype": ["bf16"],
+                             "max_gpus": 16},
+           "search": {"intervals": False, "prune": False}}
+    t0 = time.perf_counter()
+    res = run_search(cfg, backend=backend, workers=workers)
+    wall = time.perf_counter() - t0
+    n, sims = res.counts["plans_simulated"], res.counts["simulations"]
+    print(f"simulation stage, {backend} x{workers}: {n} plans ({sims} simulations of 300 "
+          f"requests) in {res.timing['simulate_s']:.1f} s = "
+          f"{n / res.timing['simulate_s']:.2f} plans/s, "
+          f"{sims / res.timing['simulate_s']:.1f} simulations/s (wall {wall:.1f} s); "
+          f"best {res.best['layout'] if res.best else None}")
+
+
+def full_search(workers: int) -> None:
+    t0 = time.perf_counter()
+    res = run_search(FULL, workers=workers)
+    wall = time.perf_counter() - t0
+    c, t = res.counts, res.timing
+    print(f"full search, 3 GPU types, local x{workers}: {c['layouts']:,} layouts, "
+          f"{c['plans']} plans after the analytic stage, {c['plans_simulated']} simulated "
+          f"({c['simulations']} simulations), {c['plans_pruned_by_bound']} pruned by bound; "
+          f"analytic {t['analytic_s']:.1f} s, simulation {t['simulate_s']:.1f} s, "
+          f"total {wall:.1f} s")
+    b = res.best
+    print(f"  best: {b['layout']} goodput {b['goodput_rps_per_gpu']:.3g} req/s/GPU" if b
+          else "  best: none")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="analytic stage only")
+    args = ap.parse_args()
+    analytic_speed()
+    if args.quick:
+        return
+    for workers in (1, 2):
+        simulation_speed("local", workers)
+    try:
+        import ray  # noqa: F401
+
+        simulation_speed("ray", 2)
+    except ImportError:
+        print("simulation stage, ray: skipped (Ray is not installed)")
+    full_search(2)
+
+
+if __name__ == "__main__":
+    main()
