@@ -29,6 +29,13 @@ from llmsim.cli.options import (
     ScenarioOpt,
     WeightDtypeOpt,
 )
+from llmsim.cli.spec_options import (
+    DraftModelOpt,
+    SpecAcceptanceOpt,
+    SpecMethodOpt,
+    SpecTokensOpt,
+    speculation_of,
+)
 from llmsim.errors import ConfigError
 
 BatchOpt = Annotated[int | None, typer.Option("--batch", "-b", min=1,
@@ -72,6 +79,10 @@ def estimate_cmd(
     scenario: ScenarioOpt = None,
     cases: CasesOpt = None,
     ops: OpsOpt = False,
+    spec_method: SpecMethodOpt = None,
+    spec_tokens: SpecTokensOpt = None,
+    spec_acceptance: SpecAcceptanceOpt = None,
+    draft_model: DraftModelOpt = None,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
 ) -> None:
@@ -80,13 +91,17 @@ def estimate_cmd(
     from llmsim.report.estimate import write_estimate
 
     flags, shape = deployment_and_shape(ctx.params)
+    speculative = speculation_of(spec_method, spec_tokens, spec_acceptance, draft_model)
+    if cases and speculative is not None:
+        raise ConfigError("--spec-method applies to one estimate, not to --cases")
     if cases:
         _estimate_cases(cases, flags, shape, memory_utilization, fmt, out)
         return
     if not scenario and not flags.names_a_target:
         raise ConfigError("give --model and --hardware (or --cluster, or --scenario)")
     res = estimate(**flags.given(), **shape.given(), memory_utilization=memory_utilization,
-                   allow_overflow=allow_overflow)
+                   allow_overflow=allow_overflow,
+                   **({"speculative": speculative} if speculative is not None else {}))
     write_estimate(res, fmt, out, ops=ops)
 
 

@@ -77,6 +77,12 @@ from llmsim.cli.simulate_options import (
     config_overrides,
     simulation_config,
 )
+from llmsim.cli.spec_options import (
+    DraftModelOpt,
+    SpecAcceptanceOpt,
+    SpecMethodOpt,
+    SpecTokensOpt,
+)
 from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -107,6 +113,8 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     priority_levels: PriorityLevelsOpt = None,
     slo_ttft: SloTtftOpt = None, slo_tpot: SloTpotOpt = None,
     sample_interval: SampleIntervalOpt = None,
+    spec_method: SpecMethodOpt = None, spec_tokens: SpecTokensOpt = None,
+    spec_acceptance: SpecAcceptanceOpt = None, draft_model: DraftModelOpt = None,
     out: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
     chrome_trace: ChromeTraceOpt = False, save_itls: SaveItlsOpt = False, plots: PlotsOpt = True,
     progress: ProgressOpt = None, fmt: FormatOpt = Format.table,

@@ -90,7 +90,7 @@ class SimulationReport:
         arrival = col("arrival_s").copy()
         ttft = col("first_token_s") - arrival
         e2e = col("finish_s") - arrival
-        out = col("output_tokens").copy()
+        out = np.asarray(setup.output_tokens, dtype=np.int64).copy()  # tokens emitted
         inp = col("input_tokens").copy()
         with np.errstate(invalid="ignore", divide="ignore"):
             tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), np.nan)
@@ -180,6 +180,8 @@ class SimulationReport:
         }
         if "memory" in setup.info:
             summary["memory"] = setup.info["memory"]
+        if setup.speculation is not None:
+            summary["speculative"] = speculative_summary(setup, col("output_tokens"), done)
         itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None
         return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg, itls)
 
@@ -223,6 +225,17 @@ class SimulationReport:
             write_table(p, self.itls)
             paths.append(p)
         return paths
+
+
+def speculative_summary(setup: Any, ticks: np.ndarray, done: np.ndarray) -> dict[str, Any]:
+    """The speculation of a run: its parameters, the expected and the realised tokens per
+    verification step of the finished requests (``itl_s`` is per verification step, as
+    engines report it; TPOT counts emitted tokens)."""
+    out = np.asarray(setup.output_tokens)[done]
+    steps = np.asarray(ticks)[done] - 1
+    return {**setup.speculation.describe(),
+            "tokens_per_step": float((out - 1).sum() / max(int(steps.sum()), 1)),
+            "verification_steps": int(steps.sum())}
 
 
 def chrome_trace(steps: list[tuple], summary: dict[str, Any], limit: int = 200_000
