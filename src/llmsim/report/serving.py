@@ -67,7 +67,17 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
                         if s.get("prefix_caching") else "")),
         ("simulator", f"{s['sim_wall_s']:.2f} s wall, {s['sim_requests_per_wall_s']:,.0f} "
                       f"requests/s, {s['num_steps']:,} engine steps"),
+        *([("speculation", speculation_text(s["speculative"]))] if s.get("speculative") else []),
     ]
+
+
+def speculation_text(sp: dict[str, Any]) -> str:
+    """One line on a run's speculative decoding (ITL rows are per verification step)."""
+    draft = f" ({sp['draft_model']})" if sp.get("draft_model") else ""
+    acc = ",".join(f"{a:g}" for a in sp["acceptance"])
+    return (f"{sp['method']}{draft}, k {sp['num_tokens']}, acceptance {acc}: "
+            f"{sp['tokens_per_step']:.2f} tokens per verification step (expected "
+            f"{sp['expected_tokens_per_step']:.2f}); ITL is per verification step")
 
 
 def workload_text(wl: dict[str, Any]) -> str:
