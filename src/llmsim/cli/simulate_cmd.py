@@ -78,6 +78,7 @@ from llmsim.cli.simulate_options import (
     simulation_config,
 )
 from llmsim.cli.spec_options import (
+    BeamOpt,
     DraftModelOpt,
     SpecAcceptanceOpt,
     SpecMethodOpt,
@@ -113,6 +114,7 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     priority_levels: PriorityLevelsOpt = None,
     slo_ttft: SloTtftOpt = None, slo_tpot: SloTpotOpt = None,
     sample_interval: SampleIntervalOpt = None,
+    beam: BeamOpt = None,
     spec_method: SpecMethodOpt = None, spec_tokens: SpecTokensOpt = None,
     spec_acceptance: SpecAcceptanceOpt = None, draft_model: DraftModelOpt = None,
     out: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",

@@ -198,6 +198,7 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "spec_tokens": ConfigKey("decoding.spec_tokens"),
     "spec_acceptance": ConfigKey("decoding.spec_acceptance"),
     "draft_model": ConfigKey("decoding.draft_model"),
+    "beam": ConfigKey("decoding.beam"),
 }
 
 

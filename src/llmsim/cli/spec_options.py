@@ -1,5 +1,5 @@
-"""The speculative-decoding flags, the same on ``estimate`` and ``simulate``
-(docs/speculative.md)."""
+"""The decoding flags of ``simulate`` that ``estimate`` shares: speculation, the same on both
+(docs/speculative.md), and ``--beam``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ SpecTokensOpt = Annotated[int | None, typer.Option(
 SpecAcceptanceOpt = Annotated[str | None, typer.Option(
     "--spec-acceptance", help="Per-token acceptance rate (0.8), or one per draft position "
                               "(0.9,0.8,0.7).")]
+BeamOpt = Annotated[int | None, typer.Option(
+    "--beam", min=1, max=1024, help="Beam width (beam search: beams share the prompt's KV).")]
 DraftModelOpt = Annotated[str | None, typer.Option(
     "--draft-model", help="Draft model for --spec-method draft (catalog name, HF id or "
                           "config.json).")]

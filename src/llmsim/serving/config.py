@@ -114,12 +114,14 @@ class MetricsSection(Spec):
 class DecodingSection(Spec):
     """How tokens are decoded: speculation (``spec_method``: mtp | draft | ngram, with
     ``spec_tokens`` drafts per step accepted at ``spec_acceptance``, one rate or a comma list
-    per position; ``draft_model`` for draft) -- see docs/speculative.md."""
+    per position; ``draft_model`` for draft) -- see docs/speculative.md; ``beam``: beam search
+    with that many beams per request (docs/serving.md)."""
 
     spec_method: str | None = None
     spec_tokens: int | None = Field(default=None, gt=0, le=64)
     spec_acceptance: str | float | None = None
     draft_model: str | None = None
+    beam: int = Field(default=1, ge=1, le=1024, description="beams per request (beam search)")
 
     def speculation(self) -> Any:
         """The checked :class:`~llmsim.costmodel.speculative.Speculation`, or None."""
@@ -172,6 +174,13 @@ class SimulationConfig(Spec):
         check_gpu_count(self.hardware.num_gpus, par.tp, par.pp, par.replicas)
         _check_ignored_knobs(self)
         self.decoding.speculation()  # its flags checked now
+        if self.decoding.beam > 1:
+            if self.decoding.spec_method is not None:
+                raise ConfigError("--beam and --spec-method (decoding.beam, spec_method) are "
+                                  "not modelled together; drop one")
+            if self.scheduler.preemption == Preemption.SWAP:
+                raise ConfigError("--beam with --preemption swap is not modelled; use "
+                                  "--preemption recompute")
         if self.workload.priority_levels > 1 and self.scheduler.order != Order.PRIORITY:
             log.warning("priorities are drawn (%d levels) but the fcfs order ignores them; "
                         "add --order priority to schedule by them",

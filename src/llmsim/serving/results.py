@@ -180,6 +180,8 @@ class SimulationReport:
         }
         if "memory" in setup.info:
             summary["memory"] = setup.info["memory"]
+        if setup.beam > 1:
+            summary["beam"] = setup.beam
         if setup.speculation is not None:
             summary["speculative"] = speculative_summary(setup, col("output_tokens"), done)
         itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None

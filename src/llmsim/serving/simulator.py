@@ -69,6 +69,11 @@ class ServingSetup:
         self.output_tokens = self.workload.output_tokens  # tokens each request emits
         if self.speculation is not None:
             self._speculate(self.speculation)
+        self.beam = cfg.decoding.beam
+        if self.beam > 1:  # steps carry beam x decoding sequences
+            from llmsim.costmodel.beams import BeamStepModel
+
+            self.step_model = BeamStepModel(self.step_model, self.beam)
         model_len = (self.deployment.model.max_position_embeddings
                      if self.deployment is not None else 1 << 20)
         self.max_model_len = int(cfg.model.max_model_len or model_len)
@@ -165,6 +170,8 @@ class ServingSetup:
         p, o = wl.input_tokens, wl.output_tokens
         reason = np.zeros(len(p), dtype=np.int8)
         kv_blocks = -(-(p + o - 1) // bs)
+        if self.beam > 1:  # the beams share the prompt's blocks, each holds its own output
+            kv_blocks = -(-p // bs) + self.beam * -(-(o - 1) // bs)
         if not self.scheduler_cls.chunks_prompts:
             reason[p > self.max_batched] = RejectReason.BATCH_TOKENS
         reason[kv_blocks > self.num_blocks - self.watermark_blocks] = RejectReason.KV_CAPACITY
@@ -212,7 +219,8 @@ class Simulation:
         configs = [ReplicaConfig(index=i, limits=limits, order=sc.order,
                                  swap_enabled=sc.preemption == Preemption.SWAP,
                                  closed_form=closed_form, multi_phase=not wl.concurrency,
-                                 trace_limit=cfg.metrics.max_trace_steps)
+                                 trace_limit=cfg.metrics.max_trace_steps,
+                                 beam=setup.beam)
                    for i in range(cfg.parallelism.replicas)]
         self.replicas = [
             replica_cls(rc, setup.scheduler_cls(limits),
