@@ -178,7 +178,8 @@ def _llama_like(c: dict[str, Any]) -> dict[str, Any]:
 
 def _deepseek(c: dict[str, Any]) -> dict[str, Any]:
     """DeepSeek-V2/V3: MLA attention, first_k_dense_replace dense layers, then MoE layers
-    with shared experts (the MTP module, ``num_nextn_predict_layers``, is not counted)."""
+    with shared experts (the MTP module, ``num_nextn_predict_layers``, is not counted in the
+    layers: it is ``mtp_layers``, for ``--spec-method mtp``)."""
     h = c["hidden_size"]
     nh = c["num_attention_heads"]
     attn = AttentionBlock(
@@ -207,6 +208,7 @@ def _deepseek(c: dict[str, Any]) -> dict[str, Any]:
         "layers": _group_layers(n_layers, moe_layers, attn, dense, moe),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
         "weight_dtype": _weight_dtype(c),
+        "mtp_layers": int(c.get("num_nextn_predict_layers") or 0),
     }
 
 

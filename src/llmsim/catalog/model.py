@@ -40,6 +40,9 @@ class ModelSpec(Spec):
     final_norm: NormKind = NormKind.RMS
     final_norm_bias: bool = False
     weight_dtype: DType = DType.BF16
+    #: multi-token-prediction layers after the main stack (DeepSeek-V3's
+    #: ``num_nextn_predict_layers``): not in ``layers``, used by ``--spec-method mtp``
+    mtp_layers: int = Field(default=0, ge=0)
     source: str = ""
 
     def __hash__(self) -> int:  # frozen pydantic models with tuples hash fine; keep it cheap

@@ -36,6 +36,13 @@ from llmsim.cli.options import (
     WeightDtypeOpt,
 )
 from llmsim.cli.simulate_options import EngineOpt
+from llmsim.cli.spec_options import (
+    DraftModelOpt,
+    SpecAcceptanceOpt,
+    SpecMethodOpt,
+    SpecTokensOpt,
+    speculation_of,
+)
 from llmsim.errors import ConfigError
 
 BatchOpt = Annotated[int | None, typer.Option("--batch", "-b", min=1,
@@ -84,6 +91,10 @@ def estimate_cmd(
     cases: CasesOpt = None,
     ops: OpsOpt = False,
     engine: EngineOpt = None,
+    spec_method: SpecMethodOpt = None,
+    spec_tokens: SpecTokensOpt = None,
+    spec_acceptance: SpecAcceptanceOpt = None,
+    draft_model: DraftModelOpt = None,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
 ) -> None:
@@ -92,6 +103,9 @@ def estimate_cmd(
     from llmsim.report.estimate import write_estimate
 
     flags, shape = deployment_and_shape(ctx.params)
+    speculative = speculation_of(spec_method, spec_tokens, spec_acceptance, draft_model)
+    if cases and speculative is not None:
+        raise ConfigError("--spec-method applies to one estimate, not to --cases")
     if cases:
         if engine is not None:
             raise ConfigError("--engine applies to one estimate, not to --cases")
@@ -100,7 +114,8 @@ def estimate_cmd(
     if not scenario and not flags.names_a_target:
         raise ConfigError("give --model and --hardware (or --cluster, or --scenario)")
     res = estimate(**flags.given(), **shape.given(), memory_utilization=memory_utilization,
-                   allow_overflow=allow_overflow, engine=engine)
+                   allow_overflow=allow_overflow, engine=engine,
+                   **({"speculative": speculative} if speculative is not None else {}))
     write_estimate(res, fmt, out, ops=ops)
 
 

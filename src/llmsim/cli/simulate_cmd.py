@@ -85,6 +85,13 @@ from llmsim.cli.simulate_options import (
     config_overrides,
     simulation_config,
 )
+from llmsim.cli.spec_options import (
+    BeamOpt,
+    DraftModelOpt,
+    SpecAcceptanceOpt,
+    SpecMethodOpt,
+    SpecTokensOpt,
+)
 from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -120,6 +127,9 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     burstiness: BurstinessOpt = None, client_jitter: ClientJitterOpt = None,
     slo_ttft: SloTtftOpt = None, slo_tpot: SloTpotOpt = None,
     sample_interval: SampleIntervalOpt = None,
+    beam: BeamOpt = None,
+    spec_method: SpecMethodOpt = None, spec_tokens: SpecTokensOpt = None,
+    spec_acceptance: SpecAcceptanceOpt = None, draft_model: DraftModelOpt = None,
     out: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
     chrome_trace: ChromeTraceOpt = False, save_itls: SaveItlsOpt = False, plots: PlotsOpt = True,
     progress: ProgressOpt = None, fmt: FormatOpt = Format.table,

@@ -225,6 +225,12 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "sample_interval": ConfigKey("metrics.sample_interval_s"),
     "chrome_trace": ConfigKey("metrics.chrome_trace", _true_or_unset),
     "save_itls": ConfigKey("metrics.save_itls", _true_or_unset),
+    # decoding (speculation: cli/spec_options.py)
+    "spec_method": ConfigKey("decoding.spec_method"),
+    "spec_tokens": ConfigKey("decoding.spec_tokens"),
+    "spec_acceptance": ConfigKey("decoding.spec_acceptance"),
+    "draft_model": ConfigKey("decoding.draft_model"),
+    "beam": ConfigKey("decoding.beam"),
 }
 
 

@@ -41,9 +41,12 @@ from llmsim.costmodel import (
     pipeline,
     utilization,
 )
+from llmsim.costmodel.speculative import Speculation, speculative_step_model
 from llmsim.errors import ConfigError, DoesNotFitError
 from llmsim.estimates import intervals as iv
+from llmsim.estimates.speculative import speculative_decode
 from llmsim.memory import MemoryReport, analyze_memory, check_weights_fit
+from llmsim.memory.draft import draft_memory
 from llmsim.memory.footprint import DEFAULT_MEMORY_UTILIZATION, batch_fix, max_sequences
 
 # Decode steps beyond this many are priced on an evenly spaced sample of contexts (the step time
@@ -100,12 +103,15 @@ class EstimateResult:
     interval_basis: dict[str, str] | None = field(default=None, repr=False)
     #: the engine model whose fixed costs are included (``estimate --engine``), else None
     engine: dict[str, object] | None = field(default=None, repr=False)
+    #: speculative decoding (None unless asked for: ``speculative=``): the proposer, its
+    #: acceptance, tokens per step, the verification-step ITL, the speed-up, its memory
+    speculative: dict[str, object] | None = None
 
     def as_dict(self, layers: bool = True, ops: bool = False) -> dict[str, object]:
         """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail).
         ``intervals``, ``interval_level`` and ``interval_basis`` appear when computed."""
         skip = ("prefill_step", "decode_step", "memory", "intervals", "interval_level",
-                "interval_basis", "engine")
+                "interval_basis", "engine", "speculative")
         out: dict[str, object] = {
             k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip
         }
@@ -115,6 +121,8 @@ class EstimateResult:
             out["intervals"] = self.intervals
             out["interval_level"] = self.interval_level
             out["interval_basis"] = self.interval_basis
+        if self.speculative is not None:
+            out["speculative"] = self.speculative
         out["bottleneck_layer"] = {
             "prefill": self.prefill_step.bottleneck.name,
             "decode": self.decode_step.bottleneck.name,
@@ -153,7 +161,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
              intervals: bool | iv.IntervalOptions = False,
              engine: str | None = None, expert_skew: float = 0.0,
              redundant_experts: int = 0, ep_kernel: str | None = None,
-             two_batch_overlap: bool = False) -> EstimateResult:
+             two_batch_overlap: bool = False,
+             speculative: Speculation | None = None) -> EstimateResult:
     """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
     batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
     ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
@@ -162,7 +171,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     (``llmsim.engines.profile``): every step gains ``step_overhead_s`` and the TTFT the
     per-request ``request_overhead_s`` (HTTP frontend, tokenisation, first token back).
     ``expert_skew``, ``redundant_experts``, ``ep_kernel``, ``two_batch_overlap``: large expert
-    parallelism (``Deployment.resolve``)."""
+    parallelism (``Deployment.resolve``); ``speculative``: decode steps speculate
+    (``estimates/speculative.py``)."""
     batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
         ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
     memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
@@ -208,12 +218,35 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     micro = max(1, min(micro, per_replica))
     per_micro = _split(per_replica, micro)
     seqs = per_micro * beam
+    spec_model = None
+    if speculative is not None:
+        if beam > 1 or micro > 1 or intervals:
+            raise ConfigError("speculative decoding is estimated without --beam, pipeline "
+                              "micro-batches (--pp) or intervals; drop one or the other")
+        spec_model = speculative_step_model(sm, speculative)
 
     # memory: every replica holds its sequences' KV (beams share the prompt's blocks)
     kv_tokens = per_replica * (prompt + beam * output)
+    if speculative is not None:  # the k draft slots each sequence holds while it verifies
+        kv_tokens += per_replica * speculative.num_tokens
     mem = analyze_memory(spec, cl, plan, precision, kv_tokens=kv_tokens,
                          max_tokens=per_micro * prompt, max_logits=per_micro * beam,
                          memory_utilization=memory_utilization)
+    spec_info: dict[str, object] | None = None
+    if speculative is not None:
+        dmem = draft_memory(dep, speculative)
+        extra = dmem.weight_bytes + kv_tokens * dmem.kv_bytes_per_token
+        fits = mem.fits and mem.peak_bytes + extra <= mem.usable_bytes
+        spec_info = {**speculative.describe(),
+                     "draft_weight_bytes_per_device": dmem.weight_bytes,
+                     "draft_kv_bytes_per_device": kv_tokens * dmem.kv_bytes_per_token,
+                     "fits_with_draft": fits}
+        if not fits and mem.fits and not allow_overflow:
+            raise DoesNotFitError(
+                f"the batch fits but the proposer's weights and KV "
+                f"({units.fmt_bytes(extra)}) do not: {units.fmt_bytes(mem.peak_bytes + extra)} "
+                f"of {units.fmt_bytes(mem.usable_bytes)} usable per GPU; lower --batch or "
+                "raise --tp", need_bytes=mem.peak_bytes + extra, have_bytes=mem.usable_bytes)
     if not mem.fits and not allow_overflow:
         max_batch = plan.dp * max_sequences(spec, cl, plan, precision, prompt + beam * output,
                                             memory_utilization=memory_utilization,
@@ -233,6 +266,9 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     prefill_step = sm.price(prefill_shape)
     ttft = pipeline.fill_s(sm.step_time(prefill_shape), sm.stage_time(prefill_shape), micro) \
         if micro > 1 else sm.step_time(prefill_shape)
+    if spec_model is not None:  # the proposer prefills the prompt too
+        prefill_step = spec_model.price(prefill_shape)
+        ttft = spec_model.step_time(prefill_shape)
     if eng is not None:
         ttft += eng.profile.request_overhead_s
 
@@ -247,13 +283,20 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         tpot = float(np.mean(lat))
     else:
         tpot = float("nan")  # one output token: no decode step (vLLM leaves TPOT undefined)
+    if spec_model is not None and steps > 0 and spec_info is not None:
+        sd = speculative_decode(sm, spec_model, seqs, prompt, steps, ctx)
+        tpot = sd.tpot_s
+        decode_shape = sd.verify_shape
+        decode_step = spec_model.price(decode_shape)
+        spec_info.update({"verification_steps": sd.steps, "itl_s": sd.itl_s,
+                          "baseline_tpot_s": sd.baseline_tpot_s, "speedup": sd.speedup})
     decode_total = steps * tpot if steps > 0 else 0.0
     e2e = ttft + decode_total
 
     hw = cl.hardware
     gpus = plan.num_gpus
     prefill_mfu = utilization.mfu(prefill_step.flops * micro, ttft, dep)
-    dec_time = sm.step_time(decode_shape)
+    dec_time = (spec_model or sm).step_time(decode_shape)
     decode_mbu = utilization.mbu(decode_step.bytes, dec_time, dep)
     decode_mfu = utilization.mfu(decode_step.flops, dec_time, dep)
     out_tps = batch * output / e2e
@@ -282,4 +325,5 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         decode_step=decode_step,
         memory=mem, intervals=bounds, interval_level=level, interval_basis=basis,
         engine=eng.describe() if eng is not None else None,
+        speculative=spec_info,
     )

@@ -95,8 +95,28 @@ def estimate_tables(result: Any) -> list[Table]:
             ("max KV tokens", f"{r.max_kv_tokens_per_device:,}"),
         ],
     )
-    return [summary, mem, layer_table("prefill step", r.prefill_step),
+    spec = speculative_table(r.speculative) if r.speculative else None
+    return [summary, *([spec] if spec is not None else []), mem,
+            layer_table("prefill step", r.prefill_step),
             layer_table("decode step (mid context)", r.decode_step)]
+
+
+def speculative_table(sp: dict[str, Any]) -> Table:
+    """The ``speculative`` block of an estimate (``estimates/speculative.py``)."""
+    method = str(sp["method"]) + (f" ({sp['draft_model']})" if sp.get("draft_model") else "")
+    acc = ", ".join(f"{a:g}" for a in sp["acceptance"])  # type: ignore[union-attr]
+    return kv_table("speculative decoding", [
+        ("proposer / draft tokens k", f"{method} / {sp['num_tokens']}"),
+        ("acceptance per position", acc),
+        ("tokens per verification step", f"{sp['expected_tokens_per_step']:.3f}"),
+        ("ITL (per verification step)", units.fmt_time(float(sp.get("itl_s", float("nan"))))),
+        ("TPOT without speculation", units.fmt_time(float(sp.get("baseline_tpot_s",
+                                                                 float("nan"))))),
+        ("decode speed-up", f"{float(sp.get('speedup', float('nan'))):.2f}x"),
+        ("proposer weights / KV per GPU",
+         f"{units.fmt_bytes(float(sp['draft_weight_bytes_per_device']))} / "
+         f"{units.fmt_bytes(float(sp['draft_kv_bytes_per_device']))}"),
+    ])
 
 
 #: narrow names for the bound column, so a layer table fits 80 columns

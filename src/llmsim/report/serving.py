@@ -70,7 +70,17 @@ def summary_rows(s: dict[str, Any], run_info: dict[str, Any] | None = None
                      + (f"; prefix hit rate {pct(s['prefix_cache_hit_rate'])}"
                         if s.get("prefix_caching") else "")),
         ("simulator", simulator_text(s, run_info or s)),
+        *([("speculation", speculation_text(s["speculative"]))] if s.get("speculative") else []),
     ]
+
+
+def speculation_text(sp: dict[str, Any]) -> str:
+    """One line on a run's speculative decoding (ITL rows are per verification step)."""
+    draft = f" ({sp['draft_model']})" if sp.get("draft_model") else ""
+    acc = ",".join(f"{a:g}" for a in sp["acceptance"])
+    return (f"{sp['method']}{draft}, k {sp['num_tokens']}, acceptance {acc}: "
+            f"{sp['tokens_per_step']:.2f} tokens per verification step (expected "
+            f"{sp['expected_tokens_per_step']:.2f}); ITL is per verification step")
 
 
 def simulator_text(s: dict[str, Any], run_info: dict[str, Any]) -> str:

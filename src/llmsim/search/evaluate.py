@@ -78,7 +78,7 @@ def layout_config(task: dict[str, Any], replicas: int, load: float) -> Any:
 
 def _run(task: dict[str, Any], replicas: int, load: float, step_model: Any = None
          ) -> dict[str, Any]:
-    from llmsim.serving.simulator import simulate
+    from llmsim.serving.run import simulate
 
     cfg = layout_config(task, replicas, load)
     return simulate(cfg, step_model=step_model or _step_model(task)).summary()

@@ -29,7 +29,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.costmodel.deployment import Deployment
@@ -133,6 +133,32 @@ class MetricsSection(Spec):
     save_itls: bool = Field(default=False, description="keep every inter-token latency")
 
 
+class DecodingSection(Spec):
+    """How tokens are decoded: speculation (``spec_method``: mtp | draft | ngram, with
+    ``spec_tokens`` drafts per step accepted at ``spec_acceptance``, one rate or a comma list
+    per position; ``draft_model`` for draft) -- see docs/speculative.md; ``beam``: beam search
+    with that many beams per request (docs/serving.md)."""
+
+    spec_method: str | None = None
+    spec_tokens: int | None = Field(default=None, gt=0, le=64)
+    spec_acceptance: str | float | None = None
+    draft_model: str | None = None
+    beam: int = Field(default=1, ge=1, le=1024, description="beams per request (beam search)")
+
+    def speculation(self) -> Any:
+        """The checked :class:`~llmsim.costmodel.speculative.Speculation`, or None."""
+        if self.spec_method is None:
+            if self.spec_tokens is not None or self.spec_acceptance is not None \
+                    or self.draft_model is not None:
+                raise ConfigError("--spec-tokens / --spec-acceptance / --draft-model "
+                                  "(decoding.*) need --spec-method mtp|draft|ngram")
+            return None
+        from llmsim.costmodel.speculative import Speculation
+
+        return Speculation.build(self.spec_method, self.spec_tokens, self.spec_acceptance,
+                                 self.draft_model)
+
+
 class SimulationConfig(Spec):
     model: ModelSection
     hardware: HardwareSection = HardwareSection()
@@ -142,6 +168,16 @@ class SimulationConfig(Spec):
     slo: SLOSection = SLOSection()
     metrics: MetricsSection = MetricsSection()
     engine: EngineSection | None = None
+    decoding: DecodingSection = DecodingSection()
+
+    @model_serializer(mode="wrap")
+    def _without_default_decoding(self, handler: Any) -> Any:
+        """The decoding section is left out of dumps while it is the default (plain
+        decoding), so configs written before it existed read and write the same."""
+        data = handler(self)
+        if isinstance(data, dict) and self.decoding == DecodingSection():
+            data.pop("decoding", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -160,6 +196,14 @@ class SimulationConfig(Spec):
         par = self.parallelism
         check_gpu_count(self.hardware.num_gpus, par.tp, par.pp, par.replicas)
         _check_ignored_knobs(self)
+        self.decoding.speculation()  # its flags checked now
+        if self.decoding.beam > 1:
+            if self.decoding.spec_method is not None:
+                raise ConfigError("--beam and --spec-method (decoding.beam, spec_method) are "
+                                  "not modelled together; drop one")
+            if self.scheduler.preemption == Preemption.SWAP:
+                raise ConfigError("--beam with --preemption swap is not modelled; use "
+                                  "--preemption recompute")
         if self.workload.priority_levels > 1 and self.scheduler.order != Order.PRIORITY:
             log.warning("priorities are drawn (%d levels) but the fcfs order ignores them; "
                         "add --order priority to schedule by them",

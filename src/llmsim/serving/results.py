@@ -105,7 +105,7 @@ class SimulationReport:
         arrival = col("arrival_s").copy()
         ttft = col("first_token_s") - arrival
         e2e = col("finish_s") - arrival
-        out = col("output_tokens").copy()
+        out = np.asarray(setup.output_tokens, dtype=np.int64).copy()  # tokens emitted
         inp = col("input_tokens").copy()
         with np.errstate(invalid="ignore", divide="ignore"):
             tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), np.nan)
@@ -207,6 +207,10 @@ class SimulationReport:
         engine = getattr(setup, "engine", None)
         if engine is not None:
             summary["engine"] = engine.describe()
+        if setup.beam > 1:
+            summary["beam"] = setup.beam
+        if setup.speculation is not None:
+            summary["speculative"] = speculative_summary(setup, col("output_tokens"), done)
         itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None
         return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg, itls,
                    run_info(sim.wall_s, t.n))
@@ -277,6 +281,17 @@ def run_info(wall_s: float, num_requests: int) -> dict[str, Any]:
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
     }
+
+
+def speculative_summary(setup: Any, ticks: np.ndarray, done: np.ndarray) -> dict[str, Any]:
+    """The speculation of a run: its parameters, the expected and the realised tokens per
+    verification step of the finished requests (``itl_s`` is per verification step, as
+    engines report it; TPOT counts emitted tokens)."""
+    out = np.asarray(setup.output_tokens)[done]
+    steps = np.asarray(ticks)[done] - 1
+    return {**setup.speculation.describe(),
+            "tokens_per_step": float((out - 1).sum() / max(int(steps.sum()), 1)),
+            "verification_steps": int(steps.sum())}
 
 
 def chrome_trace(steps: list[tuple], summary: dict[str, Any], limit: int = 200_000

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,17 @@ class ServingSetup:
             self.step_model = EngineStepModel(self.step_model, self.engine.profile,
                                               self.engine.label)
         self.deployment = self.step_model.deployment
+        #: speculative decoding (``decoding`` section): the step model verifies k + 1 tokens
+        #: per decode sequence, and a request's decode ticks are its verification steps
+        self.speculation = cfg.decoding.speculation()
+        self.output_tokens = self.workload.output_tokens  # tokens each request emits
+        if self.speculation is not None:
+            self._speculate(self.speculation)
+        self.beam = cfg.decoding.beam
+        if self.beam > 1:  # steps carry beam x decoding sequences
+            from llmsim.costmodel.beams import BeamStepModel
+
+            self.step_model = BeamStepModel(self.step_model, self.beam)
         model_len = (self.deployment.model.max_position_embeddings
                      if self.deployment is not None else 1 << 20)
         self.max_model_len = int(cfg.model.max_model_len or model_len)
@@ -120,6 +132,7 @@ class ServingSetup:
                                   "needs scheduler.kv_capacity_tokens")
             return int(sc.kv_capacity_tokens)
         from llmsim.memory import analyze_memory, check_weights_fit
+        from llmsim.memory.draft import speculative_kv_tokens
 
         util = self.cfg.hardware.memory_utilization
         spec = dep.model
@@ -128,6 +141,9 @@ class ServingSetup:
                              max_tokens=self.max_batched, max_logits=sc.max_num_seqs,
                              memory_utilization=util)
         self.kv_bytes_per_token = mem.kv_bytes_per_token
+        if self.speculation is not None:  # the proposer's weights and KV, the draft slots
+            max_kv = speculative_kv_tokens(dep, self.speculation, mem, sc.max_num_seqs)
+            mem = replace(mem, max_kv_tokens=max_kv)
         self.info["memory"] = {"weight_bytes_per_gpu": mem.weight_bytes,
                                "activation_bytes_per_gpu": mem.activation_bytes,
                                "kv_bytes_per_token_per_gpu": mem.kv_bytes_per_token,
@@ -144,16 +160,34 @@ class ServingSetup:
                 need_bytes=mem.weight_bytes + mem.activation_bytes, have_bytes=mem.usable_bytes)
         return int(mem.max_kv_tokens)
 
+    def _speculate(self, spec: Any) -> None:
+        """Verification steps as decode ticks: the step model prices each decode sequence as
+        a draft pass plus a ``k + 1``-token verification; each request's output becomes its
+        first token plus the verification steps that produce the rest, sampled per request
+        with the workload seed (``Speculation.sample_steps``); ``output_tokens`` keeps the
+        tokens it emits (TPOT and throughput count those)."""
+        from llmsim.costmodel.speculative import speculative_step_model
+
+        self.step_model = speculative_step_model(self.step_model, spec)
+        wl = self.workload
+        rng = np.random.default_rng(np.random.SeedSequence(self.cfg.workload.seed).spawn(7)[6])
+        steps = spec.sample_steps(np.maximum(wl.output_tokens - 1, 0), rng)
+        self.workload = replace(wl, output_tokens=np.where(wl.output_tokens > 0, 1 + steps,
+                                                           wl.output_tokens))
+        self.verification_steps = int(steps.sum())
+
     def reject_reasons(self) -> np.ndarray:
         """Per request: why it would be refused at arrival (0: admissible)."""
         wl, bs = self.workload, self.cfg.scheduler.block_size
         p, o = wl.input_tokens, wl.output_tokens
         reason = np.zeros(len(p), dtype=np.int8)
         kv_blocks = -(-(p + o - 1) // bs)
+        if self.beam > 1:  # the beams share the prompt's blocks, each holds its own output
+            kv_blocks = -(-p // bs) + self.beam * -(-(o - 1) // bs)
         if not self.scheduler_cls.chunks_prompts:
             reason[p > self.max_batched] = RejectReason.BATCH_TOKENS
         reason[kv_blocks > self.num_blocks - self.watermark_blocks] = RejectReason.KV_CAPACITY
-        reason[p + o > self.max_model_len] = RejectReason.CONTEXT_LENGTH
+        reason[p + self.output_tokens > self.max_model_len] = RejectReason.CONTEXT_LENGTH
         return reason
 
 
@@ -216,7 +250,8 @@ class Simulation:
         configs = [ReplicaConfig(index=i, limits=limits, order=sc.order,
                                  swap_enabled=sc.preemption == Preemption.SWAP,
                                  closed_form=closed_form, multi_phase=not wl.concurrency,
-                                 trace_limit=cfg.metrics.max_trace_steps)
+                                 trace_limit=cfg.metrics.max_trace_steps,
+                                 beam=setup.beam)
                    for i in range(cfg.parallelism.replicas)]
         self.replicas = [
             replica_cls(rc, setup.scheduler_cls(limits),

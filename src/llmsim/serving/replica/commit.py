@@ -75,7 +75,7 @@ class Commit(Admission):
                 rt = self.reserved_through
                 if rt < hi:  # blocks of the steps not reserved yet
                     need = block_crossings(res, bs, (rt if rt > tick else tick) + 1, hi,
-                                           self.n_live)
+                                           self.n_live * self.beam)
                     if need:
                         kv.allocate(need)
                 if trace is not None and len(trace) < self.trace_limit:
@@ -181,12 +181,12 @@ class Commit(Admission):
         t = self.table
         j0 = t.join_tick[rid]
         c0, blocks = self._materialise(rid)
-        need = -(-t.computed[rid] // self.bs)
+        need = self._blocks_held(c0, t.computed[rid])
         if blocks > need:  # blocks reserved for steps after its finish (a phased run)
             self.kv.release(blocks - need)
             blocks = need
         del self.live[rid]
-        self.res[(j0 + 1 - c0) % self.bs] -= 1
+        self.res[(j0 + 1 - c0) % self.bs] -= self.beam
         self.n_live -= 1
         m = self._stack_max(j0 + 2)
         if m > t.itl_max_s[rid]:

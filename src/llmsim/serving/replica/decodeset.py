@@ -50,7 +50,7 @@ class DecodeSet(ReplicaState):
         stint = t.stint[rid] + 1
         t.stint[rid] = stint
         self.live[rid] = stint
-        self.res[(tick + 1 - c) % self.bs] += 1
+        self.res[(tick + 1 - c) % self.bs] += self.beam
         self.dec_ctx += c + 1
         self.n_dec += 1
         self.n_live += 1
@@ -67,7 +67,20 @@ class DecodeSet(ReplicaState):
         t.generated[rid] += d
         t.computed[rid] = c0 + d
         slots = c0 + (self.reserved_through - j0) if self.reserved_through > self.tick else c0 + d
-        return c0, -(-slots // self.bs)
+        return c0, self._blocks_held(c0, slots)
+
+    def _blocks_held(self, c0: int, slots: int) -> int:
+        """Blocks of a decoder that joined with ``c0`` tokens cached and has ``slots`` token
+        slots per sequence now: ``ceil(slots / bs)``; with ``beam`` beams the blocks of the
+        ``c0`` tokens are shared and each beam holds its own blocks after them,
+        ``ceil(c0 / bs) + beam x (ceil(slots / bs) - ceil(c0 / bs))`` (vLLM's beam search
+        forks the sequence after the prompt; the copy of a partly filled last block is not
+        counted)."""
+        bs = self.bs
+        if self.beam == 1:
+            return -(-slots // bs)
+        shared = -(-c0 // bs)
+        return shared + self.beam * (-(-slots // bs) - shared)
 
     def _leave(self, rid: int) -> int:
         """Remove a live decoder from the decode set (its counts brought up to the current
@@ -82,7 +95,7 @@ class DecodeSet(ReplicaState):
         rt = self.reserved_through
         slots = c0 + (rt - j0) if rt > tick else c
         del self.live[rid]
-        self.res[(j0 + 1 - c0) % self.bs] -= 1
+        self.res[(j0 + 1 - c0) % self.bs] -= self.beam
         self.n_live -= 1
         self.dec_ctx -= c + 1
         joiners = self.joiners
@@ -99,7 +112,7 @@ class DecodeSet(ReplicaState):
         if self.n_dec == 0:
             self._stk_t.clear()
             self._stk_v.clear()
-        return -(-slots // self.bs)
+        return self._blocks_held(c0, slots)
 
     def _stack_max(self, tick: int) -> float:
         i = bisect_left(self._stk_t, tick)

@@ -171,10 +171,10 @@ class Replica(Commit, RunPlanner):
         self.kv.check()
         assert self.kv.used <= self.kv.total
         assert self.n_live >= 0 and self.n_dec >= self.n_live
-        assert sum(self.res) == self.n_live, (sum(self.res), self.n_live)
+        assert sum(self.res) == self.n_live * self.beam, (sum(self.res), self.n_live)
         if self.seg is not None:
             return  # reservations of the segment in flight are not attributed yet
-        t, bs = self.table, self.bs
+        t = self.table
         zombies = {z[0] for z in self.zombies}
         held = 0
         ctx = 0
@@ -184,7 +184,7 @@ class Replica(Commit, RunPlanner):
                 continue
             c = t.computed[rid] + self.tick - t.join_tick[rid]
             slots = c + max(self.reserved_through - self.tick, 0)
-            held += -(-slots // bs)
+            held += self._blocks_held(t.computed[rid], slots)
             ctx += c + 1
         shared = sum(self.kheld.values())
         private_keys = len(self.kv._refs) - self.kv.cached  # referenced keyed blocks

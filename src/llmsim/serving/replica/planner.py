@@ -95,7 +95,7 @@ class RunPlanner(ReplicaState):
                     return
                 c = inp[rid] + g - 1
                 extra.append((tick0 + left, c, tick0))
-                res[(tick0 + 1 - c) % bs] += 1
+                res[(tick0 + 1 - c) % bs] += self.beam
                 seqs += 1
                 live += 1
                 ctx += c + 1
@@ -110,7 +110,8 @@ class RunPlanner(ReplicaState):
         block-boundary phase histogram of the ``live`` decoders (``sum(res) == live``)."""
         bs = self.bs
         rt = self.reserved_through  # decode ticks through rt have their blocks allocated
-        have = block_crossings(res, bs, tick0 + 1, rt, live) if rt > tick0 else 0
+        seqs_kv = live * self.beam  # sum(res): sequences taking blocks (beams)
+        have = block_crossings(res, bs, tick0 + 1, rt, seqs_kv) if rt > tick0 else 0
         # a finish may let a blocked waiting request in: then the run must stop there
         max_phases = MAX_PHASES if self.multi_phase and (self.hold_finished or not (
             self.waiting or self.swapped)) else 1
@@ -152,10 +153,10 @@ class RunPlanner(ReplicaState):
         # cheaper to admit (fewer hits, smaller first chunk): then the run only uses free blocks
         avail = (self.kv.free if (self.prefix and self.waiting) else self.kv.available) + have
         cap = fins[-1][0] - tick0
-        if cap > 0 and live and avail // live * bs >= cap:
+        if cap > 0 and live and avail // seqs_kv * bs >= cap:
             kv_n = cap  # blocks to spare (the usual case of steps_that_fit)
         else:
-            kv_n = steps_that_fit(res, bs, tick0 + 1, avail, cap, live)
+            kv_n = steps_that_fit(res, bs, tick0 + 1, avail, cap, seqs_kv)
             if kv_n <= 0:
                 return
         # the phases (see PhasedRun): one decode run each, up to the next finish

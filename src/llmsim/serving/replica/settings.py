@@ -23,7 +23,9 @@ class ReplicaConfig:
     closed form (False prices every step one by one: the reference the tests compare with);
     ``multi_phase``: a closed-form run may cross finishes (off with closed-loop clients, whose
     finishes send the next request; implies nothing without ``closed_form``);
-    ``trace_limit``: the most chrome-trace rows kept (all replicas together)."""
+    ``trace_limit``: the most chrome-trace rows kept (all replicas together); ``beam``: beams
+    per request (beam search: each decoding request is ``beam`` sequences sharing its prompt's
+    KV blocks, each with blocks of its own for the tokens it generates)."""
 
     index: int
     limits: SchedulerLimits
@@ -32,3 +34,4 @@ class ReplicaConfig:
     closed_form: bool = True
     multi_phase: bool = True
     trace_limit: int = 200_000
+    beam: int = 1

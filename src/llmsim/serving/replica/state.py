@@ -71,6 +71,7 @@ class ReplicaState:
         self.trace_steps = trace_steps
         self.trace_limit = config.trace_limit
         self.closed_form = config.closed_form
+        self.beam = config.beam  # beams per request: each block crossing takes beam blocks
         self.multi_phase = config.multi_phase and config.closed_form
         self.next_arrival = next_arrival or (lambda: math.inf)
         self.prefix = kv.prefix_caching and workload.has_prefix_keys
