@@ -151,6 +151,8 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "num_gpus": ConfigKey("hardware.num_gpus"),
     "profile": ConfigKey("hardware.profile"),
     "efficiency": ConfigKey("hardware.efficiency"),
+    "estimator": ConfigKey("hardware.estimator"),
+    "estimator_model": ConfigKey("hardware.estimator_model"),
     "tp": ConfigKey("parallelism.tp"),
     "pp": ConfigKey("parallelism.pp"),
     "ep": ConfigKey("parallelism.ep"),

@@ -98,10 +98,14 @@ class EstimateResult:
     interval_level: float | None = None
     #: what each family's factors were drawn from (own / transfer residuals, engine term)
     interval_basis: dict[str, str] | None = field(default=None, repr=False)
+    #: the step-time estimator that priced it (``costmodel/estimators``)
+    estimator: str = "calibrated"
 
     def as_dict(self, layers: bool = True, ops: bool = False) -> dict[str, object]:
         """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail).
-        ``intervals``, ``interval_level`` and ``interval_basis`` appear when computed."""
+        ``intervals``, ``interval_level`` and ``interval_basis`` appear when computed;
+        ``op_sources`` (each source tag's share of the prefill and decode step time: ``table``,
+        ``calibrated``, ...) when the estimator tags its ops (``table``, ``learned``)."""
         skip = ("prefill_step", "decode_step", "memory", "intervals", "interval_level",
                 "interval_basis")
         out: dict[str, object] = {
@@ -115,6 +119,9 @@ class EstimateResult:
             "prefill": self.prefill_step.bottleneck.name,
             "decode": self.decode_step.bottleneck.name,
         }
+        sources = self.op_sources()
+        if sources:
+            out["op_sources"] = sources
         out["time_by_op_kind_s"] = {
             "prefill": self.prefill_step.ops_by_kind(),
             "decode": self.decode_step.ops_by_kind(),
@@ -125,6 +132,17 @@ class EstimateResult:
                 "decode": [r.as_dict(with_ops=ops) for r in self.decode_step.layers],
             }
         return out
+
+    def op_sources(self) -> dict[str, dict[str, float]]:
+        """``{"prefill": {tag: share}, "decode": {...}}``: where each step's op time came from
+        (AIConfigurator's ``[silicon]`` / ``[empirical]``); empty when no op is tagged (the
+        roofline estimators)."""
+        from llmsim.costmodel.estimators.repriced import source_shares
+
+        steps = {"prefill": self.prefill_step, "decode": self.decode_step}
+        if not any(o.source for s in steps.values() for layer in s.layers for o in layer.ops):
+            return {}
+        return {k: source_shares(s) for k, s in steps.items()}
 
     def summary_row(self) -> dict[str, object]:
         """Flat scalar fields (for tables and CSV)."""
@@ -260,4 +278,5 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         profile=dep.hardware_profile.describe(), prefill_step=prefill_step,
         decode_step=decode_step,
         memory=mem, intervals=bounds, interval_level=level, interval_basis=basis,
+        estimator=dep.estimator,
     )
