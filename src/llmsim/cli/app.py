@@ -89,7 +89,7 @@ def _register() -> None:
     app.command("op")(op_cmd.op_cmd)
     app.command("memory")(memory_cmd.memory_cmd)
     for module in ("simulate_cmd", "offload_cmd", "moe_offload_cmd", "executor_cmd",
-                   "calibrate_cmd", "search_cmd"):
+                   "calibrate_cmd", "search_cmd", "train_cmd"):
         try:
             mod = __import__(f"llmsim.cli.{module}", fromlist=["register"])
         except ModuleNotFoundError as exc:

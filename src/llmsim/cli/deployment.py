@@ -1,5 +1,6 @@
 """The deployment flags (``--model --hardware --cluster --num-gpus --tp --pp --ep --dp
---micro-batches --dtype --weight-dtype --act-dtype --kv-dtype --profile --efficiency``) as one
+--micro-batches --dtype --weight-dtype --act-dtype --kv-dtype --profile --efficiency
+--estimator --estimator-model``) as one
 typed value, merged over a scenario file once and turned into what a front end takes:
 
 - :meth:`DeploymentFlags.deployment`: a :class:`llmsim.costmodel.Deployment` (``memory``,
@@ -15,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
+
+from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:
     from llmsim.catalog import ModelSpec
@@ -50,6 +53,8 @@ class DeploymentFlags:
     redundant_experts: int | None = None
     ep_kernel: str | None = None
     two_batch_overlap: bool | None = None
+    estimator: str | None = None
+    estimator_model: str | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DeploymentFlags:
@@ -85,8 +90,6 @@ class DeploymentFlags:
         from llmsim.costmodel import Deployment
 
         if self.model is None:
-            from llmsim.errors import ConfigError
-
             raise ConfigError("give --model")
         return Deployment.resolve(
             self.model, self.hardware, self.cluster, self.num_gpus, tp=self.tp or 1,
@@ -95,7 +98,15 @@ class DeploymentFlags:
             weight_dtype=self.weight_dtype, act_dtype=self.act_dtype, kv_dtype=self.kv_dtype,
             profile=self.profile, efficiency=self.efficiency,
             expert_skew=self.expert_skew or 0.0, redundant_experts=self.redundant_experts or 0,
-            ep_kernel=self.ep_kernel, two_batch_overlap=bool(self.two_batch_overlap))
+            ep_kernel=self.ep_kernel, two_batch_overlap=bool(self.two_batch_overlap),
+            estimator=self.estimator or "calibrated", estimator_model=self.estimator_model)
+
+    def with_estimator(self) -> DeploymentFlags:
+        """The estimator flags checked and canonical (``llmsim.cli.estimator_options``)."""
+        from llmsim.cli.estimator_options import resolve_estimator
+
+        name, data = resolve_estimator(self.estimator, self.estimator_model)
+        return replace(self, estimator=name, estimator_model=data)
 
 
 @dataclass(frozen=True)
@@ -151,10 +162,21 @@ def deployment_flags(params: Mapping[str, Any]) -> DeploymentFlags:
 
 def deployment_and_shape(params: Mapping[str, Any]) -> tuple[DeploymentFlags, BatchShape]:
     """A command's deployment flags and batch shape (its ``params``) over its ``--scenario``
-    file's (the flags given win)."""
+    file's (the flags given win); the estimator flags checked, with the ``--estimator ml
+    --model x.pkl`` rule of ``llmsim.cli.estimator_options``."""
+    from llmsim.cli.estimator_options import model_file_alias
+
+    given = DeploymentFlags.from_params(params)
+    estimator, data, model = model_file_alias(given.estimator, given.estimator_model,
+                                              given.model)
+    moved = model is None and given.model is not None
+    given = replace(given, estimator=estimator, estimator_model=data, model=model)
     flags, shape = scenario_defaults(params.get("scenario"))
-    return (DeploymentFlags.from_params(params).over(flags),
-            BatchShape.from_params(params).over(shape))
+    merged = given.over(flags).with_estimator()
+    if moved and merged.model is None:
+        raise ConfigError(f"--model {data} is the learned estimator's file; give the LLM too: "
+                          f"--model NAME --estimator learned --estimator-model {data}")
+    return merged, BatchShape.from_params(params).over(shape)
 
 
 def model_spec(flags: DeploymentFlags) -> ModelSpec | None:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from llmsim.cli.deployment import BatchShape, DeploymentFlags, deployment_and_shape
+from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
 from llmsim.cli.large_ep_options import (
     EpKernelOpt,
     ExpertSkewOpt,
@@ -85,6 +86,8 @@ def estimate_cmd(
     kv_dtype: KvDtypeOpt = None,
     profile: ProfileOpt = None,
     efficiency: EfficiencyOpt = None,
+    estimator: EstimatorOpt = None,
+    estimator_model: EstimatorModelOpt = None,
     memory_utilization: MemoryUtilizationOpt = 0.9,
     allow_overflow: AllowOverflowOpt = False,
     scenario: ScenarioOpt = None,

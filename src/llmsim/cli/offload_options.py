@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from llmsim import units
+from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
 from llmsim.cli.options import ProfileOpt
 
 
@@ -138,11 +139,17 @@ class PricingOptions:
     runtime: RuntimeOpt = RuntimeName.flexgen
     profile: ProfileOpt = None
     efficiency: EffOpt = None
+    estimator: EstimatorOpt = None
+    estimator_model: EstimatorModelOpt = None
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``llmsim.placement.solve`` / ``evaluate``."""
+        from llmsim.cli.estimator_options import resolve_estimator
+
+        name, data = resolve_estimator(self.estimator, self.estimator_model)
         return {"moe_experts": self.moe_experts.value, "runtime": self.runtime.value,
-                "profile": self.profile, "efficiency": self.efficiency}
+                "profile": self.profile, "efficiency": self.efficiency,
+                **({"estimator": name, "estimator_model": data} if name else {})}
 
 
 MACHINE, COMPRESSION, PRICING = MachineOptions(), CompressionOptions(), PricingOptions()

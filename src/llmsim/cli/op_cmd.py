@@ -1,4 +1,5 @@
-"""``llmsim op``: what one kernel or collective costs, and why."""
+"""``llmsim op``: what one kernel or collective costs, and why; ``--cases FILE --features``
+exports the learned estimator's feature rows of a case (or measurement) file."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
 from llmsim.cli.options import (
     ActDtypeOpt,
     ClusterOpt,
@@ -42,6 +44,13 @@ InterNodeOpt = Annotated[bool, typer.Option(
     "--inter-node", help="p2p: the two GPUs sit on different nodes.")]
 OpCasesOpt = Annotated[str | None, typer.Option(
     "--cases", help="CSV with kind,hardware,dtype + shape columns; one row per op.")]
+FeaturesOpt = Annotated[bool, typer.Option(
+    "--features", help="With --cases: write the learned estimator's feature rows (CSV, one "
+                       "per case, in order, with sol_s; measured_time_s kept) instead of "
+                       "prices.")]
+OpModelOpt = Annotated[str | None, typer.Option(
+    "--model", hidden=True, help="The source design's name of --estimator-model (`op` prices "
+                                 "no LLM).")]
 
 
 #: the shape flags of an op, by parameter name, in the order its record lists them
@@ -68,27 +77,41 @@ def op_cmd(
     cluster: ClusterOpt = None,
     profile: ProfileOpt = None,
     efficiency: EfficiencyOpt = None,
+    estimator: EstimatorOpt = None,
+    estimator_model: EstimatorModelOpt = None,
+    model: OpModelOpt = None,
     cases: OpCasesOpt = None,
+    features: FeaturesOpt = False,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
 ) -> None:
     """Price one op (FLOPs, bytes, time, bound) on a hardware."""
+    from llmsim.cli.estimator_options import resolve_estimator
     from llmsim.costmodel import Profile
     from llmsim.estimates.op import price_op
     from llmsim.report.estimate import op_record, write_op
 
-    prof = Profile.load(profile)
+    if features:
+        if not cases:
+            raise ConfigError("--features exports the rows of a case file: add --cases FILE")
+        _features(cases, hardware, fmt, out)
+        return
+    if model and estimator_model:
+        raise ConfigError("give the estimator's model once: --estimator-model PATH")
+    name, data = resolve_estimator(estimator, estimator_model or model)
+    name = name or "calibrated"
+    prof = None if name == "analytic" and profile is None else Profile.load(profile)
+    how = {"profile": prof, "efficiency": efficiency, "estimator": name,
+           "estimator_model": data}
     if cases:
         _op_cases(cases, {"hardware": hardware, "dtype": dtype, "act_dtype": act_dtype,
-                          "kv_dtype": kv_dtype, "cluster": cluster, "profile": prof,
-                          "efficiency": efficiency}, fmt, out)
+                          "kv_dtype": kv_dtype, "cluster": cluster, **how}, fmt, out)
         return
     if not kind or not hardware:
         raise ConfigError("give --kind and --hardware (or --cases FILE.csv)")
     shape = {k2: ctx.params[k2] for k2 in SHAPE_FLAGS}
     cost = price_op(kind, hardware, dtype=dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
-                    cluster=cluster, profile=prof, efficiency=efficiency, inter_node=inter_node,
-                    **shape)
+                    cluster=cluster, inter_node=inter_node, **how, **shape)
     write_op(op_record(cost, hardware, dtype, act_dtype, inter_node, shape), cost, fmt, out)
 
 
@@ -98,3 +121,12 @@ def _op_cases(path: str, defaults: dict[str, Any], fmt: Format, out: str | None)
     from llmsim.report.estimate import write_op_cases
 
     write_op_cases(price_op_cases(read_table(path), defaults), fmt, out)
+
+
+def _features(path: str, hardware: str | None, fmt: Format, out: str | None) -> None:
+    """``--cases FILE --features``: the file's rows with the learned estimator's features."""
+    from llmsim.calibration.feature_export import case_features
+    from llmsim.estimates.sweep import read_table
+    from llmsim.report.estimate import write_features
+
+    write_features(case_features(read_table(path), hardware, origin=path), fmt, out)

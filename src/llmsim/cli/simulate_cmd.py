@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from llmsim.cli.deployment import DeploymentFlags, deployment_flags, model_spec
+from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
 from llmsim.cli.large_ep_options import ExpertSkewOpt, RedundantExpertsOpt
 from llmsim.cli.options import (
     ActDtypeOpt,
@@ -108,6 +109,7 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     micro_batches: InFlightMicroOpt = None,
     dtype: DtypeOpt = None, weight_dtype: WeightDtypeOpt = None, act_dtype: ActDtypeOpt = None,
     kv_dtype: KvDtypeOpt = None, profile: ProfileOpt = None, efficiency: EfficiencyOpt = None,
+    estimator: EstimatorOpt = None, estimator_model: EstimatorModelOpt = None,
     memory_utilization: MaybeMemoryUtilizationOpt = None,
     scenario: ScenarioOpt = None, config: ConfigFileOpt = None,
     engine: EngineOpt = None, engine_profile: EngineProfileOpt = None,

@@ -173,6 +173,8 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "num_gpus": ConfigKey("hardware.num_gpus"),
     "profile": ConfigKey("hardware.profile"),
     "efficiency": ConfigKey("hardware.efficiency"),
+    "estimator": ConfigKey("hardware.estimator"),
+    "estimator_model": ConfigKey("hardware.estimator_model"),
     "tp": ConfigKey("parallelism.tp"),
     "expert_skew": ConfigKey("parallelism.expert_skew"),
     "redundant_experts": ConfigKey("parallelism.redundant_experts"),

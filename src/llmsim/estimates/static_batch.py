@@ -106,10 +106,14 @@ class EstimateResult:
     #: speculative decoding (None unless asked for: ``speculative=``): the proposer, its
     #: acceptance, tokens per step, the verification-step ITL, the speed-up, its memory
     speculative: dict[str, object] | None = None
+    #: the step-time estimator that priced it (``costmodel/estimators``)
+    estimator: str = "calibrated"
 
     def as_dict(self, layers: bool = True, ops: bool = False) -> dict[str, object]:
         """JSON-able dict; ``layers`` adds the per-layer breakdown (``ops``: with op detail).
-        ``intervals``, ``interval_level`` and ``interval_basis`` appear when computed."""
+        ``intervals``, ``interval_level`` and ``interval_basis`` appear when computed;
+        ``op_sources`` (each source tag's share of the prefill and decode step time: ``table``,
+        ``calibrated``, ...) when the estimator tags its ops (``table``, ``learned``)."""
         skip = ("prefill_step", "decode_step", "memory", "intervals", "interval_level",
                 "interval_basis", "engine", "speculative")
         out: dict[str, object] = {
@@ -127,6 +131,9 @@ class EstimateResult:
             "prefill": self.prefill_step.bottleneck.name,
             "decode": self.decode_step.bottleneck.name,
         }
+        sources = self.op_sources()
+        if sources:
+            out["op_sources"] = sources
         out["time_by_op_kind_s"] = {
             "prefill": self.prefill_step.ops_by_kind(),
             "decode": self.decode_step.ops_by_kind(),
@@ -137,6 +144,17 @@ class EstimateResult:
                 "decode": [r.as_dict(with_ops=ops) for r in self.decode_step.layers],
             }
         return out
+
+    def op_sources(self) -> dict[str, dict[str, float]]:
+        """``{"prefill": {tag: share}, "decode": {...}}``: where each step's op time came from
+        (AIConfigurator's ``[silicon]`` / ``[empirical]``); empty when no op is tagged (the
+        roofline estimators)."""
+        from llmsim.costmodel.estimators.repriced import source_shares
+
+        steps = {"prefill": self.prefill_step, "decode": self.decode_step}
+        if not any(o.source for s in steps.values() for layer in s.layers for o in layer.ops):
+            return {}
+        return {k: source_shares(s) for k, s in steps.items()}
 
     def summary_row(self) -> dict[str, object]:
         """Flat scalar fields (for tables and CSV)."""
@@ -326,4 +344,5 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         memory=mem, intervals=bounds, interval_level=level, interval_basis=basis,
         engine=eng.describe() if eng is not None else None,
         speculative=spec_info,
+        estimator=dep.estimator,
     )

@@ -26,12 +26,13 @@ ESTIMATE_COLUMNS = {
     "model": str, "hardware": str, "cluster": str, "num_gpus": int, "tp": int, "pp": int,
     "ep": int, "dp": int, "micro_batches": int, "batch": int, "prompt": int, "output": int,
     "beam": int, "dtype": str, "weight_dtype": str, "act_dtype": str, "kv_dtype": str,
-    "efficiency": float, "memory_utilization": float,
+    "efficiency": float, "memory_utilization": float, "estimator": str, "estimator_model": str,
 }
 REQUEST_COLUMNS = ("input_tokens", "output_tokens")
 MEASURED = ("ttft_s", "tpot_s", "e2e_s")
 _STEP_KEYS = ("model", "hardware", "cluster", "num_gpus", "tp", "pp", "ep", "dp",
-              "micro_batches", "dtype", "weight_dtype", "act_dtype", "kv_dtype", "efficiency")
+              "micro_batches", "dtype", "weight_dtype", "act_dtype", "kv_dtype", "efficiency",
+              "estimator", "estimator_model")
 
 
 def read_table(path: str) -> pd.DataFrame:
@@ -218,6 +219,8 @@ def price_op_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
             cost = price_op(str(kind), str(hardware), **args)
             out.update(time_s=cost.time_s, flops=cost.flops, bytes=cost.bytes,
                        bound=cost.bound.value, error="")
+            if cost.source:  # the estimator's data or its calibrated fallback
+                out["source"] = cost.source
         except LLMSimError as exc:  # before KeyError: UnknownNameError is a KeyError too
             out.update(time_s=np.nan, flops=np.nan, bytes=np.nan, bound="", error=str(exc))
         except KeyError as exc:

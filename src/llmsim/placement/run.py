@@ -104,14 +104,16 @@ class OffloadRun:
     """Model, machine and sequence lengths of one offloaded run; per-unit sizes and GPU times.
 
     ``profile`` / ``efficiency`` select the calibration the core cost model uses (default: the
-    shipped profile). GPU times are memoised per (GPU batch size, weight compression).
+    shipped profile), ``estimator`` / ``estimator_model`` its step-time estimator
+    (``costmodel/estimators``). GPU times are memoised per (GPU batch size, weight compression).
     """
 
     def __init__(self, model: ModelSpec, system: OffloadSystem, prompt_len: int, gen_len: int,
                  moe_traffic: MoEExpertTraffic = MoEExpertTraffic.ALL,
                  quantization: GroupQuantization = FLEXGEN_4BIT,
                  profile: Profile | None = None, efficiency: float | None = None,
-                 runtime: str | rt.Runtime = rt.FLEXGEN):
+                 runtime: str | rt.Runtime = rt.FLEXGEN, estimator: str = "calibrated",
+                 estimator_model: str | None = None):
         for flag, what, value in (("--prompt-len", "prompt tokens per sequence", prompt_len),
                                   ("--gen-len", "generated tokens per sequence", gen_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -128,6 +130,7 @@ class OffloadRun:
         self.runtime = rt.get_runtime(runtime)
         self._profile = profile if profile is not None else Profile.load()
         self._efficiency = efficiency
+        self._estimator, self._estimator_model = estimator, estimator_model
         self._cluster = get_cluster(hardware=system.hardware, num_gpus=1)
         self._deployments: dict[bool, Deployment] = {}
         self._models: dict[bool, StepTimeModel] = {}
@@ -140,7 +143,7 @@ class OffloadRun:
         if dep is None:
             prec = compute_precision(self.model, self.system.hardware, compressed_weights)
             dep = Deployment(self.model, self._cluster, ParallelSpec(), prec, self._profile,
-                             self._efficiency)
+                             self._efficiency, self._estimator, self._estimator_model)
             self._deployments[compressed_weights] = dep
         return dep
 

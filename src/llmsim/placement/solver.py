@@ -62,7 +62,8 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
               host: Any, system: OffloadSystem | None, moe_experts: MoEExpertTraffic | str,
               profile: Profile | str | None, efficiency: float | None,
               machine: dict[str, Any], runtime: str | Runtime = FLEXGEN,
-              max_alpha: float = 1.0) -> OffloadRun:
+              max_alpha: float = 1.0, estimator: str = "calibrated",
+              estimator_model: str | None = None) -> OffloadRun:
     spec = load_model_spec(model)  # catalog / HF config / llmsim-moe file, as moe-offload
     prof = profile if isinstance(profile, Profile) or profile is None else Profile.load(profile)
     unknown = sorted(set(machine) - _MACHINE_KEYS)
@@ -79,7 +80,8 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
         raise ConfigError(f"--moe-experts must be 'all' or 'expected', got {moe_experts!r}"
                           ) from None
     return OffloadRun(spec, system, prompt_len, gen_len, traffic, profile=prof,
-                    efficiency=efficiency, runtime=runtime)
+                      efficiency=efficiency, runtime=runtime, estimator=estimator,
+                      estimator_model=estimator_model)
 
 
 def placed_fractions(wl: OffloadRun, policy: OffloadPolicy) -> tuple[float, ...]:
@@ -186,7 +188,8 @@ def evaluate(model: str | ModelSpec, policy: OffloadPolicy, prompt_len: int = 51
              system: OffloadSystem | None = None,
              moe_experts: MoEExpertTraffic | str = MoEExpertTraffic.ALL,
              profile: Profile | str | None = None, efficiency: float | None = None,
-             runtime: str | Runtime = FLEXGEN, **machine: Any) -> OffloadResult:
+             runtime: str | Runtime = FLEXGEN, estimator: str = "calibrated",
+             estimator_model: str | None = None, **machine: Any) -> OffloadResult:
     """Throughput, peak memory per tier and feasibility of ``policy``.
 
     ``machine`` overrides the catalog values (``gpu_mem_bytes``, ``cpu_mem_bytes``,
@@ -200,7 +203,8 @@ def evaluate(model: str | ModelSpec, policy: OffloadPolicy, prompt_len: int = 51
     if not isinstance(policy, OffloadPolicy):
         raise ConfigError(f"policy must be an OffloadPolicy, got {type(policy).__name__}")
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
-                   efficiency, machine, runtime, max_alpha=EVALUATE_MAX_ALPHA)
+                   efficiency, machine, runtime, max_alpha=EVALUATE_MAX_ALPHA,
+                   estimator=estimator, estimator_model=estimator_model)
     return evaluate_run(wl, policy)
 
 
@@ -236,7 +240,8 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
           num_gpu_batches: Iterable[int] | None = None,
           moe_experts: MoEExpertTraffic | str = MoEExpertTraffic.ALL,
           profile: Profile | str | None = None, efficiency: float | None = None,
-          runtime: str | Runtime = FLEXGEN, **machine: Any) -> OffloadResult:
+          runtime: str | Runtime = FLEXGEN, estimator: str = "calibrated",
+          estimator_model: str | None = None, **machine: Any) -> OffloadResult:
     """The policy with the highest generation throughput within every tier's memory limit.
 
     ``cpu_cache_compute`` None tries both (attention on the GPU, and on the CPU for CPU/disk
@@ -247,7 +252,8 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
     gbs_grid = _grid(gpu_batch_sizes, GPU_BATCH_SIZES, "--gpu-batch-size")
     ngb_grid = _grid(num_gpu_batches, NUM_GPU_BATCHES, "--num-gpu-batches")
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
-                   efficiency, machine, runtime)
+                   efficiency, machine, runtime, estimator=estimator,
+                   estimator_model=estimator_model)
     cpu_options = [False, True] if cpu_cache_compute is None else [bool(cpu_cache_compute)]
     best: tuple[float, OffloadPolicy, CandidateModel, LPSolution] | None = None
     count = 0

@@ -47,3 +47,18 @@ def write_validation(errors: pd.DataFrame, num_measurements: int, profile_origin
     else:
         console().print(frame_table(errors.round(2), title=(
             f"absolute % error vs {num_measurements} measurements (profile: {profile_origin})")))
+
+
+def write_training(model: Any, path: str, fmt: str) -> None:
+    """What ``llmsim train`` fitted: rows and parts per op kind, and how to use the file."""
+    rows = [{"kind": k, "rows": v["n"], "parts": ", ".join(v["parts"])}
+            for k, v in model.info["kinds"].items()]
+    if fmt == "json":
+        emit(as_json({"model_file": path, "kinds": rows, "info": model.info}))
+        return
+    frame = pd.DataFrame(rows)
+    if fmt == "csv":
+        emit(frame.to_csv(index=False))
+        return
+    console().print(frame_table(frame, title=f"learned estimator: {len(rows)} op kinds"))
+    console().print(f"wrote {path}; use it with --estimator learned --estimator-model {path}")

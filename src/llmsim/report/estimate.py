@@ -81,6 +81,7 @@ def estimate_tables(result: Any) -> list[Table]:
             ("bottleneck (prefill / decode)",
              f"{r.prefill_step.bottleneck.name} / {r.decode_step.bottleneck.name}"),
             ("calibration", r.profile),
+            *estimator_rows(r),
         ],
     )
     mem = kv_table(
@@ -119,6 +120,22 @@ def speculative_table(sp: dict[str, Any]) -> Table:
     ])
 
 
+def estimator_rows(result: Any) -> list[tuple[str, str]]:
+    """The estimator (when not the default ``calibrated``) and where each step's op time came
+    from (``table`` / ``learned`` / ``calibrated`` fallback, as AIConfigurator marks ops
+    ``[silicon]`` / ``[empirical]``)."""
+    name = getattr(result, "estimator", "calibrated")
+    rows = [] if name == "calibrated" else [("estimator", name)]
+    sources = result.op_sources() if hasattr(result, "op_sources") else {}
+    if sources:
+        rows.append(("op time from", "; ".join(
+            f"{step}: " + ", ".join(f"{tag} {units.fmt_pct(share)}"
+                                    for tag, share in sorted(shares.items(),
+                                                             key=lambda kv: -kv[1]))
+            for step, shares in sources.items())))
+    return rows
+
+
 #: narrow names for the bound column, so a layer table fits 80 columns
 _SHORT_BOUND = {"communication": "comm"}
 
@@ -149,6 +166,8 @@ def op_table(cost: Any, hardware: str) -> Table:
                                           f"{units.fmt_time(c.memory_s)} / "
                                           f"{units.fmt_time(c.comm_s)}"),
              ("fixed cost", units.fmt_time(c.overhead_s))]
+    if c.source:
+        rows.append(("time from", c.source))
     if c.time_s > 0 and c.flops:
         rows.append(("achieved", f"{c.flops / c.time_s / 1e12:,.1f} TFLOP/s, "
                                  f"{c.bytes / c.time_s / 1e9:,.1f} GB/s"))
@@ -165,7 +184,7 @@ def op_record(cost: Any, hardware: str, dtype: str, act_dtype: str | None, inter
             "flops": cost.flops, "bytes": cost.bytes, "comm_bytes": cost.comm_bytes,
             "bound": cost.bound.value,
             "compute_s": cost.compute_s, "memory_s": cost.memory_s, "comm_s": cost.comm_s,
-            "overhead_s": cost.overhead_s}
+            "overhead_s": cost.overhead_s, **({"source": cost.source} if cost.source else {})}
 
 
 def write_op(record: dict[str, Any], cost: Any, fmt: str, out: str | None = None) -> None:
@@ -186,3 +205,12 @@ def write_op_cases(result: pd.DataFrame, fmt: str, out: str | None = None) -> No
         emit(frame_to_csv(result), out)
     else:
         print_tables([frame_table(result, title=f"{len(result)} ops")], out)
+
+
+def write_features(frame: pd.DataFrame, fmt: str, out: str | None = None) -> None:
+    """Feature rows (``op --cases --features``): JSON records, else CSV (the terminal gets CSV
+    too: a row has 20-odd columns)."""
+    if fmt == "json":
+        emit(as_json(frame.to_dict(orient="records")), out)
+    else:
+        emit(frame_to_csv(frame), out)

@@ -68,6 +68,9 @@ class HardwareSection(Spec):
     profile: str | None = None
     efficiency: float | None = None
     memory_utilization: float = Field(default=0.9, ge=0.05, le=1.0)
+    #: the step-time estimator (``costmodel/estimators``) and its data (table / model file)
+    estimator: str = "calibrated"
+    estimator_model: str | None = None
 
 
 class ParallelismSection(Spec):
@@ -284,7 +287,8 @@ def deployment_of(cfg: SimulationConfig) -> Deployment:
         m.name, h.name, h.cluster, h.num_gpus or p.tp * p.pp, tp=p.tp, pp=p.pp, ep=p.ep,
         dp=1, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
         act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency,
-        expert_skew=p.expert_skew, redundant_experts=p.redundant_experts)
+        expert_skew=p.expert_skew, redundant_experts=p.redundant_experts,
+        estimator=h.estimator, estimator_model=h.estimator_model)
 
 
 def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> SimulationConfig:
@@ -336,7 +340,8 @@ def paths_relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
     from llmsim.workload.lengths import parse_length_spec
 
     data = dict(data)
-    for section, key in (("model", "name"), ("hardware", "profile")):
+    for section, key in (("model", "name"), ("hardware", "profile"),
+                         ("hardware", "estimator_model")):
         if isinstance(data.get(section), dict) and key in data[section]:
             data[section] = {**data[section], key: _relative_path(
                 data[section][key], base, must_exist=True)}

@@ -116,10 +116,14 @@ class LearnedModel:
     path: str = ""
 
     def save(self, path: str | Path) -> None:
+        """Write the model file atomically (a joblib pickle)."""
         import joblib
 
-        joblib.dump({"format": FORMAT_VERSION, "kinds": self.kinds, "info": self.info},
-                    str(path), compress=3)
+        from llmsim.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            joblib.dump({"format": FORMAT_VERSION, "kinds": self.kinds, "info": self.info},
+                        str(tmp), compress=3)
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedModel:
