@@ -13,7 +13,8 @@ from llmsim.costmodel.beams import BeamStepModel
 from llmsim.errors import LLMSimError
 from llmsim.serving.config import load_config
 from llmsim.serving.replica import Replica
-from llmsim.serving.simulator import ServingSetup, Simulation, simulate
+from llmsim.serving.run import simulate
+from llmsim.serving.simulator import ServingSetup, Simulation
 
 
 class RecordingModel(FixedStepModel):

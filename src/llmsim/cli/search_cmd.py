@@ -107,30 +107,43 @@ def _put(data: dict[str, Any], section: str, key: str, value: Any) -> None:
         sec[key] = value
 
 
-def search_cmd(
-    config: ConfigOpt = None, model: ModelOpt = None, slo: SloOpt = None,
-    trace: TraceOpt = None, trace_format: TraceFormatOpt = None, arrival: ArrivalOpt = None,
-    rate: RateOpt = None, concurrency: ConcurrencyOpt = None,
-    prompt_dist: PromptDistOpt = None, output_dist: OutputDistOpt = None,
-    num_requests: RequestsOpt = None, seed: SeedOpt = None,
-    gpus: GpusOpt = None, max_gpus: MaxGpusOpt = None, tp: TpListOpt = None,
-    pp: PpListOpt = None, ep: EpListOpt = None, replicas: ReplicasListOpt = None,
-    max_num_seqs: SeqsListOpt = None, max_num_batched_tokens: TokensListOpt = None,
-    weight_dtype: WeightListOpt = None, kv_dtype: KvListOpt = None, dtype: DtypeOpt = None,
-    scheduler: SchedulerOpt = None, memory_utilization: MemUtilOpt = None,
-    estimator: EstimatorOpt = None, objective: ObjectiveOpt = None, prices: PricesOpt = None,
-    idle_power_frac: IdlePowerOpt = None, tolerance: ToleranceOpt = None,
-    prune: PruneOpt = None, intervals: IntervalsOpt = None,
-    backend: BackendOpt = "local", workers: WorkersOpt = None,
-    ray_address: RayAddressOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
-    progress: ProgressOpt = None, fmt: FormatOpt = Format.table,
-) -> None:
-    """Search GPU type and count, parallel plan, engine limits and formats for the best
-    goodput per GPU (or per dollar) that meets an SLO at a requested load."""
+def search_data(params: dict[str, Any]) -> dict[str, Any]:
+    """The search config as a dict: the ``--config`` YAML (paths relative to it) with the
+    command-line flags (``params``: the command's parameters by name) put over it."""
+    p = params
+    config = p.get('config')
+    model = p.get('model')
+    slo = p.get('slo')
+    trace = p.get('trace')
+    trace_format = p.get('trace_format')
+    arrival = p.get('arrival')
+    rate = p.get('rate')
+    concurrency = p.get('concurrency')
+    prompt_dist = p.get('prompt_dist')
+    output_dist = p.get('output_dist')
+    num_requests = p.get('num_requests')
+    seed = p.get('seed')
+    gpus = p.get('gpus')
+    max_gpus = p.get('max_gpus')
+    tp = p.get('tp')
+    pp = p.get('pp')
+    ep = p.get('ep')
+    replicas = p.get('replicas')
+    max_num_seqs = p.get('max_num_seqs')
+    max_num_batched_tokens = p.get('max_num_batched_tokens')
+    weight_dtype = p.get('weight_dtype')
+    kv_dtype = p.get('kv_dtype')
+    dtype = p.get('dtype')
+    scheduler = p.get('scheduler')
+    memory_utilization = p.get('memory_utilization')
+    estimator = p.get('estimator')
+    objective = p.get('objective')
+    prices = p.get('prices')
+    idle_power_frac = p.get('idle_power_frac')
+    tolerance = p.get('tolerance')
+    prune = p.get('prune')
+    intervals = p.get('intervals')
     from llmsim.catalog.loader import read_yaml_file
-    from llmsim.report.progress import progress as progress_callback
-    from llmsim.report.search import write_search, write_search_dir
-    from llmsim.search import load_search_config, run_search
     from llmsim.serving.config import paths_relative_to
 
     data: dict[str, Any] = {}
@@ -171,6 +184,34 @@ def search_cmd(
         raise ConfigError("search needs --model (or model: in --config)")
     if "slo" not in data:
         raise ConfigError("search needs --slo, e.g. --slo ttft_p99=1s,tpot_p99=50ms")
+    return data
+
+
+def search_cmd(
+    ctx: typer.Context, config: ConfigOpt = None, model: ModelOpt = None, slo: SloOpt = None,
+    trace: TraceOpt = None, trace_format: TraceFormatOpt = None, arrival: ArrivalOpt = None,
+    rate: RateOpt = None, concurrency: ConcurrencyOpt = None,
+    prompt_dist: PromptDistOpt = None, output_dist: OutputDistOpt = None,
+    num_requests: RequestsOpt = None, seed: SeedOpt = None,
+    gpus: GpusOpt = None, max_gpus: MaxGpusOpt = None, tp: TpListOpt = None,
+    pp: PpListOpt = None, ep: EpListOpt = None, replicas: ReplicasListOpt = None,
+    max_num_seqs: SeqsListOpt = None, max_num_batched_tokens: TokensListOpt = None,
+    weight_dtype: WeightListOpt = None, kv_dtype: KvListOpt = None, dtype: DtypeOpt = None,
+    scheduler: SchedulerOpt = None, memory_utilization: MemUtilOpt = None,
+    estimator: EstimatorOpt = None, objective: ObjectiveOpt = None, prices: PricesOpt = None,
+    idle_power_frac: IdlePowerOpt = None, tolerance: ToleranceOpt = None,
+    prune: PruneOpt = None, intervals: IntervalsOpt = None,
+    backend: BackendOpt = "local", workers: WorkersOpt = None,
+    ray_address: RayAddressOpt = None, out: OutOpt = None, resume: ResumeOpt = False,
+    progress: ProgressOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """Search GPU type and count, parallel plan, engine limits and formats for the best
+    goodput per GPU (or per dollar) that meets an SLO at a requested load."""
+    from llmsim.report.progress import progress as progress_callback
+    from llmsim.report.search import write_search, write_search_dir
+    from llmsim.search import load_search_config, run_search
+
+    data = search_data(ctx.params)
     cfg = load_search_config(data)
     if resume and not out:
         raise ConfigError("--resume continues the search in an --out folder; add --out DIR")
