@@ -292,8 +292,11 @@ def test_simulate_flags_map_onto_real_config_keys():
     from llmsim.cli.simulate_options import CONFIG_KEYS
     from llmsim.serving.config import SimulationConfig
 
+    import typing
+
     for flag, where in CONFIG_KEYS.items():
         section = SimulationConfig.model_fields[where.section].annotation
+        section = next((a for a in typing.get_args(section) if a is not type(None)), section)
         assert where.key in section.model_fields, (flag, where.path)
     params = set(inspect.signature(simulate_cmd).parameters)
     steering = {"ctx", "replicas", "config", "scenario", "out", "requests_format", "plots",
