@@ -88,8 +88,15 @@ def evaluate(rows: list[dict[str, Any]], held_out: bool, sglang_mixed: bool = Fa
         return [evaluate_row(t) for t in tasks]
     from multiprocessing import get_context
 
+    out = []
+    t0 = time.perf_counter()
     with get_context("spawn").Pool(jobs) as pool:
-        return list(pool.imap(evaluate_row, tasks, chunksize=2))
+        for rec in pool.imap(evaluate_row, tasks, chunksize=2):
+            out.append(rec)
+            if len(out) % 20 == 0:
+                print(f"  {len(out)}/{len(tasks)} rows, {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr, flush=True)
+    return out
 
 
 def _stats(recs: list[dict[str, Any]], prefix: str = "") -> str:

@@ -289,6 +289,8 @@ def test_no_table_or_local_formatter_in_cli():
 
 
 def test_simulate_flags_map_onto_real_config_keys():
+    import typing
+
     from llmsim.cli.simulate_cmd import simulate_cmd
     from llmsim.cli.simulate_options import CONFIG_KEYS
     from llmsim.serving.config import SimulationConfig
