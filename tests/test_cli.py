@@ -296,7 +296,8 @@ def test_simulate_flags_map_onto_real_config_keys():
         section = SimulationConfig.model_fields[where.section].annotation
         assert where.key in section.model_fields, (flag, where.path)
     params = set(inspect.signature(simulate_cmd).parameters)
-    steering = {"ctx", "replicas", "config", "scenario", "out", "requests_format", "plots",
+    steering = {"ctx", "replicas", "config", "scenario", "out", "out_dir", "requests",
+                "requests_format", "plots", "metrics", "percentiles",
                 "progress", "fmt"}  # replicas: DeploymentFlags.dp -> parallelism.replicas
     assert params - steering == set(CONFIG_KEYS) - {"dp"}
 

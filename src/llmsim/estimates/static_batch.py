@@ -146,11 +146,14 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
              allow_overflow: bool = False,
              step_model: StepTimeModel | None = None, estimator: str = "calibrated",
              estimator_model: str | None = None,
-             intervals: bool | iv.IntervalOptions = False) -> EstimateResult:
+             intervals: bool | iv.IntervalOptions = False,
+             max_model_len: int | None = None) -> EstimateResult:
     """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
     batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
     ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
-    True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars."""
+    True (or :class:`~llmsim.estimates.intervals.IntervalOptions`) adds error bars;
+    ``max_model_len``: the context served, when beyond the model's trained one (the prompt +
+    output must fit it; the KV cache and attention are priced at the lengths asked)."""
     batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
         ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
     memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
@@ -173,11 +176,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     if dep is None:
         raise ConfigError("estimate needs a step model of a deployment (a memory analysis)")
     spec, plan, cl, precision = dep.model, dep.plan, dep.cluster, dep.precision
-    if prompt + output > spec.max_position_embeddings:
-        raise ConfigError(
-            f"prompt + output = {prompt + output} exceeds {spec.name}'s context of "
-            f"{spec.max_position_embeddings} tokens; shorten --prompt or --output"
-        )
+    checks.context(prompt + output, spec.name, spec.max_position_embeddings, max_model_len,
+                   "prompt + output", "--input-len or --output-len")
     check_weights_fit(spec, cl, plan, precision, memory_utilization)
 
     per_replica = _split(batch, plan.dp)

@@ -26,7 +26,7 @@ ESTIMATE_COLUMNS = {
     "model": str, "hardware": str, "cluster": str, "num_gpus": int, "tp": int, "pp": int,
     "ep": int, "dp": int, "micro_batches": int, "batch": int, "prompt": int, "output": int,
     "beam": int, "dtype": str, "weight_dtype": str, "act_dtype": str, "kv_dtype": str,
-    "efficiency": float, "memory_utilization": float,
+    "efficiency": float, "memory_utilization": float, "max_model_len": int,
 }
 REQUEST_COLUMNS = ("input_tokens", "output_tokens")
 MEASURED = ("ttft_s", "tpot_s", "e2e_s")
