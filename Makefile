@@ -32,7 +32,7 @@ install: $(VENV)/.installed
 install-torch: $(VENV)/.torch $(VENV)/.installed
 
 demo: install
-	$(BIN)/llmsim simulate --config examples/simulate.yaml --out out/demo
+	$(BIN)/llmsim simulate --config examples/simulate.yaml --out-dir out/demo
 
 test: install-torch
 	$(BIN)/python -m ruff check src tests benchmarks scripts

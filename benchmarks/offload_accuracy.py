@@ -46,6 +46,7 @@ from llmsim.placement.host_fit import (
     host_efficiency,
     load_flexgen_cases,
 )
+from llmsim.report.warnings import CollapsedWarnings
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden" / "flexgen_throughput.csv"
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="smaller solver grid (CI, < 30 s)")
     ap.add_argument("--out", help="write the report as JSON")
     args = ap.parse_args(argv)
+    CollapsedWarnings.install()  # the solver's repeated warnings: once each, with a count
     t0 = time.perf_counter()
     note = check_against_shared(load_rows(GOLDEN))
     report = run(args.smoke)

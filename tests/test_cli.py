@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import ast
 import inspect
-import typing
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -289,7 +289,6 @@ def test_no_table_or_local_formatter_in_cli():
 
 
 def test_simulate_flags_map_onto_real_config_keys():
-    import typing
 
     from llmsim.cli.simulate_cmd import simulate_cmd
     from llmsim.cli.simulate_options import CONFIG_KEYS
@@ -301,7 +300,8 @@ def test_simulate_flags_map_onto_real_config_keys():
         section = next((a for a in typing.get_args(section) if a is not type(None)), section)
         assert where.key in section.model_fields, (flag, where.path)
     params = set(inspect.signature(simulate_cmd).parameters)
-    steering = {"ctx", "replicas", "config", "scenario", "out", "requests_format", "plots",
+    steering = {"ctx", "replicas", "config", "scenario", "out", "out_dir", "requests",
+                "requests_format", "plots", "metrics", "percentiles",
                 "progress", "fmt"}  # replicas: DeploymentFlags.dp -> parallelism.replicas
     assert params - steering == set(CONFIG_KEYS) - {"dp"}
 

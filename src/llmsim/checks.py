@@ -92,3 +92,21 @@ def one_of_types(value: Any, name: str, types: tuple[type, ...], what: str) -> A
     if not isinstance(value, types):
         raise ConfigError(f"{name} must be {what}, got {type(value).__name__} {value!r}"[:300])
     return value
+
+
+def context(total_tokens: int, model_name: str, trained_tokens: int, max_model_len: int | None,
+            what: str, shorten: str, flag: bool = True) -> None:
+    """``total_tokens`` (a request's input + output) within the context served: the model's
+    trained context, or ``max_model_len`` when given (engines serve beyond the trained context
+    when told: vLLM ``--max-model-len`` with rope scaling). Else a one-line
+    :class:`ConfigError` naming the ways out (``shorten``: the length flags; ``flag``: the
+    command takes ``--max-model-len``)."""
+    limit = trained_tokens if max_model_len is None else max_model_len
+    if max_model_len is not None:
+        whole(max_model_len, "--max-model-len", low=2)
+    if total_tokens > limit:
+        served = (f"--max-model-len {limit}" if max_model_len is not None
+                  else f"{model_name}'s context of {limit} tokens")
+        more = ", or raise --max-model-len if the engine serves it (rope scaling)" if flag else ""
+        raise ConfigError(f"{what} = {total_tokens} tokens exceeds {served}; shorten "
+                          f"{shorten}{more}")

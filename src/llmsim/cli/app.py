@@ -12,26 +12,53 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 import typer
 from pydantic import ValidationError
+from typer._click.exceptions import NoArgsIsHelpError
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from llmsim.errors import LLMSimError
 
+
+class _Root(TyperGroup):
+    """The root group: the command line goes through :func:`normalise_argv` (old spellings,
+    the format from ``--out``'s extension) before it is parsed, from any entry point."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from llmsim.cli.conventions import normalise_argv
+
+        return super().parse_args(ctx, normalise_argv(args))
+
+
 app = typer.Typer(
     name="llmsim",
+    cls=_Root,
     help="Predict LLM serving performance: latency, throughput, memory and cost.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
+    rich_markup_mode=None,  # click's help: wraps at the terminal, never cuts an option's name
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from llmsim import __version__
+
+        typer.echo(f"llmsim {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress to stderr."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     if debug:
         os.environ["LLMSIM_DEBUG"] = "1"
@@ -43,6 +70,9 @@ def _root(
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
+    from llmsim.cli.conventions import log_notes
+
+    log_notes()
 
 
 class _CommandLog(logging.Handler):
@@ -69,10 +99,14 @@ class _CommandLog(logging.Handler):
             self.handleError(record)
 
     def end_command(self, show: bool) -> None:
+        """Print the held records (each distinct message once, repeats counted), or drop them."""
         held, self.held = self.held, []
         if show:
-            for record in held:
-                self._write(record)
+            from llmsim.report.warnings import collapse
+
+            for line in collapse(self.format(record) for record in held):
+                with contextlib.suppress(Exception):  # logging must never raise
+                    sys.stderr.write(line + "\n")
 
 
 def _release_logs(show: bool) -> None:
@@ -89,7 +123,8 @@ def _register() -> None:
     app.command("op")(op_cmd.op_cmd)
     app.command("memory")(memory_cmd.memory_cmd)
     for module in ("simulate_cmd", "offload_cmd", "moe_offload_cmd", "executor_cmd",
-                   "calibrate_cmd", "search_cmd", "train_cmd"):
+                   "calibrate_cmd", "search_cmd", "train_cmd", "compare_cmd",
+                   "report_cmd"):
         try:
             mod = __import__(f"llmsim.cli.{module}", fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -151,10 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app; errors a user can cause (LLMSimError, bad flags) print
     one line on stderr and exit with code 2 (``--debug``: the traceback instead); an interrupt
     prints ``interrupted`` and exits with code 130."""
-    debug = "--debug" in (argv if argv is not None else sys.argv)
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
     with _Interrupts() as interrupts:
         try:
-            _run(argv, debug)
+            _run(args, debug)
         except KeyboardInterrupt:
             _interrupted(debug)
         if interrupts.seen:  # typer caught it and returned 130
@@ -164,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str] | None, debug: bool) -> None:
     """Run the app once; every exit but an interrupt (which :func:`main` handles) ends here."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False, prog_name="llmsim")
         if isinstance(code, int) and code == INTERRUPTED_EXIT_CODE:
             raise KeyboardInterrupt  # typer's conversion of an interrupt it caught
         _release_logs(show=True)
@@ -194,6 +230,10 @@ def _run(argv: list[str] | None, debug: bool) -> None:
         message = str(first.get("msg", "")).replace("Value error, ", "")
         typer.echo(f"error: {where + ': ' if where else ''}{message}", err=True)
         sys.exit(2)
+    except NoArgsIsHelpError as exc:  # a command or group called bare: its help, exit 0
+        _release_logs(show=True)
+        typer.echo(exc.format_message())
+        sys.exit(0)
     except TyperException as exc:  # click usage errors (typer vendors its own click)
         _release_logs(show=debug)
         if debug:

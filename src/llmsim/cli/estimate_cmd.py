@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from llmsim.cli.conventions import take_lists
 from llmsim.cli.deployment import BatchShape, DeploymentFlags, deployment_and_shape
 from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
 from llmsim.cli.large_ep_options import (
@@ -48,9 +49,9 @@ from llmsim.errors import ConfigError
 
 BatchOpt = Annotated[int | None, typer.Option("--batch", "-b", min=1,
                                               help="Requests in the batch.")]
-PromptOpt = Annotated[int | None, typer.Option("--prompt", min=1,
+PromptOpt = Annotated[int | None, typer.Option("--input-len", min=1,
                                                help="Input tokens per request.")]
-OutputOpt = Annotated[int | None, typer.Option("--output", min=1,
+OutputOpt = Annotated[int | None, typer.Option("--output-len", min=1,
                                                help="Output tokens per request.")]
 BeamOpt = Annotated[int | None, typer.Option("--beam", min=1, help="Beam width.")]
 AllowOverflowOpt = Annotated[bool, typer.Option(
@@ -58,6 +59,9 @@ AllowOverflowOpt = Annotated[bool, typer.Option(
 CasesOpt = Annotated[str | None, typer.Option(
     "--cases", help="CSV of cases (columns named as flags) or of requests "
                     "(input_tokens,output_tokens[,ttft_s,tpot_s,e2e_s]).")]
+MaxModelLenOpt = Annotated[int | None, typer.Option(
+    "--max-model-len", min=2, help="Longest input+output served (default: the model's "
+                                   "trained context; engines serve more with rope scaling).")]
 OpsOpt = Annotated[bool, typer.Option("--ops", help="JSON: include every op of every layer.")]
 
 
@@ -90,6 +94,7 @@ def estimate_cmd(
     estimator_model: EstimatorModelOpt = None,
     memory_utilization: MemoryUtilizationOpt = 0.9,
     allow_overflow: AllowOverflowOpt = False,
+    max_model_len: MaxModelLenOpt = None,
     scenario: ScenarioOpt = None,
     cases: CasesOpt = None,
     ops: OpsOpt = False,
@@ -106,24 +111,34 @@ def estimate_cmd(
     from llmsim.report.estimate import write_estimate
 
     flags, shape = deployment_and_shape(ctx.params)
+    lists = take_lists()
+    if lists:  # comma lists: every combination, one table
+        from llmsim.cli.comparison import estimate_comparison
+
+        estimate_comparison(lists, {**flags.given(), **shape.given(),
+                                    "memory_utilization": memory_utilization,
+                                    **({"max_model_len": max_model_len} if max_model_len
+                                       else {})}, fmt, out)
+        return
     speculative = speculation_of(spec_method, spec_tokens, spec_acceptance, draft_model)
     if cases and speculative is not None:
         raise ConfigError("--spec-method applies to one estimate, not to --cases")
     if cases:
         if engine is not None:
             raise ConfigError("--engine applies to one estimate, not to --cases")
-        _estimate_cases(cases, flags, shape, memory_utilization, fmt, out)
+        _estimate_cases(cases, flags, shape, memory_utilization, fmt, out, max_model_len)
         return
     if not scenario and not flags.names_a_target:
         raise ConfigError("give --model and --hardware (or --cluster, or --scenario)")
     res = estimate(**flags.given(), **shape.given(), memory_utilization=memory_utilization,
-                   allow_overflow=allow_overflow, engine=engine,
+                   allow_overflow=allow_overflow, engine=engine, max_model_len=max_model_len,
                    **({"speculative": speculative} if speculative is not None else {}))
     write_estimate(res, fmt, out, ops=ops)
 
 
 def _estimate_cases(path: str, flags: DeploymentFlags, shape: BatchShape,
-                    memory_utilization: float, fmt: Format, out: str | None) -> None:
+                    memory_utilization: float, fmt: Format, out: str | None,
+                    max_model_len: int | None = None) -> None:
     """``--cases``: a request file (per-request predictions of the deployment ``flags`` name,
     each request a batch of ``shape.batch``) or a sweep (one estimate per row; the flags and
     shape are the defaults of the columns a row leaves out)."""
@@ -150,5 +165,6 @@ def _estimate_cases(path: str, flags: DeploymentFlags, shape: BatchShape,
     # a sweep prices every row with the shipped profile (estimate_cases takes no profile)
     defaults = {k: v for k, v in flags.given().items() if k != "profile"}
     result = estimate_cases(frame, {**defaults, **shape.given(),
-                                    "memory_utilization": memory_utilization})
+                                    "memory_utilization": memory_utilization,
+                                    **({"max_model_len": max_model_len} if max_model_len else {})})
     write_cases(result, fmt, out, title=f"{len(result)} cases")

@@ -52,8 +52,8 @@ RoutingOpt = Annotated[str, typer.Option(
     "--routing", help="router (the model's own) | uniform | zipf:S | correlated:R | a routing "
                       "trace file, FILE or trace:FILE (forced routing).")]
 MissOpt = Annotated[str, typer.Option("--miss", help="fetch or cpu.")]
-PromptOpt = Annotated[int | None, typer.Option("--prompt", min=1, help="Prompt tokens.")]
-StepsOpt = Annotated[int | None, typer.Option("--decode-steps", min=0, help="Decode steps.")]
+PromptOpt = Annotated[int | None, typer.Option("--input-len", min=1, help="Prompt tokens.")]
+StepsOpt = Annotated[int | None, typer.Option("--output-len", min=0, help="Decode steps.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of weights, prompt, routing and "
                                                      "prefetch guesses (0..2**63-1).")]
 WarmupOpt = Annotated[int, typer.Option("--warmup", min=0, help="Untimed passes first.")]

@@ -41,9 +41,9 @@ RoutingOpt = Annotated[str, typer.Option(
 MissOpt = Annotated[str, typer.Option("--miss", help="Miss handling: fetch (PCIe, then GPU) "
                                                      "or cpu (compute on the CPU).")]
 PromptOpt = Annotated[int | None, typer.Option(
-    "--prompt", min=1, help="Prompt tokens (default 256, or the trace's).")]
+    "--input-len", min=1, help="Prompt tokens (default 256, or the trace's).")]
 StepsOpt = Annotated[int | None, typer.Option(
-    "--decode-steps", min=0, help="Decode steps (default 10, or the trace's).")]
+    "--output-len", min=0, help="Output tokens = decode steps (default 10, or the trace's).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of routing and prefetch guesses "
                                                      "(0..2**63-1).")]
 MoeDtypeOpt = Annotated[str | None, typer.Option(

@@ -85,6 +85,7 @@ def solve_cmd(
         num_gpu_batches=None if num_gpu_batches is None else [num_gpu_batches],
         **pricing.kwargs(), **machine.kwargs())
     write_placement(res, fmt, out, "best policy")
+    _advise(res)
 
 
 @app.command("evaluate")
@@ -118,8 +119,19 @@ def evaluate_cmd(
     res = evaluate(_need_model(model), policy, prompt_len, gen_len, **pricing.kwargs(),
                    **machine.kwargs())
     write_placement(res, fmt, out, "policy")
+    _advise(res)
 
 
 def register(root: typer.Typer) -> None:
     """Attach ``llmsim offload`` to the root app (called by ``llmsim.cli.app``)."""
     root.add_typer(app, name="offload")
+
+
+def _advise(res: object) -> None:
+    """Log what the policy's numbers show but do not say (printed after the output)."""
+    import logging
+
+    from llmsim.placement.diagnosis import offload_advice
+
+    for message in offload_advice(res):
+        logging.getLogger("llmsim.placement").warning(message)

@@ -32,8 +32,8 @@ class MoEExperts(str, Enum):
 
 ModelArg = Annotated[str | None, typer.Option(
     "--model", "-m", help="Catalog alias, HF id, or a config.json path.")]
-PromptOpt = Annotated[int, typer.Option("--prompt-len", help="Prompt tokens per sequence.")]
-GenOpt = Annotated[int, typer.Option("--gen-len", help="Generated tokens per sequence.")]
+PromptOpt = Annotated[int, typer.Option("--input-len", help="Prompt tokens per sequence.")]
+GenOpt = Annotated[int, typer.Option("--output-len", help="Generated tokens per sequence.")]
 HardwareArg = Annotated[str | None, typer.Option(
     "--hardware", "-H", help="GPU (default t4, the FlexGen paper's GPU).")]
 HostArg = Annotated[str | None, typer.Option(

@@ -17,6 +17,8 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    parquet = "parquet"
+    html = "html"
 
 
 ModelOpt = Annotated[str | None, typer.Option(
@@ -63,6 +65,8 @@ MaybeMemoryUtilizationOpt = Annotated[float | None, _MEMORY_UTILIZATION]
 ScenarioOpt = Annotated[str | None, typer.Option(
     "--scenario", help="Scenario YAML: hardware + layer templates + defaults.")]
 
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+FormatOpt = Annotated[Format, typer.Option(
+    "--format", "-f", help="Output format (default: --out's extension, else table).")]
 OutOpt = Annotated[str | None, typer.Option(
-    "--out", "-o", help="Write the output to this file (atomically) instead of stdout.")]
+    "--out", "-o", help="Write the output to this file (atomically) instead of stdout; its "
+                        "extension sets the format unless --format is given (docs/cli.md).")]

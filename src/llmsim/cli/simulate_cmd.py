@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -32,6 +32,7 @@ from llmsim.cli.options import (
     MaybeTpOpt,
     ModelOpt,
     NumGpusOpt,
+    OutOpt,
     ProfileOpt,
     ScenarioOpt,
     WeightDtypeOpt,
@@ -54,11 +55,13 @@ from llmsim.cli.simulate_options import (
     MaxModelLenOpt,
     MaxNumBatchedTokensOpt,
     MaxNumSeqsOpt,
+    MetricsOpt,
     MixDecodesOpt,
     NumRequestsOpt,
     OrderOpt,
     OutDirOpt,
     OutputDistOpt,
+    PercentilesOpt,
     PlotsOpt,
     PreemptionOpt,
     PrefixCachingOpt,
@@ -70,6 +73,7 @@ from llmsim.cli.simulate_options import (
     RateScaleOpt,
     ReplicasOpt,
     RequestsFormatOpt,
+    RequestsOpt,
     RouterOpt,
     SampleIntervalOpt,
     SaveItlsOpt,
@@ -98,6 +102,7 @@ from llmsim.errors import ConfigError
 if TYPE_CHECKING:
     from llmsim.costmodel import StepTimeModel
     from llmsim.serving.config import SimulationConfig
+    from llmsim.serving.results import SimulationReport
 
 
 def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag goes
@@ -132,29 +137,60 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     beam: BeamOpt = None,
     spec_method: SpecMethodOpt = None, spec_tokens: SpecTokensOpt = None,
     spec_acceptance: SpecAcceptanceOpt = None, draft_model: DraftModelOpt = None,
-    out: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
+    out_dir: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
     chrome_trace: ChromeTraceOpt = False, save_itls: SaveItlsOpt = False, plots: PlotsOpt = True,
-    progress: ProgressOpt = None, fmt: FormatOpt = Format.table,
+    progress: ProgressOpt = None, fmt: FormatOpt = Format.table, out: OutOpt = None,
+    requests: RequestsOpt = False, metrics: MetricsOpt = "llmsim",
+    percentiles: PercentilesOpt = "99",
 ) -> None:
     """Simulate serving a request stream: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
-    from llmsim.report.progress import progress as progress_callback
+    from llmsim.cli.conventions import take_lists
     from llmsim.report.serving import write_simulation
+
+    lists = take_lists()
+    if lists:  # comma lists: every combination, one table
+        from llmsim.cli.comparison import simulate_comparison
+
+        simulate_comparison(ctx.params, lists, fmt, out)
+        return
+    report = run_simulation(ctx.params)
+    write_simulation(report, fmt, out_dir, out=out, requests=requests,
+                     metrics=metrics, percentiles=percentiles)
+    warn_pathologies(report)
+
+
+def warn_pathologies(report: SimulationReport) -> None:
+    """Log what the run's summary shows but does not say (printed after the output)."""
+    import logging
+
+    from llmsim.serving.diagnosis import diagnose
+
+    for message in diagnose(report):
+        logging.getLogger("llmsim.serving").warning(message)
+
+
+def run_simulation(params: dict[str, Any]) -> SimulationReport:
+    """The simulation ``simulate``'s parameters describe, run (its bundle written to
+    ``--out-dir`` when given); ``llmsim compare`` runs the same."""
+    from llmsim.report.progress import progress as progress_callback
     from llmsim.serving.run import simulate
 
+    requests_format, out_dir = params.get("requests_format", "csv"), params.get("out_dir")
+    progress, config = params.get("progress"), params.get("config")
     if requests_format not in ("csv", "parquet"):
         raise ConfigError(f"--requests-format must be csv or parquet, got {requests_format!r}")
-    flags = deployment_flags({**ctx.params, "dp": replicas})
+    flags = deployment_flags({**params, "dp": params.get("replicas")})
     spec, step_model = model_spec(flags), None
     if spec is not None:  # a scenario's model: the config names it, the step model prices it
         step_model = _replica_step_model(flags)
         flags = replace(flags, model=spec.name)
-    cfg = simulation_config(config, config_overrides({**ctx.params, **flags.as_dict()}))
-    _check_out_dir(cfg, out)
+    cfg = simulation_config(config, config_overrides({**params, **flags.as_dict()}))
+    _check_out_dir(cfg, out_dir)
     with progress_callback(sys.stderr.isatty() if progress is None else progress) as tick:
         report = simulate(cfg, step_model=step_model, progress=tick)
-    if out:
-        report.write(out, requests_format, plots=plots)
-    write_simulation(report, fmt, out)
+    if out_dir:
+        report.write(out_dir, requests_format, plots=params.get("plots", True))
+    return report
 
 
 def _replica_step_model(flags: DeploymentFlags) -> StepTimeModel:
@@ -167,18 +203,18 @@ def _replica_step_model(flags: DeploymentFlags) -> StepTimeModel:
     return build_step_model(flags.replica().deployment())
 
 
-def _check_out_dir(cfg: SimulationConfig, out: str | None) -> None:
-    """Outputs that need ``--out`` have it, and its folder can be written (checked now, not
+def _check_out_dir(cfg: SimulationConfig, out_dir: str | None) -> None:
+    """Outputs that need ``--out-dir`` have it, and its folder can be written (checked now, not
     after the run; nothing is created until the bundle is complete)."""
     from llmsim.serving.results import prepare_out_dir
 
-    if out:
-        prepare_out_dir(out)
+    if out_dir:
+        prepare_out_dir(out_dir)
         return
     for flag, on in (("--chrome-trace (metrics.chrome_trace)", cfg.metrics.chrome_trace),
                      ("--save-itls (metrics.save_itls)", cfg.metrics.save_itls)):
         if on:
-            raise ConfigError(f"{flag} writes a file into the --out folder; add --out DIR")
+            raise ConfigError(f"{flag} writes a file into the --out-dir folder; add --out-dir DIR")
 
 
 def register(app: typer.Typer) -> None:

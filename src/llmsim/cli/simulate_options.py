@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from llmsim.serving.config import SimulationConfig
 
 ReplicasOpt = Annotated[int | None, typer.Option(
-    "--replicas", "--dp", min=1,
+    "--replicas", min=1,
     help="Independent data-parallel replicas behind the router (each tp x pp GPUs; "
          "unlike estimate's --dp, MoE experts are not shared across replicas).")]
 InFlightMicroOpt = Annotated[int | None, typer.Option(
@@ -99,11 +99,11 @@ ConcurrencyOpt = Annotated[int | None, typer.Option(
 ThinkTimeOpt = Annotated[float | None, typer.Option(
     "--think-time", min=0.0, help="Closed loop: seconds between a reply and the next send.")]
 PromptDistOpt = Annotated[str | None, typer.Option(
-    "--prompt-dist", help="Input lengths, e.g. 1024, uniform:128,2048, "
+    "--input-len", help="Input lengths, e.g. 1024, uniform:128,2048, "
                           "lognormal:mean=1024,cv=1, zipf:a=1.2,high=8192, "
                           "empirical:path=trace.csv.")]
 OutputDistOpt = Annotated[str | None, typer.Option(
-    "--output-dist", help="Output lengths (same syntax as --prompt-dist).")]
+    "--output-len", help="Output lengths (same syntax as --input-len).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed.")]
 SharedPrefixOpt = Annotated[int | None, typer.Option(
     "--shared-prefix", min=0, help="Synthetic: tokens of a prompt prefix shared by a group.")]
@@ -119,15 +119,25 @@ SloTpotOpt = Annotated[float | None, typer.Option(
 SampleIntervalOpt = Annotated[float | None, typer.Option(
     "--sample-interval", min=1e-6, help="Time-series sampling interval, seconds.")]
 OutDirOpt = Annotated[str | None, typer.Option(
-    "--out", "-o", help="Write summary.json, requests, time series, plots to this folder.")]
+    "--out-dir", help="Write the bundle (summary.json, requests, time series, config, plots) "
+                      "to this folder (`--out DIR` still works, deprecated).")]
+RequestsOpt = Annotated[bool, typer.Option(
+    "--requests", help="--format csv / json / parquet: the per-request rows instead of the "
+                       "summary.")]
 RequestsFormatOpt = Annotated[str, typer.Option(
-    "--requests-format", help="Per-request table format in --out: csv | parquet.")]
+    "--requests-format", help="Per-request table format in --out-dir: csv | parquet.")]
 ChromeTraceOpt = Annotated[bool, typer.Option(
-    "--chrome-trace", help="Also write trace.json (Chrome trace of the steps) to --out.")]
+    "--chrome-trace", help="Also write trace.json (Chrome trace of the steps) to --out-dir.")]
 SaveItlsOpt = Annotated[bool, typer.Option(
-    "--save-itls", help="Also write every inter-token latency to --out (itls.csv or "
+    "--save-itls", help="Also write every inter-token latency to --out-dir (itls.csv or "
                         ".parquet: request_id, token_index, itl_s; one row per token).")]
-PlotsOpt = Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots to --out.")]
+PlotsOpt = Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots to --out-dir.")]
+MetricsOpt = Annotated[str, typer.Option(
+    "--metrics", help="llmsim | vllm: the metrics under vLLM's benchmark names and definitions "
+                      "(mean/median/std/pNN_{ttft,tpot,itl,e2el}_ms, request_throughput, ...).")]
+PercentilesOpt = Annotated[str, typer.Option(
+    "--percentiles", help="--metrics vllm: the pNN keys, as vLLM's --metric-percentiles "
+                          "(e.g. 50,90,99).")]
 ProgressOpt = Annotated[bool | None, typer.Option(
     "--progress/--no-progress", help="Progress on stderr (default: a bar when stderr is a "
                                      "TTY; --progress elsewhere prints a line per 10%).")]
@@ -160,7 +170,8 @@ class ConfigKey:
 
 
 #: flag (parameter name) -> config key; the flags not here (--config, --scenario, --out,
-#: --requests-format, --plots, --progress, --format) steer the command, not the simulation
+#: --out-dir, --requests, --requests-format, --plots, --progress, --format, --metrics,
+#: --percentiles) steer the command, not the simulation
 CONFIG_KEYS: Mapping[str, ConfigKey] = {
     # deployment (DeploymentFlags)
     "model": ConfigKey("model.name"),

@@ -180,7 +180,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
              engine: str | None = None, expert_skew: float = 0.0,
              redundant_experts: int = 0, ep_kernel: str | None = None,
              two_batch_overlap: bool = False,
-             speculative: Speculation | None = None) -> EstimateResult:
+             speculative: Speculation | None = None,
+             max_model_len: int | None = None) -> EstimateResult:
     """Estimate a static batch (see module docstring). Raises :class:`DoesNotFitError` when the
     batch does not fit, unless ``allow_overflow`` (then ``fits`` is False). ``estimator`` /
     ``estimator_model``: the step-time estimator (``costmodel/estimators``); ``intervals``:
@@ -190,7 +191,9 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     per-request ``request_overhead_s`` (HTTP frontend, tokenisation, first token back).
     ``expert_skew``, ``redundant_experts``, ``ep_kernel``, ``two_batch_overlap``: large expert
     parallelism (``Deployment.resolve``); ``speculative``: decode steps speculate
-    (``estimates/speculative.py``)."""
+    (``estimates/speculative.py``); ``max_model_len``: the context served, when beyond the
+    model's trained one (the prompt + output must fit it; the KV cache and attention are priced
+    at the lengths asked)."""
     batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
         ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
     memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
@@ -220,11 +223,8 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     if dep is None:
         raise ConfigError("estimate needs a step model of a deployment (a memory analysis)")
     spec, plan, cl, precision = dep.model, dep.plan, dep.cluster, dep.precision
-    if prompt + output > spec.max_position_embeddings:
-        raise ConfigError(
-            f"prompt + output = {prompt + output} exceeds {spec.name}'s context of "
-            f"{spec.max_position_embeddings} tokens; shorten --prompt or --output"
-        )
+    checks.context(prompt + output, spec.name, spec.max_position_embeddings, max_model_len,
+                   "prompt + output", "--input-len or --output-len")
     check_weights_fit(spec, cl, plan, precision, memory_utilization)
 
     per_replica = _split(batch, plan.dp)

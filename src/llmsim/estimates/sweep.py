@@ -27,6 +27,7 @@ ESTIMATE_COLUMNS = {
     "ep": int, "dp": int, "micro_batches": int, "batch": int, "prompt": int, "output": int,
     "beam": int, "dtype": str, "weight_dtype": str, "act_dtype": str, "kv_dtype": str,
     "efficiency": float, "memory_utilization": float, "estimator": str, "estimator_model": str,
+    "max_model_len": int,
 }
 REQUEST_COLUMNS = ("input_tokens", "output_tokens")
 MEASURED = ("ttft_s", "tpot_s", "e2e_s")

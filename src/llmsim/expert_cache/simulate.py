@@ -66,13 +66,15 @@ def footprint(model: ModelSpec, costs: OffloadCosts, config: OffloadConfig, prom
                              config.prefetch, prompt + steps, prompt)
 
 
-def check_context(model: ModelSpec, prompt_tokens: int, decode_steps: int) -> None:
-    """The prompt plus the decode steps must fit the model's context (as in ``offload``)."""
-    total = prompt_tokens + decode_steps
-    if total > model.max_position_embeddings:
-        raise ConfigError(
-            f"prompt + decode steps = {total} tokens exceeds {model.name}'s context of "
-            f"{model.max_position_embeddings}; shorten --prompt or --decode-steps")
+def check_context(model: ModelSpec, prompt_tokens: int, decode_steps: int,
+                  max_model_len: int | None = None) -> None:
+    """The prompt plus the decode steps must fit the context served: the model's, or
+    ``max_model_len`` (as in ``offload``)."""
+    from llmsim import checks
+
+    checks.context(prompt_tokens + decode_steps, model.name, model.max_position_embeddings,
+                   max_model_len, "prompt + decode steps", "--input-len or --output-len",
+                   flag=max_model_len is not None)
 
 
 def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, prompt_tokens: int,

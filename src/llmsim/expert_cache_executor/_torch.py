@@ -6,7 +6,8 @@ from typing import Any
 
 from llmsim.errors import ConfigError
 
-INSTALL_HINT = "pip install 'llmsim[executor]'"
+INSTALL_HINT = ("make install-torch TORCH_PIP_ARGS='--index-url "
+                "https://download.pytorch.org/whl/cpu' (the CPU build, before llmsim)")
 
 
 def require_torch() -> Any:

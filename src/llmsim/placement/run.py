@@ -113,16 +113,16 @@ class OffloadRun:
                  quantization: GroupQuantization = FLEXGEN_4BIT,
                  profile: Profile | None = None, efficiency: float | None = None,
                  runtime: str | rt.Runtime = rt.FLEXGEN, estimator: str = "calibrated",
-                 estimator_model: str | None = None):
+                 estimator_model: str | None = None, max_model_len: int | None = None):
         for flag, what, value in (("--prompt-len", "prompt tokens per sequence", prompt_len),
                                   ("--gen-len", "generated tokens per sequence", gen_len)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{flag} must be an integer >= 1 ({what}), got {value!r}")
-        if prompt_len + gen_len > model.max_position_embeddings:
-            raise ConfigError(
-                f"prompt + generation = {prompt_len + gen_len} tokens exceeds {model.name}'s "
-                f"context of {model.max_position_embeddings}; shorten --prompt-len or --gen-len"
-            )
+        from llmsim import checks
+
+        checks.context(prompt_len + gen_len, model.name, model.max_position_embeddings,
+                       max_model_len, "prompt + generation", "--input-len or --output-len",
+                       flag=max_model_len is not None)
         self.model, self.system = model, system
         self.prompt_len, self.gen_len = prompt_len, gen_len
         self.moe_traffic = MoEExpertTraffic(moe_traffic)

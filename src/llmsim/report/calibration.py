@@ -8,7 +8,21 @@ from typing import Any
 
 import pandas as pd
 
-from llmsim.report.render import as_json, console, emit, frame_table, frame_to_csv
+from llmsim.report.render import (
+    TABULAR,
+    as_json,
+    check_no_report,
+    console,
+    emit,
+    emit_frame,
+    frame_table,
+)
+
+#: the fit columns kept when the table is too wide for the terminal
+FIT_ESSENTIAL = ("hardware", "family", "n", "median_ape_pct", "p90_ape_pct")
+#: the validation columns kept when the table is too wide for the terminal
+VALIDATION_ESSENTIAL = ("hardware", "kind", "n", "median_ape_pct", "p90_ape_pct",
+                        "median_signed_pct", "uncalibrated_median_ape_pct")
 
 
 def fit_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
@@ -22,16 +36,18 @@ def fit_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
 def write_fits(results: Sequence[Any], profile_path: str, fmt: str) -> None:
     """The fits of a calibration written to ``profile_path``: JSON (parameters as numbers), CSV,
     or a table and the line that says how to use the profile."""
+    check_no_report(fmt, "calibrate")
     rows = fit_rows(results)
     if fmt == "json":
         emit(as_json({"profile": profile_path, "fits": [
             dict(r, params=res.params) for r, res in zip(rows, results, strict=True)]}))
         return
     frame = pd.DataFrame(rows)
-    if fmt == "csv":
-        emit(frame.to_csv(index=False))
+    if fmt in TABULAR:
+        emit_frame(frame, fmt)
         return
-    console().print(frame_table(frame, title=f"fitted {len(results)} families (in-sample error)"))
+    console().print(frame_table(frame, title=f"fitted {len(results)} families (in-sample error)",
+                                essential=FIT_ESSENTIAL))
     console().print(f"wrote {profile_path}; use it with --profile {profile_path}")
 
 
@@ -39,14 +55,16 @@ def write_validation(errors: pd.DataFrame, num_measurements: int, profile_origin
                      out: str | None = None) -> None:
     """Absolute % error per op kind against ``num_measurements`` measurements: JSON, CSV (also
     for a table with ``out``) or a table (two decimals)."""
+    check_no_report(fmt, "validate")
     if fmt == "json":
         emit(as_json({"profile": profile_origin, "errors": errors.to_dict(orient="records")}),
              out)
-    elif fmt == "csv" or out:
-        emit(frame_to_csv(errors), out)
+    elif fmt in TABULAR or out:
+        emit_frame(errors, fmt if fmt in TABULAR else "csv", out)
     else:
         console().print(frame_table(errors.round(2), title=(
-            f"absolute % error vs {num_measurements} measurements (profile: {profile_origin})")))
+            f"absolute % error vs {num_measurements} measurements (profile: {profile_origin})"),
+            essential=VALIDATION_ESSENTIAL))
 
 
 def write_training(model: Any, path: str, fmt: str) -> None:

@@ -10,8 +10,11 @@ import pandas as pd
 
 from llmsim import catalog, units
 from llmsim.report.render import (
+    TABULAR,
     as_json,
+    check_no_report,
     emit,
+    emit_frame,
     frame_table,
     frame_to_csv,
     kv_table,
@@ -20,12 +23,13 @@ from llmsim.report.render import (
 
 
 def hardware_rows() -> list[dict[str, Any]]:
-    """Every accelerator: memory (GB), bandwidth (TB/s), peak TFLOPS per format, scale-up GB/s."""
+    """Every accelerator: memory (GiB: capacities are binary), bandwidth (TB/s), peak TFLOPS
+    per format, scale-up GB/s."""
     rows = []
     for h in catalog.list_hardware():
         rows.append({
             "name": h.name, "vendor": h.vendor, "family": h.family,
-            "memory_gb": round(h.memory_bytes / units.GB, 1),
+            "memory_gib": round(h.memory_bytes / units.GiB, 1),
             "bandwidth_tb_s": round(h.memory_bandwidth_bytes_per_s / units.TB, 3),
             **{f"{d.value}_tflops": round(v / 1e12, 1) for d, v in h.peak_flops_per_s.items()},
             "scale_up_gb_s": round(h.scale_up.bandwidth_bytes_per_s / units.GB, 1)
@@ -66,6 +70,16 @@ def host_rows() -> list[dict[str, Any]]:
             for h in catalog.list_hosts()]
 
 
+#: the columns of each kind kept when its table is too wide for the terminal
+ESSENTIAL: dict[str, tuple[str, ...]] = {
+    "hardware": ("name", "vendor", "memory_gib", "bandwidth_tb_s", "bf16_tflops", "fp8_tflops",
+                 "scale_up_gb_s"),
+    "models": ("name", "family", "params_b", "active_params_b", "layers", "attention", "moe"),
+    "clusters": ("name", "hardware", "gpus_per_node", "num_nodes", "intra_node",
+                 "inter_node_gb_s"),
+    "hosts": ("name", "dram_gb", "dram_gb_s", "h2d_gb_s", "disk_read_gb_s"),
+}
+
 #: the records of each kind ``llmsim catalog list`` takes
 ROWS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "hardware": hardware_rows, "models": model_rows, "clusters": cluster_rows,
@@ -76,22 +90,27 @@ ROWS: dict[str, Callable[[], list[dict[str, Any]]]] = {
 def write_list(kinds: Sequence[str], fmt: str, out: str | None = None) -> None:
     """The records of ``kinds`` (keys of :data:`ROWS`): one JSON object keyed by kind, CSV
     blocks one after the other, or one table per kind."""
+    check_no_report(fmt, "catalog list")
     if fmt == "json":
         emit(as_json({k: ROWS[k]() for k in kinds}), out)
     elif fmt == "csv":
         emit("".join(frame_to_csv(pd.DataFrame(ROWS[k]())) for k in kinds), out)
+    elif fmt == "parquet":  # one file: the kinds' records one after the other, with their kind
+        emit_frame(pd.concat([pd.DataFrame(ROWS[k]()).assign(kind=k) for k in kinds]), fmt, out)
     else:
-        print_tables([frame_table(pd.DataFrame(ROWS[k]()), title=k) for k in kinds], out)
+        print_tables([frame_table(pd.DataFrame(ROWS[k]()), title=k, essential=ESSENTIAL[k])
+                      for k in kinds], out)
 
 
 def write_entry(data: dict[str, Any], fmt: str, out: str | None = None) -> None:
     """One catalog entry (``kind`` first): JSON, a CSV row of its scalar fields, or a key/value
     table titled with its name."""
+    check_no_report(fmt, "catalog show")
     if fmt == "json":
         emit(as_json(data), out)
-    elif fmt == "csv":
+    elif fmt in TABULAR:
         flat = {k: v for k, v in data.items() if not isinstance(v, (dict, list))}
-        emit(frame_to_csv(pd.DataFrame([flat])), out)
+        emit_frame(pd.DataFrame([flat]), fmt, out)
     else:
         print_tables([kv_table(str(data.get("name")), [(k, str(v)) for k, v in data.items()])],
                      out)

@@ -11,11 +11,15 @@ from rich.table import Table
 
 from llmsim import units
 from llmsim.report.render import (
+    TABULAR,
+    _cell,
     as_json,
+    check_no_report,
     console,
     emit,
+    emit_frame,
+    emit_html,
     frame_table,
-    frame_to_csv,
     kv_table,
     print_tables,
 )
@@ -25,15 +29,24 @@ CASE_COLUMNS = ("model", "hardware", "tp", "pp", "ep", "dp", "batch", "prompt", 
                 "input_tokens", "output_tokens", "ttft_s", "tpot_s", "e2e_s",
                 "output_tokens_per_s", "pred_ttft_s", "pred_tpot_s", "pred_e2e_s", "fits",
                 "error")
+#: the columns kept when the table is too wide for the terminal (the rest are named under it)
+ESSENTIAL_CASE_COLUMNS = ("model", "hardware", "tp", "batch", "prompt", "output",
+                          "input_tokens", "output_tokens", "ttft_s", "pred_ttft_s", "tpot_s",
+                          "pred_tpot_s", "e2e_s", "pred_e2e_s", "output_tokens_per_s", "fits")
 
 
 def write_estimate(result: Any, fmt: str, out: str | None = None, ops: bool = False) -> None:
     """One :class:`EstimateResult` as JSON (per-layer; ``ops``: every op too), a CSV summary
     row, or its tables."""
-    if fmt == "json":
+    if fmt == "html":
+        from llmsim.report.html import estimate_html
+
+        rows = [(k, _cell(v)) for k, v in result.summary_row().items()]
+        emit_html(estimate_html(result, rows), out)
+    elif fmt == "json":
         emit(as_json(result.as_dict(layers=True, ops=ops)), out)
-    elif fmt == "csv":
-        emit(frame_to_csv(pd.DataFrame([result.summary_row()])), out)
+    elif fmt in TABULAR:
+        emit_frame(pd.DataFrame([result.summary_row()]), fmt, out)
     else:
         print_tables(estimate_tables(result), out)
 
@@ -42,24 +55,33 @@ def write_cases(frame: pd.DataFrame, fmt: str, out: str | None, title: str,
                 extra: dict[str, Any] | None = None) -> None:
     """A sweep or per-request table: JSON (``{"rows": [...], **extra}``), CSV (also for a table
     with ``out``) or a terminal table of :data:`CASE_COLUMNS`."""
+    check_no_report(fmt, "estimate --cases")
     if fmt == "json":
         payload: dict[str, Any] = {"rows": frame.to_dict(orient="records")}
         payload.update(extra or {})
         emit(as_json(payload), out)
-    elif fmt == "csv" or out:
-        emit(frame_to_csv(frame), out)
+    elif fmt in TABULAR or (out and not _is_text(out)):
+        emit_frame(frame, fmt if fmt in TABULAR else "csv", out)
     else:
         cols = [c for c in frame.columns if c in CASE_COLUMNS]
-        console().print(frame_table(frame, title=title, columns=cols))
+        print_tables([frame_table(frame, title=title, columns=cols,
+                                  essential=ESSENTIAL_CASE_COLUMNS)], out)
 
 
 def write_requests(frame: pd.DataFrame, stats: dict[str, dict[str, float]], fmt: str,
                    out: str | None) -> None:
     """Per-request predictions, and (terminal table) their error against the measured times."""
+    check_no_report(fmt, "estimate --cases")
     write_cases(frame, fmt, out, title="per-request predictions", extra={"error_stats": stats})
-    if fmt == "table" and stats and not out:
+    if fmt == "table" and stats and (not out or _is_text(out)):
         rows = pd.DataFrame([{"metric": k, **v} for k, v in stats.items()])
         console().print(frame_table(rows, title="prediction error vs measured"))
+
+
+def _is_text(out: str) -> bool:
+    """``--out`` names a text file for the table (``.txt``, ``.md``); any other name given
+    with the table format gets the CSV (as before the format came from the extension)."""
+    return out.lower().endswith((".txt", ".md"))
 
 
 def estimate_tables(result: Any) -> list[Table]:
@@ -189,20 +211,22 @@ def op_record(cost: Any, hardware: str, dtype: str, act_dtype: str | None, inter
 
 def write_op(record: dict[str, Any], cost: Any, fmt: str, out: str | None = None) -> None:
     """One op: its record as JSON or a CSV row, or :func:`op_table`."""
+    check_no_report(fmt, "op")
     if fmt == "json":
         emit(as_json(record), out)
-    elif fmt == "csv":
-        emit(frame_to_csv(pd.DataFrame([record])), out)
+    elif fmt in TABULAR:
+        emit_frame(pd.DataFrame([record]), fmt, out)
     else:
         print_tables([op_table(cost, record["hardware"])], out)
 
 
 def write_op_cases(result: pd.DataFrame, fmt: str, out: str | None = None) -> None:
     """An ``op --cases`` result: JSON records, CSV (also for a table with ``out``) or a table."""
+    check_no_report(fmt, "op --cases")
     if fmt == "json":
         emit(as_json(result.to_dict(orient="records")), out)
-    elif fmt == "csv" or out:
-        emit(frame_to_csv(result), out)
+    elif fmt in TABULAR or (out and not _is_text(out)):
+        emit_frame(result, fmt if fmt in TABULAR else "csv", out)
     else:
         print_tables([frame_table(result, title=f"{len(result)} ops")], out)
 
@@ -213,4 +237,4 @@ def write_features(frame: pd.DataFrame, fmt: str, out: str | None = None) -> Non
     if fmt == "json":
         emit(as_json(frame.to_dict(orient="records")), out)
     else:
-        emit(frame_to_csv(frame), out)
+        emit_frame(frame, "csv", out)

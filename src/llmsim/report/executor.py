@@ -11,9 +11,11 @@ from rich.table import Table
 
 from llmsim import units
 from llmsim.report.render import (
+    TABULAR,
     as_json,
+    check_no_report,
     emit,
-    frame_to_csv,
+    emit_frame,
     kv_table,
     output_console,
     print_tables,
@@ -158,10 +160,11 @@ def presets_table(presets: Sequence[Any]) -> Table:
 
 def write_presets(presets: Sequence[Any], fmt: str, out: str | None = None) -> None:
     """The presets as JSON, CSV (without descriptions) or :func:`presets_table`."""
+    check_no_report(fmt, "executor presets")
     rows = preset_rows(presets)
     if fmt == "json":
         emit(as_json({"presets": rows}), out)
-    elif fmt == "csv":
-        emit(frame_to_csv(pd.DataFrame(rows).drop(columns=["description"])), out)
+    elif fmt in TABULAR:
+        emit_frame(pd.DataFrame(rows).drop(columns=["description"]), fmt, out)
     else:
         print_tables([presets_table(presets)], out)

@@ -9,17 +9,26 @@ import pandas as pd
 from rich.table import Table
 
 from llmsim import units
-from llmsim.report.render import as_json, emit, frame_to_csv, kv_table, print_tables
+from llmsim.report.render import (
+    TABULAR,
+    as_json,
+    check_no_report,
+    emit,
+    emit_frame,
+    kv_table,
+    print_tables,
+)
 
 
 def write_expert_cache(result: Any, fmt: str, out: str | None = None,
                        timeline: bool = False) -> None:
     """JSON (``timeline``: with the per-step, per-layer list), the timeline as CSV, or the
     tables (``timeline``: and :func:`timeline_table`)."""
+    check_no_report(fmt, "moe-offload")
     if fmt == "json":
         emit(as_json(result.as_dict(timeline=timeline)), out)
-    elif fmt == "csv":
-        emit(frame_to_csv(pd.DataFrame([e.__dict__ for e in result.timeline])), out)
+    elif fmt in TABULAR:
+        emit_frame(pd.DataFrame([e.__dict__ for e in result.timeline]), fmt, out)
     else:
         print_tables(expert_cache_tables(result)
                      + ([timeline_table(result)] if timeline else []), out)

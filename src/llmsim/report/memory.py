@@ -8,7 +8,15 @@ import pandas as pd
 from rich.table import Table
 
 from llmsim import units
-from llmsim.report.render import as_json, emit, frame_to_csv, kv_table, output_console
+from llmsim.report.render import (
+    TABULAR,
+    as_json,
+    check_no_report,
+    emit,
+    emit_frame,
+    kv_table,
+    output_console,
+)
 
 
 def write_memory(record: dict[str, Any], report: Any, title: str, max_batch: int,
@@ -16,10 +24,11 @@ def write_memory(record: dict[str, Any], report: Any, title: str, max_batch: int
     """``record`` (the JSON / CSV row) or the breakdown table titled ``title`` and a line with
     ``max_batch``, the largest batch at the sequence length (forward passes of ``max_tokens``
     when given)."""
+    check_no_report(fmt, "memory")
     if fmt == "json":
         emit(as_json(record), out)
-    elif fmt == "csv":
-        emit(frame_to_csv(pd.DataFrame([record])), out)
+    elif fmt in TABULAR:
+        emit_frame(pd.DataFrame([record]), fmt, out)
     else:
         with output_console(out) as con:
             con.print(memory_table(report, title))

@@ -6,10 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.table import Table
 
 from llmsim import units
-from llmsim.report.render import as_json, console, emit, frame_to_csv, kv_table
+from llmsim.report.render import (
+    TABULAR,
+    as_json,
+    emit,
+    emit_frame,
+    emit_html,
+    kv_table,
+    print_tables,
+)
 
 #: summary keys of the latency table, with their row names
 LATENCY_ROWS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_s", "E2E"),
@@ -17,17 +26,77 @@ LATENCY_ROWS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_
 LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99", "max")
 
 
-def write_simulation(report: Any, fmt: str, out: str | None = None) -> None:
-    """A :class:`SimulationReport` on stdout: its summary as JSON, its per-request table as
-    CSV, or the summary and latency tables (``out``: the folder the files went to)."""
-    if fmt == "json":
-        emit(as_json(report.summary()))
-    elif fmt == "csv":
-        emit(frame_to_csv(report.requests))
+def write_simulation(report: Any, fmt: str, out_dir: str | None = None,
+                     out: str | None = None, requests: bool = False, metrics: str = "llmsim",
+                     percentiles: str = "99") -> None:
+    """A :class:`SimulationReport` on stdout or into the file ``out``: its summary as JSON, as
+    one CSV / Parquet row (:func:`summary_record`), or the summary and latency tables
+    (``out_dir``: the folder the bundle went to); ``requests``: the per-request rows instead
+    (JSON records, CSV, Parquet); ``metrics="vllm"``: the vLLM-benchmark result instead of
+    the summary (:func:`write_vllm_bench`; also ``vllm_bench.json`` in ``out_dir``)."""
+    if fmt == "html":
+        from llmsim.report.html import simulation_html
+
+        s = report.summary()
+        emit_html(simulation_html(s, report.requests, report.timeseries, report.itls,
+                                  summary_rows(s)), out)
+        return
+    if metrics not in ("llmsim", "vllm"):
+        from llmsim.errors import ConfigError
+
+        raise ConfigError(f"--metrics must be llmsim or vllm, got {metrics!r}")
+    if metrics == "vllm" and not requests:
+        write_vllm_bench(report, fmt, out, percentiles, out_dir)
+    elif requests and fmt in ("json", *TABULAR):
+        frame = report.requests
+        if fmt == "json":
+            emit(as_json(frame.to_dict(orient="records")), out)
+        else:
+            emit_frame(frame, fmt, out)
+    elif fmt == "json":
+        emit(as_json(report.summary()), out)
+    elif fmt in TABULAR:
+        emit_frame(pd.DataFrame([summary_record(report.summary())]), fmt, out)
     else:
-        con = console()
-        for table in simulation_tables(report.summary(), out, getattr(report, "run_info", None)):
-            con.print(table)
+        print_tables(simulation_tables(report.summary(), out_dir,
+                                       getattr(report, "run_info", None)), out)
+
+
+def write_vllm_bench(report: Any, fmt: str, out: str | None, percentiles: str,
+                     out_dir: str | None = None) -> None:
+    """The vLLM-benchmark result (``llmsim.serving.vllm_bench``): JSON as vLLM saves it, one
+    CSV / Parquet row, or a table of its keys; ``out_dir``: also ``vllm_bench.json`` there."""
+    from llmsim.serving.vllm_bench import parse_percentiles, vllm_bench_metrics
+
+    result = vllm_bench_metrics(report, parse_percentiles(percentiles))
+    if out_dir:
+        from pathlib import Path
+
+        from llmsim.io import write_json
+
+        write_json(Path(out_dir) / "vllm_bench.json", result)
+    if fmt == "json":
+        emit(as_json(result), out)
+    elif fmt in TABULAR:
+        emit_frame(pd.DataFrame([result]), fmt, out)
+    else:
+        rows = [(k, "" if v is None else f"{v:,.2f}" if isinstance(v, float) else f"{v:,}")
+                for k, v in result.items()]
+        print_tables([kv_table("serving benchmark result (vLLM's names and definitions)",
+                               rows)], out)
+
+
+def summary_record(summary: dict[str, Any], sep: str = ".") -> dict[str, Any]:
+    """The summary flattened into one row: nested keys joined by ``sep`` (``ttft_s.p99``);
+    lists are left out (the per-replica records: ``--format json`` has them)."""
+    row: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            for k, v in summary_record(value, sep).items():
+                row[f"{key}{sep}{k}"] = v
+        elif not isinstance(value, list):
+            row[key] = value
+    return row
 
 
 def simulation_tables(summary: dict[str, Any], out: str | None = None,

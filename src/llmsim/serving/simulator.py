@@ -90,8 +90,10 @@ class ServingSetup:
                      if self.deployment is not None else 1 << 20)
         self.max_model_len = int(cfg.model.max_model_len or model_len)
         if cfg.model.max_model_len and cfg.model.max_model_len > model_len:
-            raise ConfigError(f"max_model_len {cfg.model.max_model_len} exceeds the model's "
-                              f"context of {model_len} tokens")
+            # engines serve beyond the trained context when told (vLLM --max-model-len with
+            # rope scaling); the KV cache and attention are priced at the lengths served
+            log.info("max_model_len %d is beyond the model's trained context of %d tokens",
+                     cfg.model.max_model_len, model_len)
         chunks = self.scheduler_cls.chunks_prompts
         if sc.max_num_batched_tokens is not None:
             self.max_batched = int(sc.max_num_batched_tokens)

@@ -1,0 +1,255 @@
+"""The HTML report: one self-contained page (plotly, its JavaScript embedded once, no network
+needed to open it) per run.
+
+- :func:`simulation_html`: a serving run: its summary, latency CDFs (TTFT, TPOT, E2E, ITL) with
+  the SLO lines, throughput / queue / KV-usage time series, and a per-request scatter;
+- :func:`estimate_html`: a static batch: its summary, the per-op time breakdown of the prefill
+  and decode steps, and the roofline of those ops against the part's peaks;
+- :func:`comparison_html`: several runs side by side (bars of their key metrics).
+
+Built from what the run wrote (``llmsim report RUN_DIR`` rebuilds a simulation's page from its
+``--out-dir`` bundle). plotly is the optional ``report`` extra; without it asking for HTML is a
+one-line error.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmsim.errors import ConfigError
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table.kv { border-collapse: collapse; font-size: 0.92em; }
+table.kv td { padding: 2px 12px 2px 0; vertical-align: top; }
+table.kv td:first-child { font-weight: 600; white-space: nowrap; }
+.plot { margin: 0.5em 0 1.5em; }
+footer { color: #777; font-size: 0.8em; margin-top: 2em; }
+"""
+
+
+def _plotly() -> Any:
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        raise ConfigError("the HTML report needs plotly, which is not installed; "
+                          "pip install 'llmsim[report]' (or pip install plotly)") from None
+    return go
+
+
+class Page:
+    """An HTML page of headings, key/value tables and plotly figures; plotly.js is embedded
+    once, in the first figure."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.parts: list[str] = []
+        self._js_done = False
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def table(self, rows: Sequence[tuple[str, str]]) -> None:
+        body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+                       for k, v in rows)
+        self.parts.append(f'<table class="kv">{body}</table>')
+
+    def figure(self, fig: Any, height: int = 420) -> None:
+        import plotly.io as pio
+
+        fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 50, "b": 50},
+                          template="plotly_white")
+        self.parts.append('<div class="plot">' + pio.to_html(
+            fig, full_html=False, include_plotlyjs=not self._js_done,
+            config={"displaylogo": False, "responsive": True}) + "</div>")
+        self._js_done = True
+
+    def render(self) -> str:
+        from llmsim import __version__
+
+        return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head>"
+                f"<body><h1>{html.escape(self.title)}</h1>{''.join(self.parts)}"
+                f"<footer>llmsim {__version__}: predicted, not measured</footer>"
+                "</body></html>\n")
+
+
+# ----------------------------------------------------------------------------- simulate
+def _cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v = np.sort(values[np.isfinite(values)])
+    return v, np.arange(1, len(v) + 1) / max(len(v), 1)
+
+
+def simulation_html(summary: Mapping[str, Any], requests: pd.DataFrame,
+                    timeseries: pd.DataFrame, itls: pd.DataFrame | None = None,
+                    rows: Sequence[tuple[str, str]] = ()) -> str:
+    """The page of one serving run: ``rows`` (the summary table's key/value rows), latency
+    CDFs in ms with the SLO lines, time series, and the per-request scatter."""
+    go = _plotly()
+    from plotly.subplots import make_subplots
+
+    s = summary
+    page = Page(f"{s['model']} on {s['num_gpus']}x {s['hardware']}: serving simulation")
+    page.table(list(rows))
+    done = requests[requests["status"] == "finished"]
+    page.heading("latency CDFs")
+    metrics = [("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")]
+    fig = make_subplots(rows=1, cols=4 if itls is not None else 3,
+                        subplot_titles=[n for _, n in metrics] + (["ITL"] if itls is not None
+                                                                  else []))
+    slo = s.get("slo") or {}
+    for i, (key, name) in enumerate(metrics, 1):
+        x, y = _cdf(done[key].to_numpy(dtype=float) * 1e3)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name), row=1, col=i)
+        if slo.get(key) is not None:
+            fig.add_vline(x=slo[key] * 1e3, line_dash="dash", line_color="red", row=1, col=i,
+                          annotation_text=f"SLO {slo[key] * 1e3:g} ms")
+        fig.update_xaxes(title_text=f"{name} (ms)", row=1, col=i)
+    if itls is not None:
+        x, y = _cdf(itls["itl_s"].to_numpy(dtype=float) * 1e3)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="ITL"), row=1, col=4)
+        fig.update_xaxes(title_text="ITL (ms)", row=1, col=4)
+    fig.update_yaxes(title_text="fraction of requests", range=[0, 1], row=1, col=1)
+    page.figure(fig, height=380)
+    page.heading("over time")
+    ts = timeseries
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True,
+                        subplot_titles=["output tokens/s", "requests waiting / running",
+                                        "KV-cache usage"])
+    if "output_tokens_per_s" in ts:
+        fig.add_trace(go.Scatter(x=ts["time_s"], y=ts["output_tokens_per_s"], name="output tok/s"),
+                      row=1, col=1)
+    for col in ("waiting", "running"):
+        if col in ts:
+            fig.add_trace(go.Scatter(x=ts["time_s"], y=ts[col], name=col), row=2, col=1)
+    if "kv_usage_frac" in ts:
+        fig.add_trace(go.Scatter(x=ts["time_s"], y=ts["kv_usage_frac"], name="KV usage"),
+                      row=3, col=1)
+        fig.update_yaxes(range=[0, 1.05], tickformat=".0%", row=3, col=1)
+    fig.update_xaxes(title_text="simulated time (s)", row=3, col=1)
+    page.figure(fig, height=640)
+    page.heading("per request")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["TTFT by arrival", "E2E by length"])
+    fig.add_trace(go.Scattergl(x=done["arrival_s"], y=done["ttft_s"] * 1e3, mode="markers",
+                               marker={"size": 4}, name="TTFT"), row=1, col=1)
+    fig.add_trace(go.Scattergl(
+        x=done["input_tokens"] + done["output_tokens"], y=done["e2e_s"] * 1e3, mode="markers",
+        marker={"size": 4, "color": done["output_tokens"], "colorscale": "Viridis",
+                "colorbar": {"title": "output tokens"}}, name="E2E"), row=1, col=2)
+    fig.update_xaxes(title_text="arrival (s)", row=1, col=1)
+    fig.update_xaxes(title_text="input + output tokens", row=1, col=2)
+    fig.update_yaxes(title_text="TTFT (ms)", row=1, col=1)
+    fig.update_yaxes(title_text="E2E (ms)", row=1, col=2)
+    page.figure(fig, height=420)
+    return page.render()
+
+
+# ----------------------------------------------------------------------------- estimate
+def op_frame(result_dict: Mapping[str, Any]) -> pd.DataFrame:
+    """Every op of the prefill and decode steps of an estimate's JSON (``as_dict(layers=True,
+    ops=True)``): stage, layer, op, kind, time (x the layer's repeat), FLOPs, bytes, bound."""
+    rows = []
+    for stage, layers in (result_dict.get("layers") or {}).items():
+        for layer in layers:
+            rep = layer.get("repeat", 1)
+            for op in layer.get("ops") or []:
+                rows.append({"step": stage, "layer": layer["name"], "op": op["name"],
+                             "kind": op["kind"], "time_s": op["time_s"] * op.get("count", 1) * rep,
+                             "op_time_s": op["time_s"], "flops": op["flops"],
+                             "bytes": op["bytes"], "bound": op["bound"]})
+    return pd.DataFrame(rows)
+
+
+def estimate_html(result: Any, rows: Sequence[tuple[str, str]] = ()) -> str:
+    """The page of one static-batch estimate: ``rows`` (its summary), the per-op time of each
+    step (stacked by op), and the roofline: each op's arithmetic intensity (FLOP / byte) and
+    achieved FLOP/s against the part's peak FLOP/s and memory bandwidth."""
+    go = _plotly()
+    from llmsim import catalog
+
+    d = result.as_dict(layers=True, ops=True)
+    ops = op_frame(d)
+    page = Page(f"{d['model']} on {d['num_gpus']}x {d['hardware']}: static batch "
+                f"{d['batch']} x {d['prompt']} -> {d['output']}")
+    page.table(list(rows))
+    page.heading("time per op (one prefill step, one decode step at mid context)")
+    fig = go.Figure()
+    if len(ops):
+        by = ops.groupby(["step", "op"], sort=False)["time_s"].sum().reset_index()
+        for op, part in by.groupby("op", sort=False):
+            fig.add_trace(go.Bar(x=part["step"], y=part["time_s"] * 1e3, name=str(op)))
+    fig.update_layout(barmode="stack", yaxis_title="time (ms)")
+    page.figure(fig)
+    page.heading("roofline (per op, against the part's peaks)")
+    hw = catalog.get_hardware(d["hardware"])
+    bw = hw.memory_bandwidth_bytes_per_s
+    peaks = {k.value: v for k, v in hw.peak_flops_per_s.items()}
+    fig = go.Figure()
+    ops = ops[(ops["flops"] > 0) & (ops["bytes"] > 0) & (ops["op_time_s"] > 0)]
+    if len(ops):
+        ai = ops["flops"] / ops["bytes"]
+        achieved = ops["flops"] / ops["op_time_s"]
+        for step, part in ops.assign(ai=ai, achieved=achieved).groupby("step", sort=False):
+            fig.add_trace(go.Scatter(
+                x=part["ai"], y=part["achieved"] / 1e12, mode="markers", name=f"{step} ops",
+                text=part["layer"] + " / " + part["op"], marker={"size": 8}))
+        x = np.logspace(np.log10(max(ai.min() / 4, 1e-3)), np.log10(ai.max() * 4), 200)
+        for fmt in ("bf16", "fp8"):
+            if fmt in peaks:
+                fig.add_trace(go.Scatter(x=x, y=np.minimum(peaks[fmt], bw * x) / 1e12,
+                                         mode="lines", line={"dash": "dash"},
+                                         name=f"roof: {fmt} peak, {bw / 1e12:.2f} TB/s"))
+    fig.update_xaxes(type="log", title_text="arithmetic intensity (FLOP / byte)")
+    fig.update_yaxes(type="log", title_text="achieved TFLOP/s")
+    page.figure(fig, height=480)
+    return page.render()
+
+
+# ----------------------------------------------------------------------------- comparisons
+def comparison_html(title: str, frame: pd.DataFrame, label: str,
+                    metrics: Sequence[tuple[str, str]]) -> str:
+    """Several runs side by side: one bar chart per ``(column, axis title)`` of ``metrics``
+    over the runs (``label``: the column naming each run), and the table of all columns."""
+    go = _plotly()
+    page = Page(title)
+    for col, name in metrics:
+        if col in frame:
+            fig = go.Figure(go.Bar(x=frame[label], y=frame[col], name=name))
+            fig.update_layout(title=name, yaxis_title=name)
+            page.figure(fig, height=340)
+    page.heading("all runs")
+    page.parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4g}",
+                                    classes="kv", border=0))
+    return page.render()
+
+
+def bundle_html(run_dir: str) -> str:
+    """The page of a saved ``simulate --out-dir`` bundle: ``summary.json``, ``requests.csv``
+    (or ``.parquet``), ``timeseries.csv`` and, when the run kept them, ``itls.csv``."""
+    import json
+    from pathlib import Path
+
+    from llmsim.report.serving import summary_rows
+
+    d = Path(run_dir)
+    if not (d / "summary.json").is_file():
+        raise ConfigError(f"{run_dir}: no summary.json; give a folder written by "
+                          "`llmsim simulate --out-dir DIR`")
+
+    def table(stem: str) -> pd.DataFrame | None:
+        for suffix, read in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+            if (d / f"{stem}{suffix}").is_file():
+                return read(d / f"{stem}{suffix}")
+        return None
+
+    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+    requests, ts = table("requests"), table("timeseries")
+    if requests is None or ts is None:
+        raise ConfigError(f"{run_dir}: the bundle lacks requests or timeseries")
+    return simulation_html(summary, requests, ts, table("itls"), summary_rows(summary))
