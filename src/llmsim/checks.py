@@ -92,3 +92,15 @@ def one_of_types(value: Any, name: str, types: tuple[type, ...], what: str) -> A
     if not isinstance(value, types):
         raise ConfigError(f"{name} must be {what}, got {type(value).__name__} {value!r}"[:300])
     return value
+
+
+def unused_gpus(num_gpus: int | None, tp: int, pp: int, dp: int) -> str | None:
+    """What to say when ``num_gpus`` sizes a cluster larger than the plan's ``tp x pp x dp``
+    (the per-GPU figures count only the plan's GPUs), or None when it uses them all."""
+    used = tp * pp * dp
+    if num_gpus is None or num_gpus <= used:
+        return None
+    hint = (f"add --dp {num_gpus // (tp * pp)}" if num_gpus % (tp * pp) == 0
+            else "match tp x pp x dp to it")
+    return (f"--num-gpus {num_gpus} sizes the cluster but the plan uses tp {tp} x pp {pp} x "
+            f"dp {dp} = {used} GPUs (per-GPU figures count those); {hint} to use them all")

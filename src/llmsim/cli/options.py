@@ -13,6 +13,14 @@ from typing import Annotated
 import typer
 
 
+def non_empty_path(value: str | None) -> str | None:
+    """Option callback: an empty path (``--out ""``) is a usage error, never "not given"."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("an empty path; give a file or folder name, or leave the "
+                                 "option out")
+    return value
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
@@ -65,4 +73,5 @@ ScenarioOpt = Annotated[str | None, typer.Option(
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 OutOpt = Annotated[str | None, typer.Option(
-    "--out", "-o", help="Write the output to this file (atomically) instead of stdout.")]
+    "--out", "-o", callback=non_empty_path,
+    help="Write the output to this file (atomically) instead of stdout.")]
