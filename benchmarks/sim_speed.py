@@ -9,8 +9,16 @@ chunked prefill (vLLM v1 style), analytic step-time model.
 
 Each case runs in a fresh subprocess so that its peak RSS is its own: ``rss_before_mb`` is
 measured after imports, trace loading and setup; ``peak_rss_mb`` is the process maximum
-(``ru_maxrss``); the difference is what the simulation itself added. ``step_time_s`` is the
-wall time spent inside the cost model pricing prefill / mixed steps; ``sim s`` in the table is
+(``ru_maxrss``) over the run, its report and writing ``requests.csv`` (as ``simulate --out``
+does); ``RSS B/req`` is (peak - the RSS after imports, before the workload) / requests.
+
+``--rss-check N`` (default 1,000,000; by hand) runs the chunked case at N / 10 and N requests,
+takes the slope of peak RSS over requests (constant costs cancel), projects 10 million
+requests and fails (exit 1) when that passes 1 GB; ``--smoke`` prints it at 50,000 (CI; not
+enforced there: below the 32,768-row write slice the slope includes the slice's growth).
+
+``step_time_s`` is the wall time spent inside the cost model pricing prefill / mixed steps;
+``sim s`` in the table is
 the rest, the simulator's own time. On a shared machine, ``--repeat N`` runs every case ``N``
 times (each in a fresh process) and keeps the fastest (as ``timeit`` does).
 
@@ -19,6 +27,7 @@ Usage::
     python benchmarks/sim_speed.py            # 10k and 100k requests, both schedulers
     python benchmarks/sim_speed.py --smoke    # < 30 s (CI)
     python benchmarks/sim_speed.py --repeat 3 --out results.json
+    python benchmarks/sim_speed.py --rss-check 1000000   # the 10M-requests-in-1-GB check
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -71,6 +81,7 @@ def run_case(case: dict, queue: mp.Queue) -> None:
         "workload": {"trace": case["trace"], "num_requests": case["requests"],
                      "rate_scale": case["rate_scale"]},
     })
+    rss_start = _current_rss_mb()  # imports done; the workload not built yet
     t_setup = time.perf_counter()
     setup = ServingSetup(cfg)
     sim = Simulation(setup)
@@ -92,6 +103,9 @@ def run_case(case: dict, queue: mp.Queue) -> None:
     cpu = time.process_time() - cpu0
     report = SimulationReport.from_simulation(sim)
     s = report.summary()
+    with tempfile.TemporaryDirectory() as tmp:  # the per-request table, as --out writes it
+        report.write(Path(tmp) / "run", plots=False)
+    peak = _rss_mb()
     queue.put({
         **case,
         "wall_s": sim.wall_s, "cpu_s": cpu, "setup_s": setup_s,
@@ -101,8 +115,9 @@ def run_case(case: dict, queue: mp.Queue) -> None:
         "simulated_s": s["duration_s"], "completed": s["num_completed"],
         "rejected": s["num_rejected"], "output_tokens_per_s": s["output_tokens_per_s"],
         "ttft_p50_s": s["ttft_s"]["p50"], "tpot_p50_s": s["tpot_s"]["p50"],
-        "rss_before_mb": rss_before, "peak_rss_mb": _rss_mb(),
-        "rss_growth_mb": _rss_mb() - rss_before,
+        "rss_start_mb": rss_start, "rss_before_mb": rss_before, "peak_rss_mb": peak,
+        "rss_growth_mb": peak - rss_before,
+        "rss_bytes_per_request": (peak - rss_start) * 2**20 / case["requests"],
     })
 
 
@@ -116,7 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-scale", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every case this many times and keep the fastest")
+    ap.add_argument("--rss-check", type=int, nargs="?", const=1_000_000, metavar="N",
+                    help="project 10M requests' RSS from N/10 and N (default 1M) and fail "
+                         "above 1 GB")
     args = ap.parse_args(argv)
+    if args.rss_check or args.smoke:
+        code = rss_check(args.rss_check or 50_000, args.trace or default_trace()[0],
+                         args.rate_scale)
+        if args.rss_check:
+            return code  # --smoke: printed only (below the 32k-row write slice, the slope
+            # still counts the slice's growth)
     trace, trace_desc = (args.trace, args.trace) if args.trace else default_trace()
     sizes = args.sizes or ([2_000, 10_000] if args.smoke else [10_000, 100_000])
     ctx = mp.get_context("spawn")
@@ -128,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best of {args.repeat} runs per case")
     header = (f"{'scheduler':<11} {'requests':>9} {'sim time':>9} {'wall s':>7} {'cpu s':>7} "
               f"{'req/wall-s':>10} {'cost model s':>12} {'sim s':>6} {'events':>8} "
-              f"{'steps':>9} {'peak RSS MB':>11} {'RSS growth MB':>13}")
+              f"{'steps':>9} {'peak RSS MB':>11} {'RSS growth MB':>13} {'RSS B/req':>9}")
     print(header)
     print("-" * len(header))
     for scheduler in args.schedulers:
@@ -148,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res['cpu_s']:>7.2f} {res['requests_per_wall_s']:>10,.0f} "
                   f"{res['step_time_s']:>12.2f} {res['wall_s'] - res['step_time_s']:>6.2f} "
                   f"{res['events']:>8,} {res['engine_steps']:>9,} "
-                  f"{res['peak_rss_mb']:>11.0f} {res['rss_growth_mb']:>13.1f}", flush=True)
+                  f"{res['peak_rss_mb']:>11.0f} {res['rss_growth_mb']:>13.1f} "
+                  f"{res['rss_bytes_per_request']:>9.0f}", flush=True)
     machine = {"python": platform.python_version(), "machine": platform.machine(),
                "processor": platform.processor() or _cpu_model(), "cpus": os.cpu_count(),
                "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
@@ -158,6 +183,40 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps({"trace": trace_desc, "machine": machine,
                                               "results": results}, indent=2) + "\n")
     return 0
+
+
+#: the memory goal: 10 million requests in under 1 GB of RSS
+RSS_GOAL_REQUESTS = 10_000_000
+RSS_GOAL_BYTES = 1e9
+
+
+def run_once(case: dict) -> dict:
+    """One case in a fresh process (spawned: its peak RSS is its own)."""
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()
+    proc = ctx.Process(target=run_case, args=(case, q))
+    proc.start()
+    return _result(proc, q, case)
+
+
+def rss_check(n: int, trace: str, rate_scale: float) -> int:
+    """Peak RSS at n / 10 and n requests (chunked prefill, the tiled trace); the slope
+    projects RSS_GOAL_REQUESTS; 1 (fail) when the projection passes RSS_GOAL_BYTES."""
+    small, large = (run_once({"scheduler": "chunked", "requests": k, "trace": trace,
+                              "rate_scale": rate_scale}) for k in (max(n // 10, 1), n))
+    mb = 2**20
+    slope = ((large["peak_rss_mb"] - small["peak_rss_mb"]) * mb
+             / (large["requests"] - small["requests"]))
+    projected = large["peak_rss_mb"] * mb + slope * (RSS_GOAL_REQUESTS - large["requests"])
+    for r in (small, large):
+        print(f"rss check: {r['requests']:>10,} requests  peak RSS {r['peak_rss_mb']:7.1f} MB "
+              f"(after imports {r['rss_start_mb']:.1f} MB), {r['rss_bytes_per_request']:,.0f} "
+              f"bytes/request over it, wall {r['wall_s']:.1f} s")
+    ok = projected <= RSS_GOAL_BYTES
+    print(f"rss check: slope {slope:,.1f} bytes/request; projected peak RSS at "
+          f"{RSS_GOAL_REQUESTS:,} requests {projected / 1e9:.2f} GB (goal < "
+          f"{RSS_GOAL_BYTES / 1e9:g} GB): {'ok' if ok else 'FAIL'}", flush=True)
+    return 0 if ok else 1
 
 
 def _result(proc, queue: mp.Queue, case: dict) -> dict:

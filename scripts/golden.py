@@ -228,8 +228,8 @@ def _repo_relative(text: str) -> str:
 
 def _read_output(path: Path) -> Any:
     suffix = path.suffix.lower()
-    if suffix in (".png", ".svg", ".pdf", ".parquet", ".html"):
-        return {"exists": True}
+    if suffix in (".png", ".svg", ".pdf", ".parquet", ".html") or path.name == "run_info.json":
+        return {"exists": True}  # run_info.json: the run's wall time, versions and date
     text = _repo_relative(path.read_text(encoding="utf-8", errors="replace"))
     if suffix == ".json":
         try:

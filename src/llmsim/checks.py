@@ -110,3 +110,15 @@ def context(total_tokens: int, model_name: str, trained_tokens: int, max_model_l
         more = ", or raise --max-model-len if the engine serves it (rope scaling)" if flag else ""
         raise ConfigError(f"{what} = {total_tokens} tokens exceeds {served}; shorten "
                           f"{shorten}{more}")
+
+
+def unused_gpus(num_gpus: int | None, tp: int, pp: int, dp: int) -> str | None:
+    """What to say when ``num_gpus`` sizes a cluster larger than the plan's ``tp x pp x dp``
+    (the per-GPU figures count only the plan's GPUs), or None when it uses them all."""
+    used = tp * pp * dp
+    if num_gpus is None or num_gpus <= used:
+        return None
+    hint = (f"add --dp {num_gpus // (tp * pp)}" if num_gpus % (tp * pp) == 0
+            else "match tp x pp x dp to it")
+    return (f"--num-gpus {num_gpus} sizes the cluster but the plan uses tp {tp} x pp {pp} x "
+            f"dp {dp} = {used} GPUs (per-GPU figures count those); {hint} to use them all")

@@ -18,7 +18,7 @@ import shutil
 import signal
 import stat
 import tempfile
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -322,3 +322,29 @@ def write_table(target: str | Path, frame: Any) -> None:
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
+
+
+def write_table_chunks(target: str | Path, frames: Iterable[Any]) -> None:
+    """Write consecutive pandas DataFrames (same columns) as one CSV or Parquet file (by
+    suffix), atomically, holding one frame at a time: the CSV header once, then the rows; one
+    Parquet row group per frame. The CSV is the bytes ``to_csv`` of the whole table gives."""
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        if target.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            writer = None
+            try:
+                for frame in frames:
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+            finally:
+                if writer is not None:
+                    writer.close()
+            return
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for i, frame in enumerate(frames):
+                frame.to_csv(fh, index=False, header=i == 0)

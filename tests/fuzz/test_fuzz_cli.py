@@ -20,7 +20,7 @@ NAME = ["", LONG, "no-such-name"]
 READ_PATH = ["@missing", "@folder", "@long_name", "@long_path", "@binary.yaml", "@latin1.yaml"]
 YAML_FILES = READ_PATH + ["@invalid.yaml", "@tab.yaml", "@deep.yaml", "@deep_block.yaml",
                           "@list.yaml", "@empty.yaml", "@scalar.yaml", "@control_char.yaml"]
-OUT_FILE = ["@folder", "@under_a_file", "@long_name", "@long_path"]
+OUT_FILE = ["@folder", "@under_a_file", "@long_name", "@long_path", ""]
 
 MODEL_FILES = ["@config_list.json", "@config_zero_heads.json", "@config_str_layers.json",
                "@config_bool_layers.json", "@config_odd_hidden.json", "@config_bad_dtype.json",
@@ -33,7 +33,7 @@ TRACES = ["@trace_overflow.csv", "@trace_negative.csv", "@trace_fraction.csv",
           "@trace_empty.csv", "@trace_not_object.jsonl", "@trace_bad_json.jsonl",
           "@trace_deep.jsonl", "@trace_hash_huge.jsonl", "@trace_hash_text.jsonl",
           "@binary.csv", "@binary.jsonl", "@folder", "@missing", "@long_name", "@long_path"]
-SIM_CONFIGS = YAML_FILES + ["@dup_model.yaml", "@tp_true.yaml", "@tp_float.yaml",
+SIM_CONFIGS = YAML_FILES + ["","@dup_model.yaml", "@tp_true.yaml", "@tp_float.yaml",
                             "@num_requests_huge.yaml", "@rate_inf.yaml",
                             "@rate_scale_no_trace.yaml", "@window_inf.yaml",
                             "@unknown_key.yaml"]
@@ -105,7 +105,7 @@ SIM_BAD = {
     "--memory-utilization": FRACTION, "--efficiency": REAL + ["0", "2"],
     "--tp": ["3", "0"], "--replicas": ["0"], "--num-gpus": ["3"],
     "--model": NAME + MODEL_FILES[:8], "--hardware": NAME, "--profile": PROFILES[:8],
-    "--out": ["@a_file", "@long_name", "@long_path", "@under_a_file"],
+    "--out": ["@a_file", "@long_name", "@long_path", "@under_a_file", ""],
     "--requests-format": ["xml"], "--save-itls": [None], "--chrome-trace": [None],
 }
 SIM_GAMMA = SIM + ["--arrival", "gamma"]
@@ -148,7 +148,7 @@ EXECUTOR = ["executor", "run", "--config", "tiny", "--device", "cpu", "--decode-
             "--repeats", "1", "--warmup", "0"]
 EXECUTOR_BAD = {
     "--config": ["@binary.json", "@folder", "@config_zero_heads.json", "@config_list.json",
-                 "@long_name", "@missing", "no-such-preset"],
+                 "@long_name", "@missing", "no-such-preset", ""],
     "--routing": ["zipf:nan", "zipf:-1", "@binary.jsonl", "@trace_empty.csv", "nope"],
     "--threads": ["0", "abc"], "--dtype": ["fp9"], "--device": ["tpu", ""],
     "--cache-capacity": ["-1", "abc"], "--seed": ["-1"], "--prefetch-accuracy": ["2"],
@@ -182,6 +182,11 @@ STANDALONE = [
                                             "@profile_bad_field.yaml")],
     ["calibrate", "--measurements", "@measurements_ok.csv", "-H", "h100-sxm", "--out",
      "@folder"],
+    ["calibrate", "--measurements", "@measurements_ok.csv", "-H", "h100-sxm", "--out", ""],
+    ["validate", "--measurements", "@measurements_ok.csv", "--out", ""],
+    ["catalog", "list", "--out", ""], ["catalog", "show", "h100-sxm", "--out", ""],
+    ["executor", "presets", "--out", ""],
+    [*OFFLOAD[:1], "solve", "-m", "opt-6.7b", "--out", ""],
     ["catalog", "show", "no-such-thing"], ["catalog", "show", ""], ["catalog", "show", LONG],
     ["catalog", "list", "no-such-kind"], ["no-such-command"], ["estimate", "--no-such-flag"],
     ["estimate"], ["op"], ["simulate"], ["memory"], ["estimate", "-m"],
@@ -255,3 +260,43 @@ def test_error_names_the_value_and_the_fix(cli, files):
     assert "duplicate key 'model'" in res.err
     res = cli("estimate", "-m", files["config_zero_heads.json"], "-H", "h100-sxm")
     assert "num_attention_heads = 0" in res.err
+
+
+def test_an_empty_out_names_the_option(cli):
+    res = cli(*ESTIMATE, "--out", "")
+    one_error_line(res)
+    assert "'--out'" in res.err and "an empty path" in res.err
+
+
+def test_memory_with_more_gpus_than_the_plan_says_so(cli):
+    """``memory --num-gpus 8`` with a 4-GPU plan: the per-GPU figures are those of the plan's
+    GPUs (the same for every replica), and a warning says so and how to use them all (as
+    ``estimate`` does), never silence."""
+    base = ["memory", "-m", "llama-3.1-70b", "-H", "h100-sxm", "--tp", "4", "--format", "json"]
+    plain, wider = cli(*base), cli(*base, "--num-gpus", "8")
+    assert plain.code == wider.code == 0, wider.err
+    assert plain.err == ""
+    assert "--num-gpus 8 sizes the cluster but the plan uses tp 4" in wider.err
+    assert "add --dp 2" in wider.err
+    assert plain.json()["peak_bytes"] == wider.json()["peak_bytes"]
+    one_error_line(cli(*base, "--num-gpus", "2"))  # fewer than the plan: an error
+
+
+def test_offload_alpha_defaults_are_the_placement_models():
+    """The CLI's --alpha-g/-c/-n defaults are llmsim.placement.system's constants (passed
+    through, not copied) and its help states them."""
+    from llmsim.cli import offload_options
+    from llmsim.cli.offload_options import MachineOptions
+    from llmsim.placement import system
+
+    machine = MachineOptions()
+    assert not {"alpha_g", "alpha_c", "alpha_n"} & set(machine.kwargs())
+    built = system.build_system("t4", **{k: v for k, v in machine.kwargs().items()
+                                         if k not in ("hardware",)})
+    assert (built.alpha_g, built.alpha_c, built.alpha_n) == (
+        system.DEFAULT_ALPHA_G, system.DEFAULT_ALPHA_C, system.DEFAULT_ALPHA_N)
+    for alias, default in (("AlphaG", system.DEFAULT_ALPHA_G),
+                           ("AlphaC", system.DEFAULT_ALPHA_C),
+                           ("AlphaN", system.DEFAULT_ALPHA_N)):
+        option = getattr(offload_options, alias).__metadata__[0]
+        assert f"(default {default:g})" in option.help, alias

@@ -13,7 +13,14 @@ from typing import Annotated
 
 import typer
 
-from llmsim.cli.options import Format, FormatOpt, HardwareOpt, OutOpt, ProfileOpt
+from llmsim.cli.options import (
+    Format,
+    FormatOpt,
+    HardwareOpt,
+    OutOpt,
+    ProfileOpt,
+    non_empty_path,
+)
 
 MeasurementsOpt = Annotated[str, typer.Option(
     "--measurements", help="CSV/Parquet/JSONL: `llmsim op --cases` columns + measured_time_s.")]
@@ -22,7 +29,8 @@ MeasurementsOpt = Annotated[str, typer.Option(
 def calibrate_cmd(
     measurements: MeasurementsOpt,
     hardware: HardwareOpt = None,
-    out: Annotated[str, typer.Option("--out", "-o", help="Profile YAML to write.")] = "",
+    out: Annotated[str | None, typer.Option("--out", "-o", callback=non_empty_path,
+                                            help="Profile YAML to write.")] = None,
     base: Annotated[str | None, typer.Option(
         "--base", help="Profile the other entries come from: a YAML path, 'default' (the "
                        "shipped profile) or 'none'.")] = "default",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llmsim.cli.options import Format, FormatOpt, OutOpt
+from llmsim.cli.options import Format, FormatOpt, OutOpt, non_empty_path
 from llmsim.errors import ConfigError, LLMSimError
 
 app = typer.Typer(name="executor", no_args_is_help=True,
@@ -33,9 +33,9 @@ class RunFormat(str, Enum):
 
 RunFormatOpt = Annotated[RunFormat, typer.Option("--format", "-f", help="Output format.")]
 ConfigOpt = Annotated[str | None, typer.Option(
-    "--config", "-c", help="Preset (gpu-default, cpu-small, tiny), an llmsim-moe JSON/YAML file "
-                           "or an executor-buildable catalog/HF model. Default: the device's "
-                           "preset.")]
+    "--config", "-c", callback=non_empty_path,
+    help="Preset (gpu-default, cpu-small, tiny), an llmsim-moe JSON/YAML file "
+         "or an executor-buildable catalog/HF model. Default: the device's preset.")]
 DeviceOpt = Annotated[str | None, typer.Option(
     "--device", help="cpu or cuda (default: cuda when present).")]
 DtypeOpt = Annotated[str | None, typer.Option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +27,8 @@ from llmsim.cli.options import (
     WeightDtypeOpt,
 )
 from llmsim.errors import ConfigError, DoesNotFitError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from llmsim.costmodel import Deployment
@@ -63,6 +66,7 @@ def memory_cmd(
     out: OutOpt = None,
 ) -> None:
     """Memory per GPU: weights, KV cache, activations, max batch and KV tokens that fit."""
+    from llmsim.checks import unused_gpus
     from llmsim.memory import analyze_memory, max_sequences
     from llmsim.report.memory import write_memory
 
@@ -78,6 +82,10 @@ def memory_cmd(
     title = (f"{spec.name} on {cl.hardware.name} (tp {tp}, pp {pp}, ep {ep}; "
              f"{precision.describe()}) per GPU")
     write_memory(record, rep, title, max_batch, max_tokens, fmt, out)
+    unused = unused_gpus(num_gpus, tp, pp, dp)
+    if unused:  # more GPUs than the plan: the figures are per GPU of the plan (docs/memory.md)
+        log.warning("%s; replicas (--dp) hold the same memory per GPU, a larger --tp or --pp "
+                    "spreads the weights", unused)
     if not rep.fits:  # the breakdown above shows where it goes; the error says what to change
         raise _does_not_fit(dep, rep, max_batch, batch, seq_len, memory_utilization)
 

@@ -55,9 +55,14 @@ CpuBwOpt = Annotated[float | None, typer.Option(
     "--cpu-mem-bw", help="CPU DRAM bandwidth for CPU attention, GB/s.")]
 CpuFlopsOpt = Annotated[float | None, typer.Option(
     "--cpu-tflops", help="CPU compute for CPU attention, TFLOPS.")]
-AlphaG = Annotated[float, typer.Option("--alpha-g", help="Usable share of GPU memory.")]
-AlphaC = Annotated[float, typer.Option("--alpha-c", help="Usable share of CPU memory.")]
-AlphaN = Annotated[float, typer.Option("--alpha-n", help="Usable share of the disk.")]
+# the alpha defaults are llmsim.placement.system's DEFAULT_ALPHA_G / _C / _N (None here: that
+# module imports the solver's scipy, too heavy for the CLI's start; tests/fuzz checks the help)
+AlphaG = Annotated[float | None, typer.Option(
+    "--alpha-g", help="Usable share of GPU memory (default 0.9).")]
+AlphaC = Annotated[float | None, typer.Option(
+    "--alpha-c", help="Usable share of CPU memory (default 0.95).")]
+AlphaN = Annotated[float | None, typer.Option(
+    "--alpha-n", help="Usable share of the disk (default 0.95).")]
 CompressW = Annotated[bool, typer.Option(
     "--compress-w", "--compress-weight", help="4-bit group-wise weights (FlexGen, group 64).")]
 CompressC = Annotated[bool, typer.Option(
@@ -104,12 +109,15 @@ class MachineOptions:
     disk_write_bw: DiskWriteOpt = None
     cpu_mem_bw: CpuBwOpt = None
     cpu_tflops: CpuFlopsOpt = None
-    alpha_g: AlphaG = 0.9
-    alpha_c: AlphaC = 0.9
-    alpha_n: AlphaN = 0.95
+    alpha_g: AlphaG = None
+    alpha_c: AlphaC = None
+    alpha_n: AlphaN = None
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``llmsim.placement.solve`` / ``evaluate``, in SI units."""
+        """Keyword arguments of ``llmsim.placement.solve`` / ``evaluate``, in SI units (an
+        alpha not given is left out: the placement model's default applies)."""
+        alphas = {k: v for k, v in (("alpha_g", self.alpha_g), ("alpha_c", self.alpha_c),
+                                    ("alpha_n", self.alpha_n)) if v is not None}
         return {
             "hardware": self.hardware, "host": self.host,
             "gpu_mem_bytes": _gib(self.gpu_mem), "cpu_mem_bytes": _gib(self.cpu_mem),
@@ -119,7 +127,7 @@ class MachineOptions:
             "disk_write_bytes_per_s": _gb_per_s(self.disk_write_bw),
             "cpu_mem_bandwidth_bytes_per_s": _gb_per_s(self.cpu_mem_bw),
             "cpu_flops_per_s": None if self.cpu_tflops is None else self.cpu_tflops * 1e12,
-            "alpha_g": self.alpha_g, "alpha_c": self.alpha_c, "alpha_n": self.alpha_n,
+            **alphas,
         }
 
 

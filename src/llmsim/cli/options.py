@@ -13,6 +13,14 @@ from typing import Annotated
 import typer
 
 
+def non_empty_path(value: str | None) -> str | None:
+    """Option callback: an empty path (``--out ""``) is a usage error, never "not given"."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("an empty path; give a file or folder name, or leave the "
+                                 "option out")
+    return value
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
@@ -68,5 +76,6 @@ ScenarioOpt = Annotated[str | None, typer.Option(
 FormatOpt = Annotated[Format, typer.Option(
     "--format", "-f", help="Output format (default: --out's extension, else table).")]
 OutOpt = Annotated[str | None, typer.Option(
-    "--out", "-o", help="Write the output to this file (atomically) instead of stdout; its "
-                        "extension sets the format unless --format is given (docs/cli.md).")]
+    "--out", "-o", callback=non_empty_path,
+    help="Write the output to this file (atomically) instead of stdout; its extension sets "
+         "the format unless --format is given (docs/cli.md).")]

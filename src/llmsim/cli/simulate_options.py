@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmsim import units
+from llmsim.cli.options import non_empty_path
 from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ ReplicasOpt = Annotated[int | None, typer.Option(
 InFlightMicroOpt = Annotated[int | None, typer.Option(
     "--micro-batches", min=0, help="Pipeline micro-batches in flight (0: one per stage).")]
 ConfigFileOpt = Annotated[str | None, typer.Option(
-    "--config", "-c", help="Simulation config YAML (sections model, hardware, "
-                           "parallelism, scheduler, workload, slo, metrics).")]
+    "--config", "-c", callback=non_empty_path,
+    help="Simulation config YAML (sections model, hardware, "
+         "parallelism, scheduler, workload, slo, metrics).")]
 SchedulerOpt = Annotated[str | None, typer.Option(
     "--scheduler", "-s", help="static | dynamic | continuous | chunked.")]
 MaxNumSeqsOpt = Annotated[int | None, typer.Option(
@@ -119,8 +121,9 @@ SloTpotOpt = Annotated[float | None, typer.Option(
 SampleIntervalOpt = Annotated[float | None, typer.Option(
     "--sample-interval", min=1e-6, help="Time-series sampling interval, seconds.")]
 OutDirOpt = Annotated[str | None, typer.Option(
-    "--out-dir", help="Write the bundle (summary.json, requests, time series, config, plots) "
-                      "to this folder (`--out DIR` still works, deprecated).")]
+    "--out-dir", callback=non_empty_path,
+    help="Write the bundle (summary.json, requests, time series, config, plots) to this folder "
+         "(`--out DIR` still works, deprecated).")]
 RequestsOpt = Annotated[bool, typer.Option(
     "--requests", help="--format csv / json / parquet: the per-request rows instead of the "
                        "summary.")]

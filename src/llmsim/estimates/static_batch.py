@@ -201,14 +201,9 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     if step_model is None:
         tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
             model, tp, pp, ep, dp, micro_batches, num_gpus)
-    if step_model is None and num_gpus is not None and num_gpus > tp * pp * dp:
-        # the cluster is sized (node layout) by num_gpus; the plan uses fewer and the per-GPU
-        # figures count the plan's GPUs only
-        hint = (f"add --dp {num_gpus // (tp * pp)}" if num_gpus % (tp * pp) == 0
-                else "match tp x pp x dp to it")
-        log.warning("--num-gpus %d sizes the cluster but the plan uses tp %d x pp %d x dp %d = "
-                    "%d GPUs (per-GPU figures count those); %s to use them all", num_gpus, tp,
-                    pp, dp, tp * pp * dp, hint)
+    unused = checks.unused_gpus(num_gpus, tp, pp, dp) if step_model is None else None
+    if unused:  # the cluster is sized (node layout) by num_gpus; the plan uses fewer
+        log.warning("%s", unused)
     sm = step_model or build_step_model(Deployment.resolve(
         model, hardware, cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype,
         act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model, expert_skew,

@@ -42,12 +42,11 @@ def _cdf(ax: Any, values: np.ndarray, label: str) -> None:
 def plot_latency_cdfs(report: Any, path: Path) -> Path:
     """CDFs of TTFT, TPOT, E2E (per request) and ITL (from the streamed histogram)."""
     plt = _plt()
-    req = report.requests
     s = report.summary()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     for ax, key, title in zip(axes[:3], ("ttft_s", "tpot_s", "e2e_s"),
                               ("TTFT", "TPOT", "E2E"), strict=True):
-        _cdf(ax, req[key].to_numpy(dtype=float), title)
+        _cdf(ax, np.asarray(report.request_column(key), dtype=float), title)
         slo = (s.get("slo") or {}).get(key)
         if slo:
             ax.axvline(slo * 1e3, color="red", ls="--", lw=1, label=f"SLO {slo * 1e3:g} ms")

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from llmsim.costmodel import utilization
-from llmsim.io import atomic_dir, check_bundle_dir, write_json, write_table
+from llmsim.io import atomic_dir, check_bundle_dir, write_json, write_table, write_table_chunks
 from llmsim.serving.metrics import LogHistogram, dist_stats, replica_summary, work_sums
 from llmsim.serving.request import RejectReason, RequestStatus
+from llmsim.serving.request_rows import RequestRows
 
 if TYPE_CHECKING:
     from llmsim.serving.pricing import WorkFit
@@ -69,7 +70,7 @@ class SimulationReport:
     (``request_id, token_index, itl_s``) when the run kept them (``metrics.save_itls``), else
     None; ``steps``: the Chrome-trace rows when recorded."""
 
-    def __init__(self, summary: dict[str, Any], requests: dict[str, np.ndarray],
+    def __init__(self, summary: dict[str, Any], requests: RequestRows | dict[str, np.ndarray],
                  timeseries: pd.DataFrame, itl_hist: LogHistogram,
                  steps: list[tuple] | None = None, config: Any = None,
                  itls: pd.DataFrame | None = None, run_info: dict[str, Any] | None = None):
@@ -88,8 +89,23 @@ class SimulationReport:
 
     @property
     def requests(self) -> pd.DataFrame:
-        """One row per request (times in seconds; NaN where not applicable)."""
+        """One row per request (times in seconds; NaN where not applicable), built when asked
+        (a run keeps only its compact request table: ``request_rows.py``)."""
+        if isinstance(self._requests, RequestRows):
+            return self._requests.frame()
         return pd.DataFrame(self._requests)
+
+    def request_column(self, name: str) -> np.ndarray:
+        """One column of :attr:`requests` (e.g. ``ttft_s``) without building the table."""
+        if isinstance(self._requests, RequestRows):
+            return self._requests.column(name)
+        return np.asarray(self._requests[name])
+
+    def request_chunks(self) -> Any:
+        """:attr:`requests` as consecutive DataFrames (bounded memory for long runs)."""
+        if isinstance(self._requests, RequestRows):
+            return self._requests.chunks()
+        return iter([self.requests])
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -102,31 +118,12 @@ class SimulationReport:
         status = col("status")
         done = status == RequestStatus.FINISHED
         rejected = status == RequestStatus.REJECTED
-        arrival = col("arrival_s").copy()
-        ttft = col("first_token_s") - arrival
-        e2e = col("finish_s") - arrival
-        out = np.asarray(setup.output_tokens, dtype=np.int64).copy()  # tokens emitted
-        inp = col("input_tokens").copy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), np.nan)
-        queue = col("first_scheduled_s") - arrival
-        for arr in (ttft, e2e, tpot, queue):
-            arr[~done] = np.nan
-        itl_max = np.where(done & (out > 1), col("itl_max_s"), np.nan)
-        names = np.array([""] + [r.name.lower() for r in RejectReason][1:], dtype=object)
-        requests = {
-            "request_id": np.arange(t.n), "replica": col("replica").copy(),
-            "status": np.where(done, "finished", np.where(rejected, "rejected", "unfinished")),
-            "reject_reason": names[col("reject_reason")],
-            "priority": col("priority").copy(), "input_tokens": inp, "output_tokens": out,
-            "cached_tokens": col("cached_tokens").copy(),
-            "preemptions": col("preemptions").copy(),
-            "arrival_s": arrival, "first_scheduled_s": col("first_scheduled_s").copy(),
-            "first_token_s": col("first_token_s").copy(), "finish_s": col("finish_s").copy(),
-            "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "queueing_delay_s": queue,
-            "itl_max_s": itl_max,
-        }
+        arrival = col("arrival_s")
+        out = np.asarray(setup.output_tokens)  # tokens emitted (a view of the workload's)
         warm = setup.workload.warmup_requests  # run first, left out of every metric
+        rows = RequestRows(t, out, warm)
+        ttft, tpot = rows.column("ttft_s"), rows.column("tpot_s")
+        inp = col("input_tokens")
         if warm:
             measured = np.arange(t.n) >= warm
             warm_done = int((done & ~measured).sum())
@@ -136,8 +133,8 @@ class SimulationReport:
         end_s = float(np.max(col("finish_s")[done])) if warm and done.any() else sim.end_s
         duration = max(end_s - start, 1e-12)
         n_done = int(done.sum())
-        in_tok = int(inp[done].sum())
-        out_tok = int(out[done].sum())
+        in_tok = int(inp[done].sum(dtype=np.int64))
+        out_tok = int(out[done].sum(dtype=np.int64))
         gpus = setup.num_gpus
         slo = cfg.slo
         good = done.copy()
@@ -187,8 +184,8 @@ class SimulationReport:
             "ttft_s": dist_stats(ttft[done]),
             "tpot_s": dist_stats(tpot[done]),
             "itl_s": sim.hist.stats(),
-            "e2e_s": dist_stats(e2e[done]),
-            "queueing_delay_s": dist_stats(queue[done]),
+            "e2e_s": dist_stats(rows.column("e2e_s")[done]),
+            "queueing_delay_s": dist_stats(rows.column("queueing_delay_s")[done]),
             "busy_frac": per_replica["busy_frac"],
             "mfu": mfu, "mbu": mbu,
             "prefix_cache_hit_rate": per_replica["prefix_cache_hit_rate"],
@@ -203,7 +200,6 @@ class SimulationReport:
         if warm:
             summary["num_warmup_requests"] = warm
             summary["num_warmup_completed"] = warm_done
-            requests["warmup"] = np.arange(t.n) < warm
         engine = getattr(setup, "engine", None)
         if engine is not None:
             summary["engine"] = engine.describe()
@@ -212,7 +208,7 @@ class SimulationReport:
         if setup.speculation is not None:
             summary["speculative"] = speculative_summary(setup, col("output_tokens"), done)
         itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None
-        return cls(summary, requests, ts, sim.hist, sim.trace_steps, cfg, itls,
+        return cls(summary, rows, ts, sim.hist, sim.trace_steps, cfg, itls,
                    run_info(sim.wall_s, t.n))
 
     # ------------------------------------------------------------------ output
@@ -232,7 +228,7 @@ class SimulationReport:
         write_json(out / "run_info.json", _clean(self.run_info))
         suffix = ".parquet" if table_format == "parquet" else ".csv"
         names.append(f"requests{suffix}")
-        write_table(out / names[-1], self.requests)
+        write_table_chunks(out / names[-1], self.request_chunks())
         names.append("timeseries.csv")
         write_table(out / names[-1], self.timeseries)
         if self.config is not None:

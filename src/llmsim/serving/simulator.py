@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -181,7 +182,7 @@ class ServingSetup:
     def reject_reasons(self) -> np.ndarray:
         """Per request: why it would be refused at arrival (0: admissible)."""
         wl, bs = self.workload, self.cfg.scheduler.block_size
-        p, o = wl.input_tokens, wl.output_tokens
+        p, o = wl.input_tokens.astype(np.int64), wl.output_tokens.astype(np.int64)
         reason = np.zeros(len(p), dtype=np.int8)
         kv_blocks = -(-(p + o - 1) // bs)
         if self.beam > 1:  # the beams share the prompt's blocks, each holds its own output
@@ -225,7 +226,13 @@ class Simulation:
         wl = setup.workload
         self.n = len(wl)
         self.table = RequestTable(wl.input_tokens, wl.output_tokens, wl.arrival_s, wl.priority)
-        self.reasons = setup.reject_reasons().tolist()
+        self.reasons = array("b", setup.reject_reasons().astype(np.int8).tobytes())  # 1 B each
+        # the workload's token counts and priorities live on in the table only (4-byte views,
+        # not a second 8-byte copy; never written by the run)
+        wl.input_tokens = self.table.column("input_tokens")
+        wl.output_tokens = self.table.column("output_tokens")
+        if wl.priority is not None:
+            wl.priority = self.table.column("priority")
         self.loop = EventLoop()
         self.hist = LogHistogram()
         seeds = np.random.SeedSequence(cfg.workload.seed).spawn(6)
@@ -396,6 +403,7 @@ class Simulation:
         if self.done != self.n:
             raise RuntimeError(f"simulation ended with {self.n - self.done} requests "
                                "unaccounted for")
+        self.table.release_engine_state()  # memory: the report needs the output columns only
         log.info("simulated %d requests (%d events) in %.2f s", self.n,
                  self.loop.num_events, self.wall_s)
 
