@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from llmsim.cli.deployment import DeploymentFlags, deployment_flags, model_spec
-from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
+from llmsim.cli.estimator_options import (
+    EstimatorModelOpt,
+    EstimatorOpt,
+    IntervalDrawsOpt,
+    IntervalLevelOpt,
+)
 from llmsim.cli.options import (
     ActDtypeOpt,
     ClusterOpt,
@@ -111,7 +116,8 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     sample_interval: SampleIntervalOpt = None,
     out: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
     chrome_trace: ChromeTraceOpt = False, save_itls: SaveItlsOpt = False, plots: PlotsOpt = True,
-    progress: ProgressOpt = None, fmt: FormatOpt = Format.table,
+    progress: ProgressOpt = None, interval_draws: IntervalDrawsOpt = 0,
+    interval_level: IntervalLevelOpt = 0.8, fmt: FormatOpt = Format.table,
 ) -> None:
     """Simulate serving a request stream: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
     from llmsim.report.progress import progress as progress_callback
@@ -129,6 +135,11 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     _check_out_dir(cfg, out)
     with progress_callback(sys.stderr.isatty() if progress is None else progress) as tick:
         report = simulate(cfg, step_model=step_model, progress=tick)
+    if interval_draws:
+        from llmsim.serving.intervals import simulate_intervals
+
+        report.add_intervals(simulate_intervals(cfg, step_model, interval_draws,
+                                                interval_level))
     if out:
         report.write(out, requests_format, plots=plots)
     write_simulation(report, fmt, out)
