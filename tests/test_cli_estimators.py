@@ -199,3 +199,20 @@ def test_simulate_intervals_from_factor_draws(cli):
     assert d["interval_basis"]["engine"] == "not included"
     few = cli(*base, "--interval-draws", "2")
     assert few.code == 2 and "at least 5" in few.err
+
+
+def test_the_schema_examples_in_calibration_md_parse(tmp_path):
+    import re
+    from pathlib import Path
+
+    from llmsim.calibration.importers import load_source
+    from llmsim.calibration.runs import read_runs
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "calibration.md").read_text()
+    blocks = re.findall(r"```csv\n(.*?)```", text, flags=re.S)
+    ops = next(b for b in blocks if b.startswith("kind,"))
+    runs = next(b for b in blocks if b.startswith("model,"))
+    (tmp_path / "ops.csv").write_text(ops)
+    (tmp_path / "runs.csv").write_text(runs)
+    assert len(load_source(str(tmp_path / "ops.csv"))) == ops.count("\n") - 1
+    assert len(read_runs(str(tmp_path / "runs.csv"))) == runs.count("\n") - 1
