@@ -138,7 +138,8 @@ class ConfigKey:
 
 
 #: flag (parameter name) -> config key; the flags not here (--config, --scenario, --out,
-#: --requests-format, --plots, --progress, --format) steer the command, not the simulation
+#: --requests-format, --plots, --progress, --format, --interval-draws, --interval-level) steer
+#: the command, not the simulation
 CONFIG_KEYS: Mapping[str, ConfigKey] = {
     # deployment (DeploymentFlags)
     "model": ConfigKey("model.name"),
