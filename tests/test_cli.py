@@ -297,7 +297,8 @@ def test_simulate_flags_map_onto_real_config_keys():
         assert where.key in section.model_fields, (flag, where.path)
     params = set(inspect.signature(simulate_cmd).parameters)
     steering = {"ctx", "replicas", "config", "scenario", "out", "requests_format", "plots",
-                "progress", "fmt", "interval_draws", "interval_level"}  # replicas: DeploymentFlags.dp -> parallelism.replicas
+                "progress", "fmt", "interval_draws", "interval_level"}
+    # replicas: DeploymentFlags.dp -> parallelism.replicas
     assert params - steering == set(CONFIG_KEYS) - {"dp"}
 
 
