@@ -302,7 +302,8 @@ def test_simulate_flags_map_onto_real_config_keys():
     params = set(inspect.signature(simulate_cmd).parameters)
     steering = {"ctx", "replicas", "config", "scenario", "out", "out_dir", "requests",
                 "requests_format", "plots", "metrics", "percentiles",
-                "progress", "fmt"}  # replicas: DeploymentFlags.dp -> parallelism.replicas
+                "progress", "fmt", "interval_draws", "interval_level"}
+    # replicas: DeploymentFlags.dp -> parallelism.replicas
     assert params - steering == set(CONFIG_KEYS) - {"dp"}
 
 

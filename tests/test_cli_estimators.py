@@ -115,3 +115,104 @@ def test_op_features_line_up_with_the_measurements(cli, tmp_path):
     assert f.loc[0, "sol_s"] > 0 and pd.isna(f.loc[2, "sol_s"])  # collectives: no features
     bad = cli("op", "--features")
     assert bad.code == 2 and "--cases" in bad.err
+
+
+RUNS = ("model,hardware,tp,mode,batch,concurrency,input_tokens,output_tokens,ttft_s,tpot_s\n"
+        "llama-3.1-8b,h100-sxm,1,static,8,,1024,256,0.095,0.0081\n"
+        "llama-3.1-8b,h100-sxm,1,static,16,,512,128,0.11,0.0085\n"
+        "llama-3.1-8b,h100-sxm,1,static,1,,2048,128,0.13,0.0069\n"
+        "llama-3.1-70b,h100-sxm,4,closed_loop,,32,2048,512,0.61,0.034\n")
+
+
+def test_estimate_intervals_on_by_default_with_level_and_off_switch(cli):
+    base = ("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "-b", "8")
+    d = cli(*base, "-f", "json").json()
+    assert d["interval_level"] == 0.8
+    for key in ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s"):
+        lo, hi = d["intervals"][key]
+        assert 0 < lo < hi
+    wide, narrow = d["intervals"]["ttft_s"], cli(*base, "--interval-level", "0.5", "-f",
+                                                  "json").json()["intervals"]["ttft_s"]
+    assert wide[0] <= narrow[0] and narrow[1] <= wide[1]
+    off = cli(*base, "--no-intervals", "-f", "json").json()
+    assert "intervals" not in off and off["ttft_s"] == d["ttft_s"]
+    ttft = next(line for line in cli(*base).out.splitlines() if "TTFT" in line)
+    from llmsim.report.estimate import timed
+
+    class R:  # the JSON's figures, rendered as the table renders them
+        ttft_s, intervals = d["ttft_s"], d["intervals"]
+
+    assert timed(R, "ttft_s") in ttft and "ms [" in ttft  # e.g. "81.815 ms [87.7, 181]"
+
+
+def test_validate_reads_runs_and_op_timings_and_plots(cli, tmp_path):
+    runs = tmp_path / "runs.csv"
+    runs.write_text(RUNS)
+    res = cli("validate", "--from", str(runs), "--intervals", "--plot", str(tmp_path / "p"),
+              "-f", "json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert d["skipped_rows"] == 1 and len(d["rows"]) == 3
+    err = {e["figure"]: e for e in d["errors"]}
+    assert set(err) == {"ttft_s", "tpot_s"}
+    assert 0.0 <= err["tpot_s"]["interval_coverage"] <= 1.0
+    assert -1.0 <= err["tpot_s"]["pearson_r"] <= 1.0
+    names = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert names == sorted(f"{f}_{k}.png" for f in ("ttft_s", "tpot_s")
+                           for k in ("scatter", "error_hist", "error_by_row"))
+    ops = _gemm_rows(tmp_path / "gemm.csv")
+    v = cli("validate", "--from", str(ops), "--plot", str(tmp_path / "q"), "-f", "json")
+    assert v.code == 0, v.err
+    assert {"pearson_r", "median_signed_pct"} <= set(v.json()["errors"][0])
+    assert (tmp_path / "q" / "gemm_scatter.png").stat().st_size > 1000
+    cal = cli("calibrate", "--from", str(ops), "--out", str(tmp_path / "x.yaml"))
+    assert cal.code == 2 and "pick one with --hardware" in cal.err  # two parts in the file
+
+
+def test_estimate_request_file_plots_and_interval_coverage(cli, tmp_path):
+    req = tmp_path / "req.csv"
+    req.write_text("input_tokens,output_tokens,ttft_s,tpot_s\n512,128,0.09,0.021\n"
+                   "1024,256,0.16,0.022\n2048,64,0.31,0.024\n")
+    res = cli("estimate", "--cases", str(req), "-m", "llama-2-70b", "-H", "a100-sxm-80gb",
+              "--tp", "4", "--intervals", "--plot", str(tmp_path / "plots"), "-f", "json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert {"pred_ttft_s_lo", "pred_ttft_s_hi"} <= set(d["rows"][0])
+    assert "interval_coverage" in d["error_stats"]["ttft_s"]
+    assert (tmp_path / "plots" / "ttft_s_error_hist.png").is_file()
+    bad = cli("estimate", "-m", "llama-2-70b", "-H", "a100-sxm-80gb", "--plot", "x")
+    assert bad.code == 2 and "--cases" in bad.err
+
+
+def test_simulate_intervals_from_factor_draws(cli):
+    base = ("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "-n", "20", "--rate", "5",
+            "-f", "json")
+    plain = cli(*base).json()
+    assert "interval" not in plain["ttft_s"] and "intervals" not in plain  # off by default
+    d = cli(*base, "--interval-draws", "5").json()
+    assert d["interval_draws"] == 5 and d["interval_level"] == 0.8
+    assert d["ttft_s"]["mean"] == plain["ttft_s"]["mean"]  # the point run is unchanged
+    for block in ("ttft_s", "tpot_s", "e2e_s"):
+        lo, hi = d[block]["interval"]
+        assert 0 < lo <= hi and d[block]["intervals"]["p90"][0] <= d[block]["intervals"]["p90"][1]
+    assert d["intervals"]["output_tokens_per_s"][0] > 0
+    assert d["interval_basis"]["engine"] == "not included"
+    few = cli(*base, "--interval-draws", "2")
+    assert few.code == 2 and "at least 5" in few.err
+
+
+def test_the_schema_examples_in_calibration_md_parse(tmp_path):
+    import re
+    from pathlib import Path
+
+    from llmsim.calibration.importers import load_source
+    from llmsim.calibration.runs import read_runs
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "calibration.md").read_text()
+    blocks = re.findall(r"```csv\n(.*?)```", text, flags=re.S)
+    ops = next(b for b in blocks if b.startswith("kind,"))
+    runs = next(b for b in blocks if b.startswith("model,"))
+    (tmp_path / "ops.csv").write_text(ops)
+    (tmp_path / "runs.csv").write_text(runs)
+    assert len(load_source(str(tmp_path / "ops.csv"))) == ops.count("\n") - 1
+    assert len(read_runs(str(tmp_path / "runs.csv"))) == runs.count("\n") - 1

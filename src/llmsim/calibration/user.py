@@ -22,6 +22,7 @@ from llmsim.calibration.measurements import MEASURED, ape_pct, summarize
 from llmsim.catalog import get_hardware
 from llmsim.costmodel.profile import Profile, ProfileFile
 from llmsim.errors import DataError
+from llmsim.estimates.sweep import log_pearson
 
 
 def read_measurements(path: str, hardware: str | None = None) -> pd.DataFrame:
@@ -57,10 +58,42 @@ def calibrate(table: pd.DataFrame, hardware: str, base: Profile | None = None,
     return ProfileFile.model_validate(data), results
 
 
+def is_runs_source(spec: str) -> bool:
+    """Whether a validation input is an end-to-end runs file (:mod:`.runs`: measured figures
+    such as ``ttft_s``, no ``measured_time_s``) rather than op timings."""
+    from llmsim.calibration.runs import FIGURES
+    from llmsim.costmodel.estimators.sources import parse_source, read_table_file
+
+    s = parse_source(spec)
+    if s.kind != "file":
+        return False
+    cols = set(read_table_file(s.path).columns)
+    return MEASURED not in cols and bool(cols & set(FIGURES))
+
+
+def single_hardware(table: pd.DataFrame, origin: str) -> str:
+    """The one part a measurement table holds (else a one-line error asking for --hardware)."""
+    parts = sorted(set(table["hardware"]))
+    if len(parts) != 1:
+        raise DataError(f"{origin} holds {len(parts)} parts ({', '.join(parts)}); pick one "
+                        "with --hardware")
+    return parts[0]
+
+
+def op_predictions(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """``table`` with ``pred_s`` (``profile``) and ``pred_uncalibrated_s`` (datasheet roofline)
+    per measured op: the rows behind :func:`validate_against` and its plots."""
+    return table.assign(pred_s=pr.predict(table, profile),
+                        pred_uncalibrated_s=pr.predict(table, Profile.empty()))
+
+
 def validate_against(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
-    """Error per (hardware, op kind) of ``profile`` and of the uncalibrated roofline."""
-    cal = pr.predict(table, profile)
-    raw = pr.predict(table, Profile.empty())
+    """Error per (hardware, op kind) of ``profile`` and of the uncalibrated roofline: ``n``,
+    median / p90 absolute % error, the median signed % error (bias) and ``pearson_r`` (of the
+    logs of predicted and measured)."""
+    priced = op_predictions(table, profile)
+    cal = priced["pred_s"].to_numpy(float)
+    raw = priced["pred_uncalibrated_s"].to_numpy(float)
     meas = table[MEASURED].to_numpy(float)
     rows = []
     for (hw, kind), idx in table.groupby(["hardware", "kind"], sort=True).indices.items():
@@ -70,6 +103,7 @@ def validate_against(table: pd.DataFrame, profile: Profile) -> pd.DataFrame:
         rows.append({"hardware": hw, "kind": kind, "n": c["n"],
                      "median_ape_pct": c["median_ape_pct"], "p90_ape_pct": c["p90_ape_pct"],
                      "median_signed_pct": float(np.median(signed)),
+                     "pearson_r": log_pearson(cal[idx], meas[idx]),
                      "uncalibrated_median_ape_pct": u["median_ape_pct"],
                      "uncalibrated_p90_ape_pct": u["p90_ape_pct"]})
     return pd.DataFrame(rows)

@@ -8,7 +8,14 @@ import typer
 
 from llmsim.cli.conventions import take_lists
 from llmsim.cli.deployment import BatchShape, DeploymentFlags, deployment_and_shape
-from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
+from llmsim.cli.estimator_options import (
+    EstimatorModelOpt,
+    EstimatorOpt,
+    IntervalLevelOpt,
+    IntervalsOpt,
+    PlotDirOpt,
+    interval_options,
+)
 from llmsim.cli.large_ep_options import (
     EpKernelOpt,
     ExpertSkewOpt,
@@ -103,10 +110,13 @@ def estimate_cmd(
     spec_tokens: SpecTokensOpt = None,
     spec_acceptance: SpecAcceptanceOpt = None,
     draft_model: DraftModelOpt = None,
+    intervals: IntervalsOpt = None,
+    interval_level: IntervalLevelOpt = 0.8,
+    plot: PlotDirOpt = None,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
 ) -> None:
-    """Estimate TTFT, TPOT, E2E, throughput and memory of a static batch."""
+    """Estimate TTFT, TPOT, E2E, throughput and memory of a static batch (with error bars)."""
     from llmsim.estimates.static_batch import estimate
     from llmsim.report.estimate import write_estimate
 
@@ -126,22 +136,29 @@ def estimate_cmd(
     if cases:
         if engine is not None:
             raise ConfigError("--engine applies to one estimate, not to --cases")
-        _estimate_cases(cases, flags, shape, memory_utilization, fmt, out, max_model_len)
+        _estimate_cases(cases, flags, shape, memory_utilization, fmt, out,
+                        interval_options(intervals, interval_level, default=False), plot,
+                        max_model_len)
         return
+    if plot:
+        raise ConfigError("--plot draws predicted vs measured: give --cases REQUESTS.csv "
+                          "with measured ttft_s / tpot_s / e2e_s columns")
     if not scenario and not flags.names_a_target:
         raise ConfigError("give --model and --hardware (or --cluster, or --scenario)")
     res = estimate(**flags.given(), **shape.given(), memory_utilization=memory_utilization,
                    allow_overflow=allow_overflow, engine=engine, max_model_len=max_model_len,
+                   intervals=interval_options(intervals, interval_level, default=True) or False,
                    **({"speculative": speculative} if speculative is not None else {}))
     write_estimate(res, fmt, out, ops=ops)
 
 
 def _estimate_cases(path: str, flags: DeploymentFlags, shape: BatchShape,
                     memory_utilization: float, fmt: Format, out: str | None,
-                    max_model_len: int | None = None) -> None:
+                    intervals, plot: str | None, max_model_len: int | None = None) -> None:
     """``--cases``: a request file (per-request predictions of the deployment ``flags`` name,
-    each request a batch of ``shape.batch``) or a sweep (one estimate per row; the flags and
-    shape are the defaults of the columns a row leaves out)."""
+    each request a batch of ``shape.batch``; ``plot``: predicted-vs-measured PNGs) or a sweep
+    (one estimate per row; the flags and shape are the defaults of the columns a row leaves
+    out)."""
     from llmsim.estimates.sweep import (
         estimate_cases,
         is_request_table,
@@ -159,12 +176,31 @@ def _estimate_cases(path: str, flags: DeploymentFlags, shape: BatchShape,
     if is_request_table(frame):
         if flags.model is None:
             raise ConfigError("a request file needs --model and --hardware")
-        result, stats = predict_requests(frame, batch=shape.batch or 1, **flags.given())
+        result, stats = predict_requests(frame, batch=shape.batch or 1, intervals=intervals,
+                                         **flags.given())
+        if plot:
+            _request_plots(plot, result)
         write_requests(result, stats, fmt, out)
         return
+    if plot:
+        raise ConfigError("--plot needs a request file (input_tokens,output_tokens plus measured "
+                          "ttft_s / tpot_s / e2e_s), not a sweep")
     # a sweep prices every row with the shipped profile (estimate_cases takes no profile)
     defaults = {k: v for k, v in flags.given().items() if k != "profile"}
     result = estimate_cases(frame, {**defaults, **shape.given(),
                                     "memory_utilization": memory_utilization,
-                                    **({"max_model_len": max_model_len} if max_model_len else {})})
+                                    **({"max_model_len": max_model_len} if max_model_len else {})},
+                            intervals)
     write_cases(result, fmt, out, title=f"{len(result)} cases")
+
+
+def _request_plots(plot: str, result) -> None:
+    """Predicted-vs-measured PNGs of the measured figures of a request file."""
+    from llmsim.estimates.sweep import MEASURED
+    from llmsim.report.accuracy_plots import write_accuracy_plots
+
+    series = {m: (result[f"pred_{m}"], result[m]) for m in MEASURED if m in result.columns}
+    if not series:
+        raise ConfigError("--plot needs measured columns in the request file: ttft_s, tpot_s "
+                          "or e2e_s")
+    write_accuracy_plots(plot, series, title="request")

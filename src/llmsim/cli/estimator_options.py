@@ -74,3 +74,29 @@ def model_file_alias(estimator: str | None, estimator_model: str | None, model: 
                           f"the LLM with --model NAME and the file with --estimator learned "
                           f"--estimator-model {model}")
     return estimator, str(model), None
+
+
+IntervalsOpt = Annotated[bool | None, typer.Option(
+    "--intervals/--no-intervals",
+    help="Error bars from the estimator's validation residuals (estimate: on by default; "
+         "sweeps, request files and validate: off unless given).")]
+IntervalLevelOpt = Annotated[float, typer.Option(
+    "--interval-level", min=0.01, max=0.99,
+    help="Nominal level of the intervals (0.8: the 10th-90th percentile).")]
+IntervalDrawsOpt = Annotated[int, typer.Option(
+    "--interval-draws", min=0,
+    help="simulate: re-run the simulation under this many error-factor draws for intervals "
+         "(0: none; each draw costs one more simulation).")]
+PlotDirOpt = Annotated[str | None, typer.Option(
+    "--plot", help="Write predicted-vs-measured PNGs (log-log scatter, error histogram, error "
+                   "per row) to this folder.")]
+
+
+def interval_options(on: bool | None, level: float, default: bool):
+    """The :class:`~llmsim.estimates.intervals.IntervalOptions` of the flags (None: off),
+    ``default`` when ``--intervals`` / ``--no-intervals`` was not given."""
+    if not (default if on is None else on):
+        return None
+    from llmsim.estimates.intervals import IntervalOptions
+
+    return IntervalOptions(level=level)

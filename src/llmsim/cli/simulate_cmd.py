@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from llmsim.cli.deployment import DeploymentFlags, deployment_flags, model_spec
-from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
+from llmsim.cli.estimator_options import (
+    EstimatorModelOpt,
+    EstimatorOpt,
+    IntervalDrawsOpt,
+    IntervalLevelOpt,
+)
 from llmsim.cli.large_ep_options import ExpertSkewOpt, RedundantExpertsOpt
 from llmsim.cli.options import (
     ActDtypeOpt,
@@ -139,7 +144,8 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     spec_acceptance: SpecAcceptanceOpt = None, draft_model: DraftModelOpt = None,
     out_dir: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
     chrome_trace: ChromeTraceOpt = False, save_itls: SaveItlsOpt = False, plots: PlotsOpt = True,
-    progress: ProgressOpt = None, fmt: FormatOpt = Format.table, out: OutOpt = None,
+    progress: ProgressOpt = None, interval_draws: IntervalDrawsOpt = 0,
+    interval_level: IntervalLevelOpt = 0.8, fmt: FormatOpt = Format.table, out: OutOpt = None,
     requests: RequestsOpt = False, metrics: MetricsOpt = "llmsim",
     percentiles: PercentilesOpt = "99",
 ) -> None:
@@ -188,6 +194,12 @@ def run_simulation(params: dict[str, Any]) -> SimulationReport:
     _check_out_dir(cfg, out_dir)
     with progress_callback(sys.stderr.isatty() if progress is None else progress) as tick:
         report = simulate(cfg, step_model=step_model, progress=tick)
+    interval_draws = params.get("interval_draws") or 0
+    if interval_draws:
+        from llmsim.serving.intervals import simulate_intervals
+
+        report.add_intervals(simulate_intervals(cfg, step_model, interval_draws,
+                                                params.get("interval_level", 0.8)))
     if out_dir:
         report.write(out_dir, requests_format, plots=params.get("plots", True))
     return report

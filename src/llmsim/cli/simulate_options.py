@@ -174,7 +174,7 @@ class ConfigKey:
 
 #: flag (parameter name) -> config key; the flags not here (--config, --scenario, --out,
 #: --out-dir, --requests, --requests-format, --plots, --progress, --format, --metrics,
-#: --percentiles) steer the command, not the simulation
+#: --percentiles, --interval-draws, --interval-level) steer the command, not the simulation
 CONFIG_KEYS: Mapping[str, ConfigKey] = {
     # deployment (DeploymentFlags)
     "model": ConfigKey("model.name"),

@@ -19,6 +19,7 @@ import pandas as pd
 from llmsim import checks
 from llmsim.costmodel import Deployment, build_step_model, opcases
 from llmsim.errors import DataError, LLMSimError
+from llmsim.estimates.intervals import IntervalOptions
 from llmsim.estimates.op import price_op
 from llmsim.estimates.static_batch import estimate
 
@@ -31,6 +32,8 @@ ESTIMATE_COLUMNS = {
 }
 REQUEST_COLUMNS = ("input_tokens", "output_tokens")
 MEASURED = ("ttft_s", "tpot_s", "e2e_s")
+#: the figures of a sweep or request row that get ``_lo`` / ``_hi`` columns with intervals
+INTERVAL_COLUMNS = ("ttft_s", "tpot_s", "e2e_s", "output_tokens_per_s")
 _STEP_KEYS = ("model", "hardware", "cluster", "num_gpus", "tp", "pp", "ep", "dp",
               "micro_batches", "dtype", "weight_dtype", "act_dtype", "kv_dtype", "efficiency",
               "estimator", "estimator_model")
@@ -102,8 +105,18 @@ def _rows(frame: pd.DataFrame, what: str) -> None:
         raise DataError(f"the {what} file has a header but no rows; add one case per row")
 
 
-def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) -> pd.DataFrame:
-    """One estimate per row; columns named as the flags override ``defaults``."""
+def _bounds(res: Any, prefix: str = "") -> dict[str, float]:
+    """``{prefix}{figure}_lo`` / ``_hi`` of an estimate's intervals (none without)."""
+    if res.intervals is None:
+        return {}
+    return {f"{prefix}{m}_{b}": v for m in INTERVAL_COLUMNS if m in res.intervals
+            for b, v in zip(("lo", "hi"), res.intervals[m], strict=True)}
+
+
+def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None,
+                   intervals: IntervalOptions | None = None) -> pd.DataFrame:
+    """One estimate per row; columns named as the flags override ``defaults``; with
+    ``intervals`` each row also gets ``{figure}_lo`` / ``_hi`` (:data:`INTERVAL_COLUMNS`)."""
     unknown = [c for c in frame.columns if c not in ESTIMATE_COLUMNS]
     if unknown:
         raise DataError(
@@ -124,8 +137,10 @@ def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
                     **{k: kwargs[k] for k in _STEP_KEYS if k in kwargs}))
                 cache[step_key] = sm
             run = {k: v for k, v in kwargs.items() if k not in _STEP_KEYS}
-            res = estimate(kwargs.get("model", ""), step_model=sm, allow_overflow=True, **run)
+            res = estimate(kwargs.get("model", ""), step_model=sm, allow_overflow=True,
+                           intervals=intervals or False, **run)
             out.update(res.summary_row())
+            out.update(_bounds(res))
             out["error"] = ""
         except LLMSimError as exc:
             out["fits"] = False
@@ -135,7 +150,10 @@ def estimate_cases(frame: pd.DataFrame, defaults: dict[str, Any] | None = None) 
 
 
 def error_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
-    """Absolute-percentage error statistics of predictions against measurements."""
+    """Error statistics of predictions against measurements: ``n``, mean / median / p90 / max
+    absolute % error, mean and median signed % error (the bias: > 0 predicts too slow), and
+    ``pearson_r``, the correlation of ``log(predicted)`` with ``log(measured)`` (the log-log
+    scatter's; NaN below 3 rows or without spread)."""
     mask = np.isfinite(measured) & np.isfinite(predicted) & (measured > 0)
     if not mask.any():
         return {"n": 0}
@@ -148,12 +166,28 @@ def error_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]
         "p90_ape_pct": float(np.percentile(ape, 90)),
         "max_ape_pct": float(np.max(ape)),
         "mean_signed_pct": float(np.mean(signed)),
+        "median_signed_pct": float(np.median(signed)),
+        "pearson_r": log_pearson(predicted[mask], measured[mask]),
     }
 
 
-def predict_requests(frame: pd.DataFrame, batch: int = 1, **step_kwargs: Any
+def log_pearson(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Pearson r of ``log(predicted)`` and ``log(measured)`` (positive values; NaN for fewer
+    than 3 or no spread)."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    ok = (p > 0) & (m > 0) & np.isfinite(p) & np.isfinite(m)
+    lp, lm = np.log(p[ok]), np.log(m[ok])
+    if lp.size < 3 or np.std(lp) == 0 or np.std(lm) == 0:
+        return float("nan")
+    return float(np.corrcoef(lp, lm)[0, 1])
+
+
+def predict_requests(frame: pd.DataFrame, batch: int = 1,
+                     intervals: IntervalOptions | None = None, **step_kwargs: Any
                      ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Per-request predictions (each request as a static batch of ``batch``) and error stats."""
+    """Per-request predictions (each request as a static batch of ``batch``) and error stats
+    (:func:`error_stats`); with ``intervals`` also ``pred_{figure}_lo`` / ``_hi`` and, where
+    measured, the share of requests inside them (``interval_coverage``)."""
     for col in REQUEST_COLUMNS:
         if col not in frame.columns:
             raise DataError(f"request file needs columns {REQUEST_COLUMNS}; missing {col!r}")
@@ -175,10 +209,10 @@ def predict_requests(frame: pd.DataFrame, batch: int = 1, **step_kwargs: Any
         if key not in memo:
             try:
                 r = estimate(sm.deployment.model, step_model=sm, batch=batch, prompt=i, output=o,
-                             allow_overflow=True)
-                memo[key] = (r.ttft_s, r.tpot_s, r.e2e_s, r.fits, "")
+                             allow_overflow=True, intervals=intervals or False)
+                memo[key] = (r.ttft_s, r.tpot_s, r.e2e_s, r.fits, "", _bounds(r, "pred_"))
             except LLMSimError as exc:
-                memo[key] = (np.nan, np.nan, np.nan, False, str(exc))
+                memo[key] = (np.nan, np.nan, np.nan, False, str(exc), {})
         preds.append(memo[key])
     out = frame.copy()
     out["pred_ttft_s"] = [p[0] for p in preds]
@@ -186,11 +220,20 @@ def predict_requests(frame: pd.DataFrame, batch: int = 1, **step_kwargs: Any
     out["pred_e2e_s"] = [p[2] for p in preds]
     out["fits"] = [p[3] for p in preds]
     out["error"] = [p[4] for p in preds]
+    if intervals is not None:
+        bounds = pd.DataFrame([p[5] for p in preds], index=out.index)
+        for col in bounds.columns:
+            out[col] = bounds[col]
     stats: dict[str, dict[str, float]] = {}
     for m in MEASURED:
         if m in frame.columns:
-            stats[m] = error_stats(out[f"pred_{m}"].to_numpy(float),
-                                   frame[m].to_numpy(float))
+            meas = frame[m].to_numpy(float)
+            stats[m] = error_stats(out[f"pred_{m}"].to_numpy(float), meas)
+            if f"pred_{m}_lo" in out.columns and stats[m].get("n"):
+                lo, hi = out[f"pred_{m}_lo"].to_numpy(float), out[f"pred_{m}_hi"].to_numpy(float)
+                ok = np.isfinite(meas) & np.isfinite(lo) & (meas > 0)
+                stats[m]["interval_coverage"] = float(np.mean((meas[ok] >= lo[ok])
+                                                              & (meas[ok] <= hi[ok])))
     return out, stats
 
 

@@ -80,3 +80,32 @@ def write_training(model: Any, path: str, fmt: str) -> None:
         return
     console().print(frame_table(frame, title=f"learned estimator: {len(rows)} op kinds"))
     console().print(f"wrote {path}; use it with --estimator learned --estimator-model {path}")
+
+
+def write_run_validation(errors: pd.DataFrame, rows: pd.DataFrame, skipped: int,
+                         estimator: str, fmt: str, out: str | None = None) -> None:
+    """Per-figure error of an end-to-end validation: JSON (``errors`` and every priced
+    ``rows``), CSV of the rows (also for a table with ``out``) or the error table."""
+    if fmt == "json":
+        emit(as_json({"estimator": estimator, "skipped_rows": skipped,
+                      "errors": errors.to_dict(orient="records"),
+                      "rows": rows.to_dict(orient="records")}), out)
+    elif fmt in TABULAR or out:
+        emit_frame(rows, fmt if fmt in TABULAR else "csv", out)
+    else:
+        note = f"; {skipped} serving-mode rows left to simulate" if skipped else ""
+        console().print(frame_table(error_view(errors), title=(
+            f"% error vs {len(rows)} measured runs (estimator {estimator}{note})")))
+
+
+#: the terminal columns of a predicted-vs-measured error table, with their short names
+ERROR_VIEW = {"figure": "figure", "n": "n", "median_ape_pct": "median %", "p90_ape_pct": "p90 %",
+              "median_signed_pct": "bias %", "pearson_r": "r (log)",
+              "interval_coverage": "in interval"}
+
+
+def error_view(errors: pd.DataFrame) -> pd.DataFrame:
+    """The columns of :data:`ERROR_VIEW` that ``errors`` has, renamed, two decimals (files and
+    JSON keep every column under its full name)."""
+    cols = [c for c in ERROR_VIEW if c in errors.columns]
+    return errors[cols].rename(columns=ERROR_VIEW).round(2)

@@ -74,8 +74,11 @@ def write_requests(frame: pd.DataFrame, stats: dict[str, dict[str, float]], fmt:
     check_no_report(fmt, "estimate --cases")
     write_cases(frame, fmt, out, title="per-request predictions", extra={"error_stats": stats})
     if fmt == "table" and stats and (not out or _is_text(out)):
-        rows = pd.DataFrame([{"metric": k, **v} for k, v in stats.items()])
-        console().print(frame_table(rows, title="prediction error vs measured"))
+        from llmsim.report.calibration import error_view
+
+        rows = pd.DataFrame([{"figure": k, **v} for k, v in stats.items()])
+        console().print(frame_table(error_view(rows), title="prediction error vs measured "
+                                                           "(r: Pearson of the logs)"))
 
 
 def _is_text(out: str) -> bool:
@@ -93,17 +96,18 @@ def estimate_tables(result: Any) -> list[Table]:
         [
             ("batch x prompt -> output", f"{r.batch} x {r.prompt} -> {r.output}"
              + (f" (beam {r.beam})" if r.beam > 1 else "")),
-            ("TTFT (prefill)", units.fmt_time(r.ttft_s)),
-            ("TPOT (per output token)", units.fmt_time(r.tpot_s)),
-            ("E2E", units.fmt_time(r.e2e_s)),
-            ("output tokens/s", f"{r.output_tokens_per_s:,.1f}  "
-                                f"({r.output_tokens_per_s_per_gpu:,.1f} per GPU)"),
+            ("TTFT (prefill)", timed(r, "ttft_s")),
+            ("TPOT (per output token)", timed(r, "tpot_s")),
+            ("E2E", timed(r, "e2e_s")),
+            ("output tokens/s", f"{r.output_tokens_per_s:,.1f}{bracket(r, 'output_tokens_per_s')}"
+                                f"  ({r.output_tokens_per_s_per_gpu:,.1f} per GPU)"),
             ("prefill MFU / decode MBU",
              f"{units.fmt_pct(r.prefill_mfu)} / {units.fmt_pct(r.decode_mbu)}"),
             ("bottleneck (prefill / decode)",
              f"{r.prefill_step.bottleneck.name} / {r.decode_step.bottleneck.name}"),
             ("calibration", r.profile),
             *estimator_rows(r),
+            *interval_rows(r),
         ],
     )
     mem = kv_table(
@@ -140,6 +144,44 @@ def speculative_table(sp: dict[str, Any]) -> Table:
          f"{units.fmt_bytes(float(sp['draft_weight_bytes_per_device']))} / "
          f"{units.fmt_bytes(float(sp['draft_kv_bytes_per_device']))}"),
     ])
+
+
+def timed(result: Any, key: str) -> str:
+    """A time figure of an estimate with its interval in the same unit, e.g.
+    ``"412.345 ms [371, 466]"``."""
+    value = getattr(result, key)
+    text = units.fmt_time(value)
+    bounds = (result.intervals or {}).get(key)
+    if not bounds or value != value:
+        return text
+    scale = next((s for s, lim in ((1.0, 1.0), (1e3, 1e-3), (1e6, 1e-6)) if abs(value) >= lim),
+                 1e9)
+    return f"{text} [{_num(bounds[0] * scale)}, {_num(bounds[1] * scale)}]"
+
+
+def bracket(result: Any, key: str) -> str:
+    """``" [lo, hi]"`` of a figure's interval (empty without intervals)."""
+    bounds = (result.intervals or {}).get(key)
+    return f" [{_num(bounds[0])}, {_num(bounds[1])}]" if bounds else ""
+
+
+def _num(x: float) -> str:
+    """Three significant digits, thousands separated (``371``, ``46.6``, ``1,091``)."""
+    if x != x:
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def interval_rows(result: Any) -> list[tuple[str, str]]:
+    """What the brackets are: the nominal level and what the draws cover."""
+    if not result.intervals:
+        return []
+    basis = result.interval_basis or {}
+    engine = ("kernel errors only" if basis.get("engine") == "not included" else
+              "kernel errors + a measured engine's time outside the kernels, so often above "
+              "the point value")
+    return [("interval [lo, hi]", f"{result.interval_level:.0%} level, from the estimator's "
+                                  f"validation residuals: {engine} (docs/estimators.md)")]
 
 
 def estimator_rows(result: Any) -> list[tuple[str, str]]:

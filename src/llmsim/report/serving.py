@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from llmsim import units
@@ -186,10 +187,18 @@ def slo_text(slo: dict[str, Any]) -> str:
 
 def latency_table(s: dict[str, Any]) -> Table:
     """Mean and percentiles of TTFT, TPOT, ITL, E2E and queueing delay, in milliseconds."""
-    lat = Table(title="latency (ms)", title_justify="left")
-    for c in ("metric", *LATENCY_STATS):
+    with_iv = "interval_level" in s
+    title = "latency (ms)" + (f"; mean interval: {s['interval_level']:.0%} level over "
+                              f"{s['interval_draws']} error draws" if with_iv else "")
+    lat = Table(title=title, title_justify="left")
+    for c in ("metric", *LATENCY_STATS, *(("mean interval",) if with_iv else ())):
         lat.add_column(c, justify="left" if c == "metric" else "right")
     for key, name in LATENCY_ROWS:
         d = s.get(key) or {}
-        lat.add_row(name, *(units.fmt_latency_ms(d.get(k)) for k in LATENCY_STATS))
+        cells = [units.fmt_latency_ms(d.get(k)) for k in LATENCY_STATS]
+        if with_iv:
+            iv = d.get("interval") or [None, None]
+            cells.append(escape(f"[{units.fmt_latency_ms(iv[0])}, "
+                                f"{units.fmt_latency_ms(iv[1])}]"))
+        lat.add_row(name, *cells)
     return lat

@@ -87,6 +87,20 @@ class SimulationReport:
         """JSON-able summary (NaN as None)."""
         return _clean(self._summary)
 
+    def add_intervals(self, intervals: dict[str, Any]) -> None:
+        """Merge :func:`llmsim.serving.intervals.simulate_intervals` into the summary: each
+        latency block gains ``interval`` (of its mean) and ``intervals`` (per statistic), the
+        top level ``intervals`` (throughput figures), ``interval_level``, ``interval_draws``
+        and ``interval_basis``."""
+        s = self._summary
+        for block, stats in intervals["blocks"].items():
+            if isinstance(s.get(block), dict):
+                s[block] = {**s[block], "interval": stats.get("mean"), "intervals": stats}
+        s["intervals"] = intervals["figures"]
+        s["interval_level"] = intervals["level"]
+        s["interval_draws"] = intervals["draws"]
+        s["interval_basis"] = intervals["basis"]
+
     @property
     def requests(self) -> pd.DataFrame:
         """One row per request (times in seconds; NaN where not applicable), built when asked
