@@ -29,7 +29,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.costmodel.deployment import Deployment
@@ -80,6 +80,15 @@ class ParallelismSection(Spec):
     expert_skew: float = Field(default=0.0, ge=0.0, le=8.0,
                                description="Zipf exponent of expert popularity (0: balanced)")
     redundant_experts: int = Field(default=0, ge=0, description="EPLB extra expert instances")
+
+    @model_serializer(mode="wrap")
+    def _large_ep_only_when_set(self, handler):
+        """The large-EP keys are written only when set (configs without them read the same)."""
+        data = handler(self)
+        for key in ("expert_skew", "redundant_experts"):
+            if not data.get(key, 1):
+                data.pop(key, None)
+        return data
 
 
 class SchedulerSection(Spec):
