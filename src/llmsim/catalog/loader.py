@@ -91,9 +91,14 @@ def _lookup(table: dict[str, S], kind: str, name: str) -> S:
 
 
 def get_hardware(name: str | HardwareSpec) -> HardwareSpec:
-    """An accelerator by canonical name or alias, e.g. ``h100-sxm``, ``H100``."""
+    """An accelerator by canonical name or alias, e.g. ``h100-sxm``, ``H100``, or a YAML file
+    (``catalog.hardware_file``: llmsim's format or the layer-template simulator's)."""
     if isinstance(name, HardwareSpec):
         return name
+    from llmsim.catalog.hardware_file import load_hardware_file, looks_like_path
+
+    if looks_like_path(name):
+        return load_hardware_file(name)
     return _lookup(_hardware(), "hardware", name)
 
 

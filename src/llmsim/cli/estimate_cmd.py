@@ -8,6 +8,7 @@ import typer
 
 from llmsim.cli.conventions import take_lists
 from llmsim.cli.deployment import BatchShape, DeploymentFlags, deployment_and_shape
+from llmsim.cli.disagg_options import DecodePoolOpt, KvLayerwiseOpt, KvLinkOpt, PrefillPoolOpt
 from llmsim.cli.estimator_options import (
     EstimatorModelOpt,
     EstimatorOpt,
@@ -87,6 +88,10 @@ def estimate_cmd(
     redundant_experts: RedundantExpertsOpt = None,
     ep_kernel: EpKernelOpt = None,
     two_batch_overlap: TwoBatchOverlapOpt = None,
+    prefill_pool: PrefillPoolOpt = None,
+    decode_pool: DecodePoolOpt = None,
+    kv_link: KvLinkOpt = "rdma",
+    kv_layerwise: KvLayerwiseOpt = True,
     batch: BatchOpt = None,
     prompt: PromptOpt = None,
     output: OutputOpt = None,
@@ -121,6 +126,9 @@ def estimate_cmd(
     from llmsim.report.estimate import write_estimate
 
     flags, shape = deployment_and_shape(ctx.params)
+    if prefill_pool is not None or decode_pool is not None:
+        _estimate_disagg(flags, shape, prefill_pool, decode_pool, kv_link, kv_layerwise, fmt, out)
+        return
     lists = take_lists()
     if lists:  # comma lists: every combination, one table
         from llmsim.cli.comparison import estimate_comparison
@@ -150,6 +158,33 @@ def estimate_cmd(
                    intervals=interval_options(intervals, interval_level, default=True) or False,
                    **({"speculative": speculative} if speculative is not None else {}))
     write_estimate(res, fmt, out, ops=ops)
+
+
+def _estimate_disagg(flags: DeploymentFlags, shape: BatchShape, prefill_pool: str | None,
+                     decode_pool: str | None, kv_link: str, kv_layerwise: bool, fmt: Format,
+                     out: str | None) -> None:
+    """``--prefill-pool`` and ``--decode-pool``: a disaggregated (xPyD) estimate."""
+    from llmsim.disagg import estimate_disagg, parse_kv_link, parse_pool
+    from llmsim.report.disagg import write_disagg
+
+    if prefill_pool is None or decode_pool is None:
+        missing = "--decode-pool" if decode_pool is None else "--prefill-pool"
+        raise ConfigError(f"a disaggregated estimate needs both pools; add {missing}")
+    plan = [f for f in ("tp", "pp", "ep", "dp", "micro_batches", "num_gpus", "cluster")
+            if getattr(flags, f) is not None]
+    if plan:
+        raise ConfigError(f"--{plan[0].replace('_', '-')} is set per pool with "
+                          "--prefill-pool / --decode-pool (e.g. workers=2,tp=4)")
+    if not isinstance(flags.model, str):
+        raise ConfigError("give --model (a catalog name, HF id or config.json path)")
+    formats = {k: getattr(flags, k) for k in ("dtype", "weight_dtype", "act_dtype", "kv_dtype",
+                                              "profile", "efficiency")
+               if getattr(flags, k) is not None}
+    res = estimate_disagg(flags.model, flags.hardware, parse_pool(prefill_pool, "prefill"),
+                          parse_pool(decode_pool, "decode"), prompt=shape.prompt or 1024,
+                          output=shape.output or 128, concurrency=shape.batch,
+                          link=parse_kv_link(kv_link, kv_layerwise), **formats)
+    write_disagg(res, fmt.value if hasattr(fmt, "value") else fmt, out)
 
 
 def _estimate_cases(path: str, flags: DeploymentFlags, shape: BatchShape,

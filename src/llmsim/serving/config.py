@@ -84,6 +84,15 @@ class ParallelismSection(Spec):
                                description="Zipf exponent of expert popularity (0: balanced)")
     redundant_experts: int = Field(default=0, ge=0, description="EPLB extra expert instances")
 
+    @model_serializer(mode="wrap")
+    def _large_ep_only_when_set(self, handler):
+        """The large-EP keys are written only when set (configs without them read the same)."""
+        data = handler(self)
+        for key in ("expert_skew", "redundant_experts"):
+            if not data.get(key, 1):
+                data.pop(key, None)
+        return data
+
 
 class SchedulerSection(Spec):
     name: str = "chunked"
