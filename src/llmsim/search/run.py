@@ -237,9 +237,9 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                 "prune": cfg.search.prune, "backend": backend,
                 "runners_up": cfg.search.runners_up, "fingerprint": fingerprint,
                 "searched_kinds": ["aggregated"]}
-    timing = {"analytic_s": analytic_s, "analytic_layouts_per_s":
+    timing = {"analytic_wall_s": analytic_s, "analytic_layouts_per_wall_s":
               len(all_layouts) / analytic_s if analytic_s > 0 else math.inf,
-              "simulate_s": simulate_s, "total_s": time.perf_counter() - t_start}
+              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start}
     return SearchResult(settings, best_row, candidates, frontier(plan_rows), counts, timing,
                         intervals, plan_rows)
 
