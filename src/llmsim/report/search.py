@@ -18,8 +18,7 @@ SHOWN_COLUMNS = {"rank": "#", "layout": "layout", "num_gpus": "GPUs",
                  "goodput_rps_per_gpu": "goodput req/s/GPU",
                  "output_tokens_per_s_per_gpu": "tok/s/GPU",
                  "tokens_per_s_per_user": "tok/s/user", "ttft_p99_s": "TTFT p99 s",
-                 "tpot_p99_s": "TPOT p99 s", "energy_per_token_j": "J/tok",
-                 "usd_per_million_output_tokens": "$/Mtok"}
+                 "tpot_p99_s": "TPOT p99 s"}
 LOST_COLUMNS = ("layout", "status", "reason")
 
 
@@ -82,11 +81,11 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
 
 
 def lost_examples(result: SearchResult, per_status: int = 3) -> pd.DataFrame:
-    """A few layouts of each losing status, with why."""
+    """A few layouts of each losing status (one per plan), with why."""
     frame = candidates_frame(result)
     if frame.empty:
         return frame
-    parts = [frame[frame["status"] == st].head(per_status)
+    parts = [frame[frame["status"] == st].drop_duplicates("plan_key").head(per_status)
              for st in ("dominated", "slo_missed", "does_not_fit", "invalid", "not_run")]
     parts = [p for p in parts if len(p)]
     return pd.concat(parts)[list(LOST_COLUMNS)] if parts else frame.head(0)
