@@ -39,7 +39,7 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
     slo = ", ".join(f"{x['metric']}_{x['stat']} <= {x['limit_s'] * 1e3:g} ms" for x in s["slo"])
     rows = [("model", s["model"]), ("load", f"{s['load']:g} ({s['mode']})"), ("SLO", slo),
             ("objective", s["objective"]),
-            ("layouts", f"{c['layouts']:,} ({c.get('ok', 0)} meet the SLO, "
+            ("layouts", f"{c['layouts']:,} ({c.get('ok', 0)} confirmed to meet the SLO, "
                         f"{c.get('dominated', 0)} dominated, {c.get('slo_missed', 0)} SLO "
                         f"missed, {c.get('does_not_fit', 0)} do not fit, "
                         f"{c.get('invalid', 0)} invalid)"),
