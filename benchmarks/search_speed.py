@@ -8,6 +8,7 @@ and 2 workers (and Ray when installed), and one full search over three GPU types
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from llmsim.search import run_search
@@ -54,22 +55,23 @@ def simulation_speed(backend: str, workers: int) -> None:
     wall = time.perf_counter() - t0
     n, sims = res.counts["plans_simulated"], res.counts["simulations"]
     print(f"simulation stage, {backend} x{workers}: {n} plans ({sims} simulations of 300 "
-          f"requests) in {res.timing['simulate_s']:.1f} s = "
-          f"{n / res.timing['simulate_s']:.2f} plans/s, "
-          f"{sims / res.timing['simulate_s']:.1f} simulations/s (wall {wall:.1f} s); "
+          f"requests) in {res.timing['simulate_wall_s']:.1f} s = "
+          f"{n / res.timing['simulate_wall_s']:.2f} plans/s, "
+          f"{sims / res.timing['simulate_wall_s']:.1f} simulations/s (wall {wall:.1f} s); "
           f"best {res.best['layout'] if res.best else None}")
 
 
 def full_search(workers: int) -> None:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = run_search(FULL, workers=workers)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     c, t = res.counts, res.timing
     print(f"full search, 3 GPU types, local x{workers}: {c['layouts']:,} layouts, "
           f"{c['plans']} plans after the analytic stage, {c['plans_simulated']} simulated "
           f"({c['simulations']} simulations), {c['plans_pruned_by_bound']} pruned by bound; "
-          f"analytic {t['analytic_s']:.1f} s, simulation {t['simulate_s']:.1f} s, "
-          f"total {wall:.1f} s")
+          f"analytic {t['analytic_wall_s']:.1f} s, simulation {t['simulate_wall_s']:.1f} s, "
+          f"total {wall:.1f} s wall, {cpu:.1f} s CPU of this process"
+          f"{' (workers not counted)' if workers > 1 else ''}")
     b = res.best
     print(f"  best: {b['layout']} goodput {b['goodput_rps_per_gpu']:.3g} req/s/GPU" if b
           else "  best: none")
@@ -90,7 +92,8 @@ def main() -> None:
         simulation_speed("ray", 2)
     except ImportError:
         print("simulation stage, ray: skipped (Ray is not installed)")
-    full_search(2)
+    full_search(1)
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -135,3 +135,14 @@ def test_monotone_stat_matches_numpy():
     fn = lambda x: np.sqrt(np.asarray(x, dtype=float)) + 0.001 * np.asarray(x)  # noqa: E731
     for stat in ("mean", "p50", "p90", "p99", "max"):
         assert monotone_stat(fn, xs, stat) == pytest.approx(stat_of(fn(xs), stat), rel=1e-12)
+
+
+def test_goodput_per_dollar_prunes_and_ranks_by_price(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices_per_gpu_hour: {h100-sxm: 100.0, a100-sxm-80gb: 0.01}\n")
+    cfg = small(True, objective="goodput_per_dollar", prices=str(prices))
+    res = run_search(cfg, workers=1)
+    assert res.best["gpu"] == "a100-sxm-80gb"  # a 10,000x cheaper part wins per dollar
+    assert res.best["objective"] == pytest.approx(
+        res.best["goodput_rps_per_gpu"] * 3600 / 0.01)
+    assert res.counts["plans_pruned_by_bound"] > 0

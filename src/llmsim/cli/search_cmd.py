@@ -95,7 +95,7 @@ def _ints(text: str | None, flag: str) -> list[int] | None:
                           ) from None
 
 
-def _names(text: str | None) -> list[str] | None:
+def _names(text: str | None, flag: str = "") -> list[str] | None:
     return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
 
 
@@ -107,42 +107,28 @@ def _put(data: dict[str, Any], section: str, key: str, value: Any) -> None:
         sec[key] = value
 
 
-def search_data(params: dict[str, Any]) -> dict[str, Any]:
-    """The search config as a dict: the ``--config`` YAML (paths relative to it) with the
-    command-line flags (``params``: the command's parameters by name) put over it."""
-    p = params
-    config = p.get('config')
-    model = p.get('model')
-    slo = p.get('slo')
-    trace = p.get('trace')
-    trace_format = p.get('trace_format')
-    arrival = p.get('arrival')
-    rate = p.get('rate')
-    concurrency = p.get('concurrency')
-    prompt_dist = p.get('prompt_dist')
-    output_dist = p.get('output_dist')
-    num_requests = p.get('num_requests')
-    seed = p.get('seed')
-    gpus = p.get('gpus')
-    max_gpus = p.get('max_gpus')
-    tp = p.get('tp')
-    pp = p.get('pp')
-    ep = p.get('ep')
-    replicas = p.get('replicas')
-    max_num_seqs = p.get('max_num_seqs')
-    max_num_batched_tokens = p.get('max_num_batched_tokens')
-    weight_dtype = p.get('weight_dtype')
-    kv_dtype = p.get('kv_dtype')
-    dtype = p.get('dtype')
-    scheduler = p.get('scheduler')
-    memory_utilization = p.get('memory_utilization')
-    estimator = p.get('estimator')
-    objective = p.get('objective')
-    prices = p.get('prices')
-    idle_power_frac = p.get('idle_power_frac')
-    tolerance = p.get('tolerance')
-    prune = p.get('prune')
-    intervals = p.get('intervals')
+#: flag (parameter name) -> (config section, key, conversion of the flag's text)
+FLAG_KEYS: dict[str, tuple[str, str, Any]] = {
+    "dtype": ("model", "dtype", None),
+    **{k: ("workload", v, None) for k, v in (
+        ("trace", "trace"), ("trace_format", "trace_format"), ("arrival", "arrival"),
+        ("rate", "rate"), ("concurrency", "concurrency"), ("prompt_dist", "prompt"),
+        ("output_dist", "output"), ("num_requests", "num_requests"), ("seed", "seed"))},
+    "gpus": ("space", "gpus", _names), "max_gpus": ("space", "max_gpus", None),
+    **{k: ("space", k, _ints) for k in ("tp", "pp", "ep", "replicas", "max_num_seqs",
+                                        "max_num_batched_tokens")},
+    "weight_dtype": ("space", "weight_dtype", _names),
+    "kv_dtype": ("space", "kv_dtype", _names),
+    "scheduler": ("scheduler", "name", None),
+    "memory_utilization": ("hardware", "memory_utilization", None),
+    **{k: ("search", k, None) for k in ("estimator", "objective", "prices", "idle_power_frac",
+                                        "tolerance", "prune", "intervals")},
+}
+
+
+def config_data(config: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """The search config as a dict: ``--config`` YAML (paths relative to its folder) with the
+    flags given laid over it."""
     from llmsim.catalog.loader import read_yaml_file
     from llmsim.serving.config import paths_relative_to
 
@@ -155,31 +141,16 @@ def search_data(params: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise ConfigError(f"{config}: a search config is a mapping")
         data = paths_relative_to(raw, path.parent)
-    if model is not None:
-        data["model"] = {**(data.get("model") if isinstance(data.get("model"), dict)
-                            else {}), "name": model}
-    _put(data, "model", "dtype", dtype)
-    if slo is not None:
-        data["slo"] = slo
-    for key, value in (("trace", trace), ("trace_format", trace_format), ("arrival", arrival),
-                       ("rate", rate), ("concurrency", concurrency), ("prompt", prompt_dist),
-                       ("output", output_dist), ("num_requests", num_requests),
-                       ("seed", seed)):
-        _put(data, "workload", key, value)
-    for key, value in (("gpus", _names(gpus)), ("max_gpus", max_gpus),
-                       ("tp", _ints(tp, "--tp")), ("pp", _ints(pp, "--pp")),
-                       ("ep", _ints(ep, "--ep")), ("replicas", _ints(replicas, "--replicas")),
-                       ("max_num_seqs", _ints(max_num_seqs, "--max-num-seqs")),
-                       ("max_num_batched_tokens",
-                        _ints(max_num_batched_tokens, "--max-num-batched-tokens")),
-                       ("weight_dtype", _names(weight_dtype)), ("kv_dtype", _names(kv_dtype))):
-        _put(data, "space", key, value)
-    _put(data, "scheduler", "name", scheduler)
-    _put(data, "hardware", "memory_utilization", memory_utilization)
-    for key, value in (("estimator", estimator), ("objective", objective), ("prices", prices),
-                       ("idle_power_frac", idle_power_frac), ("tolerance", tolerance),
-                       ("prune", prune), ("intervals", intervals)):
-        _put(data, "search", key, value)
+    if params.get("model") is not None:
+        model = data.get("model")
+        data["model"] = {**(model if isinstance(model, dict) else {}), "name": params["model"]}
+    if params.get("slo") is not None:
+        data["slo"] = params["slo"]
+    for flag, (section, key, convert) in FLAG_KEYS.items():
+        value = params.get(flag)
+        if value is not None and convert is not None:
+            value = convert(value, "--" + flag.replace("_", "-"))
+        _put(data, section, key, value)
     if "model" not in data:
         raise ConfigError("search needs --model (or model: in --config)")
     if "slo" not in data:
@@ -211,8 +182,7 @@ def search_cmd(
     from llmsim.report.search import write_search, write_search_dir
     from llmsim.search import load_search_config, run_search
 
-    data = search_data(ctx.params)
-    cfg = load_search_config(data)
+    cfg = load_search_config(config_data(config, ctx.params))
     if resume and not out:
         raise ConfigError("--resume continues the search in an --out folder; add --out DIR")
     results_path = None

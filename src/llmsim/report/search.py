@@ -18,8 +18,7 @@ SHOWN_COLUMNS = {"rank": "#", "layout": "layout", "num_gpus": "GPUs",
                  "goodput_rps_per_gpu": "goodput req/s/GPU",
                  "output_tokens_per_s_per_gpu": "tok/s/GPU",
                  "tokens_per_s_per_user": "tok/s/user", "ttft_p99_s": "TTFT p99 s",
-                 "tpot_p99_s": "TPOT p99 s", "energy_per_token_j": "J/tok",
-                 "usd_per_million_output_tokens": "$/Mtok"}
+                 "tpot_p99_s": "TPOT p99 s"}
 LOST_COLUMNS = ("layout", "status", "reason")
 
 
@@ -40,16 +39,15 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
     slo = ", ".join(f"{x['metric']}_{x['stat']} <= {x['limit_s'] * 1e3:g} ms" for x in s["slo"])
     rows = [("model", s["model"]), ("load", f"{s['load']:g} ({s['mode']})"), ("SLO", slo),
             ("objective", s["objective"]),
-            ("layouts", f"{c['layouts']:,} ({c.get('ok', 0)} meet the SLO, "
+            ("layouts", f"{c['layouts']:,} ({c.get('ok', 0)} confirmed to meet the SLO, "
                         f"{c.get('dominated', 0)} dominated, {c.get('slo_missed', 0)} SLO "
                         f"missed, {c.get('does_not_fit', 0)} do not fit, "
                         f"{c.get('invalid', 0)} invalid)"),
             ("plans", f"{c['plans']} survive the analytic stage; {c['plans_simulated']} "
                       f"simulated ({c['simulations']} simulations), "
                       f"{c['plans_pruned_by_bound']} pruned by their bound"),
-            ("time", f"analytic {t['analytic_s']:.2f} s ({t['analytic_layouts_per_s']:,.0f} "
-                     f"layouts/s), simulation {t['simulate_s']:.1f} s, total "
-                     f"{t['total_s']:.1f} s")]
+            ("wall time", f"analytic {t['analytic_wall_s']:.1f} s, simulation "
+                          f"{t['simulate_wall_s']:.0f} s")]
     b = result.best
     if b is None:
         rows.append(("best", "no layout meets the SLO at the requested load"))
@@ -83,11 +81,11 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
 
 
 def lost_examples(result: SearchResult, per_status: int = 3) -> pd.DataFrame:
-    """A few layouts of each losing status, with why."""
+    """A few layouts of each losing status (one per plan), with why."""
     frame = candidates_frame(result)
     if frame.empty:
         return frame
-    parts = [frame[frame["status"] == st].head(per_status)
+    parts = [frame[frame["status"] == st].drop_duplicates("plan_key").head(per_status)
              for st in ("dominated", "slo_missed", "does_not_fit", "invalid", "not_run")]
     parts = [p for p in parts if len(p)]
     return pd.concat(parts)[list(LOST_COLUMNS)] if parts else frame.head(0)

@@ -180,7 +180,8 @@ def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
     cannot run: the row says why (``status``, ``reason``)."""
     t0 = time.perf_counter()
     row: dict[str, Any] = {"plan_key": task["plan_key"], "plan": task["plan"],
-                           "ub_rps_per_replica": task["ub_rps"]}
+                           "ub_rps_per_replica": task["ub_rps"],
+                           "price_per_gpu_hour": task.get("price_per_gpu_hour")}
     gpr = task["plan"]["tp"] * task["plan"]["pp"]
     try:
         g, s_g, runs, why = bisect_goodput(task)
@@ -218,7 +219,7 @@ def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _done(row: dict[str, Any], t0: float) -> dict[str, Any]:
-    row["wall_s"] = time.perf_counter() - t0
+    log.info("%s: %s in %.2f s", row["plan_key"], row.get("status"), time.perf_counter() - t0)
     return row
 
 

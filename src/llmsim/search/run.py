@@ -119,7 +119,7 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     if cfg.search.objective == "goodput_per_dollar":
         missing = [g for g in cfg.space.gpus if get_hardware(g).name not in prices["prices"]]
         if missing:
-            raise_missing(missing, prices)
+            _raise_missing(missing, prices)
     stage = an.AnalyticStage(cfg.deployment_args(), lengths, cfg.targets,
                              rate=cfg.load if cfg.mode == "rate" else None,
                              memory_utilization=cfg.hardware.memory_utilization,
@@ -237,14 +237,14 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                 "prune": cfg.search.prune, "backend": backend,
                 "runners_up": cfg.search.runners_up, "fingerprint": fingerprint,
                 "searched_kinds": ["aggregated"]}
-    timing = {"analytic_s": analytic_s, "analytic_layouts_per_s":
+    timing = {"analytic_wall_s": analytic_s, "analytic_layouts_per_wall_s":
               len(all_layouts) / analytic_s if analytic_s > 0 else math.inf,
-              "simulate_s": simulate_s, "total_s": time.perf_counter() - t_start}
+              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start}
     return SearchResult(settings, best_row, candidates, frontier(plan_rows), counts, timing,
                         intervals, plan_rows)
 
 
-def raise_missing(missing: list[str], prices: dict[str, Any]) -> None:
+def _raise_missing(missing: list[str], prices: dict[str, Any]) -> None:
     from llmsim.errors import ConfigError
 
     raise ConfigError(f"--objective goodput_per_dollar needs a price for {', '.join(missing)} "
@@ -255,13 +255,8 @@ def raise_missing(missing: list[str], prices: dict[str, Any]) -> None:
 def _row_objective(cfg: SearchConfig, row: dict[str, Any]) -> float:
     if row.get("status") != "ok":
         return -math.inf
-    v = _objective(cfg, row["goodput_rps_per_gpu"], row.get("price_per_gpu_hour")
-                   or _price(row))
+    v = _objective(cfg, row["goodput_rps_per_gpu"], row.get("price_per_gpu_hour"))
     return v if math.isfinite(v) else -math.inf
-
-
-def _price(row: dict[str, Any]) -> float | None:
-    return row.get("price_per_gpu_hour")
 
 
 def _layout_row(layout: Layout, status: str, reason: str) -> dict[str, Any]:

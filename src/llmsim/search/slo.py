@@ -90,5 +90,5 @@ def check(summary: dict[str, Any], targets: tuple[SloTarget, ...]) -> tuple[bool
     for t in targets:
         v = t.value(summary)
         if not v <= t.limit_s:
-            return False, f"{t.name} {units.fmt_ms(v)} ms > {units.fmt_ms(t.limit_s)} ms"
+            return False, f"{t.name} {units.fmt_ms(v, 1)} ms > {units.fmt_ms(t.limit_s, 1)} ms"
     return True, ""
