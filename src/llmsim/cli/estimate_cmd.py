@@ -73,91 +73,72 @@ MaxModelLenOpt = Annotated[int | None, typer.Option(
 OpsOpt = Annotated[bool, typer.Option("--ops", help="JSON: include every op of every layer.")]
 
 
-def estimate_cmd(
-    ctx: typer.Context,
-    model: ModelOpt = None,
-    hardware: HardwareOpt = None,
-    cluster: ClusterOpt = None,
-    num_gpus: NumGpusOpt = None,
-    tp: MaybeTpOpt = None,
-    pp: MaybePpOpt = None,
-    ep: MaybeEpOpt = None,
-    dp: MaybeDpOpt = None,
-    micro_batches: MaybeMicroOpt = None,
-    expert_skew: ExpertSkewOpt = None,
-    redundant_experts: RedundantExpertsOpt = None,
-    ep_kernel: EpKernelOpt = None,
-    two_batch_overlap: TwoBatchOverlapOpt = None,
-    prefill_pool: PrefillPoolOpt = None,
-    decode_pool: DecodePoolOpt = None,
-    kv_link: KvLinkOpt = "rdma",
-    kv_layerwise: KvLayerwiseOpt = True,
-    batch: BatchOpt = None,
-    prompt: PromptOpt = None,
-    output: OutputOpt = None,
-    beam: BeamOpt = None,
-    dtype: DtypeOpt = None,
-    weight_dtype: WeightDtypeOpt = None,
-    act_dtype: ActDtypeOpt = None,
-    kv_dtype: KvDtypeOpt = None,
-    profile: ProfileOpt = None,
-    efficiency: EfficiencyOpt = None,
-    estimator: EstimatorOpt = None,
-    estimator_model: EstimatorModelOpt = None,
-    memory_utilization: MemoryUtilizationOpt = 0.9,
-    allow_overflow: AllowOverflowOpt = False,
-    max_model_len: MaxModelLenOpt = None,
-    scenario: ScenarioOpt = None,
-    cases: CasesOpt = None,
-    ops: OpsOpt = False,
-    engine: EngineOpt = None,
-    spec_method: SpecMethodOpt = None,
-    spec_tokens: SpecTokensOpt = None,
-    spec_acceptance: SpecAcceptanceOpt = None,
-    draft_model: DraftModelOpt = None,
-    intervals: IntervalsOpt = None,
-    interval_level: IntervalLevelOpt = 0.8,
-    plot: PlotDirOpt = None,
-    fmt: FormatOpt = Format.table,
+def estimate_cmd(  # grouped as the help shows them
+    ctx: typer.Context, model: ModelOpt = None, hardware: HardwareOpt = None,
+    cluster: ClusterOpt = None, num_gpus: NumGpusOpt = None, tp: MaybeTpOpt = None,
+    pp: MaybePpOpt = None, ep: MaybeEpOpt = None, dp: MaybeDpOpt = None,
+    micro_batches: MaybeMicroOpt = None, expert_skew: ExpertSkewOpt = None,
+    redundant_experts: RedundantExpertsOpt = None, ep_kernel: EpKernelOpt = None,
+    two_batch_overlap: TwoBatchOverlapOpt = None, prefill_pool: PrefillPoolOpt = None,
+    decode_pool: DecodePoolOpt = None, kv_link: KvLinkOpt = "rdma",
+    kv_layerwise: KvLayerwiseOpt = True, batch: BatchOpt = None, prompt: PromptOpt = None,
+    output: OutputOpt = None, beam: BeamOpt = None, dtype: DtypeOpt = None,
+    weight_dtype: WeightDtypeOpt = None, act_dtype: ActDtypeOpt = None,
+    kv_dtype: KvDtypeOpt = None, profile: ProfileOpt = None, efficiency: EfficiencyOpt = None,
+    estimator: EstimatorOpt = None, estimator_model: EstimatorModelOpt = None,
+    memory_utilization: MemoryUtilizationOpt = 0.9, allow_overflow: AllowOverflowOpt = False,
+    max_model_len: MaxModelLenOpt = None, scenario: ScenarioOpt = None, cases: CasesOpt = None,
+    ops: OpsOpt = False, engine: EngineOpt = None, spec_method: SpecMethodOpt = None,
+    spec_tokens: SpecTokensOpt = None, spec_acceptance: SpecAcceptanceOpt = None,
+    draft_model: DraftModelOpt = None, intervals: IntervalsOpt = None,
+    interval_level: IntervalLevelOpt = 0.8, plot: PlotDirOpt = None, fmt: FormatOpt = Format.table,
     out: OutOpt = None,
 ) -> None:
     """Estimate TTFT, TPOT, E2E, throughput and memory of a static batch (with error bars)."""
+    flags, shape = deployment_and_shape(ctx.params)
+    _estimate_one_way(ctx.params, flags, shape)
+
+
+def _estimate_one_way(p: dict, flags: DeploymentFlags, shape: BatchShape) -> None:
+    """The one estimate the flags ``p`` ask for: disaggregated pools, a comparison of comma
+    lists, a ``--cases`` file, or one static batch."""
     from llmsim.estimates.static_batch import estimate
     from llmsim.report.estimate import write_estimate
 
-    flags, shape = deployment_and_shape(ctx.params)
-    if prefill_pool is not None or decode_pool is not None:
-        _estimate_disagg(flags, shape, prefill_pool, decode_pool, kv_link, kv_layerwise, fmt, out)
+    fmt, out, mem_util, max_len = p["fmt"], p["out"], p["memory_utilization"], p["max_model_len"]
+    if p["prefill_pool"] is not None or p["decode_pool"] is not None:
+        _estimate_disagg(flags, shape, p["prefill_pool"], p["decode_pool"], p["kv_link"],
+                         p["kv_layerwise"], fmt, out)
         return
     lists = take_lists()
     if lists:  # comma lists: every combination, one table
         from llmsim.cli.comparison import estimate_comparison
 
         estimate_comparison(lists, {**flags.given(), **shape.given(),
-                                    "memory_utilization": memory_utilization,
-                                    **({"max_model_len": max_model_len} if max_model_len
-                                       else {})}, fmt, out)
+                                    "memory_utilization": mem_util,
+                                    **({"max_model_len": max_len} if max_len else {})}, fmt, out)
         return
-    speculative = speculation_of(spec_method, spec_tokens, spec_acceptance, draft_model)
-    if cases and speculative is not None:
-        raise ConfigError("--spec-method applies to one estimate, not to --cases")
-    if cases:
-        if engine is not None:
-            raise ConfigError("--engine applies to one estimate, not to --cases")
-        _estimate_cases(cases, flags, shape, memory_utilization, fmt, out,
-                        interval_options(intervals, interval_level, default=False), plot,
-                        max_model_len)
+    speculative = speculation_of(p["spec_method"], p["spec_tokens"], p["spec_acceptance"],
+                                 p["draft_model"])
+    if p["cases"]:
+        for flag, given in (("--spec-method", speculative), ("--engine", p["engine"])):
+            if given is not None:
+                raise ConfigError(f"{flag} applies to one estimate, not to --cases")
+        _estimate_cases(p["cases"], flags, shape, mem_util, fmt, out,
+                        interval_options(p["intervals"], p["interval_level"], default=False),
+                        p["plot"], max_len)
         return
-    if plot:
+    if p["plot"]:
         raise ConfigError("--plot draws predicted vs measured: give --cases REQUESTS.csv "
                           "with measured ttft_s / tpot_s / e2e_s columns")
-    if not scenario and not flags.names_a_target:
+    if not p["scenario"] and not flags.names_a_target:
         raise ConfigError("give --model and --hardware (or --cluster, or --scenario)")
-    res = estimate(**flags.given(), **shape.given(), memory_utilization=memory_utilization,
-                   allow_overflow=allow_overflow, engine=engine, max_model_len=max_model_len,
-                   intervals=interval_options(intervals, interval_level, default=True) or False,
+    res = estimate(**flags.given(), **shape.given(), memory_utilization=mem_util,
+                   allow_overflow=p["allow_overflow"], engine=p["engine"], max_model_len=max_len,
+                   intervals=interval_options(p["intervals"], p["interval_level"],
+                                              default=True) or False,
                    **({"speculative": speculative} if speculative is not None else {}))
-    write_estimate(res, fmt, out, ops=ops)
+    write_estimate(res, fmt, out, ops=p["ops"])
 
 
 def _estimate_disagg(flags: DeploymentFlags, shape: BatchShape, prefill_pool: str | None,
