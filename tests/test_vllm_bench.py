@@ -18,7 +18,7 @@ FLAGS = ("-m", "llama-3.1-8b", "-H", "h100-sxm", "--rate", "4", "--num-requests"
 
 @pytest.fixture(scope="module")
 def report():
-    from llmsim.serving.simulator import simulate
+    from llmsim.serving.run import simulate
 
     return simulate({"model": {"name": "llama-3.1-8b"}, "hardware": {"name": "h100-sxm"},
                      "workload": {"rate": 6, "num_requests": 80, "prompt": 700, "output": 40,

@@ -29,6 +29,7 @@ ALIASES: Mapping[str, Mapping[str, str]] = {
     "estimate": {"--prompt": "--input-len", "--output": "--output-len"},
     "simulate": {"--prompt-dist": "--input-len", "--output-dist": "--output-len",
                  "--dp": "--replicas"},
+    "search": {"--prompt-dist": "--input-len", "--output-dist": "--output-len"},
     "offload": {"--prompt-len": "--input-len", "--gen-len": "--output-len"},
     "moe-offload": {"--prompt": "--input-len", "--decode-steps": "--output-len"},
     "executor": {"--prompt": "--input-len", "--decode-steps": "--output-len"},

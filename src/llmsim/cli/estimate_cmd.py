@@ -135,8 +135,9 @@ def _estimate_one_way(p: dict, flags: DeploymentFlags, shape: BatchShape) -> Non
         raise ConfigError("give --model and --hardware (or --cluster, or --scenario)")
     res = estimate(**flags.given(), **shape.given(), memory_utilization=mem_util,
                    allow_overflow=p["allow_overflow"], engine=p["engine"], max_model_len=max_len,
+                   # intervals by default, except under speculation (not combined yet)
                    intervals=interval_options(p["intervals"], p["interval_level"],
-                                              default=True) or False,
+                                              default=speculative is None) or False,
                    **({"speculative": speculative} if speculative is not None else {}))
     write_estimate(res, fmt, out, ops=p["ops"])
 

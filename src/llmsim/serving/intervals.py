@@ -42,7 +42,7 @@ FIGURES = ("requests_per_s", "output_tokens_per_s", "input_tokens_per_s",
 def draw_summaries(cfg: SimulationConfig, step_model: StepTimeModel | None, draws: int,
                    level: float = DEFAULT_LEVEL, seed: int = 0) -> tuple[list[dict], dict]:
     """``(summaries, basis)``: the summary of one simulation per factor draw."""
-    from llmsim.serving.simulator import simulate
+    from llmsim.serving.run import simulate
 
     if draws < MIN_DRAWS:
         raise ConfigError(f"--interval-draws {draws}: give at least {MIN_DRAWS} (or 0 for "
