@@ -45,6 +45,10 @@ bench-smoke: install
 	$(LIMIT) $(BIN)/python benchmarks/accuracy.py --smoke
 	$(LIMIT) $(BIN)/python benchmarks/sim_speed.py --smoke
 	$(LIMIT) $(BIN)/python benchmarks/offload_accuracy.py --smoke
+	$(LIMIT) $(BIN)/python benchmarks/serving_accuracy.py --smoke
+	$(LIMIT) $(BIN)/python benchmarks/disagg_accuracy.py
+	$(LIMIT) $(BIN)/python benchmarks/deepseek_day6.py
+	$(LIMIT) $(BIN)/python benchmarks/speculative_published.py
 
 accuracy: install
 	$(BIN)/python benchmarks/accuracy.py

@@ -264,9 +264,9 @@ def _run_one(words: list[str], workdir: Path) -> dict[str, Any]:
                          env=env, timeout=TIMEOUT_S)
     out: dict[str, Any] = {"exit_code": res.returncode}
     try:
-        out["stdout"] = _normalise(json.loads(res.stdout))
+        out["stdout"] = _compact(_normalise(json.loads(res.stdout)))
     except json.JSONDecodeError:
-        out["stdout"] = _repo_relative(_strip_wall_lines(res.stdout))
+        out["stdout"] = _compact_text(_repo_relative(_strip_wall_lines(res.stdout)))
     out["stderr"] = _repo_relative(_strip_wall_lines(res.stderr))
     files = _files(workdir, before)
     if files:
@@ -276,6 +276,33 @@ def _run_one(words: list[str], workdir: Path) -> dict[str, Any]:
                           *QUICK_START_FILES):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     return out
+
+
+#: a JSON list longer than this, or a text output longer than TEXT_LIMIT, is recorded as its
+#: length and digest (a search's 12,960 candidates would be megabytes of golden file)
+LIST_LIMIT = 500
+TEXT_LIMIT = 200_000
+
+
+def _compact(obj: Any) -> Any:
+    """``obj`` with every list longer than :data:`LIST_LIMIT` replaced by its length and digest."""
+    if isinstance(obj, dict):
+        return {k: _compact(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        if len(obj) > LIST_LIMIT:
+            return {"items": len(obj), "sha256": hashlib.sha256(
+                json.dumps(obj, sort_keys=True).encode()).hexdigest()}
+        return [_compact(v) for v in obj]
+    return obj
+
+
+def _compact_text(text: str) -> Any:
+    """A long text output as its first lines, line count and digest."""
+    if len(text) <= TEXT_LIMIT:
+        return text
+    lines = text.splitlines()
+    return {"head": "\n".join(lines[:60]), "lines": len(lines),
+            "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def _strip_wall_lines(text: str) -> str:
