@@ -23,6 +23,7 @@ from llmsim.catalog.loader import (
     list_models,
     register_model_format,
 )
+from llmsim.catalog.layer_templates import model_from_layer_template_file
 from llmsim.catalog.model import ModelSpec
 from llmsim.catalog.moe_format import MoEModelConfig, model_from_moe_file
 from llmsim.catalog.parallel import ParallelSpec
@@ -31,6 +32,7 @@ from llmsim.catalog.scenario import model_from_scenario_file
 # the model-file formats of the catalog itself (the loader imports neither module)
 register_model_format("llmsim-moe", model_from_moe_file)
 register_model_format("scenario", model_from_scenario_file)
+register_model_format("layer-template", model_from_layer_template_file)
 
 __all__ = [
     "AttentionBlock", "CommBlock", "FFNBlock", "LayerTemplate", "MoEBlock", "Shard", "Weight",
