@@ -124,7 +124,7 @@ def _register() -> None:
     app.command("memory")(memory_cmd.memory_cmd)
     for module in ("simulate_cmd", "offload_cmd", "moe_offload_cmd", "executor_cmd",
                    "calibrate_cmd", "search_cmd", "train_cmd", "compare_cmd",
-                   "report_cmd"):
+                   "report_cmd", "large_ep_cmd", "afd_cmd"):
         try:
             mod = __import__(f"llmsim.cli.{module}", fromlist=["register"])
         except ModuleNotFoundError as exc:
