@@ -15,6 +15,7 @@ estimator's data (a measured-kernel table for ``table``, a trained model file fo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llmsim import checks
 from llmsim.catalog import ModelSpec, ParallelSpec, get_cluster, get_model
@@ -24,6 +25,9 @@ from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.ops import Precision
 from llmsim.costmodel.profile import HardwareProfile, Profile
 from llmsim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmsim.costmodel.afd import AFDSpec
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +39,9 @@ class Deployment:
     plan's GPUs (``tp x pp x dp``); the plan must split the model (``ParallelSpec.validate_for``).
     ``estimator``: a name in :data:`llmsim.costmodel.estimator_registry.ESTIMATORS` (checked here);
     ``estimator_model``: the estimator's table or model file (see each estimator).
+    ``afd``: attention-FFN disaggregation (``costmodel/afd.py``): the plan's ``tp`` is each
+    attention instance's, the FFN instances are the spec's; ``build_step_model`` then prices
+    the micro-batch pipeline.
     """
 
     model: ModelSpec
@@ -45,6 +52,7 @@ class Deployment:
     efficiency: float | None = None
     estimator: str = "calibrated"
     estimator_model: str | None = None
+    afd: AFDSpec | None = None
 
     def __post_init__(self) -> None:
         # unknown name: UnknownNameError with a did-you-mean; aliases become the canonical name
@@ -61,6 +69,10 @@ class Deployment:
                 f"the plan needs {p.num_gpus} GPUs (tp {p.tp} x pp {p.pp} x dp {p.dp}) but the "
                 f"cluster has {self.cluster.num_gpus}; raise --num-gpus")
         checks.efficiency(self.efficiency)
+        if self.afd is not None and (p.pp, p.ep, p.dp) != (1, 1, 1):
+            raise ConfigError("attention-FFN disaggregation sets its own layout: give tp for "
+                              "the attention instances and attention=,ffn= in --afd (no --pp, "
+                              "--ep or --dp)")
 
     @classmethod
     def resolve(cls, model: str | ModelSpec, hardware: str | HardwareSpec | None = None,
@@ -72,11 +84,16 @@ class Deployment:
                 efficiency: float | None = None, estimator: str = "calibrated",
                 estimator_model: str | None = None, expert_skew: float = 0.0,
                 redundant_experts: int = 0, ep_kernel: str | None = None,
-                two_batch_overlap: bool = False) -> Deployment:
+                two_batch_overlap: bool = False, afd: object = None) -> Deployment:
         """A deployment from names: the cluster is sized ``num_gpus`` (default: the plan's).
         ``estimator="analytic"`` is the datasheet roofline and takes no ``profile``.
         ``expert_skew``, ``redundant_experts``, ``ep_kernel`` (``normal`` | ``low_latency``),
-        ``two_batch_overlap``: large expert parallelism (``ParallelSpec``)."""
+        ``two_batch_overlap``: large expert parallelism (``ParallelSpec``); ``afd``: an
+        :class:`~llmsim.costmodel.afd.AFDSpec`, its inline text or mapping (the cluster is
+        sized for its GPUs unless ``num_gpus``)."""
+        from llmsim.costmodel.afd import afd_from_value
+
+        afd_spec = afd_from_value(afd)
         tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
             model, tp, pp, ep, dp, micro_batches, num_gpus)
         checks.efficiency(efficiency)
@@ -88,12 +105,12 @@ class Deployment:
         plan = ParallelSpec(tp=tp, pp=pp, ep=ep, dp=dp, micro_batches=micro_batches,
                             **large_ep_args(expert_skew, redundant_experts, ep_kernel,
                                             two_batch_overlap))
-        cl = cluster if isinstance(cluster, Cluster) else get_cluster(
-            cluster, hardware, num_gpus or plan.num_gpus)
+        gpus = num_gpus or (afd_spec.num_gpus(tp) if afd_spec is not None else plan.num_gpus)
+        cl = cluster if isinstance(cluster, Cluster) else get_cluster(cluster, hardware, gpus)
         precision = Precision.resolve(spec.weight_dtype, dtype, weight_dtype, act_dtype,
                                       kv_dtype, supported=cl.hardware.supported_dtypes)
         prof = profile if isinstance(profile, Profile) else Profile.load(profile)
-        return cls(spec, cl, plan, precision, prof, efficiency, name, estimator_model)
+        return cls(spec, cl, plan, precision, prof, efficiency, name, estimator_model, afd_spec)
 
     @property
     def hardware(self) -> HardwareSpec:
@@ -115,7 +132,8 @@ class Deployment:
                 **large,
                 "precision": self.precision.describe(),
                 "profile": self.hardware_profile.describe(), "estimator": self.estimator,
-                **({"estimator_model": self.estimator_model} if self.estimator_model else {})}
+                **({"estimator_model": self.estimator_model} if self.estimator_model else {}),
+                **({"afd": self.afd.describe()} if self.afd is not None else {})}
 
 
 def check_plan_args(model: object, tp: object, pp: object, ep: object, dp: object,

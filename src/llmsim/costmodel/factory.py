@@ -3,7 +3,9 @@
 Every front end (``estimate``, ``simulate``, the offload solvers, calibration checks) prices
 through the model this returns; none constructs an estimator itself. The estimator is
 ``deployment.estimator`` (``costmodel/estimators``: ``calibrated`` by default, ``analytic``,
-``table``, ``learned``), looked up in :data:`~llmsim.costmodel.estimators.ESTIMATORS`.
+``table``, ``learned``), looked up in :data:`~llmsim.costmodel.estimators.ESTIMATORS`; a
+deployment with ``afd`` gets the attention-FFN pipeline over two models of that estimator
+(``costmodel/afd.py``).
 """
 
 from __future__ import annotations
@@ -19,4 +21,9 @@ def build_step_model(deployment: Deployment) -> StepTimeModel:
     if not isinstance(deployment, Deployment):
         raise ConfigError(f"build_step_model takes a Deployment (Deployment.resolve(model, "
                           f"hardware, ...)), got {type(deployment).__name__}")
-    return ESTIMATORS.get(deployment.estimator)(deployment)
+    build = ESTIMATORS.get(deployment.estimator)
+    if deployment.afd is not None:  # attention-FFN disaggregation: the two sides' pipeline
+        from llmsim.costmodel.afd import AFDStepTimeModel
+
+        return AFDStepTimeModel(deployment, build)
+    return build(deployment)
