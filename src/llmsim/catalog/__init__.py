@@ -11,6 +11,7 @@ from llmsim.catalog.blocks import (
 )
 from llmsim.catalog.cluster import Cluster, ClusterSpec
 from llmsim.catalog.hardware import HardwareSpec, HostSpec, LinkSpec
+from llmsim.catalog.layer_templates import model_from_layer_template_file
 from llmsim.catalog.loader import (
     default_host,
     get_cluster,
@@ -23,7 +24,6 @@ from llmsim.catalog.loader import (
     list_models,
     register_model_format,
 )
-from llmsim.catalog.layer_templates import model_from_layer_template_file
 from llmsim.catalog.model import ModelSpec
 from llmsim.catalog.moe_format import MoEModelConfig, model_from_moe_file
 from llmsim.catalog.parallel import ParallelSpec

@@ -21,3 +21,6 @@ EpKernelOpt = Annotated[str | None, typer.Option(
 TwoBatchOverlapOpt = Annotated[bool | None, typer.Option(
     "--two-batch-overlap/--no-two-batch-overlap",
     help="Run each step as two micro-batches whose EP dispatch/combine overlaps compute.")]
+AfdOpt = Annotated[str | None, typer.Option(
+    "--afd", help="Attention-FFN disaggregation: attention=N,ffn=M[,microbatches=K,link=rdma"
+                  "[:BANDWIDTH],skew=S,redundant=R]; --tp is each attention instance's.")]

@@ -21,7 +21,7 @@ from llmsim.cli.estimator_options import (
     IntervalDrawsOpt,
     IntervalLevelOpt,
 )
-from llmsim.cli.large_ep_options import ExpertSkewOpt, RedundantExpertsOpt
+from llmsim.cli.large_ep_options import AfdOpt, ExpertSkewOpt, RedundantExpertsOpt
 from llmsim.cli.options import (
     ActDtypeOpt,
     ClusterOpt,
@@ -115,7 +115,8 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     model: ModelOpt = None, hardware: HardwareOpt = None, cluster: ClusterOpt = None,
     num_gpus: NumGpusOpt = None, tp: MaybeTpOpt = None, pp: MaybePpOpt = None,
     ep: MaybeEpOpt = None, expert_skew: ExpertSkewOpt = None,
-    redundant_experts: RedundantExpertsOpt = None, replicas: ReplicasOpt = None,
+    redundant_experts: RedundantExpertsOpt = None, afd: AfdOpt = None,
+    replicas: ReplicasOpt = None,
     micro_batches: InFlightMicroOpt = None,
     dtype: DtypeOpt = None, weight_dtype: WeightDtypeOpt = None, act_dtype: ActDtypeOpt = None,
     kv_dtype: KvDtypeOpt = None, profile: ProfileOpt = None, efficiency: EfficiencyOpt = None,

@@ -192,6 +192,7 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "tp": ConfigKey("parallelism.tp"),
     "expert_skew": ConfigKey("parallelism.expert_skew"),
     "redundant_experts": ConfigKey("parallelism.redundant_experts"),
+    "afd": ConfigKey("parallelism.afd"),
     "pp": ConfigKey("parallelism.pp"),
     "ep": ConfigKey("parallelism.ep"),
     "dp": ConfigKey("parallelism.replicas"),

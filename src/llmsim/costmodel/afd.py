@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from llmsim import checks
 from llmsim.catalog.blocks import AttentionBlock, LayerTemplate, MoEBlock
 from llmsim.catalog.cluster import Cluster
@@ -69,6 +71,7 @@ _ETHERNET = LinkSpec(kind=LinkKind.ETHERNET, bandwidth_bytes_per_s=100e9 / 8, la
                      source="100 GbE (assumed), as disagg.kv_transfer's ethernet link")
 _DROPPED = ("moe_dispatch", "moe_combine")  # replaced by the A -> F / F -> A transfers
 STAGES = ("attention", "a_to_f", "ffn", "f_to_a")
+_ATTENTION_KERNELS = (OpKind.ATTENTION_PREFILL, OpKind.ATTENTION_DECODE)
 
 
 @dataclass(frozen=True)
@@ -423,6 +426,38 @@ class AFDStepTimeModel(StepTimeModelBase):
             if r.kind == "lm_head":
                 records.append(_times(r, m))
         return StepCost(step.time_s, step.time_s, tuple(records), step.overhead_s)
+
+    def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        """``step_time(BatchShape.decode(num_seqs, c))`` for every ``c``, vectorised: only the
+        attention kernels depend on the context (the attention side's vectorised
+        ``_decode_attention_times``), the rest of the pipeline formula is evaluated on arrays."""
+        ctx = np.asarray(context_per_seq, dtype=float)
+        hook = getattr(self.attention_model, "_decode_attention_times", None)
+        if hook is None or ctx.size == 0:
+            return super().decode_step_times(num_seqs, ctx)
+        first = BatchShape.decode(num_seqs, float(ctx[0]))
+        step = self.breakdown(first)
+        m = step.microbatches
+        seqs_a = self._attention_shape(first).decode_seqs
+        records = _decoders(step.attention_cost)
+        total = np.zeros_like(ctx)
+        last_r = last_t = total
+        for i, layer in enumerate(step.layers):
+            if any(o.kind in _ATTENTION_KERNELS for o in records[i].ops):
+                fixed = sum(o.time_s * o.count for o in records[i].ops
+                            if o.kind not in _ATTENTION_KERNELS)
+                a = fixed + hook(i, seqs_a, ctx)
+            else:
+                a = np.full_like(ctx, layer.attention_s)
+            rest = (layer.a_to_f_s, layer.ffn_s, layer.f_to_a_s)
+            last_r = a + sum(rest)
+            last_t = np.maximum(a, max(rest))
+            total = total + layer.repeat * np.maximum(last_r, m * last_t)
+        total = total + np.minimum(last_r - last_t, (m - 1) * last_t)
+        return total + step.head_s + step.overhead_s
+
+    def decode_stage_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
+        return self.decode_step_times(num_seqs, context_per_seq)[None, :]
 
     def describe(self) -> dict[str, object]:
         return {**self.deployment.describe(), "afd": self.spec.describe()}

@@ -29,7 +29,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.costmodel.deployment import Deployment
@@ -83,12 +83,23 @@ class ParallelismSection(Spec):
     expert_skew: float = Field(default=0.0, ge=0.0, le=8.0,
                                description="Zipf exponent of expert popularity (0: balanced)")
     redundant_experts: int = Field(default=0, ge=0, description="EPLB extra expert instances")
+    #: attention-FFN disaggregation (``costmodel/afd.py``): ``attention=2,ffn=4,microbatches=3
+    #: [,link=rdma:200Gbps]`` or a mapping of those keys; ``tp`` is each attention instance's
+    afd: str | dict[str, Any] | None = None
+
+    @field_validator("afd")
+    @classmethod
+    def _afd(cls, value: Any) -> Any:
+        from llmsim.costmodel.afd import afd_from_value
+
+        afd_from_value(value)  # checked here: a bad spec fails when the config is read
+        return value
 
     @model_serializer(mode="wrap")
     def _large_ep_only_when_set(self, handler):
         """The large-EP keys are written only when set (configs without them read the same)."""
         data = handler(self)
-        for key in ("expert_skew", "redundant_experts"):
+        for key in ("expert_skew", "redundant_experts", "afd"):
             if not data.get(key, 1):
                 data.pop(key, None)
         return data
@@ -293,11 +304,11 @@ def deployment_of(cfg: SimulationConfig) -> Deployment:
     and profile."""
     m, h, p = cfg.model, cfg.hardware, cfg.parallelism
     return Deployment.resolve(
-        m.name, h.name, h.cluster, h.num_gpus or p.tp * p.pp, tp=p.tp, pp=p.pp, ep=p.ep,
-        dp=1, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
-        act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency,
+        m.name, h.name, h.cluster, h.num_gpus or (None if p.afd else p.tp * p.pp), tp=p.tp,
+        pp=p.pp, ep=p.ep, dp=1, micro_batches=p.micro_batches, dtype=m.dtype,
+        weight_dtype=m.weight_dtype, act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency,
         expert_skew=p.expert_skew, redundant_experts=p.redundant_experts,
-        estimator=h.estimator, estimator_model=h.estimator_model)
+        estimator=h.estimator, estimator_model=h.estimator_model, afd=p.afd)
 
 
 def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> SimulationConfig:

@@ -123,7 +123,9 @@ class ServingSetup:
             swap_bytes = (DEFAULT_SWAP_SPACE_BYTES if sc.swap_space_bytes is None
                           else sc.swap_space_bytes)
             self.host_blocks = int(swap_bytes // (sc.block_size * self.kv_bytes_per_token))
-        self.gpus_per_replica = par.tp * par.pp
+        self.gpus_per_replica = (self.deployment.afd.num_gpus(par.tp) if self.deployment
+                                 is not None and self.deployment.afd is not None
+                                 else par.tp * par.pp)
         self.num_gpus = self.gpus_per_replica * par.replicas
 
     # ------------------------------------------------------------------ resolution
@@ -138,6 +140,12 @@ class ServingSetup:
         from llmsim.memory.draft import speculative_kv_tokens
 
         util = self.cfg.hardware.memory_utilization
+        if dep.afd is not None and sc.kv_capacity_tokens is None:  # AFD: attention holds KV
+            from llmsim.memory.afd import afd_kv_capacity_tokens
+
+            tokens, self.info["memory"] = afd_kv_capacity_tokens(dep, util, self.max_batched,
+                                                                 sc.max_num_seqs)
+            return tokens
         spec = dep.model
         check_weights_fit(spec, dep.cluster, dep.plan, dep.precision, util)
         mem = analyze_memory(spec, dep.cluster, dep.plan, dep.precision,
