@@ -306,7 +306,8 @@ def deployment_of(cfg: SimulationConfig) -> Deployment:
     return Deployment.resolve(
         m.name, h.name, h.cluster, h.num_gpus or (None if p.afd else p.tp * p.pp), tp=p.tp,
         pp=p.pp, ep=p.ep, dp=1, micro_batches=p.micro_batches, dtype=m.dtype,
-        weight_dtype=m.weight_dtype, act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency,
+        weight_dtype=m.weight_dtype, act_dtype=m.act_dtype, kv_dtype=m.kv_dtype,
+        profile=h.profile, efficiency=h.efficiency,
         expert_skew=p.expert_skew, redundant_experts=p.redundant_experts,
         estimator=h.estimator, estimator_model=h.estimator_model, afd=p.afd)
 
