@@ -83,7 +83,8 @@ def test_paths_resolve_against_the_file_then_the_working_directory(tmp_path, mon
 
 def test_overrides_are_merged(tmp_path):
     path = _write(tmp_path, {"hw.yaml": _HW, "dense.yaml": _GQA, "scenario.yaml": _scenario(
-        "  - type: ffn_layer\n    config: dense.yaml\n    overrides: {ffn_config: {d_ff: 1024}}\n")})
+        "  - type: ffn_layer\n    config: dense.yaml\n"
+        "    overrides: {ffn_config: {d_ff: 1024}}\n")})
     assert load_layer_template_scenario(path).model.layers[0].blocks[1].intermediate_size == 1024
 
 
