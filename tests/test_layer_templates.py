@@ -149,3 +149,13 @@ def test_missing_scenario_and_cli_one_line(tmp_path, cli):
         res = cli(*command, str(path))
         assert res.code == 2, res
         assert res.err.startswith("error: ") and res.err.count("\n") == 1, res.err
+
+
+def test_shipped_scenarios_by_name(tmp_path, monkeypatch):
+    from llmsim.catalog.layer_templates import shipped_scenarios
+
+    monkeypatch.chdir(tmp_path)  # a name, not a path: found in the package data
+    assert {"deepseek-v3-h800", "deepseek-v3-h100"} <= set(shipped_scenarios())
+    assert load_layer_template_scenario("deepseek-v3-h800").hardware.name == "h800-sxm"
+    with pytest.raises(SpecError, match="shipped scenarios: deepseek-v3-h100, deepseek-v3-h800"):
+        load_layer_template_scenario("deepseek-v9")

@@ -121,17 +121,46 @@ def shown(path: Path) -> str:
     return str(path) or "."
 
 
-def load_layer_template_scenario(path: str | Path, data: dict[str, Any] | None = None
-                                 ) -> LayerTemplateScenario:
-    """Read a scenario in this format (``data``: its content, already parsed); one-line
-    :class:`SpecError` for a bad file."""
+def shipped_scenarios() -> dict[str, Path]:
+    """The scenario files shipped in ``data/scenarios/*/`` by name (their ``name:``, e.g.
+    ``deepseek-v3-h800``; the file stem works too)."""
+    from importlib import resources
+
     from llmsim.catalog.loader import read_yaml_file
 
-    path = Path(path)
-    if data is None:
-        if not path.is_file():
-            raise SpecError(f"scenario file not found: {path}")
+    out: dict[str, Path] = {}
+    root = Path(str(resources.files("llmsim.data").joinpath("scenarios")))
+    for path in sorted(root.glob("*/*.yaml")):
         data = read_yaml_file(path)
+        if is_layer_template_scenario(data):
+            out[str(data.get("name") or path.stem)] = path
+            out.setdefault(path.stem, path)
+    return out
+
+
+def find_scenario(value: str | Path) -> Path:
+    """A scenario file: ``value`` if it is a file, else a shipped scenario of that name."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    shipped = shipped_scenarios()
+    if str(value) in shipped:
+        return shipped[str(value)]
+    names = sorted(n for n in shipped if "-" in n)
+    raise SpecError(f"scenario file not found: {value} (shipped scenarios: "
+                    f"{', '.join(names)})")
+
+
+def load_layer_template_scenario(path: str | Path, data: dict[str, Any] | None = None
+                                 ) -> LayerTemplateScenario:
+    """Read a scenario in this format (a path, or the name of a shipped one; ``data``: its
+    content, already parsed); one-line :class:`SpecError` for a bad file."""
+    from llmsim.catalog.loader import read_yaml_file
+
+    if data is None:
+        path = find_scenario(path)
+        data = read_yaml_file(path)
+    path = Path(path)
     origin = str(path)
     if not isinstance(data.get("layers"), list) or not data["layers"]:
         raise SpecError(f"{origin}: a layer-template scenario needs a non-empty 'layers' list "
