@@ -19,17 +19,19 @@ from llmsim.report.render import (
     print_tables,
 )
 
-_LAYER_COLUMNS = ("layer", "repeat", "attention_ms", "a_to_f_ms", "ffn_ms", "f_to_a_ms",
-                  "period_ms", "bottleneck", "transfer_KiB")
+_LAYER_COLUMNS = ("layer", "x", "attn_ms", "a_to_f_ms", "ffn_ms", "f_to_a_ms", "period_ms",
+                  "bottleneck", "xfer_KiB")
+_LAYERS_TITLE = ("per layer (x: layers of the template; stage times of one micro-batch; period: "
+                 "max(round trip, m x slowest stage); xfer: bytes of each transfer)")
 _SEARCH_COLUMNS = ("attention", "ffn", "m", "gpus", "tpot_ms", "tok_s_per_gpu", "bottleneck",
                    "fits", "meets_target")
 
 
 def _layers_frame(result: Any) -> pd.DataFrame:
-    rows = [{"layer": r["name"], "repeat": r["repeat"], "attention_ms": r["attention_s"] * 1e3,
+    rows = [{"layer": r["name"], "x": r["repeat"], "attn_ms": r["attention_s"] * 1e3,
              "a_to_f_ms": r["a_to_f_s"] * 1e3, "ffn_ms": r["ffn_s"] * 1e3,
              "f_to_a_ms": r["f_to_a_s"] * 1e3, "period_ms": r["period_s"] * 1e3,
-             "bottleneck": r["bottleneck"], "transfer_KiB": r["transfer_bytes"] / 1024}
+             "bottleneck": r["bottleneck"], "xfer_KiB": r["transfer_bytes"] / 1024}
             for r in result.layers]
     return pd.DataFrame(rows, columns=list(_LAYER_COLUMNS))
 
@@ -77,7 +79,7 @@ def write_afd(result: Any, fmt: str, out: str | None = None) -> None:
         return
     print_tables([_summary(result, f"{result.model} on {result.hardware}: attention-FFN "
                                    "disaggregation"),
-                  frame_table(_layers_frame(result), "per layer (stage times per micro-batch)",
+                  frame_table(_layers_frame(result), _LAYERS_TITLE,
                               essential=_LAYER_COLUMNS[:8])], out)
 
 
@@ -99,7 +101,7 @@ def write_afd_search(search: Any, fmt: str, out: str | None = None, top: int = 1
         tables.append(_summary(search.best, f"best layout for TPOT <= {target}: "
                                             f"{search.best.model} on {search.best.hardware}"))
         tables.append(frame_table(_layers_frame(search.best),
-                                  "per layer (stage times per micro-batch)",
+                                  _LAYERS_TITLE,
                                   essential=_LAYER_COLUMNS[:8]))
     tables.append(frame_table(_search_frame(search).head(top),
                               f"top {top} of {len(search.candidates)} layouts (decode tokens/s "

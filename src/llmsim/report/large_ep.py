@@ -18,8 +18,8 @@ from llmsim.report.render import (
     print_tables,
 )
 
-_COLUMNS = ("phase", "layer", "repeat", "time_ms", "bound", "dispatch_KiB", "dispatch_ms",
-            "combine_KiB", "combine_ms", "experts_ms", "imbalance")
+_COLUMNS = ("phase", "layer", "x", "ms", "bound", "disp_KiB", "disp_ms", "comb_ms", "exp_ms",
+            "imbal")
 
 
 def layer_frame(result: Any) -> pd.DataFrame:
@@ -28,11 +28,11 @@ def layer_frame(result: Any) -> pd.DataFrame:
 
 
 def _display_frame(result: Any) -> pd.DataFrame:
-    rows = [{"phase": r.phase, "layer": r.layer, "repeat": r.repeat, "time_ms": r.time_s * 1e3,
-             "bound": r.bound, "dispatch_KiB": r.dispatch_bytes / 1024,
-             "dispatch_ms": r.dispatch_s * 1e3, "combine_KiB": r.combine_bytes / 1024,
-             "combine_ms": r.combine_s * 1e3, "experts_ms": r.experts_s * 1e3,
-             "imbalance": r.imbalance} for r in result.layers]
+    rows = [{"phase": r.phase, "layer": r.layer, "x": r.repeat, "ms": r.time_s * 1e3,
+             "bound": r.bound.replace("communication", "comm"),
+             "disp_KiB": r.dispatch_bytes / 1024, "disp_ms": r.dispatch_s * 1e3,
+             "comb_ms": r.combine_s * 1e3, "exp_ms": r.experts_s * 1e3,
+             "imbal": r.imbalance} for r in result.layers]
     return pd.DataFrame(rows, columns=list(_COLUMNS))
 
 
@@ -54,8 +54,8 @@ def write_large_ep(result: Any, fmt: str, out: str | None = None) -> None:
     summary = kv_table(
         f"{r.model} on {r.num_gpus}x {r.hardware} (tp {r.tp}, ep {r.ep}, attention-dp {r.dp})",
         [("batch per DP rank x seq", f"{r.batch} x {r.seq}"),
-         ("routing", f"skew {r.expert_skew:g}, {r.redundant_experts} redundant experts -> "
-                     f"imbalance {r.imbalance:.3f}"),
+         ("imbalance", f"{r.imbalance:.3f} (skew {r.expert_skew:g}, "
+                       f"{r.redundant_experts} redundant experts)"),
          ("dispatch/combine", f"{kernel}{', two-batch overlap' if r.two_batch_overlap else ''}"),
          ("prefill step", f"{units.fmt_time(r.prefill_s)}  "
                           f"({r.prefill_tokens_per_s_per_gpu:,.0f} tokens/s per GPU)"),
@@ -64,6 +64,8 @@ def write_large_ep(result: Any, fmt: str, out: str | None = None) -> None:
          ("bottleneck (prefill / decode)", f"{r.prefill_bottleneck} / {r.decode_bottleneck}"),
          ("weights per GPU", f"{units.fmt_bytes(r.weight_bytes_per_gpu)} of "
                              f"{units.fmt_bytes(r.memory_bytes_per_gpu)}")])
-    layers = frame_table(_display_frame(r), "per layer (one layer of each template; bytes "
-                                            "one rank sends)", essential=_COLUMNS[:5])
+    layers = frame_table(_display_frame(r), "per layer (x: layers of the template; ms: one "
+                                            "layer; disp/comb: MoE dispatch/combine, bytes one "
+                                            "rank sends; exp: expert GEMMs)",
+                         essential=_COLUMNS[:5])
     print_tables([summary, layers], out)
