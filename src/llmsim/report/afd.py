@@ -39,7 +39,8 @@ def _layers_frame(result: Any) -> pd.DataFrame:
 def _summary(r: Any, title: str) -> Any:
     return kv_table(title, [
         ("unit", f"{r.attention_instances} attention x tp {r.attention_tp} + "
-                 f"{r.ffn_instances} FFN = {r.num_gpus} GPUs, {r.microbatches} micro-batches, "
+                 f"{r.ffn_instances} FFN = {r.num_gpus} GPUs, {r.microbatches} micro-batch"
+                 f"{'es' if r.microbatches > 1 else ''}, "
                  f"link {r.link}"),
         ("batch x seq", f"{r.batch_per_attention} per attention instance "
                         f"({r.batch_per_attention * r.attention_instances} in all) x {r.seq}"),
