@@ -222,3 +222,19 @@ def test_simulate_afd_kv_capacity_is_the_attention_instances():
                          max_logits=64, memory_utilization=0.9).max_kv_tokens
     assert tokens == 3 * one and info["max_kv_tokens"] == tokens
     assert math.isclose(info["kv_bytes_per_token_per_gpu"], 61 * 576)  # MLA latent, FP8
+
+
+def test_simulate_yaml_key():
+    from llmsim.serving.config import deployment_of, load_config
+
+    base = {"model": {"name": "llama-3.1-8b"}, "hardware": {"name": "h100-sxm"},
+            "workload": {"num_requests": 4}}
+    for afd in ("attention=2,ffn=3,microbatches=2", {"attention": 2, "ffn": 3,
+                                                     "microbatches": 2}):
+        cfg = load_config({**base, "parallelism": {"afd": afd}})
+        dep = deployment_of(cfg)
+        assert dep.afd == AFDSpec(2, 3, 2)
+        assert dep.cluster.num_gpus >= 5
+    assert "afd" not in load_config(base).model_dump()["parallelism"]  # unset: not written
+    with pytest.raises(Exception, match="needs ffn"):
+        load_config({**base, "parallelism": {"afd": "attention=2"}})
