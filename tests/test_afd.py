@@ -182,6 +182,13 @@ def test_afd_simulate_cli(cli):
     data = res.json()
     assert data["ffn_instances"] == 16 and data["num_gpus"] == 18
     assert len(data["layers"]) == 2
+    found = cli("afd", "simulate", "-m", "deepseek-v3", "-H", "h100-sxm", "--dtype", "fp8",
+                "--tpot-target", "50ms", "--max-attention", "2", "--max-ffn", "16",
+                "--max-microbatches", "2", "--format", "json")
+    assert found.code == 0, found.err
+    best = found.json()["best"]
+    assert best["attention_instances"] <= 2 and best["ffn_instances"] == 16
+    assert best["microbatches"] <= 2 and best["tpot_s"] <= 0.05
     csv = cli("afd", "simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--format", "csv")
     assert csv.code == 0 and csv.out.splitlines()[0].startswith("name,")
     for args, message in ((("-m", "llama-3.1-8b"), "--model and --hardware"),

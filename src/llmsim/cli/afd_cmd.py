@@ -50,7 +50,15 @@ def simulate_cmd(
     cluster: ClusterOpt = None, batch: BatchOpt = 8, seq: SeqOpt = 4096,
     attention_instances: AttentionOpt = None, ffn_instances: FfnOpt = None,
     microbatches: MicroOpt = None, tp: TpOpt = 1, link: LinkOpt = "rdma",
-    tpot_target: TpotOpt = None, expert_skew: ExpertSkewOpt = None,
+    tpot_target: TpotOpt = None,
+    max_attention: Annotated[int, typer.Option(
+        "--max-attention", min=1, max=4096,
+        help="Search: attention instances 1..N.")] = 16,
+    max_ffn: Annotated[int, typer.Option(
+        "--max-ffn", min=1, max=4096, help="Search: FFN instances up to N.")] = 64,
+    max_microbatches: Annotated[int, typer.Option(
+        "--max-microbatches", min=1, max=1024, help="Search: micro-batches 1..N.")] = 4,
+    expert_skew: ExpertSkewOpt = None,
     redundant_experts: RedundantExpertsOpt = None, dtype: DtypeOpt = None,
     profile: ProfileOpt = None, fmt: FormatOpt = Format.table, out: OutOpt = None,
 ) -> None:
@@ -63,6 +71,7 @@ def simulate_cmd(
     res = afd_playbook(target, hw, batch=batch, seq=seq, attention=attention_instances,
                        ffn=ffn_instances, microbatches=microbatches, link=link,
                        tpot_target=tpot_target, tp=tp, cluster=cluster,
+                       search_range=(max_attention, max_ffn, max_microbatches),
                        expert_skew=expert_skew or 0.0, redundant_experts=redundant_experts or 0,
                        dtype=dtype, profile=profile)
     writer = write_afd_search if tpot_target is not None else write_afd

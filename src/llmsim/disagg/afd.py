@@ -229,10 +229,12 @@ def afd_playbook(model: str | ModelSpec, hardware: str | HardwareSpec | None, *,
                  tpot_target: str | float | None = None, tp: int = 1,
                  cluster: str | None = None, expert_skew: float = 0.0,
                  redundant_experts: int = 0, dtype: str | None = None,
-                 profile: str | None = None) -> AFDResult | AFDSearch:
+                 profile: str | None = None,
+                 search_range: tuple[int, int, int] = (16, 64, 4)) -> AFDResult | AFDSearch:
     """What ``afd simulate`` prints: one layout (the defaults where not given: 1 attention
     instance, the fewest FFN instances that fit, 3 micro-batches), or with ``tpot_target``
-    (seconds, or text such as ``"50ms"``) the search with the given ones held fixed.
+    (seconds, or text such as ``"50ms"``) the search with the given ones held fixed, over
+    ``search_range`` = (most attention instances, most FFN instances, most micro-batches).
     ``link``: ``nvlink | rdma | ethernet[:BANDWIDTH]``."""
     from llmsim import units
 
@@ -245,7 +247,9 @@ def afd_playbook(model: str | ModelSpec, hardware: str | HardwareSpec | None, *,
         target = (units.parse_time(tpot_target, "--tpot-target")
                   if isinstance(tpot_target, str) else tpot_target)
         return search_afd(model, hardware, batch=batch, seq=seq, tpot_target_s=target,
-                          attention=attention, ffn=ffn, microbatches=microbatches, **common)
+                          attention=attention, ffn=ffn, microbatches=microbatches,
+                          max_attention=search_range[0], max_ffn=search_range[1],
+                          max_microbatches=search_range[2], **common)
     if ffn is None:
         ffn = default_ffn_instances(model, hardware, tp=tp, redundant_experts=redundant_experts,
                                     dtype=dtype, cluster=cluster)
