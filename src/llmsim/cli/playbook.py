@@ -11,7 +11,8 @@ import typer
 from llmsim.errors import ConfigError
 
 ScenarioArg = Annotated[str | None, typer.Argument(
-    help="Layer-template scenario YAML (hardware + ffn/moe/comm layer configs); or give -m/-H.",
+    help="Layer-template scenario YAML (hardware + ffn/moe/comm layer configs) or a shipped "
+         "one's name (deepseek-v3-h800, deepseek-v3-h100); or give -m/-H.",
     show_default=False)]
 SeqOpt = Annotated[int, typer.Option("--seq", min=1, help="Tokens per sequence (prefill length "
                                                           "and decode context).")]
