@@ -1,0 +1,417 @@
+"""Prefill/decode disaggregation (xPyD) in the serving simulation: two replica kinds, the KV
+cache moved between them as events.
+
+A request's life (each step an event on the one loop; config: ``serving/disagg_config.py``)::
+
+    arrival --router--> prefill instance: queued, prompt prefilled (its own plan, limits,
+        hardware, scheduler), first token computed; the request leaves the prefill instance
+        there, which keeps the prompt's KV blocks until the transfer ends
+    --router--> decode instance: KV blocks for prompt + 1 tokens reserved as soon as they fit
+        (FIFO per decode instance, above the scheduler's watermark; the request waits
+        otherwise: ``decode_kv_wait_s``)
+    --transfer--> KV over the link (``disagg.kv_transfer``: per decode GPU
+        ``prompt x kv_bytes_per_token_per_device(decode layout)`` bytes at 0.9 of the link plus
+        its latency; with layer-wise sends and no wait, only ``max(T - t_prefill (L-1)/L, T/L)``
+        shows after the prefill; transfers into one decode instance share its link one after
+        the other); at arrival the prefill instance frees its blocks and the first token
+        reaches the client
+    --> decode instance: queued with the prompt's KV present (``computed = prompt``: the
+        engines' "external computed tokens"), admitted by its scheduler into the reserved
+        blocks (``decode_admission_wait_s``), then decodes the remaining ``output - 1`` tokens.
+
+TTFT = arrival -> the first token reaching the client, which is when the KV has arrived: SGLang
+sends the prefill's first token with the KV and the decode server streams it; vLLM's
+disaggregated proxy runs the prefill with ``max_tokens=1`` and streams every token from the
+decode instance (its first token one decode step later; not modelled). TPOT / ITL come from
+the decode steps (the first gap: first token -> the decode instance's first token). A
+1-token output finishes on its prefill instance (no transfer).
+
+Routers (``parallelism.router``, as the aggregated run): one picks a prefill instance at
+arrival (by its queued + running requests), a second, independently seeded, a decode instance
+when the prefill ends (its requests plus those whose KV is on its way).
+A worker with ``dp`` attention-DP ranks is ``dp`` replicas of ``tp x pp`` GPUs, each pricing
+its own batch with the DP/EP plan (ranks run independently: their lock-step is not modelled).
+Preempted decodes recompute on the decode instance. Not modelled: prefix caching on decode
+instances, speculative decoding / beam search, MFU/MBU (per pool work fits).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from llmsim.catalog._base import validate_spec
+from llmsim.costmodel import Deployment, StepTimeModel, build_step_model
+from llmsim.disagg.kv_transfer import exposed_transfer_s, kv_bytes_per_gpu, kv_transfer_s
+from llmsim.disagg.pools import PoolSpec
+from llmsim.errors import ConfigError
+from llmsim.serving.config import SimulationConfig
+from llmsim.serving.metrics import dist_stats, replica_summary
+from llmsim.serving.replica import PRIO_ARRIVAL, Replica
+from llmsim.serving.replica.state import RUNNING
+from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
+from llmsim.serving.results import SimulationReport
+from llmsim.serving.simulator import ProgressFn, ServingSetup, Simulation, step_pricer
+
+_WAITING, _RUNNING, _FINISHED = (int(RequestStatus.WAITING), int(RequestStatus.RUNNING),
+                                 int(RequestStatus.FINISHED))
+
+
+# ---------------------------------------------------------------------- the pools' setups
+def pool_config(cfg: SimulationConfig, pool: PoolSpec, role: str) -> SimulationConfig:
+    """The aggregated config one pool's instances run: the pool's plan (``workers x dp``
+    replicas of ``tp x pp`` GPUs), its hardware and the limits it gives, over ``cfg``'s
+    model, engine, scheduler and workload (a decode pool never prefix-caches)."""
+    data = cfg.model_dump(exclude_unset=True)
+    data.pop("disagg", None)
+    data["parallelism"] = {**data.get("parallelism", {}), "tp": pool.tp, "pp": pool.pp,
+                           "ep": pool.ep, "replicas": pool.workers * pool.dp}
+    if pool.hardware:
+        data["hardware"] = {**data.get("hardware", {}), "name": pool.hardware, "cluster": None}
+    sched = dict(data.get("scheduler", {}))
+    for key in ("max_num_seqs", "max_num_batched_tokens"):
+        if key in pool.model_fields_set and getattr(pool, key) is not None:
+            sched[key] = getattr(pool, key)
+    if role == "decode":
+        sched["prefix_caching"] = False
+    data["scheduler"] = sched
+    return validate_spec(SimulationConfig, data, f"--{role}-pool")  # type: ignore[return-value]
+
+
+def pool_deployment(cfg: SimulationConfig, pool: PoolSpec) -> Deployment:
+    """One replica of the pool: ``tp x pp`` GPUs of a worker's ``dp`` ranks, with the
+    worker's whole ``tp x pp x dp`` plan (DP/EP communication priced per rank's batch)."""
+    m, h, p = cfg.model, cfg.hardware, cfg.parallelism
+    hw, cluster = (pool.hardware, None) if pool.hardware else (h.name, h.cluster)
+    return Deployment.resolve(
+        m.name, hw, cluster, pool.gpus_per_worker, tp=pool.tp, pp=pool.pp, ep=pool.ep,
+        dp=pool.dp, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
+        act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency,
+        expert_skew=p.expert_skew, redundant_experts=p.redundant_experts,
+        estimator=h.estimator, estimator_model=h.estimator_model)
+
+
+class DisaggSetup:
+    """Both pools resolved (each a :class:`ServingSetup` of its own config and step model)
+    and what the run needs of them; read by ``Simulation`` and the report as a
+    ``ServingSetup`` is (``cfg`` is the disaggregated config itself)."""
+
+    def __init__(self, cfg: SimulationConfig,
+                 step_models: tuple[StepTimeModel, StepTimeModel] | None = None):
+        sec = cfg.disagg
+        if sec is None or sec.prefill_pool is None or sec.decode_pool is None:
+            raise ConfigError("a disaggregated run needs disagg.prefill_pool and decode_pool")
+        self.cfg = cfg
+        self.pools = {"prefill": sec.prefill_pool, "decode": sec.decode_pool}
+        self.link = sec.link()
+        models = step_models or tuple(build_step_model(pool_deployment(cfg, p))
+                                      for p in self.pools.values())
+        self.prefill = ServingSetup(pool_config(cfg, sec.prefill_pool, "prefill"), models[0])
+        self.decode = ServingSetup(pool_config(cfg, sec.decode_pool, "decode"), models[1],
+                                   workload=self.prefill.workload)
+        pre, dec = self.prefill, self.decode
+        self.workload = pre.workload
+        self.output_tokens = self.workload.output_tokens
+        self.request_overhead_s = pre.request_overhead_s  # the frontend, once per request
+        self.engine = dec.engine
+        self.step_model = pre.step_model
+        self.deployment = None  # two deployments: no single MFU / MBU
+        self.router_cls = pre.router_cls
+        self.max_batched = dec.max_batched
+        self.num_blocks = dec.num_blocks
+        self.max_model_len = min(pre.max_model_len, dec.max_model_len)
+        self.beam, self.speculation = 1, None
+        self.num_gpus = pre.num_gpus + dec.num_gpus
+        self.info = {"memory": {"prefill": pre.info.get("memory"),
+                                "decode": dec.info.get("memory")}}
+        ddep = dec.deployment
+        self.kv_bytes_per_token_per_gpu = kv_bytes_per_gpu(ddep, 1) if ddep else 0.0
+        self.num_layers = ddep.model.num_layers if ddep else 1
+        self.decode_cluster = ddep.cluster if ddep else None
+
+    def transfer_s(self, prompt_tokens: int) -> float:
+        """Seconds the KV of a ``prompt_tokens``-token prompt takes over the link
+        (``disagg.kv_transfer.kv_transfer_s``)."""
+        if self.decode_cluster is None:
+            return 0.0
+        return kv_transfer_s(prompt_tokens * self.kv_bytes_per_token_per_gpu, self.link,
+                             self.decode_cluster)
+
+    def reject_reasons(self) -> np.ndarray:
+        """Per request, why it is refused at arrival (0: admissible): its prompt's KV does not
+        fit a prefill instance, its whole KV a decode instance, the context, or (schedulers that
+        do not chunk) the prefill instance's token budget."""
+        wl, pre, dec = self.workload, self.prefill, self.decode
+        p, o = wl.input_tokens.astype(np.int64), wl.output_tokens.astype(np.int64)
+        reason = np.zeros(len(p), dtype=np.int8)
+        if not pre.scheduler_cls.chunks_prompts:
+            reason[p > pre.max_batched] = RejectReason.BATCH_TOKENS
+        pbs, dbs = pre.cfg.scheduler.block_size, dec.cfg.scheduler.block_size
+        reason[-(-p // pbs) > pre.num_blocks - pre.watermark_blocks] = RejectReason.KV_CAPACITY
+        reason[(o > 1) & (-(-(p + o - 1) // dbs) > dec.num_blocks - dec.watermark_blocks)] = \
+            RejectReason.KV_CAPACITY
+        reason[p + o > self.max_model_len] = RejectReason.CONTEXT_LENGTH
+        return reason
+
+
+# ---------------------------------------------------------------------- the decode replica
+class DecodeReplica(Replica):
+    """A decode instance: requests arrive with their prompt's KV in blocks reserved for them
+    (``kv_in``: request -> blocks); ``pending``: requests routed here waiting for room to
+    reserve; ``incoming``: routed here, KV not arrived yet (the router counts them);
+    ``on_step_end(replica, now)`` is told after each step while ``pending`` is not empty (a
+    step is when blocks are freed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.kv_in: dict[int, int] = {}
+        self.pending: deque[int] = deque()
+        self.incoming = 0
+        self.link_free_s = 0.0
+        self.on_room: Any = None
+
+    @property
+    def outstanding(self) -> int:
+        return super().outstanding + self.incoming
+
+    def try_admit(self, rid: int, now: float, budget: int, reserve: int, whole: bool,
+                  over_budget_ok: bool = False) -> int:
+        """A request whose KV arrived takes its reserved blocks (never refused: they were
+        reserved before the transfer) and schedules the one token whose KV it lacks (the
+        first output token); anything else (a recompute after a preemption) as usual."""
+        blocks = self.kv_in.pop(rid, 0)
+        if not blocks:
+            return super().try_admit(rid, now, budget, reserve, whole, over_budget_ok)
+        t = self.table
+        t.blocks[rid] = blocks
+        if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
+            t.first_scheduled_s[rid] = now
+            t.cached_tokens[rid] = t.computed[rid]
+        popped = self.waiting.pop()
+        assert popped == rid, (popped, rid)
+        t.transition(rid, RUNNING)
+        self.running[rid] = None
+        self.prefilling[rid] = None
+        return t.input_tokens[rid] + t.generated[rid] - t.computed[rid]
+
+    def _on_step_end(self, now: float, _payload: Any) -> None:
+        super()._on_step_end(now, _payload)
+        if self.pending and self.on_room is not None:
+            self.on_room(self, now)
+
+
+# ---------------------------------------------------------------------- the run
+class DisaggSimulation(Simulation):
+    """An xPyD run (module docstring): the clients, arrivals, closed loop and warm-up of
+    :class:`Simulation`; prefill replicas on a table of 1-token requests, decode replicas on
+    a table of ``prompt + 1``-token requests with ``output - 1`` to generate; the run's own
+    table holds what the client sees."""
+
+    def __init__(self, setup: DisaggSetup, progress: ProgressFn | None = None,
+                 closed_form: bool = True):
+        wl = setup.workload
+        p = np.asarray(wl.input_tokens, dtype=np.int64)
+        o = np.asarray(wl.output_tokens, dtype=np.int64)
+        self.ptable = RequestTable(p, np.ones_like(o), wl.arrival_s, wl.priority)
+        self.dtable = RequestTable(p + 1, np.maximum(o - 1, 0), wl.arrival_s, wl.priority)
+        self._init_run(setup, progress)  # type: ignore[arg-type]
+        seeds = np.random.SeedSequence(setup.cfg.workload.seed).spawn(8)
+        self.router = setup.router_cls(np.random.default_rng(seeds[5]))
+        self.decode_router = setup.router_cls(np.random.default_rng(seeds[7]))
+        pre, dec = setup.prefill, setup.decode
+        self.pricer = step_pricer(pre)
+        self.prefill = self._build_replicas(pre, closed_form, self._on_prefill_done,
+                                            self._next_arrival, table=self.ptable)
+        self.decode: list[DecodeReplica] = self._build_replicas(  # type: ignore[assignment]
+            dec, closed_form, self._on_decode_done, None, len(self.prefill), DecodeReplica,
+            step_pricer(dec), self.dtable)
+        for d in self.decode:
+            d.on_room = self._reserve
+        self.replicas = [*self.prefill, *self.decode]
+        self.pbs, self.dbs = pre.cfg.scheduler.block_size, dec.cfg.scheduler.block_size
+        self.dwatermark = dec.watermark_blocks
+        self.held: dict[int, int] = {}  # prefill blocks kept until the transfer ends
+        n = self.n
+        self.ready_s = array("d", [math.nan]) * n  # prefill end
+        self.kv_wait_s = array("d", [math.nan]) * n  # prefill end -> decode blocks reserved
+        self.kv_xfer_s = array("d", [math.nan]) * n  # reserved -> KV arrived
+        self.kv_samples = 0
+        self.kv_frac_sum = [0.0, 0.0]
+
+    # ------------------------------------------------------------------ handlers
+    def _enqueue(self, now: float, rid: int) -> None:
+        """The request reaches a prefill instance (the router's pick)."""
+        self.table.transition(rid, _WAITING)
+        self.ptable.arrival_s[rid] = now
+        reps = self.prefill
+        i = self.router.route(rid, reps) if len(reps) > 1 else 0
+        reps[i].enqueue(rid, now)
+
+    def _on_prefill_done(self, rid: int, now: float) -> None:
+        """The prompt is prefilled and the first token computed: hold its KV, pick a decode
+        instance, reserve there (or wait)."""
+        t, pt = self.table, self.ptable
+        t.transition(rid, _RUNNING)
+        t.first_scheduled_s[rid] = pt.first_scheduled_s[rid]
+        t.cached_tokens[rid] = pt.cached_tokens[rid]
+        if t.output_tokens[rid] <= 1:  # nothing to decode: done where it is
+            t.first_token_s[rid] = t.finish_s[rid] = now
+            t.replica[rid] = pt.replica[rid]
+            t.preemptions[rid] = pt.preemptions[rid]
+            t.transition(rid, _FINISHED)
+            self._on_finish(rid, now)
+            return
+        kv = self.prefill[pt.replica[rid]].kv
+        hold = min(-(-t.input_tokens[rid] // self.pbs), kv.available)
+        kv.allocate(hold)
+        self.held[rid] = hold
+        self.ready_s[rid] = now
+        reps = self.decode
+        d = reps[self.decode_router.route(rid, reps) if len(reps) > 1 else 0]
+        d.incoming += 1
+        d.pending.append(rid)
+        self._reserve(d, now)
+
+    def _reserve(self, d: DecodeReplica, now: float) -> None:
+        """Reserve decode blocks for the pending requests in order while they fit, and start
+        their transfers."""
+        t, kv = self.table, d.kv
+        while d.pending:
+            rid = d.pending[0]
+            need = -(-(t.input_tokens[rid] + 1) // self.dbs)
+            if not kv.can_allocate(need, self.dwatermark):
+                return
+            d.pending.popleft()
+            kv.allocate(need)
+            d.kv_in[rid] = need
+            self._transfer(d, rid, now)
+
+    def _transfer(self, d: DecodeReplica, rid: int, now: float) -> None:
+        """Start moving ``rid``'s KV into ``d`` (after the link's previous transfer)."""
+        setup: DisaggSetup = self.setup  # type: ignore[assignment]
+        ready = self.ready_s[rid]
+        full = setup.transfer_s(self.table.input_tokens[rid])
+        start = max(now, d.link_free_s)
+        if start <= ready:  # sent layer by layer while the prefill ran
+            pt = self.ptable
+            shown = exposed_transfer_s(full, pt.first_token_s[rid] - pt.first_scheduled_s[rid],
+                                       setup.num_layers, setup.link.layerwise)
+        else:
+            shown = full
+        done = start + shown
+        d.link_free_s = done
+        self.kv_wait_s[rid] = start - ready
+        self.kv_xfer_s[rid] = shown
+        self.loop.schedule(done, PRIO_ARRIVAL, self._on_kv_arrived, (rid, d))
+
+    def _on_kv_arrived(self, now: float, payload: tuple[int, DecodeReplica]) -> None:
+        """The KV is on the decode instance: the prefill instance frees its copy, the first
+        token reaches the client, the request queues at the decode instance."""
+        rid, d = payload
+        src = self.prefill[self.ptable.replica[rid]]
+        src.kv.release(self.held.pop(rid))
+        if src.seg is None:
+            src.kick(now)
+        self.table.first_token_s[rid] = now
+        dt = self.dtable
+        dt.arrival_s[rid] = now
+        dt.computed[rid] = dt.input_tokens[rid] - 1
+        d.incoming -= 1
+        d.enqueue(rid, now)
+
+    def _on_decode_done(self, rid: int, now: float) -> None:
+        t, dt = self.table, self.dtable
+        gap = dt.first_token_s[rid] - t.first_token_s[rid]  # first token -> the next
+        self.hist.add(gap)
+        t.itl_max_s[rid] = max(dt.itl_max_s[rid], gap)
+        t.finish_s[rid] = now
+        t.replica[rid] = dt.replica[rid]
+        t.preemptions[rid] = self.ptable.preemptions[rid] + dt.preemptions[rid]
+        t.transition(rid, _FINISHED)
+        self._on_finish(rid, now)
+
+    def _on_sample(self, now: float, payload: Any) -> None:
+        for k, reps in enumerate((self.prefill, self.decode)):
+            self.kv_frac_sum[k] += (sum(r.kv.used for r in reps)
+                                    / max(sum(r.kv.total for r in reps), 1))
+        self.kv_samples += 1
+        super()._on_sample(now, payload)
+
+    def run(self) -> None:
+        super().run()
+        self.ptable.release_engine_state()
+        self.dtable.release_engine_state()
+
+    # ------------------------------------------------------------------ the report
+    def disagg_summary(self, duration_s: float) -> dict[str, Any]:
+        """Per-pool stats and the KV transfers' (measured requests that decoded)."""
+        setup: DisaggSetup = self.setup  # type: ignore[assignment]
+        stats = self.replica_stats()
+        npf = len(self.prefill)
+        t = self.table
+        warm = setup.workload.warmup_requests
+        done = t.column("status") == RequestStatus.FINISHED
+        moved = done & (np.arange(t.n) >= warm) & (t.column("output_tokens") > 1)
+        prompt = t.column("input_tokens")[moved].astype(np.float64)
+        dt = self.dtable
+        admit = dt.column("first_scheduled_s")[moved] - dt.column("arrival_s")[moved]
+        link = setup.link
+        bw, lat = (link.resolve(setup.decode_cluster) if setup.decode_cluster is not None
+                   else (math.nan, 0.0))
+        pools = {}
+        for k, (role, sub, st) in enumerate((("prefill", setup.prefill, stats[:npf]),
+                                             ("decode", setup.decode, stats[npf:]))):
+            summ = replica_summary(st, duration_s)
+            pool = setup.pools[role]
+            pools[role] = {
+                **pool.model_dump(exclude_unset=True), "instances": len(st),
+                "gpus": sub.num_gpus,
+                "hardware": sub.step_model.describe().get("hardware"),
+                "scheduler": sub.cfg.scheduler.name,
+                "max_num_seqs": sub.cfg.scheduler.max_num_seqs,
+                "max_num_batched_tokens": sub.max_batched,
+                "kv_capacity_tokens_per_instance": sub.num_blocks * sub.cfg.scheduler.block_size,
+                "busy_frac": summ["busy_frac"], "num_steps": summ["num_steps"],
+                "mean_tokens_per_step": summ["mean_tokens_per_step"],
+                "num_preemptions": summ["num_preemptions"],
+                "kv_usage_mean_frac": self.kv_frac_sum[k] / max(self.kv_samples, 1),
+                "kv_usage_peak_frac": summ["kv_usage_peak_frac"]}
+        per_gpu = prompt * setup.kv_bytes_per_token_per_gpu
+        return {
+            **pools,
+            "kv_link": {"kind": link.kind, "bandwidth_bytes_per_s": bw, "latency_s": lat,
+                        "layerwise": link.layerwise},
+            "kv_transfer": {
+                "num_transfers": int(moved.sum()),
+                "bytes_per_decode_gpu_mean": float(per_gpu.mean()) if len(per_gpu) else 0.0,
+                "bytes_total": float(per_gpu.sum() * setup.pools["decode"].gpus_per_worker
+                                     / setup.pools["decode"].dp),
+                "transfer_s": dist_stats(np.frombuffer(self.kv_xfer_s)[moved]),
+                "decode_kv_wait_s": dist_stats(np.frombuffer(self.kv_wait_s)[moved]),
+                "decode_admission_wait_s": dist_stats(admit),
+            },
+        }
+
+
+def simulate_disagg(cfg: SimulationConfig, progress: ProgressFn | None = None,
+                    closed_form: bool = True) -> SimulationReport:
+    """Run an xPyD config (``cfg.disagg`` set) and report: the aggregated summary's fields over
+    the client's view of each request, plus ``disagg`` (per-pool stats, KV transfers)."""
+    setup = DisaggSetup(cfg)
+    sim = DisaggSimulation(setup, progress, closed_form)
+    sim.run()
+    report = SimulationReport.from_simulation(sim)  # type: ignore[arg-type]
+    s = report._summary
+    pre, dec = setup.prefill, setup.decode
+    hw = {pre.step_model.describe().get("hardware"), dec.step_model.describe().get("hardware")}
+    s.update(hardware=" + ".join(sorted(str(h) for h in hw)), tp=None, pp=None,
+             replicas=len(sim.replicas), scheduler=dec.cfg.scheduler.name,
+             max_num_seqs=dec.cfg.scheduler.max_num_seqs,
+             max_num_batched_tokens=dec.max_batched,
+             kv_capacity_tokens_per_replica=dec.num_blocks * dec.cfg.scheduler.block_size)
+    s["disagg"] = sim.disagg_summary(s["duration_s"])
+    return report
