@@ -89,6 +89,9 @@ def check_disagg(cfg: Any) -> None:
     if cfg.decoding.spec_method is not None or cfg.decoding.beam > 1:
         raise ConfigError("speculative decoding and beam search (decoding section) are not "
                           "modelled with --prefill-pool / --decode-pool; drop one")
+    if cfg.scheduler.order.value == "priority":
+        raise ConfigError("--order priority (scheduler.order) is not modelled with "
+                          "--prefill-pool / --decode-pool; use fcfs")
     if cfg.metrics.save_itls:
         raise ConfigError("--save-itls (metrics.save_itls) is not recorded in a disaggregated "
                           "run; drop it (the ITL histogram and itl_max_s still are)")

@@ -52,7 +52,7 @@ from llmsim.errors import ConfigError
 from llmsim.serving.config import SimulationConfig
 from llmsim.serving.metrics import dist_stats, replica_summary
 from llmsim.serving.replica import PRIO_ARRIVAL, Replica
-from llmsim.serving.replica.state import RUNNING
+from llmsim.serving.replica.state import RUNNING, WAITING
 from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
 from llmsim.serving.results import SimulationReport
 from llmsim.serving.simulator import ProgressFn, ServingSetup, Simulation, step_pricer
@@ -150,6 +150,8 @@ class DisaggSetup:
         reason = np.zeros(len(p), dtype=np.int8)
         if not pre.scheduler_cls.chunks_prompts:
             reason[p > pre.max_batched] = RejectReason.BATCH_TOKENS
+        if not dec.scheduler_cls.chunks_prompts:  # a preempted decode recomputes there
+            reason[(o > 1) & (p + o - 1 > dec.max_batched)] = RejectReason.BATCH_TOKENS
         pbs, dbs = pre.cfg.scheduler.block_size, dec.cfg.scheduler.block_size
         reason[-(-p // pbs) > pre.num_blocks - pre.watermark_blocks] = RejectReason.KV_CAPACITY
         reason[(o > 1) & (-(-(p + o - 1) // dbs) > dec.num_blocks - dec.watermark_blocks)] = \
@@ -171,12 +173,44 @@ class DecodeReplica(Replica):
         self.kv_in: dict[int, int] = {}
         self.pending: deque[int] = deque()
         self.incoming = 0
+        self.n_ready = 0  # the waiting queue's head: requests whose KV arrived, in order
         self.link_free_s = 0.0
         self.on_room: Any = None
 
     @property
     def outstanding(self) -> int:
         return super().outstanding + self.incoming
+
+    @property
+    def recomputes_waiting(self) -> bool:
+        """A preempted request waits for blocks (new reservations wait behind it)."""
+        return len(self.waiting) > self.n_ready or bool(self.swapped)
+
+    def enqueue(self, rid: int, now: float) -> None:
+        """A request whose KV arrived queues behind the others that did and ahead of
+        recomputes: it needs no new blocks, so admitting it first never stalls the queue
+        (recomputes behind reserved blocks could wait for ever)."""
+        if rid not in self.kv_in:
+            super().enqueue(rid, now)
+            return
+        t = self.table
+        t.transition(rid, WAITING)
+        t.replica[rid] = self.index
+        self.waiting.insert(self.n_ready, rid)
+        self.n_ready += 1
+        seg = self.seg
+        if seg is None:
+            self.kick(now)
+        elif self.admits_mid_batch and seg.n and (seg.n > 1 or seg.feats is not None):
+            self.interrupt(now)
+
+    def preempt(self, rid: int, now: float) -> int:
+        """As usual; a recompute goes behind the requests whose KV arrived."""
+        tokens = super().preempt(rid, now)
+        if self.n_ready and self.table.status[rid] == WAITING:
+            self.waiting.popleft()
+            self.waiting.insert(self.n_ready, rid)
+        return tokens
 
     def try_admit(self, rid: int, now: float, budget: int, reserve: int, whole: bool,
                   over_budget_ok: bool = False) -> int:
@@ -188,6 +222,7 @@ class DecodeReplica(Replica):
             return super().try_admit(rid, now, budget, reserve, whole, over_budget_ok)
         t = self.table
         t.blocks[rid] = blocks
+        self.n_ready -= 1
         if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
             t.first_scheduled_s[rid] = now
             t.cached_tokens[rid] = t.computed[rid]
@@ -280,7 +315,7 @@ class DisaggSimulation(Simulation):
         """Reserve decode blocks for the pending requests in order while they fit, and start
         their transfers."""
         t, kv = self.table, d.kv
-        while d.pending:
+        while d.pending and not d.recomputes_waiting:
             rid = d.pending[0]
             need = -(-(t.input_tokens[rid] + 1) // self.dbs)
             if not kv.can_allocate(need, self.dwatermark):
