@@ -13,8 +13,8 @@ A request's life (each step an event on the one loop; config: ``serving/disagg_c
         ``prompt x kv_bytes_per_token_per_device(decode layout)`` bytes at 0.9 of the link plus
         its latency; with layer-wise sends and no wait, only ``max(T - t_prefill (L-1)/L, T/L)``
         shows after the prefill; transfers into one decode instance share its link one after
-        the other); at arrival the prefill instance frees its blocks and the first token
-        reaches the client
+        the other: ``decode_kv_wait_s`` also counts the wait for the link); at arrival the
+        prefill instance frees its blocks and the first token reaches the client
     --> decode instance: queued with the prompt's KV present (``computed = prompt``: the
         engines' "external computed tokens"), admitted by its scheduler into the reserved
         blocks (``decode_admission_wait_s``), then decodes the remaining ``output - 1`` tokens.
