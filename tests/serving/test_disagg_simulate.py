@@ -61,17 +61,18 @@ def test_one_request_with_a_free_link_meets_the_static_bounds():
 
 def test_a_slower_link_never_lowers_ttft_or_e2e():
     """Open-loop arrivals (the same send times whatever the link): every request's TTFT and
-    E2E grow with a slower link. (With closed-loop clients a slower link can desynchronise
+    the mean E2E grow with a slower link. (With closed-loop clients a slower link can desynchronise
     them and lower the prefill queueing: not a property of the link.)"""
     wl = {"arrival": "poisson", "rate": 2.0, "num_requests": 24, "seed": 2,
           "prompt": f"fixed:{PROMPT}", "output": f"fixed:{OUTPUT}"}
     runs = [simulate(_cfg(link=link, workload=wl))
             for link in ("nvlink:1000000TB/s", "nvlink", "rdma", "rdma:100Gbps",
                          "ethernet:10Gbps", "ethernet:1Gbps")]
-    for key in ("ttft_s", "e2e_s"):
-        cols = [r.request_column(key) for r in runs]
-        for fast, slow in zip(cols, cols[1:], strict=False):
-            assert (fast <= slow * (1 + 1e-12)).all(), key
+    ttft = [r.request_column("ttft_s") for r in runs]
+    for fast, slow in zip(ttft, ttft[1:], strict=False):
+        assert (fast <= slow * (1 + 1e-12)).all()  # every request's
+    e2e = [r.summary()["e2e_s"]["mean"] for r in runs]  # one request's E2E can drop by a
+    assert e2e == sorted(e2e), e2e  # step's share when it joins a smaller decode batch
     assert runs[-1].summary()["ttft_s"]["mean"] > runs[0].summary()["ttft_s"]["mean"] + 0.5
 
 

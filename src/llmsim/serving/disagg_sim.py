@@ -165,8 +165,8 @@ class DecodeReplica(Replica):
     """A decode instance: requests arrive with their prompt's KV in blocks reserved for them
     (``kv_in``: request -> blocks); ``pending``: requests routed here waiting for room to
     reserve; ``incoming``: routed here, KV not arrived yet (the router counts them);
-    ``on_step_end(replica, now)`` is told after each step while ``pending`` is not empty (a
-    step is when blocks are freed)."""
+    ``on_room(replica, now)`` is called between steps (when blocks are freed and none are
+    promised to a run in flight) while ``pending`` is not empty."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -234,9 +234,25 @@ class DecodeReplica(Replica):
         return t.input_tokens[rid] + t.generated[rid] - t.computed[rid]
 
     def _on_step_end(self, now: float, _payload: Any) -> None:
-        super()._on_step_end(now, _payload)
+        """Commit the step, reserve for the pending requests while nothing is in flight (a
+        planned run takes its blocks when it is committed), then plan the next step."""
+        seg = self.seg
+        assert seg is not None
+        self.seg = None
+        self._commit(seg, now)
         if self.pending and self.on_room is not None:
             self.on_room(self, now)
+        self._start(now)
+
+    def want_room(self, now: float) -> None:
+        """A request is pending: reserve now if idle, else end the run in flight at the step
+        in progress (as an arrival does) so that the reservation comes at its end."""
+        if self.seg is None:
+            if self.on_room is not None:
+                self.on_room(self, now)
+        elif self.admits_mid_batch and self.seg.n and (self.seg.n > 1
+                                                       or self.seg.feats is not None):
+            self.interrupt(now)
 
 
 # ---------------------------------------------------------------------- the run
@@ -309,7 +325,7 @@ class DisaggSimulation(Simulation):
         d = reps[self.decode_router.route(rid, reps) if len(reps) > 1 else 0]
         d.incoming += 1
         d.pending.append(rid)
-        self._reserve(d, now)
+        d.want_room(now)
 
     def _reserve(self, d: DecodeReplica, now: float) -> None:
         """Reserve decode blocks for the pending requests in order while they fit, and start
