@@ -7,8 +7,8 @@ A request's life (each step an event on the one loop; config: ``serving/disagg_c
         hardware, scheduler), first token computed; the request leaves the prefill instance
         there, which keeps the prompt's KV blocks until the transfer ends
     --router--> decode instance: KV blocks for prompt + 1 tokens reserved as soon as they fit
-        (FIFO per decode instance, above the scheduler's watermark; the request waits
-        otherwise: ``decode_kv_wait_s``)
+        (FIFO per decode instance, above the scheduler's watermark, between two of its steps
+        as engine schedulers allocate; the request waits otherwise: ``decode_kv_wait_s``)
     --transfer--> KV over the link (``disagg.kv_transfer``: per decode GPU
         ``prompt x kv_bytes_per_token_per_device(decode layout)`` bytes at 0.9 of the link plus
         its latency; with layer-wise sends and no wait, only ``max(T - t_prefill (L-1)/L, T/L)``
