@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import field_serializer, field_validator
 
 from llmsim.catalog._base import Spec
 from llmsim.disagg.kv_transfer import KVLink, parse_kv_link
@@ -63,6 +63,12 @@ class DisaggSection(Spec):
         parse_kv_link(value)  # checked now
         return value
 
+    @field_serializer("prefill_pool", "decode_pool")
+    def _given_keys(self, pool: PoolSpec | None) -> dict[str, Any] | None:
+        """A pool as the keys given (a pool default never overrides an engine's limit when
+        a written config is read back)."""
+        return None if pool is None else pool.model_dump(exclude_unset=True)
+
     def link(self) -> KVLink:
         return parse_kv_link(self.kv_link, self.kv_layerwise)
 
@@ -81,8 +87,9 @@ def check_disagg(cfg: Any) -> None:
         missing = "--prefill-pool" if sec.prefill_pool is None else "--decode-pool"
         raise ConfigError(f"a disaggregated run needs both --prefill-pool and --decode-pool "
                           f"(disagg.prefill_pool / decode_pool); {missing} is missing")
-    for section, key, flag in _NOT_APPLICABLE:
-        if key in getattr(cfg, section).model_fields_set:
+    for section, key, flag in _NOT_APPLICABLE:  # set to other than its default (a written
+        part = getattr(cfg, section)  # config holds the defaults)
+        if getattr(part, key) != type(part).model_fields[key].default:
             raise ConfigError(f"{flag} ({section}.{key}) does not apply to a disaggregated run: "
                               "each pool has its own plan; put it inside --prefill-pool / "
                               "--decode-pool (e.g. workers=2,tp=4)")
