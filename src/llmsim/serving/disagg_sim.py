@@ -31,6 +31,8 @@ arrival (by its queued + running requests), a second, independently seeded, a de
 when the prefill ends (its requests plus those whose KV is on its way).
 A worker with ``dp`` attention-DP ranks is ``dp`` replicas of ``tp x pp`` GPUs, each pricing
 its own batch with the DP/EP plan (ranks run independently: their lock-step is not modelled).
+Modules: ``disagg_config`` (the config section), ``disagg_setup`` (the pools resolved),
+``disagg_decode`` (the decode replica), this one (the run and its report).
 Preempted decodes recompute on the decode instance. Not modelled: prefix caching on decode
 instances, speculative decoding / beam search, MFU/MBU (per pool work fits).
 """
@@ -39,223 +41,24 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import deque
 from typing import Any
 
 import numpy as np
 
-from llmsim.catalog._base import validate_spec
-from llmsim.costmodel import Deployment, StepTimeModel, build_step_model
-from llmsim.disagg.kv_transfer import exposed_transfer_s, kv_bytes_per_gpu, kv_transfer_s
-from llmsim.disagg.pools import PoolSpec
-from llmsim.errors import ConfigError
+from llmsim.disagg.kv_transfer import exposed_transfer_s
 from llmsim.serving.config import SimulationConfig
+from llmsim.serving.disagg_decode import DecodeReplica
+from llmsim.serving.disagg_setup import DisaggSetup
 from llmsim.serving.metrics import dist_stats, replica_summary
-from llmsim.serving.replica import PRIO_ARRIVAL, Replica
-from llmsim.serving.replica.state import RUNNING, WAITING
-from llmsim.serving.request import RejectReason, RequestStatus, RequestTable
+from llmsim.serving.replica import PRIO_ARRIVAL
+from llmsim.serving.request import RequestStatus, RequestTable
 from llmsim.serving.results import SimulationReport
-from llmsim.serving.simulator import ProgressFn, ServingSetup, Simulation, step_pricer
+from llmsim.serving.simulator import ProgressFn, Simulation, step_pricer
 
 _WAITING, _RUNNING, _FINISHED = (int(RequestStatus.WAITING), int(RequestStatus.RUNNING),
                                  int(RequestStatus.FINISHED))
 
 
-# ---------------------------------------------------------------------- the pools' setups
-def pool_config(cfg: SimulationConfig, pool: PoolSpec, role: str) -> SimulationConfig:
-    """The aggregated config one pool's instances run: the pool's plan (``workers x dp``
-    replicas of ``tp x pp`` GPUs), its hardware and the limits it gives, over ``cfg``'s
-    model, engine, scheduler and workload (a decode pool never prefix-caches)."""
-    data = cfg.model_dump(exclude_unset=True)
-    data.pop("disagg", None)
-    data["parallelism"] = {**data.get("parallelism", {}), "tp": pool.tp, "pp": pool.pp,
-                           "ep": pool.ep, "replicas": pool.workers * pool.dp}
-    if pool.hardware:
-        data["hardware"] = {**data.get("hardware", {}), "name": pool.hardware, "cluster": None}
-    sched = dict(data.get("scheduler", {}))
-    for key in ("max_num_seqs", "max_num_batched_tokens"):
-        if key in pool.model_fields_set and getattr(pool, key) is not None:
-            sched[key] = getattr(pool, key)
-    if role == "decode":
-        sched["prefix_caching"] = False
-    data["scheduler"] = sched
-    return validate_spec(SimulationConfig, data, f"--{role}-pool")  # type: ignore[return-value]
-
-
-def pool_deployment(cfg: SimulationConfig, pool: PoolSpec) -> Deployment:
-    """One replica of the pool: ``tp x pp`` GPUs of a worker's ``dp`` ranks, with the
-    worker's whole ``tp x pp x dp`` plan (DP/EP communication priced per rank's batch)."""
-    m, h, p = cfg.model, cfg.hardware, cfg.parallelism
-    hw, cluster = (pool.hardware, None) if pool.hardware else (h.name, h.cluster)
-    return Deployment.resolve(
-        m.name, hw, cluster, pool.gpus_per_worker, tp=pool.tp, pp=pool.pp, ep=pool.ep,
-        dp=pool.dp, micro_batches=p.micro_batches, dtype=m.dtype, weight_dtype=m.weight_dtype,
-        act_dtype=m.act_dtype, kv_dtype=m.kv_dtype, profile=h.profile, efficiency=h.efficiency,
-        expert_skew=p.expert_skew, redundant_experts=p.redundant_experts,
-        estimator=h.estimator, estimator_model=h.estimator_model)
-
-
-class DisaggSetup:
-    """Both pools resolved (each a :class:`ServingSetup` of its own config and step model)
-    and what the run needs of them; read by ``Simulation`` and the report as a
-    ``ServingSetup`` is (``cfg`` is the disaggregated config itself)."""
-
-    def __init__(self, cfg: SimulationConfig,
-                 step_models: tuple[StepTimeModel, StepTimeModel] | None = None):
-        sec = cfg.disagg
-        if sec is None or sec.prefill_pool is None or sec.decode_pool is None:
-            raise ConfigError("a disaggregated run needs disagg.prefill_pool and decode_pool")
-        self.cfg = cfg
-        self.pools = {"prefill": sec.prefill_pool, "decode": sec.decode_pool}
-        self.link = sec.link()
-        models = step_models or tuple(build_step_model(pool_deployment(cfg, p))
-                                      for p in self.pools.values())
-        self.prefill = ServingSetup(pool_config(cfg, sec.prefill_pool, "prefill"), models[0])
-        self.decode = ServingSetup(pool_config(cfg, sec.decode_pool, "decode"), models[1],
-                                   workload=self.prefill.workload)
-        pre, dec = self.prefill, self.decode
-        self.workload = pre.workload
-        self.output_tokens = self.workload.output_tokens
-        self.request_overhead_s = pre.request_overhead_s  # the frontend, once per request
-        self.engine = dec.engine
-        self.step_model = pre.step_model
-        self.deployment = None  # two deployments: no single MFU / MBU
-        self.router_cls = pre.router_cls
-        self.max_batched = dec.max_batched
-        self.num_blocks = dec.num_blocks
-        self.max_model_len = min(pre.max_model_len, dec.max_model_len)
-        self.beam, self.speculation = 1, None
-        self.num_gpus = pre.num_gpus + dec.num_gpus
-        self.info = {"memory": {"prefill": pre.info.get("memory"),
-                                "decode": dec.info.get("memory")}}
-        ddep = dec.deployment
-        self.kv_bytes_per_token_per_gpu = kv_bytes_per_gpu(ddep, 1) if ddep else 0.0
-        self.num_layers = ddep.model.num_layers if ddep else 1
-        self.decode_cluster = ddep.cluster if ddep else None
-
-    def transfer_s(self, prompt_tokens: int) -> float:
-        """Seconds the KV of a ``prompt_tokens``-token prompt takes over the link
-        (``disagg.kv_transfer.kv_transfer_s``)."""
-        if self.decode_cluster is None:
-            return 0.0
-        return kv_transfer_s(prompt_tokens * self.kv_bytes_per_token_per_gpu, self.link,
-                             self.decode_cluster)
-
-    def reject_reasons(self) -> np.ndarray:
-        """Per request, why it is refused at arrival (0: admissible): its prompt's KV does not
-        fit a prefill instance, its whole KV a decode instance, the context, or (schedulers that
-        do not chunk) the prefill instance's token budget."""
-        wl, pre, dec = self.workload, self.prefill, self.decode
-        p, o = wl.input_tokens.astype(np.int64), wl.output_tokens.astype(np.int64)
-        reason = np.zeros(len(p), dtype=np.int8)
-        if not pre.scheduler_cls.chunks_prompts:
-            reason[p > pre.max_batched] = RejectReason.BATCH_TOKENS
-        if not dec.scheduler_cls.chunks_prompts:  # a preempted decode recomputes there
-            reason[(o > 1) & (p + o - 1 > dec.max_batched)] = RejectReason.BATCH_TOKENS
-        pbs, dbs = pre.cfg.scheduler.block_size, dec.cfg.scheduler.block_size
-        reason[-(-p // pbs) > pre.num_blocks - pre.watermark_blocks] = RejectReason.KV_CAPACITY
-        reason[(o > 1) & (-(-(p + o - 1) // dbs) > dec.num_blocks - dec.watermark_blocks)] = \
-            RejectReason.KV_CAPACITY
-        reason[p + o > self.max_model_len] = RejectReason.CONTEXT_LENGTH
-        return reason
-
-
-# ---------------------------------------------------------------------- the decode replica
-class DecodeReplica(Replica):
-    """A decode instance: requests arrive with their prompt's KV in blocks reserved for them
-    (``kv_in``: request -> blocks); ``pending``: requests routed here waiting for room to
-    reserve; ``incoming``: routed here, KV not arrived yet (the router counts them);
-    ``on_room(replica, now)`` is called between steps (when blocks are freed and none are
-    promised to a run in flight) while ``pending`` is not empty."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.kv_in: dict[int, int] = {}
-        self.pending: deque[int] = deque()
-        self.incoming = 0
-        self.n_ready = 0  # the waiting queue's head: requests whose KV arrived, in order
-        self.link_free_s = 0.0
-        self.on_room: Any = None
-
-    @property
-    def outstanding(self) -> int:
-        return super().outstanding + self.incoming
-
-    @property
-    def recomputes_waiting(self) -> bool:
-        """A preempted request waits for blocks (new reservations wait behind it)."""
-        return len(self.waiting) > self.n_ready or bool(self.swapped)
-
-    def enqueue(self, rid: int, now: float) -> None:
-        """A request whose KV arrived queues behind the others that did and ahead of
-        recomputes: it needs no new blocks, so admitting it first never stalls the queue
-        (recomputes behind reserved blocks could wait for ever)."""
-        if rid not in self.kv_in:
-            super().enqueue(rid, now)
-            return
-        t = self.table
-        t.transition(rid, WAITING)
-        t.replica[rid] = self.index
-        self.waiting.insert(self.n_ready, rid)
-        self.n_ready += 1
-        seg = self.seg
-        if seg is None:
-            self.kick(now)
-        elif self.admits_mid_batch and seg.n and (seg.n > 1 or seg.feats is not None):
-            self.interrupt(now)
-
-    def preempt(self, rid: int, now: float) -> int:
-        """As usual; a recompute goes behind the requests whose KV arrived."""
-        tokens = super().preempt(rid, now)
-        if self.n_ready and self.table.status[rid] == WAITING:
-            self.waiting.popleft()
-            self.waiting.insert(self.n_ready, rid)
-        return tokens
-
-    def try_admit(self, rid: int, now: float, budget: int, reserve: int, whole: bool,
-                  over_budget_ok: bool = False) -> int:
-        """A request whose KV arrived takes its reserved blocks (never refused: they were
-        reserved before the transfer) and schedules the one token whose KV it lacks (the
-        first output token); anything else (a recompute after a preemption) as usual."""
-        blocks = self.kv_in.pop(rid, 0)
-        if not blocks:
-            return super().try_admit(rid, now, budget, reserve, whole, over_budget_ok)
-        t = self.table
-        t.blocks[rid] = blocks
-        self.n_ready -= 1
-        if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
-            t.first_scheduled_s[rid] = now
-            t.cached_tokens[rid] = t.computed[rid]
-        popped = self.waiting.pop()
-        assert popped == rid, (popped, rid)
-        t.transition(rid, RUNNING)
-        self.running[rid] = None
-        self.prefilling[rid] = None
-        return t.input_tokens[rid] + t.generated[rid] - t.computed[rid]
-
-    def _on_step_end(self, now: float, _payload: Any) -> None:
-        """Commit the step, reserve for the pending requests while nothing is in flight (a
-        planned run takes its blocks when it is committed), then plan the next step."""
-        seg = self.seg
-        assert seg is not None
-        self.seg = None
-        self._commit(seg, now)
-        if self.pending and self.on_room is not None:
-            self.on_room(self, now)
-        self._start(now)
-
-    def want_room(self, now: float) -> None:
-        """A request is pending: reserve now if idle, else end the run in flight at the step
-        in progress (as an arrival does) so that the reservation comes at its end."""
-        if self.seg is None:
-            if self.on_room is not None:
-                self.on_room(self, now)
-        elif self.admits_mid_batch and self.seg.n and (self.seg.n > 1
-                                                       or self.seg.feats is not None):
-            self.interrupt(now)
-
-
-# ---------------------------------------------------------------------- the run
 class DisaggSimulation(Simulation):
     """An xPyD run (module docstring): the clients, arrivals, closed loop and warm-up of
     :class:`Simulation`; prefill replicas on a table of 1-token requests, decode replicas on
