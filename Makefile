@@ -47,6 +47,7 @@ bench-smoke: install
 	$(LIMIT) $(BIN)/python benchmarks/offload_accuracy.py --smoke
 	$(LIMIT) $(BIN)/python benchmarks/serving_accuracy.py --smoke
 	$(LIMIT) $(BIN)/python benchmarks/disagg_accuracy.py
+	$(LIMIT) $(BIN)/python benchmarks/disagg_accuracy.py --simulate --rows 6 --requests-per-client 2
 	$(LIMIT) $(BIN)/python benchmarks/deepseek_day6.py
 	$(LIMIT) $(BIN)/python benchmarks/speculative_published.py
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from llmsim.cli.deployment import DeploymentFlags, deployment_flags, model_spec
+from llmsim.cli.disagg_options import DecodePoolOpt, PrefillPoolOpt
 from llmsim.cli.estimator_options import (
     EstimatorModelOpt,
     EstimatorOpt,
@@ -60,6 +61,8 @@ from llmsim.cli.simulate_options import (
     MaxModelLenOpt,
     MaxNumBatchedTokensOpt,
     MaxNumSeqsOpt,
+    MaybeKvLayerwiseOpt,
+    MaybeKvLinkOpt,
     MetricsOpt,
     MixDecodesOpt,
     NumRequestsOpt,
@@ -131,6 +134,8 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     batch_window: BatchWindowOpt = None, max_model_len: MaxModelLenOpt = None,
     kv_capacity_tokens: KvCapacityTokensOpt = None, chunk_size: ChunkSizeOpt = None,
     mix_decodes: MixDecodesOpt = None, router: RouterOpt = None,
+    prefill_pool: PrefillPoolOpt = None, decode_pool: DecodePoolOpt = None,
+    kv_link: MaybeKvLinkOpt = None, kv_layerwise: MaybeKvLayerwiseOpt = None,
     trace: TraceOpt = None, trace_format: TraceFormatOpt = None, rate_scale: RateScaleOpt = None,
     num_requests: NumRequestsOpt = None, arrival: ArrivalOpt = None, rate: RateOpt = None,
     cv: CvOpt = None, concurrency: ConcurrencyOpt = None, think_time: ThinkTimeOpt = None,
@@ -192,6 +197,8 @@ def run_simulation(params: dict[str, Any]) -> SimulationReport:
         step_model = _replica_step_model(flags)
         flags = replace(flags, model=spec.name)
     cfg = simulation_config(config, config_overrides({**params, **flags.as_dict()}))
+    if cfg.disagg is not None:
+        _check_disagg_flags(params, step_model)
     _check_out_dir(cfg, out_dir)
     with progress_callback(sys.stderr.isatty() if progress is None else progress) as tick:
         report = simulate(cfg, step_model=step_model, progress=tick)
@@ -214,6 +221,16 @@ def _replica_step_model(flags: DeploymentFlags) -> StepTimeModel:
 
     check_gpu_count(flags.num_gpus, flags.tp or 1, flags.pp or 1, flags.dp or 1)
     return build_step_model(flags.replica().deployment())
+
+
+def _check_disagg_flags(params: dict[str, Any], step_model: Any) -> None:
+    """What a disaggregated run cannot take besides the config's own checks (one line)."""
+    if step_model is not None:
+        raise ConfigError("--scenario's model with --prefill-pool/--decode-pool is not "
+                          "supported; name a catalog model or a config.json with --model")
+    if params.get("interval_draws"):
+        raise ConfigError("--interval-draws does not apply to a disaggregated run (the pools' "
+                          "error draws are not modelled); drop it")
 
 
 def _check_out_dir(cfg: SimulationConfig, out_dir: str | None) -> None:

@@ -146,6 +146,15 @@ ProgressOpt = Annotated[bool | None, typer.Option(
                                      "TTY; --progress elsewhere prints a line per 10%).")]
 
 
+# prefill/decode disaggregation: the pools as estimate takes them (cli/disagg_options.py)
+MaybeKvLinkOpt = Annotated[str | None, typer.Option(
+    "--kv-link", help="With --prefill-pool/--decode-pool: the link the KV cache crosses, "
+                      "nvlink | rdma | ethernet[:BANDWIDTH] (default rdma).")]
+MaybeKvLayerwiseOpt = Annotated[bool | None, typer.Option(
+    "--kv-layerwise/--no-kv-layerwise",
+    help="With the pools: send each layer's KV while the prefill runs (default on).")]
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -248,6 +257,11 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "spec_acceptance": ConfigKey("decoding.spec_acceptance"),
     "draft_model": ConfigKey("decoding.draft_model"),
     "beam": ConfigKey("decoding.beam"),
+    # prefill/decode disaggregation (serving/disagg_config.py)
+    "prefill_pool": ConfigKey("disagg.prefill_pool"),
+    "decode_pool": ConfigKey("disagg.decode_pool"),
+    "kv_link": ConfigKey("disagg.kv_link"),
+    "kv_layerwise": ConfigKey("disagg.kv_layerwise"),
 }
 
 

@@ -31,12 +31,11 @@ from dataclasses import asdict, dataclass
 
 from llmsim import checks
 from llmsim.costmodel import Deployment
-from llmsim.costmodel.layers import Layout
-from llmsim.disagg.kv_transfer import KVLink, exposed_transfer_s, kv_transfer_s
+from llmsim.disagg.kv_transfer import KVLink, exposed_transfer_s, kv_bytes_per_gpu, kv_transfer_s
 from llmsim.disagg.pools import PoolSpec
 from llmsim.errors import ConfigError
 from llmsim.estimates.static_batch import estimate
-from llmsim.memory.footprint import kv_bytes_per_token_per_device, max_sequences
+from llmsim.memory.footprint import max_sequences
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,7 @@ def estimate_disagg(model: str, hardware: str | None, prefill: PoolSpec, decode:
     mu_p = prefill.workers * n_p * prefill.dp / t_p
 
     ddep = Deployment.resolve(**{k: v for k, v in dk.items() if k != "model"}, model=model)
-    layout = Layout(ddep.model, ddep.cluster, ddep.plan, ddep.precision, ddep.hardware_profile)
-    kv_bytes = prompt * kv_bytes_per_token_per_device(layout)
+    kv_bytes = kv_bytes_per_gpu(ddep, prompt)
     transfer = kv_transfer_s(kv_bytes, link, ddep.cluster)
     exposed = exposed_transfer_s(transfer, t_p, ddep.model.num_layers, link.layerwise)
 

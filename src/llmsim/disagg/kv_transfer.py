@@ -22,6 +22,7 @@ with its transfer engine).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llmsim import units
 from llmsim.catalog.cluster import Cluster
@@ -62,6 +63,17 @@ def parse_kv_link(text: str, layerwise: bool = True) -> KVLink:
     if value is not None and value <= 0:
         raise ConfigError(f"--kv-link bandwidth must be positive, got {bw!r}")
     return KVLink(kind, value, layerwise)
+
+
+def kv_bytes_per_gpu(deployment: Any, tokens: float) -> float:
+    """KV bytes of ``tokens`` tokens that each GPU of ``deployment`` (the decode side) holds:
+    ``tokens x memory.footprint.kv_bytes_per_token_per_device`` (module docstring)."""
+    from llmsim.costmodel.layers import Layout
+    from llmsim.memory.footprint import kv_bytes_per_token_per_device
+
+    d = deployment
+    layout = Layout(d.model, d.cluster, d.plan, d.precision, d.hardware_profile)
+    return tokens * kv_bytes_per_token_per_device(layout)
 
 
 def kv_transfer_s(bytes_per_gpu: float, link: KVLink, cluster: Cluster) -> float:

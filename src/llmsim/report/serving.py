@@ -110,6 +110,11 @@ def simulation_tables(summary: dict[str, Any], out: str | None = None,
              f"{s['replicas']} replica{'s' if s['replicas'] > 1 else ''}; {s['scheduler']}, "
              f"{s['order']})")
     rows = summary_rows(s, run_info)
+    if s.get("disagg"):  # prefill/decode pools (serving/disagg_sim.py)
+        d = s["disagg"]
+        title = (f"{s['model']} {d['prefill']['workers']}P{d['decode']['workers']}D on "
+                 f"{s['num_gpus']}x {s['hardware']} ({s['scheduler']}, {s['order']})")
+        rows += disagg_rows(d)
     if out:
         rows.append(("output", out))
     return [kv_table(title, rows), latency_table(s)]
@@ -142,6 +147,28 @@ def summary_rows(s: dict[str, Any], run_info: dict[str, Any] | None = None
         ("simulator", simulator_text(s, run_info or s)),
         *([("speculation", speculation_text(s["speculative"]))] if s.get("speculative") else []),
     ]
+
+
+def disagg_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """A disaggregated run's pools and KV transfers (the summary's ``disagg`` block)."""
+    pct = units.fmt_pct
+    rows = []
+    for role in ("prefill", "decode"):
+        p = d[role]
+        plan = ", ".join(f"{k} {p[k]}" for k in ("tp", "pp", "ep", "dp") if p.get(k, 1) > 1)
+        rows.append((f"{role} pool", f"{p['workers']} x ({plan or 'tp 1'}) = {p['gpus']} GPUs; "
+                     f"busy {pct(p['busy_frac'])}, {p['num_steps']:,} steps; KV "
+                     f"{p['kv_capacity_tokens_per_instance']:,} tokens per instance, usage "
+                     f"mean {pct(p['kv_usage_mean_frac'])}, peak {pct(p['kv_usage_peak_frac'])}"))
+    x, link = d["kv_transfer"], d["kv_link"]
+    mib = x["bytes_per_decode_gpu_mean"] / 2**20
+    rows.append(("KV transfer", f"{link['kind']}{' layer-wise' if link['layerwise'] else ''}: "
+                 f"{x['num_transfers']:,} x {mib:,.1f} MiB per decode GPU; shown "
+                 f"{units.fmt_latency_ms(x['transfer_s']['mean'])} ms mean, "
+                 f"{units.fmt_latency_ms(x['transfer_s']['p99'])} p99; wait for decode KV "
+                 f"{units.fmt_latency_ms(x['decode_kv_wait_s']['mean'])} ms, for admission "
+                 f"{units.fmt_latency_ms(x['decode_admission_wait_s']['mean'])} ms (means)"))
+    return rows
 
 
 def speculation_text(sp: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.costmodel.deployment import Deployment
 from llmsim.errors import ConfigError
 from llmsim.io import check_path_name, path_name_problem, shown
+from llmsim.serving.disagg_config import DisaggSection, check_disagg
 from llmsim.serving.schedulers.base import Order
 from llmsim.workload.spec import WorkloadSection
 
@@ -192,6 +193,7 @@ class SimulationConfig(Spec):
     metrics: MetricsSection = MetricsSection()
     engine: EngineSection | None = None
     decoding: DecodingSection = DecodingSection()
+    disagg: DisaggSection | None = None  # prefill/decode pools (serving/disagg_config.py)
 
     @model_serializer(mode="wrap")
     def _without_default_decoding(self, handler: Any) -> Any:
@@ -200,6 +202,8 @@ class SimulationConfig(Spec):
         data = handler(self)
         if isinstance(data, dict) and self.decoding == DecodingSection():
             data.pop("decoding", None)
+        if isinstance(data, dict) and self.disagg is None:
+            data.pop("disagg", None)
         return data
 
     @model_validator(mode="before")
@@ -217,6 +221,8 @@ class SimulationConfig(Spec):
         if self.hardware.name is None and self.hardware.cluster is None:
             raise ValueError("hardware: give name (e.g. h100-sxm) or cluster")
         par = self.parallelism
+        if self.disagg is not None:
+            check_disagg(self)
         check_gpu_count(self.hardware.num_gpus, par.tp, par.pp, par.replicas)
         _check_ignored_knobs(self)
         self.decoding.speculation()  # its flags checked now

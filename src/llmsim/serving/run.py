@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmsim.costmodel import StepTimeModel
+from llmsim.errors import ConfigError
 from llmsim.serving.config import SimulationConfig, load_config
 from llmsim.serving.pricing import WorkFit
 from llmsim.serving.results import SimulationReport
@@ -25,8 +26,18 @@ def simulate(config: SimulationConfig | dict[str, Any] | str, *,
     builds (one without a deployment needs ``scheduler.kv_capacity_tokens``).
     ``progress(done, total)`` is called as requests finish. ``closed_form=False`` prices every
     decode step one by one with ``step_time`` (a reference for the closed-form runs; slow).
+    A config with a ``disagg`` section (prefill and decode pools) runs disaggregated
+    (``serving/disagg_sim.py``).
     """
-    setup = ServingSetup(load_config(config), step_model)
+    cfg = load_config(config)
+    if cfg.disagg is not None:  # prefill/decode pools: serving/disagg_sim.py
+        if step_model is not None:
+            raise ConfigError("a step model replaces one deployment's; a disaggregated run "
+                              "(disagg section) builds one per pool: drop step_model")
+        from llmsim.serving.disagg_sim import simulate_disagg
+
+        return simulate_disagg(cfg, progress, closed_form)
+    setup = ServingSetup(cfg, step_model)
     cfg = setup.cfg  # with an engine's defaults filled in
     sim = Simulation(setup, progress, closed_form)
     sim.run()

@@ -229,6 +229,17 @@ class Simulation:
 
     def __init__(self, setup: ServingSetup, progress: ProgressFn | None = None,
                  closed_form: bool = True):
+        self._init_run(setup, progress)
+        seeds = np.random.SeedSequence(setup.cfg.workload.seed).spawn(6)
+        self.router = setup.router_cls(np.random.default_rng(seeds[5]))
+        self.pricer = step_pricer(setup)
+        self.replicas = self._build_replicas(setup, closed_form, self._on_finish,
+                                             self._next_arrival)
+
+    def _init_run(self, setup: ServingSetup, progress: ProgressFn | None) -> None:
+        """What every run has whatever its replicas: the request table, the event loop, the
+        ITL histogram, the time series and the clients' state (arrivals, closed loops,
+        warm-up)."""
         self.setup = setup
         cfg = setup.cfg
         wl = setup.workload
@@ -243,42 +254,8 @@ class Simulation:
             wl.priority = self.table.column("priority")
         self.loop = EventLoop()
         self.hist = LogHistogram()
-        seeds = np.random.SeedSequence(cfg.workload.seed).spawn(6)
-        self.router = setup.router_cls(np.random.default_rng(seeds[5]))
-        sc = cfg.scheduler
-        window_s = DEFAULT_BATCH_WINDOW_S if sc.batch_window_s is None else sc.batch_window_s
-        limits = SchedulerLimits(sc.max_num_seqs, setup.max_batched, setup.watermark_blocks,
-                                 window_s, sc.chunk_size_tokens or 0,
-                                 True if sc.mix_decodes is None else sc.mix_decodes)
-        sm = setup.step_model
-        link = setup.deployment.hardware.host_link if setup.deployment is not None else None
-        micro = cfg.parallelism.micro_batches or cfg.parallelism.pp
-        self.pricer = StepPricer(sm, setup.max_model_len, micro if cfg.parallelism.pp > 1 else 1,
-                                 setup.kv_bytes_per_token,
-                                 link.bandwidth_bytes_per_s if link is not None else 0.0,
-                                 link.latency_s if link is not None else 0.0)
         self.trace_steps: list | None = [] if cfg.metrics.chrome_trace else None
-        replica_cls: type[Replica] = Replica
-        extra: dict[str, Any] = {}
         self.itl_log: ItlLog | None = None
-        if cfg.metrics.save_itls:  # per-token logging only when asked (replica/itls.py)
-            self.itl_log = ItlLog(cfg.parallelism.replicas)
-            replica_cls, extra = ItlReplica, {"itl_log": self.itl_log}
-        configs = [ReplicaConfig(index=i, limits=limits, order=sc.order,
-                                 swap_enabled=sc.preemption == Preemption.SWAP,
-                                 closed_form=closed_form, multi_phase=not wl.concurrency,
-                                 trace_limit=cfg.metrics.max_trace_steps,
-                                 beam=setup.beam)
-                   for i in range(cfg.parallelism.replicas)]
-        self.replicas = [
-            replica_cls(rc, setup.scheduler_cls(limits),
-                        KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
-                                setup.host_blocks),
-                        loop=self.loop, table=self.table, workload=wl, pricer=self.pricer,
-                        itl_hist=self.hist, on_finish=self._on_finish,
-                        next_arrival=self._next_arrival, trace_steps=self.trace_steps, **extra)
-            for rc in configs
-        ]
         span = float(wl.arrival_s[-1]) if self.n else 0.0
         interval = cfg.metrics.sample_interval_s or max(span / 2000.0, 0.01)
         self.ts = TimeSeries(interval, cfg.metrics.max_timeseries_points)
@@ -304,6 +281,38 @@ class Simulation:
         self.wall_s = 0.0
         self.max_kv_used_frac = 0.0
         self.next_arrival_s = math.inf
+
+    def _build_replicas(self, setup: ServingSetup, closed_form: bool,
+                        on_finish: Callable[[int, float], None],
+                        next_arrival: Callable[[], float] | None, first_index: int = 0,
+                        replica_cls: type[Replica] = Replica,
+                        pricer: StepPricer | None = None,
+                        table: RequestTable | None = None) -> list[Replica]:
+        """``setup``'s replicas (``parallelism.replicas`` of them, numbered from
+        ``first_index``), sharing this run's loop, ITL histogram and trace; ``pricer`` and
+        ``table``: theirs (default: the run's)."""
+        cfg, wl, sc = setup.cfg, setup.workload, setup.cfg.scheduler
+        limits = scheduler_limits(setup)
+        extra: dict[str, Any] = {}
+        if cfg.metrics.save_itls:  # per-token logging only when asked (replica/itls.py)
+            self.itl_log = ItlLog(cfg.parallelism.replicas)
+            replica_cls, extra = ItlReplica, {"itl_log": self.itl_log}
+        configs = [ReplicaConfig(index=first_index + i, limits=limits, order=sc.order,
+                                 swap_enabled=sc.preemption == Preemption.SWAP,
+                                 closed_form=closed_form, multi_phase=not wl.concurrency,
+                                 trace_limit=cfg.metrics.max_trace_steps,
+                                 beam=setup.beam)
+                   for i in range(cfg.parallelism.replicas)]
+        return [
+            replica_cls(rc, setup.scheduler_cls(limits),
+                        KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
+                                setup.host_blocks),
+                        loop=self.loop, table=self.table if table is None else table,
+                        workload=wl,
+                        pricer=pricer or self.pricer, itl_hist=self.hist, on_finish=on_finish,
+                        next_arrival=next_arrival, trace_steps=self.trace_steps, **extra)
+            for rc in configs
+        ]
 
     # ------------------------------------------------------------------ handlers
     def _next_arrival(self) -> float:
@@ -414,6 +423,27 @@ class Simulation:
         self.table.release_engine_state()  # memory: the report needs the output columns only
         log.info("simulated %d requests (%d events) in %.2f s", self.n,
                  self.loop.num_events, self.wall_s)
+
+
+def scheduler_limits(setup: ServingSetup) -> SchedulerLimits:
+    """What ``setup``'s schedulers plan under (its config's limits, resolved)."""
+    sc = setup.cfg.scheduler
+    window_s = DEFAULT_BATCH_WINDOW_S if sc.batch_window_s is None else sc.batch_window_s
+    return SchedulerLimits(sc.max_num_seqs, setup.max_batched, setup.watermark_blocks,
+                           window_s, sc.chunk_size_tokens or 0,
+                           True if sc.mix_decodes is None else sc.mix_decodes)
+
+
+def step_pricer(setup: ServingSetup) -> StepPricer:
+    """The ``StepPricer`` of ``setup``'s replicas: its step model, PP micro-batches, and the
+    host link that swaps KV."""
+    cfg = setup.cfg
+    link = setup.deployment.hardware.host_link if setup.deployment is not None else None
+    micro = cfg.parallelism.micro_batches or cfg.parallelism.pp
+    return StepPricer(setup.step_model, setup.max_model_len,
+                      micro if cfg.parallelism.pp > 1 else 1, setup.kv_bytes_per_token,
+                      link.bandwidth_bytes_per_s if link is not None else 0.0,
+                      link.latency_s if link is not None else 0.0)
 
 
 def _clear_histogram(hist: LogHistogram) -> None:
