@@ -247,6 +247,16 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "spec_acceptance": ConfigKey("decoding.spec_acceptance"),
     "draft_model": ConfigKey("decoding.draft_model"),
     "beam": ConfigKey("decoding.beam"),
+    # expert offload (cli/expert_offload_options.py)
+    "expert_cache_experts": ConfigKey("expert_offload.cache_experts"),
+    "expert_cache_gb": ConfigKey("expert_offload.cache_gb"),
+    "expert_policy": ConfigKey("expert_offload.policy"),
+    "expert_prefetch": ConfigKey("expert_offload.prefetch"),
+    "expert_prefetch_accuracy": ConfigKey("expert_offload.prefetch_accuracy"),
+    "expert_miss": ConfigKey("expert_offload.miss"),
+    "expert_routing": ConfigKey("expert_offload.routing"),
+    "expert_host": ConfigKey("expert_offload.host"),
+    "expert_cpu_efficiency": ConfigKey("expert_offload.cpu_efficiency"),
 }
 
 

@@ -35,6 +35,7 @@ from llmsim.catalog._base import Bytes, Seconds, Spec, validate_spec
 from llmsim.costmodel.deployment import Deployment
 from llmsim.errors import ConfigError
 from llmsim.io import check_path_name, path_name_problem, shown
+from llmsim.serving.expert_offload_config import ExpertOffloadSection
 from llmsim.serving.schedulers.base import Order
 from llmsim.workload.spec import WorkloadSection
 
@@ -181,14 +182,19 @@ class SimulationConfig(Spec):
     metrics: MetricsSection = MetricsSection()
     engine: EngineSection | None = None
     decoding: DecodingSection = DecodingSection()
+    #: a GPU expert cache per replica, the other experts in host memory (MoE models)
+    expert_offload: ExpertOffloadSection | None = None
 
     @model_serializer(mode="wrap")
     def _without_default_decoding(self, handler: Any) -> Any:
         """The decoding section is left out of dumps while it is the default (plain
-        decoding), so configs written before it existed read and write the same."""
+        decoding), and the expert-offload section while there is none, so configs written
+        before they existed read and write the same."""
         data = handler(self)
         if isinstance(data, dict) and self.decoding == DecodingSection():
             data.pop("decoding", None)
+        if isinstance(data, dict) and self.expert_offload is None:
+            data.pop("expert_offload", None)
         return data
 
     @model_validator(mode="before")
@@ -350,7 +356,7 @@ def paths_relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
     data = dict(data)
     for section, key in (("model", "name"), ("hardware", "profile"),
-                         ("hardware", "estimator_model")):
+                         ("hardware", "estimator_model"), ("expert_offload", "routing")):
         if isinstance(data.get(section), dict) and key in data[section]:
             data[section] = {**data[section], key: _relative_path(
                 data[section][key], base, must_exist=True)}

@@ -87,6 +87,13 @@ class ServingSetup:
             from llmsim.costmodel.beams import BeamStepModel
 
             self.step_model = BeamStepModel(self.step_model, self.beam)
+        self.expert_offload = None
+        if cfg.expert_offload is not None:  # a GPU expert cache per replica (expert_offload.py)
+            from llmsim.serving.expert_offload import ExpertOffload
+
+            self.expert_offload = ExpertOffload(
+                cfg.expert_offload, self.step_model, cfg.workload.seed, cfg.parallelism.tp,
+                cfg.parallelism.pp, self.beam, self.speculation)
         model_len = (self.deployment.model.max_position_embeddings
                      if self.deployment is not None else 1 << 20)
         self.max_model_len = int(cfg.model.max_model_len or model_len)
@@ -138,6 +145,8 @@ class ServingSetup:
         from llmsim.memory.draft import speculative_kv_tokens
 
         util = self.cfg.hardware.memory_utilization
+        if self.expert_offload is not None:
+            return self._offload_kv_capacity(util)
         spec = dep.model
         check_weights_fit(spec, dep.cluster, dep.plan, dep.precision, util)
         mem = analyze_memory(spec, dep.cluster, dep.plan, dep.precision,
@@ -162,6 +171,26 @@ class ServingSetup:
                 "--max-num-batched-tokens",
                 need_bytes=mem.weight_bytes + mem.activation_bytes, have_bytes=mem.usable_bytes)
         return int(mem.max_kv_tokens)
+
+    def _offload_kv_capacity(self, util: float) -> int:
+        """KV tokens beside the expert cache (``expert_cache.gpu_memory.serving_footprint``)."""
+        sc = self.cfg.scheduler
+        assert self.expert_offload is not None
+        fp = self.expert_offload.footprint(self.max_batched, sc.max_num_seqs, util)
+        self.kv_bytes_per_token = fp.kv_bytes_per_token
+        self.info["memory"] = {"expert_offload": fp.as_dict()}
+        if sc.kv_capacity_tokens is not None:
+            return int(sc.kv_capacity_tokens)
+        if fp.max_kv_tokens < sc.block_size:
+            raise DoesNotFitError(
+                f"{self.deployment.model.name} with {self.expert_offload.config.capacity} "
+                f"experts cached per layer leaves no KV cache on {self.deployment.hardware.name}"
+                f" ({fp.cache_bytes / 1e9:.1f} GB cache, {fp.resident_weight_bytes / 1e9:.1f} GB"
+                f" other weights of {fp.usable_bytes / 1e9:.1f} GB usable); lower "
+                "--expert-cache-experts or raise --memory-utilization",
+                need_bytes=fp.resident_weight_bytes + fp.cache_bytes,
+                have_bytes=fp.usable_bytes)
+        return int(fp.max_kv_tokens)
 
     def _speculate(self, spec: Any) -> None:
         """Verification steps as decode ticks: the step model prices each decode sequence as
@@ -222,6 +251,9 @@ class Simulation:
     def __init__(self, setup: ServingSetup, progress: ProgressFn | None = None,
                  closed_form: bool = True):
         self.setup = setup
+        offload = getattr(setup, "expert_offload", None)
+        if offload is not None:  # stateful pricing: every step priced one by one
+            closed_form = False
         cfg = setup.cfg
         wl = setup.workload
         self.n = len(wl)
@@ -266,7 +298,9 @@ class Simulation:
             replica_cls(rc, setup.scheduler_cls(limits),
                         KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
                                 setup.host_blocks),
-                        loop=self.loop, table=self.table, workload=wl, pricer=self.pricer,
+                        loop=self.loop, table=self.table, workload=wl,
+                        pricer=(self.pricer if offload is None else offload.pricer(
+                            self.pricer, rc.index, self._now)),
                         itl_hist=self.hist, on_finish=self._on_finish,
                         next_arrival=self._next_arrival, trace_steps=self.trace_steps, **extra)
             for rc in configs
@@ -298,6 +332,9 @@ class Simulation:
         self.next_arrival_s = math.inf
 
     # ------------------------------------------------------------------ handlers
+    def _now(self) -> float:
+        return self.loop.now_s
+
     def _next_arrival(self) -> float:
         return self.next_arrival_s
 
