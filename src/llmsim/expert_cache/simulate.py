@@ -22,7 +22,7 @@ from llmsim.catalog import ModelSpec, default_host, get_hardware, get_host
 from llmsim.costmodel import BatchShape, Precision, Profile
 from llmsim.errors import ConfigError, DoesNotFitError
 from llmsim.expert_cache.cache import ExpertCacheEngine
-from llmsim.expert_cache.config import MissMode, OffloadConfig, load_moe_model
+from llmsim.expert_cache.config import OffloadConfig, load_moe_model
 from llmsim.expert_cache.costs import OffloadCosts, Platform
 from llmsim.expert_cache.gpu_memory import OffloadFootprint, offload_footprint
 from llmsim.expert_cache.result import LayerEvent, OffloadResult
