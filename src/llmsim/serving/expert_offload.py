@@ -83,7 +83,15 @@ class TraceStream:
 
 @dataclass
 class OffloadCounters:
-    """One replica's expert-offload counters over the steps it priced."""
+    """One replica's expert-offload counters over the steps it priced.
+
+    Summary rates (:meth:`ExpertOffload.summary`): ``hit_rate`` = hits / (hits + misses) over
+    (step, MoE layer, expert used) lookups, ``moe-offload``'s definition; under a batch it
+    falls toward ``C / E`` as the union of the batch's experts grows past what the cache and
+    the prefetch hold. ``amortized_hit_rate`` = ``1 - misses / (tokens x top_k)`` over
+    (step, MoE layer, token, choice) routings: a miss is one copy shared by every token of the
+    step routed to that expert, so this rises with the batch (more of each token's experts are
+    already on the GPU, resident or brought in for another token of the step)."""
 
     steps: int = 0
     step_s: float = 0.0
@@ -91,6 +99,7 @@ class OffloadCounters:
     h2d_bytes: float = 0.0
     d2h_bytes: float = 0.0
     experts_touched: int = 0  # (step, MoE layer) unions, summed
+    routings: int = 0  # (token, expert) choices: tokens x top_k x MoE layers, summed
 
     def add(self, other: OffloadCounters) -> OffloadCounters:
         return OffloadCounters(**{k: getattr(self, k) + getattr(other, k)
@@ -208,10 +217,12 @@ class ExpertOffload:
             "prefill_hit_rate": rate(*phase["prefill"]),
             "decode_hit_rate": rate(*phase["decode"]),
             "token_hit_rate": rate(token_hits, token_misses),
+            "amortized_hit_rate": 1.0 - misses / tot.routings if tot.routings else math.nan,
             "measured_prefetch_accuracy": correct / guesses if guesses else math.nan,
             "num_steps": tot.steps,
             "misses_per_step": misses / tot.steps if tot.steps else math.nan,
             "experts_per_step": tot.experts_touched / tot.steps if tot.steps else math.nan,
+            "routings_per_step": tot.routings / tot.steps if tot.steps else math.nan,
             "stall_s": tot.stall_s,
             "stall_frac": tot.stall_s / tot.step_s if tot.step_s > 0 else math.nan,
             "h2d_bytes": tot.h2d_bytes, "d2h_bytes": tot.d2h_bytes,
@@ -233,6 +244,8 @@ class ExpertOffloadPricer(StepPricer):
         self.timeline = StepTimeline(costs, engine)
         self.now_s = now_s
         self.counters = OffloadCounters()
+        self.top_k = costs.moe.top_k
+        self.num_moe_layers = len(engine.moe_layers)
 
     def step_s(self, shape: BatchShape, num_seqs: int, fill: bool = False) -> float:
         """The step of ``shape`` through the expert caches, starting now."""
@@ -248,6 +261,7 @@ class ExpertOffloadPricer(StepPricer):
         c.h2d_bytes += out.h2d_bytes
         c.d2h_bytes += out.d2h_bytes
         c.experts_touched += sum(e.experts for e in out.events)
+        c.routings += shape.num_tokens * self.top_k * self.num_moe_layers
         return out.time_s
 
     def decode_run(self, seqs: int, ctx_total: float, max_steps: int) -> Any:
