@@ -260,13 +260,17 @@ class MoEExecutor:
         return logits if all_logits else logits[0]
 
     def _attention(self, i: int, hn: Any, pos0: int, t: int) -> Any:
-        """Layer ``i``'s attention, each sequence over its own KV cache (``t`` rows each)."""
+        """Layer ``i``'s attention: one sequence, or the batch's projections at once and each
+        sequence's attention over its own KV cache (``t`` rows each)."""
         c, w = self.config, self.w
-        outs = [L.attention(hn[s * t:(s + 1) * t], w.wq[i], w.wkv[i], w.wo[i],
-                            self.k_caches[s][i], self.v_caches[s][i], pos0, self.cos, self.sin,
-                            c.num_heads, c.num_kv_heads, c.head_dim)
-                for s in range(self.batch)]
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
+        if self.batch == 1:
+            return L.attention(hn, w.wq[i], w.wkv[i], w.wo[i], self.k_cache[i],
+                               self.v_cache[i], pos0, self.cos, self.sin, c.num_heads,
+                               c.num_kv_heads, c.head_dim)
+        return L.attention_batched(hn, w.wq[i], w.wkv[i], w.wo[i],
+                                   [k[i] for k in self.k_caches], [v[i] for v in self.v_caches],
+                                   pos0, self.cos, self.sin, c.num_heads, c.num_kv_heads,
+                                   c.head_dim, t)
 
     def _layer(self, i: int, x: Any, pos0: int, step: int, t: int) -> Any:
         c, w, engine = self.config, self.w, self.engine
