@@ -67,8 +67,9 @@ def check_context(model: ModelSpec, prompt_tokens: int, decode_steps: int,
 
 
 def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, prompt_tokens: int,
-                  decode_steps: int, dtype: str | None = None) -> int:
-    """The largest per-layer cache capacity that fits the GPU (``--cache-capacity auto``).
+                  decode_steps: int, dtype: str | None = None, batch: int = 1) -> int:
+    """The largest per-layer cache capacity that fits the GPU (``--cache-capacity auto``), with
+    the KV cache and activations of ``batch`` sequences.
 
     ``prefetch`` and the context are checked first, so a bad value gets its own message rather
     than a does-not-fit."""
@@ -80,7 +81,7 @@ def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, pro
                                   supported=platform.hardware.supported_dtypes)
     costs = OffloadCosts(spec, platform, precision, Profile.empty())
     fp = offload_footprint(spec, costs.cluster, precision, 0, prefetch,
-                           prompt_tokens + decode_steps, prompt_tokens)
+                           batch * (prompt_tokens + decode_steps), batch * prompt_tokens)
     if fp.max_capacity < 0:
         raise DoesNotFitError(
             f"{spec.name} does not fit {platform.hardware.name} even with no expert cached: "
