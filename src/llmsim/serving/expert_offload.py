@@ -160,7 +160,6 @@ class ExpertOffload:
             RoutingSampler.check_batchable(self.dist)
             self.prior = self.dist.popularity(len(self.moe_layers), moe.num_experts, self.seed)
             self.routing_text = self.dist.describe()
-        self.pricers: list[ExpertOffloadPricer] = []
 
     def footprint(self, max_tokens: int, max_logits: int,
                   memory_utilization: float) -> ServingFootprint:
@@ -180,19 +179,17 @@ class ExpertOffload:
                                    self.moe_layers, self.model.num_layers, self.prior)
         routing = TraceStream(self.trace) if self.trace is not None else \
             RoutingSampler(self.dist, self.model, seed)
-        p = ExpertOffloadPricer(base, self.costs, engine, routing, now_s)
-        self.pricers.append(p)
-        return p
+        return ExpertOffloadPricer(base, self.costs, engine, routing, now_s)
 
     # ------------------------------------------------------------------ report
-    def summary(self) -> dict[str, Any]:
-        """The run's expert-offload figures, summed over the replicas."""
+    def summary(self, pricers: list[ExpertOffloadPricer]) -> dict[str, Any]:
+        """The run's expert-offload figures, summed over its replicas' ``pricers``."""
         c = self.config
         tot = OffloadCounters()
         hits = misses = token_hits = token_misses = 0
         phase: dict[str, list[int]] = {"prefill": [0, 0], "decode": [0, 0]}
         guesses = correct = 0
-        for p in self.pricers:
+        for p in pricers:
             tot = tot.add(p.counters)
             st = p.engine.total
             hits, misses = hits + st.hits, misses + st.misses
