@@ -294,13 +294,17 @@ class Simulation:
                                  trace_limit=cfg.metrics.max_trace_steps,
                                  beam=setup.beam)
                    for i in range(cfg.parallelism.replicas)]
+        #: one pricer per replica: the shared one, or (expert offload) each its own caches
+        pricers = [self.pricer if offload is None else offload.pricer(self.pricer, rc.index,
+                                                                      self._now)
+                   for rc in configs]
+        self.offload_pricers = pricers if offload is not None else []
         self.replicas = [
             replica_cls(rc, setup.scheduler_cls(limits),
                         KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
                                 setup.host_blocks),
                         loop=self.loop, table=self.table, workload=wl,
-                        pricer=(self.pricer if offload is None else offload.pricer(
-                            self.pricer, rc.index, self._now)),
+                        pricer=pricers[rc.index],
                         itl_hist=self.hist, on_finish=self._on_finish,
                         next_arrival=self._next_arrival, trace_steps=self.trace_steps, **extra)
             for rc in configs
