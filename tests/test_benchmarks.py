@@ -39,3 +39,11 @@ def test_serving_accuracy_smoke():
     res = _run("benchmarks/serving_accuracy.py", "--smoke")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "overall" in res.stdout and "TTFT MdAE" in res.stdout
+
+
+def test_expert_offload_load_smoke():
+    res = _run("benchmarks/expert_offload_load.py", "--capacities", "2", "--concurrency", "1",
+               "2", "-n", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [line.split() for line in res.stdout.splitlines()[2:]]
+    assert len(rows) == 2 and all(r[0] == "2" for r in rows)

@@ -174,6 +174,10 @@ def check_cmd(
     threads: ThreadsOpt = None,
     quick: Annotated[bool, typer.Option("--quick", help="Shorter measurements (seconds).")
                      ] = False,
+    batch: Annotated[int, typer.Option(
+        "--batch", min=1, help="Sequences decoded together (the union of their experts per "
+                               "layer and step); checked against the serving simulator's "
+                               "expert-offload steps for that batch.")] = 1,
     details: Annotated[bool, typer.Option("--details", help="JSON: include the executor and "
                                                             "simulation results in full.")
                        ] = False,
@@ -197,7 +201,8 @@ def check_cmd(
                    miss, seed)
     p, s = _shape(preset, prompt, decode_steps, routing)
     res = run_check(cfg, off, device=dev, dtype=dtype, routing=routing, sim_routing=sim_routing,
-                    prompt_tokens=p, decode_steps=s, warmup=warmup, repeats=repeats, quick=quick)
+                    prompt_tokens=p, decode_steps=s, warmup=warmup, repeats=repeats, quick=quick,
+                    batch=batch)
     write_check(res, fmt, out, details=details)
 
 

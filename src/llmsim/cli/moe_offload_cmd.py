@@ -53,6 +53,11 @@ CpuEfficiencyOpt = Annotated[float, typer.Option(
     help="Fraction of the host's datasheet CPU peaks reached by CPU experts.")]
 AllowOverflowOpt = Annotated[bool, typer.Option(
     "--allow-overflow", help="Simulate even if the cache does not fit the GPU.")]
+BatchOpt = Annotated[int, typer.Option(
+    "--batch", min=1, help="Sequences of the same length decoded together (one prefill step "
+                           "of all prompts, then steps of one token each; every MoE layer "
+                           "looks up the union of their experts). Needs a routing "
+                           "distribution.")]
 TimelineOpt = Annotated[bool, typer.Option(
     "--timeline", help="Include the per-step, per-layer timeline (JSON: a list; table: "
                        "one row per step and layer; CSV is always the timeline).")]
@@ -99,6 +104,7 @@ def simulate_cmd(
     efficiency: EfficiencyOpt = None,
     cpu_efficiency: CpuEfficiencyOpt = 1.0,
     allow_overflow: AllowOverflowOpt = False,
+    batch: BatchOpt = 1,
     timeline: TimelineOpt = False,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
@@ -123,12 +129,12 @@ def simulate_cmd(
     platform = make_platform(hardware, host, cpu_efficiency)
     if capacity is None:
         config = config.replace(capacity=auto_capacity(spec, platform, p, n_prompt, n_steps,
-                                                       dtype))
+                                                       dtype, batch))
     result = simulate_cache(spec, config=config, routing=routing, prompt_tokens=prompt,
                             decode_steps=decode_steps, dtype=dtype,
                             profile=Profile.load(profile) if profile else None,
                             efficiency=efficiency, platform=platform,
-                            allow_overflow=allow_overflow)
+                            allow_overflow=allow_overflow, batch=batch)
     write_expert_cache(result, fmt, out, timeline=timeline)
 
 

@@ -22,6 +22,17 @@ from llmsim.cli.estimator_options import (
     IntervalDrawsOpt,
     IntervalLevelOpt,
 )
+from llmsim.cli.expert_offload_options import (
+    ExpertCacheExpertsOpt,
+    ExpertCacheGbOpt,
+    ExpertCpuEfficiencyOpt,
+    ExpertHostOpt,
+    ExpertMissOpt,
+    ExpertPolicyOpt,
+    ExpertPrefetchAccuracyOpt,
+    ExpertPrefetchOpt,
+    ExpertRoutingOpt,
+)
 from llmsim.cli.large_ep_options import AfdOpt, ExpertSkewOpt, RedundantExpertsOpt
 from llmsim.cli.options import (
     ActDtypeOpt,
@@ -148,6 +159,11 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     beam: BeamOpt = None,
     spec_method: SpecMethodOpt = None, spec_tokens: SpecTokensOpt = None,
     spec_acceptance: SpecAcceptanceOpt = None, draft_model: DraftModelOpt = None,
+    expert_cache_experts: ExpertCacheExpertsOpt = None, expert_cache_gb: ExpertCacheGbOpt = None,
+    expert_policy: ExpertPolicyOpt = None, expert_prefetch: ExpertPrefetchOpt = None,
+    expert_prefetch_accuracy: ExpertPrefetchAccuracyOpt = None,
+    expert_miss: ExpertMissOpt = None, expert_routing: ExpertRoutingOpt = None,
+    expert_host: ExpertHostOpt = None, expert_cpu_efficiency: ExpertCpuEfficiencyOpt = None,
     out_dir: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
     chrome_trace: ChromeTraceOpt = False, save_itls: SaveItlsOpt = False, plots: PlotsOpt = True,
     progress: ProgressOpt = None, interval_draws: IntervalDrawsOpt = 0,

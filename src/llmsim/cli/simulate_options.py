@@ -262,6 +262,16 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "decode_pool": ConfigKey("disagg.decode_pool"),
     "kv_link": ConfigKey("disagg.kv_link"),
     "kv_layerwise": ConfigKey("disagg.kv_layerwise"),
+    # expert offload (cli/expert_offload_options.py)
+    "expert_cache_experts": ConfigKey("expert_offload.cache_experts"),
+    "expert_cache_gb": ConfigKey("expert_offload.cache_gb"),
+    "expert_policy": ConfigKey("expert_offload.policy"),
+    "expert_prefetch": ConfigKey("expert_offload.prefetch"),
+    "expert_prefetch_accuracy": ConfigKey("expert_offload.prefetch_accuracy"),
+    "expert_miss": ConfigKey("expert_offload.miss"),
+    "expert_routing": ConfigKey("expert_offload.routing"),
+    "expert_host": ConfigKey("expert_offload.host"),
+    "expert_cpu_efficiency": ConfigKey("expert_offload.cpu_efficiency"),
 }
 
 

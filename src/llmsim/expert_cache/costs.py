@@ -32,6 +32,7 @@ from llmsim.costmodel import (
     OpKind,
     Precision,
     Profile,
+    StepTimeModel,
     build_step_model,
     kernels,
 )
@@ -108,13 +109,18 @@ class StepBase:
 
 @dataclass
 class OffloadCosts:
-    """Prices for one model on one platform and precision (memoised by token count)."""
+    """Prices for one model on one platform and precision (memoised by token count).
+
+    ``base_model``: the step model that prices the non-expert work (default: built here for
+    one GPU of the platform; the serving simulator passes its replica's, so an engine
+    profile's overheads apply too)."""
 
     model: ModelSpec
     platform: Platform
     precision: Precision
     profile: Profile | None = None
     efficiency: float | None = None
+    base_model: StepTimeModel | None = None
     _gpu: dict[int, float] = field(default_factory=dict, repr=False)
     _cpu: dict[int, float] = field(default_factory=dict, repr=False)
 
@@ -127,7 +133,8 @@ class OffloadCosts:
         self.cluster = get_cluster(hardware=hw, num_gpus=1, host=self.platform.host)
         deployment = Deployment(self.model, self.cluster, ParallelSpec(), self.precision,
                                 self.profile, self.efficiency)
-        self.step_model = build_step_model(deployment)
+        self.step_model = (self.base_model if self.base_model is not None
+                           else build_step_model(deployment))
         self.prof = deployment.hardware_profile
         self.expert_bytes = expert_weight_bytes(moe, self.precision)
         self.act_bytes = max(self.precision.activation.bytes, 2.0)

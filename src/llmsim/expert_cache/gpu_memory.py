@@ -55,3 +55,41 @@ def offload_footprint(model: ModelSpec, cluster: Cluster, precision: Precision, 
     return OffloadFootprint(report.usable_bytes, resident, eb, cache, staging, report.kv_bytes,
                             report.activation_bytes, need, need <= report.usable_bytes,
                             max(max_c, 0) if room >= 0 else -1)
+
+
+@dataclass(frozen=True)
+class ServingFootprint:
+    """GPU memory of a serving replica with an expert cache: what is left for the KV cache."""
+
+    usable_bytes: float
+    resident_weight_bytes: float  # everything but the routed experts
+    cache_bytes: float
+    staging_bytes: float
+    activation_bytes: float
+    kv_bytes_per_token: float
+    max_kv_tokens: int  # <= 0: nothing left for the KV cache
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def serving_footprint(model: ModelSpec, cluster: Cluster, precision: Precision, capacity: int,
+                      prefetch: int, max_tokens: int, max_logits: int,
+                      memory_utilization: float) -> ServingFootprint:
+    """The same terms as :func:`offload_footprint` for a serving step of up to ``max_tokens``
+    tokens (``max_logits`` sampled rows) at ``memory_utilization``; the KV cache gets the
+    rest: ``max_kv_tokens = floor((usable - resident - cache - staging - activations) /
+    kv_bytes_per_token)``."""
+    moe = model.moe
+    assert moe is not None
+    report = analyze_memory(model, cluster, ParallelSpec(), precision, max_tokens=max_tokens,
+                            max_logits=max_logits, memory_utilization=memory_utilization)
+    eb = expert_weight_bytes(moe, precision)
+    resident = report.weight_bytes - eb * moe.num_experts * model.num_moe_layers
+    cache = capacity * model.num_moe_layers * eb
+    staging = (prefetch + 2) * eb
+    room = report.usable_bytes - resident - cache - staging - report.activation_bytes
+    per_token = report.kv_bytes_per_token
+    kv = int(room // per_token) if per_token > 0 and room > 0 else 0
+    return ServingFootprint(report.usable_bytes, resident, cache, staging,
+                            report.activation_bytes, per_token, kv)

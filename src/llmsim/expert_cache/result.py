@@ -39,7 +39,9 @@ class LayerEvent:
 
 @dataclass(frozen=True)
 class OffloadResult:
-    """Predicted performance of a MoE model with an offloaded expert cache (batch 1)."""
+    """Predicted performance of a MoE model with an offloaded expert cache: one sequence, or
+    ``batch`` sequences decoded together (``prompt_tokens`` each; ``tokens_per_s`` counts the
+    tokens of every sequence)."""
 
     model: str
     hardware: str
@@ -80,6 +82,7 @@ class OffloadResult:
     fits: bool
     stats: dict[str, dict[str, float]]
     timeline: tuple[LayerEvent, ...]
+    batch: int = 1
 
     def per_layer(self, phase: str) -> list[dict[str, float]]:
         """Per decoder layer: mean time and totals over the steps of ``phase``
@@ -108,6 +111,8 @@ class OffloadResult:
 
     def as_dict(self, timeline: bool = True) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "timeline"}
+        if self.batch == 1:  # batch-1 results read as before batches existed
+            out.pop("batch")
         out["decode_step_s"] = list(self.decode_step_s)
         out["per_layer"] = {"prefill": self.per_layer("prefill"),
                             "decode": self.per_layer("decode")}

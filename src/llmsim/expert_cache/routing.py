@@ -71,9 +71,13 @@ class RoutingTrace:
     top_k: int
     moe_layers: tuple[int, ...]
     steps: list[dict[int, np.ndarray]] = field(default_factory=list)
+    #: sequences decoded together: step 0 prefills ``batch`` prompts (their tokens one after
+    #: another), every later step routes one token of each
+    batch: int = 1
 
     @property
     def prompt_tokens(self) -> int:
+        """Tokens of the prefill step (all ``batch`` prompts)."""
         return int(next(iter(self.steps[0].values())).shape[0]) if self.steps else 0
 
     @property
@@ -100,7 +104,7 @@ class RoutingTrace:
     def truncated(self, decode_steps: int) -> RoutingTrace:
         """The prefill plus the first ``decode_steps`` decode steps."""
         return RoutingTrace(self.num_experts, self.top_k, self.moe_layers,
-                            self.steps[:decode_steps + 1])
+                            self.steps[:decode_steps + 1], self.batch)
 
     def validate(self) -> None:
         """Check shapes, ranges and distinctness; raise DataError naming the first problem."""
@@ -129,9 +133,14 @@ class RoutingTrace:
                 if (srt[:, 1:] == srt[:, :-1]).any():
                     raise DataError(f"routing step {s} layer {layer}: a token picks the same "
                                     "expert twice")
-            if s > 0 and tokens != 1:
-                raise DataError(f"routing step {s} is a decode step and must route exactly one "
-                                f"token (batch 1), not {tokens}")
+            if s > 0 and tokens != self.batch:
+                what = "one token (batch 1)" if self.batch == 1 else \
+                    f"{self.batch} tokens (batch {self.batch})"
+                raise DataError(f"routing step {s} is a decode step and must route exactly "
+                                f"{what}, not {tokens}")
+            if s == 0 and tokens and tokens % self.batch:
+                raise DataError(f"routing step 0 prefills {tokens} tokens, not a multiple of "
+                                f"the batch {self.batch}")
             if s == 0 and not tokens:
                 raise DataError("routing step 0 (the prefill) routes no token")
 
@@ -288,40 +297,75 @@ class RoutingDistribution:
         return out
 
     def sample(self, model: ModelSpec, prompt_tokens: int, decode_steps: int,
-               seed: int) -> RoutingTrace:
-        """Draw a routing trace (deterministic in ``seed``)."""
+               seed: int, batch: int = 1) -> RoutingTrace:
+        """Draw a routing trace (deterministic in ``seed``): a prefill of ``batch`` prompts of
+        ``prompt_tokens`` each, then ``decode_steps`` steps of ``batch`` tokens."""
+        sampler = self.sampler(model, seed)
+        steps = [sampler.step(prompt_tokens * batch if s == 0 else batch)
+                 for s in range(decode_steps + 1)]
+        return RoutingTrace(sampler.num_experts, sampler.top_k, sampler.moe_layers, steps,
+                            batch)
+
+    def sampler(self, model: ModelSpec, seed: int) -> RoutingSampler:
+        """A step-by-step draw from this distribution (what :meth:`sample` uses)."""
+        return RoutingSampler(self, model, seed)
+
+
+class RoutingSampler:
+    """Draws one step's routing at a time: ``step(tokens)`` -> ``{layer: [tokens, k]}``.
+
+    The same seed and the same sequence of ``step`` calls give the same choices as
+    :meth:`RoutingDistribution.sample` (which is built on it), so a serving replica whose
+    steps have the token counts of one sequence's prefill and decode steps routes exactly as
+    ``moe-offload simulate`` does. ``sticky=R`` keeps choices of the step's last token from
+    the previous step's last token: exact for one sequence; under a batch it is a property of
+    a sequence the sampler does not see, so callers with batches reject it
+    (:meth:`check_batchable`)."""
+
+    def __init__(self, dist: RoutingDistribution, model: ModelSpec, seed: int):
         moe = model.moe
         assert moe is not None
-        layers = moe_layer_indices(model)
-        e, k = moe.num_experts, moe.top_k
-        pop = self.popularity(len(layers), e, seed)
-        logp = np.log(pop)
-        rng = np.random.default_rng([seed, ROUTING_STREAM, 1])
-        affinity = [rng.permutation(e) for _ in layers]
-        steps: list[dict[int, np.ndarray]] = []
-        previous_token: dict[int, np.ndarray] = {}
-        for s in range(decode_steps + 1):
-            tokens = prompt_tokens if s == 0 else 1
-            step: dict[int, np.ndarray] = {}
-            prev_layer: np.ndarray | None = None
-            for j, layer in enumerate(layers):
-                keys = logp[j][None, :] + rng.gumbel(size=(tokens, e))
-                if self.corr and prev_layer is not None:
-                    keep = rng.random((tokens, k)) < self.corr
-                    rows = np.nonzero(keep)[0]
-                    keys[rows, affinity[j][prev_layer[keep]]] = np.inf
-                if self.sticky and s >= 1:
-                    keep = rng.random((tokens, k)) < self.sticky
-                    rows = np.nonzero(keep)[0]
-                    keys[rows, previous_token[layer][0][keep[0]]] = np.inf
-                choice = np.argpartition(-keys, k - 1, axis=1)[:, :k] if k < e else \
-                    np.tile(np.arange(e), (tokens, 1))
-                choice = np.sort(choice, axis=1)
-                step[layer] = choice
-                prev_layer = choice
-                previous_token[layer] = choice[-1:]
-            steps.append(step)
-        return RoutingTrace(e, k, tuple(layers), steps)
+        self.dist = dist
+        self.moe_layers = tuple(moe_layer_indices(model))
+        self.num_experts, self.top_k = moe.num_experts, moe.top_k
+        self.popularity = dist.popularity(len(self.moe_layers), self.num_experts, seed)
+        self._logp = np.log(self.popularity)
+        self._rng = np.random.default_rng([seed, ROUTING_STREAM, 1])
+        self._affinity = [self._rng.permutation(self.num_experts) for _ in self.moe_layers]
+        self._previous_token: dict[int, np.ndarray] = {}
+        self.num_steps = 0
+
+    def step(self, tokens: int) -> dict[int, np.ndarray]:
+        """The expert choices of one step of ``tokens`` tokens, per MoE layer."""
+        dist, rng, e, k = self.dist, self._rng, self.num_experts, self.top_k
+        step: dict[int, np.ndarray] = {}
+        prev_layer: np.ndarray | None = None
+        for j, layer in enumerate(self.moe_layers):
+            keys = self._logp[j][None, :] + rng.gumbel(size=(tokens, e))
+            if dist.corr and prev_layer is not None:
+                keep = rng.random((tokens, k)) < dist.corr
+                rows = np.nonzero(keep)[0]
+                keys[rows, self._affinity[j][prev_layer[keep]]] = np.inf
+            if dist.sticky and self.num_steps >= 1:
+                keep = rng.random((tokens, k)) < dist.sticky
+                rows = np.nonzero(keep)[0]
+                keys[rows, self._previous_token[layer][0][keep[0]]] = np.inf
+            choice = np.argpartition(-keys, k - 1, axis=1)[:, :k] if k < e else \
+                np.tile(np.arange(e), (tokens, 1))
+            choice = np.sort(choice, axis=1)
+            step[layer] = choice
+            prev_layer = choice
+            self._previous_token[layer] = choice[-1:]
+        self.num_steps += 1
+        return step
+
+    @staticmethod
+    def check_batchable(dist: RoutingDistribution) -> None:
+        """``sticky=R`` follows one sequence from token to token: not defined for a batch."""
+        if dist.sticky:
+            raise ConfigError("routing modifier sticky=R follows one sequence from token to "
+                              "token; it is not modelled for batches (drop sticky=, keep "
+                              "corr=R)")
 
 
 ROUTING_DISTRIBUTIONS: Registry = Registry("routing distribution")
@@ -428,11 +472,12 @@ class RoutingSource:
 
 
 def resolve_routing(spec: str, model: ModelSpec, prompt_tokens: int | None,
-                    decode_steps: int | None, seed: int) -> RoutingSource:
+                    decode_steps: int | None, seed: int, batch: int = 1) -> RoutingSource:
     """Draw from a distribution spec or read a trace file.
 
     Trace files fix the prompt length; ``prompt_tokens`` must match it when given, and
-    ``decode_steps`` may not exceed the trace's (fewer truncates it).
+    ``decode_steps`` may not exceed the trace's (fewer truncates it). ``batch`` sequences
+    decoded together (``prompt_tokens`` each) need a distribution without ``sticky=``.
     """
     if model.moe is None:
         raise ConfigError(f"{model.name} has no MoE layer")
@@ -440,6 +485,9 @@ def resolve_routing(spec: str, model: ModelSpec, prompt_tokens: int | None,
 
     check_seed(seed)
     path = trace_path(spec)
+    if path is not None and batch > 1:
+        raise ConfigError(f"a routing trace file ({path}) records one sequence; a batch of "
+                          f"{batch} needs a distribution (uniform, zipf:S, correlated:R)")
     if path is not None:
         check_routing(spec)
         trace = read_trace(path, model)
@@ -458,7 +506,9 @@ def resolve_routing(spec: str, model: ModelSpec, prompt_tokens: int | None,
     steps = 10 if decode_steps is None else decode_steps
     if prompt < 1:
         raise ConfigError("the prompt needs at least one token")
-    trace = dist.sample(model, prompt, steps, seed)
+    if batch > 1:
+        RoutingSampler.check_batchable(dist)
+    trace = dist.sample(model, prompt, steps, seed, batch)
     moe = model.moe
     prior = dist.popularity(len(trace.moe_layers), moe.num_experts, seed)
     return RoutingSource(dist.describe(), trace, prior)

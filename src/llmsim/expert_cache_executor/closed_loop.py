@@ -16,6 +16,14 @@
 
 ``error_frac = (predicted - measured) / measured``. No number measured on the executor run
 being predicted enters the prediction.
+
+``batch = B``: the executor decodes ``B`` sequences together (one prefill step of the ``B``
+prompts, then steps of one token each; each MoE layer loads / caches the union of the batch's
+experts) and the simulation prices the same batch with ``simulate(..., batch=B)`` -- the
+per-step timeline the serving simulator's expert offload runs for ``B`` requests arriving
+together (``tests/serving/test_expert_offload_serving.py`` checks that they agree). The check
+then also compares the decode step times one by one (``step_error_frac``: per decode step,
+``(predicted - measured) / measured``) and the bytes copied host -> device.
 """
 
 from __future__ import annotations
@@ -67,6 +75,21 @@ class CheckResult:
     wall_s: float
     load_avg_before: float = 0.0  # 1-minute load average when the check started
     cpu_count: int = 1
+    batch: int = 1
+
+    @property
+    def step_error_frac(self) -> tuple[float, ...]:
+        """Per decode step: (predicted - measured) / measured (replayed routing: the same
+        hits and misses step by step, so the error is the cost model's)."""
+        meas = self.executor.decode_step_s
+        pred = self.simulation_replay.decode_step_s
+        return tuple((p - m) / m for p, m in zip(pred, meas, strict=True))
+
+    @property
+    def bytes_copied(self) -> dict[str, float]:
+        """Host -> device bytes: measured by the executor, predicted (both routings)."""
+        return {"measured": self.executor.h2d_bytes, "predicted": self.simulation.h2d_bytes,
+                "predicted_replay": self.simulation_replay.h2d_bytes}
 
     @property
     def contended(self) -> bool:
@@ -84,6 +107,13 @@ class CheckResult:
             "load_avg_before": self.load_avg_before, "cpu_count": self.cpu_count,
             "machine": self.machine.as_dict(),
         }
+        if self.batch > 1:
+            errs = self.step_error_frac
+            out.update(batch=self.batch, measured_step_s=list(self.executor.decode_step_s),
+                       predicted_step_s=list(self.simulation_replay.decode_step_s),
+                       step_error_frac=list(errs), bytes_copied=self.bytes_copied,
+                       stall_s={"predicted": self.simulation.stall_s,
+                                "predicted_replay": self.simulation_replay.stall_s})
         if details:
             out["executor"] = self.executor.as_dict()
             out["simulation"] = self.simulation.as_dict(timeline=False)
@@ -94,10 +124,10 @@ class CheckResult:
 def run_check(model: Any, offload: OffloadConfig, device: str | None = None,
               dtype: str | None = None, routing: str = "router", sim_routing: str = "uniform",
               prompt_tokens: int | None = 128, decode_steps: int | None = 16, warmup: int = 1,
-              repeats: int = 5, quick: bool = False) -> CheckResult:
+              repeats: int = 5, quick: bool = False, batch: int = 1) -> CheckResult:
     """Measure, run and simulate (see the module docstring). Every input that needs no
     measurement (seed, routing specs, context length) is checked before measuring."""
-    _check_inputs(model, offload, routing, sim_routing, prompt_tokens, decode_steps)
+    _check_inputs(model, offload, routing, sim_routing, prompt_tokens, decode_steps, batch)
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load0 > 0.5:
@@ -110,21 +140,23 @@ def run_check(model: Any, offload: OffloadConfig, device: str | None = None,
 
         trace = read_trace(routing, load_moe_config(model).to_model_spec())
         max_tokens = trace.prompt_tokens + trace.decode_steps + 1
-    ex = build_executor(model, offload, device, dtype, offload.seed, max_tokens=max_tokens)
+    ex = build_executor(model, offload, device, dtype, offload.seed, max_tokens=max_tokens,
+                        batch=batch)
+    # a batch's prefill step runs B prompts through the GEMMs at once
     machine = measure_machine(ex.config, ex.device, ex.dtype, quick=quick,
-                              max_tokens=max_tokens)
+                              max_tokens=min(max_tokens * batch, 4000))
     log.info("measured: %.1f GFLOP/s, %.1f GB/s", machine.matmul_flops_per_s / 1e9,
              machine.memory_bandwidth_bytes_per_s / 1e9)
     result = run_benchmark(ex.config, offload, routing=routing, prompt_tokens=prompt_tokens,
                            decode_steps=decode_steps, warmup=warmup, repeats=repeats,
-                           executor=ex)
+                           executor=ex, batch=batch)
     spec = ex.config.to_model_spec()
     platform, profile = machine.platform(), machine.profile()
     sim_spec = routing if routing != "router" else sim_routing
     sim = simulate(spec, config=offload, routing=sim_spec,
                    prompt_tokens=None if _is_file(sim_spec) else result.prompt_tokens,
                    decode_steps=result.decode_steps, platform=platform, profile=profile,
-                   allow_overflow=True)
+                   allow_overflow=True, batch=batch)
     trace = result.routing_trace
     assert trace is not None
     replay = RoutingSource("executor's recorded routing", trace, trace.expert_counts()) \
@@ -132,16 +164,18 @@ def run_check(model: Any, offload: OffloadConfig, device: str | None = None,
     sim_replay = simulate(spec, config=offload, routing=replay,
                           prompt_tokens=None if _is_file(replay) else result.prompt_tokens,
                           decode_steps=result.decode_steps,
-                          platform=platform, profile=profile, allow_overflow=True)
+                          platform=platform, profile=profile, allow_overflow=True,
+                          batch=batch)
     measured = _pick(result)
     predicted, predicted_replay = _pick(sim), _pick(sim_replay)
     return CheckResult(measured, predicted, _errors(predicted, measured), predicted_replay,
                        _errors(predicted_replay, measured), sim.routing, machine, result, sim,
-                       sim_replay, time.perf_counter() - t0, load0, os.cpu_count() or 1)
+                       sim_replay, time.perf_counter() - t0, load0, os.cpu_count() or 1,
+                       batch)
 
 
 def _check_inputs(model: Any, offload: OffloadConfig, routing: str, sim_routing: str,
-                  prompt_tokens: int | None, decode_steps: int | None) -> None:
+                  prompt_tokens: int | None, decode_steps: int | None, batch: int = 1) -> None:
     """What would otherwise fail only after the slow measurement and run."""
     from llmsim.errors import ConfigError, LLMSimError
     from llmsim.expert_cache.config import check_seed
@@ -158,6 +192,18 @@ def _check_inputs(model: Any, offload: OffloadConfig, routing: str, sim_routing:
         except LLMSimError as exc:  # name the flag: --routing takes the same values
             raise ConfigError(f"--sim-routing: {exc}") from None
     offload.for_model(spec.moe.num_experts)  # type: ignore[union-attr]
+    if batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {batch}")
+    if batch > 1:
+        from llmsim.expert_cache.routing import RoutingSampler, parse_distribution
+
+        for spec_text in (routing, sim_routing):
+            if spec_text == "router":
+                continue
+            if trace_path(spec_text) is not None:
+                raise ConfigError("a routing trace file records one sequence; --batch needs "
+                                  "--routing router or a distribution")
+            RoutingSampler.check_batchable(parse_distribution(spec_text))
     if routing != "router" and trace_path(routing) is not None:
         return  # the trace fixes the shape; resolve_routing checks it against the flags
     check_context(spec, prompt_tokens or 256, 16 if decode_steps is None else decode_steps)

@@ -1,4 +1,12 @@
-"""A Llama-like MoE decoder with an offloaded expert cache, in PyTorch (batch 1).
+"""A Llama-like MoE decoder with an offloaded expert cache, in PyTorch: one sequence, or
+``batch`` sequences decoded together.
+
+A step runs ``[B, T]`` tokens: ``T`` new tokens of each of the ``B`` sequences (the prefill of
+``B`` prompts, then one token each per decode step). Attention runs per sequence over its own
+KV cache; the MoE block runs over all ``B x T`` rows at once, so each MoE layer looks up the
+union of the experts the batch's tokens pick -- what the serving simulator's expert cache
+prices per engine step. Rows are sequence-major (sequence 0's tokens, then sequence 1's...),
+as a batched routing trace lists them.
 
 Per layer: ``x += attention(rms_norm(x))``; ``x += moe(rms_norm(x))`` (two residual adds), then
 a final RMSNorm and the LM head on the last position. Random weights from a seed (uniform with
@@ -79,8 +87,12 @@ class MoEExecutor:
     """
 
     def __init__(self, config: MoEModelConfig, offload: OffloadConfig, device: str,
-                 dtype: Any, seed: int = 0, max_tokens: int = 2048, nvtx: bool = False):
+                 dtype: Any, seed: int = 0, max_tokens: int = 2048, nvtx: bool = False,
+                 batch: int = 1):
         offload.for_model(config.num_experts)
+        if batch < 1:
+            raise ConfigError(f"batch must be >= 1, got {batch}")
+        self.batch = batch
         self.config, self.offload = config, offload
         self.device, self.dtype = device, dtype
         self.cuda = device.startswith("cuda")
@@ -123,16 +135,20 @@ class MoEExecutor:
                                  offload.prefetch, device)
         self.cos, self.sin = L.rope_tables(c.head_dim, max_tokens, c.rope_theta, device,
                                            dtype)
-        self.k_cache = [torch.zeros((max_tokens, c.num_kv_heads, c.head_dim), device=device,
-                                    dtype=dtype) for _ in range(c.num_layers)]
-        self.v_cache = [torch.zeros_like(k) for k in self.k_cache]
+        # per sequence, per layer: [max_tokens, Hkv, D]; k_cache / v_cache: sequence 0's
+        self.k_caches = [[torch.zeros((max_tokens, c.num_kv_heads, c.head_dim), device=device,
+                                      dtype=dtype) for _ in range(c.num_layers)]
+                         for _ in range(batch)]
+        self.v_caches = [[torch.zeros_like(k) for k in ks] for ks in self.k_caches]
+        self.k_cache, self.v_cache = self.k_caches[0], self.v_caches[0]
         self.kv_len = 0
         self.step = 0
         self.engine: ExpertCacheEngine | None = None
         self.forced: RoutingTrace | None = None
         self.oracle: RoutingTrace | None = None
         self.records: list[StepRecord] = []
-        self.recorded = RoutingTrace(c.num_experts, c.top_k, tuple(self.moe_layers))
+        self.recorded = RoutingTrace(c.num_experts, c.top_k, tuple(self.moe_layers),
+                                     batch=batch)
         self.d2h_bytes = 0.0
         self.host_device = "cpu"
 
@@ -158,7 +174,8 @@ class MoEExecutor:
         self.kv_len = 0
         self.step = 0
         self.records = []
-        self.recorded = RoutingTrace(c.num_experts, c.top_k, tuple(self.moe_layers))
+        self.recorded = RoutingTrace(c.num_experts, c.top_k, tuple(self.moe_layers),
+                                     batch=self.batch)
         self.d2h_bytes = 0.0
 
     def _sync(self) -> None:
@@ -178,15 +195,22 @@ class MoEExecutor:
     # ------------------------------------------------------------------ forward
     @torch.inference_mode()
     def forward(self, tokens: Any, all_logits: bool = False) -> Any:
-        """Run one step over ``tokens`` (1-D ids) after the cached ones; returns logits of the
-        last position ``[vocab]`` (``[T, vocab]`` with ``all_logits``)."""
+        """Run one step over ``tokens`` after the cached ones: 1-D ids (one sequence; returns
+        the logits of the last position ``[vocab]``, ``[T, vocab]`` with ``all_logits``) or,
+        with ``batch > 1``, ``[B, T]`` ids (returns ``[B, vocab]``: each sequence's last
+        position)."""
         if self.engine is None:
             self.reset()
         engine = self.engine
         assert engine is not None
         c = self.config
-        tokens = torch.as_tensor(tokens, device=self.device).reshape(-1)
-        t = int(tokens.shape[0])
+        b = self.batch
+        tokens = torch.as_tensor(tokens, device=self.device)
+        if b > 1 and (tokens.ndim != 2 or tokens.shape[0] != b):
+            raise ConfigError(f"a batch-{b} executor steps [{b}, T] tokens, got shape "
+                              f"{list(tokens.shape)}")
+        t = int(tokens.shape[-1]) if b > 1 else int(tokens.numel())
+        tokens = tokens.reshape(-1)
         if self.kv_len + t > self.max_tokens:
             raise ConfigError(f"KV cache full: {self.kv_len} + {t} > {self.max_tokens} tokens")
         step = self.step
@@ -209,13 +233,13 @@ class MoEExecutor:
             pos0 = self.kv_len
             for i in range(c.num_layers):
                 with self._range(f"layer {i}"):
-                    x = self._layer(i, x, pos0, step)
+                    x = self._layer(i, x, pos0, step, t)
                 if self.cuda:
                     events.append(torch.cuda.Event(enable_timing=True))
                     events[-1].record()
                 else:
                     marks.append(time.perf_counter())
-            rows = x if all_logits else x[-1:]
+            rows = x[t - 1::t] if b > 1 else (x if all_logits else x[-1:])
             logits = torch.nn.functional.linear(L.rms_norm(rows, self.w.final_norm,
                                                            c.rms_norm_eps), self.w.lm_head)
             logits = logits.float()
@@ -228,12 +252,27 @@ class MoEExecutor:
             layer_s = [marks[k + 1] - marks[k] for k in range(len(marks) - 1)]
         self.kv_len += t
         self.step += 1
-        self.records.append(StepRecord(step, t, elapsed, layer_s,
+        self.records.append(StepRecord(step, t * b, elapsed, layer_s,
                                        engine.total.hits - hits0, engine.total.misses - miss0,
                                        self.store.h2d_bytes - h2d0, self.d2h_bytes - d2h0))
+        if b > 1:
+            return logits
         return logits if all_logits else logits[0]
 
-    def _layer(self, i: int, x: Any, pos0: int, step: int) -> Any:
+    def _attention(self, i: int, hn: Any, pos0: int, t: int) -> Any:
+        """Layer ``i``'s attention: one sequence, or the batch's projections at once and each
+        sequence's attention over its own KV cache (``t`` rows each)."""
+        c, w = self.config, self.w
+        if self.batch == 1:
+            return L.attention(hn, w.wq[i], w.wkv[i], w.wo[i], self.k_cache[i],
+                               self.v_cache[i], pos0, self.cos, self.sin, c.num_heads,
+                               c.num_kv_heads, c.head_dim)
+        return L.attention_batched(hn, w.wq[i], w.wkv[i], w.wo[i],
+                                   [k[i] for k in self.k_caches], [v[i] for v in self.v_caches],
+                                   pos0, self.cos, self.sin, c.num_heads, c.num_kv_heads,
+                                   c.head_dim, t)
+
+    def _layer(self, i: int, x: Any, pos0: int, step: int, t: int) -> Any:
         c, w, engine = self.config, self.w, self.engine
         assert engine is not None
         target = engine.prefetch_target(i)
@@ -242,8 +281,7 @@ class MoEExecutor:
             for load in plan.loads:
                 self.store.load(target, load)
         hn = L.rms_norm(x, w.attn_norm[i], c.rms_norm_eps)
-        x = x + L.attention(hn, w.wq[i], w.wkv[i], w.wo[i], self.k_cache[i], self.v_cache[i],
-                            pos0, self.cos, self.sin, c.num_heads, c.num_kv_heads, c.head_dim)
+        x = x + self._attention(i, hn, pos0, t)
         hn = L.rms_norm(x, w.moe_norm[i], c.rms_norm_eps)
         return self.moe(i, hn, x, step)
 

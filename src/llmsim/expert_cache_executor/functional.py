@@ -60,6 +60,31 @@ def attention(x: Any, wq: Any, wkv: Any, wo: Any, k_cache: Any, v_cache: Any, po
     t = x.shape[0]
     q = F.linear(x, wq).view(t, num_heads, head_dim)
     kv = F.linear(x, wkv).view(t, 2, num_kv_heads, head_dim)
+    out = _attend(q, kv, k_cache, v_cache, pos0, cos, sin, num_heads, num_kv_heads, head_dim)
+    return F.linear(out, wo)
+
+
+def attention_batched(x: Any, wq: Any, wkv: Any, wo: Any, k_caches: list[Any],
+                      v_caches: list[Any], pos0: int, cos: Any, sin: Any, num_heads: int,
+                      num_kv_heads: int, head_dim: int, t: int) -> Any:
+    """:func:`attention` of ``B`` sequences of ``t`` new tokens each (rows sequence-major, all
+    at positions ``pos0..pos0+t-1``): the Q/KV and output projections over all ``B t`` rows at
+    once (one GEMM each, as serving engines batch them), the rotary embedding, the KV write
+    and the attention per sequence over its own cache (``k_caches[b]``)."""
+    n = x.shape[0]
+    q = F.linear(x, wq).view(n, num_heads, head_dim)
+    kv = F.linear(x, wkv).view(n, 2, num_kv_heads, head_dim)
+    outs = [_attend(q[b * t:(b + 1) * t], kv[b * t:(b + 1) * t], k_caches[b], v_caches[b],
+                    pos0, cos, sin, num_heads, num_kv_heads, head_dim)
+            for b in range(n // t)]
+    return F.linear(torch.cat(outs), wo)
+
+
+def _attend(q: Any, kv: Any, k_cache: Any, v_cache: Any, pos0: int, cos: Any, sin: Any,
+            num_heads: int, num_kv_heads: int, head_dim: int) -> Any:
+    """RoPE, the KV write and scaled dot-product attention of one sequence's ``t`` new
+    tokens (``q [t, H, D]``, ``kv [t, 2, Hkv, D]``); returns ``[t, H D]``."""
+    t = q.shape[0]
     q, k = rope(q, kv[:, 0], cos[pos0:pos0 + t], sin[pos0:pos0 + t])
     end = pos0 + t
     k_cache[pos0:end] = k
@@ -73,11 +98,10 @@ def attention(x: Any, wq: Any, wkv: Any, wo: Any, k_cache: Any, v_cache: Any, po
     elif pos0 == 0:
         out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, enable_gqa=gqa)
     else:
-        rows = torch.arange(pos0, end, device=x.device)[:, None]
-        cols = torch.arange(end, device=x.device)[None, :]
+        rows = torch.arange(pos0, end, device=q.device)[:, None]
+        cols = torch.arange(end, device=q.device)[None, :]
         out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=cols <= rows, enable_gqa=gqa)
-    out = out.squeeze(0).transpose(0, 1).reshape(t, num_heads * head_dim)
-    return F.linear(out, wo)
+    return out.squeeze(0).transpose(0, 1).reshape(t, num_heads * head_dim)
 
 
 def route(x: Any, router: Any, top_k: int, forced_ids: Any = None) -> tuple[Any, Any]:

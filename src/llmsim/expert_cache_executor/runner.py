@@ -53,8 +53,8 @@ class PhaseReport:
     hits: int
     misses: int
     kv_len: int
-    next_token: int
-    generated: tuple[int, ...] = ()
+    next_token: Any  # int; a tuple of one per sequence for a batch
+    generated: tuple[Any, ...] = ()
 
     @property
     def hit_rate(self) -> float:
@@ -94,18 +94,26 @@ def run_prefill(ex: Any, prompt: Sequence[int] | Any, warmup: int = 1,
         ex.forward(prompt)
     ex.reset(prior_counts, forced, oracle)
     logits = ex.forward(prompt)
-    return _phase(ex, "prefill", ex.records[-1:], int(logits.argmax()))
+    return _phase(ex, "prefill", ex.records[-1:], _next(logits))
+
+
+def _next(logits: Any) -> Any:
+    """Greedy next token: an int for one sequence's ``[vocab]``, a tuple for ``[B, vocab]``."""
+    if logits.ndim == 1:
+        return int(logits.argmax())
+    return tuple(int(t) for t in logits.argmax(dim=-1))
 
 
 def run_decode(ex: Any, steps: int, first_token: int) -> PhaseReport:
     """Greedy-decode ``steps`` tokens from the executor's current state, one timed step each
-    (the first step consumes ``first_token``, e.g. the prefill's ``next_token``)."""
+    (the first step consumes ``first_token``, e.g. the prefill's ``next_token``; a tuple of
+    one token per sequence for a batch)."""
     start = len(ex.records)
     token = first_token
     out = []
     for _ in range(steps):
-        logits = ex.forward([token])
-        token = int(logits.argmax())
+        logits = ex.forward([[t] for t in token] if isinstance(token, tuple) else [token])
+        token = _next(logits)
         out.append(token)
     return _phase(ex, "decode", ex.records[start:], token, tuple(out))
 
@@ -148,6 +156,7 @@ class ExecutorResult:
     repeat_decode_s_per_token: tuple[float, ...]
     trace_path: str | None = None
     routing_trace: RoutingTrace | None = field(default=None, compare=False, repr=False)
+    batch: int = 1  # sequences decoded together (prompt_tokens each)
 
     @property
     def pcie_bytes(self) -> float:
@@ -155,6 +164,8 @@ class ExecutorResult:
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "routing_trace"}
+        if self.batch == 1:  # batch-1 results read as before batches existed
+            out.pop("batch")
         out["pcie_bytes"] = self.pcie_bytes
         for key in ("decode_step_s", "prefill_layer_s", "decode_layer_s", "generated",
                     "repeat_prefill_s", "repeat_decode_s_per_token"):
@@ -169,9 +180,11 @@ def prompt_ids(vocab_size: int, tokens: int, seed: int) -> list[int]:
 
 
 def build_executor(model: str | MoEModelConfig, offload: OffloadConfig, device: str | None,
-                   dtype: str | None, seed: int, max_tokens: int, nvtx: bool = False) -> Any:
+                   dtype: str | None, seed: int, max_tokens: int, nvtx: bool = False,
+                   batch: int = 1) -> Any:
     """An executor for a config (preset name, ``llmsim-moe`` file or executor-buildable
-    catalog model) on ``device`` (default: cuda when present)."""
+    catalog model) on ``device`` (default: cuda when present), decoding ``batch`` sequences
+    together (``max_tokens`` each)."""
     require_torch()
     from llmsim.expert_cache_executor.decoder import MoEExecutor
 
@@ -181,8 +194,9 @@ def build_executor(model: str | MoEModelConfig, offload: OffloadConfig, device: 
         "bf16" if dev.startswith("cuda") else "fp32")
     tdt = resolve_dtype(dtype, dev, default)
     cfg = cfg.replace(weight_dtype=dtype_name(tdt))
-    _check_memory(cfg, offload, dev, max_tokens)
-    return MoEExecutor(cfg, offload, dev, tdt, seed=seed, max_tokens=max_tokens, nvtx=nvtx)
+    _check_memory(cfg, offload, dev, max_tokens * batch)
+    return MoEExecutor(cfg, offload, dev, tdt, seed=seed, max_tokens=max_tokens, nvtx=nvtx,
+                       batch=batch)
 
 
 def _check_memory(cfg: MoEModelConfig, offload: OffloadConfig, device: str,
@@ -228,9 +242,12 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
                   prompt_tokens: int | None = None, decode_steps: int | None = None,
                   warmup: int = 1, repeats: int = 1,
                   profile_dir: str | None = None, nvtx: bool = False,
-                  trace_out: str | None = None, executor: Any = None) -> ExecutorResult:
+                  trace_out: str | None = None, executor: Any = None,
+                  batch: int = 1) -> ExecutorResult:
     """Build, warm up and time prefill + decode (see the module docstring). With zero decode
-    steps the decode metrics (time per token, tokens/s, decode hit rate) are NaN."""
+    steps the decode metrics (time per token, tokens/s, decode hit rate) are NaN. ``batch``:
+    sequences decoded together, each with its own seeded prompt of ``prompt_tokens``
+    (``executor`` must then be a batch-``batch`` executor)."""
     torch = require_torch()
     if repeats < 1 or warmup < 0:
         raise ConfigError("repeats must be >= 1 and warmup >= 0")
@@ -245,15 +262,21 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
     description = "router"
     spec = load_moe_config(model).to_model_spec()
     if routing != "router":
-        source = resolve_routing(routing, spec, prompt_tokens, decode_steps, seed)
+        source = resolve_routing(routing, spec, prompt_tokens, decode_steps, seed, batch)
         forced, prior, description = source.trace, source.prior_counts, source.description
-    prompt_tokens = forced.prompt_tokens if forced is not None else (prompt_tokens or 256)
+    prompt_tokens = forced.prompt_tokens // batch if forced is not None else (
+        prompt_tokens or 256)
     decode_steps = forced.decode_steps if forced is not None else (
         10 if decode_steps is None else decode_steps)
     check_context(spec, prompt_tokens, decode_steps)
     ex = executor or build_executor(model, offload, device, dtype, seed,
-                                    max_tokens=prompt_tokens + decode_steps + 1, nvtx=nvtx)
-    prompt = prompt_ids(ex.config.vocab_size, prompt_tokens, seed)
+                                    max_tokens=prompt_tokens + decode_steps + 1, nvtx=nvtx,
+                                    batch=batch)
+    if ex.batch != batch:
+        raise ConfigError(f"the executor decodes batches of {ex.batch}, not {batch}")
+    prompt: Any = prompt_ids(ex.config.vocab_size, prompt_tokens * batch, seed)
+    if batch > 1:  # one seeded prompt per sequence (sequence 0's is the batch-1 prompt)
+        prompt = [prompt[b * prompt_tokens:(b + 1) * prompt_tokens] for b in range(batch)]
     oracle = forced
     passes = warmup
     if forced is None:  # reference pass: record the router's choices (untimed)
@@ -311,8 +334,8 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
         decode_step_s=tuple(float(x) for x in per_step),
         prefill_s_median=statistics.median(prefills),
         decode_s_per_token_median=statistics.median(decodes),
-        tokens_per_s=1.0 / decode_s if decode_s > 0 else math.nan,
-        prefill_tokens_per_s=prompt_tokens / prefill_s if prefill_s > 0 else 0.0,
+        tokens_per_s=batch / decode_s if decode_s > 0 else math.nan,
+        prefill_tokens_per_s=batch * prompt_tokens / prefill_s if prefill_s > 0 else 0.0,
         prefill_layer_s=best[0].layer_s, decode_layer_s=best[1].layer_s, hits=total.hits,
         misses=total.misses, hit_rate=total.hit_rate,
         prefill_hit_rate=engine.stats["prefill"].hit_rate,
@@ -323,7 +346,7 @@ def run_benchmark(model: str | MoEModelConfig, offload: OffloadConfig, device: s
         h2d_bytes=ex.store.h2d_bytes, d2h_bytes=ex.d2h_bytes, kv_len=ex.kv_len,
         generated=(pre_rep.next_token,) + dec.generated,
         repeat_prefill_s=tuple(prefills), repeat_decode_s_per_token=tuple(decodes),
-        trace_path=trace_out, routing_trace=ex.recorded,
+        trace_path=trace_out, routing_trace=ex.recorded, batch=batch,
     )
 
 

@@ -74,6 +74,16 @@ def write_check(r: Any, fmt: str, out: str | None = None, details: bool = False)
         print_check(r, out)
 
 
+def _err(pred: float, meas: float) -> float:
+    return (pred - meas) / meas if meas else pred - meas
+
+
+def _median(values: Iterable[float]) -> float:
+    import statistics
+
+    return float(statistics.median(values))
+
+
 def print_check(r: Any, out: str | None = None) -> None:
     """The closed-loop check: measured vs predicted (and replayed-routing) prefill, decode per
     token and hit rate, a note on the routing and the machine's load, the measured machine."""
@@ -93,11 +103,30 @@ def print_check(r: Any, out: str | None = None) -> None:
                       units.fmt_pct(r.error_frac[key], signed=True),
                       show(r.predicted_replay[key]),
                       units.fmt_pct(r.error_frac_replay[key], signed=True))
+    batch = getattr(r, "batch", 1)
+    if batch > 1:
+        b = r.bytes_copied
+        table.add_row("H2D bytes", units.fmt_bytes(b["measured"]),
+                      units.fmt_bytes(b["predicted"]),
+                      units.fmt_pct(_err(b["predicted"], b["measured"]), signed=True),
+                      units.fmt_bytes(b["predicted_replay"]),
+                      units.fmt_pct(_err(b["predicted_replay"], b["measured"]), signed=True))
+        table.add_row("stall (predicted)", "", units.fmt_time(r.simulation.stall_s), "",
+                      units.fmt_time(r.simulation_replay.stall_s), "")
     with output_console(out) as con:
         con.print(table)
+        shape = (f"batch {batch} x prompt {ex.prompt_tokens}" if batch > 1
+                 else f"prompt {ex.prompt_tokens}")
         con.print(f"predicted: routing {r.sim_routing}; replay: the executor's recorded "
-                  f"routing.\nExecutor routing: {ex.routing}; prompt {ex.prompt_tokens}, "
+                  f"routing.\nExecutor routing: {ex.routing}; {shape}, "
                   f"{ex.decode_steps} decode steps, best of {ex.repeats} passes.")
+        if batch > 1 and ex.decode_step_s:
+            errs = r.step_error_frac
+            con.print("decode steps (replay), measured / predicted: " + ", ".join(
+                f"{units.fmt_time(m)} / {units.fmt_time(p)}" for m, p in zip(
+                    ex.decode_step_s, r.simulation_replay.decode_step_s, strict=True)))
+            con.print(f"per-step error: median {units.fmt_pct(_median(errs), signed=True)}, "
+                      f"worst {units.fmt_pct(max(errs, key=abs), signed=True)}")
         if r.contended:
             con.print(f"[yellow]note: load average {r.load_avg_before:.1f} on {r.cpu_count} "
                       "CPUs when the check started; other processes may have inflated the "

@@ -34,6 +34,12 @@ def write_expert_cache(result: Any, fmt: str, out: str | None = None,
                      + ([timeline_table(result)] if timeline else []), out)
 
 
+def _prompt_text(r: Any) -> str:
+    batch = getattr(r, "batch", 1)
+    return (f"{batch} x {r.prompt_tokens} tokens" if batch > 1
+            else f"{r.prompt_tokens} tokens")
+
+
 def expert_cache_tables(r: Any) -> list[Table]:
     """The summary (prefill, decode per token, hit rates, PCIe traffic, time split, GPU memory)
     and the per-layer prefill / decode tables of an expert-cache simulation."""
@@ -43,7 +49,10 @@ def expert_cache_tables(r: Any) -> list[Table]:
         f"{r.policy}, prefetch {r.prefetch} @ {r.prefetch_accuracy:g}, miss {r.miss}",
         [
             ("routing", f"{r.routing} (seed {r.seed})"),
-            ("prefill", f"{t(r.prefill_s)} for {r.prompt_tokens} tokens "
+            *([("batch", f"{r.batch} sequences decoded together (each step: one token "
+                         "of each; the union of their experts per layer)")]
+              if getattr(r, "batch", 1) > 1 else []),
+            ("prefill", f"{t(r.prefill_s)} for {_prompt_text(r)} "
                         f"({rate(r.prefill_tokens_per_s, digits=0)})"),
             ("decode per token", f"{t(r.decode_s_per_token)} ({rate(r.tokens_per_s)}, "
                                  f"{r.decode_steps} steps)" if r.decode_steps else

@@ -146,6 +146,28 @@ def summary_rows(s: dict[str, Any], run_info: dict[str, Any] | None = None
                         if s.get("prefix_caching") else "")),
         ("simulator", simulator_text(s, run_info or s)),
         *([("speculation", speculation_text(s["speculative"]))] if s.get("speculative") else []),
+        *(expert_offload_rows(s["expert_offload"]) if s.get("expert_offload") else []),
+    ]
+
+
+def expert_offload_rows(eo: dict[str, Any]) -> list[tuple[str, str]]:
+    """Two lines on a run's expert cache: the settings, then hit rate, misses and stalls."""
+    pct = units.fmt_pct
+
+    def rate(x: float | None) -> str:
+        return "n/a" if x is None else pct(x)
+
+    return [
+        ("expert cache", f"{eo['capacity_experts']} experts per layer "
+                         f"({units.fmt_bytes(eo['cache_bytes'])}), {eo['policy']}, prefetch "
+                         f"{eo['prefetch']} at {eo['prefetch_accuracy']:g}, miss "
+                         f"{eo['miss']}, routing {eo['routing']}, host {eo['host']}"),
+        ("expert hits", f"hit rate {rate(eo['hit_rate'])} (prefill "
+                        f"{rate(eo['prefill_hit_rate'])}, decode {rate(eo['decode_hit_rate'])})"
+                        f"; {eo['misses_per_step'] or 0:,.1f} misses of "
+                        f"{eo['experts_per_step'] or 0:,.1f} experts per step; stall "
+                        f"{rate(eo['stall_frac'])} of step time; "
+                        f"{units.fmt_bytes(eo['bytes_fetched'])} over the host link"),
     ]
 
 

@@ -36,6 +36,7 @@ from llmsim.costmodel.deployment import Deployment
 from llmsim.errors import ConfigError
 from llmsim.io import check_path_name, path_name_problem, shown
 from llmsim.serving.disagg_config import DisaggSection, check_disagg
+from llmsim.serving.expert_offload_config import ExpertOffloadSection
 from llmsim.serving.schedulers.base import Order
 from llmsim.workload.spec import WorkloadSection
 
@@ -194,16 +195,21 @@ class SimulationConfig(Spec):
     engine: EngineSection | None = None
     decoding: DecodingSection = DecodingSection()
     disagg: DisaggSection | None = None  # prefill/decode pools (serving/disagg_config.py)
+    #: a GPU expert cache per replica, the other experts in host memory (MoE models)
+    expert_offload: ExpertOffloadSection | None = None
 
     @model_serializer(mode="wrap")
     def _without_default_decoding(self, handler: Any) -> Any:
         """The decoding section is left out of dumps while it is the default (plain
-        decoding), so configs written before it existed read and write the same."""
+        decoding), and the expert-offload section while there is none, so configs written
+        before they existed read and write the same."""
         data = handler(self)
         if isinstance(data, dict) and self.decoding == DecodingSection():
             data.pop("decoding", None)
         if isinstance(data, dict) and self.disagg is None:
             data.pop("disagg", None)
+        if isinstance(data, dict) and self.expert_offload is None:
+            data.pop("expert_offload", None)
         return data
 
     @model_validator(mode="before")
@@ -368,7 +374,7 @@ def paths_relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
     data = dict(data)
     for section, key in (("model", "name"), ("hardware", "profile"),
-                         ("hardware", "estimator_model")):
+                         ("hardware", "estimator_model"), ("expert_offload", "routing")):
         if isinstance(data.get(section), dict) and key in data[section]:
             data[section] = {**data[section], key: _relative_path(
                 data[section][key], base, must_exist=True)}

@@ -221,6 +221,8 @@ class SimulationReport:
             summary["beam"] = setup.beam
         if setup.speculation is not None:
             summary["speculative"] = speculative_summary(setup, col("output_tokens"), done)
+        if getattr(setup, "expert_offload", None) is not None:
+            summary["expert_offload"] = setup.expert_offload.summary(sim.offload_pricers)
         itls = sim.itl_log.frame(col("replica")) if sim.itl_log is not None else None
         return cls(summary, rows, ts, sim.hist, sim.trace_steps, cfg, itls,
                    run_info(sim.wall_s, t.n))

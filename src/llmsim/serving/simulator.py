@@ -87,6 +87,13 @@ class ServingSetup:
             from llmsim.costmodel.beams import BeamStepModel
 
             self.step_model = BeamStepModel(self.step_model, self.beam)
+        self.expert_offload = None
+        if cfg.expert_offload is not None:  # a GPU expert cache per replica (expert_offload.py)
+            from llmsim.serving.expert_offload import ExpertOffload
+
+            self.expert_offload = ExpertOffload(
+                cfg.expert_offload, self.step_model, cfg.workload.seed, cfg.parallelism.tp,
+                cfg.parallelism.pp, self.beam, self.speculation)
         model_len = (self.deployment.model.max_position_embeddings
                      if self.deployment is not None else 1 << 20)
         self.max_model_len = int(cfg.model.max_model_len or model_len)
@@ -146,6 +153,8 @@ class ServingSetup:
             tokens, self.info["memory"] = afd_kv_capacity_tokens(dep, util, self.max_batched,
                                                                  sc.max_num_seqs)
             return tokens
+        if self.expert_offload is not None:
+            return self._offload_kv_capacity(util)
         spec = dep.model
         check_weights_fit(spec, dep.cluster, dep.plan, dep.precision, util)
         mem = analyze_memory(spec, dep.cluster, dep.plan, dep.precision,
@@ -170,6 +179,26 @@ class ServingSetup:
                 "--max-num-batched-tokens",
                 need_bytes=mem.weight_bytes + mem.activation_bytes, have_bytes=mem.usable_bytes)
         return int(mem.max_kv_tokens)
+
+    def _offload_kv_capacity(self, util: float) -> int:
+        """KV tokens beside the expert cache (``expert_cache.gpu_memory.serving_footprint``)."""
+        sc = self.cfg.scheduler
+        assert self.expert_offload is not None
+        fp = self.expert_offload.footprint(self.max_batched, sc.max_num_seqs, util)
+        self.kv_bytes_per_token = fp.kv_bytes_per_token
+        self.info["memory"] = {"expert_offload": fp.as_dict()}
+        if sc.kv_capacity_tokens is not None:
+            return int(sc.kv_capacity_tokens)
+        if fp.max_kv_tokens < sc.block_size:
+            raise DoesNotFitError(
+                f"{self.deployment.model.name} with {self.expert_offload.config.capacity} "
+                f"experts cached per layer leaves no KV cache on {self.deployment.hardware.name}"
+                f" ({fp.cache_bytes / 1e9:.1f} GB cache, {fp.resident_weight_bytes / 1e9:.1f} GB"
+                f" other weights of {fp.usable_bytes / 1e9:.1f} GB usable); lower "
+                "--expert-cache-experts or raise --memory-utilization",
+                need_bytes=fp.resident_weight_bytes + fp.cache_bytes,
+                have_bytes=fp.usable_bytes)
+        return int(fp.max_kv_tokens)
 
     def _speculate(self, spec: Any) -> None:
         """Verification steps as decode ticks: the step model prices each decode sequence as
@@ -230,6 +259,8 @@ class Simulation:
     def __init__(self, setup: ServingSetup, progress: ProgressFn | None = None,
                  closed_form: bool = True):
         self._init_run(setup, progress)
+        if getattr(setup, "expert_offload", None) is not None:
+            closed_form = False  # stateful pricing: every step priced one by one
         seeds = np.random.SeedSequence(setup.cfg.workload.seed).spawn(6)
         self.router = setup.router_cls(np.random.default_rng(seeds[5]))
         self.pricer = step_pricer(setup)
@@ -256,6 +287,7 @@ class Simulation:
         self.hist = LogHistogram()
         self.trace_steps: list | None = [] if cfg.metrics.chrome_trace else None
         self.itl_log: ItlLog | None = None
+        self.offload_pricers: list = []  # expert offload: every replica's own pricer
         span = float(wl.arrival_s[-1]) if self.n else 0.0
         interval = cfg.metrics.sample_interval_s or max(span / 2000.0, 0.01)
         self.ts = TimeSeries(interval, cfg.metrics.max_timeseries_points)
@@ -303,18 +335,28 @@ class Simulation:
                                  trace_limit=cfg.metrics.max_trace_steps,
                                  beam=setup.beam)
                    for i in range(cfg.parallelism.replicas)]
+        base = pricer or self.pricer
+        offload = getattr(setup, "expert_offload", None)
+        #: one pricer per replica: the shared one, or (expert offload) each its own caches
+        pricers = [base if offload is None else offload.pricer(base, rc.index, self._now)
+                   for rc in configs]
+        if offload is not None:
+            self.offload_pricers.extend(pricers)
         return [
             replica_cls(rc, setup.scheduler_cls(limits),
                         KVCache(setup.num_blocks, sc.block_size, sc.prefix_caching,
                                 setup.host_blocks),
                         loop=self.loop, table=self.table if table is None else table,
                         workload=wl,
-                        pricer=pricer or self.pricer, itl_hist=self.hist, on_finish=on_finish,
+                        pricer=pricers[i], itl_hist=self.hist, on_finish=on_finish,
                         next_arrival=next_arrival, trace_steps=self.trace_steps, **extra)
-            for rc in configs
+            for i, rc in enumerate(configs)
         ]
 
     # ------------------------------------------------------------------ handlers
+    def _now(self) -> float:
+        return self.loop.now_s
+
     def _next_arrival(self) -> float:
         return self.next_arrival_s
 
