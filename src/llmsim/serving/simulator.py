@@ -280,8 +280,11 @@ class Simulation:
         self.warmup = wl.warmup_requests
         self.warm_left = wl.warmup_requests if wl.concurrency else 0
         # a send reaches the engine's queue after its jitter and the engine's frontend cost
-        self.jitter = (array("d", np.asarray(wl.jitter_s, dtype=np.float64).tobytes())
-                       if wl.jitter_s is not None else None)  # 8 B each, no objects
+        self.jitter = None  # 8 B each, Python floats when read (no per-request objects)
+        if wl.jitter_s is not None:
+            self.jitter = array("d", [0.0]) * self.n
+            np.frombuffer(self.jitter, dtype=np.float64)[:] = wl.jitter_s
+            wl.jitter_s = np.frombuffer(self.jitter, dtype=np.float64)  # one copy, not two
         self.frontend_s = setup.request_overhead_s
         self.delayed = self.jitter is not None or self.frontend_s > 0
         self.in_flight = 0
