@@ -214,17 +214,19 @@ def rss_check(n: int, trace: str, rate_scale: float) -> int:
     import numpy as np
 
     sizes = sorted({max(int(n * f), 1) for f in RSS_FRACTIONS})
-    runs = [run_once({"scheduler": "chunked", "requests": k, "trace": trace,
-                      "rate_scale": rate_scale}) for k in sizes]
+    runs = []
+    for k in sizes:  # each printed as it ends (the largest take minutes)
+        r = run_once({"scheduler": "chunked", "requests": k, "trace": trace,
+                      "rate_scale": rate_scale})
+        runs.append(r)
+        print(f"rss check: {r['requests']:>10,} requests  peak RSS {r['peak_rss_mb']:7.1f} MB "
+              f"(after imports {r['rss_start_mb']:.1f} MB), {r['rss_bytes_per_request']:,.0f} "
+              f"bytes/request over it, wall {r['wall_s']:.1f} s", flush=True)
     mb = 2**20
     x = np.array([r["requests"] for r in runs], dtype=float)
     y = np.array([r["peak_rss_mb"] * mb for r in runs])
     slope, intercept = np.polyfit(x, y, 1) if len(runs) > 1 else (0.0, y[0])
     worst = float(np.max(np.abs(y - (intercept + slope * x)))) if len(runs) > 1 else 0.0
-    for r in runs:
-        print(f"rss check: {r['requests']:>10,} requests  peak RSS {r['peak_rss_mb']:7.1f} MB "
-              f"(after imports {r['rss_start_mb']:.1f} MB), {r['rss_bytes_per_request']:,.0f} "
-              f"bytes/request over it, wall {r['wall_s']:.1f} s", flush=True)
     largest = runs[-1]
     if largest["requests"] >= RSS_GOAL_REQUESTS:
         peak = largest["peak_rss_mb"] * mb
