@@ -13,7 +13,10 @@ Python API (the CLI is a thin layer over it)::
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI's first milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

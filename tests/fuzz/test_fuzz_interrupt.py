@@ -91,3 +91,56 @@ def test_sigint_leaves_the_old_bundle_or_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["old"]  # no new folder, no temporary sibling
     assert sorted(os.listdir(old)) == ["requests.csv", "summary.json"]
     assert (old / "summary.json").read_text() == '{"old": true}\n'
+
+
+#: a child that enters ``llmsim`` as the console script does and is held inside the CLI's
+#: imports (importing typer sleeps) until it is interrupted: the signal lands in an import
+_HELD_IN_IMPORTS = """
+import sys, time
+class HoldTyper:
+    def find_spec(self, name, path=None, target=None):
+        if name == "typer":
+            sys.stderr.write("importing\\n"); sys.stderr.flush()
+            time.sleep(60)
+        return None
+sys.meta_path.insert(0, HoldTyper())
+from {module} import main
+main(["catalog", "list"])
+"""
+
+
+def _interrupt_in_imports(module: str, tmp_path: Path) -> tuple[int, str, str]:
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_IN_IMPORTS.format(module=module)],
+                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr.readline() == "importing\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err
+
+
+def test_sigint_during_the_cli_imports_is_one_line_and_exit_130(tmp_path):
+    """Ctrl-C in the first half second of ``llmsim ...`` (the imports) printed a traceback."""
+    assert _interrupt_in_imports("llmsim.cli.entry", tmp_path) == (130, "", "interrupted\n")
+
+
+def test_the_held_import_really_is_interrupted_there(tmp_path):
+    """The check above can fail: entering through the app module itself, the same signal
+    surfaces as a traceback out of the import (and Python dies of the signal: -SIGINT)."""
+    code, out, err = _interrupt_in_imports("llmsim.cli.app", tmp_path)
+    assert code == -signal.SIGINT and "Traceback" in err and "KeyboardInterrupt" in err
+
+
+def test_the_console_script_and_python_m_use_the_guarded_entry():
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["llmsim"] == "llmsim.cli.entry:main"
+    done = subprocess.run([sys.executable, "-m", "llmsim", "--version"], env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.startswith("llmsim ")) == (0, True)

@@ -68,10 +68,10 @@ def _queue_at_last_arrival(report: Any) -> tuple[int, float, float] | None:
     s = report.summary()
     if (s.get("workload") or {}).get("concurrency"):
         return None  # a closed loop offers what it is served
-    req, ts = report.requests, report.timeseries
-    if len(req) < 20 or ts is None or len(ts) < 4 or "waiting" not in ts:
+    ts = report.timeseries
+    arrival = report.request_column("arrival_s")  # one column, not the whole request table
+    if len(arrival) < 20 or ts is None or len(ts) < 4 or "waiting" not in ts:
         return None
-    arrival = req["arrival_s"].to_numpy()
     first, last = float(np.nanmin(arrival)), float(np.nanmax(arrival))
     if last <= first:
         return None  # all at once: a batch, not a rate
@@ -82,7 +82,8 @@ def _queue_at_last_arrival(report: Any) -> tuple[int, float, float] | None:
     w = waiting[window]
     at_last = int(w[-1])
     half = len(w) // 2
-    grew = at_last > QUEUE_GROWTH_FRAC * len(req) and w[half:].mean() > 2 * max(w[:half].mean(), 1)
+    grew = (at_last > QUEUE_GROWTH_FRAC * len(arrival)
+            and w[half:].mean() > 2 * max(w[:half].mean(), 1))
     if not grew:
         return None
-    return at_last, len(req) / (last - first), s["requests_per_s"]
+    return at_last, len(arrival) / (last - first), s["requests_per_s"]

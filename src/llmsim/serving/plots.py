@@ -31,12 +31,21 @@ def _save(plt: Any, fig: Any, summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
+#: the most points one CDF curve is drawn with (longer runs: evenly spaced ranks, the first and
+#: the last included; a curve this dense looks the same, and matplotlib holds several copies
+#: of what it draws -- millions of points would cost more memory than the run)
+CDF_POINTS = 20_000
+
+
 def _cdf(ax: Any, values: np.ndarray, label: str) -> None:
-    v = np.sort(values[np.isfinite(values)])
+    v = values[np.isfinite(values)]
+    v.sort()
     if len(v) == 0:
         ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
         return
-    ax.plot(v * 1e3, np.arange(1, len(v) + 1) / len(v), lw=1.5, label=label)
+    ranks = (np.arange(len(v)) if len(v) <= CDF_POINTS
+             else np.unique(np.linspace(0, len(v) - 1, CDF_POINTS).astype(np.int64)))
+    ax.plot(v[ranks] * 1e3, (ranks + 1) / len(v), lw=1.5, label=label)
 
 
 def plot_latency_cdfs(report: Any, path: Path) -> Path:

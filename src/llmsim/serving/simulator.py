@@ -275,14 +275,11 @@ class Simulation:
         cfg = setup.cfg
         wl = setup.workload
         self.n = len(wl)
-        self.table = RequestTable(wl.input_tokens, wl.output_tokens, wl.arrival_s, wl.priority)
-        self.reasons = array("b", setup.reject_reasons().astype(np.int8).tobytes())  # 1 B each
-        # the workload's token counts and priorities live on in the table only (4-byte views,
-        # not a second 8-byte copy; never written by the run)
-        wl.input_tokens = self.table.column("input_tokens")
-        wl.output_tokens = self.table.column("output_tokens")
-        if wl.priority is not None:
-            wl.priority = self.table.column("priority")
+        # the workload's token counts, send times and priorities move into the table (its
+        # arrays become views of the table's narrow columns); each request's reject reason
+        # is filled in up front (applied at its arrival)
+        self.table = RequestTable.from_setup(setup, cfg.parallelism.replicas)
+        self.reasons = self.table.reject_reason
         self.loop = EventLoop()
         self.hist = LogHistogram()
         self.trace_steps: list | None = [] if cfg.metrics.chrome_trace else None
@@ -300,7 +297,11 @@ class Simulation:
         self.warmup = wl.warmup_requests
         self.warm_left = wl.warmup_requests if wl.concurrency else 0
         # a send reaches the engine's queue after its jitter and the engine's frontend cost
-        self.jitter = wl.jitter_s.tolist() if wl.jitter_s is not None else None
+        self.jitter = None  # 8 B each, Python floats when read (no per-request objects)
+        if wl.jitter_s is not None:
+            self.jitter = array("d", [0.0]) * self.n
+            np.frombuffer(self.jitter, dtype=np.float64)[:] = wl.jitter_s
+            wl.jitter_s = np.frombuffer(self.jitter, dtype=np.float64)  # one copy, not two
         self.frontend_s = setup.request_overhead_s
         self.delayed = self.jitter is not None or self.frontend_s > 0
         self.in_flight = 0

@@ -94,9 +94,13 @@ def _tile(trace: Trace, n: int) -> tuple[np.ndarray, ...]:
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
         id_span = int(trace.hash_values.max()) + 1 if len(trace.hash_values) else 1
-        parts = [trace.hash_values[trace.hash_offsets[i]:trace.hash_offsets[i + 1]] + t * id_span
-                 for i, t in zip(idx.tolist(), tile.tolist(), strict=True)]
-        values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        # vectorised (no per-request Python objects): output element j of request r is trace
+        # value hash_offsets[idx[r]] + (j - offsets[r]), shifted by r's tile x id_span
+        src = np.repeat(trace.hash_offsets[:-1][idx] - offsets[:-1], lens)
+        src += np.arange(len(src), dtype=np.int64)
+        values = trace.hash_values[src].astype(np.int64, copy=False)
+        del src
+        values += np.repeat(tile.astype(np.int64) * id_span, lens)
     return inputs, outputs, arrival, priority, offsets, values, reps
 
 
