@@ -429,6 +429,10 @@ def _candidates(cfg: SearchConfig, verdicts: list[an.Verdict],
                            else math.inf, r["layout"]))
     for group in ("serving", "static"):
         mine = [r for r in ok if r["group"] == group]
+        if mine and group == "static" and cfg.space.disagg != "only":
+            mine[0]["reason"] = ("the best disaggregated layout by the xPyD static estimate; "
+                                 "ranked on its own, not against serving-simulated layouts "
+                                 "(no serving confirmation yet)")
         for i, r in enumerate(mine, 1):
             r["rank"] = i
             if i > 1:
