@@ -270,6 +270,7 @@ def evaluate_disagg_layout(task: dict[str, Any]) -> dict[str, Any]:
     row = static_evaluation(task)
     if row["status"] == "ok":
         row = confirm_disagg_serving(task, row)
+    row["wall_s"] = time.perf_counter() - t0
     log.info("%s: %s in %.2f s", row["plan_key"], row.get("status"), time.perf_counter() - t0)
     return row
 

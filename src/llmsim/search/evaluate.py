@@ -234,6 +234,7 @@ def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _done(row: dict[str, Any], t0: float) -> dict[str, Any]:
+    row["wall_s"] = time.perf_counter() - t0
     log.info("%s: %s in %.2f s", row["plan_key"], row.get("status"), time.perf_counter() - t0)
     return row
 

@@ -179,6 +179,7 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     t0 = time.perf_counter()
     verdicts = stage.verdicts(all_layouts, cfg.search.prune)
     analytic_s = time.perf_counter() - t0
+    n_disagg = sum(1 for lay in all_layouts if lay.kind == "disaggregated")
 
     by_plan: dict[Plan, list[an.Verdict]] = {}
     disagg_survivors: list[an.Verdict] = []
@@ -310,7 +311,13 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                 "disaggregated_typical_request": {"prompt": prompt, "output": output}}
     timing = {"analytic_wall_s": analytic_s, "analytic_layouts_per_wall_s":
               len(all_layouts) / analytic_s if analytic_s > 0 else math.inf,
-              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start}
+              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start,
+              # summed over tasks (in the workers): what each layout kind cost
+              "task_s": {kind: sum(float(r.get("wall_s") or 0.0) for r in results.values()
+                                   if r.get("kind", "aggregated") == kind)
+                         for kind in ("aggregated", "disaggregated")},
+              "analytic_layouts": {"aggregated": len(all_layouts) - n_disagg,
+                                   "disaggregated": n_disagg}}
     front = frontier(plan_rows)
     front_d = frontier(disagg_rows)
     if cfg.space.disagg == "only":

@@ -192,8 +192,8 @@ class DisaggLayout:
     @property
     def key(self) -> str:
         p, d = self.prefill, self.decode
-        return (f"{self.ratio}/prefill-{p.gpu}-tp{p.tp}-ep{p.ep}-tok{p.max_num_batched_tokens}/"
-                f"decode-{d.gpu}-tp{d.tp}-ep{d.ep}-seqs{d.max_num_seqs}/"
+        return (f"{self.ratio}/P-{p.gpu}-tp{p.tp}-ep{p.ep}-tok{p.max_num_batched_tokens}/"
+                f"D-{d.gpu}-tp{d.tp}-ep{d.ep}-seqs{d.max_num_seqs}/"
                 f"w-{p.weight_dtype}/kv-{p.kv_dtype}")
 
     @property
