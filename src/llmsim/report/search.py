@@ -100,9 +100,11 @@ def gpus_text(b: dict[str, Any]) -> str:
 def disagg_summary(result: SearchResult) -> str:
     """One line on the disaggregated layouts: how many, how they were priced, the best."""
     c = result.counts
-    text = (f"{c['disaggregated_layouts']:,} xPyD layouts, {c['disaggregated_estimated']} "
-            f"priced by the static estimate ({c.get('static_estimates', 0)} estimates; "
-            "serving confirmation not available)")
+    text = (f"{c['disaggregated_layouts']:,} xPyD layouts, {c['disaggregated_survivors']} "
+            f"survive the analytic bounds, {c['disaggregated_estimated']} priced by the static "
+            f"estimate ({c.get('static_estimates', 0)} estimates), "
+            f"{c['disaggregated_pruned_by_bound']} pruned by their bound; serving "
+            "confirmation not available")
     bd = result.best_disaggregated
     if bd is not None:
         text += (f"; best {bd['layout']}: {_fmt(bd['goodput_rps_per_gpu'])} req/s per GPU "

@@ -283,17 +283,20 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                  if r.get("status") == "ok" and r.get("kind", "aggregated") == "aggregated"]
     disagg_rows = [r for r in results.values()
                    if r.get("status") == "ok" and r.get("kind") == "disaggregated"]
-    counts: dict[str, int] = {"layouts": len(candidates), "plans": len(tasks)}
+    agg_keys = {t["plan_key"] for t in tasks if t["kind"] == "aggregated"}
+    counts: dict[str, int] = {"layouts": len(candidates), "plans": len(agg_keys)}
     for c in candidates:
         counts[c["status"]] = counts.get(c["status"], 0) + 1
-    counts["plans_simulated"] = len(results)
-    counts["plans_pruned_by_bound"] = len(pruned)
+    counts["plans_simulated"] = len([k for k in results if k in agg_keys])
+    counts["plans_pruned_by_bound"] = len([k for k in pruned if k in agg_keys])
     counts["simulations"] = sum(int(r.get("simulations", 0)) for r in results.values())
     counts["disaggregated_layouts"] = sum(1 for c in candidates
                                           if c["kind"] == "disaggregated")
     counts["disaggregated_estimated"] = len([r for r in results.values()
                                              if r.get("kind") == "disaggregated"])
     counts["static_estimates"] = sum(int(r.get("estimates", 0)) for r in results.values())
+    counts["disaggregated_survivors"] = len(tasks) - len(agg_keys)
+    counts["disaggregated_pruned_by_bound"] = len(pruned) - counts["plans_pruned_by_bound"]
     settings = {"model": spec.name, "mode": cfg.mode, "load": cfg.load,
                 "slo": [t.as_dict() for t in cfg.targets], "objective": cfg.search.objective,
                 "num_requests": base["workload"]["num_requests"],
