@@ -48,7 +48,7 @@ def test_disagg_best_equals_brute_force(pruned, brute):
     assert pruned.best["objective"] == pytest.approx(brute.best["objective"], rel=1e-12)
     # the pruned search did prune, by every kind of bound (else the test proves nothing)
     reasons = [c["reason"] for c in pruned.candidates]
-    assert any("batch-1 bound" in r for r in reasons)
+    assert any("lower bound of the typical request" in r for r in reasons)
     assert any("capacity bound" in r for r in reasons)
     assert any("not estimated" in r for r in reasons)
     assert pruned.counts["disaggregated_estimated"] < brute.counts["disaggregated_estimated"]

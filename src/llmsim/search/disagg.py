@@ -25,17 +25,20 @@ never removes the estimate's best; ``tests/test_search_disagg.py`` checks best =
 
 - does not fit: either pool's weights (``memory.check_weights_fit``), or a decode worker's KV
   cache cannot hold the workload's longest request (a real engine would refuse it);
-- latency: the estimate's TTFT is its prefill step of ``n_p >= 1`` prompts plus queueing and
-  exposed KV transfer, so ``TTFT >= t1(p)``, a batch-1 prefill of the mean prompt on the
-  prefill plan; its TPOT is a decode step of ``b >= 1`` sequences at contexts ``>= p + 1``, so
-  ``TPOT >= d1(p + 1)``; ``E2E >= t1 + (o - 1) d1`` (step times are monotone,
+- latency: the estimate's TTFT is its prefill step ``t_p`` of ``n_p >= 1`` prompts plus
+  queueing and exposed KV transfer, so ``TTFT >= t_p >= t1(p)``, a batch-1 prefill of the mean
+  prompt on the prefill plan; its TPOT is a decode step of ``b >= 1`` sequences at contexts
+  ``>= p + 1``, so ``TPOT >= d1(p + 1)``; ``E2E >= t1 + (o - 1) d1`` (step times are monotone,
   ``costmodel/kernels.py``);
-- capacity (open loop): the estimate's rate is at most the prefill pool's
-  ``x n_p / t_p <= x / (p c_tok)`` and the decode pool's ``y b / ((o - 1) TPOT(b)) <=
-  y / ((o - 1) c_dec)``, with ``c_tok`` (over ``n`` up to ``max(budget, p)`` tokens a step) and
-  ``c_dec`` (``b`` up to ``max_num_seqs``) the aggregated stage's per-token lower bounds
-  (``search/analytic.py``). That bound ``ub`` caps the goodput, so the branch-and-bound's
-  dominance prune is exact too.
+- capacity: wherever the SLO holds, the estimate's rate is at most the prefill pool's
+  ``x rho_L n_p / t_p`` (``n_p``, ``t_p``: the estimate's own prefill step, one static
+  estimate per prefill plan, :func:`prefill_step`; ``rho_L = 2k / (1 + 2k)``, ``k = L / t_p -
+  1``, the utilisation at which its M/D/1 wait alone fills a TTFT limit ``L``) and the decode
+  pool's ``y b / ((o - 1) TPOT(b)) <= y / ((o - 1) c_dec)`` (the estimate clamps its rate
+  there), ``c_dec`` the aggregated stage's per-sequence lower bound (``search/analytic.py``)
+  over ``b`` up to ``max_num_seqs`` -- or up to the largest batch whose decode-stage lower
+  bound stays within a TPOT limit. That bound ``ub`` caps the goodput (open loop: below the
+  requested rate, ``slo_missed``), so the branch-and-bound's dominance prune is exact too.
 
 Engines: ``disagg.estimate_disagg`` takes no engine, so disaggregated layouts are
 engine-neutral (no fixed costs); their bounds are therefore the engine-neutral ones.
@@ -91,14 +94,50 @@ def _pool_terms(stage: an.AnalyticStage, plan: Plan, role: str) -> dict[str, Any
     return out
 
 
+def pool_formats(args: dict[str, Any], plan: dict[str, Any] | Plan) -> dict[str, Any]:
+    """The ``estimate_disagg`` / ``estimate`` format keywords of a pool: the search's fixed
+    ``Deployment.resolve`` arguments and the plan's weight and KV formats."""
+    get = plan.get if isinstance(plan, dict) else (lambda k: getattr(plan, k))
+    return {k: v for k, v in {
+        "dtype": args.get("dtype"), "act_dtype": args.get("act_dtype"),
+        "weight_dtype": get("weight_dtype"), "kv_dtype": get("kv_dtype"),
+        "profile": args.get("profile"), "efficiency": args.get("efficiency"),
+        "estimator": args.get("estimator", "calibrated"),
+        "estimator_model": args.get("estimator_model")}.items() if v is not None}
+
+
+def prefill_step(args: dict[str, Any], plan: Plan, prompt: int) -> tuple[int, float]:
+    """``(n_p, t_p)``: the prompts one prefill worker prefills a step and that step's time,
+    exactly as ``disagg.estimate_disagg`` prices them (its static ``estimate`` of the prefill
+    pool at batch ``n_p``; a thin mirror, ``disagg/`` itself is not changed)."""
+    from llmsim.estimates.static_batch import estimate
+
+    n_p = max(1, min(plan.max_num_seqs, plan.max_num_batched_tokens // prompt))
+    pre = estimate(args["model"], plan.gpu, num_gpus=plan.tp * plan.pp, tp=plan.tp, pp=plan.pp,
+                   ep=plan.ep, dp=1, batch=n_p, prompt=prompt, output=1,
+                   **pool_formats(args, plan))
+    return n_p, float(pre.ttft_s)
+
+
 def _prefill_terms(stage: an.AnalyticStage, plan: Plan) -> dict[str, Any]:
     p, _ = typical_lengths(stage.lengths)
     sm = stage.step_model(plan)
     t1 = sm.step_time(BatchShape.prefill(1, p))
-    c_tok = an._per_unit_lower_bound(stage.unit_cost(plan, "tok"),
-                                     max(plan.max_num_batched_tokens, p))
-    return {"status": an.FITS, "t1_s": t1,
-            "ub_rps_per_worker": 1.0 / (p * c_tok) if c_tok > 0 else math.inf}
+    try:
+        n_p, t_p = prefill_step(stage.args, plan, p)
+    except DoesNotFitError as exc:
+        return {"status": an.DOES_NOT_FIT, "error": f"prefill pool: {exc}"}
+    except LLMSimError as exc:
+        return {"status": an.INVALID, "error": f"prefill pool: {exc}"}
+    mu = n_p / t_p
+    # TTFT >= t_p + W(rho), W = t_p rho / (2 (1 - rho)) (the estimate's M/D/1 wait): a TTFT
+    # limit L caps rho at 2k / (1 + 2k), k = L / t_p - 1
+    limits = [t.limit_s for t in stage.targets if t.metric == "ttft"]
+    rho = 1.0
+    if limits:
+        k = min(limits) / t_p - 1.0
+        rho = 0.0 if k <= 0 else min(1.0, 2 * k / (1 + 2 * k))
+    return {"status": an.FITS, "t1_s": max(t1, t_p), "ub_rps_per_worker": mu * rho}
 
 
 def _decode_terms(stage: an.AnalyticStage, plan: Plan) -> dict[str, Any]:
@@ -117,7 +156,17 @@ def _decode_terms(stage: an.AnalyticStage, plan: Plan) -> dict[str, Any]:
                           f"GPU holds {max(kv_tokens, 0):,} tokens; the longest request needs "
                           f"{stage.longest_kv:,}")}
     d1 = float(np.asarray(sm.decode_step_times(1, np.array([float(p + 1)])))[0])
-    c_dec = an._per_unit_lower_bound(stage.unit_cost(plan, "dec"), plan.max_num_seqs)
+    g = stage.unit_cost(plan, "dec")
+    # a TPOT limit L caps the decode batch at b_L, the largest b with g(b) <= L (g <= TPOT(b))
+    b_max = plan.max_num_seqs
+    limits = [t.limit_s for t in stage.targets if t.metric in ("tpot", "itl")]
+    if limits and g(b_max) > min(limits):
+        lo, hi = 0, b_max  # g(hi) > L; g(lo) <= L (lo = 0: none)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if g(mid) <= min(limits) else (lo, mid)
+        b_max = max(lo, 1)
+    c_dec = an._per_unit_lower_bound(g, b_max)
     work = (o - 1) * c_dec
     return {"status": an.FITS, "d1_s": d1,
             "ub_rps_per_worker": 1.0 / work if work > 0 else math.inf}
@@ -139,12 +188,12 @@ def disagg_verdict(stage: an.AnalyticStage, layout: DisaggLayout, prune: bool = 
         bounds[t.name] = {"ttft": pre["t1_s"], "tpot": dec["d1_s"], "itl": dec["d1_s"],
                           "e2e": pre["t1_s"] + (o - 1) * dec["d1_s"]}[t.metric]
     ub = min(layout.prefill_workers * pre["ub_rps_per_worker"],
-             layout.decode_workers * dec["ub_rps_per_worker"])
+             layout.decode_workers * dec["ub_rps_per_worker"]) * (1 + 1e-6)  # its clamp's slack
     for t in stage.targets if prune else ():
         if bounds[t.name] > t.limit_s:
             return an.Verdict(layout, an.SLO_MISSED,
                               f"{t.name} is at least {units.fmt_ms(bounds[t.name], 1)} ms "
-                              f"(batch-1 bound of the typical request) > "
+                              f"(lower bound of the typical request) > "
                               f"{units.fmt_ms(t.limit_s, 1)} ms", ub, 0, bounds)
     if prune and stage.rate is not None and ub < stage.rate:
         return an.Verdict(layout, an.SLO_MISSED,
@@ -171,14 +220,7 @@ class StaticPoints:
         self.task = task
         self.prefill = _pool(lay["prefill"], lay["prefill_workers"])
         self.decode = _pool(lay["decode"], lay["decode_workers"])
-        plan = lay["prefill"]
-        self.formats = {k: v for k, v in {
-            "dtype": task["formats"].get("dtype"), "act_dtype": task["formats"].get("act_dtype"),
-            "weight_dtype": plan["weight_dtype"], "kv_dtype": plan["kv_dtype"],
-            "profile": task["formats"].get("profile"),
-            "efficiency": task["formats"].get("efficiency"),
-            "estimator": task["formats"].get("estimator", "calibrated"),
-            "estimator_model": task["formats"].get("estimator_model")}.items() if v is not None}
+        self.formats = pool_formats(task["formats"], lay["prefill"])
         self._memo: dict[int | None, Any] = {}
         self.calls = 0
 
@@ -231,16 +273,27 @@ def concurrency_grid(c_max: int, tolerance: float) -> list[int]:
 
 def _requested_concurrency(pts: StaticPoints, rate: float, c_max: int) -> int | None:
     """The least concurrency whose estimated rate reaches ``rate`` (None: not up to
-    ``c_max``)."""
-    if pts.at(c_max).requests_per_s < rate * (1 - 1e-9):
+    ``c_max``): false position on the bracket ``lambda(lo) < rate <= lambda(hi)`` (Illinois
+    step), which lands on the same integer as bisection in a few estimates."""
+    target = rate * (1 - 1e-9)
+    f_hi = pts.at(c_max).requests_per_s - target
+    if f_hi < 0:
         return None
-    lo, hi = 0, c_max  # lambda(lo) < rate (lo = 0: none), lambda(hi) >= rate
+    lo, f_lo, hi, side = 0, -target, c_max, 0
     while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if pts.at(mid).requests_per_s >= rate * (1 - 1e-9):
-            hi = mid
+        x = lo + (hi - lo) * (-f_lo) / (f_hi - f_lo) if f_hi > f_lo else (lo + hi) / 2
+        mid = min(hi - 1, max(lo + 1, int(math.ceil(x))))
+        f = pts.at(mid).requests_per_s - target
+        if f >= 0:
+            hi, f_hi = mid, f
+            if side == 1:
+                f_lo /= 2
+            side = 1
         else:
-            lo = mid
+            lo, f_lo = mid, f
+            if side == -1:
+                f_hi /= 2
+            side = -1
     return hi
 
 
