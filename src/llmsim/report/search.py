@@ -115,12 +115,20 @@ def disagg_summary(result: SearchResult) -> str:
 
 
 def lost_examples(result: SearchResult, per_status: int = 3) -> pd.DataFrame:
-    """A few layouts of each losing status (one per plan), with why."""
+    """A few layouts of each losing status (one per plan; aggregated first, at least one
+    disaggregated where there are both), with why."""
     frame = candidates_frame(result)
     if frame.empty:
         return frame
-    parts = [frame[frame["status"] == st].drop_duplicates("plan_key").head(per_status)
-             for st in ("dominated", "slo_missed", "does_not_fit", "invalid", "not_run")]
+    kinds = frame["kind"] if "kind" in frame else pd.Series("aggregated", index=frame.index)
+    parts = []
+    for st in ("dominated", "slo_missed", "does_not_fit", "invalid", "not_run"):
+        mine = frame[frame["status"] == st].drop_duplicates("plan_key")
+        agg = mine[kinds[mine.index] == "aggregated"]
+        dis = mine[kinds[mine.index] != "aggregated"]
+        n_dis = min(len(dis), max(1, per_status - len(agg)) if len(agg) else per_status)
+        parts.append(pd.concat([agg.head(per_status - min(n_dis, 1) if len(dis) else
+                                         per_status), dis.head(n_dis)]))
     parts = [p for p in parts if len(p)]
     return pd.concat(parts)[list(LOST_COLUMNS)] if parts else frame.head(0)
 
