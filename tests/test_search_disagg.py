@@ -192,3 +192,24 @@ def test_cli_disagg_and_engine_flags(cli, tmp_path):
                   *argv)
         assert bad.code == 2 and needle in bad.err, bad.err
         assert len(bad.err.strip().splitlines()) == 1
+
+
+def test_disagg_per_dollar_prices_each_pool_at_its_gpu():
+    from llmsim.search.prices import load_prices
+
+    cfg = space()
+    cfg["search"] = {**cfg["search"], "objective": "goodput_per_dollar"}
+    res = run_search(cfg, workers=1)
+    prices = load_prices(None)["prices"]
+    for row in [c for c in res.candidates if c["status"] == "ok"][:5]:
+        usd = (row["prefill_workers"] * row["prefill_tp"] * prices[row["prefill_gpu"]]
+               + row["decode_workers"] * row["decode_tp"] * prices[row["decode_gpu"]])
+        assert row["usd_per_hour"] == pytest.approx(usd)
+        assert row["objective"] == pytest.approx(row["goodput_rps_per_replica"] * 3600 / usd)
+
+
+def test_ray_backend_same_disagg_answer(pruned):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'llmsim[ray]')")
+    res = run_search(with_prune(space(), True), backend="ray", workers=2)
+    assert res.best["layout"] == pruned.best["layout"]
+    assert res.best["objective"] == pytest.approx(pruned.best["objective"], rel=1e-12)
