@@ -48,6 +48,8 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
                       f"{c['plans_pruned_by_bound']} pruned by their bound"),
             ("wall time", f"analytic {t['analytic_wall_s']:.1f} s, simulation "
                           f"{t['simulate_wall_s']:.0f} s")]
+    if s.get("disagg") == "only":  # no aggregated plans: their counts say nothing
+        rows = [r for r in rows if r[0] != "plans"]
     if c.get("disaggregated_layouts"):
         rows.append(("disaggregated", disagg_summary(result)))
     b = result.best
