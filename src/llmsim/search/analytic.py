@@ -200,6 +200,8 @@ class AnalyticStage:
                                         uses_watermark=uses_watermark, block_size=block_size),
                         **(engines or {})}
         self._bounds: dict[tuple, dict[str, float]] = {}
+        #: per pool plan of a disaggregated layout: its bounds (``search/disagg.py``)
+        self.pool_terms: dict[tuple, dict[str, Any]] = {}
         self._steps: dict[tuple, StepInfo] = {}
         self._caps: dict[tuple, Capacity | str] = {}
         self._costs: dict[tuple, dict[tuple, float]] = {}  # per step model: f(n), g(b)

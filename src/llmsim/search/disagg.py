@@ -80,7 +80,7 @@ def typical_lengths(lengths: an.Lengths) -> tuple[int, int]:
 def _pool_terms(stage: an.AnalyticStage, plan: Plan, role: str) -> dict[str, Any]:
     """Per pool plan (cached on the stage): the latency bound of its part and the requests/s
     one worker serves at most, or why it cannot serve (``error``)."""
-    cache = stage.__dict__.setdefault("_disagg_pools", {})
+    cache = stage.pool_terms
     key = (role, plan.step_key, plan.max_num_seqs, plan.max_num_batched_tokens)
     if key in cache:
         return cache[key]
