@@ -1,6 +1,8 @@
 """Speed of ``llmsim search``: layouts per second of the analytic stage (cold: building every
-step model; warm: cached), plans per second of the simulation stage with the local backend at 1
-and 2 workers (and Ray when installed), and one full search over three GPU types, timed.
+step model; warm: cached) for the aggregated and the disaggregated (xPyD) layouts, plans per
+second of the simulation stage with the local backend at 1 and 2 workers and on Ray (when
+installed), xPyD layouts per second of their static-estimate stage, and one full search over
+three GPU types (``--disagg auto``, the default), timed, with what each layout kind cost.
 
     PYTHONPATH=src python benchmarks/search_speed.py [--quick]
 """
@@ -14,7 +16,7 @@ import time
 from llmsim.search import run_search
 from llmsim.search.analytic import AnalyticStage, Lengths
 from llmsim.search.config import load_search_config
-from llmsim.search.space import layouts
+from llmsim.search.space import disagg_layouts, layouts
 from llmsim.workload.stream import build_workload
 
 FULL = {
@@ -42,13 +44,24 @@ def analytic_speed() -> None:
     print(f"analytic stage, one core: {len(lays):,} layouts ({plans} step models)")
     print(f"  cold (builds every step model): {cold:.2f} s = {len(lays) / cold:,.0f} layouts/s")
     print(f"  warm (cached):                  {warm:.3f} s = {len(lays) / warm:,.0f} layouts/s")
+    dis = disagg_layouts(cfg.space)
+    t0 = time.perf_counter()
+    stage.verdicts(dis)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stage.verdicts(dis)
+    warm = time.perf_counter() - t0
+    print(f"analytic stage, one core, xPyD: {len(dis):,} disaggregated layouts (after the "
+          f"aggregated ones: step models built)")
+    print(f"  first pass (pool bounds):       {cold:.2f} s = {len(dis) / cold:,.0f} layouts/s")
+    print(f"  warm (cached):                  {warm:.3f} s = {len(dis) / warm:,.0f} layouts/s")
 
 
 def simulation_speed(backend: str, workers: int) -> None:
     cfg = {**FULL, "space": {"gpus": ["h100-sxm"], "tp": [2, 4, 8], "pp": [1],
                              "max_num_seqs": [128, 256], "max_num_batched_tokens": [8192],
                              "weight_dtype": ["bf16", "fp8"], "kv_dtype": ["bf16"],
-                             "max_gpus": 16},
+                             "max_gpus": 16, "disagg": "off"},
            "search": {"intervals": False, "prune": False}}
     t0 = time.perf_counter()
     res = run_search(cfg, backend=backend, workers=workers)
@@ -59,6 +72,22 @@ def simulation_speed(backend: str, workers: int) -> None:
           f"{n / res.timing['simulate_wall_s']:.2f} plans/s, "
           f"{sims / res.timing['simulate_wall_s']:.1f} simulations/s (wall {wall:.1f} s); "
           f"best {res.best['layout'] if res.best else None}")
+
+
+def disagg_speed() -> None:
+    cfg = {**FULL, "space": {"gpus": ["h100-sxm", "h200-sxm"], "tp": [2, 4, 8],
+                             "max_num_seqs": [256], "max_num_batched_tokens": [8192],
+                             "weight_dtype": ["fp8"], "kv_dtype": ["fp8"], "max_gpus": 32,
+                             "disagg": "only"},
+           "search": {"intervals": False, "prune": False}}
+    t0 = time.perf_counter()
+    res = run_search(cfg, workers=1)
+    wall = time.perf_counter() - t0
+    n, est = res.counts["disaggregated_estimated"], res.counts["static_estimates"]
+    s = res.timing["simulate_wall_s"]
+    print(f"xPyD static-estimate stage, local x1: {n} layouts ({est} estimates) in {s:.1f} s = "
+          f"{n / s:.1f} layouts/s, {est / s:.0f} estimates/s (wall {wall:.1f} s); best "
+          f"{res.best['layout'] if res.best else None}")
 
 
 def full_search(workers: int) -> None:
@@ -72,9 +101,16 @@ def full_search(workers: int) -> None:
           f"analytic {t['analytic_wall_s']:.1f} s, simulation {t['simulate_wall_s']:.1f} s, "
           f"total {wall:.1f} s wall, {cpu:.1f} s CPU of this process"
           f"{' (workers not counted)' if workers > 1 else ''}")
+    ts = t["task_s"]
+    print(f"  of which xPyD: {c['disaggregated_layouts']:,} layouts, "
+          f"{c['disaggregated_estimated']} estimated ({c['static_estimates']} estimates) in "
+          f"{ts['disaggregated']:.1f} s; aggregated simulations {ts['aggregated']:.1f} s")
     b = res.best
     print(f"  best: {b['layout']} goodput {b['goodput_rps_per_gpu']:.3g} req/s/GPU" if b
           else "  best: none")
+    bd = res.best_disaggregated
+    print(f"  best xPyD (static estimate, ranked on its own): {bd['layout']} goodput "
+          f"{bd['goodput_rps_per_gpu']:.3g} req/s/GPU" if bd else "  best xPyD: none")
 
 
 def main() -> None:
@@ -88,10 +124,12 @@ def main() -> None:
         simulation_speed("local", workers)
     try:
         import ray  # noqa: F401
-
-        simulation_speed("ray", 2)
     except ImportError:
         print("simulation stage, ray: skipped (Ray is not installed)")
+    else:
+        simulation_speed("ray", 2)
+        ray.shutdown()
+    disagg_speed()
     full_search(1)
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 

@@ -54,6 +54,15 @@ TokensListOpt = Annotated[str | None, _opt("--max-num-batched-tokens",
 WeightListOpt = Annotated[str | None, _opt("--weight-dtype", "Weight formats (default "
                                                              "bf16,fp8).")]
 KvListOpt = Annotated[str | None, _opt("--kv-dtype", "KV-cache formats (default bf16,fp8).")]
+EngineListOpt = Annotated[str | None, _opt("--engine", "Serving engines to search over, "
+                                                     "comma-separated: vllm, sglang, trtllm "
+                                                     "(NAME@VERSION; default: engine-neutral).")]
+DisaggOpt = Annotated[str | None, _opt("--disagg", "Disaggregated prefill/decode layouts: auto "
+                                                   "(default: searched, ranked on their own) | "
+                                                   "off | only.")]
+DisaggWorkersOpt = Annotated[str | None, _opt("--disagg-workers", "Worker counts of each "
+                                                                  "xPyD pool (default "
+                                                                  "1,2,4,8).")]
 DtypeOpt = Annotated[str | None, _opt("--dtype", "Compute format (default: the model's).")]
 SchedulerOpt = Annotated[str | None, _opt("--scheduler", "Scheduler (engine policy), default "
                                                          "chunked.")]
@@ -79,7 +88,8 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", "-j", min=1,
 RayAddressOpt = Annotated[str | None, _opt("--ray-address", "Ray cluster to join (default: "
                                                             "start a local one).")]
 OutOpt = Annotated[str | None, _opt("--out", "Folder for search.json, candidates.csv, "
-                                             "pareto.png and results.jsonl.")]
+                                             "pareto.png and results.jsonl; or FILE.html: "
+                                             "the HTML report page.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the search in --out "
                                                           "(reads its results.jsonl).")]
 RequestsOpt = NumRequestsOpt
@@ -119,6 +129,9 @@ FLAG_KEYS: dict[str, tuple[str, str, Any]] = {
                                         "max_num_batched_tokens")},
     "weight_dtype": ("space", "weight_dtype", _names),
     "kv_dtype": ("space", "kv_dtype", _names),
+    "engine": ("space", "engine", _names),
+    "disagg": ("space", "disagg", None),
+    "disagg_workers": ("space", "disagg_workers", _ints),
     "scheduler": ("scheduler", "name", None),
     "memory_utilization": ("hardware", "memory_utilization", None),
     **{k: ("search", k, None) for k in ("estimator", "objective", "prices", "idle_power_frac",
@@ -168,6 +181,8 @@ def search_cmd(
     pp: PpListOpt = None, ep: EpListOpt = None, replicas: ReplicasListOpt = None,
     max_num_seqs: SeqsListOpt = None, max_num_batched_tokens: TokensListOpt = None,
     weight_dtype: WeightListOpt = None, kv_dtype: KvListOpt = None, dtype: DtypeOpt = None,
+    engine: EngineListOpt = None, disagg: DisaggOpt = None,
+    disagg_workers: DisaggWorkersOpt = None,
     scheduler: SchedulerOpt = None, memory_utilization: MemUtilOpt = None,
     estimator: EstimatorOpt = None, objective: ObjectiveOpt = None, prices: PricesOpt = None,
     idle_power_frac: IdlePowerOpt = None, tolerance: ToleranceOpt = None,
@@ -179,14 +194,19 @@ def search_cmd(
     """Search GPU type and count, parallel plan, engine limits and formats for the best
     goodput per GPU (or per dollar) that meets an SLO at a requested load."""
     from llmsim.report.progress import progress as progress_callback
-    from llmsim.report.search import write_search, write_search_dir
+    from llmsim.report.search import write_search, write_search_dir, write_search_page
     from llmsim.search import load_search_config, run_search
 
     cfg = load_search_config(config_data(config, ctx.params))
-    if resume and not out:
+    page = out is not None and out.lower().endswith(".html")
+    if resume and (not out or page):
         raise ConfigError("--resume continues the search in an --out folder; add --out DIR")
     results_path = None
-    if out:
+    if page:
+        from llmsim.report.html import _plotly
+
+        _plotly()  # one-line error before the search when plotly is missing
+    elif out:
         from llmsim.io import prepare_dir
 
         results_path = prepare_dir(out, "--out", "search writes a folder") / "results.jsonl"
@@ -194,7 +214,9 @@ def search_cmd(
     with progress_callback(show, "simulating plans", "plans") as tick:
         result = run_search(cfg, backend=backend, workers=workers, address=ray_address,
                             results_path=results_path, resume=resume, progress=tick)
-    if out:
+    if page:
+        write_search_page(result, out)
+    elif out:
         write_search_dir(result, out)
     write_search(result, fmt.value if hasattr(fmt, "value") else str(fmt))
 

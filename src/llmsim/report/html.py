@@ -5,7 +5,10 @@ needed to open it) per run.
   the SLO lines, throughput / queue / KV-usage time series, and a per-request scatter;
 - :func:`estimate_html`: a static batch: its summary, the per-op time breakdown of the prefill
   and decode steps, and the roofline of those ops against the part's peaks;
-- :func:`comparison_html`: several runs side by side (bars of their key metrics).
+- :func:`comparison_html`: several runs side by side (bars of their key metrics);
+- :func:`search_html`: a layout search: its summary, the Pareto frontier of throughput per GPU
+  against tokens/s per user (every evaluated layout at its goodput, the best starred), the
+  best layout and the runners-up with why each lost, and examples of every other reason.
 
 Built from what the run wrote (``llmsim report RUN_DIR`` rebuilds a simulation's page from its
 ``--out-dir`` bundle). plotly is the optional ``report`` extra; without it asking for HTML is a
@@ -226,6 +229,85 @@ def comparison_html(title: str, frame: pd.DataFrame, label: str,
     page.heading("all runs")
     page.parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4g}",
                                     classes="kv", border=0))
+    return page.render()
+
+
+# ----------------------------------------------------------------------------- search
+#: column -> header of the search page's ranking tables
+SEARCH_COLUMNS = {"rank": "#", "layout": "layout", "stage": "stage", "num_gpus": "GPUs",
+                  "goodput_rps_per_gpu": "goodput req/s/GPU",
+                  "output_tokens_per_s_per_gpu": "tok/s/GPU",
+                  "tokens_per_s_per_user": "tok/s/user", "ttft_p99_s": "TTFT p99 s",
+                  "tpot_p99_s": "TPOT p99 s", "reason": "why it lost"}
+
+
+def _frontier_traces(go: Any, fig: Any, rows: Sequence[Mapping[str, Any]],
+                     front: Sequence[Mapping[str, Any]], name: str, symbol: str,
+                     color: str) -> None:
+    pts = [(r["at_goodput"]["tokens_per_s_per_user"],
+            r["at_goodput"]["output_tokens_per_s_per_gpu"], r["plan_key"])
+           for r in rows if (r.get("at_goodput") or {}).get("tokens_per_s_per_user")
+           and (r.get("at_goodput") or {}).get("output_tokens_per_s_per_gpu")]
+    if pts:
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
+                                 text=[p[2] for p in pts], name=f"{name} (at goodput)",
+                                 marker={"size": 7, "symbol": symbol, "color": color,
+                                         "opacity": 0.55}))
+    if front:
+        fig.add_trace(go.Scatter(x=[p["tokens_per_s_per_user"] for p in front],
+                                 y=[p["output_tokens_per_s_per_gpu"] for p in front],
+                                 mode="lines+markers", text=[p["plan_key"] for p in front],
+                                 name=f"Pareto frontier: {name}",
+                                 line={"color": color}, marker={"size": 5}))
+
+
+def search_html(result: Any, rows: Sequence[tuple[str, str]] = (),
+                lost: pd.DataFrame | None = None) -> str:
+    """The page of a layout search (``llmsim search --out FILE.html``): ``rows`` (its summary
+    table), the Pareto frontier plot, the best layout with the runners-up and why each lost,
+    the disaggregated layouts' own ranking (xPyD static estimate) and ``lost`` (examples of
+    every other losing reason)."""
+    go = _plotly()
+    s = result.settings
+    page = Page(f"{s['model']}: layout search at {s['load']:g} ({s['mode']})")
+    page.table(list(rows))
+    page.heading("Pareto frontier: output tokens/s per GPU against tokens/s per user")
+    fig = go.Figure()
+    only = s.get("disagg") == "only"
+    _frontier_traces(go, fig, result.plans, result.frontier,
+                     "xPyD, static estimate" if only else "simulated plans",
+                     "triangle-up" if only else "circle", "#1f77b4")
+    if not only:
+        _frontier_traces(go, fig, result.disagg_rows, result.frontier_disaggregated,
+                         "xPyD, static estimate", "triangle-up", "#ff7f0e")
+    for label, b in (("best", result.best), ("best xPyD (static)", result.best_disaggregated)):
+        if b is not None and b.get("tokens_per_s_per_user_at_goodput"):
+            fig.add_trace(go.Scatter(x=[b["tokens_per_s_per_user_at_goodput"]],
+                                     y=[b["goodput_output_tokens_per_s_per_gpu"]],
+                                     mode="markers", name=f"{label}: {b['layout']}",
+                                     marker={"size": 16, "symbol": "star", "color": "#2ca02c"}))
+    fig.update_xaxes(title_text="tokens/s per user (1 / mean TPOT)")
+    fig.update_yaxes(title_text="output tokens/s per GPU")
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
+    page.figure(fig, height=560)
+    frame = pd.DataFrame(result.candidates)
+    n = 1 + int(s.get("runners_up", 5))
+    groups = [("serving", "best layout and runners-up (serving simulation)"),
+              ("static", "disaggregated layouts, ranked on their own (xPyD static estimate; "
+                         "serving confirmation not available)")]
+    for group, title in groups:
+        if not len(frame) or "group" not in frame:
+            break
+        ok = frame[(frame["status"] == "ok") & (frame["group"] == group)].head(n)
+        if len(ok):
+            page.heading(title)
+            cols = [c for c in SEARCH_COLUMNS if c in ok.columns]
+            page.parts.append(ok[cols].rename(columns=SEARCH_COLUMNS).to_html(
+                index=False, float_format=lambda v: f"{v:.4g}", classes="kv", border=0,
+                na_rep="-"))
+    if lost is not None and len(lost):
+        page.heading("why the others lost (examples; every layout is in the JSON / CSV)")
+        page.parts.append(lost.to_html(index=False, classes="kv", border=0))
     return page.render()
 
 

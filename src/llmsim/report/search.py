@@ -48,15 +48,22 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
                       f"{c['plans_pruned_by_bound']} pruned by their bound"),
             ("wall time", f"analytic {t['analytic_wall_s']:.1f} s, simulation "
                           f"{t['simulate_wall_s']:.0f} s")]
+    if s.get("disagg") == "only":  # no aggregated plans: their counts say nothing
+        rows = [r for r in rows if r[0] != "plans"]
+    if c.get("disaggregated_layouts"):
+        rows.append(("disaggregated", disagg_summary(result)))
     b = result.best
     if b is None:
-        rows.append(("best", "no layout meets the SLO at the requested load"))
+        rows.append(("best", "no layout meets the SLO at the requested load"
+                     + (" in the serving simulation" if result.best_disaggregated else "")))
         return rows
-    rows += [("best", b["layout"]),
-             ("GPUs", f"{b['num_gpus']} x {b['gpu']} (tp {b['tp']} x pp {b['pp']}, "
-                      f"{b['replicas']} replicas)"),
+    rows += [("best", b["layout"]), ("GPUs", gpus_text(b))]
+    if b["kind"] == "disaggregated":
+        rows.append(("stage", f"{b['stage']}; {b.get('slo_basis')}"))
+    rows += [
              ("goodput", f"{_fmt(b['goodput_rps_per_gpu'])} req/s per GPU "
-                         f"({_fmt(b['goodput_rps_per_replica'])} per replica)"),
+                         f"({_fmt(b['goodput_rps_per_replica'])} "
+                         f"{'for the layout' if b['kind'] == 'disaggregated' else 'per replica'})"),
              ("at the requested load", f"{_fmt(b['output_tokens_per_s_per_gpu'])} output "
                                        f"tokens/s per GPU, {_fmt(b['tokens_per_s_per_user'])} "
                                        "tokens/s per user")]
@@ -80,13 +87,50 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
     return rows
 
 
+def gpus_text(b: dict[str, Any]) -> str:
+    """The GPUs of a candidate row: ``2 x h100-sxm (tp 2 x pp 1, 1 replicas)`` or, for xPyD,
+    both pools."""
+    if b.get("kind") == "disaggregated":
+        return (f"{b['num_gpus']}: {b['prefill_workers']} prefill x {b['prefill_gpu']} tp "
+                f"{b['prefill_tp']} + {b['decode_workers']} decode x {b['decode_gpu']} tp "
+                f"{b['decode_tp']} ({b['ratio']}"
+                + (", heterogeneous)" if b.get("heterogeneous") else ")"))
+    return (f"{b['num_gpus']} x {b['gpu']} (tp {b['tp']} x pp {b['pp']}, {b['replicas']} "
+            "replicas)" + (f", {b['engine']}" if b.get("engine") else ""))
+
+
+def disagg_summary(result: SearchResult) -> str:
+    """One line on the disaggregated layouts: how many, how they were priced, the best."""
+    c = result.counts
+    text = (f"{c['disaggregated_layouts']:,} xPyD layouts, {c['disaggregated_survivors']} "
+            f"survive the analytic bounds, {c['disaggregated_estimated']} priced by the static "
+            f"estimate ({c.get('static_estimates', 0)} estimates), "
+            f"{c['disaggregated_pruned_by_bound']} pruned by their bound; serving "
+            "confirmation not available")
+    bd = result.best_disaggregated
+    if bd is not None:
+        text += (f"; best {bd['layout']}: {_fmt(bd['goodput_rps_per_gpu'])} req/s per GPU "
+                 "(ranked on its own)")
+    elif result.settings.get("disagg") != "only":
+        text += "; none meets the SLO"
+    return text
+
+
 def lost_examples(result: SearchResult, per_status: int = 3) -> pd.DataFrame:
-    """A few layouts of each losing status (one per plan), with why."""
+    """A few layouts of each losing status (one per plan; aggregated first, at least one
+    disaggregated where there are both), with why."""
     frame = candidates_frame(result)
     if frame.empty:
         return frame
-    parts = [frame[frame["status"] == st].drop_duplicates("plan_key").head(per_status)
-             for st in ("dominated", "slo_missed", "does_not_fit", "invalid", "not_run")]
+    kinds = frame["kind"] if "kind" in frame else pd.Series("aggregated", index=frame.index)
+    parts = []
+    for st in ("dominated", "slo_missed", "does_not_fit", "invalid", "not_run"):
+        mine = frame[frame["status"] == st].drop_duplicates("plan_key")
+        agg = mine[kinds[mine.index] == "aggregated"]
+        dis = mine[kinds[mine.index] != "aggregated"]
+        n_dis = min(len(dis), max(1, per_status - len(agg)) if len(agg) else per_status)
+        parts.append(pd.concat([agg.head(per_status - min(n_dis, 1) if len(dis) else
+                                         per_status), dis.head(n_dis)]))
     parts = [p for p in parts if len(p)]
     return pd.concat(parts)[list(LOST_COLUMNS)] if parts else frame.head(0)
 
@@ -102,17 +146,35 @@ def write_search(result: SearchResult, fmt: str, out: str | None = None) -> None
         emit(frame_to_csv(frame), out)
         return
     tables: list[Any] = [kv_table("search", summary_rows(result))]
-    ok = frame[frame["status"] == "ok"].head(1 + result.settings.get("runners_up", 5)) \
-        if len(frame) else frame
-    if len(ok):
-        cols = [c for c in SHOWN_COLUMNS if c in ok.columns]
-        shown = ok[cols].rename(columns=SHOWN_COLUMNS).map(
-            lambda v: f"{v:.3g}" if isinstance(v, float) else v)
-        tables.append(frame_table(shown, "best and runners-up (at the requested load)"))
+    n = 1 + result.settings.get("runners_up", 5)
+    only = result.settings.get("disagg") == "only"
+    for group, title in (("serving", "best and runners-up (at the requested load)"),
+                         ("static", "best and runners-up (at the requested load; xPyD static "
+                                    "estimate, not serving-confirmed)" if only else
+                                    "disaggregated, ranked on their own (xPyD static "
+                                    "estimate, not serving-confirmed)")):
+        ok = frame[(frame["status"] == "ok") & (frame["group"] == group)].head(n) \
+            if len(frame) and "group" in frame else frame.head(0)
+        if len(ok):
+            cols = [c for c in SHOWN_COLUMNS if c in ok.columns]
+            shown = ok[cols].rename(columns=SHOWN_COLUMNS).map(
+                lambda v: f"{v:.3g}" if isinstance(v, float) else v)
+            tables.append(frame_table(shown, title))
     lost = lost_examples(result)
     if len(lost):
         tables.append(frame_table(lost, "why the others lost (examples; all in the JSON / CSV)"))
     print_tables(tables, out)
+
+
+def points_of(rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """(tokens/s per user, output tokens/s per GPU) of evaluated rows at their goodput."""
+    xs, ys = [], []
+    for r in rows:
+        at = r.get("at_goodput") or {}
+        if at.get("tokens_per_s_per_user") and at.get("output_tokens_per_s_per_gpu"):
+            xs.append(at["tokens_per_s_per_user"])
+            ys.append(at["output_tokens_per_s_per_gpu"])
+    return xs, ys
 
 
 def plot_frontier(result: SearchResult, path: str | Path) -> Path:
@@ -125,17 +187,22 @@ def plot_frontier(result: SearchResult, path: str | Path) -> Path:
 
     from llmsim.io import atomic_path
 
-    xs, ys = [], []
-    for r in result.plans:
-        at = r.get("at_goodput") or {}
-        if at.get("tokens_per_s_per_user") and at.get("output_tokens_per_s_per_gpu"):
-            xs.append(at["tokens_per_s_per_user"])
-            ys.append(at["output_tokens_per_s_per_gpu"])
+    xs, ys = points_of(result.plans)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter(xs, ys, s=14, alpha=0.5, label="simulated plans (at goodput)")
+    only = result.settings.get("disagg") == "only"
+    ax.scatter(xs, ys, s=14, alpha=0.5, label="xPyD layouts, static estimate (at goodput)"
+               if only else "simulated plans (at goodput)")
     fx = [p["tokens_per_s_per_user"] for p in result.frontier]
     fy = [p["output_tokens_per_s_per_gpu"] for p in result.frontier]
     ax.plot(fx, fy, "-o", color="C3", ms=4, label="Pareto frontier")
+    dx, dy = points_of(result.disagg_rows) if not only else ([], [])
+    if dx:
+        ax.scatter(dx, dy, s=14, alpha=0.5, marker="^", color="C1",
+                   label="xPyD layouts, static estimate (at goodput)")
+        fd = result.frontier_disaggregated
+        ax.plot([p["tokens_per_s_per_user"] for p in fd],
+                [p["output_tokens_per_s_per_gpu"] for p in fd], "--", color="C1", lw=1,
+                label="xPyD frontier (static)")
     best = result.best
     if best is not None:
         ax.scatter([best["tokens_per_s_per_user_at_goodput"]],
@@ -165,3 +232,12 @@ def write_search_dir(result: SearchResult, out_dir: str | Path) -> list[Path]:
     write_table(paths[1], candidates_frame(result))
     plot_frontier(result, paths[2])
     return paths
+
+
+def write_search_page(result: SearchResult, path: str | Path) -> Path:
+    """The HTML report page of a search (``report/html.py:search_html``) at ``path``."""
+    from llmsim.report.html import search_html
+    from llmsim.report.render import emit_html
+
+    emit_html(search_html(result, summary_rows(result), lost_examples(result)), str(path))
+    return Path(path)

@@ -25,6 +25,15 @@ model), so pruning never removes a layout the simulation would have kept:
   (``n`` up to the token budget, ``b`` up to ``max_num_seqs`` and the KV capacity). ``R``
   replicas below the requested rate (``R ub < rate``) cannot keep up: the queue grows.
 
+With an engine (``plan.engine``; ``engines.EngineStepModel``: every step takes
+``kernel x f + step_overhead_s``, ``f`` the mixed-step factor for a step holding prompt chunks
+and decodes, else 1; a request reaches the engine ``request_overhead_s`` after it was sent) the
+bounds are the engine-neutral ones with ``low = min(1, f)``: ``TTFT >= low t1 + step_overhead_s
++ request_overhead_s``, ``TPOT >= low d1 + step_overhead_s``, ``E2E >= low e2e_1 + step +
+request overhead`` (affine maps with positive slope commute with a percentile), and the
+capacity bound ``ub / low``; the scheduler traits (chunking, watermark, block size) are the
+engine's unless the config names a scheduler.
+
 ``ub`` is also the upper end of the goodput bisection (``search/evaluate.py``), which therefore
 never reports more than it: the *dominated* prune of the search (``ub`` per GPU below the best
 goodput per GPU found) is exact. Everything is cached per step model (GPU, tp, pp, ep, formats)
@@ -124,6 +133,26 @@ class StepInfo:
 
 
 @dataclass(frozen=True)
+class EngineTerms:
+    """What one engine (or none, ``""``) changes in the bounds (module docstring)."""
+
+    request_overhead_s: float = 0.0
+    step_overhead_s: float = 0.0
+    mixed_step_factor: float = 1.0
+    chunks_prompts: bool = True
+    uses_watermark: bool = False
+    block_size: int = 16
+
+    @property
+    def low(self) -> float:
+        return min(1.0, float(self.mixed_step_factor))
+
+    def latency_bound(self, metric: str, engine_neutral_s: float) -> float:
+        lb = self.low * engine_neutral_s + self.step_overhead_s
+        return lb + self.request_overhead_s if metric in ("ttft", "e2e") else lb
+
+
+@dataclass(frozen=True)
 class Capacity:
     kv_tokens: int
     max_batch: int
@@ -134,7 +163,7 @@ class Capacity:
 class Verdict:
     """The analytic stage's word on one layout."""
 
-    layout: Layout
+    layout: Any  # Layout | DisaggLayout
     status: str
     reason: str = ""
     ub_rps_per_replica: float = math.nan
@@ -157,7 +186,8 @@ class AnalyticStage:
                  targets: tuple[SloTarget, ...], *, rate: float | None,
                  memory_utilization: float = 0.9, block_size: int = 16,
                  chunks_prompts: bool = True, uses_watermark: bool = False,
-                 watermark_frac: float = 0.01, step_models: dict | None = None):
+                 watermark_frac: float = 0.01, step_models: dict | None = None,
+                 engines: dict[str, EngineTerms] | None = None):
         self.args = deployment_args
         self.lengths = lengths
         self.targets = targets
@@ -165,7 +195,13 @@ class AnalyticStage:
         self.memory_utilization = memory_utilization
         self.block_size = block_size
         self.chunks_prompts = chunks_prompts
-        self.watermark_frac = watermark_frac if uses_watermark else 0.0
+        self.watermark_frac = watermark_frac
+        self.engines = {"": EngineTerms(chunks_prompts=chunks_prompts,
+                                        uses_watermark=uses_watermark, block_size=block_size),
+                        **(engines or {})}
+        self._bounds: dict[tuple, dict[str, float]] = {}
+        #: per pool plan of a disaggregated layout: its bounds (``search/disagg.py``)
+        self.pool_terms: dict[tuple, dict[str, Any]] = {}
         self._steps: dict[tuple, StepInfo] = {}
         self._caps: dict[tuple, Capacity | str] = {}
         self._costs: dict[tuple, dict[tuple, float]] = {}  # per step model: f(n), g(b)
@@ -230,11 +266,24 @@ class AnalyticStage:
                 out[t.name] = stat_of(e2e, t.stat)
         return out
 
+    def lower_bounds(self, plan: Plan) -> dict[str, float]:
+        """The latency lower bounds of ``plan`` with its engine's terms (cached)."""
+        key = (plan.step_key, plan.engine)
+        out = self._bounds.get(key)
+        if out is None:
+            base = self.step_info(plan).lower_bounds_s
+            terms = self.engines[plan.engine]
+            metric = {t.name: t.metric for t in self.targets}
+            out = base if not plan.engine else {
+                name: terms.latency_bound(metric[name], lb) for name, lb in base.items()}
+            self._bounds[key] = out
+        return out
+
     # ------------------------------------------------------------------ capacity
     def capacity(self, plan: Plan) -> Capacity | str:
         """KV capacity, the largest batch and the requests/s bound of one replica, or why the
         plan cannot serve the workload (a ``does_not_fit`` / ``invalid`` reason)."""
-        key = (plan.step_key, plan.max_num_seqs, plan.max_num_batched_tokens)
+        key = (plan.step_key, plan.max_num_seqs, plan.max_num_batched_tokens, plan.engine)
         cap = self._caps.get(key)
         if cap is None:
             cap = self._build_capacity(plan)
@@ -247,17 +296,18 @@ class AnalyticStage:
         sm = self.step_model(plan)
         dep = sm.deployment
         seqs, tok = plan.max_num_seqs, plan.max_num_batched_tokens
-        if self.chunks_prompts and tok < seqs:
+        terms = self.engines[plan.engine]
+        if terms.chunks_prompts and tok < seqs:
             return (f"{INVALID}: max_num_batched_tokens {tok} < max_num_seqs {seqs} (chunked "
                     "prefill needs a token per running sequence)")
-        if not self.chunks_prompts and self.longest_prompt > tok:
+        if not terms.chunks_prompts and self.longest_prompt > tok:
             return (f"{DOES_NOT_FIT}: the longest prompt ({self.longest_prompt} tokens) exceeds "
                     f"the token budget {tok} of a scheduler that does not chunk prompts")
         mem = analyze_memory(dep.model, dep.cluster, dep.plan, dep.precision, max_tokens=tok,
                              max_logits=seqs, memory_utilization=self.memory_utilization)
-        bs = self.block_size
+        bs = terms.block_size
         blocks = int(mem.max_kv_tokens) // bs
-        usable = blocks - int(self.watermark_frac * blocks)
+        usable = blocks - int((self.watermark_frac if terms.uses_watermark else 0.0) * blocks)
         need = -(-self.longest_kv // bs)
         if blocks < 1 or need > usable:
             return (f"{DOES_NOT_FIT}: KV cache of {units.fmt_bytes(mem.kv_budget_bytes)} per GPU "
@@ -266,6 +316,18 @@ class AnalyticStage:
         kv_tokens = blocks * bs
         max_batch = max(1, min(seqs, kv_tokens // max(self.shortest_kv, 1)))
         n_max = max(tok, seqs)
+        c_tok = _per_unit_lower_bound(self.unit_cost(plan, "tok"), n_max)
+        c_dec = _per_unit_lower_bound(self.unit_cost(plan, "dec"), max_batch)
+        work_s = terms.low * max(self.lengths.mean_tokens * c_tok,
+                                 self.lengths.mean_decode_tokens * c_dec)
+        ub = 1.0 / work_s if work_s > 0 else math.inf
+        return Capacity(kv_tokens, max_batch, ub)
+
+    def unit_cost(self, plan: Plan, kind: str):
+        """The engine-neutral stage-time lower bound of a step, memoised per step model:
+        ``"tok"``: ``f(n)``, ``n`` new tokens without attention, logits or context;
+        ``"dec"``: ``g(b)``, a decode stage of ``b`` sequences at the shortest context."""
+        sm = self.step_model(plan)
         memo = self._costs.setdefault(plan.step_key, {})
         ctx = float(max(self.shortest_kv, 1))
 
@@ -282,11 +344,7 @@ class AnalyticStage:
                 memo[key] = float(np.max(sm.decode_stage_times(b, np.array([ctx]))))
             return memo[key]
 
-        c_tok = _per_unit_lower_bound(token_cost, n_max)
-        c_dec = _per_unit_lower_bound(decode_cost, max_batch)
-        work_s = max(self.lengths.mean_tokens * c_tok, self.lengths.mean_decode_tokens * c_dec)
-        ub = 1.0 / work_s if work_s > 0 else math.inf
-        return Capacity(kv_tokens, max_batch, ub)
+        return token_cost if kind == "tok" else decode_cost
 
     # ------------------------------------------------------------------ verdicts
     def verdict(self, layout: Layout, prune: bool = True) -> Verdict:
@@ -296,27 +354,32 @@ class AnalyticStage:
         info = self.step_info(plan)
         if info.status != FITS:
             return Verdict(layout, info.status, info.error)
+        bounds = self.lower_bounds(plan)
         for t in self.targets if prune else ():
-            lb = info.lower_bounds_s.get(t.name)
+            lb = bounds.get(t.name)
             if lb is not None and lb > t.limit_s:
                 return Verdict(layout, SLO_MISSED,
                                f"{t.name} is at least {units.fmt_ms(lb, 1)} ms (batch-1 bound) > "
                                f"{units.fmt_ms(t.limit_s, 1)} ms",
-                               lower_bounds_s=info.lower_bounds_s)
+                               lower_bounds_s=bounds)
         cap = self.capacity(plan)
         if isinstance(cap, str):
             status, _, why = cap.partition(": ")
-            return Verdict(layout, status, why, lower_bounds_s=info.lower_bounds_s)
+            return Verdict(layout, status, why, lower_bounds_s=bounds)
         if prune and self.rate is not None and layout.replicas * cap.ub_rps < self.rate:
             return Verdict(layout, SLO_MISSED,
                            f"{layout.replicas} replicas serve at most "
                            f"{layout.replicas * cap.ub_rps:.3g} req/s (capacity bound) < "
-                           f"requested {self.rate:g}", cap.ub_rps, cap.max_batch,
-                           info.lower_bounds_s)
-        return Verdict(layout, FITS, "", cap.ub_rps, cap.max_batch, info.lower_bounds_s)
+                           f"requested {self.rate:g}", cap.ub_rps, cap.max_batch, bounds)
+        return Verdict(layout, FITS, "", cap.ub_rps, cap.max_batch, bounds)
 
-    def verdicts(self, layouts: list[Layout], prune: bool = True) -> list[Verdict]:
-        return [self.verdict(lay, prune) for lay in layouts]
+    def verdicts(self, layouts: list, prune: bool = True) -> list[Verdict]:
+        """Verdicts of aggregated :class:`Layout` s and disaggregated ones
+        (``search/disagg.py:disagg_verdict``)."""
+        from llmsim.search.disagg import disagg_verdict
+
+        return [self.verdict(lay, prune) if lay.kind == "aggregated"
+                else disagg_verdict(self, lay, prune) for lay in layouts]
 
 
 def plan_deployment(args: dict[str, Any], plan: Plan) -> Deployment:

@@ -109,7 +109,8 @@ class SearchConfig(Spec):
                 slo[f"{t.metric}_s"] = t.limit_s
         return {"model": self.model.model_dump(mode="json"),
                 "hardware": self.hardware.model_dump(mode="json"),
-                "scheduler": self.scheduler.model_dump(mode="json"),
+                # only the keys given: an engine fills in its own scheduler and defaults
+                "scheduler": self.scheduler.model_dump(mode="json", exclude_unset=True),
                 "workload": wl, "slo": slo}
 
     def deployment_args(self) -> dict[str, Any]:

@@ -32,3 +32,16 @@ def energy_per_token_j(summary: dict[str, Any], tdp_w: float | None, idle_frac: 
     gpus = int(summary.get("num_gpus") or 0)
     watts = gpus * tdp_w * (idle_frac + (1.0 - idle_frac) * busy)
     return watts * duration / tokens
+
+
+def pools_energy_per_token_j(pools: list[tuple[int, float | None, float]],
+                             output_tokens_per_s: float, idle_frac: float = 0.0) -> float:
+    """Joules per output token of a disaggregated layout at a steady state: the same model per
+    pool, ``pools`` = ``(gpus, tdp_w, busy_frac)`` each (the xPyD estimate's prefill
+    utilisation for the prefill pool; 1 for the decode pool, whose workers step continuously
+    while any request decodes), over ``output_tokens_per_s``. NaN without every power figure."""
+    if output_tokens_per_s <= 0 or any(not tdp for _, tdp, _ in pools):
+        return math.nan
+    watts = sum(gpus * tdp * (idle_frac + (1.0 - idle_frac) * min(1.0, max(0.0, busy)))
+                for gpus, tdp, busy in pools)
+    return watts / output_tokens_per_s

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 #: step models of this process, by (model, plan step key, estimator): reused across tasks
 _STEP_MODELS: dict[tuple, Any] = {}
 MAX_EXTRA_REPLICAS = 2
+SERVING_STAGE = "serving simulation"
 
 
 def _step_model(task: dict[str, Any]) -> Any:
@@ -69,6 +70,8 @@ def layout_config(task: dict[str, Any], replicas: int, load: float) -> Any:
                            "ep": plan["ep"], "replicas": replicas}
     data["scheduler"].update(max_num_seqs=plan["max_num_seqs"],
                              max_num_batched_tokens=plan["max_num_batched_tokens"])
+    if plan.get("engine"):  # its scheduler (unless the config names one), limits, fixed costs
+        data["engine"] = {"name": plan["engine"]}
     if task["mode"] == "rate":
         data["workload"]["rate"] = float(load)
     else:
@@ -175,11 +178,23 @@ def bisect_goodput(task: dict[str, Any]) -> tuple[float, dict[str, Any] | None, 
     return grid[lo_i], best_s, runs, ""
 
 
+def evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
+    """The one task function every backend runs: an aggregated plan (:func:`evaluate_plan`,
+    serving simulation) or a disaggregated layout
+    (``search/disagg.py:evaluate_disagg_layout``, xPyD static estimate)."""
+    if task.get("kind") == "disaggregated":
+        from llmsim.search.disagg import evaluate_disagg_layout
+
+        return evaluate_disagg_layout(task)
+    return evaluate_plan(task)
+
+
 def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
     """The simulation stage for one plan (module docstring). Never raises for a layout that
     cannot run: the row says why (``status``, ``reason``)."""
     t0 = time.perf_counter()
     row: dict[str, Any] = {"plan_key": task["plan_key"], "plan": task["plan"],
+                           "kind": "aggregated", "stage": SERVING_STAGE,
                            "ub_rps_per_replica": task["ub_rps"],
                            "price_per_gpu_hour": task.get("price_per_gpu_hour")}
     gpr = task["plan"]["tp"] * task["plan"]["pp"]
@@ -219,6 +234,7 @@ def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _done(row: dict[str, Any], t0: float) -> dict[str, Any]:
+    row["wall_s"] = time.perf_counter() - t0
     log.info("%s: %s in %.2f s", row["plan_key"], row.get("status"), time.perf_counter() - t0)
     return row
 

@@ -10,6 +10,14 @@
 3. Ranking of the layouts that meet the SLO at the requested load: objective (goodput per GPU
    or per dollar), then fewer GPUs, then less energy per token, then the layout's name.
 
+Disaggregated layouts (``space.disagg``, ``search/disagg.py``) are tasks of their own (one per
+layout: the goodput depends on the x:y ratio), evaluated by the xPyD static estimate. Until a
+serving confirmation exists for them they form their own *comparison group*
+(:func:`comparison_group`): ranked among themselves (``best_disaggregated``), with their own
+branch-and-bound threshold, never against serving-confirmed rows (a per-request static figure
+and a simulated p99 are not the same measure). ``disagg="only"``: they are the search, and
+``best`` is their best.
+
 Every finished plan is appended to the results JSONL file as it arrives (with a fingerprint of
 the search settings); ``resume=True`` reads the file back and simulates only the plans it
 lacks.
@@ -30,10 +38,11 @@ from typing import Any
 from llmsim.search import analytic as an
 from llmsim.search.backends import run_tasks
 from llmsim.search.config import SearchConfig, load_search_config
-from llmsim.search.evaluate import confirm_intervals, evaluate_plan
+from llmsim.search.disagg import STATIC_STAGE, typical_lengths
+from llmsim.search.evaluate import SERVING_STAGE, confirm_intervals, evaluate_task
 from llmsim.search.pareto import frontier
 from llmsim.search.prices import load_prices
-from llmsim.search.space import Layout, Plan, layouts
+from llmsim.search.space import DisaggLayout, Layout, Plan, disagg_layouts, layouts
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +63,51 @@ class SearchResult:
     timing: dict[str, float]
     intervals: dict[str, Any] | None = None
     plans: list[dict[str, Any]] = field(default_factory=list)
+    #: the best of the disaggregated comparison group (static estimate), when it is not
+    #: ``best`` itself; its frontier and its evaluated layouts
+    best_disaggregated: dict[str, Any] | None = None
+    frontier_disaggregated: list[dict[str, Any]] = field(default_factory=list)
+    disagg_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "best": self.best, "intervals": self.intervals,
+                "best_disaggregated": self.best_disaggregated,
                 "counts": self.counts, "timing": self.timing, "pareto": self.frontier,
+                "pareto_disaggregated": self.frontier_disaggregated,
                 "candidates": self.candidates}
 
     @property
     def runners_up(self) -> list[dict[str, Any]]:
         n = self.settings.get("runners_up", 5)
-        return [c for c in self.candidates if c.get("rank", 0) > 1][:n]
+        group = self.best.get("group") if self.best else None
+        return [c for c in self.candidates
+                if c.get("rank", 0) > 1 and c.get("group") == group][:n]
+
+
+def comparison_group(stage: str) -> str:
+    """Rows are ranked against rows of the same group: ``serving`` (confirmed by the serving
+    simulation) or ``static`` (the xPyD static estimate, no serving confirmation)."""
+    return "serving" if stage == SERVING_STAGE else "static"
+
+
+def engine_terms(cfg: SearchConfig) -> dict[str, an.EngineTerms]:
+    """Per searched engine: its fitted fixed costs and the scheduler traits it runs with (its
+    own scheduler and block size unless the config gives them)."""
+    from llmsim.engines import resolve_engine
+    from llmsim.serving.schedulers import SCHEDULERS
+
+    out = {}
+    given = cfg.scheduler.model_fields_set
+    for name in cfg.space.engine or ():
+        eng = resolve_engine(name)
+        sched = SCHEDULERS.get(cfg.scheduler.name if "name" in given else eng.spec.scheduler)
+        bs = cfg.scheduler.block_size if "block_size" in given else int(
+            eng.spec.defaults.get("block_size", cfg.scheduler.block_size))
+        prof = eng.profile
+        out[name] = an.EngineTerms(float(prof.request_overhead_s), float(prof.step_overhead_s),
+                                   float(prof.mixed_step_factor), sched.chunks_prompts,
+                                   sched.uses_watermark, bs)
+    return out
 
 
 def _fingerprint(cfg: SearchConfig) -> str:
@@ -126,18 +170,24 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                              block_size=cfg.scheduler.block_size,
                              chunks_prompts=sched.chunks_prompts,
                              uses_watermark=sched.uses_watermark,
-                             watermark_frac=cfg.scheduler.watermark_frac)
+                             watermark_frac=cfg.scheduler.watermark_frac,
+                             engines=engine_terms(cfg))
     space = cfg.space.model_copy(update={"gpus": tuple(get_hardware(g).name
                                                         for g in cfg.space.gpus)})
-    all_layouts = layouts(space, spec.is_moe)
+    all_layouts: list[Layout | DisaggLayout] = [*layouts(space, spec.is_moe),
+                                                *disagg_layouts(space, spec.is_moe)]
     t0 = time.perf_counter()
     verdicts = stage.verdicts(all_layouts, cfg.search.prune)
     analytic_s = time.perf_counter() - t0
+    n_disagg = sum(1 for lay in all_layouts if lay.kind == "disaggregated")
 
     by_plan: dict[Plan, list[an.Verdict]] = {}
+    disagg_survivors: list[an.Verdict] = []
     for v in verdicts:
-        if v.survives:
+        if v.survives and v.layout.kind == "aggregated":
             by_plan.setdefault(v.layout.plan, []).append(v)
+        elif v.survives:
+            disagg_survivors.append(v)
     base = cfg.base_simulation()
     tasks = []
     for plan, vs in by_plan.items():
@@ -145,7 +195,8 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
         price = prices["prices"].get(hw.name)
         ub_obj = _objective(cfg, vs[0].ub_rps_per_replica / plan.gpus_per_replica, price)
         tasks.append({
-            "plan_key": plan.key, "plan": plan.as_dict(), "base": base,
+            "plan_key": plan.key, "plan": plan.as_dict(), "base": base, "kind": "aggregated",
+            "group": comparison_group(SERVING_STAGE),
             "deployment_args": cfg.deployment_args(),
             "targets": [t.as_dict() for t in cfg.targets], "mode": cfg.mode,
             "load": cfg.load, "replica_options": sorted(v.layout.replicas for v in vs),
@@ -153,6 +204,9 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
             "tolerance": cfg.search.tolerance, "tdp_w": hw.tdp_w,
             "idle_power_frac": cfg.search.idle_power_frac, "ub_objective": ub_obj,
             "price_per_gpu_hour": price})
+    prompt, output = typical_lengths(lengths)
+    for v in disagg_survivors:
+        tasks.append(_disagg_task(cfg, v, prices, prompt, output))
     tasks.sort(key=lambda t: (-t["ub_objective"] if math.isfinite(t["ub_objective"])
                               else math.inf, t["plan_key"]))
 
@@ -165,7 +219,10 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
         log.info("resuming: %d of %d plans already simulated", len(results), len(tasks))
     elif path is not None and path.exists():
         path.unlink()
-    best = [max((_row_objective(cfg, r) for r in results.values()), default=-math.inf)]
+    best: dict[str, float] = {}
+    for r in results.values():
+        g = comparison_group(r.get("stage", SERVING_STAGE))
+        best[g] = max(best.get(g, -math.inf), _row_objective(cfg, r))
     pruned: dict[str, float] = {}
     done = [len(results)]
     fh = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
@@ -173,15 +230,17 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     def skip(task: dict[str, Any]) -> bool:
         if task["plan_key"] in results:
             return True
-        if cfg.search.prune and task["ub_objective"] < best[0]:
-            pruned[task["plan_key"]] = best[0]
+        threshold = best.get(task["group"], -math.inf)
+        if cfg.search.prune and task["ub_objective"] < threshold:
+            pruned[task["plan_key"]] = threshold
             done[0] += 1
             _tick()
             return True
-        if cfg.search.prune and cfg.mode == "rate" and math.isfinite(best[0]):
+        if cfg.search.prune and cfg.mode == "rate" and math.isfinite(threshold) \
+                and task["kind"] == "aggregated":
             # the per-replica load at which this plan would tie the best (the task starts its
             # bisection just above it: one failing simulation shows it dominated)
-            task["beat"] = best[0] * task["plan"]["tp"] * task["plan"]["pp"] * (
+            task["beat"] = threshold * task["plan"]["tp"] * task["plan"]["pp"] * (
                 task["price_per_gpu_hour"] / 3600.0
                 if cfg.search.objective == "goodput_per_dollar" else 1.0)
         return False
@@ -192,9 +251,8 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
         if fh is not None:
             fh.write(json.dumps(row, allow_nan=True) + "\n")
             fh.flush()
-        value = _row_objective(cfg, row)
-        if value > best[0]:
-            best[0] = value
+        g = comparison_group(row.get("stage", SERVING_STAGE))
+        best[g] = max(best.get(g, -math.inf), _row_objective(cfg, row))
         done[0] += 1
         _tick()
 
@@ -205,7 +263,7 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     t1 = time.perf_counter()
     try:
         _tick()
-        run_tasks(tasks, evaluate_plan, skip=skip, on_result=on_result, backend=backend,
+        run_tasks(tasks, evaluate_task, skip=skip, on_result=on_result, backend=backend,
                   workers=workers, address=address)
     finally:
         if fh is not None:
@@ -213,20 +271,32 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     simulate_s = time.perf_counter() - t1
 
     candidates = _candidates(cfg, verdicts, results, pruned, prices)
-    ok = [c for c in candidates if c["status"] == "ok"]
-    best_row = ok[0] if ok else None
+    firsts = {c["group"]: c for c in candidates if c.get("rank") == 1}
+    best_row = firsts.get("serving") if cfg.space.disagg != "only" else firsts.get("static")
+    best_disagg = firsts.get("static") if cfg.space.disagg != "only" else None
     intervals = None
-    if best_row is not None and cfg.search.intervals:
+    if best_row is not None and best_row["kind"] == "aggregated" and cfg.search.intervals:
         task = next(t for t in tasks if t["plan_key"] == best_row["plan_key"])
         intervals = confirm_intervals(task, best_row["replicas"], cfg.search.interval_draws,
                                       cfg.search.interval_level)
-    plan_rows = [r for r in results.values() if r.get("status") == "ok"]
-    counts: dict[str, int] = {"layouts": len(candidates), "plans": len(tasks)}
+    plan_rows = [r for r in results.values()
+                 if r.get("status") == "ok" and r.get("kind", "aggregated") == "aggregated"]
+    disagg_rows = [r for r in results.values()
+                   if r.get("status") == "ok" and r.get("kind") == "disaggregated"]
+    agg_keys = {t["plan_key"] for t in tasks if t["kind"] == "aggregated"}
+    counts: dict[str, int] = {"layouts": len(candidates), "plans": len(agg_keys)}
     for c in candidates:
         counts[c["status"]] = counts.get(c["status"], 0) + 1
-    counts["plans_simulated"] = len(results)
-    counts["plans_pruned_by_bound"] = len(pruned)
+    counts["plans_simulated"] = len([k for k in results if k in agg_keys])
+    counts["plans_pruned_by_bound"] = len([k for k in pruned if k in agg_keys])
     counts["simulations"] = sum(int(r.get("simulations", 0)) for r in results.values())
+    counts["disaggregated_layouts"] = sum(1 for c in candidates
+                                          if c["kind"] == "disaggregated")
+    counts["disaggregated_estimated"] = len([r for r in results.values()
+                                             if r.get("kind") == "disaggregated"])
+    counts["static_estimates"] = sum(int(r.get("estimates", 0)) for r in results.values())
+    counts["disaggregated_survivors"] = len(tasks) - len(agg_keys)
+    counts["disaggregated_pruned_by_bound"] = len(pruned) - counts["plans_pruned_by_bound"]
     settings = {"model": spec.name, "mode": cfg.mode, "load": cfg.load,
                 "slo": [t.as_dict() for t in cfg.targets], "objective": cfg.search.objective,
                 "num_requests": base["workload"]["num_requests"],
@@ -236,12 +306,55 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                 "idle_power_frac": cfg.search.idle_power_frac,
                 "prune": cfg.search.prune, "backend": backend,
                 "runners_up": cfg.search.runners_up, "fingerprint": fingerprint,
-                "searched_kinds": ["aggregated"]}
+                "engines": list(cfg.space.engine or []), "disagg": cfg.space.disagg,
+                "searched_kinds": [k for k, on in (("aggregated", cfg.space.disagg != "only"),
+                                                   ("disaggregated", cfg.space.disagg != "off"))
+                                   if on],
+                "stages": {"aggregated": SERVING_STAGE, "disaggregated": STATIC_STAGE},
+                "disaggregated_typical_request": {"prompt": prompt, "output": output}}
     timing = {"analytic_wall_s": analytic_s, "analytic_layouts_per_wall_s":
               len(all_layouts) / analytic_s if analytic_s > 0 else math.inf,
-              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start}
-    return SearchResult(settings, best_row, candidates, frontier(plan_rows), counts, timing,
-                        intervals, plan_rows)
+              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start,
+              # summed over tasks (in the workers): what each layout kind cost
+              "task_s": {kind: sum(float(r.get("wall_s") or 0.0) for r in results.values()
+                                   if r.get("kind", "aggregated") == kind)
+                         for kind in ("aggregated", "disaggregated")},
+              "analytic_layouts": {"aggregated": len(all_layouts) - n_disagg,
+                                   "disaggregated": n_disagg}}
+    front = frontier(plan_rows)
+    front_d = frontier(disagg_rows)
+    if cfg.space.disagg == "only":
+        front, front_d, plan_rows = front_d, [], disagg_rows
+    return SearchResult(settings, best_row, candidates, front, counts, timing,
+                        intervals, plan_rows, best_disagg, front_d, disagg_rows)
+
+
+def _disagg_task(cfg: SearchConfig, v: an.Verdict, prices: dict[str, Any], prompt: int,
+                 output: int) -> dict[str, Any]:
+    """The task of one disaggregated layout (``search/disagg.py:evaluate_disagg_layout``)."""
+    from llmsim.catalog import get_hardware
+
+    lay: DisaggLayout = v.layout
+    usd = _usd_per_hour(lay, prices)
+    price = usd / lay.num_gpus if usd else None  # per GPU-hour, averaged over the pools
+    return {
+        "plan_key": lay.key, "kind": "disaggregated", "group": comparison_group(STATIC_STAGE),
+        "layout": lay.as_dict(), "model": cfg.model.name, "formats": cfg.deployment_args(),
+        "prompt": prompt, "output": output, "targets": [t.as_dict() for t in cfg.targets],
+        "mode": cfg.mode, "load": cfg.load, "tolerance": cfg.search.tolerance,
+        "ub_rps": v.ub_rps_per_replica,
+        "ub_objective": _objective(cfg, v.ub_rps_per_replica / lay.num_gpus, price),
+        "price_per_gpu_hour": price, "idle_power_frac": cfg.search.idle_power_frac,
+        "tdp_w": {"prefill": get_hardware(lay.prefill.gpu).tdp_w,
+                  "decode": get_hardware(lay.decode.gpu).tdp_w}}
+
+
+def _usd_per_hour(lay: DisaggLayout, prices: dict[str, Any]) -> float | None:
+    pp, pd_ = prices["prices"].get(lay.prefill.gpu), prices["prices"].get(lay.decode.gpu)
+    if not pp or not pd_:
+        return None
+    return (lay.prefill_workers * lay.prefill.gpus_per_replica * pp
+            + lay.decode_workers * lay.decode.gpus_per_replica * pd_)
 
 
 def _raise_missing(missing: list[str], prices: dict[str, Any]) -> None:
@@ -259,14 +372,34 @@ def _row_objective(cfg: SearchConfig, row: dict[str, Any]) -> float:
     return v if math.isfinite(v) else -math.inf
 
 
-def _layout_row(layout: Layout, status: str, reason: str) -> dict[str, Any]:
+def _layout_row(layout: Layout | DisaggLayout, status: str, reason: str) -> dict[str, Any]:
+    if isinstance(layout, DisaggLayout):
+        return _disagg_layout_row(layout, status, reason)
     p = layout.plan
-    return {"layout": layout.key, "plan_key": p.key, "kind": layout.kind, "gpu": p.gpu,
-            "tp": p.tp, "pp": p.pp, "ep": p.ep, "replicas": layout.replicas,
-            "num_gpus": layout.num_gpus, "weight_dtype": p.weight_dtype,
-            "kv_dtype": p.kv_dtype, "max_num_seqs": p.max_num_seqs,
-            "max_num_batched_tokens": p.max_num_batched_tokens, "status": status,
-            "reason": reason}
+    row = {"layout": layout.key, "plan_key": p.key, "kind": layout.kind, "gpu": p.gpu,
+           "tp": p.tp, "pp": p.pp, "ep": p.ep, "replicas": layout.replicas,
+           "num_gpus": layout.num_gpus, "weight_dtype": p.weight_dtype,
+           "kv_dtype": p.kv_dtype, "max_num_seqs": p.max_num_seqs,
+           "max_num_batched_tokens": p.max_num_batched_tokens, "status": status,
+           "reason": reason, "stage": SERVING_STAGE, "group": comparison_group(SERVING_STAGE)}
+    if p.engine:
+        row["engine"] = p.engine
+    return row
+
+
+def _disagg_layout_row(lay: DisaggLayout, status: str, reason: str) -> dict[str, Any]:
+    p, d = lay.prefill, lay.decode
+    return {"layout": lay.key, "plan_key": lay.key, "kind": lay.kind,
+            "gpu": p.gpu if not lay.heterogeneous else f"{p.gpu}+{d.gpu}",
+            "tp": p.tp, "pp": 1, "ep": p.ep, "replicas": lay.prefill_workers + lay.decode_workers,
+            "num_gpus": lay.num_gpus, "weight_dtype": p.weight_dtype, "kv_dtype": p.kv_dtype,
+            "max_num_seqs": d.max_num_seqs, "max_num_batched_tokens": p.max_num_batched_tokens,
+            "status": status, "reason": reason, "stage": STATIC_STAGE,
+            "group": comparison_group(STATIC_STAGE), "ratio": lay.ratio,
+            "heterogeneous": lay.heterogeneous,
+            "prefill_gpu": p.gpu, "prefill_tp": p.tp, "prefill_ep": p.ep,
+            "prefill_workers": lay.prefill_workers, "decode_gpu": d.gpu, "decode_tp": d.tp,
+            "decode_ep": d.ep, "decode_workers": lay.decode_workers}
 
 
 def _candidates(cfg: SearchConfig, verdicts: list[an.Verdict],
@@ -276,16 +409,24 @@ def _candidates(cfg: SearchConfig, verdicts: list[an.Verdict],
     rows = []
     for v in verdicts:
         lay = v.layout
-        key = lay.plan.key
+        key = lay.plan_key
+        disagg = isinstance(lay, DisaggLayout)
         if not v.survives:
             row = _layout_row(lay, v.status, v.reason)
         elif key in results:
-            row = _simulated_row(cfg, lay, results[key], prices)
+            row = (_disagg_result_row(cfg, lay, results[key], prices) if disagg
+                   else _simulated_row(cfg, lay, results[key], prices))
         elif key in pruned:
-            price = prices["prices"].get(lay.plan.gpu)
-            ub = _objective(cfg, v.ub_rps_per_replica / lay.plan.gpus_per_replica, price)
+            if disagg:
+                usd = _usd_per_hour(lay, prices)
+                ub = _objective(cfg, v.ub_rps_per_replica / lay.num_gpus,
+                                usd / lay.num_gpus if usd else None)
+            else:
+                price = prices["prices"].get(lay.plan.gpu)
+                ub = _objective(cfg, v.ub_rps_per_replica / lay.plan.gpus_per_replica, price)
             row = _layout_row(lay, an.DOMINATED, f"upper bound {ub:.3g} {unit} < the best "
-                                                 f"found {pruned[key]:.3g} (not simulated)")
+                                                 f"found {pruned[key]:.3g} (not "
+                                                 f"{'estimated' if disagg else 'simulated'})")
         else:
             row = _layout_row(lay, "not_run", "interrupted before it was simulated")
         row["ub_rps_per_replica"] = v.ub_rps_per_replica
@@ -293,16 +434,23 @@ def _candidates(cfg: SearchConfig, verdicts: list[an.Verdict],
             row[f"{name}_lower_bound_s"] = lb
         rows.append(row)
     ok = [r for r in rows if r["status"] == "ok"]
-    ok.sort(key=lambda r: (-r["objective"], r["num_gpus"],
+    ok.sort(key=lambda r: (r["group"] != "serving", -r["objective"], r["num_gpus"],
                            r.get("energy_per_token_j") if _finite(r.get("energy_per_token_j"))
                            else math.inf, r["layout"]))
-    for i, r in enumerate(ok, 1):
-        r["rank"] = i
-        if i > 1:
-            r["lost_because"] = an.DOMINATED
-            r["reason"] = (f"objective {r['objective']:.4g} {unit} < the best's "
-                           f"{ok[0]['objective']:.4g}" if r["objective"] < ok[0]["objective"]
-                           else "ties the best on the objective; loses on GPUs / energy")
+    for group in ("serving", "static"):
+        mine = [r for r in ok if r["group"] == group]
+        if mine and group == "static" and cfg.space.disagg != "only":
+            mine[0]["reason"] = ("the best disaggregated layout by the xPyD static estimate; "
+                                 "ranked on its own, not against serving-simulated layouts "
+                                 "(no serving confirmation yet)")
+        for i, r in enumerate(mine, 1):
+            r["rank"] = i
+            if i > 1:
+                r["lost_because"] = an.DOMINATED
+                r["reason"] = (f"objective {r['objective']:.4g} {unit} < the best's "
+                               f"{mine[0]['objective']:.4g}"
+                               if r["objective"] < mine[0]["objective"]
+                               else "ties the best on the objective; loses on GPUs / energy")
     order = {"ok": 0, an.DOMINATED: 1, an.SLO_MISSED: 2, an.DOES_NOT_FIT: 3, an.INVALID: 4}
     rest = [r for r in rows if r["status"] != "ok"]
     rest.sort(key=lambda r: (order.get(r["status"], 5), r["layout"]))
@@ -311,6 +459,43 @@ def _candidates(cfg: SearchConfig, verdicts: list[an.Verdict],
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _disagg_result_row(cfg: SearchConfig, lay: DisaggLayout, res: dict[str, Any],
+                       prices: dict[str, Any]) -> dict[str, Any]:
+    """The candidate row of an evaluated disaggregated layout (``search/disagg.py``)."""
+    row = _layout_row(lay, res.get("status") or an.INVALID, res.get("reason", ""))
+    row["stage"] = res.get("stage", STATIC_STAGE)
+    row["group"] = comparison_group(row["stage"])
+    row["estimates"] = res.get("estimates")
+    if row["status"] != "ok":
+        return row
+    usd = _usd_per_hour(lay, prices)
+    req, at_g = res["at_requested"], res["at_goodput"]
+    total_tps = (req.get("output_tokens_per_s_per_gpu") or 0.0) * lay.num_gpus
+    row.update({
+        "objective": _objective(cfg, res["goodput_rps_per_gpu"],
+                                usd / lay.num_gpus if usd else None),
+        "goodput_rps_per_replica": res["goodput_rps"],
+        "goodput_rps_per_gpu": res["goodput_rps_per_gpu"],
+        "goodput_output_tokens_per_s_per_gpu": at_g.get("output_tokens_per_s_per_gpu"),
+        "tokens_per_s_per_user_at_goodput": at_g.get("tokens_per_s_per_user"),
+        "output_tokens_per_s_per_gpu": req.get("output_tokens_per_s_per_gpu"),
+        "tokens_per_s_per_user": req.get("tokens_per_s_per_user"),
+        "energy_per_token_j": res.get("energy_per_token_j"),
+        "price_per_gpu_hour": usd / lay.num_gpus if usd else None,
+        "usd_per_hour": usd,
+        "usd_per_million_output_tokens": (usd / 3600.0 / total_tps * 1e6
+                                          if usd and total_tps > 0 else None),
+        "slo_basis": res.get("slo_basis"),
+        "prefill_utilization": req.get("prefill_utilization"),
+        "decode_batch_per_worker": req.get("decode_batch_per_worker"),
+        "bottleneck": req.get("bottleneck"),
+        "suggested_xpyd": req.get("suggested_xpyd"),
+    })
+    for name, value in (res.get("slo_values") or {}).items():
+        row[name + "_s"] = value
+    return row
 
 
 def _simulated_row(cfg: SearchConfig, lay: Layout, res: dict[str, Any],
