@@ -44,7 +44,7 @@ from llmsim.serving.reproduce import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon" / "silicon_h100_sxm.csv"
-FITTED = ("request_overhead_s", "step_overhead_s", "mixed_step_factor")
+FITTED = ("request_overhead_s", "step_overhead_s", "prefill_step_factor")
 
 
 def held_out_params(engine: str, model: str) -> dict[str, float]:
@@ -56,7 +56,7 @@ def held_out_params(engine: str, model: str) -> dict[str, float]:
         return dict(held[key])
     others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
     if not others:
-        return {k: 0.0 if k != "mixed_step_factor" else 1.0 for k in FITTED}
+        return {k: 0.0 if k.endswith("_s") else 1.0 for k in FITTED}
     return {k: statistics.median(getattr(p, k) for p in others) for k in FITTED}
 
 

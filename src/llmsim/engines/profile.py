@@ -3,9 +3,15 @@
 The cost model of a run with an engine (``EngineStepModel`` and the simulator):
 
 * every engine step (prefill, mixed or decode) takes ``kernel_time x factor + step_overhead_s``
-  where ``factor = mixed_step_factor`` for a step that holds prompt chunks *and* decodes and 1
-  otherwise; ``step_overhead_s`` is the CPU side of one iteration (scheduling, input
-  preparation, kernel launches not hidden by CUDA graphs, sampling, detokenisation);
+  where ``factor = prefill_step_factor`` for a step that holds prompt tokens (prefill-only or
+  mixed), times ``mixed_step_factor`` when it also holds decodes, and 1 for a decode-only step;
+  ``step_overhead_s`` is the CPU side of one iteration (scheduling, input preparation, kernel
+  launches not hidden by CUDA graphs, sampling, detokenisation). ``prefill_step_factor``
+  prices what the kernel sums miss in a step with prompt work: such steps run eagerly (CUDA
+  graphs cover decode-only batches), with variable-length attention metadata and the
+  engine's own GEMM choices; on the measured H100 rows the prompt-heavy steps of TensorRT-LLM
+  run well above llmsim's kernel sums (its fp8 GEMMs are priced from kernel measurements of
+  a later TensorRT-LLM), see ``scripts/fit_engine_profile.py``;
 * a request reaches the engine's queue ``request_overhead_s`` after its client sent it (HTTP
   frontend, tokenisation, and the first token's way back): TTFT and E2E include it, TPOT does
   not (it spreads over the output tokens: ``(E2E - TTFT) / (n - 1)``);
@@ -13,7 +19,7 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   networks; it keeps identical requests from staying in lock-step cohorts).
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
-``TTFT = request_overhead_s + prefill(p) + step_overhead_s`` and
+``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
 ``TPOT = decode_step + step_overhead_s``.
 
 Values: ``data/engines/profiles.yaml``, written by ``scripts/fit_engine_profile.py`` (least
@@ -38,12 +44,14 @@ from llmsim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-PARAMETERS = ("request_overhead_s", "step_overhead_s", "mixed_step_factor", "jitter_s")
+PARAMETERS = ("request_overhead_s", "step_overhead_s", "prefill_step_factor", "mixed_step_factor",
+              "jitter_s")
 
 
 class EngineProfile(Spec):
     request_overhead_s: Seconds = Field(default=0.0, ge=0)
     step_overhead_s: Seconds = Field(default=0.0, ge=0)
+    prefill_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
     mixed_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
     jitter_s: Seconds = Field(default=0.0, ge=0)
     fitted_on: str = ""  # what the values were fitted on (or the fallback rule used)

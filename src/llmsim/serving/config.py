@@ -121,7 +121,8 @@ class SchedulerSection(Spec):
 
 class EngineSection(Spec):
     """``engine: trtllm`` or ``{name: vllm@0.12.0, profile: my_profiles.yaml,
-    request_overhead_s: .., step_overhead_s: .., mixed_step_factor: ..}``: the engine's
+    request_overhead_s: .., step_overhead_s: .., prefill_step_factor: ..,
+    mixed_step_factor: ..}``: the engine's
     scheduler and default limits (``llmsim.engines``) and its fitted profile, each profile
     parameter overridable here."""
 
@@ -129,6 +130,7 @@ class EngineSection(Spec):
     profile: str | None = None
     request_overhead_s: Seconds | None = Field(default=None, ge=0)
     step_overhead_s: Seconds | None = Field(default=None, ge=0)
+    prefill_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
     mixed_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
 
 

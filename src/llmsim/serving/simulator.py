@@ -206,7 +206,8 @@ def _resolve_engine(cfg: SimulationConfig) -> tuple[SimulationConfig, Any]:
     assert sec is not None
     eng = resolve_engine(sec.name, sec.profile)
     over = {k: getattr(sec, k) for k in ("request_overhead_s", "step_overhead_s",
-                                         "mixed_step_factor") if getattr(sec, k) is not None}
+                                         "prefill_step_factor", "mixed_step_factor")
+            if getattr(sec, k) is not None}
     if over:
         eng = replace(eng, profile=eng.profile.model_copy(update=over))
     return with_engine_defaults(cfg, dict(eng.spec.defaults), eng.spec.scheduler), eng
