@@ -25,8 +25,9 @@ fp8 on one H100 at ``c = 64``, 4096 / 256 tokens has a TPOT (102 ms) only 64 run
 sequences explain, 278k tokens of KV; in bf16 (256 KiB a token) they need 73 GB beside 34 GB
 of weights; rerun with a bf16 KV cache llmsim holds 35 of them and over-predicts the TTFT
 5.7-fold. vLLM's ``auto`` is the model's dtype (bf16): its KV-bound rows (Llama-3.1-70B fp8,
-tp 2, 8192 / 1024) plateau at the ~29 running sequences a bf16 cache holds. Rows llmsim cannot reproduce are skipped with the
-reason (:func:`row_config` raises :class:`Unsupported`): a model missing from the catalog
+tp 2, 8192 / 1024) plateau at the ~29 running sequences a bf16 cache holds.
+
+Rows llmsim cannot reproduce are skipped with the reason (:func:`row_config` raises :class:`Unsupported`): a model missing from the catalog
 (gpt-oss-120b, MiniMax-M2.5), nvfp4 GEMMs, attention data parallelism.
 """
 
