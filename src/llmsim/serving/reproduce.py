@@ -27,8 +27,9 @@ of weights; rerun with a bf16 KV cache llmsim holds 35 of them and over-predicts
 5.7-fold. vLLM's ``auto`` is the model's dtype (bf16): its KV-bound rows (Llama-3.1-70B fp8,
 tp 2, 8192 / 1024) plateau at the ~29 running sequences a bf16 cache holds.
 
-Rows llmsim cannot reproduce are skipped with the reason (:func:`row_config` raises :class:`Unsupported`): a model missing from the catalog
-(gpt-oss-120b, MiniMax-M2.5), nvfp4 GEMMs, attention data parallelism.
+Rows llmsim cannot reproduce are skipped with the reason (:func:`row_config` raises
+:class:`Unsupported`): a model missing from the catalog (gpt-oss-120b, MiniMax-M2.5), nvfp4
+GEMMs, attention data parallelism.
 """
 
 from __future__ import annotations
