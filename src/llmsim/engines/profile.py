@@ -16,7 +16,18 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   frontend, tokenisation, and the first token's way back): TTFT and E2E include it, TPOT does
   not (it spreads over the output tokens: ``(E2E - TTFT) / (n - 1)``);
 * the client's send is late by a seeded ``U(0, jitter_s)`` (timing noise of real clients and
-  networks; it keeps identical requests from staying in lock-step cohorts).
+  networks);
+* with closed-loop warm-up, the measured phase's first ``c`` sends are late by a seeded
+  ``U(0, client_phase_spread x mean warm-up E2E)``: the clients enter the measured phase out of
+  phase, not as one cohort. Why: identical requests admitted in consecutive long prefill
+  steps finish in consecutive short decode steps (every running request advances one token a
+  step), so a cohort that arrives together comes back compressed and re-forms every cycle;
+  no timing noise of a realistic size (1-100 ms) breaks it. The measured rows show the
+  real engines do not sit in that state: rerun as one cohort, TensorRT-LLM Qwen3-32B tp 4,
+  1024 / 128 at ``c = 32`` predicts TTFT 451 ms / TPOT 12.6 ms against 196 / 15.9 measured
+  (prefills bunched: long queues, little decode interference); started out of phase, 199 /
+  14.3 (``c = 8``: 206 -> 113 ms against 117). The value 1 (one request's duration: phases
+  uniform over a cycle) is the documented constant of ``scripts/fit_engine_profile.py``.
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
 ``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
@@ -45,7 +56,7 @@ from llmsim.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PARAMETERS = ("request_overhead_s", "step_overhead_s", "prefill_step_factor", "mixed_step_factor",
-              "jitter_s")
+              "jitter_s", "client_phase_spread")
 
 
 class EngineProfile(Spec):
@@ -54,6 +65,7 @@ class EngineProfile(Spec):
     prefill_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
     mixed_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
     jitter_s: Seconds = Field(default=0.0, ge=0)
+    client_phase_spread: float = Field(default=0.0, ge=0, le=10)
     fitted_on: str = ""  # what the values were fitted on (or the fallback rule used)
 
     def describe(self) -> dict[str, Any]:

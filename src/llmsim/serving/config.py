@@ -132,6 +132,7 @@ class EngineSection(Spec):
     step_overhead_s: Seconds | None = Field(default=None, ge=0)
     prefill_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
     mixed_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
+    client_phase_spread: float | None = Field(default=None, ge=0, le=10)
 
 
 class SLOSection(Spec):
