@@ -81,7 +81,9 @@ LOWER, UPPER = np.array([0.0, 0.0, 0.5]), np.array([5.0, 0.05, 3.0])
 #: moved vLLM's mixed-step factor from 1 to the 0.5 bound and left its TPOT 25% low)
 TRUST = np.array([0.1, 0.002, 0.3])
 JITTER_S = 0.001
-PHASE_SPREAD = 1.0  # clients enter the measured phase out of phase (llmsim.engines.profile)
+#: client_phase_spread candidates, chosen per engine by the fitted loss (a discrete choice:
+#: 0 = the measured phase starts as one cohort, 1 = out of phase over a request's duration)
+PHASE_SPREADS = (0.0, 1.0)
 SEED = 0
 
 
@@ -105,32 +107,33 @@ def sample_rows(rows: list[dict[str, Any]], per_group: int) -> tuple[list, list]
     return kept, skipped
 
 
-def overrides(theta: np.ndarray) -> dict[str, float]:
-    """The fitted parameters at ``theta``; ``mixed_step_factor`` pinned to 1 (so that a rerun
-    does not depend on the profile file it is about to replace)."""
+def overrides(theta: np.ndarray, spread: float) -> dict[str, float]:
+    """The fitted parameters at ``theta`` and the phase spread; ``mixed_step_factor`` pinned
+    to 1 (so that a rerun does not depend on the profile file it is about to replace)."""
     return {**{k: float(v) for k, v in zip(PARAMS, theta, strict=True)},
-            "mixed_step_factor": 1.0, "client_phase_spread": PHASE_SPREAD}
+            "mixed_step_factor": 1.0, "client_phase_spread": float(spread)}
 
 
-def simulate_row(row: dict[str, Any], theta: np.ndarray, sm: Any) -> np.ndarray:
-    cfg = row_config(row, overrides(theta), with_version=False)
+def simulate_row(row: dict[str, Any], theta: np.ndarray, sm: Any, spread: float
+                 ) -> np.ndarray:
+    cfg = row_config(row, overrides(theta, spread), with_version=False)
     cfg["workload"]["jitter_s"] = JITTER_S
     return np.array(run_row(cfg, sm))
 
 
-def jacobian_rows(rows: list, theta: np.ndarray, log: logging.Logger
+def jacobian_rows(rows: list, theta: np.ndarray, spread: float, log: logging.Logger
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: predictions at theta (n, 2), their Jacobian (n, 2, 3), measurements (n, 2)."""
     preds, jacs, meas = [], [], []
     t0 = time.perf_counter()
     for i, row in enumerate(rows):
         sm = base_step_model(row_config(row))
-        y = simulate_row(row, theta, sm)
+        y = simulate_row(row, theta, sm, spread)
         jac = np.empty((2, len(theta)))
         for j in range(len(theta)):
             step = np.zeros(len(theta))
             step[j] = STEPS[j]
-            jac[:, j] = (simulate_row(row, theta + step, sm) - y) / STEPS[j]
+            jac[:, j] = (simulate_row(row, theta + step, sm, spread) - y) / STEPS[j]
         preds.append(y)
         jacs.append(jac)
         meas.append(np.array(measured(row)))
@@ -150,6 +153,26 @@ def solve(theta: np.ndarray, preds: np.ndarray, jacs: np.ndarray, meas: np.ndarr
     hi = np.minimum(UPPER, theta + trust) - theta
     res = lsq_linear(a, b, bounds=(lo, hi))
     return theta + res.x
+
+
+def gauss_newton(rows: list, spread: float, iterations: int, log: logging.Logger) -> tuple:
+    """(loss, theta, predictions, Jacobians, measurements) at the evaluated point of least
+    loss of ``iterations`` safeguarded Gauss-Newton steps from ``THETA0``."""
+    theta = THETA0.copy()
+    best: tuple | None = None
+    trust = TRUST.copy()
+    for it in range(iterations):
+        preds, jacs, meas = jacobian_rows(rows, theta, spread, log)
+        loss = float(np.sum(np.log(preds / meas) ** 2))
+        if best is None or loss < best[0]:
+            best = (loss, theta, preds, jacs, meas)
+        else:  # the step made it worse: back to the best point, half the region
+            trust = trust / 2
+        log.info("  iteration %d: loss %.4f at %s", it + 1, loss,
+                 dict(zip(PARAMS, np.round(theta, 5), strict=True)))
+        theta = solve(*best[1:], trust)
+    assert best is not None
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,34 +196,26 @@ def main(argv: list[str] | None = None) -> int:
     held: dict[str, Any] = {}
     for name in sorted(by_engine):
         er = by_engine[name]
-        theta = THETA0.copy()
         models = sorted({r["model_path"] for r in er})
         log.info("%s: %d rows, models %s", name, len(er), ", ".join(models))
-        best: tuple | None = None  # (loss, theta, preds, jacobians, measurements)
-        trust = TRUST.copy()
-        for it in range(args.iterations):
-            preds, jacs, meas = jacobian_rows(er, theta, log)
-            loss = float(np.sum(np.log(preds / meas) ** 2))
-            if best is None or loss < best[0]:
-                best = (loss, theta, preds, jacs, meas)
-            else:  # the step made it worse: back to the best point, half the region
-                trust = trust / 2
-            log.info("  iteration %d: loss %.4f at %s", it + 1, loss,
-                     dict(zip(PARAMS, np.round(theta, 5), strict=True)))
-            theta = solve(*best[1:], trust)
-        assert best is not None
-        _loss, theta, preds, jacs, meas = best
-        lin_theta = theta
-        engines[name] = {**overrides(theta), "jitter_s": JITTER_S,
+        fits = []
+        for spread in PHASE_SPREADS:
+            log.info(" client_phase_spread %g", spread)
+            fits.append((*gauss_newton(er, spread, args.iterations, log), spread))
+        loss, theta, preds, jacs, meas, spread = min(fits, key=lambda f: f[0])
+        log.info(" %s: client_phase_spread %g (loss %s)", name, spread,
+                 " / ".join(f"{f[0]:.4f}" for f in fits))
+        engines[name] = {**overrides(theta, spread), "jitter_s": JITTER_S,
                          "fitted_on": f"{len(er)} aggregated H100-SXM rows ("
-                                      f"{', '.join(models)}), silicon_h100_sxm.csv"}
+                                      f"{', '.join(models)}), silicon_h100_sxm.csv; loss "
+                                      f"{loss:.4f}"}
         mask_models = np.array([r["model_path"] for r in er])
         for m in models:
             keep = mask_models != m
             if keep.sum() < 3:
                 continue  # nothing left to fit on: the benchmark uses the fallback rule
-            th = solve(lin_theta, preds[keep], jacs[keep], meas[keep])
-            held[f"{name}|{m}"] = overrides(th)
+            th = solve(theta, preds[keep], jacs[keep], meas[keep])
+            held[f"{name}|{m}"] = overrides(th, spread)
     doc = {
         "source": "fitted by scripts/fit_engine_profile.py (least squares on mean TTFT and "
                   "TPOT, log ratios) from the aggregated rows of ../shared/data/e2e/"
