@@ -13,7 +13,8 @@ with the worst errors. ``--held-out`` predicts every row again with the leave-on
 parameters of ``scripts/fit_engine_profile.py`` (that engine's profile fitted without the
 row's model; an (engine, model) with no such fit uses the fallback rule: the median of the
 other engines' parameters). Rows llmsim cannot reproduce are counted and named.
-``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--engines``:
+``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--json FILE``:
+every row's record; ``--engines``:
 only those engines' rows; ``--sglang-mixed``: SGLang rows with mixed chunks (see
 :mod:`llmsim.serving.reproduce` for why the default is without).
 """
@@ -44,7 +45,7 @@ from llmsim.serving.reproduce import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon" / "silicon_h100_sxm.csv"
-FITTED = ("request_overhead_s", "step_overhead_s", "mixed_step_factor")
+FITTED = ("request_overhead_s", "step_overhead_s", "prefill_step_factor")
 
 
 def held_out_params(engine: str, model: str) -> dict[str, float]:
@@ -56,7 +57,7 @@ def held_out_params(engine: str, model: str) -> dict[str, float]:
         return dict(held[key])
     others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
     if not others:
-        return {k: 0.0 if k != "mixed_step_factor" else 1.0 for k in FITTED}
+        return {k: 0.0 if k.endswith("_s") else 1.0 for k in FITTED}
     return {k: statistics.median(getattr(p, k) for p in others) for k in FITTED}
 
 
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worst", type=int, default=10)
     ap.add_argument("--engines", nargs="+", help="only these engines' rows")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ap.add_argument("--json", help="also write every row's record (errors included) here")
     ap.add_argument("--sglang-mixed", action="store_true",
                     help="rerun SGLang rows with mixed chunks (PROVENANCE's reading)")
     args = ap.parse_args(argv)
@@ -153,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = sorted(random.Random(0).sample(rows, n), key=lambda r: r["id"])
     t0 = time.perf_counter()
     recs = evaluate(rows, args.held_out, args.sglang_mixed, args.jobs)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(recs, indent=1))
     print(f"serving accuracy: {len(recs)} measured aggregated H100-SXM rows rerun "
           f"(aiperf closed loop, 20c measured after 2c warm-up) in "
           f"{time.perf_counter() - t0:.0f} s; errors = predicted / measured - 1 of the "

@@ -112,6 +112,32 @@ def test_jitter_breaks_lock_step_cohorts():
     assert jit.equals(again)
 
 
+def test_client_phase_spread_breaks_the_compressed_cohort():
+    """In-flight batching, 2 whole prompts a step, a closed loop of 16 identical requests:
+    entered as one cohort the measured phase keeps a queue every cycle (prefills bunched,
+    little decode interference); entered out of phase (spread 1) the mean TTFT falls and the
+    TPOT rises, the first measured sends are spread over about one warm-up request's E2E,
+    and spread 0 is the cohort run exactly."""
+    sm = FixedStepModel(0.02, 0.005, 1e-5)
+    wl = _closed(16, 32, 352, prompt="fixed:1000", output="fixed:200", jitter_s=0.0)
+    cfg = base_config(engine={"name": "trtllm", "request_overhead_s": 0.0,
+                              "step_overhead_s": 0.0, "client_phase_spread": 0.0},
+                      scheduler={"max_num_batched_tokens": 2100}, workload=wl)
+    del cfg["workload"]["rate"]
+    cohort = simulate(cfg, step_model=sm)
+    cfg["engine"] = {**cfg["engine"], "client_phase_spread": 1.0}
+    spread = simulate(cfg, step_model=sm)
+    a, b = cohort.summary(), spread.summary()
+    assert b["ttft_s"]["mean"] < 0.7 * a["ttft_s"]["mean"]
+    assert b["tpot_s"]["mean"] > a["tpot_s"]["mean"]
+    req = spread.requests
+    warm_e2e = req.e2e_s[req.warmup].mean()
+    first = req.arrival_s.iloc[32:48]
+    assert 0.3 * warm_e2e < first.max() - first.min() <= warm_e2e
+    cfg["engine"] = {**cfg["engine"], "client_phase_spread": 0.0}
+    assert simulate(cfg, step_model=sm).requests.equals(cohort.requests)
+
+
 def test_engine_registry_and_version_parse():
     assert {"vllm", "sglang", "trtllm"} <= set(ENGINES.names())
     assert parse_engine("trtllm@1.0.0rc3") == ("trtllm", "1.0.0rc3")
@@ -165,6 +191,35 @@ def test_engine_step_model_prices_mixed_steps_with_the_factor():
                                [em.step_time(BatchShape.decode(8, c)) for c in (100, 900)])
 
 
+def test_prefill_step_factor_prices_every_step_with_prompt_tokens():
+    """prefill_step_factor scales prefill-only and mixed steps (times mixed_step_factor for
+    the mixed ones), never a decode-only step."""
+    from llmsim.costmodel.shapes import BatchShape
+
+    sm = FixedStepModel(0.05, 0.01, 2e-5, 1e-7)
+    em = EngineStepModel(sm, EngineProfile(step_overhead_s=0.001, prefill_step_factor=1.5,
+                                           mixed_step_factor=1.2))
+    pre = BatchShape.prefill(1, 256)
+    mixed = pre + BatchShape.decode(8, 500.0)
+    dec = BatchShape.decode(8, 500.0)
+    assert em.step_time(pre) == pytest.approx(sm.step_time(pre) * 1.5 + 0.001)
+    assert em.step_time(mixed) == pytest.approx(sm.step_time(mixed) * 1.5 * 1.2 + 0.001)
+    assert em.step_time(dec) == pytest.approx(sm.step_time(dec) + 0.001)
+    assert em.price(pre).time_s == pytest.approx(em.step_time(pre))
+    assert em.stage_time(mixed) == pytest.approx(sm.stage_time(mixed) * 1.8)
+
+
+def test_trtllm_per_tensor_fp8_rows_rerun_with_an_fp8_kv_cache():
+    from llmsim.serving.reproduce import row_config
+
+    row = {"mode": "agg", "model_path": "Qwen/Qwen3-32B", "system": "h100_sxm",
+           "gemm_quant_mode": "fp8", "tp_size": 1, "batch_size": 64, "isl": 4096,
+           "osl": 256, "backend": "trtllm", "backend_version": "1.0.0rc3"}
+    assert row_config(row)["model"]["kv_dtype"] == "fp8"
+    assert row_config({**row, "gemm_quant_mode": "fp8_block"})["model"]["kv_dtype"] == "bf16"
+    assert row_config({**row, "backend": "vllm"})["model"]["kv_dtype"] == "bf16"
+
+
 def test_packaged_profiles_resolve():
     for name in ("vllm", "sglang", "trtllm"):
         eng = resolve_engine(name)
@@ -208,7 +263,7 @@ def test_estimate_engine_adds_the_fixed_costs():
     base = estimate("llama-3.1-8b", "h100-sxm", prompt=128, output=64)
     eng = estimate("llama-3.1-8b", "h100-sxm", prompt=128, output=64, engine="vllm")
     prof = resolve_engine("vllm").profile
-    assert eng.ttft_s == pytest.approx(base.ttft_s + prof.request_overhead_s
-                                       + prof.step_overhead_s)
+    assert eng.ttft_s == pytest.approx(base.ttft_s * prof.prefill_step_factor
+                                       + prof.request_overhead_s + prof.step_overhead_s)
     assert eng.tpot_s == pytest.approx(base.tpot_s + prof.step_overhead_s)
     assert eng.as_dict()["engine"]["name"] == "vllm" and "engine" not in base.as_dict()

@@ -3,17 +3,34 @@
 The cost model of a run with an engine (``EngineStepModel`` and the simulator):
 
 * every engine step (prefill, mixed or decode) takes ``kernel_time x factor + step_overhead_s``
-  where ``factor = mixed_step_factor`` for a step that holds prompt chunks *and* decodes and 1
-  otherwise; ``step_overhead_s`` is the CPU side of one iteration (scheduling, input
-  preparation, kernel launches not hidden by CUDA graphs, sampling, detokenisation);
+  where ``factor = prefill_step_factor`` for a step that holds prompt tokens (prefill-only or
+  mixed), times ``mixed_step_factor`` when it also holds decodes, and 1 for a decode-only step;
+  ``step_overhead_s`` is the CPU side of one iteration (scheduling, input preparation, kernel
+  launches not hidden by CUDA graphs, sampling, detokenisation). ``prefill_step_factor``
+  prices what the kernel sums miss in a step with prompt work: such steps run eagerly (CUDA
+  graphs cover decode-only batches), with variable-length attention metadata and the
+  engine's own GEMM choices; on the measured H100 rows the prompt-heavy steps of TensorRT-LLM
+  run well above llmsim's kernel sums (its fp8 GEMMs are priced from kernel measurements of
+  a later TensorRT-LLM), see ``scripts/fit_engine_profile.py``;
 * a request reaches the engine's queue ``request_overhead_s`` after its client sent it (HTTP
   frontend, tokenisation, and the first token's way back): TTFT and E2E include it, TPOT does
   not (it spreads over the output tokens: ``(E2E - TTFT) / (n - 1)``);
 * the client's send is late by a seeded ``U(0, jitter_s)`` (timing noise of real clients and
-  networks; it keeps identical requests from staying in lock-step cohorts).
+  networks);
+* with closed-loop warm-up, the measured phase's first ``c`` sends are late by a seeded
+  ``U(0, client_phase_spread x mean warm-up E2E)``: the clients enter the measured phase out of
+  phase, not as one cohort. Why: identical requests admitted in consecutive long prefill
+  steps finish in consecutive short decode steps (every running request advances one token a
+  step), so a cohort that arrives together comes back compressed and re-forms every cycle;
+  no timing noise of a realistic size (1-100 ms) breaks it. The measured rows show the
+  real engines do not sit in that state: rerun as one cohort, TensorRT-LLM Qwen3-32B tp 4,
+  1024 / 128 at ``c = 32`` predicts TTFT 451 ms / TPOT 12.6 ms against 196 / 15.9 measured
+  (prefills bunched: long queues, little decode interference); started out of phase, 199 /
+  14.3 (``c = 8``: 206 -> 113 ms against 117). The value 1 (one request's duration: phases
+  uniform over a cycle) is the documented constant of ``scripts/fit_engine_profile.py``.
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
-``TTFT = request_overhead_s + prefill(p) + step_overhead_s`` and
+``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
 ``TPOT = decode_step + step_overhead_s``.
 
 Values: ``data/engines/profiles.yaml``, written by ``scripts/fit_engine_profile.py`` (least
@@ -38,14 +55,17 @@ from llmsim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-PARAMETERS = ("request_overhead_s", "step_overhead_s", "mixed_step_factor", "jitter_s")
+PARAMETERS = ("request_overhead_s", "step_overhead_s", "prefill_step_factor", "mixed_step_factor",
+              "jitter_s", "client_phase_spread")
 
 
 class EngineProfile(Spec):
     request_overhead_s: Seconds = Field(default=0.0, ge=0)
     step_overhead_s: Seconds = Field(default=0.0, ge=0)
+    prefill_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
     mixed_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
     jitter_s: Seconds = Field(default=0.0, ge=0)
+    client_phase_spread: float = Field(default=0.0, ge=0, le=10)
     fitted_on: str = ""  # what the values were fitted on (or the fallback rule used)
 
     def describe(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Step time with an engine (formula of :mod:`llmsim.engines.profile`)::
 
     step_time(shape) = base.step_time(shape) x f + step_overhead_s,
-        f = mixed_step_factor if the step has prompt chunks and decodes, else 1
+        f = prefill_step_factor x (mixed_step_factor if it also has decodes, else 1)
+              for a step with prompt tokens, 1 for a decode-only step
 
 ``stage_time`` scales the same way (no overhead: it is the pipeline's issue interval of
 kernels), the decode curves add ``step_overhead_s`` to every step, ``price(shape)`` scales
@@ -32,7 +33,8 @@ class EngineStepModel:
         self.profile = profile
         self.label = label
         self._over = float(profile.step_overhead_s)
-        self._mixed = float(profile.mixed_step_factor)
+        self._prefill = float(profile.prefill_step_factor)
+        self._mixed = float(profile.prefill_step_factor * profile.mixed_step_factor)
 
     @property
     def deployment(self) -> Any:
@@ -43,14 +45,16 @@ class EngineStepModel:
         return self.base.num_stages
 
     def _factor(self, shape: BatchShape) -> float:
-        return self._mixed if shape.prefill_tokens and shape.decode_seqs else 1.0
+        if not shape.prefill_tokens:
+            return 1.0
+        return self._mixed if shape.decode_seqs else self._prefill
 
     def step_time(self, shape: BatchShape) -> float:
         t = self.base.step_time(shape)
         if t == 0.0:
             return 0.0
-        if shape.prefill_tokens and shape.decode_seqs:
-            t *= self._mixed
+        if shape.prefill_tokens:
+            t *= self._mixed if shape.decode_seqs else self._prefill
         return t + self._over
 
     def stage_time(self, shape: BatchShape) -> float:

@@ -134,7 +134,8 @@ class SchedulerSection(Spec):
 
 class EngineSection(Spec):
     """``engine: trtllm`` or ``{name: vllm@0.12.0, profile: my_profiles.yaml,
-    request_overhead_s: .., step_overhead_s: .., mixed_step_factor: ..}``: the engine's
+    request_overhead_s: .., step_overhead_s: .., prefill_step_factor: ..,
+    mixed_step_factor: ..}``: the engine's
     scheduler and default limits (``llmsim.engines``) and its fitted profile, each profile
     parameter overridable here."""
 
@@ -142,7 +143,9 @@ class EngineSection(Spec):
     profile: str | None = None
     request_overhead_s: Seconds | None = Field(default=None, ge=0)
     step_overhead_s: Seconds | None = Field(default=None, ge=0)
+    prefill_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
     mixed_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
+    client_phase_spread: float | None = Field(default=None, ge=0, le=10)
 
 
 class SLOSection(Spec):

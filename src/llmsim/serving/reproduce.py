@@ -17,10 +17,19 @@ on one engine deployment with the generator's limits:
   keep the default.
 
 Precision: a ``gemm_quant_mode`` of ``fp8`` / ``fp8_block`` runs fp8 weights and GEMM
-activations; the KV cache stays bf16 (the engines' default for these checkpoints unless told
-otherwise); blank: the checkpoint's bf16. Rows llmsim cannot reproduce are skipped with the
-reason (:func:`row_config` raises :class:`Unsupported`): a model missing from the catalog
-(gpt-oss-120b, MiniMax-M2.5), nvfp4 GEMMs, attention data parallelism.
+activations; blank: the checkpoint's bf16. KV cache: fp8 for TensorRT-LLM with per-tensor
+``fp8`` GEMMs, bf16 otherwise. TensorRT-LLM's generator config leaves ``kv_cache_dtype: auto``,
+which takes the checkpoint's KV quantisation: per-tensor fp8 checkpoints (ModelOpt) carry an
+fp8 KV cache, block-fp8 ones (Qwen's own ``-FP8``) do not. The measurements need it: Qwen3-32B
+fp8 on one H100 at ``c = 64``, 4096 / 256 tokens has a TPOT (102 ms) only 64 running
+sequences explain, 278k tokens of KV; in bf16 (256 KiB a token) they need 73 GB beside 34 GB
+of weights; rerun with a bf16 KV cache llmsim holds 35 of them and over-predicts the TTFT
+5.7-fold. vLLM's ``auto`` is the model's dtype (bf16): its KV-bound rows (Llama-3.1-70B fp8,
+tp 2, 8192 / 1024) plateau at the ~29 running sequences a bf16 cache holds.
+
+Rows llmsim cannot reproduce are skipped with the reason (:func:`row_config` raises
+:class:`Unsupported`): a model missing from the catalog (gpt-oss-120b, MiniMax-M2.5), nvfp4
+GEMMs, attention data parallelism.
 """
 
 from __future__ import annotations
@@ -96,7 +105,8 @@ def row_config(row: dict[str, Any], engine_overrides: dict[str, Any] | None = No
     name = f"{engine}@{version}" if (with_version and version) else engine
     model_sec: dict[str, Any] = {"name": model}
     if gemm in FP8_MODES:
-        model_sec.update(weight_dtype="fp8", act_dtype="fp8", kv_dtype="bf16")
+        kv = "fp8" if (engine == "trtllm" and gemm == "fp8") else "bf16"
+        model_sec.update(weight_dtype="fp8", act_dtype="fp8", kv_dtype=kv)
     return {
         "model": model_sec,
         "hardware": {"name": hw},

@@ -243,7 +243,8 @@ def _resolve_engine(cfg: SimulationConfig) -> tuple[SimulationConfig, Any]:
     assert sec is not None
     eng = resolve_engine(sec.name, sec.profile)
     over = {k: getattr(sec, k) for k in ("request_overhead_s", "step_overhead_s",
-                                         "mixed_step_factor") if getattr(sec, k) is not None}
+                                         "prefill_step_factor", "mixed_step_factor",
+                                         "client_phase_spread") if getattr(sec, k) is not None}
     if over:
         eng = replace(eng, profile=eng.profile.model_copy(update=over))
     return with_engine_defaults(cfg, dict(eng.spec.defaults), eng.spec.scheduler), eng
@@ -304,6 +305,12 @@ class Simulation:
             wl.jitter_s = np.frombuffer(self.jitter, dtype=np.float64)  # one copy, not two
         self.frontend_s = setup.request_overhead_s
         self.delayed = self.jitter is not None or self.frontend_s > 0
+        # with an engine, the measured phase's first sends spread over a warm-up request's
+        # duration (the profile's client_phase_spread; llmsim/engines/profile.py says why)
+        prof = setup.engine.profile if setup.engine is not None else None
+        self.phase_spread = float(prof.client_phase_spread) if (
+            prof is not None and self.warm_left) else 0.0
+        self.phase_rng = np.random.default_rng(seeds[5].spawn(1)[0])
         self.in_flight = 0
         self.blocked: int | None = None
         self.done = 0
@@ -425,11 +432,29 @@ class Simulation:
                 self.in_flight < self.concurrency
                 and not (self.warm_left and self.blocked == self.warmup))):
             rid, self.blocked = self.blocked, None
+            if self.phase_spread and rid == self.warmup:
+                self._spread_phase()
             when = max(self.table.arrival_s[rid], now + self.think_s, self.loop.now_s)
             self.loop.schedule(when, PRIO_ARRIVAL, self._on_arrival, rid)
         if self.progress is not None and (self.done % self.progress_every == 0
                                           or self.done == self.n):
             self.progress(self.done, self.n)
+
+    def _spread_phase(self) -> None:
+        """Delay the measured phase's first ``concurrency`` sends by seeded ``U(0, S)``,
+        ``S = client_phase_spread x`` the mean warm-up request duration: the clients start the
+        measured phase out of phase instead of as one cohort."""
+        t, w = self.table, self.warmup
+        e2e = np.asarray(t.finish_s[:w], dtype=float) - np.asarray(t.arrival_s[:w], dtype=float)
+        e2e = e2e[np.isfinite(e2e)]
+        if not len(e2e):
+            return
+        k = min(self.concurrency, self.n - w)
+        delay = self.phase_rng.uniform(0.0, self.phase_spread * float(e2e.mean()), size=k)
+        if self.jitter is None:
+            self.jitter, self.delayed = [0.0] * self.n, True
+        for i in range(k):
+            self.jitter[w + i] += float(delay[i])
 
     def _on_sample(self, now: float, _payload: Any) -> None:
         samples = [r.sample(now) for r in self.replicas]
