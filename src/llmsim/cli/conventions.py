@@ -1,9 +1,10 @@
 """Conventions every command follows, applied to the command line before it is parsed.
 
 - **Old spellings** (:data:`ALIASES`): the flags renamed so that one thing has one name on every
-  command (``--input-len`` / ``--output-len`` for lengths, ``--replicas`` for serving replicas)
+  command (``--input-len`` / ``--output-len`` for lengths, ``--replicas`` for serving replicas,
+  ``--dtype`` / ``--weight-dtype`` / ``--act-dtype`` / ``--kv-dtype`` for number formats)
   still work; they are hidden from ``--help`` because they are rewritten here, before click
-  sees them.
+  sees them. The ``"*"`` entry applies to every command (a command's own entry wins).
 - **The format from the file name**: ``--out FILE`` without ``--format`` takes its format from
   the extension (:data:`FORMAT_OF_SUFFIX`: ``.json``, ``.csv``, ``.parquet``, ``.txt`` / ``.md``
   for the table, ``.html`` for the report); ``--format`` given wins.
@@ -24,8 +25,13 @@ from pathlib import PurePath
 log = logging.getLogger("llmsim.cli")
 _NOTES: list[str] = []
 
-#: sub-command -> old flag -> the flag it is now (every command: key "*")
+#: sub-command -> old flag -> the flag it is now (every command: key "*": the number-format
+#: spellings of other tools, vLLM / TensorRT-LLM ``--kv-cache-dtype``, and the spelled-out
+#: ``--activation-dtype`` / ``--weights-dtype``)
 ALIASES: Mapping[str, Mapping[str, str]] = {
+    "*": {"--kv-cache-dtype": "--kv-dtype", "--cache-dtype": "--kv-dtype",
+          "--activation-dtype": "--act-dtype", "--activations-dtype": "--act-dtype",
+          "--weights-dtype": "--weight-dtype"},
     "estimate": {"--prompt": "--input-len", "--output": "--output-len"},
     "simulate": {"--prompt-dist": "--input-len", "--output-dist": "--output-len",
                  "--dp": "--replicas"},
@@ -105,7 +111,7 @@ def normalise_argv(argv: Sequence[str]) -> list[str]:
     if command is None:
         return args
     start = args.index(command) + 1
-    aliases = ALIASES.get(command, {})
+    aliases = {**ALIASES["*"], **ALIASES.get(command, {})}
     out: list[str] = args[:start]
     for word in args[start:]:
         name, eq, value = word.partition("=")

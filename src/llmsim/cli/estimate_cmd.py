@@ -32,6 +32,7 @@ from llmsim.cli.options import (
     FormatOpt,
     HardwareOpt,
     KvDtypeOpt,
+    MaxModelLenOpt,
     MaybeDpOpt,
     MaybeEpOpt,
     MaybeMicroOpt,
@@ -67,9 +68,6 @@ AllowOverflowOpt = Annotated[bool, typer.Option(
 CasesOpt = Annotated[str | None, typer.Option(
     "--cases", help="CSV of cases (columns named as flags) or of requests "
                     "(input_tokens,output_tokens[,ttft_s,tpot_s,e2e_s]).")]
-MaxModelLenOpt = Annotated[int | None, typer.Option(
-    "--max-model-len", min=2, help="Longest input+output served (default: the model's "
-                                   "trained context; engines serve more with rope scaling).")]
 OpsOpt = Annotated[bool, typer.Option("--ops", help="JSON: include every op of every layer.")]
 
 

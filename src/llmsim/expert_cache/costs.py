@@ -115,6 +115,8 @@ class OffloadCosts:
     precision: Precision
     profile: Profile | None = None
     efficiency: float | None = None
+    estimator: str = "calibrated"
+    estimator_model: str | None = None
     _gpu: dict[int, float] = field(default_factory=dict, repr=False)
     _cpu: dict[int, float] = field(default_factory=dict, repr=False)
 
@@ -126,7 +128,8 @@ class OffloadCosts:
         hw = self.platform.hardware
         self.cluster = get_cluster(hardware=hw, num_gpus=1, host=self.platform.host)
         deployment = Deployment(self.model, self.cluster, ParallelSpec(), self.precision,
-                                self.profile, self.efficiency)
+                                self.profile, self.efficiency, self.estimator,
+                                self.estimator_model)
         self.step_model = build_step_model(deployment)
         self.prof = deployment.hardware_profile
         self.expert_bytes = expert_weight_bytes(moe, self.precision)

@@ -67,18 +67,20 @@ def footprint(model: ModelSpec, costs: OffloadCosts, config: OffloadConfig, prom
 
 
 def check_context(model: ModelSpec, prompt_tokens: int, decode_steps: int,
-                  max_model_len: int | None = None) -> None:
+                  max_model_len: int | None = None, flag: bool | None = None) -> None:
     """The prompt plus the decode steps must fit the context served: the model's, or
-    ``max_model_len`` (as in ``offload``)."""
+    ``max_model_len`` (as in ``offload``); ``flag``: the message names ``--max-model-len``
+    (default: when it was given)."""
     from llmsim import checks
 
     checks.context(prompt_tokens + decode_steps, model.name, model.max_position_embeddings,
                    max_model_len, "prompt + decode steps", "--input-len or --output-len",
-                   flag=max_model_len is not None)
+                   flag=max_model_len is not None if flag is None else flag)
 
 
 def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, prompt_tokens: int,
-                  decode_steps: int, dtype: str | None = None) -> int:
+                  decode_steps: int, dtype: str | None = None,
+                  max_model_len: int | None = None) -> int:
     """The largest per-layer cache capacity that fits the GPU (``--cache-capacity auto``).
 
     ``prefetch`` and the context are checked first, so a bad value gets its own message rather
@@ -86,7 +88,7 @@ def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, pro
     spec = load_moe_model(model)
     assert spec.moe is not None
     OffloadConfig.build(capacity=0, prefetch=prefetch).for_model(spec.moe.num_experts)
-    check_context(spec, prompt_tokens, decode_steps)
+    check_context(spec, prompt_tokens, decode_steps, max_model_len)
     precision = Precision.resolve(spec.weight_dtype, dtype=dtype,
                                   supported=platform.hardware.supported_dtypes)
     costs = OffloadCosts(spec, platform, precision, Profile.empty())
@@ -107,13 +109,18 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
              prompt_tokens: int | None = None, decode_steps: int | None = None,
              dtype: str | None = None, profile: Profile | None = None,
              efficiency: float | None = None, platform: Platform | None = None,
-             cpu_efficiency: float = 1.0, allow_overflow: bool = False) -> OffloadResult:
+             cpu_efficiency: float = 1.0, allow_overflow: bool = False,
+             max_model_len: int | None = None, estimator: str = "calibrated",
+             estimator_model: str | None = None) -> OffloadResult:
     """Simulate one sequence (prefill + decode) with an offloaded expert cache.
 
     ``routing``: a distribution spec (``uniform``, ``zipf:1.2``, ...), a trace path (optionally
     ``trace:PATH``), or a resolved source / trace. ``platform`` overrides ``hardware``/``host``
     (e.g. a measured machine; ``host`` None: the GPU's default host). ``profile``/``efficiency``
-    pick the GPU calibration (default: shipped profile). Deterministic in ``config.seed``.
+    pick the GPU calibration (default: shipped profile), ``estimator`` / ``estimator_model`` the
+    step model's estimator for the non-expert GPU work (``costmodel/estimators``);
+    ``max_model_len``: the context served when beyond the model's. Deterministic in
+    ``config.seed``.
     Metrics of an empty phase (``decode_steps=0``: decode time, tokens/s, decode hit rate) are
     NaN.
     """
@@ -124,11 +131,12 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
     platform = platform or make_platform(hardware, host, cpu_efficiency)
     precision = Precision.resolve(spec.weight_dtype, dtype=dtype,
                                   supported=platform.hardware.supported_dtypes)
-    costs = OffloadCosts(spec, platform, precision, profile, efficiency)
+    costs = OffloadCosts(spec, platform, precision, profile, efficiency, estimator,
+                         estimator_model)
     source = _routing_source(routing, spec, prompt_tokens, decode_steps, config.seed)
     trace = source.trace
     prompt, steps = trace.prompt_tokens, trace.decode_steps
-    check_context(spec, prompt, steps)
+    check_context(spec, prompt, steps, max_model_len)
     fp = footprint(spec, costs, config, prompt, steps)
     if not fp.fits and not allow_overflow:
         hint = (f"use --cache-capacity {fp.max_capacity} or less" if fp.max_capacity >= 0
