@@ -269,12 +269,14 @@ def validation_html(title: str, series: Mapping[str, tuple[Any, Any]], errors: p
     fig = go.Figure()
     for name, (p, m) in pairs.items():
         fig.add_trace(go.Histogram(x=(p / m - 1.0) * 100.0, name=name, opacity=0.6,
-                                   nbinsx=min(40, max(5, p.size // 2))))
+                                   bingroup="error", nbinsx=40))
     fig.add_vline(x=0.0, line_color="black", line_width=1)
     fig.update_layout(barmode="overlay", xaxis_title="relative error (%)",
                       yaxis_title="rows")
     page.figure(fig, height=400)
     page.heading("error per group")
+    page.parts.append("<style>table.kv th { padding: 2px 12px 2px 0; text-align: left; }"
+                      "</style>")
     page.parts.append(errors.to_html(index=False, float_format=lambda v: f"{v:.4g}",
                                      classes="kv", border=0, na_rep=""))
     return page.render()
