@@ -317,7 +317,10 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     if intervals:
         opts = intervals if isinstance(intervals, iv.IntervalOptions) else iv.IntervalOptions()
         run = iv.StaticRun(prefill_step, micro, seqs, ctx, decode_step, steps, batch, prompt,
-                           output, gpus)
+                           output, gpus, **({} if eng is None else {
+                               "engine": eng.label,
+                               "engine_step_s": float(eng.profile.step_overhead_s),
+                               "engine_request_s": float(eng.profile.request_overhead_s)}))
         points = {"ttft_s": ttft, "_mid_s": dec_time, "prefill_mfu": prefill_mfu,
                   "decode_mbu": decode_mbu, "decode_mfu": decode_mfu}
         bounds, basis = iv.intervals(sm, run, points, opts)
