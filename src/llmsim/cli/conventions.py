@@ -71,6 +71,17 @@ def take_lists() -> dict[str, list[str]]:
     return lists
 
 
+def _list_values(flag: str, value: str) -> list[str]:
+    """The values of a comma list; an empty one (``1,,2``, ``h100-sxm,``) is an error."""
+    values = [v.strip() for v in value.split(",")]
+    if not all(values):
+        from llmsim.errors import ConfigError
+
+        raise ConfigError(f"{flag} {value!r}: a comma list with an empty value; give the "
+                          "values separated by single commas, e.g. a100-sxm-80gb,h100-sxm")
+    return values
+
+
 def _split_lists(command: str, args: list[str], start: int) -> list[str]:
     """``args`` with each comma list of :data:`LIST_FLAGS` replaced by its first value (the
     lists kept for :func:`take_lists`)."""
@@ -81,11 +92,11 @@ def _split_lists(command: str, args: list[str], start: int) -> list[str]:
         word = out[i]
         name, eq, value = word.partition("=")
         if eq and name in flags and "," in value:
-            values = [v.strip() for v in value.split(",") if v.strip()]
+            values = _list_values(name, value)
             _LISTS[flags[name]] = values
             out[i] = f"{name}={values[0]}"
         elif word in flags and i + 1 < len(out) and "," in out[i + 1]:
-            values = [v.strip() for v in out[i + 1].split(",") if v.strip()]
+            values = _list_values(word, out[i + 1])
             _LISTS[flags[word]] = values
             out[i + 1] = values[0]
     return out
