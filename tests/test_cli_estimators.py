@@ -67,7 +67,8 @@ def test_unknown_estimator_is_one_line_with_did_you_mean(cli):
     for argv in (("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm"),
                  ("op", "--kind", "gemm", "-H", "h100-sxm", "--m", "8", "--n", "8", "--k", "8"),
                  ("simulate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "-n", "5"),
-                 ("offload", "solve", "--model", "opt-6.7b")):
+                 ("offload", "solve", "--model", "opt-6.7b"),
+                 ("moe-offload", "simulate", "-m", "mixtral-8x7b")):
         res = cli(*argv, "--estimator", "tabel")
         assert res.code == 2, argv
         assert res.err.strip() == "error: unknown estimator 'tabel'. Did you mean 'table'?"
@@ -97,6 +98,27 @@ def test_simulate_and_offload_take_the_estimator(cli):
     off = cli("offload", "solve", "--model", "opt-6.7b", "--estimator", "analytic",
               "-f", "json")
     assert off.code == 0, off.err
+    # moe-offload: the step model behind the non-expert GPU work takes the estimator
+    moe = ("moe-offload", "simulate", "-m", "mixtral-8x7b", "-C", "0", "-f", "json")
+    cal, ana = cli(*moe).json(), cli(*moe, "--estimator", "analytic").json()
+    assert ana["prefill_s"] < cal["prefill_s"] and ana["decode_s_per_token"] < \
+        cal["decode_s_per_token"]
+    res = cli(*moe, "--estimator", "learned")
+    assert res.code == 2 and "--estimator-model" in res.err
+
+
+def test_moe_offload_costs_build_their_step_model_with_the_estimator():
+    from llmsim.costmodel import Precision
+    from llmsim.expert_cache import load_moe_model, make_platform
+    from llmsim.expert_cache.costs import OffloadCosts
+
+    spec = load_moe_model("mixtral-8x7b")
+    platform = make_platform("rtx-4090", None, 1.0)
+    precision = Precision.resolve(spec.weight_dtype, supported=platform.hardware.supported_dtypes)
+    costs = OffloadCosts(spec, platform, precision, estimator="analytic")
+    assert costs.step_model.deployment.estimator == "analytic"
+    assert OffloadCosts(spec, platform, precision).step_model.deployment.estimator == \
+        "calibrated"
 
 
 def test_op_features_line_up_with_the_measurements(cli, tmp_path):

@@ -74,6 +74,41 @@ def test_spread_grows_with_sigma_and_engine_factor_shifts():
     assert off.intervals["ttft_s"][0] == pytest.approx(off.ttft_s)
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(tp=2, pp=2, micro_batches=2, num_gpus=4)])
+@pytest.mark.parametrize("engine", ["vllm", "trtllm"])
+def test_engine_fixed_costs_are_added_to_both_ends_of_a_kernel_interval(engine, kw):
+    from llmsim.engines import resolve_engine
+
+    prof = resolve_engine(engine).profile
+    step_s, request_s = prof.step_overhead_s, prof.request_overhead_s
+    # engine factors that would double the figures: with an engine they are not drawn
+    eng = {"own": {"a100-sxm-80gb": {"ttft": [np.log(2.0)] * 3, "tpot": [np.log(2.0)] * 3}}}
+    neutral = estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt=700, output=300,
+                       engine=engine, intervals=ei.IntervalOptions(
+                           residuals=residuals(engine=eng), draws=4), **kw)
+    for metric, (lo, hi) in neutral.intervals.items():  # unit kernel factors: the point
+        point = getattr(neutral, metric)
+        assert lo == pytest.approx(point, rel=1e-9) and hi == pytest.approx(point, rel=1e-9), \
+            metric
+    assert f"{engine} fitted fixed costs" in neutral.interval_basis["engine"]
+    # kernel spread: the engine's interval is the engine-less kernel interval moved by the
+    # fixed costs (request once, a step's overhead per step), not scaled with it
+    opts = {"residuals": residuals(sigma=0.3, engine=eng), "draws": 50}
+    with_engine = estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt=700, output=300,
+                           engine=engine, intervals=ei.IntervalOptions(**opts), **kw)
+    kernel_only = estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt=700, output=300,
+                           intervals=ei.IntervalOptions(engine=False, **opts), **kw)
+    for end in (0, 1):
+        assert with_engine.intervals["ttft_s"][end] == pytest.approx(
+            kernel_only.intervals["ttft_s"][end] + step_s + request_s, rel=1e-9)
+        if not kw:  # one stage: the overhead is outside the pipeline's max
+            assert with_engine.intervals["tpot_s"][end] == pytest.approx(
+                kernel_only.intervals["tpot_s"][end] + step_s, rel=1e-9)
+    for m in ("ttft_s", "tpot_s", "e2e_s"):
+        lo, hi = with_engine.intervals[m]
+        assert lo < getattr(with_engine, m) < hi, m
+
+
 def test_scaled_step_model_scales_its_family_only():
     base = build_step_model(Deployment.resolve("llama-3.1-8b", "h100-sxm", tp=2))
     shape = BatchShape.prefill(2, 512) + BatchShape.decode(4, 900)

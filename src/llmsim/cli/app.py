@@ -182,6 +182,12 @@ def _interrupted(debug: bool) -> None:
     sys.exit(INTERRUPTED_EXIT_CODE)
 
 
+def one_line(message: str) -> str:
+    """A message on one line: the lines of a multi-line one (a parser's error quoted in it)
+    joined with spaces."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app; errors a user can cause (LLMSimError, bad flags) print
     one line on stderr and exit with code 2 (``--debug``: the traceback instead); an interrupt
@@ -212,7 +218,7 @@ def _run(argv: list[str] | None, debug: bool) -> None:
         _release_logs(show=debug)
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         _release_logs(show=True)

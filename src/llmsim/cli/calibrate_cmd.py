@@ -102,13 +102,18 @@ def validate_cmd(
                           "runs files")
     table = read_measurements(measurements, hardware)
     prof = Profile.load(profile)
+    series = None
+    if plot or fmt == Format.html:
+        priced = op_predictions(table, prof)
+        series = {f"{hw} {kind}": (g["pred_s"], g["measured_time_s"])
+                  for (hw, kind), g in priced.groupby(["hardware", "kind"])}
     if plot:
         from llmsim.report.accuracy_plots import write_accuracy_plots
 
-        priced = op_predictions(table, prof)
         write_accuracy_plots(plot, {str(kind): (g["pred_s"], g["measured_time_s"])
                                     for kind, g in priced.groupby("kind")}, title="op")
-    write_validation(validate_against(table, prof), len(table), prof.origin, fmt, out)
+    write_validation(validate_against(table, prof), len(table), prof.origin, fmt.value, out,
+                     series)
 
 
 def _validate_runs(path: str, profile: str | None, estimator: str | None,
@@ -126,14 +131,14 @@ def _validate_runs(path: str, profile: str | None, estimator: str | None,
     prof = None if name == "analytic" else Profile.load(profile)
     rows, skipped = predict_runs(read_runs(path), prof, name, data,
                                  interval_options(intervals, level, default=False))
+    ok = rows["fits"].to_numpy(bool)
+    series = {f: (rows[f"pred_{f}"][ok], rows[f][ok]) for f in FIGURES
+              if f in rows.columns and f"pred_{f}" in rows.columns}
     if plot:
         from llmsim.report.accuracy_plots import write_accuracy_plots
 
-        ok = rows["fits"].to_numpy(bool)
-        write_accuracy_plots(plot, {f: (rows[f"pred_{f}"][ok], rows[f][ok]) for f in FIGURES
-                                    if f in rows.columns and f"pred_{f}" in rows.columns},
-                             title="run")
-    write_run_validation(run_errors(rows), rows, skipped, name, fmt, out)
+        write_accuracy_plots(plot, series, title="run")
+    write_run_validation(run_errors(rows), rows, skipped, name, fmt.value, out, series)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,10 @@
 """Conventions every command follows, applied to the command line before it is parsed.
 
 - **Old spellings** (:data:`ALIASES`): the flags renamed so that one thing has one name on every
-  command (``--input-len`` / ``--output-len`` for lengths, ``--replicas`` for serving replicas)
+  command (``--input-len`` / ``--output-len`` for lengths, ``--replicas`` for serving replicas,
+  ``--dtype`` / ``--weight-dtype`` / ``--act-dtype`` / ``--kv-dtype`` for number formats)
   still work; they are hidden from ``--help`` because they are rewritten here, before click
-  sees them.
+  sees them. The ``"*"`` entry applies to every command (a command's own entry wins).
 - **The format from the file name**: ``--out FILE`` without ``--format`` takes its format from
   the extension (:data:`FORMAT_OF_SUFFIX`: ``.json``, ``.csv``, ``.parquet``, ``.txt`` / ``.md``
   for the table, ``.html`` for the report); ``--format`` given wins.
@@ -24,8 +25,13 @@ from pathlib import PurePath
 log = logging.getLogger("llmsim.cli")
 _NOTES: list[str] = []
 
-#: sub-command -> old flag -> the flag it is now (every command: key "*")
+#: sub-command -> old flag -> the flag it is now (every command: key "*": the number-format
+#: spellings of other tools, vLLM / TensorRT-LLM ``--kv-cache-dtype``, and the spelled-out
+#: ``--activation-dtype`` / ``--weights-dtype``)
 ALIASES: Mapping[str, Mapping[str, str]] = {
+    "*": {"--kv-cache-dtype": "--kv-dtype", "--cache-dtype": "--kv-dtype",
+          "--activation-dtype": "--act-dtype", "--activations-dtype": "--act-dtype",
+          "--weights-dtype": "--weight-dtype"},
     "estimate": {"--prompt": "--input-len", "--output": "--output-len"},
     "simulate": {"--prompt-dist": "--input-len", "--output-dist": "--output-len",
                  "--dp": "--replicas"},
@@ -65,6 +71,17 @@ def take_lists() -> dict[str, list[str]]:
     return lists
 
 
+def _list_values(flag: str, value: str) -> list[str]:
+    """The values of a comma list; an empty one (``1,,2``, ``h100-sxm,``) is an error."""
+    values = [v.strip() for v in value.split(",")]
+    if not all(values):
+        from llmsim.errors import ConfigError
+
+        raise ConfigError(f"{flag} {value!r}: a comma list with an empty value; give the "
+                          "values separated by single commas, e.g. a100-sxm-80gb,h100-sxm")
+    return values
+
+
 def _split_lists(command: str, args: list[str], start: int) -> list[str]:
     """``args`` with each comma list of :data:`LIST_FLAGS` replaced by its first value (the
     lists kept for :func:`take_lists`)."""
@@ -75,11 +92,11 @@ def _split_lists(command: str, args: list[str], start: int) -> list[str]:
         word = out[i]
         name, eq, value = word.partition("=")
         if eq and name in flags and "," in value:
-            values = [v.strip() for v in value.split(",") if v.strip()]
+            values = _list_values(name, value)
             _LISTS[flags[name]] = values
             out[i] = f"{name}={values[0]}"
         elif word in flags and i + 1 < len(out) and "," in out[i + 1]:
-            values = [v.strip() for v in out[i + 1].split(",") if v.strip()]
+            values = _list_values(word, out[i + 1])
             _LISTS[flags[word]] = values
             out[i + 1] = values[0]
     return out
@@ -105,7 +122,7 @@ def normalise_argv(argv: Sequence[str]) -> list[str]:
     if command is None:
         return args
     start = args.index(command) + 1
-    aliases = ALIASES.get(command, {})
+    aliases = {**ALIASES["*"], **ALIASES.get(command, {})}
     out: list[str] = args[:start]
     for word in args[start:]:
         name, eq, value = word.partition("=")

@@ -32,6 +32,7 @@ from llmsim.cli.options import (
     FormatOpt,
     HardwareOpt,
     KvDtypeOpt,
+    MaxModelLenOpt,
     MaybeDpOpt,
     MaybeEpOpt,
     MaybeMicroOpt,
@@ -67,9 +68,6 @@ AllowOverflowOpt = Annotated[bool, typer.Option(
 CasesOpt = Annotated[str | None, typer.Option(
     "--cases", help="CSV of cases (columns named as flags) or of requests "
                     "(input_tokens,output_tokens[,ttft_s,tpot_s,e2e_s]).")]
-MaxModelLenOpt = Annotated[int | None, typer.Option(
-    "--max-model-len", min=2, help="Longest input+output served (default: the model's "
-                                   "trained context; engines serve more with rope scaling).")]
 OpsOpt = Annotated[bool, typer.Option("--ops", help="JSON: include every op of every layer.")]
 
 
@@ -95,8 +93,39 @@ def estimate_cmd(  # grouped as the help shows them
     out: OutOpt = None,
 ) -> None:
     """Estimate TTFT, TPOT, E2E, throughput and memory of a static batch (with error bars)."""
+    _check_disagg_flags(ctx)
     flags, shape = deployment_and_shape(ctx.params)
     _estimate_one_way(ctx.params, flags, shape)
+
+
+#: estimate's parameters the disaggregated (xPyD) estimate does not take
+_NOT_DISAGG = ("beam", "estimator", "estimator_model", "memory_utilization", "allow_overflow",
+               "max_model_len", "scenario", "cases", "ops", "engine", "spec_method",
+               "spec_tokens", "spec_acceptance", "draft_model", "intervals", "interval_level",
+               "plot", "expert_skew", "redundant_experts", "ep_kernel", "two_batch_overlap")
+#: the disaggregated estimate's own parameters (nothing without the pools)
+_DISAGG_ONLY = ("kv_link", "kv_layerwise")
+
+
+def _check_disagg_flags(ctx: typer.Context) -> None:
+    """A flag given that the estimate asked for does not use is an error, never ignored: the
+    KV link without the pools, or a single-estimate flag with them."""
+    def given(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    def flag(name: str) -> str:
+        option = next(o for o in ctx.command.params if o.name == name)
+        return " / ".join([max(option.opts, key=len), *option.secondary_opts])
+
+    pools = ctx.params["prefill_pool"] is not None or ctx.params["decode_pool"] is not None
+    for name in (_NOT_DISAGG if pools else _DISAGG_ONLY):
+        if given(name):
+            raise ConfigError(
+                f"{flag(name)} does not apply to a disaggregated estimate (--prefill-pool / "
+                "--decode-pool); drop it" if pools else
+                f"{flag(name)} is the KV link of a disaggregated estimate: add --prefill-pool "
+                "and --decode-pool, or drop it")
 
 
 def _estimate_one_way(p: dict, flags: DeploymentFlags, shape: BatchShape) -> None:

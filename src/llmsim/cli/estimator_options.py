@@ -84,7 +84,7 @@ IntervalLevelOpt = Annotated[float, typer.Option(
     "--interval-level", min=0.01, max=0.99,
     help="Nominal level of the intervals (0.8: the 10th-90th percentile).")]
 IntervalDrawsOpt = Annotated[int, typer.Option(
-    "--interval-draws", min=0,
+    "--interval-draws", min=0, max=10_000,
     help="simulate: re-run the simulation under this many error-factor draws for intervals "
          "(0: none; each draw costs one more simulation).")]
 PlotDirOpt = Annotated[str | None, typer.Option(

@@ -19,6 +19,7 @@ from llmsim.cli.options import (
     FormatOpt,
     HardwareOpt,
     KvDtypeOpt,
+    MaxModelLenOpt,
     ModelOpt,
     NumGpusOpt,
     OutOpt,
@@ -56,6 +57,7 @@ def memory_cmd(
     dp: DpOpt = 1,
     batch: SequencesOpt = 1,
     seq_len: SeqLenOpt = 2048,
+    max_model_len: MaxModelLenOpt = None,
     max_tokens: MaxTokensOpt = None,
     dtype: DtypeOpt = None,
     weight_dtype: WeightDtypeOpt = None,
@@ -70,7 +72,7 @@ def memory_cmd(
     from llmsim.memory import analyze_memory, max_sequences
     from llmsim.report.memory import write_memory
 
-    dep = _deployment(DeploymentFlags.from_params(ctx.params), seq_len)
+    dep = _deployment(DeploymentFlags.from_params(ctx.params), seq_len, max_model_len)
     spec, cl, plan, precision = dep.model, dep.cluster, dep.plan, dep.precision
     rep = analyze_memory(spec, cl, plan, precision, kv_tokens=batch * seq_len,
                          max_tokens=max_tokens or max(1, batch * seq_len),
@@ -90,16 +92,18 @@ def memory_cmd(
         raise _does_not_fit(dep, rep, max_batch, batch, seq_len, memory_utilization)
 
 
-def _deployment(flags: DeploymentFlags, seq_len: int) -> Deployment:
-    """The deployment the flags name, once its model holds ``seq_len`` tokens."""
+def _deployment(flags: DeploymentFlags, seq_len: int, max_model_len: int | None = None
+                ) -> Deployment:
+    """The deployment the flags name, once ``seq_len`` tokens are within the context served
+    (the model's, or ``--max-model-len``)."""
+    from llmsim import checks
     from llmsim.catalog import get_model
 
     if not flags.names_a_target:
         raise ConfigError("give --model and --hardware (or --cluster)")
     spec = get_model(flags.model)
-    if seq_len > spec.max_position_embeddings:
-        raise ConfigError(f"--seq-len {seq_len} exceeds {spec.name}'s context of "
-                          f"{spec.max_position_embeddings} tokens")
+    checks.context(seq_len, spec.name, spec.max_position_embeddings, max_model_len,
+                   "--seq-len", "--seq-len")
     return replace(flags, model=spec).deployment()
 
 

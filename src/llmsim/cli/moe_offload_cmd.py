@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmsim.cli.options import EfficiencyOpt, Format, FormatOpt, OutOpt, ProfileOpt
+from llmsim.cli.estimator_options import EstimatorModelOpt, EstimatorOpt
+from llmsim.cli.options import (
+    EfficiencyOpt,
+    Format,
+    FormatOpt,
+    MaxModelLenOpt,
+    OutOpt,
+    ProfileOpt,
+)
 from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,7 +55,8 @@ StepsOpt = Annotated[int | None, typer.Option(
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of routing and prefetch guesses "
                                                      "(0..2**63-1).")]
 MoeDtypeOpt = Annotated[str | None, typer.Option(
-    "--dtype", help="Weights/activations format (default: the model's).")]
+    "--dtype", help="Weight format (default: the model's); float formats of 8+ bits also set "
+                    "activations and KV, as on `estimate`.")]
 CpuEfficiencyOpt = Annotated[float, typer.Option(
     "--cpu-efficiency", min=0.01, max=1.5,
     help="Fraction of the host's datasheet CPU peaks reached by CPU experts.")]
@@ -99,9 +108,12 @@ def simulate_cmd(
     prompt: PromptOpt = None,
     decode_steps: StepsOpt = None,
     seed: SeedOpt = 0,
+    max_model_len: MaxModelLenOpt = None,
     dtype: MoeDtypeOpt = None,
     profile: ProfileOpt = None,
     efficiency: EfficiencyOpt = None,
+    estimator: EstimatorOpt = None,
+    estimator_model: EstimatorModelOpt = None,
     cpu_efficiency: CpuEfficiencyOpt = 1.0,
     allow_overflow: AllowOverflowOpt = False,
     batch: BatchOpt = 1,
@@ -111,12 +123,14 @@ def simulate_cmd(
 ) -> None:
     """Predict prefill time, decode time per token, hit rate and PCIe traffic of a MoE model
     whose experts live in host memory behind a per-layer GPU cache."""
+    from llmsim.cli.estimator_options import resolve_estimator
     from llmsim.costmodel import Profile
     from llmsim.expert_cache import OffloadConfig, auto_capacity, load_moe_model, make_platform
     from llmsim.expert_cache import simulate as simulate_cache
     from llmsim.report.expert_cache import write_expert_cache
 
     miss_mode, capacity = _cheap_flags(seed, miss, cache_capacity, routing)
+    name, data = resolve_estimator(estimator, estimator_model)
     spec = load_moe_model(model)
     moe = spec.moe
     assert moe is not None
@@ -125,16 +139,18 @@ def simulate_cmd(
     config = OffloadConfig.build(capacity=capacity or 0, policy=policy, prefetch=p,
                                  prefetch_accuracy=prefetch_accuracy, miss=miss_mode,
                                  seed=seed).for_model(moe.num_experts)
-    n_prompt, n_steps = _run_shape(spec, routing, prompt, decode_steps)
+    n_prompt, n_steps = _run_shape(spec, routing, prompt, decode_steps, max_model_len)
     platform = make_platform(hardware, host, cpu_efficiency)
     if capacity is None:
         config = config.replace(capacity=auto_capacity(spec, platform, p, n_prompt, n_steps,
-                                                       dtype, batch))
+                                                       dtype, batch, max_model_len))
     result = simulate_cache(spec, config=config, routing=routing, prompt_tokens=prompt,
                             decode_steps=decode_steps, dtype=dtype,
                             profile=Profile.load(profile) if profile else None,
                             efficiency=efficiency, platform=platform,
-                            allow_overflow=allow_overflow, batch=batch)
+                            allow_overflow=allow_overflow, batch=batch,
+                            max_model_len=max_model_len,
+                            **({"estimator": name, "estimator_model": data} if name else {}))
     write_expert_cache(result, fmt, out, timeline=timeline)
 
 
@@ -154,10 +170,10 @@ def _cheap_flags(seed: int, miss: str, cache_capacity: str, routing: str
     return miss_mode, capacity
 
 
-def _run_shape(spec: ModelSpec, routing: str, prompt: int | None, decode_steps: int | None
-               ) -> tuple[int, int]:
+def _run_shape(spec: ModelSpec, routing: str, prompt: int | None, decode_steps: int | None,
+               max_model_len: int | None = None) -> tuple[int, int]:
     """Prompt tokens and decode steps of the run: the flags, else a routing trace's, else the
-    defaults; checked against the model's context."""
+    defaults; checked against the context served (the model's, or ``--max-model-len``)."""
     from llmsim.expert_cache import check_context
     from llmsim.expert_cache.routing import read_trace, trace_path
 
@@ -168,5 +184,5 @@ def _run_shape(spec: ModelSpec, routing: str, prompt: int | None, decode_steps: 
         trace = read_trace(path, spec)
         n_prompt = trace.prompt_tokens if prompt is None else prompt
         n_steps = trace.decode_steps if decode_steps is None else decode_steps
-    check_context(spec, n_prompt, n_steps)
+    check_context(spec, n_prompt, n_steps, max_model_len, flag=True)
     return n_prompt, n_steps

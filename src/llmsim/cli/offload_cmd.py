@@ -23,7 +23,7 @@ from llmsim.cli.offload_options import (
     PromptOpt,
 )
 from llmsim.cli.option_groups import takes
-from llmsim.cli.options import OutOpt
+from llmsim.cli.options import MaxModelLenOpt, OutOpt
 from llmsim.errors import ConfigError
 
 app = typer.Typer(
@@ -62,6 +62,7 @@ def solve_cmd(
     model: ModelArg = None,
     prompt_len: PromptOpt = 512,
     gen_len: GenOpt = 32,
+    max_model_len: MaxModelLenOpt = None,
     machine: MachineOptions = MACHINE,
     compression: CompressionOptions = COMPRESSION,
     cpu_cache_compute: SolveCpuCacheOpt = None,
@@ -78,12 +79,12 @@ def solve_cmd(
     from llmsim.report.placement import write_placement
 
     res = solve(
-        _need_model(model), prompt_len, gen_len, compress_weight=compression.compress_w,
-        compress_cache=compression.compress_cache, cpu_cache_compute=cpu_cache_compute,
+        _need_model(model), prompt_len, gen_len, compress_weight=compression.weights,
+        compress_cache=compression.cache, cpu_cache_compute=cpu_cache_compute,
         overlap=not no_overlap, pin_weight=pin_weight,
         gpu_batch_sizes=None if gpu_batch_size is None else [gpu_batch_size],
         num_gpu_batches=None if num_gpu_batches is None else [num_gpu_batches],
-        **pricing.kwargs(), **machine.kwargs())
+        max_model_len=max_model_len, **pricing.kwargs(), **machine.kwargs())
     write_placement(res, fmt, out, "best policy")
     _advise(res)
 
@@ -94,6 +95,7 @@ def evaluate_cmd(
     model: ModelArg = None,
     prompt_len: PromptOpt = 512,
     gen_len: GenOpt = 32,
+    max_model_len: MaxModelLenOpt = None,
     gpu_batch_size: BatchOpt = None,
     num_gpu_batches: NumBatchesOpt = 1,
     percent: PercentOpt = (100, 0, 100, 0, 100, 0),
@@ -113,11 +115,11 @@ def evaluate_cmd(
     if gpu_batch_size is None:
         raise ConfigError("give --gpu-batch-size (and --num-gpu-batches, --percent)")
     policy = OffloadPolicy.from_percent(
-        gpu_batch_size, num_gpu_batches, percent, compress_weight=compression.compress_w,
-        compress_cache=compression.compress_cache, cpu_cache_compute=cpu_cache_compute,
+        gpu_batch_size, num_gpu_batches, percent, compress_weight=compression.weights,
+        compress_cache=compression.cache, cpu_cache_compute=cpu_cache_compute,
         overlap=not no_overlap, pin_weight=pin_weight)
-    res = evaluate(_need_model(model), policy, prompt_len, gen_len, **pricing.kwargs(),
-                   **machine.kwargs())
+    res = evaluate(_need_model(model), policy, prompt_len, gen_len,
+                   max_model_len=max_model_len, **pricing.kwargs(), **machine.kwargs())
     write_placement(res, fmt, out, "policy")
     _advise(res)
 

@@ -67,6 +67,13 @@ CompressW = Annotated[bool, typer.Option(
     "--compress-w", "--compress-weight", help="4-bit group-wise weights (FlexGen, group 64).")]
 CompressC = Annotated[bool, typer.Option(
     "--compress-cache", help="4-bit group-wise KV cache (FlexGen, group 64).")]
+OffloadWeightDtype = Annotated[str | None, typer.Option(
+    "--weight-dtype", help="Weight format: int4 is --compress-w; 16-bit (bf16 / fp16): none.")]
+OffloadKvDtype = Annotated[str | None, typer.Option(
+    "--kv-dtype", help="KV-cache format: int4 is --compress-cache; 16-bit (bf16 / fp16): none.")]
+
+#: the formats FlexGen's runtime holds weights and KV in: 16-bit, or 4-bit group-wise
+_OFFLOAD_FORMATS = {"bf16": False, "fp16": False, "int4": True}
 NoOverlap = Annotated[bool, typer.Option(
     "--no-overlap", help="Do not overlap I/O with compute (a layer takes the sum of streams).")]
 PinWeight = Annotated[bool, typer.Option(
@@ -131,12 +138,39 @@ class MachineOptions:
         }
 
 
+def _compressed(value: str | None, flag: str) -> bool:
+    """Whether ``flag``'s format is FlexGen's 4-bit group-wise one (None: not given)."""
+    from llmsim.errors import UnknownNameError
+
+    if value is None:
+        return False
+    key = value.strip().lower()
+    if key not in _OFFLOAD_FORMATS:
+        raise UnknownNameError(f"{flag} format (offload prices 16-bit or FlexGen's 4-bit "
+                               "group-wise int4)", value, sorted(_OFFLOAD_FORMATS))
+    return _OFFLOAD_FORMATS[key]
+
+
 @dataclass(frozen=True)
 class CompressionOptions:
-    """FlexGen's 4-bit group-wise compression of the weights and of the KV cache."""
+    """FlexGen's 4-bit group-wise compression of the weights and of the KV cache, by its own
+    flags (``--compress-w`` / ``--compress-cache``) or by the format names every command
+    takes (``--weight-dtype int4`` / ``--kv-dtype int4``)."""
 
     compress_w: CompressW = False
     compress_cache: CompressC = False
+    weight_dtype: OffloadWeightDtype = None
+    kv_dtype: OffloadKvDtype = None
+
+    @property
+    def weights(self) -> bool:
+        """Weights compressed to 4 bits."""
+        return self.compress_w or _compressed(self.weight_dtype, "--weight-dtype")
+
+    @property
+    def cache(self) -> bool:
+        """KV cache compressed to 4 bits."""
+        return self.compress_cache or _compressed(self.kv_dtype, "--kv-dtype")
 
 
 @dataclass(frozen=True)

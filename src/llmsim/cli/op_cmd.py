@@ -25,7 +25,8 @@ KindOpt = Annotated[str | None, typer.Option(
     "--kind", help="gemm, attention-prefill, attention-decode, moe, all-reduce, "
                    "all-gather, reduce-scatter, all-to-all, p2p")]
 OpDtypeOpt = Annotated[str, typer.Option(
-    "--dtype", help="Weight format (and the activation format unless --act-dtype).")]
+    "--dtype", "--weight-dtype",
+    help="Weight format (and the activation format unless --act-dtype).")]
 IntOpt = Annotated[int | None, typer.Option(min=1)]
 SeqLenOpt = Annotated[int | None, typer.Option("--seq-len", min=1)]
 ContextLenOpt = Annotated[int | None, typer.Option("--context-len", min=1)]

@@ -60,6 +60,9 @@ DtypeOpt = Annotated[str | None, typer.Option(
 WeightDtypeOpt = Annotated[str | None, typer.Option("--weight-dtype", help="Weight format.")]
 ActDtypeOpt = Annotated[str | None, typer.Option("--act-dtype", help="Activation format.")]
 KvDtypeOpt = Annotated[str | None, typer.Option("--kv-dtype", help="KV-cache format.")]
+MaxModelLenOpt = Annotated[int | None, typer.Option(
+    "--max-model-len", min=2, help="Longest input+output served (default: the model's "
+                                   "trained context; engines serve more with rope scaling).")]
 ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="Calibration profile YAML (default: the shipped fitted profile).")]
 EfficiencyOpt = Annotated[float | None, typer.Option(

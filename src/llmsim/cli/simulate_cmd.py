@@ -175,6 +175,11 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     from llmsim.cli.conventions import take_lists
     from llmsim.report.serving import write_simulation
 
+    source = ctx.get_parameter_source("percentiles")
+    if str(metrics).strip().lower() != "vllm" and source is not None \
+            and source.name == "COMMANDLINE":
+        raise ConfigError("--percentiles picks the pNN keys of --metrics vllm; add --metrics "
+                          "vllm (llmsim's own metrics always report p50, p90, p95, p99)")
     lists = take_lists()
     if lists:  # comma lists: every combination, one table
         from llmsim.cli.comparison import simulate_comparison

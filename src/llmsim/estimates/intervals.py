@@ -6,21 +6,34 @@ for draw ``k`` with kernel factors ``phi`` and engine factors ``g``::
 
     stage_k[s]    = sum_f phi_f T_f[s]                    (prefill; per pipeline stage)
     TTFT_k        = g_ttft x fill(sum_s stage_k + phi_comm p2p + overhead, max_s stage_k, m)
+                    + E_step + E_request
     decode_k(c)   = sum_{f != attn} phi_f C_f[s] + phi_attn A[s](c)   (A: attention curve)
-    TPOT_k        = g_tpot x mean_c round(sum_s decode_k + phi_comm p2p + overhead, ..., m)
+    TPOT_k        = g_tpot x mean_c round(sum_s decode_k + phi_comm p2p + overhead
+                                          + E_step, ..., m)
     E2E_k = TTFT_k + (output - 1) TPOT_k,   tokens/s_k = batch x output / E2E_k, ...
 
 and each figure's interval is the central ``level`` quantile range of its draws; with every
 factor 1 the draws reproduce the point values exactly (tested). What an interval covers is
 what the residuals behind the draws contain (``intervals.basis``): kernel and collective
-errors of the estimator (own or leave-one-GPU-out), and with ``engine`` the framework time of
-a measured serving stack (Splitwise). Not covered: memory (the fit is exact), scheduling beyond
-a static batch, and stacks unlike the measured ones.
+errors of the estimator (own or leave-one-GPU-out), and the framework time of a measured
+serving stack (Splitwise), as one of two terms:
+
+- without ``estimate --engine``: the engine factors ``g`` (uncentred end-to-end residuals:
+  the framework time no kernel table holds), and ``E_step = E_request = 0``;
+- with an engine (``llmsim.engines``): its fitted fixed costs, ``E_step`` per step
+  (``step_overhead_s``) and ``E_request`` once per request (``request_overhead_s``), which are
+  the framework time the factors ``g`` stand for. They are added unscaled to both ends and
+  ``g = 1``: the factors apply to the kernel part only (drawing ``g`` as well would count the
+  framework time twice, and scale a fixed cost by a kernel error).
+
+``overhead`` is the base step model's own per-step cost (``StepCost.overhead_s`` less
+``E_step``). Not covered: memory (the fit is exact), scheduling beyond a static batch, the
+error of the engine's fitted costs, and stacks unlike the measured ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -68,7 +81,9 @@ class IntervalOptions:
 
 @dataclass(frozen=True)
 class StaticRun:
-    """What ``estimate`` priced, for re-deriving its figures under factor draws."""
+    """What ``estimate`` priced, for re-deriving its figures under factor draws; with an engine
+    (``engine``: its label) the engine's fixed costs, ``engine_step_s`` per step (included in
+    the steps' ``overhead_s``) and ``engine_request_s`` once per request (in the TTFT)."""
 
     prefill: StepCost
     micro: int
@@ -80,6 +95,9 @@ class StaticRun:
     prompt: int
     output: int
     gpus: int
+    engine: str | None = None
+    engine_step_s: float = 0.0
+    engine_request_s: float = 0.0
 
 
 def draw_figures(sm: StepTimeModel, run: StaticRun, draws: FactorDraws) -> dict[str, np.ndarray]:
@@ -87,16 +105,18 @@ def draw_figures(sm: StepTimeModel, run: StaticRun, draws: FactorDraws) -> dict[
     value's time) for every draw: ``{metric: array[k]}`` of times and rates."""
     pp = sm.num_stages
     phi, g = draws.kernel, draws.engine
+    fixed = run.engine_step_s
     t_p, p2p_p = family_stage_times(run.prefill, pp)
     stages = phi @ t_p  # [k, pp]
-    step = stages.sum(axis=1) + phi[:, _COMM] * p2p_p + run.prefill.overhead_s
-    ttft = pipeline.fill_s(step, stages.max(axis=1), run.micro) * g[:, 0]
+    step = stages.sum(axis=1) + phi[:, _COMM] * p2p_p + (run.prefill.overhead_s - fixed)
+    ttft = pipeline.fill_s(step, stages.max(axis=1), run.micro) * g[:, 0] + fixed \
+        + run.engine_request_s
     out = {"ttft_s": ttft}
     t_mid, p2p_d = family_stage_times(run.decode_mid, pp)
     const = t_mid.copy()
     const[_ATTN] = 0.0
-    mid = ((phi @ t_mid).sum(axis=1) + phi[:, _COMM] * p2p_d + run.decode_mid.overhead_s) \
-        * g[:, 1]
+    mid = ((phi @ t_mid).sum(axis=1) + phi[:, _COMM] * p2p_d
+           + (run.decode_mid.overhead_s - fixed)) * g[:, 1] + fixed
     if run.steps > 0:
         base = np.atleast_2d(sm.decode_stage_times(run.seqs, run.contexts))  # [pp, n]
         attn = base - const.sum(axis=0)[:, None]
@@ -129,8 +149,13 @@ def intervals(sm: StepTimeModel, run: StaticRun, points: dict[str, float],
                           "validation residuals)")
     data = (options.residuals if isinstance(options.residuals, ResidualData)
             else ResidualData.load(options.residuals))
+    # with an engine its fixed costs are the framework term: no engine factors (docstring)
     draws = deployment_draws(sm.deployment, options.draws, options.seed, options.level,
-                             options.engine, data)
+                             options.engine and run.engine is None, data)
+    if run.engine is not None:
+        draws = replace(draws, basis={**draws.basis, "engine": (
+            f"{run.engine} fitted fixed costs (step {run.engine_step_s:.4g} s, request "
+            f"{run.engine_request_s:.4g} s), added to both ends; no engine factors")})
     figs = draw_figures(sm, run, draws)
     out = {m: quantile_interval(figs[m], options.level) for m in METRICS if m in figs}
     # utilisation scales as 1 / time: ratio of the draws' times to the point value's

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -165,6 +166,120 @@ def _split(total: int, parts: int) -> int:
     return max(1, math.ceil(total / parts))
 
 
+@dataclass(frozen=True)
+class EstimateOptions:
+    """What :func:`estimate` is asked of a deployment, checked: ``batch`` requests of ``prompt``
+    input and ``output`` generated tokens (``beam`` beams each), the share of GPU memory the
+    engine may use, whether a batch that does not fit is priced anyway (``allow_overflow``),
+    error bars (``intervals``: True or :class:`~llmsim.estimates.intervals.IntervalOptions`),
+    speculative decoding and the context served (``max_model_len``: None, the model's)."""
+
+    batch: int = 1
+    prompt: int = 512
+    output: int = 128
+    beam: int = 1
+    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION
+    allow_overflow: bool = False
+    intervals: bool | iv.IntervalOptions = False
+    speculative: Speculation | None = None
+    max_model_len: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "prompt", "output", "beam"):
+            object.__setattr__(self, name, checks.whole(getattr(self, name), name))
+        object.__setattr__(self, "memory_utilization", checks.number(
+            self.memory_utilization, "memory_utilization", 0.05, 1.0))
+        checks.flag(self.allow_overflow, "allow_overflow")
+
+    @property
+    def steps(self) -> int:
+        """Decode steps: the first output token comes out of the prefill."""
+        return self.output - 1
+
+
+@dataclass(frozen=True)
+class DeploymentArgs:
+    """The deployment :func:`estimate` prices when no step model is given: the arguments of
+    :meth:`Deployment.resolve` after the model and hardware."""
+
+    cluster: str | Cluster | None = None
+    num_gpus: int | None = None
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    dp: int = 1
+    micro_batches: int = 0
+    dtype: str | None = None
+    weight_dtype: str | None = None
+    act_dtype: str | None = None
+    kv_dtype: str | None = None
+    profile: Profile | str | None = None
+    efficiency: float | None = None
+    estimator: str = "calibrated"
+    estimator_model: str | None = None
+    expert_skew: float = 0.0
+    redundant_experts: int = 0
+    ep_kernel: str | None = None
+    two_batch_overlap: bool = False
+
+    def step_model(self, model: str | ModelSpec, hardware: str | None) -> StepTimeModel:
+        """The plan checked (a warning when ``num_gpus`` sizes more GPUs than it uses), then
+        the step model of the deployment."""
+        tp, pp, ep, dp, micro, num_gpus = check_plan_args(
+            model, self.tp, self.pp, self.ep, self.dp, self.micro_batches, self.num_gpus)
+        unused = checks.unused_gpus(num_gpus, tp, pp, dp)
+        if unused:  # the cluster is sized (node layout) by num_gpus; the plan uses fewer
+            log.warning("%s", unused)
+        return build_step_model(Deployment.resolve(
+            model, hardware, self.cluster, num_gpus, tp, pp, ep, dp, micro, self.dtype,
+            self.weight_dtype, self.act_dtype, self.kv_dtype, self.profile, self.efficiency,
+            self.estimator, self.estimator_model, self.expert_skew, self.redundant_experts,
+            self.ep_kernel, self.two_batch_overlap))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the batch spreads: sequences per DP replica, pipeline micro-batches, sequences per
+    micro-batch, and decode sequences per micro-batch (x beams)."""
+
+    per_replica: int
+    micro: int
+    per_micro: int
+    seqs: int
+
+    @classmethod
+    def of(cls, dep: Deployment, opts: EstimateOptions) -> _Layout:
+        plan = dep.plan
+        per_replica = _split(opts.batch, plan.dp)
+        if plan.micro_batches > per_replica:
+            raise ConfigError(
+                f"--micro-batches {plan.micro_batches} exceeds the {per_replica} sequences per "
+                f"replica (batch {opts.batch}, dp {plan.dp}); use at most --micro-batches "
+                f"{per_replica}")
+        micro = plan.micro_batches or (min(plan.pp, per_replica) if plan.pp > 1 else 1)
+        micro = max(1, min(micro, per_replica))
+        per_micro = _split(per_replica, micro)
+        return cls(per_replica, micro, per_micro, per_micro * opts.beam)
+
+
+@dataclass(frozen=True)
+class _Times:
+    """The priced steps and the figures derived from them."""
+
+    prefill_step: StepCost
+    ttft_s: float
+    decode_step: StepCost
+    decode_shape: BatchShape
+    contexts: np.ndarray
+    tpot_s: float
+    decode_s: float
+    decode_step_s: float  # the mid-context decode step (MBU / MFU)
+
+    @property
+    def e2e_s(self) -> float:
+        return self.ttft_s + self.decode_s
+
+
 def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int = 1,
              prompt: int = 512, output: int = 128, beam: int = 1,
              cluster: str | Cluster | None = None, num_gpus: int | None = None, tp: int = 1,
@@ -193,58 +308,75 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
     parallelism (``Deployment.resolve``); ``speculative``: decode steps speculate
     (``estimates/speculative.py``); ``max_model_len``: the context served, when beyond the
     model's trained one (the prompt + output must fit it; the KV cache and attention are priced
-    at the lengths asked)."""
-    batch, prompt, output, beam = (checks.whole(v, n) for n, v in (
-        ("batch", batch), ("prompt", prompt), ("output", output), ("beam", beam)))
-    memory_utilization = checks.number(memory_utilization, "memory_utilization", 0.05, 1.0)
-    checks.flag(allow_overflow, "allow_overflow")
-    if step_model is None:
-        tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(
-            model, tp, pp, ep, dp, micro_batches, num_gpus)
-    unused = checks.unused_gpus(num_gpus, tp, pp, dp) if step_model is None else None
-    if unused:  # the cluster is sized (node layout) by num_gpus; the plan uses fewer
-        log.warning("%s", unused)
-    sm = step_model or build_step_model(Deployment.resolve(
-        model, hardware, cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype,
-        act_dtype, kv_dtype, profile, efficiency, estimator, estimator_model, expert_skew,
-        redundant_experts, ep_kernel, two_batch_overlap))
-    eng = None
+    at the lengths asked). The arguments are gathered into :class:`EstimateOptions` and
+    :class:`DeploymentArgs` (or ``step_model``) and priced by :func:`estimate_with`."""
+    opts = EstimateOptions(batch, prompt, output, beam, memory_utilization, allow_overflow,
+                           intervals, speculative, max_model_len)
+    sm = step_model or DeploymentArgs(
+        cluster, num_gpus, tp, pp, ep, dp, micro_batches, dtype, weight_dtype, act_dtype,
+        kv_dtype, profile, efficiency, estimator, estimator_model, expert_skew,
+        redundant_experts, ep_kernel, two_batch_overlap).step_model(model, hardware)
+    return estimate_with(sm, opts, engine)
+
+
+def estimate_with(step_model: StepTimeModel, opts: EstimateOptions,
+                  engine: str | None = None) -> EstimateResult:
+    """:func:`estimate` of ``opts`` on ``step_model`` (with ``engine``'s fixed costs): check
+    the deployment, lay the batch out, size its memory, price the prefill and decode steps,
+    and derive the figures (with their intervals)."""
+    sm, eng = step_model, None
     if engine is not None:
         from llmsim.engines import EngineStepModel, resolve_engine
 
         eng = resolve_engine(engine)
         sm = EngineStepModel(sm, eng.profile, eng.label)
+    dep = _checked_deployment(sm, opts)
+    layout = _Layout.of(dep, opts)
+    spec_model = _speculative_model(sm, opts, layout)
+    mem, spec_info = _memory(dep, opts, layout)
+    times = _price(sm, spec_model, opts, layout, spec_info)
+    if eng is not None:
+        times = replace(times, ttft_s=times.ttft_s + eng.profile.request_overhead_s)
+    return _result(sm, dep, opts, layout, mem, times, spec_model, spec_info, eng)
+
+
+def _checked_deployment(sm: StepTimeModel, opts: EstimateOptions) -> Deployment:
+    """The step model's deployment, once the request fits its context and its weights fit."""
     dep = sm.deployment
     if dep is None:
         raise ConfigError("estimate needs a step model of a deployment (a memory analysis)")
+    spec = dep.model
+    checks.context(opts.prompt + opts.output, spec.name, spec.max_position_embeddings,
+                   opts.max_model_len, "prompt + output", "--input-len or --output-len")
+    check_weights_fit(spec, dep.cluster, dep.plan, dep.precision, opts.memory_utilization)
+    return dep
+
+
+def _speculative_model(sm: StepTimeModel, opts: EstimateOptions, layout: _Layout
+                       ) -> StepTimeModel | None:
+    """The speculating step model (None without ``speculative``)."""
+    if opts.speculative is None:
+        return None
+    if opts.beam > 1 or layout.micro > 1 or opts.intervals:
+        raise ConfigError("speculative decoding is estimated without --beam, pipeline "
+                          "micro-batches (--pp) or intervals; drop one or the other")
+    return speculative_step_model(sm, opts.speculative)
+
+
+def _memory(dep: Deployment, opts: EstimateOptions, layout: _Layout
+            ) -> tuple[MemoryReport, dict[str, object] | None]:
+    """The memory per GPU (every replica holds its sequences' KV; beams share the prompt's
+    blocks; speculation adds the draft slots and the proposer) and the speculation record;
+    :class:`DoesNotFitError` when it does not fit, unless ``allow_overflow``."""
     spec, plan, cl, precision = dep.model, dep.plan, dep.cluster, dep.precision
-    checks.context(prompt + output, spec.name, spec.max_position_embeddings, max_model_len,
-                   "prompt + output", "--input-len or --output-len")
-    check_weights_fit(spec, cl, plan, precision, memory_utilization)
-
-    per_replica = _split(batch, plan.dp)
-    if plan.micro_batches > per_replica:
-        raise ConfigError(
-            f"--micro-batches {plan.micro_batches} exceeds the {per_replica} sequences per "
-            f"replica (batch {batch}, dp {plan.dp}); use at most --micro-batches {per_replica}")
-    micro = plan.micro_batches or (min(plan.pp, per_replica) if plan.pp > 1 else 1)
-    micro = max(1, min(micro, per_replica))
-    per_micro = _split(per_replica, micro)
-    seqs = per_micro * beam
-    spec_model = None
-    if speculative is not None:
-        if beam > 1 or micro > 1 or intervals:
-            raise ConfigError("speculative decoding is estimated without --beam, pipeline "
-                              "micro-batches (--pp) or intervals; drop one or the other")
-        spec_model = speculative_step_model(sm, speculative)
-
-    # memory: every replica holds its sequences' KV (beams share the prompt's blocks)
-    kv_tokens = per_replica * (prompt + beam * output)
+    prompt, beam, speculative = opts.prompt, opts.beam, opts.speculative
+    kv_tokens = layout.per_replica * (prompt + beam * opts.output)
     if speculative is not None:  # the k draft slots each sequence holds while it verifies
-        kv_tokens += per_replica * speculative.num_tokens
+        kv_tokens += layout.per_replica * speculative.num_tokens
     mem = analyze_memory(spec, cl, plan, precision, kv_tokens=kv_tokens,
-                         max_tokens=per_micro * prompt, max_logits=per_micro * beam,
-                         memory_utilization=memory_utilization)
+                         max_tokens=layout.per_micro * prompt,
+                         max_logits=layout.per_micro * beam,
+                         memory_utilization=opts.memory_utilization)
     spec_info: dict[str, object] | None = None
     if speculative is not None:
         dmem = draft_memory(dep, speculative)
@@ -254,38 +386,51 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
                      "draft_weight_bytes_per_device": dmem.weight_bytes,
                      "draft_kv_bytes_per_device": kv_tokens * dmem.kv_bytes_per_token,
                      "fits_with_draft": fits}
-        if not fits and mem.fits and not allow_overflow:
+        if not fits and mem.fits and not opts.allow_overflow:
             raise DoesNotFitError(
                 f"the batch fits but the proposer's weights and KV "
                 f"({units.fmt_bytes(extra)}) do not: {units.fmt_bytes(mem.peak_bytes + extra)} "
                 f"of {units.fmt_bytes(mem.usable_bytes)} usable per GPU; lower --batch or "
                 "raise --tp", need_bytes=mem.peak_bytes + extra, have_bytes=mem.usable_bytes)
-    if not mem.fits and not allow_overflow:
-        max_batch = plan.dp * max_sequences(spec, cl, plan, precision, prompt + beam * output,
-                                            memory_utilization=memory_utilization,
-                                            prefill_tokens=prompt, logits_per_seq=beam)
-        hint = batch_fix(max_batch, spec, cl, plan, precision, mem.peak_bytes)
-        alt = "" if precision.kv.bits <= 8 else " or --kv-dtype fp8"
-        raise DoesNotFitError(
-            f"batch {batch} x {prompt}+{output} tokens needs {units.fmt_bytes(mem.peak_bytes)} per "
-            f"GPU (weights {units.fmt_bytes(mem.weight_bytes)}, KV {units.fmt_bytes(mem.kv_bytes)},"
-            f" activations {units.fmt_bytes(mem.activation_bytes)} for the whole batch's prefill)"
-            f" but one {cl.hardware.name} gives {units.fmt_bytes(mem.usable_bytes)} usable; "
-            f"try {hint}{alt}",
-            need_bytes=mem.peak_bytes, have_bytes=mem.usable_bytes,
-        )
+    if not mem.fits and not opts.allow_overflow:
+        raise _batch_does_not_fit(dep, opts, mem)
+    return mem, spec_info
 
-    prefill_shape = BatchShape.prefill(per_micro, prompt)
+
+def _batch_does_not_fit(dep: Deployment, opts: EstimateOptions, mem: MemoryReport
+                        ) -> DoesNotFitError:
+    """What the batch needs per GPU, what one GPU gives, and what to change."""
+    spec, plan, cl, precision = dep.model, dep.plan, dep.cluster, dep.precision
+    prompt, output, beam = opts.prompt, opts.output, opts.beam
+    max_batch = plan.dp * max_sequences(spec, cl, plan, precision, prompt + beam * output,
+                                        memory_utilization=opts.memory_utilization,
+                                        prefill_tokens=prompt, logits_per_seq=beam)
+    hint = batch_fix(max_batch, spec, cl, plan, precision, mem.peak_bytes)
+    alt = "" if precision.kv.bits <= 8 else " or --kv-dtype fp8"
+    return DoesNotFitError(
+        f"batch {opts.batch} x {prompt}+{output} tokens needs {units.fmt_bytes(mem.peak_bytes)} "
+        f"per GPU (weights {units.fmt_bytes(mem.weight_bytes)}, KV "
+        f"{units.fmt_bytes(mem.kv_bytes)}, activations {units.fmt_bytes(mem.activation_bytes)} "
+        f"for the whole batch's prefill) but one {cl.hardware.name} gives "
+        f"{units.fmt_bytes(mem.usable_bytes)} usable; try {hint}{alt}",
+        need_bytes=mem.peak_bytes, have_bytes=mem.usable_bytes,
+    )
+
+
+def _price(sm: StepTimeModel, spec_model: StepTimeModel | None, opts: EstimateOptions,
+           layout: _Layout, spec_info: dict[str, object] | None) -> _Times:
+    """The prefill step (TTFT: the pipeline filled once) and the decode steps over the growing
+    context (TPOT: their mean, a steady-state round per step with micro-batches; speculation
+    replaces both with its own; ``spec_info`` gains the speculation's figures)."""
+    micro, seqs, prompt, steps = layout.micro, layout.seqs, opts.prompt, opts.steps
+    prefill_shape = BatchShape.prefill(layout.per_micro, prompt)
     prefill_step = sm.price(prefill_shape)
     ttft = pipeline.fill_s(sm.step_time(prefill_shape), sm.stage_time(prefill_shape), micro) \
         if micro > 1 else sm.step_time(prefill_shape)
     if spec_model is not None:  # the proposer prefills the prompt too
         prefill_step = spec_model.price(prefill_shape)
         ttft = spec_model.step_time(prefill_shape)
-    if eng is not None:
-        ttft += eng.profile.request_overhead_s
 
-    steps = output - 1
     decode_shape = iv.decode_shape(seqs, prompt, steps)
     decode_step = sm.price(decode_shape)
     ctx = iv.decode_contexts(prompt, steps, _MAX_PRICED_DECODE_STEPS)
@@ -304,40 +449,58 @@ def estimate(model: str | ModelSpec, hardware: str | None = None, *, batch: int 
         spec_info.update({"verification_steps": sd.steps, "itl_s": sd.itl_s,
                           "baseline_tpot_s": sd.baseline_tpot_s, "speedup": sd.speedup})
     decode_total = steps * tpot if steps > 0 else 0.0
-    e2e = ttft + decode_total
+    return _Times(prefill_step, ttft, decode_step, decode_shape, ctx, tpot, decode_total,
+                  (spec_model or sm).step_time(decode_shape))
 
-    hw = cl.hardware
+
+def _result(sm: StepTimeModel, dep: Deployment, opts: EstimateOptions, layout: _Layout,
+            mem: MemoryReport, t: _Times, spec_model: StepTimeModel | None,
+            spec_info: dict[str, object] | None, eng: Any) -> EstimateResult:
+    """The figures (throughput, MFU / MBU, intervals) and the result record."""
+    spec, plan, cl, precision = dep.model, dep.plan, dep.cluster, dep.precision
+    batch, prompt, output = opts.batch, opts.prompt, opts.output
     gpus = plan.num_gpus
-    prefill_mfu = utilization.mfu(prefill_step.flops * micro, ttft, dep)
-    dec_time = (spec_model or sm).step_time(decode_shape)
-    decode_mbu = utilization.mbu(decode_step.bytes, dec_time, dep)
-    decode_mfu = utilization.mfu(decode_step.flops, dec_time, dep)
+    e2e = t.e2e_s
+    prefill_mfu = utilization.mfu(t.prefill_step.flops * layout.micro, t.ttft_s, dep)
+    decode_mbu = utilization.mbu(t.decode_step.bytes, t.decode_step_s, dep)
+    decode_mfu = utilization.mfu(t.decode_step.flops, t.decode_step_s, dep)
     out_tps = batch * output / e2e
     bounds, level, basis = None, None, None
-    if intervals:
-        opts = intervals if isinstance(intervals, iv.IntervalOptions) else iv.IntervalOptions()
-        run = iv.StaticRun(prefill_step, micro, seqs, ctx, decode_step, steps, batch, prompt,
-                           output, gpus)
-        points = {"ttft_s": ttft, "_mid_s": dec_time, "prefill_mfu": prefill_mfu,
-                  "decode_mbu": decode_mbu, "decode_mfu": decode_mfu}
-        bounds, basis = iv.intervals(sm, run, points, opts)
-        level = opts.level
+    if opts.intervals:
+        bounds, basis, level = _intervals(sm, opts, layout, t, eng, gpus, {
+            "ttft_s": t.ttft_s, "_mid_s": t.decode_step_s, "prefill_mfu": prefill_mfu,
+            "decode_mbu": decode_mbu, "decode_mfu": decode_mfu})
     return EstimateResult(
-        model=spec.name, hardware=hw.name, cluster=cl.name, num_gpus=gpus, tp=plan.tp,
-        pp=plan.pp, ep=plan.ep, dp=plan.dp, micro_batches=micro,
-        precision=precision.describe(), batch=batch,
-        prompt=prompt, output=output, beam=beam, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
-        prefill_s=ttft, decode_s=decode_total, output_tokens_per_s=out_tps,
-        output_tokens_per_s_per_gpu=out_tps / gpus, input_tokens_per_s=batch * prompt / ttft,
+        model=spec.name, hardware=cl.hardware.name, cluster=cl.name, num_gpus=gpus,
+        tp=plan.tp, pp=plan.pp, ep=plan.ep, dp=plan.dp, micro_batches=layout.micro,
+        precision=precision.describe(), batch=batch, prompt=prompt, output=output,
+        beam=opts.beam, ttft_s=t.ttft_s, tpot_s=t.tpot_s, e2e_s=e2e, prefill_s=t.ttft_s,
+        decode_s=t.decode_s, output_tokens_per_s=out_tps,
+        output_tokens_per_s_per_gpu=out_tps / gpus, input_tokens_per_s=batch * prompt / t.ttft_s,
         prefill_mfu=prefill_mfu, decode_mbu=decode_mbu, decode_mfu=decode_mfu,
         weight_bytes_per_device=mem.weight_bytes, kv_bytes_per_device=mem.kv_bytes,
         activation_bytes_per_device=mem.activation_bytes,
         peak_bytes_per_device=mem.peak_bytes, usable_bytes_per_device=mem.usable_bytes,
         max_kv_tokens_per_device=mem.max_kv_tokens, fits=mem.fits,
-        profile=dep.hardware_profile.describe(), prefill_step=prefill_step,
-        decode_step=decode_step,
-        memory=mem, intervals=bounds, interval_level=level, interval_basis=basis,
-        engine=eng.describe() if eng is not None else None,
-        speculative=spec_info,
-        estimator=dep.estimator,
+        profile=dep.hardware_profile.describe(), prefill_step=t.prefill_step,
+        decode_step=t.decode_step, memory=mem, intervals=bounds, interval_level=level,
+        interval_basis=basis, engine=eng.describe() if eng is not None else None,
+        speculative=spec_info, estimator=dep.estimator,
     )
+
+
+def _intervals(sm: StepTimeModel, opts: EstimateOptions, layout: _Layout, t: _Times, eng: Any,
+               gpus: int, points: dict[str, float]
+               ) -> tuple[dict[str, list[float]], dict[str, str], float]:
+    """``(bounds, basis, level)``: every figure re-derived under factor draws
+    (``estimates/intervals.py``; an engine's fixed costs added to both ends)."""
+    options = opts.intervals if isinstance(opts.intervals, iv.IntervalOptions) \
+        else iv.IntervalOptions()
+    run = iv.StaticRun(t.prefill_step, layout.micro, layout.seqs, t.contexts, t.decode_step,
+                       opts.steps, opts.batch, opts.prompt, opts.output, gpus,
+                       **({} if eng is None else {
+                           "engine": eng.label,
+                           "engine_step_s": float(eng.profile.step_overhead_s),
+                           "engine_request_s": float(eng.profile.request_overhead_s)}))
+    bounds, basis = iv.intervals(sm, run, points, options)
+    return bounds, basis, options.level

@@ -120,6 +120,8 @@ class OffloadCosts:
     precision: Precision
     profile: Profile | None = None
     efficiency: float | None = None
+    estimator: str = "calibrated"
+    estimator_model: str | None = None
     base_model: StepTimeModel | None = None
     _gpu: dict[int, float] = field(default_factory=dict, repr=False)
     _cpu: dict[int, float] = field(default_factory=dict, repr=False)
@@ -132,7 +134,8 @@ class OffloadCosts:
         hw = self.platform.hardware
         self.cluster = get_cluster(hardware=hw, num_gpus=1, host=self.platform.host)
         deployment = Deployment(self.model, self.cluster, ParallelSpec(), self.precision,
-                                self.profile, self.efficiency)
+                                self.profile, self.efficiency, self.estimator,
+                                self.estimator_model)
         self.step_model = (self.base_model if self.base_model is not None
                            else build_step_model(deployment))
         self.prof = deployment.hardware_profile

@@ -56,18 +56,20 @@ def footprint(model: ModelSpec, costs: OffloadCosts, config: OffloadConfig, prom
 
 
 def check_context(model: ModelSpec, prompt_tokens: int, decode_steps: int,
-                  max_model_len: int | None = None) -> None:
+                  max_model_len: int | None = None, flag: bool | None = None) -> None:
     """The prompt plus the decode steps must fit the context served: the model's, or
-    ``max_model_len`` (as in ``offload``)."""
+    ``max_model_len`` (as in ``offload``); ``flag``: the message names ``--max-model-len``
+    (default: when it was given)."""
     from llmsim import checks
 
     checks.context(prompt_tokens + decode_steps, model.name, model.max_position_embeddings,
                    max_model_len, "prompt + decode steps", "--input-len or --output-len",
-                   flag=max_model_len is not None)
+                   flag=max_model_len is not None if flag is None else flag)
 
 
 def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, prompt_tokens: int,
-                  decode_steps: int, dtype: str | None = None, batch: int = 1) -> int:
+                  decode_steps: int, dtype: str | None = None, batch: int = 1,
+                  max_model_len: int | None = None) -> int:
     """The largest per-layer cache capacity that fits the GPU (``--cache-capacity auto``), with
     the KV cache and activations of ``batch`` sequences.
 
@@ -76,7 +78,7 @@ def auto_capacity(model: str | ModelSpec, platform: Platform, prefetch: int, pro
     spec = load_moe_model(model)
     assert spec.moe is not None
     OffloadConfig.build(capacity=0, prefetch=prefetch).for_model(spec.moe.num_experts)
-    check_context(spec, prompt_tokens, decode_steps)
+    check_context(spec, prompt_tokens, decode_steps, max_model_len)
     precision = Precision.resolve(spec.weight_dtype, dtype=dtype,
                                   supported=platform.hardware.supported_dtypes)
     costs = OffloadCosts(spec, platform, precision, Profile.empty())
@@ -98,7 +100,8 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
              dtype: str | None = None, profile: Profile | None = None,
              efficiency: float | None = None, platform: Platform | None = None,
              cpu_efficiency: float = 1.0, allow_overflow: bool = False,
-             batch: int = 1) -> OffloadResult:
+             batch: int = 1, max_model_len: int | None = None, estimator: str = "calibrated",
+             estimator_model: str | None = None) -> OffloadResult:
     """Simulate one sequence (prefill + decode) with an offloaded expert cache, or ``batch``
     sequences of the same length decoded together (one prefill step of all the prompts, then
     steps of one token each; the serving simulator's steps for ``batch`` requests that arrive
@@ -107,7 +110,10 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
     ``routing``: a distribution spec (``uniform``, ``zipf:1.2``, ...), a trace path (optionally
     ``trace:PATH``), or a resolved source / trace. ``platform`` overrides ``hardware``/``host``
     (e.g. a measured machine; ``host`` None: the GPU's default host). ``profile``/``efficiency``
-    pick the GPU calibration (default: shipped profile). Deterministic in ``config.seed``.
+    pick the GPU calibration (default: shipped profile), ``estimator`` / ``estimator_model`` the
+    step model's estimator for the non-expert GPU work (``costmodel/estimators``);
+    ``max_model_len``: the context served when beyond the model's. Deterministic in
+    ``config.seed``.
     Metrics of an empty phase (``decode_steps=0``: decode time, tokens/s, decode hit rate) are
     NaN.
     """
@@ -118,13 +124,14 @@ def simulate(model: str | ModelSpec, hardware: str | object = DEFAULT_HARDWARE,
     platform = platform or make_platform(hardware, host, cpu_efficiency)
     precision = Precision.resolve(spec.weight_dtype, dtype=dtype,
                                   supported=platform.hardware.supported_dtypes)
-    costs = OffloadCosts(spec, platform, precision, profile, efficiency)
+    costs = OffloadCosts(spec, platform, precision, profile, efficiency, estimator,
+                         estimator_model)
     if batch < 1:
         raise ConfigError(f"batch must be >= 1, got {batch}")
     source = _routing_source(routing, spec, prompt_tokens, decode_steps, config.seed, batch)
     trace = source.trace
     prompt, steps = trace.prompt_tokens // trace.batch, trace.decode_steps
-    check_context(spec, prompt, steps)
+    check_context(spec, prompt, steps, max_model_len)
     fp = footprint(spec, costs, config, prompt, steps, trace.batch)
     if not fp.fits and not allow_overflow:
         hint = (f"use --cache-capacity {fp.max_capacity} or less" if fp.max_capacity >= 0

@@ -121,8 +121,7 @@ class OffloadRun:
         from llmsim import checks
 
         checks.context(prompt_len + gen_len, model.name, model.max_position_embeddings,
-                       max_model_len, "prompt + generation", "--input-len or --output-len",
-                       flag=max_model_len is not None)
+                       max_model_len, "prompt + generation", "--input-len or --output-len")
         self.model, self.system = model, system
         self.prompt_len, self.gen_len = prompt_len, gen_len
         self.moe_traffic = MoEExpertTraffic(moe_traffic)

@@ -63,7 +63,8 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
               profile: Profile | str | None, efficiency: float | None,
               machine: dict[str, Any], runtime: str | Runtime = FLEXGEN,
               max_alpha: float = 1.0, estimator: str = "calibrated",
-              estimator_model: str | None = None) -> OffloadRun:
+              estimator_model: str | None = None,
+              max_model_len: int | None = None) -> OffloadRun:
     spec = load_model_spec(model)  # catalog / HF config / llmsim-moe file, as moe-offload
     prof = profile if isinstance(profile, Profile) or profile is None else Profile.load(profile)
     unknown = sorted(set(machine) - _MACHINE_KEYS)
@@ -81,7 +82,7 @@ def _workload(model: str | ModelSpec, prompt_len: int, gen_len: int, hardware: A
                           ) from None
     return OffloadRun(spec, system, prompt_len, gen_len, traffic, profile=prof,
                       efficiency=efficiency, runtime=runtime, estimator=estimator,
-                      estimator_model=estimator_model)
+                      estimator_model=estimator_model, max_model_len=max_model_len)
 
 
 def placed_fractions(wl: OffloadRun, policy: OffloadPolicy) -> tuple[float, ...]:
@@ -189,7 +190,8 @@ def evaluate(model: str | ModelSpec, policy: OffloadPolicy, prompt_len: int = 51
              moe_experts: MoEExpertTraffic | str = MoEExpertTraffic.ALL,
              profile: Profile | str | None = None, efficiency: float | None = None,
              runtime: str | Runtime = FLEXGEN, estimator: str = "calibrated",
-             estimator_model: str | None = None, **machine: Any) -> OffloadResult:
+             estimator_model: str | None = None, max_model_len: int | None = None,
+             **machine: Any) -> OffloadResult:
     """Throughput, peak memory per tier and feasibility of ``policy``.
 
     ``machine`` overrides the catalog values (``gpu_mem_bytes``, ``cpu_mem_bytes``,
@@ -204,7 +206,8 @@ def evaluate(model: str | ModelSpec, policy: OffloadPolicy, prompt_len: int = 51
         raise ConfigError(f"policy must be an OffloadPolicy, got {type(policy).__name__}")
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
                    efficiency, machine, runtime, max_alpha=EVALUATE_MAX_ALPHA,
-                   estimator=estimator, estimator_model=estimator_model)
+                   estimator=estimator, estimator_model=estimator_model,
+                   max_model_len=max_model_len)
     return evaluate_run(wl, policy)
 
 
@@ -241,7 +244,8 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
           moe_experts: MoEExpertTraffic | str = MoEExpertTraffic.ALL,
           profile: Profile | str | None = None, efficiency: float | None = None,
           runtime: str | Runtime = FLEXGEN, estimator: str = "calibrated",
-          estimator_model: str | None = None, **machine: Any) -> OffloadResult:
+          estimator_model: str | None = None, max_model_len: int | None = None,
+          **machine: Any) -> OffloadResult:
     """The policy with the highest generation throughput within every tier's memory limit.
 
     ``cpu_cache_compute`` None tries both (attention on the GPU, and on the CPU for CPU/disk
@@ -253,7 +257,7 @@ def solve(model: str | ModelSpec, prompt_len: int = 512, gen_len: int = 32, *,
     ngb_grid = _grid(num_gpu_batches, NUM_GPU_BATCHES, "--num-gpu-batches")
     wl = _workload(model, prompt_len, gen_len, hardware, host, system, moe_experts, profile,
                    efficiency, machine, runtime, estimator=estimator,
-                   estimator_model=estimator_model)
+                   estimator_model=estimator_model, max_model_len=max_model_len)
     cpu_options = [False, True] if cpu_cache_compute is None else [bool(cpu_cache_compute)]
     best: tuple[float, OffloadPolicy, CandidateModel, LPSolution] | None = None
     count = 0

@@ -3,7 +3,7 @@ and ``llmsim validate`` (predicted-vs-measured error per op kind)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -15,6 +15,7 @@ from llmsim.report.render import (
     console,
     emit,
     emit_frame,
+    emit_html,
     frame_table,
 )
 
@@ -51,12 +52,23 @@ def write_fits(results: Sequence[Any], profile_path: str, fmt: str) -> None:
     console().print(f"wrote {profile_path}; use it with --profile {profile_path}")
 
 
+#: what a validation page plots: group -> (predicted, measured)
+Series = Mapping[str, tuple[Any, Any]]
+
+
 def write_validation(errors: pd.DataFrame, num_measurements: int, profile_origin: str, fmt: str,
-                     out: str | None = None) -> None:
+                     out: str | None = None, series: Series | None = None) -> None:
     """Absolute % error per op kind against ``num_measurements`` measurements: JSON, CSV (also
-    for a table with ``out``) or a table (two decimals)."""
-    check_no_report(fmt, "validate")
-    if fmt == "json":
+    for a table with ``out``), a table (two decimals) or the HTML page of ``series`` (per
+    hardware and op kind: predicted and measured seconds)."""
+    if fmt == "html":
+        from llmsim.report.html import validation_html
+
+        emit_html(validation_html(
+            f"validation: {num_measurements} measured op timings", series or {}, errors,
+            rows=[("measurements", str(num_measurements)), ("profile", profile_origin),
+                  ("groups", str(len(errors)))]), out)
+    elif fmt == "json":
         emit(as_json({"profile": profile_origin, "errors": errors.to_dict(orient="records")}),
              out)
     elif fmt in TABULAR or out:
@@ -83,10 +95,19 @@ def write_training(model: Any, path: str, fmt: str) -> None:
 
 
 def write_run_validation(errors: pd.DataFrame, rows: pd.DataFrame, skipped: int,
-                         estimator: str, fmt: str, out: str | None = None) -> None:
+                         estimator: str, fmt: str, out: str | None = None,
+                         series: Series | None = None) -> None:
     """Per-figure error of an end-to-end validation: JSON (``errors`` and every priced
-    ``rows``), CSV of the rows (also for a table with ``out``) or the error table."""
-    if fmt == "json":
+    ``rows``), CSV of the rows (also for a table with ``out``), the error table, or the HTML
+    page of ``series`` (per figure: predicted and measured seconds)."""
+    if fmt == "html":
+        from llmsim.report.html import validation_html
+
+        emit_html(validation_html(
+            f"validation: {len(rows)} measured runs (estimator {estimator})", series or {},
+            errors, rows=[("runs priced", str(len(rows))), ("estimator", estimator),
+                          ("serving-mode rows left out", str(skipped))]), out)
+    elif fmt == "json":
         emit(as_json({"estimator": estimator, "skipped_rows": skipped,
                       "errors": errors.to_dict(orient="records"),
                       "rows": rows.to_dict(orient="records")}), out)

@@ -9,6 +9,9 @@ needed to open it) per run.
 - :func:`search_html`: a layout search: its summary, the Pareto frontier of throughput per GPU
   against tokens/s per user (every evaluated layout at its goodput, the best starred), the
   best layout and the runners-up with why each lost, and examples of every other reason.
+- :func:`validation_html`: predicted against measured (``llmsim validate --out x.html``): the
+  log-log scatter with the ``y = x`` line, the histogram of the relative error
+  ``predicted / measured - 1`` and the per-group error table.
 
 Built from what the run wrote (``llmsim report RUN_DIR`` rebuilds a simulation's page from its
 ``--out-dir`` bundle). plotly is the optional ``report`` extra; without it asking for HTML is a
@@ -308,6 +311,53 @@ def search_html(result: Any, rows: Sequence[tuple[str, str]] = (),
     if lost is not None and len(lost):
         page.heading("why the others lost (examples; every layout is in the JSON / CSV)")
         page.parts.append(lost.to_html(index=False, classes="kv", border=0))
+# ----------------------------------------------------------------------------- validate
+def _valid_pairs(pred: Any, meas: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The positive, finite (predicted, measured) pairs (a log axis holds no others)."""
+    p, m = np.asarray(pred, dtype=float), np.asarray(meas, dtype=float)
+    ok = np.isfinite(p) & np.isfinite(m) & (p > 0) & (m > 0)
+    return p[ok], m[ok]
+
+
+def validation_html(title: str, series: Mapping[str, tuple[Any, Any]], errors: pd.DataFrame,
+                    rows: Sequence[tuple[str, str]] = (), unit: str = "s") -> str:
+    """The page of a predicted-vs-measured validation: ``rows`` (what was validated), one
+    log-log scatter of every ``group -> (predicted, measured)`` of ``series`` (a trace per
+    group) with the ``y = x`` line, the histogram of each group's relative error
+    ``(predicted / measured - 1) x 100`` %, and ``errors`` (one row per group: n, median / p90
+    absolute error, bias, Pearson r; :func:`llmsim.estimates.sweep.error_stats`)."""
+    go = _plotly()
+    page = Page(title)
+    page.table(list(rows))
+    pairs = {name: _valid_pairs(p, m) for name, (p, m) in series.items()}
+    page.heading("predicted vs measured (log-log; on the dashed line the prediction is exact)")
+    fig = go.Figure()
+    for name, (p, m) in pairs.items():
+        fig.add_trace(go.Scatter(x=m, y=p, mode="markers", name=name, marker={"size": 6},
+                                 hovertemplate=f"{name}<br>measured %{{x:.4g}} {unit}"
+                                               f"<br>predicted %{{y:.4g}} {unit}<extra></extra>"))
+    values = np.concatenate([np.concatenate([p, m]) for p, m in pairs.values()] or [[]])
+    if values.size:
+        lo, hi = float(values.min()) / 1.5, float(values.max()) * 1.5
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                                 line={"dash": "dash", "color": "black", "width": 1}))
+    fig.update_xaxes(type="log", title_text=f"measured ({unit})")
+    fig.update_yaxes(type="log", title_text=f"predicted ({unit})")
+    page.figure(fig, height=520)
+    page.heading("relative error (predicted / measured - 1)")
+    fig = go.Figure()
+    for name, (p, m) in pairs.items():
+        fig.add_trace(go.Histogram(x=(p / m - 1.0) * 100.0, name=name, opacity=0.6,
+                                   bingroup="error", nbinsx=40))
+    fig.add_vline(x=0.0, line_color="black", line_width=1)
+    fig.update_layout(barmode="overlay", xaxis_title="relative error (%)",
+                      yaxis_title="rows")
+    page.figure(fig, height=400)
+    page.heading("error per group")
+    page.parts.append("<style>table.kv th { padding: 2px 12px 2px 0; text-align: left; }"
+                      "</style>")
+    page.parts.append(errors.to_html(index=False, float_format=lambda v: f"{v:.4g}",
+                                     classes="kv", border=0, na_rep=""))
     return page.render()
 
 

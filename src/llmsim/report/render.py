@@ -84,8 +84,8 @@ def check_no_report(fmt: str, what: str) -> None:
     if fmt == "html":
         from llmsim.errors import ConfigError
 
-        raise ConfigError(f"{what} has no HTML report (simulate and estimate do); use --format "
-                          "table, json, csv or parquet")
+        raise ConfigError(f"{what} has no HTML report (simulate, estimate and validate do); use "
+                          "--format table, json, csv or parquet")
 
 
 def as_json(data: Any) -> str:

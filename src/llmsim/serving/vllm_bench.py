@@ -60,7 +60,7 @@ def parse_percentiles(text: str) -> tuple[float, ...]:
     from llmsim.errors import ConfigError
 
     try:
-        values = tuple(float(p) for p in text.split(",") if p.strip())
+        values = tuple(float(p) for p in text.split(","))
     except ValueError:
         raise ConfigError(f"--percentiles takes numbers separated by commas, e.g. 50,90,99; "
                           f"got {text!r}") from None
