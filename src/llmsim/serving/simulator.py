@@ -310,6 +310,7 @@ class Simulation:
         prof = setup.engine.profile if setup.engine is not None else None
         self.phase_spread = float(prof.client_phase_spread) if (
             prof is not None and self.warm_left) else 0.0
+        seeds = np.random.SeedSequence(setup.cfg.workload.seed).spawn(6)  # as __init__'s
         self.phase_rng = np.random.default_rng(seeds[5].spawn(1)[0])
         self.in_flight = 0
         self.blocked: int | None = None
