@@ -8,7 +8,7 @@ needed to open it) per run.
 - :func:`comparison_html`: several runs side by side (bars of their key metrics);
 - :func:`search_html`: a layout search: its summary, the Pareto frontier of throughput per GPU
   against tokens/s per user (every evaluated layout at its goodput, the best starred), the
-  best layout and the runners-up with why each lost, and examples of every other reason.
+  best layout and the runners-up with why each lost, and examples of every other reason;
 - :func:`validation_html`: predicted against measured (``llmsim validate --out x.html``): the
   log-log scatter with the ``y = x`` line, the histogram of the relative error
   ``predicted / measured - 1`` and the per-group error table.
@@ -311,6 +311,9 @@ def search_html(result: Any, rows: Sequence[tuple[str, str]] = (),
     if lost is not None and len(lost):
         page.heading("why the others lost (examples; every layout is in the JSON / CSV)")
         page.parts.append(lost.to_html(index=False, classes="kv", border=0))
+    return page.render()
+
+
 # ----------------------------------------------------------------------------- validate
 def _valid_pairs(pred: Any, meas: Any) -> tuple[np.ndarray, np.ndarray]:
     """The positive, finite (predicted, measured) pairs (a log axis holds no others)."""
