@@ -81,6 +81,7 @@ def test_engine_fixed_costs_are_added_to_both_ends_of_a_kernel_interval(engine, 
 
     prof = resolve_engine(engine).profile
     step_s, request_s = prof.step_overhead_s, prof.request_overhead_s
+    factor = prof.prefill_step_factor  # the engine's prompt steps: kernel time x factor
     # engine factors that would double the figures: with an engine they are not drawn
     eng = {"own": {"a100-sxm-80gb": {"ttft": [np.log(2.0)] * 3, "tpot": [np.log(2.0)] * 3}}}
     neutral = estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt=700, output=300,
@@ -91,8 +92,9 @@ def test_engine_fixed_costs_are_added_to_both_ends_of_a_kernel_interval(engine, 
         assert lo == pytest.approx(point, rel=1e-9) and hi == pytest.approx(point, rel=1e-9), \
             metric
     assert f"{engine} fitted fixed costs" in neutral.interval_basis["engine"]
-    # kernel spread: the engine's interval is the engine-less kernel interval moved by the
-    # fixed costs (request once, a step's overhead per step), not scaled with it
+    # kernel spread: the engine's interval is the engine-less kernel interval (the prefill's
+    # scaled by the engine's prefill_step_factor) moved by the fixed costs (request once, a
+    # step's overhead per step), not scaled with it
     opts = {"residuals": residuals(sigma=0.3, engine=eng), "draws": 50}
     with_engine = estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt=700, output=300,
                            engine=engine, intervals=ei.IntervalOptions(**opts), **kw)
@@ -100,7 +102,7 @@ def test_engine_fixed_costs_are_added_to_both_ends_of_a_kernel_interval(engine, 
                            intervals=ei.IntervalOptions(engine=False, **opts), **kw)
     for end in (0, 1):
         assert with_engine.intervals["ttft_s"][end] == pytest.approx(
-            kernel_only.intervals["ttft_s"][end] + step_s + request_s, rel=1e-9)
+            kernel_only.intervals["ttft_s"][end] * factor + step_s + request_s, rel=1e-9)
         if not kw:  # one stage: the overhead is outside the pipeline's max
             assert with_engine.intervals["tpot_s"][end] == pytest.approx(
                 kernel_only.intervals["tpot_s"][end] + step_s, rel=1e-9)

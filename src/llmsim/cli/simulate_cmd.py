@@ -125,22 +125,19 @@ if TYPE_CHECKING:
 
 
 def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag goes
-    ctx: typer.Context,
-    model: ModelOpt = None, hardware: HardwareOpt = None, cluster: ClusterOpt = None,
-    num_gpus: NumGpusOpt = None, tp: MaybeTpOpt = None, pp: MaybePpOpt = None,
-    ep: MaybeEpOpt = None, expert_skew: ExpertSkewOpt = None,
+    ctx: typer.Context, model: ModelOpt = None, hardware: HardwareOpt = None,
+    cluster: ClusterOpt = None, num_gpus: NumGpusOpt = None, tp: MaybeTpOpt = None,
+    pp: MaybePpOpt = None, ep: MaybeEpOpt = None, expert_skew: ExpertSkewOpt = None,
     redundant_experts: RedundantExpertsOpt = None, afd: AfdOpt = None,
-    replicas: ReplicasOpt = None,
-    micro_batches: InFlightMicroOpt = None,
-    dtype: DtypeOpt = None, weight_dtype: WeightDtypeOpt = None, act_dtype: ActDtypeOpt = None,
+    replicas: ReplicasOpt = None, micro_batches: InFlightMicroOpt = None, dtype: DtypeOpt = None,
+    weight_dtype: WeightDtypeOpt = None, act_dtype: ActDtypeOpt = None,
     kv_dtype: KvDtypeOpt = None, profile: ProfileOpt = None, efficiency: EfficiencyOpt = None,
     estimator: EstimatorOpt = None, estimator_model: EstimatorModelOpt = None,
-    memory_utilization: MaybeMemoryUtilizationOpt = None,
-    scenario: ScenarioOpt = None, config: ConfigFileOpt = None,
-    engine: EngineOpt = None, engine_profile: EngineProfileOpt = None,
-    scheduler: SchedulerOpt = None, max_num_seqs: MaxNumSeqsOpt = None,
-    max_num_batched_tokens: MaxNumBatchedTokensOpt = None, block_size: BlockSizeOpt = None,
-    order: OrderOpt = None, preemption: PreemptionOpt = None,
+    memory_utilization: MaybeMemoryUtilizationOpt = None, scenario: ScenarioOpt = None,
+    config: ConfigFileOpt = None, engine: EngineOpt = None,
+    engine_profile: EngineProfileOpt = None, scheduler: SchedulerOpt = None,
+    max_num_seqs: MaxNumSeqsOpt = None, max_num_batched_tokens: MaxNumBatchedTokensOpt = None,
+    block_size: BlockSizeOpt = None, order: OrderOpt = None, preemption: PreemptionOpt = None,
     swap_space_gib: SwapSpaceOpt = None, prefix_caching: PrefixCachingOpt = None,
     batch_window: BatchWindowOpt = None, max_model_len: MaxModelLenOpt = None,
     kv_capacity_tokens: KvCapacityTokensOpt = None, chunk_size: ChunkSizeOpt = None,
@@ -155,23 +152,22 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
     priority_levels: PriorityLevelsOpt = None, warmup_requests: WarmupRequestsOpt = None,
     burstiness: BurstinessOpt = None, client_jitter: ClientJitterOpt = None,
     slo_ttft: SloTtftOpt = None, slo_tpot: SloTpotOpt = None,
-    sample_interval: SampleIntervalOpt = None,
-    beam: BeamOpt = None,
+    sample_interval: SampleIntervalOpt = None, beam: BeamOpt = None,
     spec_method: SpecMethodOpt = None, spec_tokens: SpecTokensOpt = None,
     spec_acceptance: SpecAcceptanceOpt = None, draft_model: DraftModelOpt = None,
     expert_cache_experts: ExpertCacheExpertsOpt = None, expert_cache_gb: ExpertCacheGbOpt = None,
     expert_policy: ExpertPolicyOpt = None, expert_prefetch: ExpertPrefetchOpt = None,
-    expert_prefetch_accuracy: ExpertPrefetchAccuracyOpt = None,
-    expert_miss: ExpertMissOpt = None, expert_routing: ExpertRoutingOpt = None,
-    expert_host: ExpertHostOpt = None, expert_cpu_efficiency: ExpertCpuEfficiencyOpt = None,
-    out_dir: OutDirOpt = None, requests_format: RequestsFormatOpt = "csv",
-    chrome_trace: ChromeTraceOpt = False, save_itls: SaveItlsOpt = False, plots: PlotsOpt = True,
-    progress: ProgressOpt = None, interval_draws: IntervalDrawsOpt = 0,
-    interval_level: IntervalLevelOpt = 0.8, fmt: FormatOpt = Format.table, out: OutOpt = None,
-    requests: RequestsOpt = False, metrics: MetricsOpt = "llmsim",
-    percentiles: PercentilesOpt = "99",
+    expert_prefetch_accuracy: ExpertPrefetchAccuracyOpt = None, expert_miss: ExpertMissOpt = None,
+    expert_routing: ExpertRoutingOpt = None, expert_host: ExpertHostOpt = None,
+    expert_cpu_efficiency: ExpertCpuEfficiencyOpt = None, out_dir: OutDirOpt = None,
+    requests_format: RequestsFormatOpt = "csv", chrome_trace: ChromeTraceOpt = False,
+    save_itls: SaveItlsOpt = False, plots: PlotsOpt = True, progress: ProgressOpt = None,
+    interval_draws: IntervalDrawsOpt = 0, interval_level: IntervalLevelOpt = 0.8,
+    fmt: FormatOpt = Format.table, out: OutOpt = None, requests: RequestsOpt = False,
+    metrics: MetricsOpt = "llmsim", percentiles: PercentilesOpt = "99",
 ) -> None:
     """Simulate serving a request stream: TTFT/TPOT/ITL/E2E percentiles, throughput, goodput."""
+    from llmsim.cli.comparison import simulate_comparison
     from llmsim.cli.conventions import take_lists
     from llmsim.report.serving import write_simulation
 
@@ -180,12 +176,8 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
             and source.name == "COMMANDLINE":
         raise ConfigError("--percentiles picks the pNN keys of --metrics vllm; add --metrics "
                           "vllm (llmsim's own metrics always report p50, p90, p95, p99)")
-    lists = take_lists()
-    if lists:  # comma lists: every combination, one table
-        from llmsim.cli.comparison import simulate_comparison
-
-        simulate_comparison(ctx.params, lists, fmt, out)
-        return
+    if lists := take_lists():  # comma lists: every combination, one table
+        return simulate_comparison(ctx.params, lists, fmt, out)
     report = run_simulation(ctx.params)
     write_simulation(report, fmt, out_dir, out=out, requests=requests,
                      metrics=metrics, percentiles=percentiles)

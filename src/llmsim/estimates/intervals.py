@@ -4,7 +4,8 @@
 Their per-family times (:func:`~llmsim.costmodel.estimators.intervals.family_stage_times`) give,
 for draw ``k`` with kernel factors ``phi`` and engine factors ``g``::
 
-    stage_k[s]    = sum_f phi_f T_f[s]                    (prefill; per pipeline stage)
+    stage_k[s]    = F x sum_f phi_f T_f[s]                (prefill; per pipeline stage; F: the
+                                                           engine's prefill_step_factor, else 1)
     TTFT_k        = g_ttft x fill(sum_s stage_k + phi_comm p2p + overhead, max_s stage_k, m)
                     + E_step + E_request
     decode_k(c)   = sum_{f != attn} phi_f C_f[s] + phi_attn A[s](c)   (A: attention curve)
@@ -98,6 +99,9 @@ class StaticRun:
     engine: str | None = None
     engine_step_s: float = 0.0
     engine_request_s: float = 0.0
+    #: the engine's ``prefill_step_factor`` (its prompt steps run that much slower than the
+    #: kernels; ``price()`` scales the total, not the per-op records the draws start from)
+    engine_prefill_factor: float = 1.0
 
 
 def draw_figures(sm: StepTimeModel, run: StaticRun, draws: FactorDraws) -> dict[str, np.ndarray]:
@@ -107,8 +111,9 @@ def draw_figures(sm: StepTimeModel, run: StaticRun, draws: FactorDraws) -> dict[
     phi, g = draws.kernel, draws.engine
     fixed = run.engine_step_s
     t_p, p2p_p = family_stage_times(run.prefill, pp)
-    stages = phi @ t_p  # [k, pp]
-    step = stages.sum(axis=1) + phi[:, _COMM] * p2p_p + (run.prefill.overhead_s - fixed)
+    f = run.engine_prefill_factor
+    stages = (phi @ t_p) * f  # [k, pp]
+    step = stages.sum(axis=1) + f * phi[:, _COMM] * p2p_p + (run.prefill.overhead_s - fixed)
     ttft = pipeline.fill_s(step, stages.max(axis=1), run.micro) * g[:, 0] + fixed \
         + run.engine_request_s
     out = {"ttft_s": ttft}

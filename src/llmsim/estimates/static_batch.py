@@ -501,6 +501,7 @@ def _intervals(sm: StepTimeModel, opts: EstimateOptions, layout: _Layout, t: _Ti
                        **({} if eng is None else {
                            "engine": eng.label,
                            "engine_step_s": float(eng.profile.step_overhead_s),
-                           "engine_request_s": float(eng.profile.request_overhead_s)}))
+                           "engine_request_s": float(eng.profile.request_overhead_s),
+                           "engine_prefill_factor": float(eng.profile.prefill_step_factor)}))
     bounds, basis = iv.intervals(sm, run, points, options)
     return bounds, basis, options.level
