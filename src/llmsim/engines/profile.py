@@ -26,8 +26,11 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   real engines do not sit in that state: rerun as one cohort, TensorRT-LLM Qwen3-32B tp 4,
   1024 / 128 at ``c = 32`` predicts TTFT 451 ms / TPOT 12.6 ms against 196 / 15.9 measured
   (prefills bunched: long queues, little decode interference); started out of phase, 199 /
-  14.3 (``c = 8``: 206 -> 113 ms against 117). The value 1 (one request's duration: phases
-  uniform over a cycle) is the documented constant of ``scripts/fit_engine_profile.py``.
+  14.3 (``c = 8``: 206 -> 113 ms against 117). Other rows prefer the cohort (SGLang's, and
+  TensorRT-LLM's Llama-3.1-8B, whose TTFT grows with the output length at ``c = 8``), so
+  ``scripts/fit_engine_profile.py`` chooses 0 or 1 per engine by the fitted loss; the
+  packaged fit chose 0 for all three (the mechanism stays available, e.g. for a profile
+  fitted to other measurements).
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
 ``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
