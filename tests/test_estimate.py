@@ -188,3 +188,24 @@ def test_more_gpus_than_the_plan_uses_is_said(caplog):
                         output=16)
     assert r.num_gpus == 8
     assert "add --dp 2" in caplog.text
+
+
+def test_estimate_with_an_options_record_is_estimate():
+    """``estimate(...)`` is ``estimate_with(step model, EstimateOptions(...))``: the same
+    result from the record, its request checked when built."""
+    from llmsim.costmodel import Deployment, build_step_model
+    from llmsim.errors import ConfigError
+    from llmsim.estimates import DeploymentArgs, EstimateOptions, estimate, estimate_with
+
+    kw = dict(batch=8, prompt=700, output=33, beam=1)
+    direct = estimate("llama-3.1-8b", "h100-sxm", tp=2, engine="vllm", **kw)
+    sm = DeploymentArgs(tp=2).step_model("llama-3.1-8b", "h100-sxm")
+    via = estimate_with(sm, EstimateOptions(**kw), engine="vllm")
+    assert via.as_dict(layers=False) == direct.as_dict(layers=False)
+    plain = estimate_with(build_step_model(Deployment.resolve("llama-3.1-8b", "h100-sxm")),
+                          EstimateOptions(batch=2.0))
+    assert plain.batch == 2 and isinstance(plain.batch, int)
+    with pytest.raises(ConfigError):
+        EstimateOptions(output=0)
+    with pytest.raises(ConfigError):
+        EstimateOptions(memory_utilization=2.0)

@@ -2,6 +2,13 @@
 (``op``), and many cases in one process (``sweep``)."""
 
 from llmsim.estimates.op import price_op
-from llmsim.estimates.static_batch import EstimateResult, estimate
+from llmsim.estimates.static_batch import (
+    DeploymentArgs,
+    EstimateOptions,
+    EstimateResult,
+    estimate,
+    estimate_with,
+)
 
-__all__ = ["EstimateResult", "estimate", "price_op"]
+__all__ = ["DeploymentArgs", "EstimateOptions", "EstimateResult", "estimate", "estimate_with",
+           "price_op"]
