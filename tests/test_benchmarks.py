@@ -47,3 +47,18 @@ def test_expert_offload_load_smoke():
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [line.split() for line in res.stdout.splitlines()[2:]]
     assert len(rows) == 2 and all(r[0] == "2" for r in rows)
+
+
+def test_disagg_accuracy_simulate_smoke():
+    import os
+
+    shared = Path(os.environ.get("LLMSIM_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    if not (shared / "e2e" / "aiconfigurator_silicon" / "silicon_h100_sxm.csv").is_file():
+        import pytest
+
+        pytest.skip("../shared/data/e2e/aiconfigurator_silicon is absent")
+    res = _run("benchmarks/disagg_accuracy.py", "--simulate", "--rows", "3",
+               "--requests-per-client", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "rows priced: 3, failed: 0" in res.stdout
+    assert "median abs error of mean sim TPOT" in res.stdout
