@@ -168,3 +168,22 @@ def test_cli_runs_xpyd(cli):
     assert d["num_completed"] == 32 and d["num_gpus"] == 4
     assert d["disagg"]["prefill"]["instances"] == 2 and d["disagg"]["decode"]["gpus"] == 2
     assert np.isfinite(d["disagg"]["kv_transfer"]["transfer_s"]["p99"])
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--afd", "attention=1,ffn=2"], "--afd"),
+    (["--expert-cache-experts", "4"], "expert offload"),
+])
+def test_pools_refuse_afd_and_expert_offload_in_one_line(cli, extra, needle):
+    """Features that the disaggregated run does not model are refused, not silently dropped."""
+    res = cli("simulate", "-m", "mixtral-8x7b", "-H", "h100-sxm", "--prefill-pool",
+              "workers=1,tp=1", "--decode-pool", "workers=1,tp=1", "-n", "4", "--rate", "2",
+              *extra)
+    assert res.code == 2 and needle in res.err
+    assert len(res.err.strip().splitlines()) == 1
+
+
+def test_expert_offload_refuses_afd(cli):
+    res = cli("simulate", "-m", "mixtral-8x7b", "-H", "h100-sxm", "--afd", "attention=1,ffn=2",
+              "--expert-cache-experts", "4", "-n", "4", "--rate", "2")
+    assert res.code == 2 and "--afd" in res.err

@@ -96,6 +96,12 @@ def check_disagg(cfg: Any) -> None:
     if cfg.decoding.spec_method is not None or cfg.decoding.beam > 1:
         raise ConfigError("speculative decoding and beam search (decoding section) are not "
                           "modelled with --prefill-pool / --decode-pool; drop one")
+    if cfg.parallelism.afd is not None:
+        raise ConfigError("--afd (parallelism.afd) is not modelled with --prefill-pool / "
+                          "--decode-pool (no prefill pool in front of an AFD unit); drop one")
+    if cfg.expert_offload is not None:
+        raise ConfigError("expert offload (--expert-cache-*, the expert_offload section) is "
+                          "not modelled with --prefill-pool / --decode-pool; drop one")
     if cfg.scheduler.order.value == "priority":
         raise ConfigError("--order priority (scheduler.order) is not modelled with "
                           "--prefill-pool / --decode-pool; use fcfs")

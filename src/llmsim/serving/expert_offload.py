@@ -123,6 +123,9 @@ class ExpertOffload:
         if beam > 1 or speculation is not None:
             raise ConfigError("expert offload with --beam or --spec-method is not modelled; "
                               "drop one")
+        if getattr(dep, "afd", None) is not None:
+            raise ConfigError("expert offload with --afd is not modelled (the FFN instances "
+                              "hold the experts); drop one")
         spec = dep.model
         moe = spec.moe
         if moe is None:
