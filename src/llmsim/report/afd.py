@@ -14,6 +14,7 @@ from llmsim.report.render import (
     check_no_report,
     emit,
     emit_frame,
+    emit_records,
     frame_table,
     kv_table,
     print_tables,
@@ -68,15 +69,7 @@ def _search_frame(search: Any) -> pd.DataFrame:
 def write_afd(result: Any, fmt: str, out: str | None = None) -> None:
     """An :class:`~llmsim.disagg.afd.AFDResult` as JSON, CSV (per-layer rows) or tables."""
     check_no_report(fmt, "afd simulate")
-    if fmt == "json":
-        emit(as_json(result.as_dict()), out)
-        return
-    if fmt in ("csv", "parquet"):
-        frame = pd.DataFrame(list(result.layers))
-        for key, value in result.summary_row().items():
-            if key not in frame.columns:
-                frame[key] = value
-        emit_frame(frame, fmt, out)
+    if emit_records(result, pd.DataFrame(list(result.layers)), fmt, out):
         return
     print_tables([_summary(result, f"{result.model} on {result.hardware}: attention-FFN "
                                    "disaggregation"),

@@ -9,10 +9,8 @@ import pandas as pd
 
 from llmsim import units
 from llmsim.report.render import (
-    as_json,
     check_no_report,
-    emit,
-    emit_frame,
+    emit_records,
     frame_table,
     kv_table,
     print_tables,
@@ -39,15 +37,7 @@ def _display_frame(result: Any) -> pd.DataFrame:
 def write_large_ep(result: Any, fmt: str, out: str | None = None) -> None:
     """A :class:`~llmsim.estimates.large_ep.LargeEPResult` as JSON, CSV rows or tables."""
     check_no_report(fmt, "large-ep evaluate")
-    if fmt == "json":
-        emit(as_json(result.as_dict()), out)
-        return
-    if fmt in ("csv", "parquet"):
-        frame = layer_frame(result)
-        for key, value in result.summary_row().items():
-            if key not in frame.columns:
-                frame[key] = value
-        emit_frame(frame, fmt, out)
+    if emit_records(result, layer_frame(result), fmt, out):
         return
     r = result
     kernel = r.ep_kernel or "generic all-to-all"

@@ -54,6 +54,23 @@ def emit(text: str, out: str | None = None) -> None:
 TABULAR = ("csv", "parquet")
 
 
+def emit_records(result: Any, layers: pd.DataFrame, fmt: str, out: str | None) -> bool:
+    """A playbook's machine formats: ``json`` is ``result.as_dict()``; ``csv`` / ``parquet``
+    are the per-layer ``layers`` rows with ``result.summary_row()`` repeated as columns (those
+    the rows lack). False for any other format (the caller prints its tables)."""
+    if fmt == "json":
+        emit(as_json(result.as_dict()), out)
+        return True
+    if fmt in ("csv", "parquet"):
+        frame = layers.copy()
+        for key, value in result.summary_row().items():
+            if key not in frame.columns:
+                frame[key] = value
+        emit_frame(frame, fmt, out)
+        return True
+    return False
+
+
 def emit_frame(frame: pd.DataFrame, fmt: str, out: str | None = None) -> None:
     """``frame`` as CSV (printed, or written to ``out``) or Parquet (written to ``out``),
     atomically; an ``html`` request for an output that has no report is a one-line error."""
