@@ -30,6 +30,7 @@ Usage::
     python benchmarks/sim_speed.py --smoke    # < 30 s (CI)
     python benchmarks/sim_speed.py --repeat 3 --out results.json
     python benchmarks/sim_speed.py --rss-check 1000000   # the 10M-requests-in-1-GB check
+    python benchmarks/sim_speed.py --rss-check 10000000 --rss-single   # measured at 10M
 """
 
 from __future__ import annotations
@@ -136,10 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-check", type=int, nargs="?", const=1_000_000, metavar="N",
                     help="project 10M requests' RSS from N/8, N/4, N/2 and N (default 1M) "
                          "and fail above 1 GB (N >= 10M: measured)")
+    ap.add_argument("--rss-single", action="store_true",
+                    help="with --rss-check N: run N only (no line; N >= 10M is measured)")
     args = ap.parse_args(argv)
     if args.rss_check or args.smoke:
         code = rss_check(args.rss_check or 50_000, args.trace or default_trace()[0],
-                         args.rate_scale)
+                         args.rate_scale, single=args.rss_single)
         if args.rss_check:
             return code  # --smoke: printed only (below the 32k-row write slice, the slope
             # still counts the slice's growth)
@@ -205,15 +208,16 @@ def run_once(case: dict) -> dict:
 RSS_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
 
-def rss_check(n: int, trace: str, rate_scale: float) -> int:
+def rss_check(n: int, trace: str, rate_scale: float, single: bool = False) -> int:
     """Peak RSS at n / 8, n / 4, n / 2 and n requests (chunked prefill, the tiled trace, each in
     a fresh process); a least-squares line through the four points (peak = a + slope x
     requests; constant costs go to ``a``) projects RSS_GOAL_REQUESTS, the largest measured
     point is shown beside it with the line's worst residual; when n is at least
-    RSS_GOAL_REQUESTS the measured peak decides instead. 1 (fail) above RSS_GOAL_BYTES."""
+    RSS_GOAL_REQUESTS the measured peak decides instead. 1 (fail) above RSS_GOAL_BYTES.
+    ``single``: n only."""
     import numpy as np
 
-    sizes = sorted({max(int(n * f), 1) for f in RSS_FRACTIONS})
+    sizes = [n] if single else sorted({max(int(n * f), 1) for f in RSS_FRACTIONS})
     runs = []
     for k in sizes:  # each printed as it ends (the largest take minutes)
         r = run_once({"scheduler": "chunked", "requests": k, "trace": trace,
@@ -228,7 +232,7 @@ def rss_check(n: int, trace: str, rate_scale: float) -> int:
     slope, intercept = np.polyfit(x, y, 1) if len(runs) > 1 else (0.0, y[0])
     worst = float(np.max(np.abs(y - (intercept + slope * x)))) if len(runs) > 1 else 0.0
     largest = runs[-1]
-    if largest["requests"] >= RSS_GOAL_REQUESTS:
+    if largest["requests"] >= RSS_GOAL_REQUESTS or single:  # measured, not projected
         peak = largest["peak_rss_mb"] * mb
         ok = peak <= RSS_GOAL_BYTES
         print(f"rss check: measured peak RSS at {largest['requests']:,} requests "
