@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 
 from llmsim.costmodel import Deployment, build_step_model
-from llmsim.costmodel.afd import (
-    AFDSpec,
-    AFDStepTimeModel,
-    parse_afd,
-    pipeline_time_s,
-    side_models,
-)
+from llmsim.costmodel.afd import AFDStepTimeModel, pipeline_time_s, side_models
+from llmsim.costmodel.afd_spec import AFDSpec, parse_afd
 from llmsim.costmodel.expert_routing import expected_groups_hit
 from llmsim.costmodel.shapes import BatchShape
 from llmsim.disagg.afd import evaluate_afd, search_afd

@@ -112,3 +112,13 @@ def as_mapping(data: Any, origin: str) -> dict[str, Any]:
         raise SpecError(f"{origin}: expected a mapping (key: value) at the top level, the file "
                         f"holds {kind}")
     return data
+
+
+def read_yaml_file(path: Path | Any, origin: str | None = None) -> dict[str, Any]:
+    """Parse one YAML file into a dict, with a one-line error on bad syntax
+    (``file:line:col: message``, duplicate keys, not UTF-8)."""
+    origin = origin or str(path)
+    if isinstance(path, (str, Path)):
+        return read_mapping(path, origin)
+    # package data (an importlib.resources Traversable)
+    return as_mapping(parse_yaml(path.read_text(encoding="utf-8"), origin), origin)

@@ -33,7 +33,7 @@ def looks_like_path(name: str) -> bool:
 
 def load_hardware_file(path: str) -> HardwareSpec:
     """The :class:`HardwareSpec` a YAML file describes (either format); one-line errors."""
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
 
     p = Path(path)
     if not p.is_file():

@@ -126,7 +126,7 @@ def shipped_scenarios() -> dict[str, Path]:
     ``deepseek-v3-h800``; the file stem works too)."""
     from importlib import resources
 
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
 
     out: dict[str, Path] = {}
     root = Path(str(resources.files("llmsim.data").joinpath("scenarios")))
@@ -155,7 +155,7 @@ def load_layer_template_scenario(path: str | Path, data: dict[str, Any] | None =
                                  ) -> LayerTemplateScenario:
     """Read a scenario in this format (a path, or the name of a shipped one; ``data``: its
     content, already parsed); one-line :class:`SpecError` for a bad file."""
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
 
     if data is None:
         path = find_scenario(path)
@@ -264,7 +264,7 @@ def _layer(entry: Any, index: int, base: Path, where: str
 
 
 def _config(entry: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
 
     value = entry.get("config")
     if value is None:  # the entry itself holds the sections

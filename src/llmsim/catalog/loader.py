@@ -22,6 +22,7 @@ from llmsim import units
 from llmsim.catalog import files
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.catalog.cluster import Cluster, ClusterSpec, resolve_cluster
+from llmsim.catalog.files import read_yaml_file
 from llmsim.catalog.hardware import HardwareSpec, HostSpec
 from llmsim.catalog.hf import from_hf_config
 from llmsim.catalog.model import ModelSpec
@@ -36,16 +37,6 @@ _DATA = "llmsim.data"
 
 def _data_dir(sub: str):
     return resources.files(_DATA).joinpath(sub)
-
-
-def read_yaml_file(path: Path | Any, origin: str | None = None) -> dict[str, Any]:
-    """Parse one YAML file into a dict, with a one-line error on bad syntax
-    (:mod:`llmsim.catalog.files`: ``file:line:col: message``, duplicate keys, not UTF-8)."""
-    origin = origin or str(path)
-    if isinstance(path, (str, Path)):
-        return files.read_mapping(path, origin)
-    # package data (an importlib.resources Traversable)
-    return files.as_mapping(files.parse_yaml(path.read_text(encoding="utf-8"), origin), origin)
 
 
 def _load_dir(sub: str, cls: type[S]) -> dict[str, S]:

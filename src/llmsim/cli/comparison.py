@@ -105,12 +105,12 @@ def _errors(frame: Any) -> list[str]:
 
 
 def simulate_comparison(params: Mapping[str, Any], lists: Mapping[str, Sequence[str]],
-                        fmt: str, out: str | None) -> None:
-    """One simulation per combination (``params`` with its values), one table of their key
+                        fmt: str, out: str | None, run_simulation: Any) -> None:
+    """One simulation per combination (``params`` with its values, run by
+    ``run_simulation(params) -> SimulationReport``: the command's own), one table of their key
     metrics (:data:`SIMULATE_METRICS`; ``--format csv/json``: every summary key)."""
     import pandas as pd
 
-    from llmsim.cli.simulate_cmd import run_simulation
     from llmsim.report.compare import write_runs
     from llmsim.report.serving import summary_record
 

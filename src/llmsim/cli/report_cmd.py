@@ -16,8 +16,8 @@ def report_cmd(
     out: OutOpt = None,
 ) -> None:
     """Rebuild the HTML report of a saved simulate bundle (default: RUN_DIR/report.html)."""
-    from llmsim.report.html import bundle_html
     from llmsim.report.render import emit_html
+    from llmsim.report.serving import bundle_html
 
     emit_html(bundle_html(run_dir), out or str(Path(run_dir) / "report.html"))
 

@@ -142,7 +142,7 @@ FLAG_KEYS: dict[str, tuple[str, str, Any]] = {
 def config_data(config: str | None, params: dict[str, Any]) -> dict[str, Any]:
     """The search config as a dict: ``--config`` YAML (paths relative to its folder) with the
     flags given laid over it."""
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
     from llmsim.serving.config import paths_relative_to
 
     data: dict[str, Any] = {}

@@ -177,7 +177,7 @@ def simulate_cmd(  # grouped by config section; CONFIG_KEYS says where each flag
         raise ConfigError("--percentiles picks the pNN keys of --metrics vllm; add --metrics "
                           "vllm (llmsim's own metrics always report p50, p90, p95, p99)")
     if lists := take_lists():  # comma lists: every combination, one table
-        return simulate_comparison(ctx.params, lists, fmt, out)
+        return simulate_comparison(ctx.params, lists, fmt, out, run_simulation)
     report = run_simulation(ctx.params)
     write_simulation(report, fmt, out_dir, out=out, requests=requests,
                      metrics=metrics, percentiles=percentiles)

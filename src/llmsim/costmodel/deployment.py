@@ -27,7 +27,7 @@ from llmsim.costmodel.profile import HardwareProfile, Profile
 from llmsim.errors import ConfigError
 
 if TYPE_CHECKING:
-    from llmsim.costmodel.afd import AFDSpec
+    from llmsim.costmodel.afd_spec import AFDSpec
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +91,7 @@ class Deployment:
         ``two_batch_overlap``: large expert parallelism (``ParallelSpec``); ``afd``: an
         :class:`~llmsim.costmodel.afd.AFDSpec`, its inline text or mapping (the cluster is
         sized for its GPUs unless ``num_gpus``)."""
-        from llmsim.costmodel.afd import afd_from_value
+        from llmsim.costmodel.afd_spec import afd_from_value
 
         afd_spec = afd_from_value(afd)
         tp, pp, ep, dp, micro_batches, num_gpus = check_plan_args(

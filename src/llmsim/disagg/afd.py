@@ -27,7 +27,8 @@ from llmsim import checks
 from llmsim.catalog import ModelSpec
 from llmsim.catalog.hardware import HardwareSpec
 from llmsim.costmodel import Deployment, build_step_model
-from llmsim.costmodel.afd import AFDSpec, AFDStepTimeModel
+from llmsim.costmodel.afd import AFDStepTimeModel
+from llmsim.costmodel.afd_spec import AFDSpec
 from llmsim.costmodel.shapes import BatchShape
 from llmsim.errors import ConfigError
 from llmsim.memory.footprint import analyze_memory

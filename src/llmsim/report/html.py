@@ -14,8 +14,8 @@ needed to open it) per run.
   ``predicted / measured - 1`` and the per-group error table.
 
 Built from what the run wrote (``llmsim report RUN_DIR`` rebuilds a simulation's page from its
-``--out-dir`` bundle). plotly is the optional ``report`` extra; without it asking for HTML is a
-one-line error.
+``--out-dir`` bundle: ``report.serving.bundle_html``). plotly is the optional ``report``
+extra; without it asking for HTML is a one-line error.
 """
 
 from __future__ import annotations
@@ -362,29 +362,3 @@ def validation_html(title: str, series: Mapping[str, tuple[Any, Any]], errors: p
     page.parts.append(errors.to_html(index=False, float_format=lambda v: f"{v:.4g}",
                                      classes="kv", border=0, na_rep=""))
     return page.render()
-
-
-def bundle_html(run_dir: str) -> str:
-    """The page of a saved ``simulate --out-dir`` bundle: ``summary.json``, ``requests.csv``
-    (or ``.parquet``), ``timeseries.csv`` and, when the run kept them, ``itls.csv``."""
-    import json
-    from pathlib import Path
-
-    from llmsim.report.serving import summary_rows
-
-    d = Path(run_dir)
-    if not (d / "summary.json").is_file():
-        raise ConfigError(f"{run_dir}: no summary.json; give a folder written by "
-                          "`llmsim simulate --out-dir DIR`")
-
-    def table(stem: str) -> pd.DataFrame | None:
-        for suffix, read in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
-            if (d / f"{stem}{suffix}").is_file():
-                return read(d / f"{stem}{suffix}")
-        return None
-
-    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
-    requests, ts = table("requests"), table("timeseries")
-    if requests is None or ts is None:
-        raise ConfigError(f"{run_dir}: the bundle lacks requests or timeseries")
-    return simulation_html(summary, requests, ts, table("itls"), summary_rows(summary))

@@ -251,3 +251,32 @@ def latency_table(s: dict[str, Any]) -> Table:
                                 f"{units.fmt_latency_ms(iv[1])}]"))
         lat.add_row(name, *cells)
     return lat
+
+
+def bundle_html(run_dir: str) -> str:
+    """The page of a saved ``simulate --out-dir`` bundle: ``summary.json``, ``requests.csv``
+    (or ``.parquet``), ``timeseries.csv`` and, when the run kept them, ``itls.csv``."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from llmsim.errors import ConfigError
+    from llmsim.report.html import simulation_html
+
+    d = Path(run_dir)
+    if not (d / "summary.json").is_file():
+        raise ConfigError(f"{run_dir}: no summary.json; give a folder written by "
+                          "`llmsim simulate --out-dir DIR`")
+
+    def table(stem: str) -> pd.DataFrame | None:
+        for suffix, read in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
+            if (d / f"{stem}{suffix}").is_file():
+                return read(d / f"{stem}{suffix}")
+        return None
+
+    summary = json.loads((d / "summary.json").read_text(encoding="utf-8"))
+    requests, ts = table("requests"), table("timeseries")
+    if requests is None or ts is None:
+        raise ConfigError(f"{run_dir}: the bundle lacks requests or timeseries")
+    return simulation_html(summary, requests, ts, table("itls"), summary_rows(summary))

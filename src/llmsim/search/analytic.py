@@ -373,14 +373,6 @@ class AnalyticStage:
                            f"requested {self.rate:g}", cap.ub_rps, cap.max_batch, bounds)
         return Verdict(layout, FITS, "", cap.ub_rps, cap.max_batch, bounds)
 
-    def verdicts(self, layouts: list, prune: bool = True) -> list[Verdict]:
-        """Verdicts of aggregated :class:`Layout` s and disaggregated ones
-        (``search/disagg.py:disagg_verdict``)."""
-        from llmsim.search.disagg import disagg_verdict
-
-        return [self.verdict(lay, prune) if lay.kind == "aggregated"
-                else disagg_verdict(self, lay, prune) for lay in layouts]
-
 
 def plan_deployment(args: dict[str, Any], plan: Plan) -> Deployment:
     """One replica's deployment of ``plan``; ``args``: the ``Deployment.resolve`` arguments the

@@ -129,7 +129,7 @@ def load_search_config(source: str | Path | dict[str, Any] | SearchConfig) -> Se
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"search config file not found: {source}")
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
     from llmsim.serving.config import paths_relative_to
 
     data = read_yaml_file(path, str(path))

@@ -203,6 +203,13 @@ def disagg_verdict(stage: an.AnalyticStage, layout: DisaggLayout, prune: bool = 
 
 
 # ----------------------------------------------------------------------------- task
+def verdicts(stage: an.AnalyticStage, layouts: list, prune: bool = True) -> list[an.Verdict]:
+    """Verdicts of aggregated layouts (``stage.verdict``) and disaggregated ones
+    (:func:`disagg_verdict`), in order."""
+    return [stage.verdict(lay, prune) if lay.kind == "aggregated"
+            else disagg_verdict(stage, lay, prune) for lay in layouts]
+
+
 def _pool(plan: dict[str, Any], workers: int) -> Any:
     from llmsim.disagg import PoolSpec
 

@@ -13,7 +13,7 @@ from llmsim.errors import ConfigError
 
 
 def _read(path: str | Path | None) -> dict[str, Any]:
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
 
     if path is None:
         text = resources.files("llmsim.data").joinpath("search", "prices.yaml")

@@ -39,6 +39,7 @@ from llmsim.search import analytic as an
 from llmsim.search.backends import run_tasks
 from llmsim.search.config import SearchConfig, load_search_config
 from llmsim.search.disagg import STATIC_STAGE, typical_lengths
+from llmsim.search.disagg import verdicts as layout_verdicts
 from llmsim.search.evaluate import SERVING_STAGE, confirm_intervals, evaluate_task
 from llmsim.search.pareto import frontier
 from llmsim.search.prices import load_prices
@@ -177,7 +178,7 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     all_layouts: list[Layout | DisaggLayout] = [*layouts(space, spec.is_moe),
                                                 *disagg_layouts(space, spec.is_moe)]
     t0 = time.perf_counter()
-    verdicts = stage.verdicts(all_layouts, cfg.search.prune)
+    verdicts = layout_verdicts(stage, all_layouts, cfg.search.prune)
     analytic_s = time.perf_counter() - t0
     n_disagg = sum(1 for lay in all_layouts if lay.kind == "disaggregated")
 

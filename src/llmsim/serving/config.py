@@ -92,7 +92,7 @@ class ParallelismSection(Spec):
     @field_validator("afd")
     @classmethod
     def _afd(cls, value: Any) -> Any:
-        from llmsim.costmodel.afd import afd_from_value
+        from llmsim.costmodel.afd_spec import afd_from_value
 
         afd_from_value(value)  # checked here: a bad spec fails when the config is read
         return value
@@ -341,7 +341,7 @@ def load_config(source: str | Path | dict[str, Any] | SimulationConfig) -> Simul
     check_path_name(path, ConfigError, "cannot read the config file")
     if not path.exists():
         raise ConfigError(f"config file not found: {shown(path)}")
-    from llmsim.catalog.loader import read_yaml_file
+    from llmsim.catalog.files import read_yaml_file
 
     data = read_yaml_file(path, str(path))
     if isinstance(data, dict):
