@@ -110,9 +110,12 @@ main(["catalog", "list"])
 
 
 def _interrupt_in_imports(module: str, tmp_path: Path) -> tuple[int, str, str]:
+    # SIGINT back to its default in the child: a test run started in the background of a
+    # non-interactive shell inherits it ignored, and Python then keeps ignoring it
     proc = subprocess.Popen([sys.executable, "-c", _HELD_IN_IMPORTS.format(module=module)],
                             cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stderr.readline() == "importing\n"
         proc.send_signal(signal.SIGINT)
