@@ -458,6 +458,7 @@ def confirm_disagg_serving(task: dict[str, Any], row: dict[str, Any]) -> dict[st
             if k in ("prefill_utilization", "decode_batch_per_worker", "bottleneck",
                      "suggested_xpyd", "balanced_prefill_per_decode")}
     out.update(status="ok", goodput_load=g, goodput_rps=goodput_rps,
+               goodput_rps_per_replica=goodput_rps,  # the layout is one "replica"
                goodput_rps_per_gpu=goodput_rps / gpus, at_goodput=sim_point(s_g),
                at_requested={**diag, **sim_point(s_req)},
                slo_values={t.name: t.value(s_req) for t in targets})
