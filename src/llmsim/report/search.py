@@ -115,7 +115,8 @@ def disagg_summary(result: SearchResult) -> str:
     if bd is not None:
         text += (f"; best {bd['layout']}: {_fmt(bd['goodput_rps_per_gpu'])} req/s per GPU "
                  "(ranked on its own)")
-    elif result.settings.get("disagg") != "only":
+    elif result.settings.get("disagg") != "only" and not any(
+            c["kind"] == "disaggregated" and c["status"] == "ok" for c in result.candidates):
         text += "; none meets the SLO"
     return text
 
