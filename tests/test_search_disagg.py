@@ -10,6 +10,7 @@ import pytest
 
 from llmsim.search import run_search
 from llmsim.search.disagg import STATIC_STAGE, StaticPoints, confirm_disagg_serving
+from llmsim.search.evaluate import SERVING_STAGE
 from llmsim.search.space import SearchSpace, disagg_layouts, layouts
 
 
@@ -65,20 +66,26 @@ def test_disagg_bounds_never_exceed_the_estimate(pruned, brute):
         if b["status"] != "ok":
             continue
         assert b["goodput_rps_per_replica"] <= b["ub_rps_per_replica"] * (1 + 1e-12)
-        assert b["ttft_p99_s"] >= b["ttft_p99_lower_bound_s"]
-        assert b["tpot_p99_s"] >= b["tpot_p99_lower_bound_s"]
+        # the latency bounds are the static estimate's (the gate before the simulation)
+        static = next(r for r in brute.plans if r["plan_key"] == b["plan_key"])["static"]
+        assert static["slo_values"]["ttft_p99"] >= b["ttft_p99_lower_bound_s"]
+        assert static["slo_values"]["tpot_p99"] >= b["tpot_p99_lower_bound_s"]
+        assert static["goodput_rps"] <= b["ub_rps_per_replica"] * (1 + 1e-12)
         checked += 1
     assert checked >= 5
 
 
 def test_rows_say_how_they_were_priced_and_heterogeneous_pools(brute):
     rows = [c for c in brute.candidates if c["kind"] == "disaggregated"]
-    assert rows and all(c["stage"] == STATIC_STAGE for c in rows)
+    # the static estimate's rejects stay static; what it accepts is serving-confirmed
+    assert rows and {c["stage"] for c in rows} == {STATIC_STAGE, SERVING_STAGE}
+    assert all(c["stage"] == SERVING_STAGE for c in rows if c["status"] == "ok")
+    assert all(c["simulations"] >= 1 for c in rows if c["stage"] == SERVING_STAGE)
     het = [c for c in rows if c["heterogeneous"]]
     assert het and all(c["prefill_gpu"] != c["decode_gpu"] for c in het)
-    assert any(c["status"] == "ok" for c in het)  # a heterogeneous layout was priced
+    assert any(c["stage"] == SERVING_STAGE for c in het)  # a heterogeneous layout simulated
     ok = [c for c in rows if c["status"] == "ok"]
-    assert all(c["slo_basis"].startswith("xPyD static estimate") for c in ok)
+    assert ok and all(c.get("slo_basis") is None for c in ok)  # simulated distributions
     assert all(c["num_gpus"] == c["prefill_workers"] * c["prefill_tp"]
                + c["decode_workers"] * c["decode_tp"] for c in rows)
     d = brute.as_dict()
@@ -106,12 +113,80 @@ def test_static_point_matches_estimate_disagg():
     assert got.requests_per_s == pytest.approx(want.requests_per_s, rel=1e-12)
     assert got.decode_hardware == "a100-sxm-80gb"
     row = {"status": "ok", "stage": STATIC_STAGE}
-    assert confirm_disagg_serving(task, row) is row  # the serving hook: not available yet
+    assert confirm_disagg_serving(task, row) is row  # confirmation off: the static row
 
 
-def test_auto_ranks_disaggregated_layouts_on_their_own():
+def test_confirmed_row_equals_a_direct_simulation(pruned):
+    """The best xPyD row's figures are those of ``simulate()`` of the same layout, written by
+    hand as inline pool specs, at the requested load; the static figures ride along."""
+    from llmsim import simulate
+    from llmsim.search.config import load_search_config
+    from llmsim.search.slo import check, parse_slo
+
+    best = pruned.best
+    assert best["stage"] == SERVING_STAGE and best["group"] == "serving"
+    sc = load_search_config(space())
+    cfg = sc.base_simulation()
+    cfg["model"].update(weight_dtype="bf16", kv_dtype="bf16")
+    cfg["hardware"].update(name=best["prefill_gpu"])
+    cfg["workload"]["rate"] = 24.0
+    res = next(r for r in pruned.plans if r["plan_key"] == best["plan_key"])
+    pools = {}
+    for role in ("prefill", "decode"):
+        plan = res["layout"][role]
+        pools[f"{role}_pool"] = (f"workers={best[role + '_workers']},tp={best[role + '_tp']},"
+                                 f"ep={best[role + '_ep']},max_num_seqs={plan['max_num_seqs']},"
+                                 f"max_num_batched_tokens={plan['max_num_batched_tokens']},"
+                                 f"hardware={best[role + '_gpu']}")
+    cfg["disagg"] = {**pools, "kv_link": "rdma", "kv_layerwise": True}
+    s = simulate(cfg).summary()
+    assert best["ttft_p99_s"] == pytest.approx(s["ttft_s"]["p99"], rel=1e-12)
+    assert best["tpot_p99_s"] == pytest.approx(s["tpot_s"]["p99"], rel=1e-12)
+    assert best["tokens_per_s_per_user"] == pytest.approx(1 / s["tpot_s"]["mean"], rel=1e-12)
+    assert check(s, parse_slo("ttft_p99=150ms,tpot_p99=9ms"))[0]
+    assert best["goodput_rps_per_replica"] >= 24 * (1 - 1e-9)
+    assert best["goodput_rps_per_gpu"] == pytest.approx(
+        best["goodput_rps_per_replica"] / best["num_gpus"])
+    assert res["static"]["goodput_rps"] > 0  # the static estimate's figures are kept
+
+
+def test_static_only_is_still_available():
+    cfg = space()
+    cfg["search"] = {**cfg["search"], "disagg_serving": False}
+    res = run_search(cfg, workers=1)
+    rows = [c for c in res.candidates if c["kind"] == "disaggregated"]
+    assert rows and all(c["stage"] == STATIC_STAGE for c in rows)
+    assert res.best["group"] == "static" and res.counts["disaggregated_simulations"] == 0
+    assert res.best["slo_basis"].startswith("xPyD static estimate")
+
+
+def test_refused_layout_keeps_its_static_row(monkeypatch):
+    from llmsim.errors import ConfigError
+    from llmsim.search import evaluate
+
+    def refuse(*a, **k):
+        raise ConfigError("not simulated here")
+
+    monkeypatch.setattr(evaluate, "_run", refuse)
+    row = {"status": "ok", "stage": STATIC_STAGE, "num_gpus": 2, "goodput_rps": 1.0}
+    task = {"serving": True, "mode": "rate", "load": 1.0, "targets": [], "replica_options": [1],
+            "ub_rps": 2.0, "tolerance": 0.1}
+    out = confirm_disagg_serving(task, row)
+    assert out["stage"] == STATIC_STAGE and out["goodput_rps"] == 1.0
+    assert "refused the layout: not simulated here" in out["serving_refused"]
+
+
+def test_auto_ranks_confirmed_xpyd_with_aggregated_and_static_on_their_own():
     cfg = space("auto", max_num_seqs=[128], max_num_batched_tokens=[2048], tp=[1])
     cfg["slo"] = "ttft_p99=400ms,tpot_p99=25ms"
+    joint = run_search(with_prune(cfg, False), workers=1)
+    serving = [c for c in joint.candidates if c["status"] == "ok" and c["group"] == "serving"]
+    assert {c["kind"] for c in serving} == {"aggregated", "disaggregated"}
+    assert [c["rank"] for c in serving] == list(range(1, len(serving) + 1))
+    assert joint.best_disaggregated is None
+    objs = [c["objective"] for c in serving]
+    assert objs == sorted(objs, reverse=True)
+    cfg["search"] = {**cfg["search"], "disagg_serving": False}
     res = run_search(cfg, workers=1)
     assert res.best is not None and res.best["stage"] == "serving simulation"
     bd = res.best_disaggregated
@@ -185,7 +260,7 @@ def test_cli_disagg_and_engine_flags(cli, tmp_path):
               "1", "--format", "json")
     assert res.code == 0, res.err
     d = json.loads(res.out)
-    assert d["best"]["kind"] == "disaggregated" and d["best"]["stage"] == STATIC_STAGE
+    assert d["best"]["kind"] == "disaggregated" and d["best"]["stage"] == SERVING_STAGE
     for argv, needle in ((("--disagg", "sometimes"), "auto, off, only"),
                          (("--engine", "vlm"), "vllm")):
         bad = cli("search", "--model", "llama-3.1-8b", "--rate", "1", "--slo", "ttft_p99=1s",

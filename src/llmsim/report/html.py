@@ -297,7 +297,7 @@ def search_html(result: Any, rows: Sequence[tuple[str, str]] = (),
     n = 1 + int(s.get("runners_up", 5))
     groups = [("serving", "best layout and runners-up (serving simulation)"),
               ("static", "disaggregated layouts, ranked on their own (xPyD static estimate; "
-                         "serving confirmation not available)")]
+                         "not serving-confirmed)")]
     for group, title in groups:
         if not len(frame) or "group" not in frame:
             break

@@ -59,7 +59,8 @@ def summary_rows(result: SearchResult) -> list[tuple[str, str]]:
         return rows
     rows += [("best", b["layout"]), ("GPUs", gpus_text(b))]
     if b["kind"] == "disaggregated":
-        rows.append(("stage", f"{b['stage']}; {b.get('slo_basis')}"))
+        rows.append(("stage", f"{b['stage']}; {b['slo_basis']}" if b.get("slo_basis")
+                     else b["stage"]))
     rows += [
              ("goodput", f"{_fmt(b['goodput_rps_per_gpu'])} req/s per GPU "
                          f"({_fmt(b['goodput_rps_per_replica'])} "
@@ -105,13 +106,17 @@ def disagg_summary(result: SearchResult) -> str:
     text = (f"{c['disaggregated_layouts']:,} xPyD layouts, {c['disaggregated_survivors']} "
             f"survive the analytic bounds, {c['disaggregated_estimated']} priced by the static "
             f"estimate ({c.get('static_estimates', 0)} estimates), "
-            f"{c['disaggregated_pruned_by_bound']} pruned by their bound; serving "
-            "confirmation not available")
+            f"{c['disaggregated_pruned_by_bound']} pruned by their bound; "
+            + (f"{c.get('disaggregated_simulated', 0)} confirmed in the serving simulation "
+               f"({c.get('disaggregated_simulations', 0)} simulations)"
+               if result.settings.get("disagg_serving", False) else
+               "serving confirmation off"))
     bd = result.best_disaggregated
     if bd is not None:
         text += (f"; best {bd['layout']}: {_fmt(bd['goodput_rps_per_gpu'])} req/s per GPU "
                  "(ranked on its own)")
-    elif result.settings.get("disagg") != "only":
+    elif result.settings.get("disagg") != "only" and not any(
+            c["kind"] == "disaggregated" and c["status"] == "ok" for c in result.candidates):
         text += "; none meets the SLO"
     return text
 
@@ -189,7 +194,8 @@ def plot_frontier(result: SearchResult, path: str | Path) -> Path:
 
     xs, ys = points_of(result.plans)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    only = result.settings.get("disagg") == "only"
+    only = result.settings.get("disagg") == "only" and bool(result.plans) \
+        and (result.best or {}).get("group") == "static"
     ax.scatter(xs, ys, s=14, alpha=0.5, label="xPyD layouts, static estimate (at goodput)"
                if only else "simulated plans (at goodput)")
     fx = [p["tokens_per_s_per_user"] for p in result.frontier]

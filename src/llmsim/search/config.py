@@ -40,6 +40,9 @@ class SearchOptions(Spec):
     prices: str | None = Field(default=None, description="price file (default: shipped)")
     idle_power_frac: float = Field(default=0.0, ge=0, le=1)
     prune: bool = Field(default=True, description="false: simulate every plan (brute force)")
+    disagg_serving: bool = Field(default=True, description=(
+        "confirm the xPyD layouts the static estimate accepts in the serving simulation "
+        "(false: static estimate only, ranked on their own)"))
     intervals: bool = True
     interval_draws: int = Field(default=8, ge=2, le=200)
     interval_level: float = Field(default=0.8, gt=0, lt=1)

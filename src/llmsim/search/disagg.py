@@ -16,9 +16,11 @@ estimate is a closed loop at a concurrency ``c``; its rate ``lambda(c)`` grows w
   at which the SLO still holds (binary search, assuming it holds below a load once it holds
   at it, as the aggregated bisection does).
 
-Every disaggregated row is marked ``stage = STATIC_STAGE``: **no serving simulation confirms
-it** (the xPyD serving simulator is being built separately). :func:`confirm_disagg_serving` is
-where it plugs in: today it returns the row unchanged.
+A layout the estimate accepts is then confirmed in the xPyD serving simulation
+(:func:`confirm_disagg_serving`, ``search.disagg_serving``, default on): its row's figures
+become the simulation's (``stage = "serving simulation"``) and it is ranked with the aggregated
+plans. A row the simulation does not confirm keeps ``stage = STATIC_STAGE``: confirmation off,
+or the simulation refused the layout (``serving_refused``).
 
 **Bounds** (:func:`disagg_verdict`), never above what the estimate reports (so pruning by them
 never removes the estimate's best; ``tests/test_search_disagg.py`` checks best == brute force):
@@ -61,7 +63,7 @@ from llmsim.search.space import DisaggLayout, Plan
 
 log = logging.getLogger(__name__)
 
-STATIC_STAGE = "analytic (xPyD static estimate; serving confirmation not available)"
+STATIC_STAGE = "analytic (xPyD static estimate; not serving-confirmed)"
 SLO_BASIS = ("xPyD static estimate of a typical request (mean prompt and output lengths): one "
              "figure per request, compared with each target's limit whatever its statistic")
 #: the estimate's figure each SLO metric is read from
@@ -374,15 +376,100 @@ def static_evaluation(task: dict[str, Any]) -> dict[str, Any]:
     return {**row, "estimates": pts.calls}
 
 
+def disagg_layout_config(task: dict[str, Any], load: float) -> Any:
+    """The disaggregated ``SimulationConfig`` of ``task["layout"]`` at ``load`` (a rate in
+    requests/s, or a client count in closed loop): the search's base config (model, formats,
+    scheduler, workload, SLO counters: exactly the aggregated tasks'), a ``disagg`` section with
+    both pools (worker counts, tp / ep, engine limits, GPU type) and the KV link the static
+    estimate assumes (RDMA, layer-wise), the search's estimator for both pools' step models."""
+    from llmsim.catalog._base import validate_spec
+    from llmsim.serving.config import SimulationConfig
+
+    lay = task["layout"]
+    pre, dec = lay["prefill"], lay["decode"]
+    args = task["deployment_args"]
+    data = {k: dict(v) for k, v in task["base"].items()}
+    data["model"].update(weight_dtype=pre["weight_dtype"], kv_dtype=pre["kv_dtype"])
+    data["hardware"].update(name=pre["gpu"], num_gpus=None, cluster=None,
+                            estimator=args.get("estimator", "calibrated"),
+                            estimator_model=args.get("estimator_model"))
+
+    def pool(plan: dict[str, Any], workers: int) -> dict[str, Any]:
+        return {"workers": workers, "tp": plan["tp"], "pp": plan["pp"], "ep": plan["ep"],
+                "max_num_seqs": plan["max_num_seqs"],
+                "max_num_batched_tokens": plan["max_num_batched_tokens"],
+                "hardware": plan["gpu"]}
+
+    data["disagg"] = {"prefill_pool": pool(pre, lay["prefill_workers"]),
+                      "decode_pool": pool(dec, lay["decode_workers"]),
+                      "kv_link": "rdma", "kv_layerwise": True}
+    if task["mode"] == "rate":
+        data["workload"]["rate"] = float(load)
+    else:
+        data["workload"]["concurrency"] = int(load)
+    return validate_spec(SimulationConfig, data, "search xPyD layout")
+
+
+#: row figures the static estimate set that a serving confirmation replaces
+_STATIC_FIGURES = ("goodput_rps", "goodput_rps_per_gpu", "at_goodput", "at_requested",
+                   "slo_values")
+
+
 def confirm_disagg_serving(task: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """The serving confirmation of a disaggregated layout: **not available** (the xPyD
-    serving simulator is built on another branch); returns ``row`` unchanged, its ``stage``
-    saying so. When it exists, this function simulates the layout (``task["layout"]``: both
-    pools and worker counts) at the requested load with the same SLO check as the aggregated
-    task (``search.slo.check``), bisects its goodput, and sets ``row["stage"] =
-    "serving simulation"``; ``run.py`` then ranks disaggregated and aggregated layouts
-    together (``search.run.comparison_group``)."""
-    return row
+    """The serving confirmation of a disaggregated layout the static estimate accepts.
+
+    With ``task["serving"]`` (``search.disagg_serving``, default on) the layout
+    (``task["layout"]``: both pools, worker counts, GPU types, limits;
+    :func:`disagg_layout_config`) is simulated as the aggregated plans are
+    (``search/evaluate.py:bisect_goodput``, the layout being one "replica"): the goodput is the
+    highest load of the same grid (``load_grid``: the requested load up to the analytic bound
+    ``ub``) at which the SLO holds (``search.slo.check``: each target's statistic of the
+    simulated distribution, no request refused or unfinished), then one run at the requested
+    load gives the row's figures (p99s, tokens/s per user = 1 / mean TPOT, output tokens/s per
+    GPU). The row's ``stage`` becomes ``"serving simulation"``: ``run.py`` ranks it with the
+    aggregated plans (``comparison_group``). The static figures stay under ``static``; the pool
+    diagnostics (``prefill_utilization``, ``bottleneck``, ``suggested_xpyd``) and the energy per
+    token remain the static estimate's.
+
+    Without ``task["serving"]``, or when the simulation refuses the layout (an
+    ``LLMSimError``), the static row is returned (``serving_refused``: why)."""
+    if not task.get("serving"):
+        return row
+    from llmsim.search.evaluate import SERVING_STAGE, _run, _targets, bisect_goodput
+    from llmsim.search.evaluate import _point as sim_point
+    from llmsim.search.slo import check
+
+    static = {k: row[k] for k in _STATIC_FIGURES if k in row}
+    try:
+        g, s_g, runs, why = bisect_goodput(task)
+        out = {k: v for k, v in row.items() if k not in _STATIC_FIGURES and k != "slo_basis"}
+        out.update(stage=SERVING_STAGE, simulations=runs, static=static)
+        if s_g is None:
+            dominated = why.startswith("dominated: ")
+            out.update(status=an.DOMINATED if dominated else an.SLO_MISSED,
+                       reason="serving simulation: " + why.removeprefix("dominated: "))
+            return out
+        targets = _targets(task)
+        s_req = _run(task, 1, task["load"])
+        out["simulations"] += 1
+        met, why = check(s_req, targets)
+        if not met:
+            out.update(status=an.SLO_MISSED, reason=("serving simulation misses the SLO at "
+                                                     f"the requested load: {why}"))
+            return out
+    except LLMSimError as exc:
+        return {**row, "serving_refused": f"the serving simulation refused the layout: {exc}"}
+    goodput_rps = g if task["mode"] == "rate" else float(s_g.get("requests_per_s") or 0.0)
+    gpus = int(row["num_gpus"])
+    diag = {k: v for k, v in static.get("at_requested", {}).items()
+            if k in ("prefill_utilization", "decode_batch_per_worker", "bottleneck",
+                     "suggested_xpyd", "balanced_prefill_per_decode")}
+    out.update(status="ok", goodput_load=g, goodput_rps=goodput_rps,
+               goodput_rps_per_replica=goodput_rps,  # the layout is one "replica"
+               goodput_rps_per_gpu=goodput_rps / gpus, at_goodput=sim_point(s_g),
+               at_requested={**diag, **sim_point(s_req)},
+               slo_values={t.name: t.value(s_req) for t in targets})
+    return out
 
 
 def _energy_per_token_j(task: dict[str, Any], r: Any) -> float:

@@ -58,10 +58,15 @@ def _step_model(task: dict[str, Any]) -> Any:
 
 def layout_config(task: dict[str, Any], replicas: int, load: float) -> Any:
     """The ``SimulationConfig`` of the plan with ``replicas`` replicas at ``load`` (a rate in
-    requests/s, or a client count in closed loop)."""
+    requests/s, or a client count in closed loop). A disaggregated task's layout is one
+    "replica": ``search/disagg.py:disagg_layout_config``."""
     from llmsim.catalog._base import validate_spec
     from llmsim.serving.config import SimulationConfig
 
+    if task.get("kind") == "disaggregated":
+        from llmsim.search.disagg import disagg_layout_config
+
+        return disagg_layout_config(task, load)
     plan = task["plan"]
     data = {k: dict(v) for k, v in task["base"].items()}
     data["model"].update(weight_dtype=plan["weight_dtype"], kv_dtype=plan["kv_dtype"])
@@ -84,6 +89,8 @@ def _run(task: dict[str, Any], replicas: int, load: float, step_model: Any = Non
     from llmsim.serving.run import simulate
 
     cfg = layout_config(task, replicas, load)
+    if task.get("kind") == "disaggregated":  # one step model per pool, built by the run
+        return simulate(cfg).summary()
     return simulate(cfg, step_model=step_model or _step_model(task)).summary()
 
 
@@ -121,7 +128,8 @@ def load_grid(task: dict[str, Any]) -> list[float]:
             pts.append(lo)
         return sorted(pts)
     lo = max(1, math.ceil(task["load"] / rmax))
-    hi = max(lo, 2 * int(task["max_batch"]) * max(1, task["plan"]["pp"]))
+    pp = task["plan"]["pp"] if "plan" in task else 1
+    hi = max(lo, 2 * int(task["max_batch"]) * max(1, pp))
     pts, x = [], float(lo)
     while x < hi:
         pts.append(int(x))
@@ -165,8 +173,9 @@ def bisect_goodput(task: dict[str, Any]) -> tuple[float, dict[str, Any] | None, 
         met, s, why = ok(0)
         if not met:
             unit = "req/s" if task["mode"] == "rate" else "clients"
-            return 0.0, None, runs, (f"misses the SLO at {grid[0]:.3g} {unit} per replica "
-                                     f"(the requested load over the most replicas): {why}")
+            where = ("(the requested load)" if task.get("kind") == "disaggregated"
+                     else "per replica (the requested load over the most replicas)")
+            return 0.0, None, runs, f"misses the SLO at {grid[0]:.3g} {unit} {where}: {why}"
         lo_i, best_s = 0, s
     while hi_i - lo_i > 1:
         mid = (lo_i + hi_i) // 2

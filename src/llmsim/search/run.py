@@ -11,12 +11,16 @@
    or per dollar), then fewer GPUs, then less energy per token, then the layout's name.
 
 Disaggregated layouts (``space.disagg``, ``search/disagg.py``) are tasks of their own (one per
-layout: the goodput depends on the x:y ratio), evaluated by the xPyD static estimate. Until a
-serving confirmation exists for them they form their own *comparison group*
-(:func:`comparison_group`): ranked among themselves (``best_disaggregated``), with their own
-branch-and-bound threshold, never against serving-confirmed rows (a per-request static figure
-and a simulated p99 are not the same measure). ``disagg="only"``: they are the search, and
-``best`` is their best.
+layout: the goodput depends on the x:y ratio), evaluated by the xPyD static estimate and, for
+the layouts it accepts, confirmed in the xPyD serving simulation
+(``search/disagg.py:confirm_disagg_serving``; ``search.disagg_serving``, default on). A row's
+*comparison group* (:func:`comparison_group`) follows its stage: serving-confirmed xPyD rows
+are ranked with the aggregated plans (same SLO check, same load grid, one branch-and-bound
+threshold); static-only rows (``disagg_serving: false``, or a layout the simulation refuses)
+are ranked among themselves (``best_disaggregated``), never against serving-simulated rows (a
+per-request static figure and a simulated p99 are not the same measure).
+``disagg="only"``: they are the search, and ``best`` is their best (a static-only one when
+none is serving-confirmed).
 
 Every finished plan is appended to the results JSONL file as it arrives (with a fingerprint of
 the search settings); ``resume=True`` reads the file back and simulates only the plans it
@@ -87,7 +91,7 @@ class SearchResult:
 
 def comparison_group(stage: str) -> str:
     """Rows are ranked against rows of the same group: ``serving`` (confirmed by the serving
-    simulation) or ``static`` (the xPyD static estimate, no serving confirmation)."""
+    simulation, aggregated or xPyD) or ``static`` (the xPyD static estimate alone)."""
     return "serving" if stage == SERVING_STAGE else "static"
 
 
@@ -207,7 +211,7 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
             "price_per_gpu_hour": price})
     prompt, output = typical_lengths(lengths)
     for v in disagg_survivors:
-        tasks.append(_disagg_task(cfg, v, prices, prompt, output))
+        tasks.append(_disagg_task(cfg, v, prices, prompt, output, base))
     tasks.sort(key=lambda t: (-t["ub_objective"] if math.isfinite(t["ub_objective"])
                               else math.inf, t["plan_key"]))
 
@@ -273,28 +277,37 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
 
     candidates = _candidates(cfg, verdicts, results, pruned, prices)
     firsts = {c["group"]: c for c in candidates if c.get("rank") == 1}
-    best_row = firsts.get("serving") if cfg.space.disagg != "only" else firsts.get("static")
-    best_disagg = firsts.get("static") if cfg.space.disagg != "only" else None
+    best_row = firsts.get("serving")
+    if best_row is None and cfg.space.disagg == "only":
+        best_row = firsts.get("static")
+    best_disagg = firsts.get("static") if firsts.get("static") is not best_row else None
     intervals = None
     if best_row is not None and best_row["kind"] == "aggregated" and cfg.search.intervals:
         task = next(t for t in tasks if t["plan_key"] == best_row["plan_key"])
         intervals = confirm_intervals(task, best_row["replicas"], cfg.search.interval_draws,
                                       cfg.search.interval_level)
-    plan_rows = [r for r in results.values()
-                 if r.get("status") == "ok" and r.get("kind", "aggregated") == "aggregated"]
-    disagg_rows = [r for r in results.values()
-                   if r.get("status") == "ok" and r.get("kind") == "disaggregated"]
+    # serving-confirmed rows of both kinds share a frontier; static-only xPyD rows have their own
+    plan_rows = [r for r in results.values() if r.get("status") == "ok"
+                 and comparison_group(r.get("stage", SERVING_STAGE)) == "serving"]
+    disagg_rows = [r for r in results.values() if r.get("status") == "ok"
+                   and comparison_group(r.get("stage", SERVING_STAGE)) == "static"]
     agg_keys = {t["plan_key"] for t in tasks if t["kind"] == "aggregated"}
     counts: dict[str, int] = {"layouts": len(candidates), "plans": len(agg_keys)}
     for c in candidates:
         counts[c["status"]] = counts.get(c["status"], 0) + 1
     counts["plans_simulated"] = len([k for k in results if k in agg_keys])
     counts["plans_pruned_by_bound"] = len([k for k in pruned if k in agg_keys])
-    counts["simulations"] = sum(int(r.get("simulations", 0)) for r in results.values())
+    counts["simulations"] = sum(int(r.get("simulations", 0)) for k, r in results.items()
+                                if k in agg_keys)
     counts["disaggregated_layouts"] = sum(1 for c in candidates
                                           if c["kind"] == "disaggregated")
     counts["disaggregated_estimated"] = len([r for r in results.values()
                                              if r.get("kind") == "disaggregated"])
+    counts["disaggregated_simulated"] = len([
+        r for k, r in results.items() if k not in agg_keys
+        and r.get("stage") == SERVING_STAGE])
+    counts["disaggregated_simulations"] = sum(int(r.get("simulations", 0))
+                                              for k, r in results.items() if k not in agg_keys)
     counts["static_estimates"] = sum(int(r.get("estimates", 0)) for r in results.values())
     counts["disaggregated_survivors"] = len(tasks) - len(agg_keys)
     counts["disaggregated_pruned_by_bound"] = len(pruned) - counts["plans_pruned_by_bound"]
@@ -308,10 +321,13 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                 "prune": cfg.search.prune, "backend": backend,
                 "runners_up": cfg.search.runners_up, "fingerprint": fingerprint,
                 "engines": list(cfg.space.engine or []), "disagg": cfg.space.disagg,
+                "disagg_serving": cfg.search.disagg_serving,
                 "searched_kinds": [k for k, on in (("aggregated", cfg.space.disagg != "only"),
                                                    ("disaggregated", cfg.space.disagg != "off"))
                                    if on],
-                "stages": {"aggregated": SERVING_STAGE, "disaggregated": STATIC_STAGE},
+                "stages": {"aggregated": SERVING_STAGE, "disaggregated": (
+                    f"{STATIC_STAGE}, then {SERVING_STAGE}" if cfg.search.disagg_serving
+                    else STATIC_STAGE)},
                 "disaggregated_typical_request": {"prompt": prompt, "output": output}}
     timing = {"analytic_wall_s": analytic_s, "analytic_layouts_per_wall_s":
               len(all_layouts) / analytic_s if analytic_s > 0 else math.inf,
@@ -324,22 +340,28 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                                    "disaggregated": n_disagg}}
     front = frontier(plan_rows)
     front_d = frontier(disagg_rows)
-    if cfg.space.disagg == "only":
+    if cfg.space.disagg == "only" and not plan_rows:
         front, front_d, plan_rows = front_d, [], disagg_rows
     return SearchResult(settings, best_row, candidates, front, counts, timing,
                         intervals, plan_rows, best_disagg, front_d, disagg_rows)
 
 
 def _disagg_task(cfg: SearchConfig, v: an.Verdict, prices: dict[str, Any], prompt: int,
-                 output: int) -> dict[str, Any]:
-    """The task of one disaggregated layout (``search/disagg.py:evaluate_disagg_layout``)."""
+                 output: int, base: dict[str, Any]) -> dict[str, Any]:
+    """The task of one disaggregated layout (``search/disagg.py:evaluate_disagg_layout``): the
+    static estimate's inputs and, with ``search.disagg_serving``, the serving confirmation's
+    (the aggregated tasks' base config, targets and load; the layout is one "replica")."""
     from llmsim.catalog import get_hardware
 
     lay: DisaggLayout = v.layout
     usd = _usd_per_hour(lay, prices)
     price = usd / lay.num_gpus if usd else None  # per GPU-hour, averaged over the pools
     return {
-        "plan_key": lay.key, "kind": "disaggregated", "group": comparison_group(STATIC_STAGE),
+        "plan_key": lay.key, "kind": "disaggregated",
+        "group": comparison_group(SERVING_STAGE if cfg.search.disagg_serving else STATIC_STAGE),
+        "serving": cfg.search.disagg_serving, "base": base,
+        "deployment_args": cfg.deployment_args(), "replica_options": [1],
+        "max_batch": lay.decode.max_num_seqs * lay.decode_workers,
         "layout": lay.as_dict(), "model": cfg.model.name, "formats": cfg.deployment_args(),
         "prompt": prompt, "output": output, "targets": [t.as_dict() for t in cfg.targets],
         "mode": cfg.mode, "load": cfg.load, "tolerance": cfg.search.tolerance,
@@ -443,7 +465,7 @@ def _candidates(cfg: SearchConfig, verdicts: list[an.Verdict],
         if mine and group == "static" and cfg.space.disagg != "only":
             mine[0]["reason"] = ("the best disaggregated layout by the xPyD static estimate; "
                                  "ranked on its own, not against serving-simulated layouts "
-                                 "(no serving confirmation yet)")
+                                 "(not serving-confirmed)")
         for i, r in enumerate(mine, 1):
             r["rank"] = i
             if i > 1:
@@ -469,6 +491,9 @@ def _disagg_result_row(cfg: SearchConfig, lay: DisaggLayout, res: dict[str, Any]
     row["stage"] = res.get("stage", STATIC_STAGE)
     row["group"] = comparison_group(row["stage"])
     row["estimates"] = res.get("estimates")
+    for key in ("simulations", "serving_refused"):
+        if res.get(key) is not None:
+            row[key] = res[key]
     if row["status"] != "ok":
         return row
     usd = _usd_per_hour(lay, prices)
