@@ -376,40 +376,6 @@ def static_evaluation(task: dict[str, Any]) -> dict[str, Any]:
     return {**row, "estimates": pts.calls}
 
 
-def disagg_layout_config(task: dict[str, Any], load: float) -> Any:
-    """The disaggregated ``SimulationConfig`` of ``task["layout"]`` at ``load`` (a rate in
-    requests/s, or a client count in closed loop): the search's base config (model, formats,
-    scheduler, workload, SLO counters: exactly the aggregated tasks'), a ``disagg`` section with
-    both pools (worker counts, tp / ep, engine limits, GPU type) and the KV link the static
-    estimate assumes (RDMA, layer-wise), the search's estimator for both pools' step models."""
-    from llmsim.catalog._base import validate_spec
-    from llmsim.serving.config import SimulationConfig
-
-    lay = task["layout"]
-    pre, dec = lay["prefill"], lay["decode"]
-    args = task["deployment_args"]
-    data = {k: dict(v) for k, v in task["base"].items()}
-    data["model"].update(weight_dtype=pre["weight_dtype"], kv_dtype=pre["kv_dtype"])
-    data["hardware"].update(name=pre["gpu"], num_gpus=None, cluster=None,
-                            estimator=args.get("estimator", "calibrated"),
-                            estimator_model=args.get("estimator_model"))
-
-    def pool(plan: dict[str, Any], workers: int) -> dict[str, Any]:
-        return {"workers": workers, "tp": plan["tp"], "pp": plan["pp"], "ep": plan["ep"],
-                "max_num_seqs": plan["max_num_seqs"],
-                "max_num_batched_tokens": plan["max_num_batched_tokens"],
-                "hardware": plan["gpu"]}
-
-    data["disagg"] = {"prefill_pool": pool(pre, lay["prefill_workers"]),
-                      "decode_pool": pool(dec, lay["decode_workers"]),
-                      "kv_link": "rdma", "kv_layerwise": True}
-    if task["mode"] == "rate":
-        data["workload"]["rate"] = float(load)
-    else:
-        data["workload"]["concurrency"] = int(load)
-    return validate_spec(SimulationConfig, data, "search xPyD layout")
-
-
 #: row figures the static estimate set that a serving confirmation replaces
 _STATIC_FIGURES = ("goodput_rps", "goodput_rps_per_gpu", "at_goodput", "at_requested",
                    "slo_values")
@@ -420,7 +386,7 @@ def confirm_disagg_serving(task: dict[str, Any], row: dict[str, Any]) -> dict[st
 
     With ``task["serving"]`` (``search.disagg_serving``, default on) the layout
     (``task["layout"]``: both pools, worker counts, GPU types, limits;
-    :func:`disagg_layout_config`) is simulated as the aggregated plans are
+    ``search/evaluate.py:disagg_layout_config``) is simulated as the aggregated plans are
     (``search/evaluate.py:bisect_goodput``, the layout being one "replica"): the goodput is the
     highest load of the same grid (``load_grid``: the requested load up to the analytic bound
     ``ub``) at which the SLO holds (``search.slo.check``: each target's statistic of the

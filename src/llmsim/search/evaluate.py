@@ -59,13 +59,11 @@ def _step_model(task: dict[str, Any]) -> Any:
 def layout_config(task: dict[str, Any], replicas: int, load: float) -> Any:
     """The ``SimulationConfig`` of the plan with ``replicas`` replicas at ``load`` (a rate in
     requests/s, or a client count in closed loop). A disaggregated task's layout is one
-    "replica": ``search/disagg.py:disagg_layout_config``."""
+    "replica": :func:`disagg_layout_config`."""
     from llmsim.catalog._base import validate_spec
     from llmsim.serving.config import SimulationConfig
 
     if task.get("kind") == "disaggregated":
-        from llmsim.search.disagg import disagg_layout_config
-
         return disagg_layout_config(task, load)
     plan = task["plan"]
     data = {k: dict(v) for k, v in task["base"].items()}
@@ -187,17 +185,6 @@ def bisect_goodput(task: dict[str, Any]) -> tuple[float, dict[str, Any] | None, 
     return grid[lo_i], best_s, runs, ""
 
 
-def evaluate_task(task: dict[str, Any]) -> dict[str, Any]:
-    """The one task function every backend runs: an aggregated plan (:func:`evaluate_plan`,
-    serving simulation) or a disaggregated layout
-    (``search/disagg.py:evaluate_disagg_layout``, xPyD static estimate)."""
-    if task.get("kind") == "disaggregated":
-        from llmsim.search.disagg import evaluate_disagg_layout
-
-        return evaluate_disagg_layout(task)
-    return evaluate_plan(task)
-
-
 def evaluate_plan(task: dict[str, Any]) -> dict[str, Any]:
     """The simulation stage for one plan (module docstring). Never raises for a layout that
     cannot run: the row says why (``status``, ``reason``)."""
@@ -279,3 +266,37 @@ def confirm_intervals(task: dict[str, Any], replicas: int, draws: int = 8, level
             "intervals": {k: quantile_interval(np.asarray(v, dtype=float), level)
                           for k, v in figures.items()},
             "slo_met_frac": met_count / draws}
+
+
+def disagg_layout_config(task: dict[str, Any], load: float) -> Any:
+    """The disaggregated ``SimulationConfig`` of ``task["layout"]`` at ``load`` (a rate in
+    requests/s, or a client count in closed loop): the search's base config (model, formats,
+    scheduler, workload, SLO counters: exactly the aggregated tasks'), a ``disagg`` section with
+    both pools (worker counts, tp / ep, engine limits, GPU type) and the KV link the static
+    estimate assumes (RDMA, layer-wise), the search's estimator for both pools' step models."""
+    from llmsim.catalog._base import validate_spec
+    from llmsim.serving.config import SimulationConfig
+
+    lay = task["layout"]
+    pre, dec = lay["prefill"], lay["decode"]
+    args = task["deployment_args"]
+    data = {k: dict(v) for k, v in task["base"].items()}
+    data["model"].update(weight_dtype=pre["weight_dtype"], kv_dtype=pre["kv_dtype"])
+    data["hardware"].update(name=pre["gpu"], num_gpus=None, cluster=None,
+                            estimator=args.get("estimator", "calibrated"),
+                            estimator_model=args.get("estimator_model"))
+
+    def pool(plan: dict[str, Any], workers: int) -> dict[str, Any]:
+        return {"workers": workers, "tp": plan["tp"], "pp": plan["pp"], "ep": plan["ep"],
+                "max_num_seqs": plan["max_num_seqs"],
+                "max_num_batched_tokens": plan["max_num_batched_tokens"],
+                "hardware": plan["gpu"]}
+
+    data["disagg"] = {"prefill_pool": pool(pre, lay["prefill_workers"]),
+                      "decode_pool": pool(dec, lay["decode_workers"]),
+                      "kv_link": "rdma", "kv_layerwise": True}
+    if task["mode"] == "rate":
+        data["workload"]["rate"] = float(load)
+    else:
+        data["workload"]["concurrency"] = int(load)
+    return validate_spec(SimulationConfig, data, "search xPyD layout")

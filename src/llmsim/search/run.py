@@ -44,10 +44,11 @@ from llmsim.search.backends import run_tasks
 from llmsim.search.config import SearchConfig, load_search_config
 from llmsim.search.disagg import STATIC_STAGE, typical_lengths
 from llmsim.search.disagg import verdicts as layout_verdicts
-from llmsim.search.evaluate import SERVING_STAGE, confirm_intervals, evaluate_task
+from llmsim.search.evaluate import SERVING_STAGE, confirm_intervals
 from llmsim.search.pareto import frontier
 from llmsim.search.prices import load_prices
 from llmsim.search.space import DisaggLayout, Layout, Plan, disagg_layouts, layouts
+from llmsim.search.tasks import evaluate_task
 
 log = logging.getLogger(__name__)
 
