@@ -16,6 +16,7 @@ import time
 from llmsim.search import run_search
 from llmsim.search.analytic import AnalyticStage, Lengths
 from llmsim.search.config import load_search_config
+from llmsim.search.disagg import verdicts as layout_verdicts
 from llmsim.search.space import disagg_layouts, layouts
 from llmsim.workload.stream import build_workload
 
@@ -35,10 +36,10 @@ def analytic_speed() -> None:
     lays = layouts(cfg.space)
     stage = AnalyticStage(cfg.deployment_args(), lengths, cfg.targets, rate=cfg.load)
     t0 = time.perf_counter()
-    stage.verdicts(lays)
+    layout_verdicts(stage, lays)
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stage.verdicts(lays)
+    layout_verdicts(stage, lays)
     warm = time.perf_counter() - t0
     plans = len({lay.plan.step_key for lay in lays})
     print(f"analytic stage, one core: {len(lays):,} layouts ({plans} step models)")
@@ -46,10 +47,10 @@ def analytic_speed() -> None:
     print(f"  warm (cached):                  {warm:.3f} s = {len(lays) / warm:,.0f} layouts/s")
     dis = disagg_layouts(cfg.space)
     t0 = time.perf_counter()
-    stage.verdicts(dis)
+    layout_verdicts(stage, dis)
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stage.verdicts(dis)
+    layout_verdicts(stage, dis)
     warm = time.perf_counter() - t0
     print(f"analytic stage, one core, xPyD: {len(dis):,} disaggregated layouts (after the "
           f"aggregated ones: step models built)")

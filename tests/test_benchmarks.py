@@ -62,3 +62,10 @@ def test_disagg_accuracy_simulate_smoke():
     assert res.returncode == 0, res.stderr[-2000:]
     assert "rows priced: 3, failed: 0" in res.stdout
     assert "median abs error of mean sim TPOT" in res.stdout
+
+
+def test_search_speed_quick_runs():
+    """The analytic-stage benchmark (aggregated and xPyD layouts) runs on the search API."""
+    res = _run("benchmarks/search_speed.py", "--quick")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "layouts/s" in res.stdout and "xPyD" in res.stdout
