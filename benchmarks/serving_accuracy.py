@@ -31,7 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from llmsim.engines.profile import PARAMETERS, load_profiles
+from llmsim.engines.profile import PARAMETERS, EngineProfile, load_profiles
 from llmsim.serving.reproduce import (
     MODELS,
     Unsupported,
@@ -45,7 +45,8 @@ from llmsim.serving.reproduce import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon" / "silicon_h100_sxm.csv"
-FITTED = ("request_overhead_s", "step_overhead_s", "prefill_step_factor")
+FITTED = ("request_overhead_s", "step_overhead_s", "prefill_step_factor",
+          "client_phase_spread", "host_per_seq_s")
 
 
 def held_out_params(engine: str, model: str) -> dict[str, float]:
@@ -57,7 +58,7 @@ def held_out_params(engine: str, model: str) -> dict[str, float]:
         return dict(held[key])
     others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
     if not others:
-        return {k: 0.0 if k.endswith("_s") else 1.0 for k in FITTED}
+        return {k: getattr(EngineProfile(), k) for k in FITTED}  # kernels only
     return {k: statistics.median(getattr(p, k) for p in others) for k in FITTED}
 
 

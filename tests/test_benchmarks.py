@@ -41,6 +41,26 @@ def test_serving_accuracy_smoke():
     assert "overall" in res.stdout and "TTFT MdAE" in res.stdout
 
 
+def test_fit_engine_profile_runs(tmp_path):
+    """The engine-profile fit end to end on two rows of one engine, one step from each start:
+    it writes a profile file the engine models read."""
+    data = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon"
+    if not (data / "silicon_h100_sxm.csv").is_file():
+        import pytest
+
+        pytest.skip("../shared/data/e2e/aiconfigurator_silicon is absent")
+    out = tmp_path / "profiles.yaml"
+    res = _run("scripts/fit_engine_profile.py", "--engines", "sglang", "--rows-per-group", "2",
+               "--iterations", "1", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    from llmsim.engines.profile import load_profile
+
+    prof = load_profile("sglang", path=out)
+    assert prof.fitted_on.startswith("2 aggregated H100-SXM rows")
+    assert prof.prefill_step_factor == 1.0  # one evaluation from each start: theta_0 itself
+    assert prof.client_phase_spread in (0.0, 1.0)
+
+
 def test_expert_offload_load_smoke():
     res = _run("benchmarks/expert_offload_load.py", "--capacities", "2", "--concurrency", "1",
                "2", "-n", "2")

@@ -209,6 +209,40 @@ def test_prefill_step_factor_prices_every_step_with_prompt_tokens():
     assert em.stage_time(mixed) == pytest.approx(sm.stage_time(mixed) * 1.8)
 
 
+def test_host_per_seq_floors_every_step_at_the_hosts_time():
+    """step = max(kernels x f + step_overhead_s, host_per_seq_s x seqs): a small batch is
+    the GPU's, a large one waits for the host (prefill and decode sequences alike)."""
+    from llmsim.costmodel.shapes import BatchShape
+
+    sm = FixedStepModel(0.05, 0.01)
+    em = EngineStepModel(sm, EngineProfile(step_overhead_s=0.001, host_per_seq_s=0.001))
+    small, large = BatchShape.decode(8, 500.0), BatchShape.decode(32, 500.0)
+    assert em.step_time(small) == pytest.approx(0.011)
+    assert em.step_time(large) == pytest.approx(0.032)
+    mixed = BatchShape.prefill(2, 256) + BatchShape.decode(60, 500.0)
+    assert em.step_time(mixed) == pytest.approx(0.062)
+    cost = em.price(large)
+    assert cost.time_s == pytest.approx(0.032) and cost.overhead_s == pytest.approx(0.022)
+    np.testing.assert_allclose(em.decode_step_times(32, np.array([100.0, 900.0])), 0.032)
+    np.testing.assert_allclose(em.decode_step_times(8, np.array([100.0])), 0.011)
+
+
+def test_host_per_seq_caps_a_closed_loops_throughput():
+    """With the host floor binding, TPOT follows the running sequences, not the kernels."""
+    sm = FixedStepModel(0.02, 0.002)
+    wl = {"concurrency": 32, "num_requests": 96, "warmup_requests": 32, "prompt": "fixed:64",
+          "output": "fixed:64", "jitter_s": 0.0}
+    runs = {}
+    for host in (0.0, 0.0005):
+        cfg = base_config(engine={"name": "trtllm", "request_overhead_s": 0.0,
+                                  "step_overhead_s": 0.0, "host_per_seq_s": host},
+                          workload=dict(wl))
+        del cfg["workload"]["rate"]
+        runs[host] = simulate(cfg, step_model=sm).summary()["tpot_s"]["mean"]
+    assert runs[0.0] < 0.004
+    assert runs[0.0005] == pytest.approx(32 * 0.0005, rel=0.1)
+
+
 def test_trtllm_per_tensor_fp8_rows_rerun_with_an_fp8_kv_cache():
     from llmsim.serving.reproduce import row_config
 

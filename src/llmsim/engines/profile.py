@@ -5,8 +5,16 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
 * every engine step (prefill, mixed or decode) takes ``kernel_time x factor + step_overhead_s``
   where ``factor = prefill_step_factor`` for a step that holds prompt tokens (prefill-only or
   mixed), times ``mixed_step_factor`` when it also holds decodes, and 1 for a decode-only step;
-  ``step_overhead_s`` is the CPU side of one iteration (scheduling, input preparation, kernel
-  launches not hidden by CUDA graphs, sampling, detokenisation). ``prefill_step_factor``
+  ``step_overhead_s`` is the CPU side of one iteration that the GPU waits for (scheduling,
+  input preparation, kernel launches not hidden by CUDA graphs);
+* the host's per-sequence work (sampling, detokenisation, streaming each new token back,
+  request bookkeeping) runs beside the GPU (TensorRT-LLM's overlap scheduler, vLLM's
+  asynchronous output processing): a step lasts at least ``host_per_seq_s x`` its sequences,
+  ``step = max(kernel_time x factor + step_overhead_s, host_per_seq_s x seqs)``. This is what
+  caps a small model's throughput whatever its tensor parallelism: TensorRT-LLM Llama-3.1-8B,
+  1024 / 128 tokens, serves 32-36 requests/s at ``c >= 64`` on tp 4 and on tp 8 alike, and its
+  TPOT at ``c = 128`` stays near 10 ms on both, where the kernels take a few ms; an additive
+  per-sequence term would instead slow every large model's decode; ``prefill_step_factor``
   prices what the kernel sums miss in a step with prompt work: such steps run eagerly (CUDA
   graphs cover decode-only batches), with variable-length attention metadata and the
   engine's own GEMM choices; on the measured H100 rows the prompt-heavy steps of TensorRT-LLM
@@ -27,17 +35,17 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   1024 / 128 at ``c = 32`` predicts TTFT 451 ms / TPOT 12.6 ms against 196 / 15.9 measured
   (prefills bunched: long queues, little decode interference); started out of phase, 199 /
   14.3 (``c = 8``: 206 -> 113 ms against 117). Other rows prefer the cohort (SGLang's, and
-  TensorRT-LLM's Llama-3.1-8B, whose TTFT grows with the output length at ``c = 8``), so
-  ``scripts/fit_engine_profile.py`` chooses 0 or 1 per engine by the fitted loss; the
-  packaged fit chose 0 for all three (the mechanism stays available, e.g. for a profile
-  fitted to other measurements).
+  TensorRT-LLM's Llama-3.1-8B, whose TTFT grows with the output length at ``c = 8``);
+  ``scripts/fit_engine_profile.py`` fits the spread per engine (from two starts, 0 and 1):
+  the packaged fit starts TensorRT-LLM's clients out of phase (0.89) and leaves SGLang's and
+  vLLM's as one cohort (< 0.02).
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
 ``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
-``TPOT = decode_step + step_overhead_s``.
+``TPOT = max(decode_step + step_overhead_s, host_per_seq_s)``.
 
-Values: ``data/engines/profiles.yaml``, written by ``scripts/fit_engine_profile.py`` (least
-squares on measured serving runs; see that script). Lookup for ``NAME@VERSION``: the entry
+Values: ``data/engines/profiles.yaml``, written by ``scripts/fit_engine_profile.py`` (a
+robust fit to measured serving runs; see that script). Lookup for ``NAME@VERSION``: the entry
 ``NAME@VERSION`` if fitted, else ``NAME``; an engine without a fitted entry falls back to the
 documented rule in the file (``fallback``: each parameter's median over the engines that were
 fitted), and with no file at all every parameter is 0 (the engine's scheduling only).
@@ -59,7 +67,10 @@ from llmsim.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PARAMETERS = ("request_overhead_s", "step_overhead_s", "prefill_step_factor", "mixed_step_factor",
-              "jitter_s", "client_phase_spread")
+              "jitter_s", "client_phase_spread", "host_per_seq_s")
+#: the parameters a config's ``engine:`` section may override (all but the client's jitter,
+#: which the workload's ``jitter_s`` sets)
+OVERRIDABLE = tuple(k for k in PARAMETERS if k != "jitter_s")
 
 
 class EngineProfile(Spec):
@@ -69,6 +80,7 @@ class EngineProfile(Spec):
     mixed_step_factor: float = Field(default=1.0, ge=0.5, le=3.0)
     jitter_s: Seconds = Field(default=0.0, ge=0)
     client_phase_spread: float = Field(default=0.0, ge=0, le=10)
+    host_per_seq_s: Seconds = Field(default=0.0, ge=0)
     fitted_on: str = ""  # what the values were fitted on (or the fallback rule used)
 
     def describe(self) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 Step time with an engine (formula of :mod:`llmsim.engines.profile`)::
 
-    step_time(shape) = base.step_time(shape) x f + step_overhead_s,
+    step_time(shape) = max(base.step_time(shape) x f + step_overhead_s,
+                           host_per_seq_s x (prefill_seqs + decode_seqs)),
         f = prefill_step_factor x (mixed_step_factor if it also has decodes, else 1)
               for a step with prompt tokens, 1 for a decode-only step
 
 ``stage_time`` scales the same way (no overhead: it is the pipeline's issue interval of
-kernels), the decode curves add ``step_overhead_s`` to every step, ``price(shape)`` scales
-the breakdown's total and adds the overhead as its own term. The base model's kernels, GEMMs at
+kernels), the decode curves add ``step_overhead_s`` to every step and take the host floor,
+``price(shape)`` scales the breakdown's total and adds the overhead (with any wait for the
+host) as its own term. The base model's kernels, GEMMs at
 ``m = all tokens of the step`` and prefill / decode attention over their own contexts, are
 what is scaled: the factor is fitted (``scripts/fit_engine_profile.py``), never hand-set.
 """
@@ -35,6 +37,7 @@ class EngineStepModel:
         self._over = float(profile.step_overhead_s)
         self._prefill = float(profile.prefill_step_factor)
         self._mixed = float(profile.prefill_step_factor * profile.mixed_step_factor)
+        self._host = float(profile.host_per_seq_s)
 
     @property
     def deployment(self) -> Any:
@@ -55,7 +58,10 @@ class EngineStepModel:
             return 0.0
         if shape.prefill_tokens:
             t *= self._mixed if shape.decode_seqs else self._prefill
-        return t + self._over
+        t += self._over
+        if self._host:
+            return max(t, self._host * (shape.prefill_seqs + shape.decode_seqs))
+        return t
 
     def stage_time(self, shape: BatchShape) -> float:
         return self.base.stage_time(shape) * self._factor(shape)
@@ -65,12 +71,14 @@ class EngineStepModel:
         if shape.num_tokens == 0:
             return cost
         f = self._factor(shape)
-        return replace(cost, time_s=cost.time_s * f + self._over,
-                       stage_time_s=cost.stage_time_s * f,
-                       overhead_s=cost.overhead_s * f + self._over)
+        time_s = cost.time_s * f + self._over
+        wait_s = max(0.0, self._host * (shape.prefill_seqs + shape.decode_seqs) - time_s)
+        return replace(cost, time_s=time_s + wait_s, stage_time_s=cost.stage_time_s * f,
+                       overhead_s=cost.overhead_s * f + self._over + wait_s)
 
     def decode_step_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
-        return np.asarray(self.base.decode_step_times(num_seqs, context_per_seq)) + self._over
+        t = np.asarray(self.base.decode_step_times(num_seqs, context_per_seq)) + self._over
+        return np.maximum(t, self._host * num_seqs) if self._host else t
 
     def decode_stage_times(self, num_seqs: int, context_per_seq: np.ndarray) -> np.ndarray:
         return self.base.decode_stage_times(num_seqs, context_per_seq)

@@ -135,7 +135,7 @@ class SchedulerSection(Spec):
 class EngineSection(Spec):
     """``engine: trtllm`` or ``{name: vllm@0.12.0, profile: my_profiles.yaml,
     request_overhead_s: .., step_overhead_s: .., prefill_step_factor: ..,
-    mixed_step_factor: ..}``: the engine's
+    mixed_step_factor: .., client_phase_spread: .., host_per_seq_s: ..}``: the engine's
     scheduler and default limits (``llmsim.engines``) and its fitted profile, each profile
     parameter overridable here."""
 
@@ -146,6 +146,7 @@ class EngineSection(Spec):
     prefill_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
     mixed_step_factor: float | None = Field(default=None, ge=0.5, le=3.0)
     client_phase_spread: float | None = Field(default=None, ge=0, le=10)
+    host_per_seq_s: Seconds | None = Field(default=None, ge=0)
 
 
 class SLOSection(Spec):

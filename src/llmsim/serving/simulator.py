@@ -237,14 +237,13 @@ def _resolve_engine(cfg: SimulationConfig) -> tuple[SimulationConfig, Any]:
     from dataclasses import replace
 
     from llmsim.engines import resolve_engine
+    from llmsim.engines.profile import OVERRIDABLE
     from llmsim.serving.config import with_engine_defaults
 
     sec = cfg.engine
     assert sec is not None
     eng = resolve_engine(sec.name, sec.profile)
-    over = {k: getattr(sec, k) for k in ("request_overhead_s", "step_overhead_s",
-                                         "prefill_step_factor", "mixed_step_factor",
-                                         "client_phase_spread") if getattr(sec, k) is not None}
+    over = {k: getattr(sec, k) for k in OVERRIDABLE if getattr(sec, k) is not None}
     if over:
         eng = replace(eng, profile=eng.profile.model_copy(update=over))
     return with_engine_defaults(cfg, dict(eng.spec.defaults), eng.spec.scheduler), eng
