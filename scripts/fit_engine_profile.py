@@ -60,7 +60,7 @@ rows with parameters that never saw it. Not fitted: ``jitter_s`` (client timing 
 measurement of it here): the documented constant ``JITTER_S`` (1 ms, the order of an HTTP
 round trip on a local network). An engine without rows gets the
 fallback rule of ``llmsim.engines.profile`` (median of the fitted engines). Deterministic;
-the packaged file: ``--rows-per-group 16 --iterations 8 --jobs 2`` (96 rows, about 20 minutes
+the packaged file: ``--rows-per-group 16 --iterations 8 --jobs 2`` (96 rows, 27 minutes
 on 2 idle cores; ``--jobs``: rows simulated in that many processes, the result does not
 depend on it).
 """
@@ -230,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("fit_engine_profile")
     if not Path(args.data).is_file():
         print(f"error: measured data not found: {args.data}", file=sys.stderr)
+        return 2
+    known = {"trtllm", "vllm", "sglang"}
+    if args.engines and not set(args.engines) <= known:
+        bad = ", ".join(sorted(set(args.engines) - known))
+        print(f"error: --engines {bad}: not an engine of the data (one of "
+              f"{', '.join(sorted(known))})", file=sys.stderr)
         return 2
     rows, skipped = sample_rows(load_rows(args.data), args.rows_per_group)
     by_engine: dict[str, list] = defaultdict(list)

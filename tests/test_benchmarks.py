@@ -55,6 +55,8 @@ def test_fit_engine_profile_runs(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     from llmsim.engines.profile import load_profile
 
+    bad = _run("scripts/fit_engine_profile.py", "--engines", "tgi", "--out", str(out))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
     prof = load_profile("sglang", path=out)
     assert prof.fitted_on.startswith("2 aggregated H100-SXM rows")
     assert prof.prefill_step_factor == 1.0  # one evaluation from each start: theta_0 itself

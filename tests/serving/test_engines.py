@@ -227,6 +227,12 @@ def test_host_per_seq_floors_every_step_at_the_hosts_time():
     np.testing.assert_allclose(em.decode_step_times(8, np.array([100.0])), 0.011)
 
 
+def test_host_per_seq_bad_value_is_a_config_error():
+    cfg = base_config(engine={"name": "trtllm", "host_per_seq_s": -1e-5})
+    with pytest.raises(LLMSimError, match="host_per_seq_s"):
+        simulate(cfg, step_model=FixedStepModel(0.05, 0.01))
+
+
 def test_host_per_seq_caps_a_closed_loops_throughput():
     """With the host floor binding, TPOT follows the running sequences, not the kernels."""
     sm = FixedStepModel(0.02, 0.002)
