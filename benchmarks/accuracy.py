@@ -46,7 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "golden"
 SMOKE_ROWS = 200
 CAL, RAW, OVH = "calibrated", "uncalibrated", "calibrated+split_overhead"
-FAMILY_LABEL = {"gemm": "gemm", "moe": "moe", "attention_prefill": "attention prefill",
+FAMILY_LABEL = {"gemm": "gemm", "gemm_fp8": "gemm fp8", "moe": "moe", "moe_fp8": "moe fp8",
+                "attention_prefill": "attention prefill",
                 "attention_decode": "attention decode", "elementwise": "elementwise",
                 "comm_intra": "collectives intra-node", "comm_inter": "collectives inter-node"}
 FAMILY_ORDER = list(FAMILY_LABEL)

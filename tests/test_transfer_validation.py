@@ -17,7 +17,7 @@ from llmsim.calibration.accuracy import sets_from_golden
 from llmsim.catalog import get_hardware, list_hardware
 from llmsim.costmodel.estimators import learned as lm
 from llmsim.costmodel.estimators.intervals import ResidualData
-from llmsim.costmodel.profile import KERNEL_FAMILIES, Profile
+from llmsim.costmodel.profile import FP8_FAMILIES, KERNEL_FAMILIES, Profile
 from llmsim.errors import UnknownNameError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,13 @@ def test_median_rule_is_what_an_unseen_part_gets():
     # attention was fitted on A100 only among the rest: a copy of it
     assert _kernels(p, "h100-sxm")["attention_decode"] == \
         _kernels(BASE, "a100-sxm-80gb")["attention_decode"]
-    assert _kernels(p, "a100-sxm-80gb") == _kernels(BASE, "a100-sxm-80gb")
+    # the fitted parts keep their own curves; fp8 was fitted on H100 alone, so without it
+    # every part's fp8 variants fall back to its own bf16 curve (at the fp8 peak)
+    left, base = _kernels(p, "a100-sxm-80gb"), _kernels(BASE, "a100-sxm-80gb")
+    for fam, bf16 in FP8_FAMILIES.items():
+        assert left.pop(fam) == base[bf16]
+        assert base.pop(fam) == _kernels(BASE, "h100-sxm")[fam]  # from generic (H100's)
+    assert left == base
 
 
 def test_nearest_scaled_rule_copies_and_rescales_the_halves():

@@ -18,7 +18,7 @@ import pandas as pd
 
 from llmsim.calibration import fit as ft
 from llmsim.calibration.measurements import COMM_KINDS, FAMILY
-from llmsim.calibration.predict import inter_node_mask
+from llmsim.calibration.predict import families, inter_node_mask
 from llmsim.calibration.reference import FIT, DataSet, combined, fit_sets
 from llmsim.catalog import get_hardware
 from llmsim.costmodel.profile import (
@@ -84,10 +84,12 @@ def fit_table(table: pd.DataFrame, hardware: str, prior: HardwareProfile | None 
     kinds map to their family, collectives to ``comm_intra`` / ``comm_inter`` by span)."""
     rows = table[table["hardware"].map(lambda h: get_hardware(str(h)).name) == hardware]
     sets = []
-    for kind, fam in FAMILY.items():
-        sub = rows[rows["kind"] == kind]
+    kernel_rows = rows[rows["kind"].isin(list(FAMILY))]
+    fams = families(kernel_rows)
+    for fam in KERNEL_FAMILIES:
+        sub = kernel_rows[fams == fam]
         if len(sub):
-            sets.append(DataSet(kind, hardware, fam, FIT, "user measurements", sub))
+            sets.append(DataSet(fam, hardware, fam, FIT, "user measurements", sub))
     comm = rows[rows["kind"].isin(COMM_KINDS)]
     if len(comm):
         inter = inter_node_mask(comm)

@@ -27,6 +27,7 @@ from scipy.optimize import least_squares
 from llmsim.calibration import predict as pr
 from llmsim.calibration.measurements import MEASURED, ape_pct, summarize
 from llmsim.costmodel.profile import (
+    FP8_FAMILIES,
     NEUTRAL_KERNEL,
     HardwareProfile,
     ProfileEntry,
@@ -49,6 +50,7 @@ FREE = {
     "attention_decode": KERNEL_PARAMS,
     "elementwise": ("memory_eff", "launch_s"),
 }
+FREE.update({variant: FREE[base] for variant, base in FP8_FAMILIES.items()})
 _START = dict(compute_eff=0.7, memory_eff=0.7, launch_s=5e-6, m_half=64.0, n_half=64.0,
               k_half=64.0, mn_half=1e3, bw_eff=0.7, latency_s=2e-6, base_latency_s=5e-6)
 # Per-step collective latency is capped at 20 us (an IB / NVLink hop is 1-10 us; larger fitted

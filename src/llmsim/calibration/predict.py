@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from llmsim.calibration.measurements import COMM_KINDS, FAMILY
+from llmsim.calibration.measurements import COMM_KINDS
 from llmsim.catalog import get_cluster, get_hardware
 from llmsim.catalog.cluster import Cluster
 from llmsim.costmodel import kernels, opcases
@@ -104,5 +104,20 @@ def predict(df: pd.DataFrame, profile: Profile, efficiency: float | None = None)
             out[idx] = comm_time(comm_rows(sub), prof)
             continue
         w = kernel_work(sub, kind, hardware, dtype, kv, act or None)
-        out[idx] = kernel_time(w, hardware, prof.kernel(FAMILY[kind]))
+        out[idx] = kernel_time(w, hardware, prof.kernel(row_family(kind, hardware, dtype, act)))
+    return out
+
+
+def row_family(kind: str, hardware: str, dtype: str, act_dtype: str | None = None) -> str:
+    """The profile family of rows of one kind and formats (:func:`opcases.family_of`)."""
+    hw = get_hardware(hardware)
+    return opcases.family_of(kind, hw, work.precision_of(hw, dtype, act_dtype or None))
+
+
+def families(df: pd.DataFrame) -> np.ndarray:
+    """The profile family of every kernel row (collective rows: ``""``)."""
+    out = np.full(len(df), "", dtype=object)
+    for (kind, hardware, dtype, _kv, act), idx in _groups(df).items():
+        if kind not in COMM_KINDS:
+            out[idx] = row_family(kind, hardware, dtype, act)
     return out

@@ -48,14 +48,25 @@ def _aic_sets(root: Path, gpu: str) -> list[DataSet]:
     g = aic.load_gemm(root, gpu)
     sets.append(DataSet("aic-vllm bf16", hw, "gemm", FIT,
                         "AIConfigurator vLLM gemm_perf, bf16", g[g["dtype"] == "bf16"]))
-    fp8 = g[(g["dtype"] == "fp8") & (g["op"] != "fp8_block")]
+    fp8 = g[g["dtype"] == "fp8"]
     if len(fp8):
-        sets.append(DataSet("aic-vllm fp8", hw, "gemm", HELD_OUT,
-                             "per-tensor fp8 GEMMs priced with the bf16 fit at the fp8 peak", fp8))
-    m = aic.load_moe(root, gpu)
-    m = m[m["dtype"] == "bf16"]
-    dist = "balanced" if m["op"].str.endswith("balanced").any() else "power_law_1.01"
-    m = m[m["op"].str.endswith(dist)]
+        # W8A8 fp8 runs at 45-75% of the fp8 peak where bf16 runs near its own: its own curve
+        sets.append(DataSet("aic-vllm fp8", hw, "gemm_fp8", FIT,
+                            "AIConfigurator vLLM gemm_perf, per-tensor fp8 (W8A8)",
+                            fp8[fp8["op"] != "fp8_block"]))
+        sets.append(DataSet("aic-vllm fp8 block", hw, "gemm_fp8", HELD_OUT,
+                            "block-scaled fp8 (DeepGEMM / CUTLASS block kernels): priced as "
+                            "per-tensor fp8", fp8[fp8["op"] == "fp8_block"]))
+        t = aic.load_gemm(root, gpu, framework="trtllm")
+        t = t[t["dtype"] == "fp8"] if len(t) else t
+        if len(t):
+            sets.append(DataSet("aic-trtllm fp8", hw, "gemm_fp8", HELD_OUT,
+                                "TensorRT-LLM's fp8 GEMMs (per-tensor and block): another stack "
+                                "than the vLLM fit", t))
+    m_all = aic.load_moe(root, gpu)
+    dist = "balanced" if m_all["op"].str.endswith("balanced").any() else "power_law_1.01"
+    m_all = m_all[m_all["op"].str.endswith(dist)]
+    m = m_all[m_all["dtype"] == "bf16"]
     sets.append(DataSet(f"aic-vllm bf16 ep1 {dist}", hw, "moe", FIT,
                         f"AIConfigurator vLLM moe_perf, bf16, {dist} routing, moe_ep_size 1",
                         m[m["ep"] == 1]))
@@ -63,6 +74,25 @@ def _aic_sets(root: Path, gpu: str) -> list[DataSet]:
                         "expert parallel: vLLM's expert_map path still sorts and activates all "
                         "T*top_k rows on every rank; the model assumes all-to-all dispatch "
                         "(T*top_k/ep rows per rank)", m[m["ep"] > 1]))
+    # fp8 experts: vLLM's block-scaled path (what block-fp8 MoE checkpoints run); its
+    # per-tensor fp8 path runs 2-3x slower than bf16 on the same shapes (a fallback kernel)
+    mb = m_all[m_all["op"].str.startswith("fp8_block/") & (m_all["ep"] == 1)]
+    if len(mb):
+        sets.append(DataSet(f"aic-vllm fp8 block ep1 {dist}", hw, "moe_fp8", FIT,
+                            f"AIConfigurator vLLM moe_perf, block-scaled fp8, {dist} routing, "
+                            "moe_ep_size 1", mb))
+        m8 = m_all[m_all["op"].str.startswith("fp8/") & (m_all["ep"] == 1)]
+        sets.append(DataSet(f"aic-vllm fp8 ep1 {dist}", hw, "moe_fp8", HELD_OUT,
+                            "vLLM's per-tensor fp8 fused-MoE path: 2-3x slower than its bf16 "
+                            "on the same shapes (a fallback kernel the model does not price)",
+                            m8))
+        t = aic.load_moe(root, gpu, framework="trtllm")
+        if len(t):
+            t = t[t["op"].str.endswith(dist) & t["op"].str.startswith("fp8")
+                  & (t["ep"] == 1)]
+            sets.append(DataSet(f"aic-trtllm fp8 ep1 {dist}", hw, "moe_fp8", HELD_OUT,
+                                "TensorRT-LLM's fp8 experts (per-tensor and block): another "
+                                "stack than the vLLM fit", t))
     a = aic.load_attention(root, gpu)
     for kind, fam in (("attention-prefill", "attention_prefill"),
                       ("attention-decode", "attention_decode")):

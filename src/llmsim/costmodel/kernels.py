@@ -13,7 +13,7 @@ import numpy as np
 
 from llmsim.catalog.hardware import HardwareSpec
 from llmsim.costmodel.ops import Bound, OpCost, OpKind, kernel_bound
-from llmsim.costmodel.profile import HardwareProfile, ResolvedKernel
+from llmsim.costmodel.profile import HardwareProfile, ResolvedKernel, kernel_family
 from llmsim.dtypes import DType, compute_dtype
 
 # Output activations of 8-bit GEMMs are written in 16-bit (the usual fp8/int8 kernel epilogue).
@@ -126,7 +126,8 @@ def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
     work = gemm_work(m, n, k, hw, weight, activation, copies)
     case = (("m", m), ("n", n), ("k", k), ("dtype", weight.value),
             ("act_dtype", activation.value)) if copies == 1 else ()
-    return _op(name, OpKind.GEMM, work, hw, prof.kernel("gemm"), {"m": m, "n": n, "k": k}, case)
+    family = kernel_family("gemm", compute_dtype(weight, activation, hw.supported_dtypes))
+    return _op(name, OpKind.GEMM, work, hw, prof.kernel(family), {"m": m, "n": n, "k": k}, case)
 
 
 def expected_experts_touched(num_experts: float, top_k: float, num_tokens: float):
@@ -180,7 +181,8 @@ def moe_experts(num_tokens: float, hidden_size: int, intermediate_size: int, num
             ("intermediate_size", intermediate_size / moe_tp), ("num_experts", num_experts),
             ("top_k", top_k), ("ep", ep), ("dtype", weight.value),
             ("act_dtype", activation.value)) if gated else ()
-    return _op(name, OpKind.MOE, work, hw, prof.kernel("moe"),
+    family = kernel_family("moe", compute_dtype(weight, activation, hw.supported_dtypes))
+    return _op(name, OpKind.MOE, work, hw, prof.kernel(family),
                {"num_tokens": num_tokens, "local_experts": num_experts / ep,
                 "touched": float(touched),
                 "tokens_per_expert": num_tokens * top_k / ep / max(float(touched), 1e-9)}, case)

@@ -30,8 +30,8 @@ from llmsim.catalog.blocks import CollectiveKind
 from llmsim.catalog.hardware import HardwareSpec
 from llmsim.costmodel import kernels
 from llmsim.costmodel.ops import OpCost, Precision
-from llmsim.costmodel.profile import HardwareProfile
-from llmsim.dtypes import DType
+from llmsim.costmodel.profile import HardwareProfile, kernel_family
+from llmsim.dtypes import DType, compute_dtype
 
 KERNEL_KINDS = ("gemm", "moe", "attention-prefill", "attention-decode", "elementwise")
 COMM_KINDS = tuple(c.value for c in CollectiveKind)
@@ -60,6 +60,13 @@ CASE_COLUMNS = ("kind", "hardware", "dtype", "act_dtype", "kv_dtype", "inter_nod
 #: ``comm_inter``, decided per case by whether its group spans nodes)
 FAMILY = {"gemm": "gemm", "moe": "moe", "attention-prefill": "attention_prefill",
           "attention-decode": "attention_decode", "elementwise": "elementwise"}
+
+
+def family_of(kind: str, hw: HardwareSpec, precision: Precision) -> str:
+    """The profile family of one kernel case: :data:`FAMILY`, with a GEMM or expert kernel
+    whose math runs in fp8 priced by its fp8 variant (``costmodel.profile.kernel_family``)."""
+    return kernel_family(FAMILY[kind], compute_dtype(precision.weight, precision.activation,
+                                                     hw.supported_dtypes))
 
 
 def normalize_kind(value: object) -> str:

@@ -51,6 +51,7 @@ from llmsim import checks
 from llmsim.catalog import files
 from llmsim.catalog._base import Spec, validate_spec
 from llmsim.catalog.hardware import HardwareSpec, HostSpec
+from llmsim.dtypes import DType
 from llmsim.errors import SpecError
 
 
@@ -104,6 +105,8 @@ class ProfileEntry(Spec):
     attention_prefill: KernelEfficiency = KernelEfficiency()
     attention_decode: KernelEfficiency = KernelEfficiency()
     elementwise: KernelEfficiency = KernelEfficiency()
+    gemm_fp8: KernelEfficiency = KernelEfficiency()
+    moe_fp8: KernelEfficiency = KernelEfficiency()
     comm_intra: CommEfficiency = CommEfficiency()
     comm_inter: CommEfficiency = CommEfficiency()
     step_overhead_s: float | None = Field(default=None, ge=0)
@@ -129,8 +132,21 @@ NEUTRAL_COMM: dict[str, float | None] = dict(bw_eff=1.0, latency_s=None, base_la
 NEUTRAL_HOST = dict(h2d_eff=1.0, d2h_eff=1.0, pageable_eff=1.0, disk_read_eff=1.0,
                     disk_write_eff=1.0, cpu_compute_eff=1.0, cpu_memory_eff=1.0,
                     cpu_launch_s=0.0)
-KERNEL_FAMILIES = ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise")
+#: the 8-bit-float variant of a family (W8A8 GEMMs and grouped experts in fp8: measured far
+#: below the fp8 peak where bf16 runs near its own, docs/calibration.md) -> its base family. A
+#: variant parameter no entry sets falls back to the base family's resolved value, so a profile
+#: without them prices fp8 with the bf16 curve at the fp8 peak.
+FP8_FAMILIES = {"gemm_fp8": "gemm", "moe_fp8": "moe"}
+KERNEL_FAMILIES = ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise",
+                   *FP8_FAMILIES)
 COMM_FAMILIES = ("comm_intra", "comm_inter")
+
+
+def kernel_family(family: str, compute: DType) -> str:
+    """The profile family that prices a ``family`` kernel whose math runs in ``compute``
+    (``gemm`` in fp8 -> ``gemm_fp8``; every other pair keeps its family)."""
+    variant = f"{family}_fp8"
+    return variant if compute == DType.FP8 and variant in FP8_FAMILIES else family
 
 
 class ResolvedKernel:
@@ -289,8 +305,10 @@ class HardwareProfile:
             if efficiency is not None:
                 vals = dict(NEUTRAL_KERNEL, compute_eff=efficiency, memory_eff=efficiency)
             else:
+                base = FP8_FAMILIES.get(family)
+                fallback = self._kernels[base].as_dict() if base else NEUTRAL_KERNEL
                 vals = {}
-                for key, neutral in NEUTRAL_KERNEL.items():
+                for key, neutral in fallback.items():
                     vals[key] = next(
                         (getattr(getattr(e, family), key) for e in chain
                          if getattr(getattr(e, family), key) is not None),
