@@ -18,8 +18,8 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   prices what the kernel sums miss in a step with prompt work: such steps run eagerly (CUDA
   graphs cover decode-only batches), with variable-length attention metadata and the
   engine's own GEMM choices; on the measured H100 rows the prompt-heavy steps of TensorRT-LLM
-  run well above llmsim's kernel sums (its fp8 GEMMs are priced from kernel measurements of
-  a later TensorRT-LLM), see ``scripts/fit_engine_profile.py``;
+  run well above llmsim's kernel sums (whose fp8 GEMMs follow the measured fp8 curve,
+  ``gemm_fp8`` of the calibration profile), see ``scripts/fit_engine_profile.py``;
 * a request reaches the engine's queue ``request_overhead_s`` after its client sent it (HTTP
   frontend, tokenisation, and the first token's way back): TTFT and E2E include it, TPOT does
   not (it spreads over the output tokens: ``(E2E - TTFT) / (n - 1)``);
@@ -37,8 +37,8 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   14.3 (``c = 8``: 206 -> 113 ms against 117). Other rows prefer the cohort (SGLang's, and
   TensorRT-LLM's Llama-3.1-8B, whose TTFT grows with the output length at ``c = 8``);
   ``scripts/fit_engine_profile.py`` fits the spread per engine (from two starts, 0 and 1):
-  the packaged fit starts TensorRT-LLM's clients out of phase (0.89) and leaves SGLang's and
-  vLLM's as one cohort (< 0.02).
+  the packaged fit starts TensorRT-LLM's and vLLM's clients out of phase (0.76, 0.91) and
+  leaves SGLang's as one cohort (0.01).
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
 ``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
