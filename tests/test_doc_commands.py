@@ -32,6 +32,9 @@ class DocCommand:
     source: str  # file:line
     text: str
     error: str | None  # the error line the docs show after it, if any
+    # the llmsim commands before it in its block: it may read what they write (a run folder, a
+    # profile), so a test runs them first where they have not run (any test order, any worker)
+    before: tuple[str, ...] = ()
 
 
 def _blocks(text: str) -> list[tuple[str, int, list[str]]]:
@@ -65,7 +68,7 @@ def doc_commands() -> list[DocCommand]:
         for lang, start, lines in _blocks(path.read_text(encoding="utf-8")):
             if lang not in SHELL_BLOCKS:
                 continue
-            i = 0
+            i, block = 0, []
             while i < len(lines):
                 line = lines[i].strip().removeprefix("$ ")
                 at = i
@@ -80,7 +83,10 @@ def doc_commands() -> list[DocCommand]:
                 if _is_synopsis(cmd):
                     continue
                 error = nxt if nxt.startswith("error:") else None
-                found.setdefault(cmd, DocCommand(f"{path.name}:{start + at}", cmd, error))
+                found.setdefault(cmd, DocCommand(f"{path.name}:{start + at}", cmd, error,
+                                                 tuple(block)))
+                if cmd.startswith("llmsim ") and error is None:
+                    block.append(cmd)
     return list(found.values())
 
 
@@ -104,6 +110,9 @@ def _skip_reason(cmd: str) -> str | None:
         except ImportError:
             return "the HTML report needs plotly (the 'report' extra)"
     return None
+
+
+_RAN: dict[Path, set[str]] = {}  # per scratch folder: the commands that ran in it
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +147,13 @@ def test_llmsim_command_runs_as_written(doc, cli, scratch, monkeypatch):
     if reason:
         pytest.skip(reason)
     monkeypatch.chdir(scratch)
+    ran = _RAN.setdefault(scratch, set())
+    for cmd in doc.before:
+        if cmd not in ran and not _skip_reason(cmd):
+            assert cli(*shlex.split(cmd)[1:]).code == 0, f"{doc.source}: needs {cmd}"
+            ran.add(cmd)
     res = cli(*shlex.split(doc.text)[1:])
+    ran.add(doc.text)
     if doc.error:
         assert res.code == 2, f"{doc.source}: documented to fail: {doc.text}"
         assert res.err.strip() == doc.error, f"{doc.source}: the docs quote another error"
