@@ -4,7 +4,6 @@ one-line errors with exit code 2."""
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import pytest
