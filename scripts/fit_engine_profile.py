@@ -60,7 +60,7 @@ rows with parameters that never saw it. Not fitted: ``jitter_s`` (client timing 
 measurement of it here): the documented constant ``JITTER_S`` (1 ms, the order of an HTTP
 round trip on a local network). An engine without rows gets the
 fallback rule of ``llmsim.engines.profile`` (median of the fitted engines). Deterministic;
-the packaged file: ``--rows-per-group 16 --iterations 8 --jobs 2`` (96 rows, 27 minutes
+the packaged file: ``--rows-per-group 16 --iterations 8 --jobs 2`` (96 rows, 24-27 minutes
 on 2 idle cores; ``--jobs``: rows simulated in that many processes, the result does not
 depend on it).
 """

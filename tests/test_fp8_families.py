@@ -98,3 +98,13 @@ class _Single(Profile):
 
     def for_hardware(self, hw, efficiency=None):
         return self._hp
+
+
+@pytest.mark.parametrize("bad", ["compute_eff: 2.0", "launch_s: -1", "m_halff: 3"])
+def test_a_bad_fp8_curve_in_a_profile_is_one_error_line(cli, tmp_path, bad):
+    prof = tmp_path / "p.yaml"
+    prof.write_text(f"entries:\n  h100-sxm:\n    gemm_fp8:\n      {bad}\n")
+    res = cli("estimate", "-m", "llama-3.1-8b", "-H", "h100-sxm", "--dtype", "fp8",
+              "--profile", str(prof))
+    assert res.code == 2 and "Traceback" not in res.err
+    assert len(res.err.strip().splitlines()) == 1 and "gemm_fp8" in res.err, res.err
