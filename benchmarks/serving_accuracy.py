@@ -11,8 +11,11 @@ concurrency bucket and overall, the median absolute relative error (``|pred / me
 and the bias (median of ``pred / meas - 1``) of the mean TTFT and the mean TPOT, and the rows
 with the worst errors. ``--held-out`` predicts every row again with the leave-one-model-out
 parameters of ``scripts/fit_engine_profile.py`` (that engine's profile fitted without the
-row's model; an (engine, model) with no such fit uses the fallback rule: the median of the
-other engines' parameters). Rows llmsim cannot reproduce are counted and named.
+row's model); a model the engine's packaged fit never saw (its ``fitted_on`` does not name it:
+the model joined the catalog after the fit) is already out of sample with the packaged
+parameters, which it keeps; an engine fitted on that model alone uses the fallback rule: the
+median of the other engines' parameters. A last table gives the rows of models no packaged
+fit saw, on their own. Rows llmsim cannot reproduce are counted and named.
 ``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--json FILE``:
 every row's record; ``--engines``:
 only those engines' rows; ``--sglang-mixed``: SGLang rows with mixed chunks (see
@@ -49,17 +52,39 @@ FITTED = ("request_overhead_s", "step_overhead_s", "prefill_step_factor",
           "client_phase_spread", "host_per_seq_s")
 
 
-def held_out_params(engine: str, model: str) -> dict[str, float]:
-    """The engine's parameters fitted without ``model`` (or the fallback rule)."""
+def profile_key(engine: str, version: str | None) -> str:
+    """The packaged entry a rerun of ``engine`` at ``version`` uses (``NAME@VERSION`` when
+    fitted, else ``NAME``)."""
+    key = f"{engine}@{version}"
+    return key if version and key in load_profiles().engines else engine
+
+
+def held_out_params(engine: str, model: str, version: str | None = None) -> dict[str, float]:
+    """The parameters of the entry the row uses, fitted without ``model`` (or the fallback
+    rule)."""
     prof = load_profiles()
     held = prof.fit.get("held_out", {})
-    key = f"{engine}|{model}"
-    if key in held:
-        return dict(held[key])
+    entry = profile_key(engine, version)
+    if f"{entry}|{model}" in held:
+        return dict(held[f"{entry}|{model}"])
+    if not seen_by_fit(entry, model) and entry in prof.engines:
+        return {k: getattr(prof.engines[entry], k) for k in FITTED}
     others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
     if not others:
         return {k: getattr(EngineProfile(), k) for k in FITTED}  # kernels only
     return {k: statistics.median(getattr(p, k) for p in others) for k in FITTED}
+
+
+def seen_by_fit(engine: str, model: str) -> bool:
+    """Whether the packaged entry ``engine`` (``NAME`` or ``NAME@VERSION``) was fitted on rows
+    of ``model`` (the fit script names its models in ``fitted_on``)."""
+    prof = load_profiles().engines.get(engine)
+    return prof is not None and model in prof.fitted_on
+
+
+def _version(row: dict[str, Any]) -> str | None:
+    v = row.get("backend_version")
+    return None if v is None or (isinstance(v, float) and v != v) else str(v)
 
 
 def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
@@ -72,11 +97,12 @@ def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
     m_ttft, m_tpot = measured(row)
     rec = {"id": row["id"], "engine": row["backend"],
            "model": MODELS[row["model_path"]], "c": int(row["batch_size"]),
+           "seen": seen_by_fit(profile_key(row["backend"], _version(row)), row["model_path"]),
            "isl": int(row["isl"]), "osl": int(row["osl"]), "tp": int(row["tp_size"]),
            "meas_ttft": m_ttft, "meas_tpot": m_tpot,
            "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
     if held_out:
-        cfg = row_config(row, held_out_params(row["backend"], row["model_path"]),
+        cfg = row_config(row, held_out_params(row["backend"], row["model_path"], _version(row)),
                          with_version=False, sglang_mixed=sglang_mixed)
         h_ttft, h_tpot = run_row(cfg, sm)
         rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)
@@ -172,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     report(recs, "", "packaged profile (fitted on a subsample of these rows)")
     if args.held_out:
         report(recs, "ho_", "held out: leave-one-model-out within each engine")
+    unseen = [r for r in recs if not r["seen"]]
+    if unseen:
+        report(unseen, "", "models the packaged fit never saw (out of sample as shipped)")
     key = "ho_ttft_err" if args.held_out else "ttft_err"
     worst = sorted(recs, key=lambda r: -abs(r[key]))[: args.worst]
     print(f"\nworst rows by |{key}|:")

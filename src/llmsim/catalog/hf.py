@@ -1,8 +1,11 @@
 """The one adapter from HuggingFace ``config.json`` to :class:`ModelSpec`.
 
 Supported families (``model_type``): llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe,
-deepseek_v2, deepseek_v3, gptj, opt, gpt2 (used for GPT-3), falcon, phi, bloom. Field names and
-defaults follow the ``transformers`` configuration classes of each family.
+deepseek_v2, deepseek_v3, gpt_oss, minimax_m2, gptj, opt, gpt2 (used for GPT-3), falcon, phi,
+bloom. Field names and defaults follow the ``transformers`` configuration classes of each family
+(``minimax_m2``: the remote code of MiniMax's checkpoints, as vLLM reads it). A ``layer_types``
+list (``sliding_attention`` / ``full_attention`` per layer, as gpt-oss writes it) gives each
+layer its own attention window.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from llmsim.errors import SpecError, UnknownNameError
 
 SUPPORTED_FAMILIES = (
     "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
-    "deepseek_v2", "deepseek_v3", "gptj", "opt", "gpt2", "falcon", "phi", "bloom",
+    "deepseek_v2", "deepseek_v3", "gpt_oss", "minimax_m2", "gptj", "opt", "gpt2", "falcon",
+    "phi", "bloom",
 )
 
 
@@ -36,9 +40,11 @@ _POSITIVE_INTS = (
     "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size",
     "n_routed_experts", "moe_layer_freq", "decoder_sparse_step", "kv_lora_rank", "q_lora_rank",
     "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "seq_length", "num_kv_heads",
-    "word_embed_proj_dim", "ffn_hidden_size", "sliding_window",
+    "word_embed_proj_dim", "ffn_hidden_size", "sliding_window", "experts_per_token",
 )
-_MAY_BE_ZERO = ("n_shared_experts", "first_k_dense_replace")
+_MAY_BE_ZERO = ("n_shared_experts", "first_k_dense_replace", "shared_intermediate_size")
+#: the per-layer attention kinds of a ``layer_types`` list
+_LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 def _check_fields(config: dict[str, Any], name: str) -> None:
@@ -52,6 +58,11 @@ def _check_fields(config: dict[str, Any], name: str) -> None:
         if not whole or value < low:
             raise SpecError(f"{name}: config.json {key} = {value!r} must be a whole number "
                             f">= {low}")
+    types = config.get("layer_types")
+    if types is not None and not (isinstance(types, list) and all(
+            t in _LAYER_TYPES for t in types)):
+        raise SpecError(f"{name}: config.json layer_types = {types!r} must be a list of "
+                        + " / ".join(_LAYER_TYPES))
     layers = config.get("mlp_only_layers")
     if layers is not None and not (isinstance(layers, list) and all(
             isinstance(i, int) and not isinstance(i, bool) for i in layers)):
@@ -118,6 +129,8 @@ def _weight_dtype(c: dict[str, Any]) -> DType:
         return DType.FP8
     if method in ("awq", "gptq") or q.get("bits") == 4:
         return DType.INT4
+    if method in ("mxfp4", "nvfp4"):
+        return DType.FP4
     td = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
     try:
         dt = DType.parse(td)
@@ -350,28 +363,112 @@ def _falcon(c: dict[str, Any]) -> dict[str, Any]:
 def _group_layers(
     n_layers: int,
     moe_layers: set[int],
-    attn: AttentionBlock,
-    dense: FFNBlock,
+    attn: AttentionBlock | list[AttentionBlock],
+    dense: FFNBlock | None,
     moe: MoEBlock | None,
 ) -> tuple[LayerTemplate, ...]:
-    """Run-length encode the dense/MoE layer pattern into ordered templates."""
+    """Run-length encode the layer pattern (dense / MoE, and each layer's attention when
+    ``attn`` is a per-layer list) into ordered templates."""
+    per_layer = attn if isinstance(attn, list) else [attn] * n_layers
     templates: list[LayerTemplate] = []
-    run_kind, run_len = None, 0
+    run, run_len = None, 0
     for i in range(n_layers + 1):
-        kind = None if i == n_layers else ("moe" if i in moe_layers else "dense")
-        if kind == run_kind:
+        key = None if i == n_layers else ("moe" if i in moe_layers else "dense", per_layer[i])
+        if key == run:
             run_len += 1
             continue
-        if run_kind is not None:
-            ffn = moe if run_kind == "moe" else dense
-            templates.append(LayerTemplate(name=run_kind, repeat=run_len, blocks=(attn, ffn)))
-        run_kind, run_len = kind, 1
+        if run is not None:
+            kind, block = run
+            ffn = moe if kind == "moe" else dense
+            name = kind if block.sliding_window is None else f"{kind}_sliding"
+            templates.append(LayerTemplate(name=name, repeat=run_len, blocks=(block, ffn)))
+        run, run_len = key, 1
     return tuple(templates)
+
+
+def _layer_attention(c: dict[str, Any], attn: AttentionBlock) -> list[AttentionBlock]:
+    """Each layer's attention: ``attn`` with the config's ``sliding_window`` on the layers that
+    ``layer_types`` marks ``sliding_attention`` and no window on the others."""
+    types = c["layer_types"]
+    if len(types) != c["num_hidden_layers"]:
+        raise SpecError(f"{c.get('_name', 'model')}: config.json layer_types lists "
+                        f"{len(types)} layers, num_hidden_layers is {c['num_hidden_layers']}")
+    full = attn.model_copy(update={"sliding_window": None})
+    window = c.get("sliding_window")
+    sliding = attn.model_copy(update={"sliding_window": window}) if window else full
+    return [sliding if t == "sliding_attention" else full for t in types]
+
+
+def _gpt_oss(c: dict[str, Any]) -> dict[str, Any]:
+    """gpt-oss (OpenAI, "gpt-oss-120b & gpt-oss-20b model card", 2025): GQA with biases and
+    per-head attention sinks, layers alternating a banded (``sliding_window``) and a full
+    attention (``layer_types``), every layer a top-k MoE of SwiGLU experts with a biased router.
+    Not priced: the sinks (one logit per head) and the experts' own biases (about 0.03% of the
+    parameters). An ``mxfp4`` checkpoint quantises the experts only; llmsim's one weight format
+    runs the attention projections at fp4 too (under 1% of the weight bytes)."""
+    h = c["hidden_size"]
+    nh = c["num_attention_heads"]
+    bias = bool(c.get("attention_bias", True))
+    attn = AttentionBlock(hidden_size=h, num_heads=nh,
+                          num_kv_heads=c.get("num_key_value_heads") or nh,
+                          head_dim=_head_dim(c, h, nh, c.get("_name", "")),
+                          qkv_bias=bias, o_bias=bias)
+    n_layers = c["num_hidden_layers"]
+    per_layer = (_layer_attention(c, attn) if c.get("layer_types") else
+                 [attn.model_copy(update={"sliding_window": c.get("sliding_window")})
+                  if i % 2 == 0 and c.get("sliding_window") else attn for i in range(n_layers)])
+    moe = MoEBlock(hidden_size=h, num_experts=c["num_local_experts"],
+                   top_k=c.get("num_experts_per_tok") or c["experts_per_token"],
+                   expert_intermediate_size=c["intermediate_size"],
+                   activation=_act(c.get("hidden_act")), router_bias=True)
+    return {
+        "hidden_size": h,
+        "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("max_position_embeddings", 131072),
+        "layers": _group_layers(n_layers, set(range(n_layers)), per_layer, None, moe),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "weight_dtype": _weight_dtype(c),
+    }
+
+
+def _minimax_m2(c: dict[str, Any]) -> dict[str, Any]:
+    """MiniMax-M2 (M2.1, M2.5): GQA with RMS q/k norms and partial RoPE (``rotary_dim``, not
+    priced), every layer a top-k MoE of SwiGLU experts (``intermediate_size`` is the expert
+    width) with sigmoid scores and a routing bias (``use_routing_bias``); a shared expert when
+    ``shared_intermediate_size`` > 0. Its ``num_mtp_modules`` MTP layers are ``mtp_layers``
+    when ``use_mtp`` is set."""
+    h = c["hidden_size"]
+    nh = c["num_attention_heads"]
+    attn = AttentionBlock(hidden_size=h, num_heads=nh,
+                          num_kv_heads=c.get("num_key_value_heads") or nh,
+                          head_dim=_head_dim(c, h, nh, c.get("_name", "")),
+                          qkv_bias=bool(c.get("attention_bias", False)),
+                          o_bias=bool(c.get("attention_bias", False)),
+                          qk_norm=bool(c.get("use_qk_norm", False)))
+    n_layers = c["num_hidden_layers"]
+    shared = c.get("shared_intermediate_size") or None
+    moe = MoEBlock(hidden_size=h, num_experts=c["num_local_experts"],
+                   top_k=c["num_experts_per_tok"],
+                   expert_intermediate_size=c["intermediate_size"],
+                   activation=_act(c.get("hidden_act")),
+                   num_shared_experts=1 if shared else 0, shared_expert_intermediate_size=shared,
+                   router_bias=bool(c.get("use_routing_bias", False)))
+    mtp = int(c.get("num_mtp_modules") or 0) * int(c.get("mtp_transformer_layers") or 1)
+    return {
+        "hidden_size": h,
+        "vocab_size": c["vocab_size"],
+        "max_position_embeddings": c.get("max_position_embeddings", 4096),
+        "layers": _group_layers(n_layers, set(range(n_layers)), attn, None, moe),
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "weight_dtype": _weight_dtype(c),
+        "mtp_layers": mtp if c.get("use_mtp") else 0,
+    }
 
 
 _BUILDERS = {
     "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
     "qwen2_moe": _llama_like, "qwen3": _llama_like, "qwen3_moe": _llama_like,
-    "deepseek_v2": _deepseek, "deepseek_v3": _deepseek, "gptj": _gptj, "opt": _opt,
+    "deepseek_v2": _deepseek, "deepseek_v3": _deepseek, "gpt_oss": _gpt_oss,
+    "minimax_m2": _minimax_m2, "gptj": _gptj, "opt": _opt,
     "gpt2": _gpt2, "falcon": _falcon, "phi": _phi, "bloom": _bloom,
 }

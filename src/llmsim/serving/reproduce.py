@@ -17,7 +17,9 @@ on one engine deployment with the generator's limits:
   keep the default.
 
 Precision: a ``gemm_quant_mode`` of ``fp8`` / ``fp8_block`` runs fp8 weights and GEMM
-activations; blank: the checkpoint's bf16. KV cache: fp8 for TensorRT-LLM with per-tensor
+activations; ``nvfp4`` (gpt-oss-120b on vLLM: its own MXFP4 expert checkpoint, which Hopper
+runs as 4-bit weights dequantised into bf16 math; H100 has no fp4 tensor cores) runs fp4 weights
+with bf16 activations; blank: the checkpoint's bf16. KV cache: fp8 for TensorRT-LLM with per-tensor
 ``fp8`` GEMMs, bf16 otherwise. TensorRT-LLM's generator config leaves ``kv_cache_dtype: auto``,
 which takes the checkpoint's KV quantisation: per-tensor fp8 checkpoints (ModelOpt) carry an
 fp8 KV cache, block-fp8 ones (Qwen's own ``-FP8``) do not. The measurements need it: Qwen3-32B
@@ -28,8 +30,9 @@ of weights; rerun with a bf16 KV cache llmsim holds 35 of them and over-predicts
 tp 2, 8192 / 1024) plateau at the ~29 running sequences a bf16 cache holds.
 
 Rows llmsim cannot reproduce are skipped with the reason (:func:`row_config` raises
-:class:`Unsupported`): a model missing from the catalog (gpt-oss-120b, MiniMax-M2.5), nvfp4
-GEMMs, attention data parallelism.
+:class:`Unsupported`): a model missing from the catalog, attention data parallelism (the
+MiniMax-M2.5 rows at ``attention_dp_size`` 4: one engine of four attention replicas is not what
+``simulate`` runs).
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ MODELS = {
     "Qwen/Qwen3-32B": "qwen3-32b",
     "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+    "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
 }
 HARDWARE = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200-sxm",
             "a100_sxm": "a100-sxm-80gb", "gb200": "gb200", "l40s": "l40s"}
 FP8_MODES = ("fp8", "fp8_block")
+FP4_MODES = ("nvfp4",)
 
 
 class Unsupported(ValueError):
@@ -88,7 +94,7 @@ def row_config(row: dict[str, Any], engine_overrides: dict[str, Any] | None = No
         raise Unsupported(f"system {row['system']}")
     gemm = row.get("gemm_quant_mode")
     gemm = None if gemm is None or (isinstance(gemm, float) and math.isnan(gemm)) else str(gemm)
-    if gemm not in (None, *FP8_MODES):
+    if gemm not in (None, *FP8_MODES, *FP4_MODES):
         raise Unsupported(f"GEMM quantisation {gemm}")
     adp = _num(row.get("attention_dp_size")) or 1
     if adp > 1:
@@ -107,6 +113,8 @@ def row_config(row: dict[str, Any], engine_overrides: dict[str, Any] | None = No
     if gemm in FP8_MODES:
         kv = "fp8" if (engine == "trtllm" and gemm == "fp8") else "bf16"
         model_sec.update(weight_dtype="fp8", act_dtype="fp8", kv_dtype=kv)
+    elif gemm in FP4_MODES:
+        model_sec.update(weight_dtype="fp4", act_dtype="bf16", kv_dtype="bf16")
     return {
         "model": model_sec,
         "hardware": {"name": hw},
