@@ -149,6 +149,21 @@ def test_draws_are_seeded_and_use_own_pools_first():
         ci.ResidualData({"version": 1, "estimators": {}}, "x").draws("table", "h100-sxm")
 
 
+def test_fp8_deployments_draw_from_the_fp8_pools():
+    """fp8 GEMM math draws gemm / moe factors from gemm_fp8 / moe_fp8 where the file has them
+    (here only gemm_fp8, wide); bf16 math, and moe without an fp8 pool, keep the base pools."""
+    data = residuals(sigma=0.0)
+    data.data["estimators"]["calibrated"]["transfer"]["gemm_fp8"] = _flat(0.5)
+    gemm, moe = ci.FAMILIES.index("gemm"), ci.FAMILIES.index("moe")
+    fp8 = ci.deployment_draws(Deployment.resolve("llama-3.1-8b", "h100-sxm", dtype="fp8"),
+                              k=50, residuals=data)
+    bf16 = ci.deployment_draws(Deployment.resolve("llama-3.1-8b", "h100-sxm"), k=50,
+                               residuals=data)
+    assert fp8.kernel[:, gemm].std() > 0.2 and np.allclose(fp8.kernel[:, moe], 1.0)
+    assert fp8.basis["gemm"].endswith("(gemm_fp8)") and "fp8" not in fp8.basis["moe"]
+    assert np.allclose(bf16.kernel[:, gemm], 1.0) and "fp8" not in bf16.basis["gemm"]
+
+
 def test_shipped_residual_file_is_small_attributed_and_complete():
     ref = resources.files("llmsim.data").joinpath("estimators", ci.RESIDUALS_FILE)
     text = ref.read_text(encoding="utf-8")

@@ -19,7 +19,10 @@ is drawn from the end-to-end residuals (Splitwise) of the other parts, uncentred
 the framework time no kernel table contains. A part with its own kernel pools draws from the
 other parts' residuals as shipped; a part without data from their leave-one-GPU-out
 residuals (research r12, Q5: kernel draws x the other part's uncentred end-to-end residual).
-``residuals.json`` (``scripts/fit_residuals.py``) holds all of it.
+``residuals.json`` (``scripts/fit_residuals.py``) holds all of it. A deployment whose GEMM math
+runs in fp8 draws its ``gemm`` and ``moe`` factors from the ``gemm_fp8`` / ``moe_fp8`` pools
+(the profile families that price those kernels, ``costmodel.profile.kernel_family``) where
+the file has them, else from the base family's.
 
 :class:`ScaledStepTimeModel` applies one draw to a step model (the serving simulator's K step
 models: :func:`scaled_step_models`); ``estimate`` prices one prefill and one decode curve and
@@ -40,8 +43,10 @@ import numpy as np
 
 from llmsim.costmodel.deployment import Deployment
 from llmsim.costmodel.ops import OpKind
+from llmsim.costmodel.profile import kernel_family
 from llmsim.costmodel.shapes import BatchShape
 from llmsim.costmodel.step import StepCost, StepTimeModel, StepTimeModelBase
+from llmsim.dtypes import compute_dtype
 from llmsim.errors import ConfigError, DataError
 
 #: the interval families (kernel families of the profile; every collective is ``comm``)
@@ -182,9 +187,18 @@ class ResidualData:
         own = self._block(estimator).get("own") or {}  # type: ignore[union-attr]
         return bool(own.get(hardware))  # type: ignore[union-attr]
 
+    def has_pool(self, estimator: str, hardware: str, family: str) -> bool:
+        """Whether the file has an ``own`` (this part) or ``transfer`` pool for ``family``."""
+        block = self._block(estimator)
+        own = (block.get("own") or {}).get(hardware, {})  # type: ignore[union-attr]
+        return family in own or family in (block.get("transfer") or {})  # type: ignore[operator]
+
     def draws(self, estimator: str, hardware: str, k: int = DEFAULT_DRAWS, seed: int = 0,
-              level: float = DEFAULT_LEVEL, engine: bool = True) -> FactorDraws:
-        """``k`` factor draws for a deployment's estimator on ``hardware`` (seeded)."""
+              level: float = DEFAULT_LEVEL, engine: bool = True,
+              variants: Mapping[str, str] | None = None) -> FactorDraws:
+        """``k`` factor draws for a deployment's estimator on ``hardware`` (seeded);
+        ``variants``: the residual family to draw an interval family from instead of its own
+        (``{"gemm": "gemm_fp8"}``), used where the file has a pool for it."""
         if not 0.0 < level < 1.0:
             raise ConfigError(f"interval level {level} must be in (0, 1), e.g. 0.8")
         if k < 2:
@@ -193,9 +207,12 @@ class ResidualData:
         kernel = np.empty((k, len(FAMILIES)))
         basis = {}
         for j, fam in enumerate(FAMILIES):
-            pool = self.pool(estimator, hardware, "comm_intra" if fam == "comm" else fam)
+            name = (variants or {}).get(fam, fam)
+            if not self.has_pool(estimator, hardware, name):
+                name = fam
+            pool = self.pool(estimator, hardware, "comm_intra" if name == "comm" else name)
             kernel[:, j] = np.exp(pool.draw(rng, k))
-            basis[fam] = pool.basis
+            basis[fam] = pool.basis + (f" ({name})" if name != fam else "")
         eng = np.ones((k, len(ENGINE_METRICS)))
         if engine:
             mode = "own" if self.has_own(estimator, hardware) else "transfer"
@@ -228,7 +245,10 @@ def deployment_draws(deployment: Deployment, k: int = DEFAULT_DRAWS, seed: int =
                      residuals: ResidualData | None = None) -> FactorDraws:
     """The factor draws of a deployment's estimator on its part (shipped residuals)."""
     data = residuals or ResidualData.load()
-    return data.draws(deployment.estimator, deployment.hardware.name, k, seed, level, engine)
+    hw, prec = deployment.hardware, deployment.precision
+    compute = compute_dtype(prec.weight, prec.activation, hw.supported_dtypes)
+    variants = {f: kernel_family(f, compute) for f in ("gemm", "moe")}
+    return data.draws(deployment.estimator, hw.name, k, seed, level, engine, variants)
 
 
 def quantile_interval(values: np.ndarray, level: float) -> list[float]:
