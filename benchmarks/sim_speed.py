@@ -76,7 +76,8 @@ def run_case(case: dict, queue: mp.Queue) -> None:
     """Child process: one simulation, timed."""
     from llmsim.serving.config import load_config
     from llmsim.serving.results import SimulationReport
-    from llmsim.serving.simulator import ServingSetup, Simulation
+    from llmsim.serving.setup import ServingSetup
+    from llmsim.serving.simulator import Simulation
 
     cfg = load_config({
         "model": "llama-3.1-8b", "hardware": "h100-sxm",

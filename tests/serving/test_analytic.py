@@ -9,7 +9,7 @@ import pytest
 from llmsim.errors import DoesNotFitError
 from llmsim.serving import simulate
 from llmsim.serving.config import load_config
-from llmsim.serving.simulator import ServingSetup
+from llmsim.serving.setup import ServingSetup
 
 MODEL = {"model": "llama-3.1-8b", "hardware": "h100-sxm"}
 

@@ -14,7 +14,8 @@ from llmsim.errors import LLMSimError
 from llmsim.serving.config import load_config
 from llmsim.serving.replica import Replica
 from llmsim.serving.run import simulate
-from llmsim.serving.simulator import ServingSetup, Simulation
+from llmsim.serving.setup import ServingSetup
+from llmsim.serving.simulator import Simulation
 
 
 class RecordingModel(FixedStepModel):

@@ -19,7 +19,8 @@ from llmsim.serving.replica import ReplicaConfig
 from llmsim.serving.results import SimulationReport
 from llmsim.serving.schedulers import SCHEDULERS, ReplicaView
 from llmsim.serving.schedulers.chunked import ChunkedPrefill
-from llmsim.serving.simulator import ServingSetup, Simulation
+from llmsim.serving.setup import ServingSetup
+from llmsim.serving.simulator import Simulation
 
 
 def _run(save_itls: bool = False, **sections) -> Simulation:

@@ -65,7 +65,7 @@ def test_an_empty_run_still_writes_a_header(tmp_path):
 
 def _trace_setup(tmp_path, n=400, **workload):
     from llmsim.serving.config import load_config
-    from llmsim.serving.simulator import ServingSetup
+    from llmsim.serving.setup import ServingSetup
 
     cfg = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
            "scheduler": {"kv_capacity_tokens": 4096},

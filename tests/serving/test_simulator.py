@@ -90,7 +90,8 @@ def test_kv_usage_never_exceeds_capacity_and_preemption_happens(preemption):
                       metrics={"sample_interval_s": 0.01})
     sm = FixedStepModel(0.02, 0.01)
     from llmsim.serving.config import load_config
-    from llmsim.serving.simulator import ServingSetup, Simulation
+    from llmsim.serving.setup import ServingSetup
+    from llmsim.serving.simulator import Simulation
 
     setup = ServingSetup(load_config(cfg), sm)
     setup.kv_bytes_per_token = 1000.0  # let swap have host blocks with the stub model
@@ -133,7 +134,8 @@ def test_static_batch_holds_slots_until_the_longest_finishes():
                                 "output": "fixed:1"})
     cfg["workload"]["output"] = {"dist": "fixed", "value": 1}
     from llmsim.serving.config import load_config
-    from llmsim.serving.simulator import ServingSetup, Simulation
+    from llmsim.serving.setup import ServingSetup
+    from llmsim.serving.simulator import Simulation
 
     setup = ServingSetup(load_config(cfg), FixedStepModel(0.05, 0.01))
     setup.workload.output_tokens[:] = [3, 11, 2]
@@ -259,7 +261,8 @@ def test_kv_accounting_consistent_after_every_step(monkeypatch, scheduler, preem
     hold, and never exceed the capacity (tight KV forces preemptions)."""
     from llmsim.serving.config import load_config
     from llmsim.serving.replica import Replica
-    from llmsim.serving.simulator import ServingSetup, Simulation
+    from llmsim.serving.setup import ServingSetup
+    from llmsim.serving.simulator import Simulation
 
     orig = Replica._commit
     peak = {"used": 0, "checks": 0}
@@ -321,7 +324,8 @@ def test_random_configs_closed_form_equals_step_by_step(monkeypatch, seed):
     simulation exactly."""
     from llmsim.serving.config import load_config
     from llmsim.serving.replica import Replica
-    from llmsim.serving.simulator import ServingSetup, Simulation
+    from llmsim.serving.setup import ServingSetup
+    from llmsim.serving.simulator import Simulation
 
     orig = Replica._commit
 

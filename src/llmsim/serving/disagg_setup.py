@@ -1,5 +1,5 @@
 """The two pools of a disaggregated run resolved before it starts (``DisaggSetup``): each
-pool an aggregated :class:`~llmsim.serving.simulator.ServingSetup` of its own config
+pool an aggregated :class:`~llmsim.serving.setup.ServingSetup` of its own config
 (``pool_config``) and step model (``pool_deployment``), and the KV link
 (``disagg/kv_transfer.py``). The run: ``serving/disagg_sim.py``."""
 
@@ -14,7 +14,7 @@ from llmsim.disagg.pools import PoolSpec
 from llmsim.errors import ConfigError
 from llmsim.serving.config import SimulationConfig
 from llmsim.serving.request import RejectReason
-from llmsim.serving.simulator import ServingSetup
+from llmsim.serving.setup import ServingSetup
 
 
 def pool_config(cfg: SimulationConfig, pool: PoolSpec, role: str) -> SimulationConfig:

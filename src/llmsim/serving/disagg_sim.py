@@ -53,7 +53,8 @@ from llmsim.serving.metrics import dist_stats, replica_summary
 from llmsim.serving.replica import PRIO_ARRIVAL
 from llmsim.serving.request import RequestStatus, RequestTable
 from llmsim.serving.results import SimulationReport
-from llmsim.serving.simulator import ProgressFn, Simulation, step_pricer
+from llmsim.serving.setup import step_pricer
+from llmsim.serving.simulator import ProgressFn, Simulation
 
 _WAITING, _RUNNING, _FINISHED = (int(RequestStatus.WAITING), int(RequestStatus.RUNNING),
                                  int(RequestStatus.FINISHED))

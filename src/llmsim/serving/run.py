@@ -13,7 +13,8 @@ from llmsim.errors import ConfigError
 from llmsim.serving.config import SimulationConfig, load_config
 from llmsim.serving.pricing import WorkFit
 from llmsim.serving.results import SimulationReport
-from llmsim.serving.simulator import ProgressFn, ServingSetup, Simulation
+from llmsim.serving.setup import ServingSetup
+from llmsim.serving.simulator import ProgressFn, Simulation
 
 
 def simulate(config: SimulationConfig | dict[str, Any] | str, *,
