@@ -421,14 +421,7 @@ def _gpt_oss(c: dict[str, Any]) -> dict[str, Any]:
                    top_k=c.get("num_experts_per_tok") or c["experts_per_token"],
                    expert_intermediate_size=c["intermediate_size"],
                    activation=_act(c.get("hidden_act")), router_bias=True)
-    return {
-        "hidden_size": h,
-        "vocab_size": c["vocab_size"],
-        "max_position_embeddings": c.get("max_position_embeddings", 131072),
-        "layers": _group_layers(n_layers, set(range(n_layers)), per_layer, None, moe),
-        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
-        "weight_dtype": _weight_dtype(c),
-    }
+    return _all_moe_fields(c, per_layer, moe, 131072)
 
 
 def _minimax_m2(c: dict[str, Any]) -> dict[str, Any]:
@@ -445,7 +438,6 @@ def _minimax_m2(c: dict[str, Any]) -> dict[str, Any]:
                           qkv_bias=bool(c.get("attention_bias", False)),
                           o_bias=bool(c.get("attention_bias", False)),
                           qk_norm=bool(c.get("use_qk_norm", False)))
-    n_layers = c["num_hidden_layers"]
     shared = c.get("shared_intermediate_size") or None
     moe = MoEBlock(hidden_size=h, num_experts=c["num_local_experts"],
                    top_k=c["num_experts_per_tok"],
@@ -454,14 +446,21 @@ def _minimax_m2(c: dict[str, Any]) -> dict[str, Any]:
                    num_shared_experts=1 if shared else 0, shared_expert_intermediate_size=shared,
                    router_bias=bool(c.get("use_routing_bias", False)))
     mtp = int(c.get("num_mtp_modules") or 0) * int(c.get("mtp_transformer_layers") or 1)
+    return {**_all_moe_fields(c, attn, moe, 4096), "mtp_layers": mtp if c.get("use_mtp") else 0}
+
+
+def _all_moe_fields(c: dict[str, Any], attn: AttentionBlock | list[AttentionBlock],
+                    moe: MoEBlock, max_positions: int) -> dict[str, Any]:
+    """The ModelSpec fields of a model whose every layer is attention (``attn``, or one per
+    layer) then ``moe``, untied unless the config ties its embeddings."""
+    n_layers = c["num_hidden_layers"]
     return {
-        "hidden_size": h,
+        "hidden_size": c["hidden_size"],
         "vocab_size": c["vocab_size"],
-        "max_position_embeddings": c.get("max_position_embeddings", 4096),
+        "max_position_embeddings": c.get("max_position_embeddings", max_positions),
         "layers": _group_layers(n_layers, set(range(n_layers)), attn, None, moe),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
         "weight_dtype": _weight_dtype(c),
-        "mtp_layers": mtp if c.get("use_mtp") else 0,
     }
 
 
