@@ -7,11 +7,8 @@ Data: the aggregated rows (``mode=agg``) of
 ``../shared/data/e2e/aiconfigurator_silicon/silicon_h100_sxm.csv`` (aiperf closed loops on
 H100-SXM; see its PROVENANCE.md), each rerun as its benchmark ran
 (:mod:`llmsim.serving.reproduce`: 20c measured requests after 2c warm-up, closed loop c, the
-generator's limits). Rows llmsim cannot reproduce are skipped and listed (attention data
-parallelism; a model not in the catalog). The packaged file was fitted before gpt-oss-120b and
-MiniMax-M2.5 joined the catalog (its ``rows_skipped`` and each engine's ``fitted_on`` say so):
-their rows are out of sample for it, ``benchmarks/serving_accuracy.py`` reports them apart, and
-a rerun of this script would take them in.
+generator's limits). Rows llmsim cannot reproduce are skipped and listed (models not in the
+catalog: gpt-oss-120b, MiniMax-M2.5; attention data parallelism).
 
 Parameters per engine ``theta = (request_overhead_s, step_overhead_s, prefill_step_factor,
 client_phase_spread, host_per_seq_s)`` (the formula: :mod:`llmsim.engines.profile`);
@@ -56,20 +53,10 @@ bind on the small model's steps.
 To keep the run short the rows are a stratified
 subsample: at most ``--rows-per-group`` rows per (engine, model), drawn with a fixed seed.
 
-Versions: an engine's rows span releases whose fixed costs differ (vLLM 0.18's gpt-oss-120b
-runs at ``c = 4`` reach the first token in 32-59 ms, where vLLM 0.12's Qwen3-32B runs and the
-pooled vLLM fit put ~90 ms of request overhead alone). When an engine's sampled rows come from
-more than one ``backend_version``, every version with at least ``MIN_VERSION_ROWS`` of them
-gets its own entry ``NAME@VERSION`` (looked up first by ``--engine NAME@VERSION``, and by the
-reruns, which name the row's version): ``VERSION_ITERATIONS`` more Gauss-Newton steps on that
-version's rows alone, from the engine's fitted point. The engine's own entry stays the pooled
-fit (what ``--engine NAME`` and an unfitted version get).
-
 Held-out split: leave-one-model-out within each engine. For every (engine, model) the same
 linearised problem is solved without that model's rows; the parameters are written under
 ``fit.held_out`` so that ``benchmarks/serving_accuracy.py --held-out`` predicts each model's
-rows with parameters that never saw it (a version entry: ``NAME@VERSION|model``, the same
-solve on that version's rows). Not fitted: ``jitter_s`` (client timing noise, no
+rows with parameters that never saw it. Not fitted: ``jitter_s`` (client timing noise, no
 measurement of it here): the documented constant ``JITTER_S`` (1 ms, the order of an HTTP
 round trip on a local network). An engine without rows gets the
 fallback rule of ``llmsim.engines.profile`` (median of the fitted engines). Deterministic;
@@ -119,10 +106,6 @@ LOWER, UPPER = np.array([0.0, 0.0, 0.5, 0.0, 0.0]), np.array([5.0, 0.05, 3.0, 2.
 #: moved vLLM's mixed-step factor from 1 to the 0.5 bound and left its TPOT 25% low)
 TRUST = np.array([0.1, 0.002, 0.3, 0.5, 4e-5])
 JITTER_S = 0.001
-#: a version of an engine whose rows span several gets its own entry (``NAME@VERSION``) from
-#: at least this many sampled rows, refined from the engine's fit by VERSION_ITERATIONS steps
-MIN_VERSION_ROWS = 16
-VERSION_ITERATIONS = 4
 #: the soft-L1 loss's scale: log-ratio residuals below it count as squares, above it linearly
 DELTA = 0.1
 SEED = 0
@@ -232,26 +215,6 @@ def gauss_newton(rows: list, iterations: int, jobs: int, log: logging.Logger,
     return best
 
 
-def version_of(row: dict[str, Any]) -> str:
-    """The row's ``backend_version`` ('' when blank)."""
-    v = row.get("backend_version")
-    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-
-
-def held_out_fits(key: str, rows: list, theta: np.ndarray, preds: np.ndarray,
-                  jacs: np.ndarray, meas: np.ndarray) -> dict[str, dict[str, float]]:
-    """``{f"{key}|{model}": parameters}``: the linearised problem at ``theta`` solved without
-    each model's rows (a model whose removal leaves fewer than 3 rows is left out: the
-    benchmark uses the fallback rule)."""
-    models = np.array([r["model_path"] for r in rows])
-    out = {}
-    for m in sorted(set(models)):
-        keep = models != m
-        if keep.sum() >= 3:
-            out[f"{key}|{m}"] = overrides(solve(theta, preds[keep], jacs[keep], meas[keep]))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DATA))
@@ -298,26 +261,13 @@ def main(argv: list[str] | None = None) -> int:
                          "fitted_on": f"{len(er)} aggregated H100-SXM rows ("
                                       f"{', '.join(models)}), silicon_h100_sxm.csv; loss "
                                       f"{loss:.4f}"}
-        held.update(held_out_fits(name, er, theta, preds, jacs, meas))
-        by_version: dict[str, list] = defaultdict(list)
-        for r in er:
-            by_version[version_of(r)].append(r)
-        if len(by_version) < 2:
-            continue
-        for version in sorted(v for v in by_version if v):
-            vr = by_version[version]
-            if len(vr) < MIN_VERSION_ROWS:
-                continue
-            key = f"{name}@{version}"
-            vmodels = sorted({r["model_path"] for r in vr})
-            log.info("%s: %d rows, models %s", key, len(vr), ", ".join(vmodels))
-            vloss, vtheta, vpreds, vjacs, vmeas = gauss_newton(
-                vr, VERSION_ITERATIONS, args.jobs, log, theta)
-            engines[key] = {**overrides(vtheta), "jitter_s": JITTER_S,
-                            "fitted_on": f"{len(vr)} aggregated H100-SXM rows of {key} ("
-                                         f"{', '.join(vmodels)}), silicon_h100_sxm.csv; "
-                                         f"loss {vloss:.4f}"}
-            held.update(held_out_fits(key, vr, vtheta, vpreds, vjacs, vmeas))
+        mask_models = np.array([r["model_path"] for r in er])
+        for m in models:
+            keep = mask_models != m
+            if keep.sum() < 3:
+                continue  # nothing left to fit on: the benchmark uses the fallback rule
+            th = solve(theta, preds[keep], jacs[keep], meas[keep])
+            held[f"{name}|{m}"] = overrides(th)
     doc = {
         "source": "fitted by scripts/fit_engine_profile.py (soft-L1 on the log ratios of "
                   "mean TTFT and TPOT) from the aggregated rows of ../shared/data/e2e/"
