@@ -52,23 +52,14 @@ FITTED = ("request_overhead_s", "step_overhead_s", "prefill_step_factor",
           "client_phase_spread", "host_per_seq_s")
 
 
-def profile_key(engine: str, version: str | None) -> str:
-    """The packaged entry a rerun of ``engine`` at ``version`` uses (``NAME@VERSION`` when
-    fitted, else ``NAME``)."""
-    key = f"{engine}@{version}"
-    return key if version and key in load_profiles().engines else engine
-
-
-def held_out_params(engine: str, model: str, version: str | None = None) -> dict[str, float]:
-    """The parameters of the entry the row uses, fitted without ``model`` (or the fallback
-    rule)."""
+def held_out_params(engine: str, model: str) -> dict[str, float]:
+    """The engine's parameters fitted without ``model`` (or the fallback rule)."""
     prof = load_profiles()
     held = prof.fit.get("held_out", {})
-    entry = profile_key(engine, version)
-    if f"{entry}|{model}" in held:
-        return dict(held[f"{entry}|{model}"])
-    if not seen_by_fit(entry, model) and entry in prof.engines:
-        return {k: getattr(prof.engines[entry], k) for k in FITTED}
+    if f"{engine}|{model}" in held:
+        return dict(held[f"{engine}|{model}"])
+    if not seen_by_fit(engine, model) and engine in prof.engines:
+        return {k: getattr(prof.engines[engine], k) for k in FITTED}
     others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
     if not others:
         return {k: getattr(EngineProfile(), k) for k in FITTED}  # kernels only
@@ -76,15 +67,10 @@ def held_out_params(engine: str, model: str, version: str | None = None) -> dict
 
 
 def seen_by_fit(engine: str, model: str) -> bool:
-    """Whether the packaged entry ``engine`` (``NAME`` or ``NAME@VERSION``) was fitted on rows
-    of ``model`` (the fit script names its models in ``fitted_on``)."""
+    """Whether the packaged profile of ``engine`` was fitted on rows of ``model`` (the fit
+    script names its models in ``fitted_on``)."""
     prof = load_profiles().engines.get(engine)
     return prof is not None and model in prof.fitted_on
-
-
-def _version(row: dict[str, Any]) -> str | None:
-    v = row.get("backend_version")
-    return None if v is None or (isinstance(v, float) and v != v) else str(v)
 
 
 def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
@@ -97,12 +83,12 @@ def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
     m_ttft, m_tpot = measured(row)
     rec = {"id": row["id"], "engine": row["backend"],
            "model": MODELS[row["model_path"]], "c": int(row["batch_size"]),
-           "seen": seen_by_fit(profile_key(row["backend"], _version(row)), row["model_path"]),
+           "seen": seen_by_fit(row["backend"], row["model_path"]),
            "isl": int(row["isl"]), "osl": int(row["osl"]), "tp": int(row["tp_size"]),
            "meas_ttft": m_ttft, "meas_tpot": m_tpot,
            "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
     if held_out:
-        cfg = row_config(row, held_out_params(row["backend"], row["model_path"], _version(row)),
+        cfg = row_config(row, held_out_params(row["backend"], row["model_path"]),
                          with_version=False, sglang_mixed=sglang_mixed)
         h_ttft, h_tpot = run_row(cfg, sm)
         rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)
