@@ -93,6 +93,7 @@ from llmsim.io import write_text
 from llmsim.serving.reproduce import (
     Unsupported,
     base_step_model,
+    inconsistent_rows,
     load_rows,
     measured,
     row_config,
@@ -120,11 +121,17 @@ SEED = 0
 
 
 def sample_rows(rows: list[dict[str, Any]], per_group: int) -> tuple[list, list]:
-    """(rows kept, [(row id, why skipped)]): supported rows, at most ``per_group`` per
-    (engine, model), a fixed-seed draw."""
+    """(rows kept, [(row id, why skipped)]): supported rows that agree with their own
+    deployment (``inconsistent_rows``), at most ``per_group`` per (engine, model), a
+    fixed-seed draw."""
     groups: dict[tuple[str, str], list] = defaultdict(list)
     skipped = []
+    contradicted = inconsistent_rows(rows)
     for r in rows:
+        if str(r["id"]) in contradicted:
+            skipped.append((r["id"], "TPOT below that of the same deployment with a quarter "
+                            "of its decoding requests (reproduce.inconsistent_rows)"))
+            continue
         try:
             row_config(r)
         except Unsupported as e:

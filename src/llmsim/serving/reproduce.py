@@ -33,6 +33,9 @@ Rows llmsim cannot reproduce are skipped with the reason (:func:`row_config` rai
 :class:`Unsupported`): a model missing from the catalog, attention data parallelism (the
 MiniMax-M2.5 rows at ``attention_dp_size`` 4: one engine of four attention replicas is not what
 ``simulate`` runs).
+
+Rows that contradict their own deployment are set aside by a stated rule
+(:func:`inconsistent_rows`) before a fit, and reported apart by the accuracy benchmark.
 """
 
 from __future__ import annotations
@@ -155,6 +158,57 @@ def run_row(cfg: dict[str, Any], step_model: Any = None) -> tuple[float, float]:
 
     s = simulate(cfg, step_model=step_model).summary()
     return float(s["ttft_s"]["mean"]), float(s["tpot_s"]["mean"])
+
+
+#: the consistency rule's margins (:func:`inconsistent_rows`)
+OCCUPANCY_RATIO = 4.0
+TPOT_RATIO = 0.8
+#: the columns that name one deployment (a row's concurrency and version left out)
+DEPLOYMENT_KEYS = ("backend", "model_path", "system", "precision", "gemm_quant_mode",
+                   "moe_quant_mode", "tp_size", "pp_size", "attention_dp_size",
+                   "moe_tp_size", "moe_ep_size", "isl", "osl")
+
+
+def decode_occupancy(row: dict[str, Any]) -> float:
+    """The mean number of a closed loop's requests that are decoding, by Little's law.
+
+    ``n = c D / (TTFT + D)`` with ``D = (osl - 1) TPOT``: each of the ``c`` clients always has
+    a request in flight, which spends ``D`` of its ``TTFT + D`` decoding.
+    """
+    ttft_s, tpot_s = measured(row)
+    decode_s = (int(row["osl"]) - 1) * tpot_s
+    return float(row["batch_size"]) * decode_s / (ttft_s + decode_s)
+
+
+def inconsistent_rows(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Rows whose TPOT contradicts their own deployment: ``{row id: why}``.
+
+    The rule: a decode step does not get faster when it holds more sequences, so row A is
+    set aside when a row B of the same deployment (:data:`DEPLOYMENT_KEYS`: engine, model,
+    precision, parallel plan, ISL / OSL; any version) decodes at most a quarter of A's
+    :func:`decode_occupancy` (``OCCUPANCY_RATIO``) yet measures a TPOT above A's by more than
+    ``1 / TPOT_RATIO``. On the H100 corpus it takes out the nine vLLM gpt-oss-120b rows at
+    ``c = 512`` (vLLM 0.11.2 or no version): their TTFTs (20-460 s) leave about 100 requests
+    decoding in every one of them, whatever the plan or lengths, at a TPOT below the one the
+    same deployment measures with 16 decoding; nothing in PROVENANCE.md explains it (a
+    client-side cap of about 100 open requests would explain the TTFTs, not the TPOTs).
+    """
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        key = tuple(str(r.get(k)) for k in DEPLOYMENT_KEYS)
+        groups.setdefault(key, []).append(r)
+    out: dict[str, str] = {}
+    for group in groups.values():
+        occ = [(decode_occupancy(r), measured(r)[1], r) for r in group]
+        for n_a, tpot_a, a in occ:
+            for n_b, tpot_b, b in occ:
+                if n_b * OCCUPANCY_RATIO <= n_a and tpot_a < TPOT_RATIO * tpot_b:
+                    out[str(a["id"])] = (
+                        f"TPOT {tpot_a * 1e3:.2f} ms with {n_a:.0f} requests decoding, "
+                        f"below the {tpot_b * 1e3:.2f} ms of the same deployment with "
+                        f"{n_b:.0f} ({b['id']})")
+                    break
+    return out
 
 
 def concurrency_bucket(c: int) -> str:
