@@ -15,7 +15,10 @@ row's model); a model the engine's packaged fit never saw (its ``fitted_on`` doe
 the model joined the catalog after the fit) is already out of sample with the packaged
 parameters, which it keeps; an engine fitted on that model alone uses the fallback rule: the
 median of the other engines' parameters. A last table gives the rows of models no packaged
-fit saw, on their own. Rows llmsim cannot reproduce are counted and named.
+fit saw, on their own. Rows that contradict their own deployment (the stated rule of
+:func:`llmsim.serving.reproduce.inconsistent_rows`; the fit skips them) are rerun too but left
+out of the tables and listed apart with their errors. Rows llmsim cannot reproduce are
+counted and named.
 ``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--json FILE``:
 every row's record; ``--engines``:
 only those engines' rows; ``--sglang-mixed``: SGLang rows with mixed chunks (see
@@ -40,6 +43,7 @@ from llmsim.serving.reproduce import (
     Unsupported,
     base_step_model,
     concurrency_bucket,
+    inconsistent_rows,
     load_rows,
     measured,
     row_config,
@@ -84,6 +88,7 @@ def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
     rec = {"id": row["id"], "engine": row["backend"],
            "model": MODELS[row["model_path"]], "c": int(row["batch_size"]),
            "seen": seen_by_fit(row["backend"], row["model_path"]),
+           "set_aside": row.get("set_aside"),
            "isl": int(row["isl"]), "osl": int(row["osl"]), "tp": int(row["tp_size"]),
            "meas_ttft": m_ttft, "meas_tpot": m_tpot,
            "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
@@ -155,29 +160,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: measured data not found: {args.data}", file=sys.stderr)
         return 2
     rows, skipped = [], defaultdict(int)
-    for r in load_rows(args.data):
+    every = load_rows(args.data)
+    contradicted = inconsistent_rows(every)
+    for r in every:
         if args.engines and r["backend"] not in args.engines:
             continue
         try:
             row_config(r)
-            rows.append(r)
+            rows.append({**r, "set_aside": contradicted.get(str(r["id"]))})
         except Unsupported as e:
             skipped[str(e)] += 1
     n = 4 if args.smoke else args.rows
     if n is not None and n < len(rows):
         rows = sorted(random.Random(0).sample(rows, n), key=lambda r: r["id"])
     t0 = time.perf_counter()
-    recs = evaluate(rows, args.held_out, args.sglang_mixed, args.jobs)
+    every_rec = evaluate(rows, args.held_out, args.sglang_mixed, args.jobs)
+    recs = [r for r in every_rec if not r["set_aside"]]
+    aside = [r for r in every_rec if r["set_aside"]]
     if args.json:
         import json
 
-        Path(args.json).write_text(json.dumps(recs, indent=1))
-    print(f"serving accuracy: {len(recs)} measured aggregated H100-SXM rows rerun "
+        Path(args.json).write_text(json.dumps(every_rec, indent=1))
+    print(f"serving accuracy: {len(every_rec)} measured aggregated H100-SXM rows rerun "
           f"(aiperf closed loop, 20c measured after 2c warm-up) in "
           f"{time.perf_counter() - t0:.0f} s; errors = predicted / measured - 1 of the "
           "mean TTFT and mean TPOT; MdAE = median |error|, bias = median error")
     print("rows not reproduced: " + ("; ".join(f"{k} ({v})" for k, v in sorted(
         skipped.items())) or "none"))
+    print(f"rows set aside by the consistency rule (reproduce.inconsistent_rows), rerun but "
+          f"not in the tables: {len(aside)}")
     print("profiles: " + ", ".join(
         f"{k}: " + " ".join(f"{p}={getattr(v, p):.4g}" for p in PARAMETERS)
         for k, v in load_profiles().engines.items()))
@@ -187,17 +198,26 @@ def main(argv: list[str] | None = None) -> int:
     unseen = [r for r in recs if not r["seen"]]
     if unseen:
         report(unseen, "", "models the packaged fit never saw (out of sample as shipped)")
+    if aside:
+        print("\nrows set aside (each contradicts its own deployment):")
+        for r in aside:
+            print(f"  {_line(r, args.held_out)}\n      {r['set_aside']}")
     key = "ho_ttft_err" if args.held_out else "ttft_err"
     worst = sorted(recs, key=lambda r: -abs(r[key]))[: args.worst]
     print(f"\nworst rows by |{key}|:")
     for r in (recs if args.per_row else worst):
-        extra = (f" held-out ttft {r['ho_ttft_err']:+.0%} tpot {r['ho_tpot_err']:+.0%}"
-                 if args.held_out else "")
-        print(f"  {r['engine']:6s} {r['model']:16s} tp{r['tp']} c{r['c']:<4d} "
-              f"{r['isl']}/{r['osl']}: ttft {r['meas_ttft'] * 1e3:8.1f} ms "
-              f"{r['ttft_err']:+.0%}, tpot {r['meas_tpot'] * 1e3:6.2f} ms "
-              f"{r['tpot_err']:+.0%}{extra}")
+        print(f"  {_line(r, args.held_out)}")
     return 0
+
+
+def _line(r: dict[str, Any], held_out: bool) -> str:
+    """One row's measurements and errors."""
+    extra = (f" held-out ttft {r['ho_ttft_err']:+.0%} tpot {r['ho_tpot_err']:+.0%}"
+             if held_out else "")
+    return (f"{r['engine']:6s} {r['model']:16s} tp{r['tp']} c{r['c']:<4d} "
+            f"{r['isl']}/{r['osl']}: ttft {r['meas_ttft'] * 1e3:8.1f} ms "
+            f"{r['ttft_err']:+.0%}, tpot {r['meas_tpot'] * 1e3:6.2f} ms "
+            f"{r['tpot_err']:+.0%}{extra}")
 
 
 if __name__ == "__main__":
