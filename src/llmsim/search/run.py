@@ -187,34 +187,9 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     analytic_s = time.perf_counter() - t0
     n_disagg = sum(1 for lay in all_layouts if lay.kind == "disaggregated")
 
-    by_plan: dict[Plan, list[an.Verdict]] = {}
-    disagg_survivors: list[an.Verdict] = []
-    for v in verdicts:
-        if v.survives and v.layout.kind == "aggregated":
-            by_plan.setdefault(v.layout.plan, []).append(v)
-        elif v.survives:
-            disagg_survivors.append(v)
     base = cfg.base_simulation()
-    tasks = []
-    for plan, vs in by_plan.items():
-        hw = get_hardware(plan.gpu)
-        price = prices["prices"].get(hw.name)
-        ub_obj = _objective(cfg, vs[0].ub_rps_per_replica / plan.gpus_per_replica, price)
-        tasks.append({
-            "plan_key": plan.key, "plan": plan.as_dict(), "base": base, "kind": "aggregated",
-            "group": comparison_group(SERVING_STAGE),
-            "deployment_args": cfg.deployment_args(),
-            "targets": [t.as_dict() for t in cfg.targets], "mode": cfg.mode,
-            "load": cfg.load, "replica_options": sorted(v.layout.replicas for v in vs),
-            "ub_rps": vs[0].ub_rps_per_replica, "max_batch": vs[0].max_batch,
-            "tolerance": cfg.search.tolerance, "tdp_w": hw.tdp_w,
-            "idle_power_frac": cfg.search.idle_power_frac, "ub_objective": ub_obj,
-            "price_per_gpu_hour": price})
     prompt, output = typical_lengths(lengths)
-    for v in disagg_survivors:
-        tasks.append(_disagg_task(cfg, v, prices, prompt, output, base))
-    tasks.sort(key=lambda t: (-t["ub_objective"] if math.isfinite(t["ub_objective"])
-                              else math.inf, t["plan_key"]))
+    tasks = _serving_tasks(cfg, verdicts, prices, base, prompt, output)
 
     fingerprint = _fingerprint(cfg)
     results: dict[str, dict[str, Any]] = {}
@@ -277,11 +252,7 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     simulate_s = time.perf_counter() - t1
 
     candidates = _candidates(cfg, verdicts, results, pruned, prices)
-    firsts = {c["group"]: c for c in candidates if c.get("rank") == 1}
-    best_row = firsts.get("serving")
-    if best_row is None and cfg.space.disagg == "only":
-        best_row = firsts.get("static")
-    best_disagg = firsts.get("static") if firsts.get("static") is not best_row else None
+    best_row, best_disagg = _best_rows(cfg, candidates)
     intervals = None
     if best_row is not None and best_row["kind"] == "aggregated" and cfg.search.intervals:
         task = next(t for t in tasks if t["plan_key"] == best_row["plan_key"])
@@ -292,6 +263,76 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
                  and comparison_group(r.get("stage", SERVING_STAGE)) == "serving"]
     disagg_rows = [r for r in results.values() if r.get("status") == "ok"
                    and comparison_group(r.get("stage", SERVING_STAGE)) == "static"]
+    counts = _counts(candidates, tasks, results, pruned)
+    settings = _settings(cfg, spec.name, base, wl.info, prices, backend, fingerprint,
+                         prompt, output)
+    timing = {"analytic_wall_s": analytic_s, "analytic_layouts_per_wall_s":
+              len(all_layouts) / analytic_s if analytic_s > 0 else math.inf,
+              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start,
+              # summed over tasks (in the workers): what each layout kind cost
+              "task_s": {kind: sum(float(r.get("wall_s") or 0.0) for r in results.values()
+                                   if r.get("kind", "aggregated") == kind)
+                         for kind in ("aggregated", "disaggregated")},
+              "analytic_layouts": {"aggregated": len(all_layouts) - n_disagg,
+                                   "disaggregated": n_disagg}}
+    front = frontier(plan_rows)
+    front_d = frontier(disagg_rows)
+    if cfg.space.disagg == "only" and not plan_rows:
+        front, front_d, plan_rows = front_d, [], disagg_rows
+    return SearchResult(settings, best_row, candidates, front, counts, timing,
+                        intervals, plan_rows, best_disagg, front_d, disagg_rows)
+
+
+
+def _best_rows(cfg: SearchConfig, candidates: list[dict[str, Any]]
+               ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the answer: the first serving-confirmed row, or with ``disagg: only`` the first
+    static one; the first static-only disaggregated row when it is not the answer)."""
+    firsts = {c["group"]: c for c in candidates if c.get("rank") == 1}
+    best_row = firsts.get("serving")
+    if best_row is None and cfg.space.disagg == "only":
+        best_row = firsts.get("static")
+    return best_row, firsts.get("static") if firsts.get("static") is not best_row else None
+
+
+def _serving_tasks(cfg: SearchConfig, verdicts: list[an.Verdict], prices: dict[str, Any],
+                   base: dict[str, Any], prompt: int, output: int) -> list[dict[str, Any]]:
+    """One task per surviving aggregated plan (its replica counts to try) and per surviving
+    disaggregated layout, best analytic bound first."""
+    from llmsim.catalog import get_hardware
+
+    by_plan: dict[Plan, list[an.Verdict]] = {}
+    disagg_survivors: list[an.Verdict] = []
+    for v in verdicts:
+        if v.survives and v.layout.kind == "aggregated":
+            by_plan.setdefault(v.layout.plan, []).append(v)
+        elif v.survives:
+            disagg_survivors.append(v)
+    tasks = []
+    for plan, vs in by_plan.items():
+        hw = get_hardware(plan.gpu)
+        price = prices["prices"].get(hw.name)
+        ub_obj = _objective(cfg, vs[0].ub_rps_per_replica / plan.gpus_per_replica, price)
+        tasks.append({
+            "plan_key": plan.key, "plan": plan.as_dict(), "base": base, "kind": "aggregated",
+            "group": comparison_group(SERVING_STAGE),
+            "deployment_args": cfg.deployment_args(),
+            "targets": [t.as_dict() for t in cfg.targets], "mode": cfg.mode,
+            "load": cfg.load, "replica_options": sorted(v.layout.replicas for v in vs),
+            "ub_rps": vs[0].ub_rps_per_replica, "max_batch": vs[0].max_batch,
+            "tolerance": cfg.search.tolerance, "tdp_w": hw.tdp_w,
+            "idle_power_frac": cfg.search.idle_power_frac, "ub_objective": ub_obj,
+            "price_per_gpu_hour": price})
+    for v in disagg_survivors:
+        tasks.append(_disagg_task(cfg, v, prices, prompt, output, base))
+    tasks.sort(key=lambda t: (-t["ub_objective"] if math.isfinite(t["ub_objective"])
+                              else math.inf, t["plan_key"]))
+    return tasks
+
+
+def _counts(candidates: list[dict[str, Any]], tasks: list[dict[str, Any]],
+            results: dict[str, dict[str, Any]], pruned: dict[str, float]) -> dict[str, int]:
+    """How many layouts, plans and simulations the search saw, ran and pruned, per kind."""
     agg_keys = {t["plan_key"] for t in tasks if t["kind"] == "aggregated"}
     counts: dict[str, int] = {"layouts": len(candidates), "plans": len(agg_keys)}
     for c in candidates:
@@ -312,39 +353,31 @@ def run_search(config: SearchConfig | dict[str, Any] | str | Path, *, backend: s
     counts["static_estimates"] = sum(int(r.get("estimates", 0)) for r in results.values())
     counts["disaggregated_survivors"] = len(tasks) - len(agg_keys)
     counts["disaggregated_pruned_by_bound"] = len(pruned) - counts["plans_pruned_by_bound"]
-    settings = {"model": spec.name, "mode": cfg.mode, "load": cfg.load,
-                "slo": [t.as_dict() for t in cfg.targets], "objective": cfg.search.objective,
-                "num_requests": base["workload"]["num_requests"],
-                "workload": wl.info, "estimator": cfg.search.estimator,
-                "prices": {"source": prices["source"], "date": prices["date"],
-                           "per_gpu_hour": prices["prices"]},
-                "idle_power_frac": cfg.search.idle_power_frac,
-                "prune": cfg.search.prune, "backend": backend,
-                "runners_up": cfg.search.runners_up, "fingerprint": fingerprint,
-                "engines": list(cfg.space.engine or []), "disagg": cfg.space.disagg,
-                "disagg_serving": cfg.search.disagg_serving,
-                "searched_kinds": [k for k, on in (("aggregated", cfg.space.disagg != "only"),
-                                                   ("disaggregated", cfg.space.disagg != "off"))
-                                   if on],
-                "stages": {"aggregated": SERVING_STAGE, "disaggregated": (
-                    f"{STATIC_STAGE}, then {SERVING_STAGE}" if cfg.search.disagg_serving
-                    else STATIC_STAGE)},
-                "disaggregated_typical_request": {"prompt": prompt, "output": output}}
-    timing = {"analytic_wall_s": analytic_s, "analytic_layouts_per_wall_s":
-              len(all_layouts) / analytic_s if analytic_s > 0 else math.inf,
-              "simulate_wall_s": simulate_s, "total_wall_s": time.perf_counter() - t_start,
-              # summed over tasks (in the workers): what each layout kind cost
-              "task_s": {kind: sum(float(r.get("wall_s") or 0.0) for r in results.values()
-                                   if r.get("kind", "aggregated") == kind)
-                         for kind in ("aggregated", "disaggregated")},
-              "analytic_layouts": {"aggregated": len(all_layouts) - n_disagg,
-                                   "disaggregated": n_disagg}}
-    front = frontier(plan_rows)
-    front_d = frontier(disagg_rows)
-    if cfg.space.disagg == "only" and not plan_rows:
-        front, front_d, plan_rows = front_d, [], disagg_rows
-    return SearchResult(settings, best_row, candidates, front, counts, timing,
-                        intervals, plan_rows, best_disagg, front_d, disagg_rows)
+    return counts
+
+
+def _settings(cfg: SearchConfig, model: str, base: dict[str, Any], workload_info: Any,
+              prices: dict[str, Any], backend: str, fingerprint: str, prompt: int,
+              output: int) -> dict[str, Any]:
+    """What the search was asked (the report's settings block)."""
+    return {"model": model, "mode": cfg.mode, "load": cfg.load,
+            "slo": [t.as_dict() for t in cfg.targets], "objective": cfg.search.objective,
+            "num_requests": base["workload"]["num_requests"],
+            "workload": workload_info, "estimator": cfg.search.estimator,
+            "prices": {"source": prices["source"], "date": prices["date"],
+                       "per_gpu_hour": prices["prices"]},
+            "idle_power_frac": cfg.search.idle_power_frac,
+            "prune": cfg.search.prune, "backend": backend,
+            "runners_up": cfg.search.runners_up, "fingerprint": fingerprint,
+            "engines": list(cfg.space.engine or []), "disagg": cfg.space.disagg,
+            "disagg_serving": cfg.search.disagg_serving,
+            "searched_kinds": [k for k, on in (("aggregated", cfg.space.disagg != "only"),
+                                               ("disaggregated", cfg.space.disagg != "off"))
+                               if on],
+            "stages": {"aggregated": SERVING_STAGE, "disaggregated": (
+                f"{STATIC_STAGE}, then {SERVING_STAGE}" if cfg.search.disagg_serving
+                else STATIC_STAGE)},
+            "disaggregated_typical_request": {"prompt": prompt, "output": output}}
 
 
 def _disagg_task(cfg: SearchConfig, v: an.Verdict, prices: dict[str, Any], prompt: int,
