@@ -162,20 +162,8 @@ class SimulationReport:
         ts = sim.ts.frame()
         rr = col("reject_reason")
         reasons = {RejectReason(v).name.lower(): int((rr == v).sum()) for v in (1, 2, 3)}
-        describe = setup.step_model.describe()
         summary: dict[str, Any] = {
-            "model": describe.get("model", cfg.model.name),
-            "hardware": describe.get("hardware", cfg.hardware.name),
-            "precision": describe.get("precision"),
-            "num_gpus": gpus, "tp": cfg.parallelism.tp, "pp": cfg.parallelism.pp,
-            "replicas": cfg.parallelism.replicas, "router": cfg.parallelism.router,
-            "scheduler": cfg.scheduler.name, "order": cfg.scheduler.order.value,
-            "preemption_mode": cfg.scheduler.preemption.value,
-            "prefix_caching": cfg.scheduler.prefix_caching,
-            "max_num_seqs": cfg.scheduler.max_num_seqs,
-            "max_num_batched_tokens": setup.max_batched, "block_size": cfg.scheduler.block_size,
-            "max_model_len": setup.max_model_len,
-            "kv_capacity_tokens_per_replica": setup.num_blocks * cfg.scheduler.block_size,
+            **_run_settings(setup),
             "workload": setup.workload.info,
             "num_requests": int(t.n) - warm, "num_completed": n_done,
             "num_rejected": int(rejected.sum()), "rejected_by_reason": reasons,
@@ -357,3 +345,24 @@ def chrome_trace(steps: list[tuple], summary: dict[str, Any], limit: int = 200_0
     return {"traceEvents": meta + events, "displayTimeUnit": "ms",
             "otherData": {"model": summary.get("model"), "scheduler": summary.get("scheduler"),
                           "truncated": len(steps) > limit}}
+
+
+def _run_settings(setup: Any) -> dict[str, Any]:
+    """What ran: model, hardware, precision, GPUs, parallel plan and the scheduler's limits
+    (the summary's first keys)."""
+    cfg = setup.cfg
+    describe = setup.step_model.describe()
+    return {
+        "model": describe.get("model", cfg.model.name),
+        "hardware": describe.get("hardware", cfg.hardware.name),
+        "precision": describe.get("precision"),
+        "num_gpus": setup.num_gpus, "tp": cfg.parallelism.tp, "pp": cfg.parallelism.pp,
+        "replicas": cfg.parallelism.replicas, "router": cfg.parallelism.router,
+        "scheduler": cfg.scheduler.name, "order": cfg.scheduler.order.value,
+        "preemption_mode": cfg.scheduler.preemption.value,
+        "prefix_caching": cfg.scheduler.prefix_caching,
+        "max_num_seqs": cfg.scheduler.max_num_seqs,
+        "max_num_batched_tokens": setup.max_batched, "block_size": cfg.scheduler.block_size,
+        "max_model_len": setup.max_model_len,
+        "kv_capacity_tokens_per_replica": setup.num_blocks * cfg.scheduler.block_size,
+    }
