@@ -11,6 +11,19 @@ from llmsim.catalog.model import PositionKind
 from llmsim.errors import SpecError
 
 
+def _spec(c: dict[str, Any], h: int, layer: LayerTemplate, max_pos: int, tied: bool,
+          **extra: Any) -> dict[str, Any]:
+    """The fields every builder here returns: one decoder template, a final LayerNorm with
+    bias, the embedding tie (``tie_word_embeddings``, defaulting to ``tied``) and the weight
+    format; ``extra`` adds a family's own (positions, LM-head bias, embedding norm)."""
+    return {
+        "hidden_size": h, "vocab_size": c["vocab_size"], "max_position_embeddings": max_pos,
+        "layers": (layer,), "tie_word_embeddings": bool(c.get("tie_word_embeddings", tied)),
+        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": weight_dtype(c),
+        **extra,
+    }
+
+
 def gptj(c: dict[str, Any]) -> dict[str, Any]:
     """GPT-J: parallel attention + MLP sharing one LayerNorm, partial RoPE, biased MLP/LM head."""
     h = c["n_embd"]
@@ -23,12 +36,7 @@ def gptj(c: dict[str, Any]) -> dict[str, Any]:
                    norm=NormKind.LAYER, has_norm=False)
     layer = LayerTemplate(name="decoder", repeat=c["n_layer"], blocks=(attn, ffn),
                           parallel_residual=True)
-    return {
-        "hidden_size": h, "vocab_size": c["vocab_size"],
-        "max_position_embeddings": c.get("n_positions", 2048), "layers": (layer,),
-        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)), "lm_head_bias": True,
-        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": weight_dtype(c),
-    }
+    return _spec(c, h, layer, c.get("n_positions", 2048), tied=False, lm_head_bias=True)
 
 
 def opt(c: dict[str, Any]) -> dict[str, Any]:
@@ -47,12 +55,8 @@ def opt(c: dict[str, Any]) -> dict[str, Any]:
                    norm=NormKind.LAYER, norm_bias=True)
     layer = LayerTemplate(name="decoder", repeat=c["num_hidden_layers"], blocks=(attn, ffn))
     max_pos = c.get("max_position_embeddings", 2048)
-    return {
-        "hidden_size": h, "vocab_size": c["vocab_size"], "max_position_embeddings": max_pos,
-        "position": PositionKind.LEARNED, "learned_position_rows": max_pos + 2,
-        "layers": (layer,), "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
-        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": weight_dtype(c),
-    }
+    return _spec(c, h, layer, max_pos, tied=True, position=PositionKind.LEARNED,
+                 learned_position_rows=max_pos + 2)
 
 
 def gpt2(c: dict[str, Any]) -> dict[str, Any]:
@@ -68,12 +72,8 @@ def gpt2(c: dict[str, Any]) -> dict[str, Any]:
                    norm=NormKind.LAYER, norm_bias=True)
     layer = LayerTemplate(name="decoder", repeat=c["n_layer"], blocks=(attn, ffn))
     max_pos = c.get("n_positions", 1024)
-    return {
-        "hidden_size": h, "vocab_size": c["vocab_size"], "max_position_embeddings": max_pos,
-        "position": PositionKind.LEARNED, "learned_position_rows": max_pos,
-        "layers": (layer,), "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
-        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": weight_dtype(c),
-    }
+    return _spec(c, h, layer, max_pos, tied=True, position=PositionKind.LEARNED,
+                 learned_position_rows=max_pos)
 
 
 def bloom(c: dict[str, Any]) -> dict[str, Any]:
@@ -89,13 +89,8 @@ def bloom(c: dict[str, Any]) -> dict[str, Any]:
                    activation=Activation.GELU, bias=True, norm=NormKind.LAYER, norm_bias=True)
     layer = LayerTemplate(name="decoder", repeat=c.get("n_layer") or c["num_hidden_layers"],
                           blocks=(attn, ffn))
-    return {
-        "hidden_size": h, "vocab_size": c["vocab_size"],
-        "max_position_embeddings": c.get("seq_length", 2048), "position": PositionKind.ALIBI,
-        "embedding_norm": True, "layers": (layer,),
-        "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
-        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": weight_dtype(c),
-    }
+    return _spec(c, h, layer, c.get("seq_length", 2048), tied=True,
+                 position=PositionKind.ALIBI, embedding_norm=True)
 
 
 def phi(c: dict[str, Any]) -> dict[str, Any]:
@@ -111,12 +106,8 @@ def phi(c: dict[str, Any]) -> dict[str, Any]:
                    norm=NormKind.LAYER, has_norm=False)
     layer = LayerTemplate(name="decoder", repeat=c["num_hidden_layers"], blocks=(attn, ffn),
                           parallel_residual=True)
-    return {
-        "hidden_size": h, "vocab_size": c["vocab_size"],
-        "max_position_embeddings": c.get("max_position_embeddings", 2048), "layers": (layer,),
-        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)), "lm_head_bias": True,
-        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": weight_dtype(c),
-    }
+    return _spec(c, h, layer, c.get("max_position_embeddings", 2048), tied=False,
+                 lm_head_bias=True)
 
 
 def falcon(c: dict[str, Any]) -> dict[str, Any]:
@@ -137,10 +128,5 @@ def falcon(c: dict[str, Any]) -> dict[str, Any]:
                    norm_bias=True, has_norm=new_arch)
     layer = LayerTemplate(name="decoder", repeat=c.get("num_hidden_layers") or c["n_layer"],
                           blocks=(attn, ffn), parallel_residual=bool(c.get("parallel_attn", True)))
-    return {
-        "hidden_size": h, "vocab_size": c["vocab_size"],
-        "max_position_embeddings": c.get("max_position_embeddings", 2048),
-        "position": PositionKind.ALIBI if c.get("alibi") else PositionKind.ROPE,
-        "layers": (layer,), "tie_word_embeddings": bool(c.get("tie_word_embeddings", True)),
-        "final_norm": NormKind.LAYER, "final_norm_bias": True, "weight_dtype": weight_dtype(c),
-    }
+    return _spec(c, h, layer, c.get("max_position_embeddings", 2048), tied=True,
+                 position=PositionKind.ALIBI if c.get("alibi") else PositionKind.ROPE)
