@@ -47,6 +47,7 @@ from llmsim.serving.reproduce import (
     load_rows,
     measured,
     row_config,
+    row_version,
     run_row,
 )
 
@@ -56,12 +57,15 @@ FITTED = ("request_overhead_s", "step_overhead_s", "prefill_step_factor",
           "client_phase_spread", "host_per_seq_s")
 
 
-def held_out_params(engine: str, model: str) -> dict[str, float]:
-    """The engine's parameters fitted without ``model`` (or the fallback rule)."""
+def held_out_params(engine: str, model: str, version: str | None = None
+                    ) -> dict[str, float]:
+    """The parameters fitted without ``model``: those of the entry ``engine@version`` where
+    the fit has one for that release, else the engine's (or the fallback rule)."""
     prof = load_profiles()
     held = prof.fit.get("held_out", {})
-    if f"{engine}|{model}" in held:
-        return dict(held[f"{engine}|{model}"])
+    for key in ([f"{engine}@{version}|{model}"] if version else []) + [f"{engine}|{model}"]:
+        if key in held:
+            return dict(held[key])
     if not seen_by_fit(engine, model) and engine in prof.engines:
         return {k: getattr(prof.engines[engine], k) for k in FITTED}
     others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
@@ -93,7 +97,8 @@ def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
            "meas_ttft": m_ttft, "meas_tpot": m_tpot,
            "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
     if held_out:
-        cfg = row_config(row, held_out_params(row["backend"], row["model_path"]),
+        cfg = row_config(row, held_out_params(row["backend"], row["model_path"],
+                                              row_version(row)),
                          with_version=False, sglang_mixed=sglang_mixed)
         h_ttft, h_tpot = run_row(cfg, sm)
         rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)

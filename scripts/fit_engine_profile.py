@@ -43,21 +43,23 @@ reweighted least squares: each linearised step weights a residual by
 ``rho'(r) / r = 1 / sqrt(1 + (r / d)^2)`` at the current point.
 
 solved by Gauss-Newton in a trust region: the simulator is run at ``theta_k`` and at one
-perturbation of each parameter (a forward-difference Jacobian per row), the linearised problem
-is solved with bounds (``scipy.optimize.lsq_linear``; each step moves a parameter by at most
-the trust radius, initially ``TRUST``) for ``theta_{k+1}``; a step that raises the loss is
-undone and the radius halved (the closed-loop response is not smooth: without this the
-TensorRT-LLM factor oscillated 1.52 / 1.36 / 1.52); ``--iterations`` simulator evaluations
-from each of two starts, ``theta_0 = (0, 0, 1, s, 0)`` (kernels only) with ``s`` in
-``START_SPREADS`` (0: the measured phase enters as one cohort, 1: out of phase); the result
-is the evaluated point of least loss of both. Two starts because the phase spread's effect
-is not smooth: the spread enters continuously (the measured phase's first sends are late by
-``u x spread x E2E`` with the same seeded ``u``), but a small spread decays (the cohort
-re-forms within a few cycles) and only a large one keeps the clients apart, so from 0 the
-slope points nowhere (a single start at 0 left every engine's spread below 0.06). The host
-floor ``max(gpu, host_per_seq_s x seqs)`` has a slope only on rows where
-it binds, so its difference step (60 us a sequence: 3.8 ms at 64 sequences) is large enough to
-bind on the small model's steps.
+perturbation of each parameter (a forward-difference Jacobian per row), the linearised
+problem is solved with bounds (``scipy.optimize.lsq_linear``; each step moves a parameter by
+at most the trust radius, initially ``TRUST``) for ``theta_{k+1}``; a step that raises the
+loss is undone and the radius shrunk to half that step, parameter by parameter (at least
+``TRUST / 1000``) (the closed-loop response is not smooth: without this the TensorRT-LLM
+factor oscillated 1.52 / 1.36 / 1.52; halving the radius alone repeated the same step
+whenever the radius had not bound it, and the 2026-12-04 run spent three of eight
+evaluations on one point); ``--iterations`` simulator evaluations from each of two starts,
+``theta_0 = (0, 0, 1, s, 0)`` (kernels only) with ``s`` in ``START_SPREADS`` (0: the
+measured phase enters as one cohort, 1: out of phase); the result is the evaluated point of
+least loss of both. Two starts because the phase spread's effect is not smooth: the spread
+enters continuously (the measured phase's first sends are late by ``u x spread x E2E`` with
+the same seeded ``u``), but a small spread decays (the cohort re-forms within a few cycles)
+and only a large one keeps the clients apart, so from 0 the slope points nowhere (a single
+start at 0 left every engine's spread below 0.06). The host floor ``max(gpu, host_per_seq_s
+x seqs)`` has a slope only on rows where it binds, so its difference step (60 us a sequence:
+3.8 ms at 64 sequences) is large enough to bind on the small model's steps.
 To keep the run short the rows are a stratified
 subsample: at most ``--rows-per-group`` rows per (engine, model), drawn with a fixed seed.
 
@@ -97,6 +99,7 @@ from llmsim.serving.reproduce import (
     load_rows,
     measured,
     row_config,
+    row_version,
     run_row,
 )
 
@@ -118,6 +121,10 @@ JITTER_S = 0.001
 #: the soft-L1 loss's scale: log-ratio residuals below it count as squares, above it linearly
 DELTA = 0.1
 SEED = 0
+#: an engine release gets its own ``NAME@VERSION`` entry when its sampled rows span this many
+#: models and rows (one model's rows would make the entry that model's fit)
+VERSION_MIN_MODELS = 2
+VERSION_MIN_ROWS = 16
 
 
 def sample_rows(rows: list[dict[str, Any]], per_group: int) -> tuple[list, list]:
@@ -221,8 +228,8 @@ def gauss_newton(rows: list, iterations: int, jobs: int, log: logging.Logger,
         loss = robust_loss(preds, meas)
         if best is None or loss < best[0]:
             best = (loss, theta, preds, jacs, meas)
-        else:  # the step made it worse: back to the best point, half the region
-            trust = trust / 2
+        else:  # the step made it worse: back to the best point, half that step's region
+            trust = np.maximum(np.minimum(trust, np.abs(theta - best[1])) / 2, TRUST / 1000)
         log.info("  iteration %d: loss %.4f at %s", it + 1, loss,
                  dict(zip(PARAMS, np.round(theta, 5), strict=True)))
         theta = solve(*best[1:], trust)
@@ -230,11 +237,72 @@ def gauss_newton(rows: list, iterations: int, jobs: int, log: logging.Logger,
     return best
 
 
+def version_groups(rows: list[dict[str, Any]]) -> dict[str, list]:
+    """The engine's releases that get their own entry (``VERSION_MIN_MODELS`` models and
+    ``VERSION_MIN_ROWS`` rows among ``rows``), each with its rows."""
+    groups: dict[str, list] = defaultdict(list)
+    for r in rows:
+        if (v := row_version(r)) is not None:
+            groups[v].append(r)
+    return {v: g for v, g in sorted(groups.items())
+            if len(g) >= VERSION_MIN_ROWS
+            and len({r["model_path"] for r in g}) >= VERSION_MIN_MODELS}
+
+
+def held_out_fits(key: str, rows: list, fit: tuple) -> dict[str, dict[str, float]]:
+    """``{key|model: parameters}``: for each model of ``rows``, the linearised problem at
+    the fitted point solved without that model's rows (the leave-one-model-out split)."""
+    _loss, theta, preds, jacs, meas = fit
+    models = np.array([r["model_path"] for r in rows])
+    out = {}
+    for m in sorted(set(models)):
+        keep = models != m
+        if keep.sum() >= 3:  # else nothing left to fit on: the benchmark's fallback rule
+            out[f"{key}|{m}"] = overrides(solve(theta, preds[keep], jacs[keep], meas[keep]))
+    return out
+
+
+def entry(fit: tuple, rows: list) -> dict[str, Any]:
+    """A profile entry: the fitted parameters and what they were fitted on."""
+    models = sorted({r["model_path"] for r in rows})
+    return {**overrides(fit[1]), "jitter_s": JITTER_S,
+            "fitted_on": f"{len(rows)} aggregated H100-SXM rows ({', '.join(models)}), "
+                         f"silicon_h100_sxm.csv; loss {fit[0]:.4f}"}
+
+
+def fit_engine(name: str, rows: list, iterations: int, version_iterations: int, jobs: int,
+               log: logging.Logger) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(entries, held-out parameters) of one engine: ``NAME`` fitted on all its rows from
+    each start of ``START_SPREADS``, then each release of ``version_groups`` refined from
+    it on its own rows (``NAME@VERSION``, ``version_iterations`` more steps)."""
+    log.info("%s: %d rows, models %s", name, len(rows),
+             ", ".join(sorted({r["model_path"] for r in rows})))
+    fits = []
+    for spread in START_SPREADS:
+        log.info(" start: client_phase_spread %g", spread)
+        start = THETA0.copy()
+        start[PARAMS.index("client_phase_spread")] = spread
+        fits.append(gauss_newton(rows, iterations, jobs, log, start))
+    best = min(fits, key=lambda f: f[0])
+    log.info(" %s: loss %s from the starts %s", name,
+             " / ".join(f"{f[0]:.4f}" for f in fits), START_SPREADS)
+    entries, held = {name: entry(best, rows)}, held_out_fits(name, rows, best)
+    for version, vrows in version_groups(rows).items():
+        key = f"{name}@{version}"
+        log.info(" %s: %d rows", key, len(vrows))
+        vfit = gauss_newton(vrows, version_iterations, jobs, log, best[1])
+        entries[key] = entry(vfit, vrows)
+        held.update(held_out_fits(key, vrows, vfit))
+    return entries, held
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--rows-per-group", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=8)
+    ap.add_argument("--version-iterations", type=int, default=4,
+                    help="Gauss-Newton steps of each NAME@VERSION entry from its engine's fit")
     ap.add_argument("--jobs", type=int, default=1, help="rows simulated in parallel")
     ap.add_argument("--engines", nargs="+", default=None,
                     help="fit only these engines (a check; the packaged file fits all)")
@@ -260,34 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     engines: dict[str, Any] = {}
     held: dict[str, Any] = {}
     for name in sorted(by_engine):
-        er = by_engine[name]
-        models = sorted({r["model_path"] for r in er})
-        log.info("%s: %d rows, models %s", name, len(er), ", ".join(models))
-        fits = []
-        for spread in START_SPREADS:
-            log.info(" start: client_phase_spread %g", spread)
-            start = THETA0.copy()
-            start[PARAMS.index("client_phase_spread")] = spread
-            fits.append(gauss_newton(er, args.iterations, args.jobs, log, start))
-        loss, theta, preds, jacs, meas = min(fits, key=lambda f: f[0])
-        log.info(" %s: loss %s from the starts %s", name,
-                 " / ".join(f"{f[0]:.4f}" for f in fits), START_SPREADS)
-        engines[name] = {**overrides(theta), "jitter_s": JITTER_S,
-                         "fitted_on": f"{len(er)} aggregated H100-SXM rows ("
-                                      f"{', '.join(models)}), silicon_h100_sxm.csv; loss "
-                                      f"{loss:.4f}"}
-        mask_models = np.array([r["model_path"] for r in er])
-        for m in models:
-            keep = mask_models != m
-            if keep.sum() < 3:
-                continue  # nothing left to fit on: the benchmark uses the fallback rule
-            th = solve(theta, preds[keep], jacs[keep], meas[keep])
-            held[f"{name}|{m}"] = overrides(th)
+        e, h = fit_engine(name, by_engine[name], args.iterations, args.version_iterations,
+                          args.jobs, log)
+        engines.update(e)
+        held.update(h)
     doc = {
         "source": "fitted by scripts/fit_engine_profile.py (soft-L1 on the log ratios of "
                   "mean TTFT and TPOT) from the aggregated rows of ../shared/data/e2e/"
                   "aiconfigurator_silicon/silicon_h100_sxm.csv; do not edit by hand",
         "fit": {"rows_per_group": args.rows_per_group, "iterations": args.iterations,
+                "version_iterations": args.version_iterations,
                 "parameters": list(PARAMS),
                 "seed": SEED, "rows_used": len(rows), "rows_skipped": len(skipped),
                 "skipped_reasons": sorted({why for _i, why in skipped}),

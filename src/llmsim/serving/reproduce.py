@@ -83,6 +83,17 @@ def row_limits(engine: str, c: int, isl: int, sglang_mixed: bool = False) -> dic
     raise Unsupported(f"engine {engine!r}")
 
 
+def _text(value: Any) -> str | None:
+    """A CSV cell as text; None where pandas read a blank cell (NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else str(value)
+
+
+def row_version(row: dict[str, Any]) -> str | None:
+    """The engine release that ran ``row`` (None where the data leaves it blank)."""
+    return _text(row.get("backend_version"))
+
+
 def row_config(row: dict[str, Any], engine_overrides: dict[str, Any] | None = None,
                requests_per_client: int = 20, warmup_per_client: int = 2,
                with_version: bool = True, sglang_mixed: bool = False) -> dict[str, Any]:
@@ -95,8 +106,7 @@ def row_config(row: dict[str, Any], engine_overrides: dict[str, Any] | None = No
     hw = HARDWARE.get(str(row["system"]))
     if hw is None:
         raise Unsupported(f"system {row['system']}")
-    gemm = row.get("gemm_quant_mode")
-    gemm = None if gemm is None or (isinstance(gemm, float) and math.isnan(gemm)) else str(gemm)
+    gemm = _text(row.get("gemm_quant_mode"))
     if gemm not in (None, *FP8_MODES, *FP4_MODES):
         raise Unsupported(f"GEMM quantisation {gemm}")
     adp = _num(row.get("attention_dp_size")) or 1
@@ -108,9 +118,7 @@ def row_config(row: dict[str, Any], engine_overrides: dict[str, Any] | None = No
     c = int(_num(row["batch_size"]) or 1)
     isl, osl = int(row["isl"]), int(row["osl"])
     engine = str(row["backend"])
-    version = row.get("backend_version")
-    version = None if version is None or (isinstance(version, float) and math.isnan(version)) \
-        else str(version)
+    version = row_version(row)
     name = f"{engine}@{version}" if (with_version and version) else engine
     model_sec: dict[str, Any] = {"name": model}
     if gemm in FP8_MODES:
