@@ -156,7 +156,8 @@ def sample_rows(rows: list[dict[str, Any]], per_group: int) -> tuple[list, list]
 def overrides(theta: np.ndarray) -> dict[str, float]:
     """The fitted parameters at ``theta``; ``mixed_step_factor`` pinned to 1 (so that a
     rerun does not depend on the profile file it is about to replace)."""
-    return {**{k: float(v) for k, v in zip(PARAMS, theta, strict=True)},
+    return {**{k: float(v) if abs(v) > 1e-12 else 0.0  # a bound reached (lsq_linear: ~1e-28)
+               for k, v in zip(PARAMS, theta, strict=True)},
             "mixed_step_factor": 1.0}
 
 
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--rows-per-group", type=int, default=16)
-    ap.add_argument("--iterations", type=int, default=8)
+    ap.add_argument("--iterations", type=int, default=12)
     ap.add_argument("--version-iterations", type=int, default=4,
                     help="Gauss-Newton steps of each NAME@VERSION entry from its engine's fit")
     ap.add_argument("--jobs", type=int, default=1, help="rows simulated in parallel")
