@@ -307,3 +307,16 @@ def test_estimate_engine_adds_the_fixed_costs():
                                        + prof.request_overhead_s + prof.step_overhead_s)
     assert eng.tpot_s == pytest.approx(base.tpot_s + prof.step_overhead_s)
     assert eng.as_dict()["engine"]["name"] == "vllm" and "engine" not in base.as_dict()
+
+
+def test_a_release_entry_wins_over_its_engine(tmp_path):
+    """``NAME@VERSION`` reads that release's entry where the file has one, else NAME's."""
+    from llmsim.engines.profile import load_profile
+
+    path = tmp_path / "profiles.yaml"
+    path.write_text("engines:\n"
+                    "  vllm: {request_overhead_s: 0.09, fitted_on: base}\n"
+                    "  vllm@0.18.0: {request_overhead_s: 0.02, fitted_on: release}\n")
+    assert load_profile("vllm", "0.18.0", path=path).request_overhead_s == 0.02
+    assert load_profile("vllm", "0.12.0", path=path).fitted_on == "base"
+    assert load_profile("vllm", path=path).request_overhead_s == 0.09

@@ -127,6 +127,8 @@ def load_profile(name: str, version: str | None = None,
     profiles = load_profiles(path)
     for key in ([f"{name}@{version}"] if version else []) + [name]:
         if key in profiles.engines:
+            if version and key == name:
+                log.info("no profile fitted for %s@%s: %s's is used", name, version, name)
             return profiles.engines[key]
     fitted = [p for k, p in profiles.engines.items() if "@" not in k]
     if not fitted:
