@@ -1,22 +1,31 @@
 """Fit the engine profiles (src/llmsim/data/engines/profiles.yaml) to measured serving runs.
 
     python scripts/fit_engine_profile.py [--data CSV] [--rows-per-group N] [--iterations K]
-                                         [--jobs J]
+                                         [--version-iterations V] [--jobs J]
 
 Data: the aggregated rows (``mode=agg``) of
 ``../shared/data/e2e/aiconfigurator_silicon/silicon_h100_sxm.csv`` (aiperf closed loops on
 H100-SXM; see its PROVENANCE.md), each rerun as its benchmark ran
 (:mod:`llmsim.serving.reproduce`: 20c measured requests after 2c warm-up, closed loop c, the
-generator's limits). Rows llmsim cannot reproduce are skipped and listed (attention data
-parallelism; a model not in the catalog). The packaged file was fitted before gpt-oss-120b and
-MiniMax-M2.5 joined the catalog (its ``rows_skipped`` and each engine's ``fitted_on`` say so):
-their 89 rows are out of sample for it, and ``benchmarks/serving_accuracy.py`` reports them
-apart. A rerun takes them in, and on them this fit does not converge (tried 2026-12-03, 132
-rows, 36 minutes): vLLM's best point is the kernels-only start (every Gauss-Newton step from it
-raised the loss), and TensorRT-LLM's five gpt-oss-120b rows (TPOT 47-60 ms measured, 2.7x the
-kernels) pull its step overhead and host floor up. The rows behind it: vLLM gpt-oss-120b at
-``c = 512`` (TPOT as at ``c <= 8`` with TTFTs of 20-460 s, which no limit in PROVENANCE.md
-explains) and those TensorRT-LLM rows; a fit with them needs them set aside by a rule first.
+generator's limits). Skipped, and counted in the file's ``fit.skipped_reasons``: rows llmsim
+cannot reproduce (attention data parallelism; a model not in the catalog) and rows that
+contradict their own deployment (``reproduce.inconsistent_rows``: the TPOT is below that of
+the same deployment with a quarter of its decoding requests; four vLLM gpt-oss-120b rows at
+``c = 512``, whose TTFTs of 20-460 s leave about 100 requests decoding whatever the plan).
+Before that rule a fit with gpt-oss-120b and MiniMax-M2.5 in did not converge (2026-12-03:
+vLLM's best point stayed the kernels-only start, pulled by those rows). TensorRT-LLM's five
+gpt-oss-120b rows (1.3.0rc1: TPOT 47-60 ms, 2.7x llmsim's kernels, while the measured MoE
+kernels of that stack match vLLM's) contradict nothing and stay in.
+
+Engine releases (``NAME@VERSION``): releases of one engine differ in their fixed costs (the
+profile fitted before these rows, on vLLM 0.12's Qwen3-32B and the unversioned Llama-3.1-70B,
+over-predicted the TTFT of vLLM 0.18's rows at ``c <= 8`` by a median 83%), but in this data
+most releases ran one model, so a release's own fit would be that model's fit. A release
+gets an entry only when its sampled rows span ``VERSION_MIN_MODELS`` (2) models and
+``VERSION_MIN_ROWS`` (16) rows; it starts from the engine's parameters and takes
+``--version-iterations`` more evaluations on its own rows (the engine's entry stays fitted on
+all of them, for every other release). Its held-out parameters (``NAME@VERSION|MODEL``) are
+the release's linearised problem solved without that model.
 
 Parameters per engine ``theta = (request_overhead_s, step_overhead_s, prefill_step_factor,
 client_phase_spread, host_per_seq_s)`` (the formula: :mod:`llmsim.engines.profile`);
