@@ -79,9 +79,14 @@ rows with parameters that never saw it. Not fitted: ``jitter_s`` (client timing 
 measurement of it here): the documented constant ``JITTER_S`` (1 ms, the order of an HTTP
 round trip on a local network). An engine without rows gets the
 fallback rule of ``llmsim.engines.profile`` (median of the fitted engines). Deterministic;
-the packaged file: ``--rows-per-group 16 --iterations 8 --jobs 2`` (96 rows, 24-27 minutes
-on 2 idle cores; ``--jobs``: rows simulated in that many processes, the result does not
-depend on it).
+the packaged file: the defaults with ``--jobs 2`` (132 rows, 43 minutes on 2 idle cores,
+2026-12-04; ``--jobs``: rows simulated in that many processes, the result does not depend on
+it). Its outcome: every engine in one cohort (the out-of-phase start ends at a higher loss:
+vLLM 4.89 against 4.50, TensorRT-LLM 6.72 against 6.61), vLLM's request overhead about 1 ms
+(91 ms in the 96-row fit before gpt-oss-120b and MiniMax-M2.5), TensorRT-LLM's 38 ms (116);
+the refinement of ``trtllm@1.0.0rc3`` found no better point than the engine's, that of
+``vllm@0.18.0`` a little (loss 1.32 -> 1.26 on its 30 rows). ``benchmarks/serving_accuracy.py``
+reports what that does to each engine and model.
 """
 
 from __future__ import annotations

@@ -30,15 +30,15 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   phase, not as one cohort. Why: identical requests admitted in consecutive long prefill
   steps finish in consecutive short decode steps (every running request advances one token a
   step), so a cohort that arrives together comes back compressed and re-forms every cycle;
-  no timing noise of a realistic size (1-100 ms) breaks it. The measured rows show the
-  real engines do not sit in that state: rerun as one cohort, TensorRT-LLM Qwen3-32B tp 4,
-  1024 / 128 at ``c = 32`` predicts TTFT 451 ms / TPOT 12.6 ms against 196 / 15.9 measured
-  (prefills bunched: long queues, little decode interference); started out of phase, 199 /
-  14.3 (``c = 8``: 206 -> 113 ms against 117). Other rows prefer the cohort (SGLang's, and
-  TensorRT-LLM's Llama-3.1-8B, whose TTFT grows with the output length at ``c = 8``);
-  ``scripts/fit_engine_profile.py`` fits the spread per engine (from two starts, 0 and 1):
-  the packaged fit starts TensorRT-LLM's and vLLM's clients out of phase (0.76, 0.91) and
-  leaves SGLang's as one cohort (0.01).
+  no timing noise of a realistic size (1-100 ms) breaks it. Some measured rows show real
+  engines out of that state: rerun as one cohort, TensorRT-LLM Qwen3-32B tp 4, 1024 / 128 at
+  ``c = 32`` predicts TTFT 451 ms / TPOT 12.6 ms against 196 / 15.9 measured (prefills
+  bunched: long queues, little decode interference), started out of phase 199 / 14.3; others
+  prefer the cohort (SGLang's, TensorRT-LLM's Llama-3.1-8B, whose TTFT grows with the output
+  length at ``c = 8``). ``scripts/fit_engine_profile.py`` fits the spread per engine (from
+  two starts, 0 and 1): over all rows the packaged fit leaves all three engines as one cohort
+  (SGLang 0.025, TensorRT-LLM and vLLM 0), the out-of-phase state a second basin of higher
+  loss.
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
 ``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
