@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 # The suite runs on up to 4 worker processes (pytest-xdist; one per core where fewer): serial it
-# takes about 12 minutes on a 2-core machine, on 2 workers about 7. PYTEST_ARGS= runs it serially.
+# took about 12 minutes on a 2-core machine, on 2 workers 3.5-7.5. PYTEST_ARGS= runs it serially.
 PYTEST_ARGS ?= -n auto --maxprocesses 4
 # Each benchmark smoke run is cut off after this long where GNU timeout exists (CI must not hang).
 BENCH_TIMEOUT_S ?= 900
