@@ -311,14 +311,25 @@ def fit_engine(name: str, rows: list, iterations: int, version_iterations: int, 
     return entries, held
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1 (0 evaluations would leave no fitted point)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--rows-per-group", type=int, default=16)
-    ap.add_argument("--iterations", type=int, default=12)
-    ap.add_argument("--version-iterations", type=int, default=4,
+    ap.add_argument("--rows-per-group", type=_positive, default=16)
+    ap.add_argument("--iterations", type=_positive, default=12)
+    ap.add_argument("--version-iterations", type=_positive, default=4,
                     help="Gauss-Newton steps of each NAME@VERSION entry from its engine's fit")
-    ap.add_argument("--jobs", type=int, default=1, help="rows simulated in parallel")
+    ap.add_argument("--jobs", type=_positive, default=1, help="rows simulated in parallel")
     ap.add_argument("--engines", nargs="+", default=None,
                     help="fit only these engines (a check; the packaged file fits all)")
     ap.add_argument("--out", default=str(OUT))

@@ -59,3 +59,16 @@ def test_a_rejected_step_is_never_evaluated_again(fit, monkeypatch):
     firsts = [t[0] for t in seen]
     assert len(set(firsts)) == len(firsts) == 5
     assert firsts[1:] == pytest.approx([0.01, 0.005, 0.0025, 0.00125])
+
+
+@pytest.mark.parametrize("flag", ["--iterations", "--version-iterations", "--rows-per-group",
+                                  "--jobs"])
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_counts_below_one_are_refused(flag, value):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(SCRIPT), flag, value], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr and "at least 1" in res.stderr
