@@ -20,9 +20,12 @@ fit saw, on their own. Rows that contradict their own deployment (the stated rul
 out of the tables and listed apart with their errors. Rows llmsim cannot reproduce are
 counted and named.
 ``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--json FILE``:
-every row's record; ``--engines``:
-only those engines' rows; ``--sglang-mixed``: SGLang rows with mixed chunks (see
-:mod:`llmsim.serving.reproduce` for why the default is without).
+every row's record; ``--engines`` / ``--models``:
+only those engines' / models' rows (catalog names); ``--slots-delta N``: a diagnostic rerun with
+``max_num_seqs = c + N`` (the deployment given N batch slots more than its clients, fewer when
+negative; docs/serving.md, "Serving accuracy", says what it shows); ``--sglang-mixed``:
+SGLang rows with mixed chunks (see :mod:`llmsim.serving.reproduce` for why the default is
+without).
 """
 
 from __future__ import annotations
@@ -81,11 +84,18 @@ def seen_by_fit(engine: str, model: str) -> bool:
     return prof is not None and model in prof.fitted_on
 
 
-def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
+def with_slots(cfg: dict[str, Any], row: dict[str, Any], slots_delta: int) -> dict[str, Any]:
+    """``cfg`` with ``max_num_seqs = c + slots_delta`` (at least 1) where the delta is set."""
+    if slots_delta:
+        cfg["scheduler"]["max_num_seqs"] = max(1, int(row["batch_size"]) + slots_delta)
+    return cfg
+
+
+def evaluate_row(task: tuple[dict[str, Any], bool, bool, int]) -> dict[str, Any]:
     """One row rerun with the packaged profile (and, with ``held_out``, the held-out one)."""
-    row, held_out, sglang_mixed = task
+    row, held_out, sglang_mixed, slots_delta = task
     logging.disable(logging.WARNING)
-    cfg = row_config(row, sglang_mixed=sglang_mixed)
+    cfg = with_slots(row_config(row, sglang_mixed=sglang_mixed), row, slots_delta)
     sm = base_step_model(cfg)
     ttft, tpot = run_row(cfg, sm)
     m_ttft, m_tpot = measured(row)
@@ -97,17 +107,18 @@ def evaluate_row(task: tuple[dict[str, Any], bool, bool]) -> dict[str, Any]:
            "meas_ttft": m_ttft, "meas_tpot": m_tpot,
            "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
     if held_out:
-        cfg = row_config(row, held_out_params(row["backend"], row["model_path"],
-                                              row_version(row)),
-                         with_version=False, sglang_mixed=sglang_mixed)
+        cfg = with_slots(row_config(row, held_out_params(row["backend"], row["model_path"],
+                                                         row_version(row)),
+                                    with_version=False, sglang_mixed=sglang_mixed),
+                         row, slots_delta)
         h_ttft, h_tpot = run_row(cfg, sm)
         rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)
     return rec
 
 
 def evaluate(rows: list[dict[str, Any]], held_out: bool, sglang_mixed: bool = False,
-             jobs: int = 1) -> list[dict[str, Any]]:
-    tasks = [(r, held_out, sglang_mixed) for r in rows]
+             jobs: int = 1, slots_delta: int = 0) -> list[dict[str, Any]]:
+    tasks = [(r, held_out, sglang_mixed, slots_delta) for r in rows]
     if jobs <= 1:
         return [evaluate_row(t) for t in tasks]
     from multiprocessing import get_context
@@ -155,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-row", action="store_true")
     ap.add_argument("--worst", type=int, default=10)
     ap.add_argument("--engines", nargs="+", help="only these engines' rows")
+    ap.add_argument("--models", nargs="+", help="only these models' rows (catalog names)")
+    ap.add_argument("--slots-delta", type=int, default=0,
+                    help="diagnostic: rerun with max_num_seqs = c + N")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--json", help="also write every row's record (errors included) here")
     ap.add_argument("--sglang-mixed", action="store_true",
@@ -164,11 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_file():
         print(f"error: measured data not found: {args.data}", file=sys.stderr)
         return 2
+    unknown = sorted(set(args.models or ()) - set(MODELS.values()))
+    if unknown:
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], sorted(set(MODELS.values())), n=1)
+        print(f"error: no measured rows of model {unknown[0]!r}"
+              + (f"; did you mean {hint[0]!r}?" if hint else "")
+              + f" (models: {', '.join(sorted(set(MODELS.values())))})", file=sys.stderr)
+        return 2
     rows, skipped = [], defaultdict(int)
     every = load_rows(args.data)
     contradicted = inconsistent_rows(every)
     for r in every:
         if args.engines and r["backend"] not in args.engines:
+            continue
+        if args.models and MODELS.get(str(r["model_path"])) not in args.models:
             continue
         try:
             row_config(r)
@@ -179,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if n is not None and n < len(rows):
         rows = sorted(random.Random(0).sample(rows, n), key=lambda r: r["id"])
     t0 = time.perf_counter()
-    every_rec = evaluate(rows, args.held_out, args.sglang_mixed, args.jobs)
+    every_rec = evaluate(rows, args.held_out, args.sglang_mixed, args.jobs, args.slots_delta)
     recs = [r for r in every_rec if not r["set_aside"]]
     aside = [r for r in every_rec if r["set_aside"]]
     if args.json:
@@ -189,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving accuracy: {len(every_rec)} measured aggregated H100-SXM rows rerun "
           f"(aiperf closed loop, 20c measured after 2c warm-up) in "
           f"{time.perf_counter() - t0:.0f} s; errors = predicted / measured - 1 of the "
-          "mean TTFT and mean TPOT; MdAE = median |error|, bias = median error")
+          "mean TTFT and mean TPOT; MdAE = median |error|, bias = median error"
+          + (f"; diagnostic: max_num_seqs = c {args.slots_delta:+d}" if args.slots_delta
+             else ""))
     print("rows not reproduced: " + ("; ".join(f"{k} ({v})" for k, v in sorted(
         skipped.items())) or "none"))
     print(f"rows set aside by the consistency rule (reproduce.inconsistent_rows), rerun but "

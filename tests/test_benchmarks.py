@@ -91,3 +91,46 @@ def test_search_speed_quick_runs():
     res = _run("benchmarks/search_speed.py", "--quick")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "layouts/s" in res.stdout and "xPyD" in res.stdout
+
+
+def _load(script: str):
+    """A benchmark script as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ttft_osl_slope_tells_a_slot_short_batch_from_a_full_one():
+    """Synthetic closed loops: with one slot short each request waits D / c (b * c = 1);
+    with every client in the batch the TTFT does not follow the decode time (b * c = 0)."""
+    import pandas as pd
+
+    rows = []
+    for model, short in (("a/short", True), ("a/full", False)):
+        for c in (8, 16):
+            for osl in (128, 256, 512):
+                tpot = 5.0 + c / 8
+                decode = (osl - 1) * tpot
+                rows.append({"backend": "trtllm", "model_path": model, "backend_version": "1",
+                             "tp_size": 1, "isl": 1024, "batch_size": c, "osl": osl,
+                             "silicon_tpot_ms": tpot,
+                             "silicon_ttft_ms": 60.0 + (decode / c if short else 0.0)})
+    got = _load("benchmarks/ttft_osl_slope.py").slopes(pd.DataFrame(rows))
+    by = got.groupby("model_path").b_times_c
+    assert by.min()["a/short"] > 0.99 and by.max()["a/short"] < 1.01
+    assert abs(by.max()["a/full"]) < 1e-6
+    assert list(got.n) == [3, 3, 3, 3]
+
+
+def test_serving_accuracy_slots_delta_sets_the_batch_limit():
+    mod = _load("benchmarks/serving_accuracy.py")
+    row = {"batch_size": 8}
+    assert mod.with_slots({"scheduler": {"max_num_seqs": 8}}, row, -1)["scheduler"] == {
+        "max_num_seqs": 7}
+    assert mod.with_slots({"scheduler": {"max_num_seqs": 8}}, row, 0)["scheduler"] == {
+        "max_num_seqs": 8}
+    assert mod.with_slots({"scheduler": {}}, {"batch_size": 1}, -3)["scheduler"] == {
+        "max_num_seqs": 1}
