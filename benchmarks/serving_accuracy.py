@@ -40,7 +40,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from llmsim.engines.profile import PARAMETERS, EngineProfile, load_profiles
+from llmsim.engines.profile import (
+    PARAMETERS,
+    EngineProfile,
+    load_profiles,
+    lookup_keys,
+    median_parameters,
+)
 from llmsim.serving.reproduce import (
     MODELS,
     Unsupported,
@@ -66,15 +72,15 @@ def held_out_params(engine: str, model: str, version: str | None = None
     the fit has one for that release, else the engine's (or the fallback rule)."""
     prof = load_profiles()
     held = prof.fit.get("held_out", {})
-    for key in ([f"{engine}@{version}|{model}"] if version else []) + [f"{engine}|{model}"]:
-        if key in held:
-            return dict(held[key])
+    for key in lookup_keys(engine, version):
+        if f"{key}|{model}" in held:
+            return dict(held[f"{key}|{model}"])
     if not seen_by_fit(engine, model) and engine in prof.engines:
         return {k: getattr(prof.engines[engine], k) for k in FITTED}
     others = [p for k, p in prof.engines.items() if k != engine and "@" not in k]
     if not others:
         return {k: getattr(EngineProfile(), k) for k in FITTED}  # kernels only
-    return {k: statistics.median(getattr(p, k) for p in others) for k in FITTED}
+    return median_parameters(others, FITTED)
 
 
 def seen_by_fit(engine: str, model: str) -> bool:

@@ -121,11 +121,25 @@ def load_profiles(path: str | Path | None = None) -> ProfilesFile:
     return _read(str(Path(path).resolve()))
 
 
+def lookup_keys(name: str, version: str | None = None) -> list[str]:
+    """The entries that may hold engine ``name`` at ``version``, most specific first:
+    ``NAME@VERSION`` (when a version is given), then ``NAME``."""
+    return ([f"{name}@{version}"] if version else []) + [name]
+
+
+def median_parameters(profiles: list[EngineProfile],
+                      keys: tuple[str, ...] = PARAMETERS) -> dict[str, float]:
+    """The median of each parameter over ``profiles`` (the rule for an engine with no fit)."""
+    import statistics
+
+    return {k: statistics.median(getattr(p, k) for p in profiles) for k in keys}
+
+
 def load_profile(name: str, version: str | None = None,
                  path: str | Path | None = None) -> EngineProfile:
     """The profile of engine ``name`` (at ``version`` when one was fitted for it)."""
     profiles = load_profiles(path)
-    for key in ([f"{name}@{version}"] if version else []) + [name]:
+    for key in lookup_keys(name, version):
         if key in profiles.engines:
             if version and key == name:
                 log.info("no profile fitted for %s@%s: %s's is used", name, version, name)
@@ -134,8 +148,6 @@ def load_profile(name: str, version: str | None = None,
     if not fitted:
         log.warning("no fitted profile for engine %s: its overheads are 0", name)
         return EngineProfile(fitted_on="none (no profile file)")
-    import statistics
-
-    values = {k: statistics.median(getattr(p, k) for p in fitted) for k in PARAMETERS}
-    return EngineProfile(**values, fitted_on=f"fallback: median of {len(fitted)} fitted "
-                                             "engines' parameters")
+    return EngineProfile(**median_parameters(fitted),
+                         fitted_on=f"fallback: median of {len(fitted)} fitted engines' "
+                                   "parameters")
