@@ -232,14 +232,19 @@ def solve(theta: np.ndarray, preds: np.ndarray, jacs: np.ndarray, meas: np.ndarr
 
 
 def gauss_newton(rows: list, iterations: int, jobs: int, log: logging.Logger,
-                 theta0: np.ndarray = THETA0) -> tuple:
+                 theta0: np.ndarray = THETA0, at_theta0: tuple | None = None) -> tuple:
     """(loss, theta, predictions, Jacobians, measurements) at the evaluated point of least
-    loss of ``iterations`` safeguarded Gauss-Newton steps from ``theta0``."""
+    loss of ``iterations`` safeguarded Gauss-Newton steps from ``theta0``; ``at_theta0``:
+    the (predictions, Jacobians, measurements) of ``rows`` at ``theta0`` when already known
+    (a release refined from its engine's fit), so the first point is not simulated again."""
     theta = theta0.copy()
     best: tuple | None = None
     trust = TRUST.copy()
     for it in range(iterations):
-        preds, jacs, meas = jacobian_rows(rows, theta, jobs, log)
+        if it == 0 and at_theta0 is not None:
+            preds, jacs, meas = at_theta0
+        else:
+            preds, jacs, meas = jacobian_rows(rows, theta, jobs, log)
         loss = robust_loss(preds, meas)
         if best is None or loss < best[0]:
             best = (loss, theta, preds, jacs, meas)
@@ -305,7 +310,10 @@ def fit_engine(name: str, rows: list, iterations: int, version_iterations: int, 
     for version, vrows in version_groups(rows).items():
         key = f"{name}@{version}"
         log.info(" %s: %d rows", key, len(vrows))
-        vfit = gauss_newton(vrows, version_iterations, jobs, log, best[1])
+        ids = {id(v) for v in vrows}  # vrows keep the order of rows (version_groups)
+        pick = np.array([i for i, r in enumerate(rows) if id(r) in ids])
+        vfit = gauss_newton(vrows, version_iterations, jobs, log, best[1],
+                            (best[2][pick], best[3][pick], best[4][pick]))
         entries[key] = entry(vfit, vrows)
         held.update(held_out_fits(key, vrows, vfit))
     return entries, held

@@ -72,3 +72,22 @@ def test_counts_below_one_are_refused(flag, value):
                          text=True, timeout=120)
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "at least 1" in res.stderr
+
+
+def test_a_known_first_point_is_not_simulated_again(fit, monkeypatch):
+    """A release refined from its engine's fit starts where that fit's rows were already
+    evaluated: the first iteration uses them, later ones simulate."""
+    seen = []
+
+    def fake_rows(rows, theta, jobs, log):
+        seen.append(theta.copy())
+        meas = np.ones((1, 2))
+        return meas * np.exp(theta[0]), np.zeros((1, 2, len(theta))), meas
+
+    monkeypatch.setattr(fit, "jacobian_rows", fake_rows)
+    monkeypatch.setattr(fit, "solve", lambda theta, *a, **k: theta + 0.01)
+    meas = np.ones((1, 2))
+    known = (meas * 1.5, np.zeros((1, 2, 5)), meas)
+    best = fit.gauss_newton([{}], 3, 1, logging.getLogger("test"), np.zeros(5), known)
+    assert [t[0] for t in seen] == pytest.approx([0.01, 0.02])  # theta0 never simulated
+    assert best[1][0] == pytest.approx(0.01)  # known start (ratio 1.5) beaten by 0.01
