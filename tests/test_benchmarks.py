@@ -134,3 +134,16 @@ def test_serving_accuracy_slots_delta_sets_the_batch_limit():
         "max_num_seqs": 8}
     assert mod.with_slots({"scheduler": {}}, {"batch_size": 1}, -3)["scheduler"] == {
         "max_num_seqs": 1}
+
+
+def test_cohort_phase_reruns_the_quoted_rows():
+    data = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon"
+    if not (data / "silicon_h100_sxm.csv").is_file():
+        import pytest
+
+        pytest.skip("../shared/data/e2e/aiconfigurator_silicon is absent")
+    res = _run("benchmarks/cohort_phase.py")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("Qwen3-32B") == 3 and "out of phase" in res.stdout
+    bad = _run("benchmarks/cohort_phase.py", "--ids", "no_such_row")
+    assert bad.returncode == 2 and "no_such_row" in bad.stderr

@@ -31,11 +31,12 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   steps finish in consecutive short decode steps (every running request advances one token a
   step), so a cohort that arrives together comes back compressed and re-forms every cycle;
   no timing noise of a realistic size (1-100 ms) breaks it. Some measured rows show real
-  engines out of that state: rerun as one cohort, TensorRT-LLM Qwen3-32B tp 4, 1024 / 128 at
-  ``c = 32`` predicts TTFT 451 ms / TPOT 12.6 ms against 196 / 15.9 measured (prefills
-  bunched: long queues, little decode interference), started out of phase 199 / 14.3; others
-  prefer the cohort (SGLang's, TensorRT-LLM's Llama-3.1-8B, whose TTFT grows with the output
-  length at ``c = 8``). ``scripts/fit_engine_profile.py`` fits the spread per engine (from
+  engines out of that state (``python benchmarks/cohort_phase.py``, packaged profile): rerun
+  as one cohort, TensorRT-LLM Qwen3-32B tp 4, 1024 / 128 at ``c = 32`` predicts TTFT 409 ms /
+  TPOT 14.7 ms against 196 / 15.9 measured (prefills bunched: long queues, little decode
+  interference), started out of phase 167 / 16.4; others prefer the cohort (SGLang's Qwen3-32B
+  tp 4, 2048 / 256 at ``c = 64``: 2369 ms as one, 500 ms out of phase, 2317 measured).
+  ``scripts/fit_engine_profile.py`` fits the spread per engine (from
   two starts, 0 and 1): over all rows the packaged fit leaves all three engines as one cohort
   (SGLang 0.025, TensorRT-LLM and vLLM 0), the out-of-phase state a second basin of higher
   loss.
