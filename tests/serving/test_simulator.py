@@ -349,3 +349,62 @@ def test_random_configs_closed_form_equals_step_by_step(monkeypatch, seed):
                                    rtol=1e-9, atol=1e-9, err_msg=col)
     np.testing.assert_array_equal(sims[0].table.column("preemptions"),
                                   sims[1].table.column("preemptions"))
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+def test_preemption_none_reserves_whole_kv_and_never_preempts(monkeypatch, scheduler):
+    """``preemption: none`` (TensorRT-LLM's GUARANTEED_NO_EVICT): with a KV cache so tight
+    that recompute preempts, admission waits until the running requests' whole KV (prompt +
+    output) plus the new one's fits, so nothing is ever preempted and every request ends."""
+    from llmsim.serving.config import load_config
+    from llmsim.serving.replica import Replica
+    from llmsim.serving.setup import ServingSetup
+    from llmsim.serving.simulator import Simulation
+
+    orig = Replica._commit
+    seen = {"checks": 0, "peak_reserved": 0}
+
+    def checked(self, seg, now):
+        orig(self, seg, now)
+        self.check()  # asserts reserved <= the cache's blocks (engine.py)
+        seen["checks"] += 1
+        seen["peak_reserved"] = max(seen["peak_reserved"], self.reserved_blocks)
+
+    def run(preemption):
+        cfg = base_config(scheduler={"name": scheduler, "kv_capacity_tokens": 3000,
+                                     "max_num_batched_tokens": 700, "preemption": preemption},
+                          workload={"rate": 30.0, "num_requests": 150,
+                                    "prompt": "uniform:50,600", "output": "uniform:1,200",
+                                    "seed": 9})
+        setup = ServingSetup(load_config(cfg), FixedStepModel(0.02, 0.01, 1e-5, 1e-7))
+        sim = Simulation(setup)
+        sim.run()
+        return setup, sim
+
+    _, loose = run("recompute")
+    monkeypatch.setattr(Replica, "_commit", checked)
+    setup, sim = run("none")
+    stats = sim.replica_stats()
+    if SCHEDULERS.get(scheduler).admits_mid_batch:  # batch-level ones reserve already
+        assert sum(s.preemptions for s in loose.replica_stats()) > 0  # the case is tight
+    assert sum(s.preemptions for s in stats) == 0
+    assert seen["checks"] > 100 and 0 < seen["peak_reserved"] <= setup.num_blocks
+    assert sim.completed + sim.rejected == 150
+    rep = sim.replicas[0]
+    assert rep.kv.used == 0 and rep.reserved_blocks == 0 and not rep.reserved
+
+
+def test_a_run_that_can_go_no_further_raises_a_config_error():
+    """Whole-prompt scheduling with recompute: a preempted request whose prompt plus
+    generated tokens outgrow the token budget can never run again; the run stops with a
+    ConfigError naming the limit (it used to loop on its sampling events for ever)."""
+    from llmsim.errors import ConfigError
+
+    cfg = base_config(scheduler={"name": "inflight", "kv_capacity_tokens": 2000,
+                                 "max_num_batched_tokens": 650, "preemption": "recompute"},
+                      workload={"concurrency": 8, "num_requests": 40, "prompt": "fixed:600",
+                                "output": "fixed:400", "seed": 1})
+    with pytest.raises(ConfigError, match="stalled.*max_num_batched_tokens = 650"):
+        simulate(cfg, step_model=FixedStepModel(0.02, 0.01))
+    cfg["scheduler"]["preemption"] = "none"
+    assert simulate(cfg, step_model=FixedStepModel(0.02, 0.01)).summary()["num_requests"] == 40

@@ -45,7 +45,9 @@ BlockSizeOpt = Annotated[int | None, typer.Option(
 OrderOpt = Annotated[str | None, typer.Option(
     "--order", help="Queue order: fcfs | priority.")]
 PreemptionOpt = Annotated[str | None, typer.Option(
-    "--preemption", help="recompute | swap (KV to host over PCIe).")]
+    "--preemption",
+    help="recompute | swap (KV to host over PCIe) | none (admission reserves prompt + output "
+         "KV; TensorRT-LLM's GUARANTEED_NO_EVICT, its default).")]
 SwapSpaceOpt = Annotated[float | None, typer.Option(
     "--swap-space", min=0.0, help="Host memory for swapped KV per GPU, GB (default 4 GiB).")]
 PrefixCachingOpt = Annotated[bool | None, typer.Option(

@@ -50,8 +50,15 @@ MAX_KV_TOKENS = 2**40
 
 
 class Preemption(str, Enum):
+    """What happens when the running requests' KV outgrows the cache: ``recompute`` (free a
+    request's blocks, recompute its prompt later; vLLM V1), ``swap`` (move its blocks to host
+    memory), or ``none``: never preempt -- admission reserves each request's whole KV
+    (prompt + output tokens) up front, so a started request always finishes (TensorRT-LLM's
+    default capacity policy ``GUARANTEED_NO_EVICT``)."""
+
     RECOMPUTE = "recompute"
     SWAP = "swap"
+    NONE = "none"
 
 
 class ModelSection(Spec):

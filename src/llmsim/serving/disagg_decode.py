@@ -72,6 +72,10 @@ class DecodeReplica(Replica):
             return super().try_admit(rid, now, budget, reserve, whole, over_budget_ok)
         t = self.table
         t.blocks[rid] = blocks
+        if self.reserve_full:  # preemption none: its whole KV counts from now on
+            full = self.full_kv_blocks(rid)
+            self.reserved[rid] = full
+            self.reserved_blocks += full
         self.n_ready -= 1
         if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
             t.first_scheduled_s[rid] = now

@@ -49,6 +49,11 @@ class EventLoop:
     def __len__(self) -> int:
         return len(self._heap)
 
+    def has_live_events(self) -> bool:
+        """Whether any pending event is not cancelled (O(pending events))."""
+        cancelled = self._cancelled
+        return any(e[2] not in cancelled for e in self._heap)
+
     def run(self, until_s: float = math.inf) -> None:
         """Pop and run events in order until the heap is empty or the next is after ``until_s``."""
         heap, cancelled, pop = self._heap, self._cancelled, heapq.heappop

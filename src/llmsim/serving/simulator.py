@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from llmsim.errors import ConfigError
 from llmsim.serving.config import Preemption
 from llmsim.serving.events import EventLoop
 from llmsim.serving.kvcache import KVCache
@@ -127,6 +128,7 @@ class Simulation:
             replica_cls, extra = ItlReplica, {"itl_log": self.itl_log}
         configs = [ReplicaConfig(index=first_index + i, limits=limits, order=sc.order,
                                  swap_enabled=sc.preemption == Preemption.SWAP,
+                                 reserve_full_kv=sc.preemption == Preemption.NONE,
                                  closed_form=closed_form, multi_phase=not wl.concurrency,
                                  trace_limit=cfg.metrics.max_trace_steps,
                                  beam=setup.beam)
@@ -259,7 +261,31 @@ class Simulation:
             self.completed + pending, out,
             sum(s.prefill_tokens for s in samples), sum(s.busy_s for s in samples)))
         if self.done < self.n:
+            if not self.loop.has_live_events():
+                raise ConfigError(self._stall_message(now))
             self.loop.schedule(max(self.ts.next_time(), now), PRIO_SAMPLE, self._on_sample)
+
+    def _stall_message(self, now: float) -> str:
+        """Why a run can go no further: requests wait, nothing runs and nothing will arrive
+        (a waiting head that no step can ever take, e.g. a prompt recomputed after a
+        preemption that no longer fits a scheduler's whole-prompt budget)."""
+        t = self.table
+        for r in self.replicas:
+            if len(r.waiting):
+                rid = r.waiting.peek()
+                need = t.input_tokens[rid] + t.generated[rid]
+                lim = r.scheduler.limits
+                if need <= lim.max_num_batched_tokens:
+                    continue
+                return (f"the simulation stalled at t = {now:.3f} s: {len(r.waiting)} requests "
+                        f"wait on replica {r.index} and nothing runs; request {rid} needs "
+                        f"{need} prompt tokens (recomputed after {t.preemptions[rid]} "
+                        f"preemptions) in one step, over max_num_batched_tokens = "
+                        f"{lim.max_num_batched_tokens}; raise --max-num-batched-tokens, use "
+                        "--preemption none (admission reserves the whole KV) or a scheduler "
+                        "that chunks prompts")
+        return (f"the simulation stalled at t = {now:.3f} s with {self.n - self.done} "
+                "requests unfinished and nothing left to run")
 
     def replica_stats(self) -> list[ReplicaStats]:
         """Every replica's record (index order): what the report is made of."""

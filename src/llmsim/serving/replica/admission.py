@@ -7,6 +7,16 @@ referenced and released through the ``KVCache`` by key, the rest private. Admiss
 blocks of the tokens the first chunk computes (after the prefix-cache hits); a prefilling
 request's next chunk extends them. Preemption by swap moves a decoder's blocks to host memory,
 by recompute frees them and sends the request back to the front of the queue.
+
+With ``reserve_full`` (``preemption: none``, TensorRT-LLM's ``GUARANTEED_NO_EVICT``: a request
+starts only if it can finish without eviction) admission also keeps free the blocks every
+running request will still take and the new request's own later blocks: a request is admitted
+only if ``R + full(rid) <= blocks`` where ``R`` is the sum of the running requests' whole-KV
+blocks, ``full(rid) = ceil(p / bs) + beam x (ceil((p + o - 1) / bs) - ceil(p / bs))`` for ``p``
+prompt and ``o`` output tokens (the request's output length stands for its ``max_tokens``,
+as with a benchmark's ``ignore_eos``). Blocks are still taken as tokens are computed, so the
+cache's use is what it is; only admission waits. Shared prefix blocks are counted once per
+request that uses them (conservative).
 """
 
 from __future__ import annotations
@@ -40,6 +50,9 @@ class Admission(DecodeSet):
         else:
             chunk = remaining if remaining < budget else budget
         nblocks = -(-(start + chunk) // bs)
+        if self.reserve_full:
+            full = self.full_kv_blocks(rid)
+            reserve += max(0, self.reserved_blocks - kv.used) + max(0, full - nblocks)
         if keys:
             use = keys[:nblocks]
             need = kv.blocks_to_acquire(use) + nblocks - len(use)
@@ -55,6 +68,9 @@ class Admission(DecodeSet):
             kv.allocate(nblocks)
         t.blocks[rid] = nblocks
         t.computed[rid] = start
+        if self.reserve_full:
+            self.reserved[rid] = full
+            self.reserved_blocks += full
         if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
             t.first_scheduled_s[rid] = now
             t.cached_tokens[rid] = start
@@ -66,6 +82,13 @@ class Admission(DecodeSet):
         self.running[rid] = None
         self.prefilling[rid] = None
         return chunk
+
+    def full_kv_blocks(self, rid: int) -> int:
+        """The blocks ``rid`` holds when its last token is computed (module docstring)."""
+        t, bs = self.table, self.bs
+        p = t.input_tokens[rid]
+        prompt = -(-p // bs)
+        return prompt + self.beam * (-(-(p + t.output_tokens[rid] - 1) // bs) - prompt)
 
     def try_extend(self, rid: int, chunk: int) -> bool:
         """Allocate blocks for the next ``chunk`` prompt tokens of a prefilling request."""
@@ -148,6 +171,8 @@ class Admission(DecodeSet):
     # ------------------------------------------------------------------ block release
     def _free_blocks(self, rid: int, blocks: int) -> None:
         """Release the blocks of a request that leaves the GPU (keyed ones by reference)."""
+        if self.reserved:
+            self.reserved_blocks -= self.reserved.pop(rid, 0)
         held = 0
         if self.kheld:  # prefix caching: keyed blocks are released by reference
             held = self.kheld.pop(rid, 0)

@@ -172,6 +172,11 @@ class Replica(Commit, RunPlanner):
         assert self.kv.used <= self.kv.total
         assert self.n_live >= 0 and self.n_dec >= self.n_live
         assert sum(self.res) == self.n_live * self.beam, (sum(self.res), self.n_live)
+        if self.reserve_full:  # preemption none: the running requests' whole KV fits
+            assert self.reserved_blocks == sum(self.reserved.values())
+            assert set(self.reserved) <= set(self.running)
+            assert self.reserved_blocks <= self.kv.total or self.prefix, (
+                self.reserved_blocks, self.kv.total)
         if self.seg is not None:
             return  # reservations of the segment in flight are not attributed yet
         t = self.table

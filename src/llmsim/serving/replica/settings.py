@@ -19,8 +19,10 @@ class ReplicaConfig:
     ``index``: the replica's number (0-based; the request table's ``replica`` column);
     ``limits``: what its scheduler plans under; ``order``: of its waiting queue (also which
     request a preemption picks); ``swap_enabled``: preempt by swapping KV to host memory while
-    host space allows (else recompute); ``closed_form``: advance runs of decode steps in
-    closed form (False prices every step one by one: the reference the tests compare with);
+    host space allows (else recompute); ``reserve_full_kv``: admission reserves each request's
+    whole KV, prompt + output (``preemption: none``, :mod:`.admission`); ``closed_form``:
+    advance runs of decode steps in closed form (False prices every step one by one: the
+    reference the tests compare with);
     ``multi_phase``: a closed-form run may cross finishes (off with closed-loop clients, whose
     finishes send the next request; implies nothing without ``closed_form``);
     ``trace_limit``: the most chrome-trace rows kept (all replicas together); ``beam``: beams
@@ -31,6 +33,7 @@ class ReplicaConfig:
     limits: SchedulerLimits
     order: Order = Order.FCFS
     swap_enabled: bool = False
+    reserve_full_kv: bool = False
     closed_form: bool = True
     multi_phase: bool = True
     trace_limit: int = 200_000

@@ -68,6 +68,9 @@ class ReplicaState:
         self.hist = itl_hist
         self.on_finish = on_finish
         self.swap_enabled = config.swap_enabled
+        self.reserve_full = config.reserve_full_kv
+        self.reserved: dict[int, int] = {}  # running request -> its whole-KV blocks
+        self.reserved_blocks = 0  # their sum (reserve_full only)
         self.trace_steps = trace_steps
         self.trace_limit = config.trace_limit
         self.closed_form = config.closed_form
