@@ -4,7 +4,8 @@ The commands are the ``llmsim ...`` lines of README.md and docs/*.md (fenced blo
 code, ``\\`` continuations joined, ``$ `` prompts and trailing ``# comments`` dropped) plus one
 run of every file in examples/. Each command runs twice in a scratch folder (which holds a copy
 of examples/ and the quick-start case files): as written (its table output) and, where the
-command has ``--format``, as ``--format json``. Wall-clock fields are dropped (``*wall*`` keys;
+command has ``--format``, as ``--format json``. Wall-clock fields are dropped (``*wall*`` keys
+and a search's ``timing`` block, also inside JSON-lines files;
 the executor's measured runs are skipped: they time this machine). Files a command writes
 (``--out``) are recorded too (JSON/CSV/YAML/text by content, images by existence).
 
@@ -211,10 +212,12 @@ def _has_format(words: list[str]) -> bool:
 
 
 def _normalise(obj: Any) -> Any:
-    """Drop wall-clock fields; paths inside this checkout as ``<repo>/...`` (a check from
-    another clone compares equal); keep everything else."""
+    """Drop wall-clock fields (``*wall*`` keys, a search's ``timing``: seconds its tasks
+    took); paths inside this checkout as ``<repo>/...`` (a check from another clone compares
+    equal); keep everything else."""
     if isinstance(obj, dict):
-        return {k: _normalise(v) for k, v in obj.items() if "wall" not in str(k)}
+        return {k: _normalise(v) for k, v in obj.items()
+                if "wall" not in str(k) and k != "timing"}
     if isinstance(obj, list):
         return [_normalise(v) for v in obj]
     if isinstance(obj, str):
@@ -234,6 +237,11 @@ def _read_output(path: Path) -> Any:
     if suffix == ".json":
         try:
             return _normalise(json.loads(text))
+        except json.JSONDecodeError:
+            return text
+    if suffix == ".jsonl":
+        try:
+            return [_normalise(json.loads(line)) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError:
             return text
     if suffix == ".csv":
