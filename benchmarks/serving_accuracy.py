@@ -5,20 +5,22 @@
 Each aggregated row of ``../shared/data/e2e/aiconfigurator_silicon/silicon_h100_sxm.csv``
 (aiperf closed loops on H100-SXM, PROVENANCE.md of that folder) is rerun as its benchmark ran
 it (:mod:`llmsim.serving.reproduce`: closed loop of ``c`` clients, ``20c`` measured requests
-after ``2c`` warm-up requests, fixed ISL / OSL, the generator's engine limits) with
-``--engine <backend>`` and the packaged engine profile. Printed: per engine, model,
-concurrency bucket and overall, the median absolute relative error (``|pred / meas - 1|``)
-and the bias (median of ``pred / meas - 1``) of the mean TTFT and the mean TPOT, and the rows
-with the worst errors. ``--held-out`` predicts every row again with the leave-one-model-out
-parameters of ``scripts/fit_engine_profile.py`` (that engine's profile fitted without the
-row's model); a model the engine's packaged fit never saw (its ``fitted_on`` does not name it:
-the model joined the catalog after the fit) is already out of sample with the packaged
-parameters, which it keeps; an engine fitted on that model alone uses the fallback rule: the
-median of the other engines' parameters. A last table gives the rows of models no packaged
-fit saw, on their own. Rows that contradict their own deployment (the stated rule of
+after ``2c`` warm-up requests, fixed ISL / OSL, the generator's engine limits) with ``--engine
+<backend>`` and the packaged engine profile. Printed: per engine, model, concurrency bucket and
+overall, the median absolute relative error (``|pred / meas - 1|``) and the bias (median of
+``pred / meas - 1``) of the mean TTFT and the mean TPOT (and of one request's mean latency
+``E2E = TTFT + (osl - 1) TPOT``: off with them, the engine's throughput is; right while they
+are off, only the split of a request's time between waiting and decoding), and the rows with
+the worst errors. ``--held-out`` predicts every row again with the leave-one-model-out
+parameters of ``scripts/fit_engine_profile.py`` (that engine's profile fitted without the row's
+model); a model the engine's packaged fit never saw (its ``fitted_on`` does not name it: the
+model joined the catalog after the fit) is already out of sample with the packaged parameters,
+which it keeps; an engine fitted on that model alone uses the fallback rule: the median of the
+other engines' parameters. A last table gives the rows of models no packaged fit saw, on their
+own. Rows that contradict their own deployment (the stated rule of
 :func:`llmsim.serving.reproduce.inconsistent_rows`; the fit skips them) are rerun too but left
-out of the tables and listed apart with their errors. Rows llmsim cannot reproduce are
-counted and named.
+out of the tables and listed apart with their errors. Rows llmsim cannot reproduce are counted
+and named.
 ``--rows N``: a fixed-seed subsample of N rows; ``--smoke``: 4 rows (CI); ``--json FILE``:
 every row's record; ``--engines`` / ``--models``:
 only those engines' / models' rows (catalog names); ``--slots-delta N``: a diagnostic rerun with
@@ -97,6 +99,13 @@ def with_slots(cfg: dict[str, Any], row: dict[str, Any], slots_delta: int) -> di
     return cfg
 
 
+def e2e_error(ttft: float, tpot: float, meas_ttft: float, meas_tpot: float, osl: int) -> float:
+    """The error of one request's mean latency, ``E2E = TTFT + (osl - 1) x TPOT``: whether
+    a TTFT / TPOT error is the engine's throughput (E2E off too) or only how it splits a
+    request's time between waiting and decoding (E2E right)."""
+    return (ttft + (osl - 1) * tpot) / (meas_ttft + (osl - 1) * meas_tpot) - 1
+
+
 def evaluate_row(task: tuple[dict[str, Any], bool, bool, int]) -> dict[str, Any]:
     """One row rerun with the packaged profile (and, with ``held_out``, the held-out one)."""
     row, held_out, sglang_mixed, slots_delta = task
@@ -111,14 +120,16 @@ def evaluate_row(task: tuple[dict[str, Any], bool, bool, int]) -> dict[str, Any]
            "set_aside": row.get("set_aside"),
            "isl": int(row["isl"]), "osl": int(row["osl"]), "tp": int(row["tp_size"]),
            "meas_ttft": m_ttft, "meas_tpot": m_tpot,
-           "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1}
+           "ttft_err": ttft / m_ttft - 1, "tpot_err": tpot / m_tpot - 1,
+           "e2e_err": e2e_error(ttft, tpot, m_ttft, m_tpot, int(row["osl"]))}
     if held_out:
         cfg = with_slots(row_config(row, held_out_params(row["backend"], row["model_path"],
                                                          row_version(row)),
                                     with_version=False, sglang_mixed=sglang_mixed),
                          row, slots_delta)
         h_ttft, h_tpot = run_row(cfg, sm)
-        rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1)
+        rec.update(ho_ttft_err=h_ttft / m_ttft - 1, ho_tpot_err=h_tpot / m_tpot - 1,
+                   ho_e2e_err=e2e_error(h_ttft, h_tpot, m_ttft, m_tpot, int(row["osl"])))
     return rec
 
 
@@ -145,14 +156,14 @@ def _stats(recs: list[dict[str, Any]], prefix: str = "") -> str:
         v = [r[prefix + key] for r in recs]
         return statistics.median(abs(x) for x in v), statistics.median(v)
 
-    (ta, tb), (pa, pb) = col("ttft_err"), col("tpot_err")
-    return f"{len(recs):5d} {ta:9.1%} {tb:+9.1%} {pa:9.1%} {pb:+9.1%}"
+    (ta, tb), (pa, pb), (ea, eb) = col("ttft_err"), col("tpot_err"), col("e2e_err")
+    return f"{len(recs):5d} {ta:9.1%} {tb:+9.1%} {pa:9.1%} {pb:+9.1%} {ea:9.1%} {eb:+9.1%}"
 
 
 def report(recs: list[dict[str, Any]], prefix: str, title: str) -> None:
     print(f"\n{title}")
     print(f"{'group':34s} {'rows':>5s} {'TTFT MdAE':>9s} {'bias':>9s} {'TPOT MdAE':>9s} "
-          f"{'bias':>9s}")
+          f"{'bias':>9s} {'E2E MdAE':>9s} {'bias':>9s}")
     for key in ("engine", "model", "bucket"):
         groups: dict[str, list] = defaultdict(list)
         for r in recs:
@@ -220,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving accuracy: {len(every_rec)} measured aggregated H100-SXM rows rerun "
           f"(aiperf closed loop, 20c measured after 2c warm-up) in "
           f"{time.perf_counter() - t0:.0f} s; errors = predicted / measured - 1 of the "
-          "mean TTFT and mean TPOT; MdAE = median |error|, bias = median error"
+          "mean TTFT and mean TPOT (and of E2E = TTFT + (osl - 1) TPOT); MdAE = median "
+          "|error|, bias = median error"
           + (f"; diagnostic: max_num_seqs = c {args.slots_delta:+d}" if args.slots_delta
              else ""))
     print("rows not reproduced: " + ("; ".join(f"{k} ({v})" for k, v in sorted(
