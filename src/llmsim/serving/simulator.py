@@ -261,7 +261,8 @@ class Simulation:
             self.completed + pending, out,
             sum(s.prefill_tokens for s in samples), sum(s.busy_s for s in samples)))
         if self.done < self.n:
-            if not self.loop.has_live_events():
+            if (all(r.seg is None for r in self.replicas)  # a step in flight: live
+                    and not self.loop.has_live_events()):
                 raise ConfigError(self._stall_message(now))
             self.loop.schedule(max(self.ts.next_time(), now), PRIO_SAMPLE, self._on_sample)
 
