@@ -50,10 +50,22 @@ class ServingSetup:
                 wl_cfg = wl_cfg.model_copy(update={"jitter_s": self.engine.profile.jitter_s})
         self.cfg = cfg
         self.workload = workload or build_workload(wl_cfg)
-        sc, par = cfg.scheduler, cfg.parallelism
-        self.scheduler_cls = SCHEDULERS.get(sc.name)
-        self.router_cls = ROUTERS.get(par.router)
+        self.scheduler_cls = SCHEDULERS.get(cfg.scheduler.name)
+        self.router_cls = ROUTERS.get(cfg.parallelism.router)
         self.info: dict[str, Any] = {}
+        self._resolve_step_model(step_model)
+        self._resolve_token_limits()
+        self._resolve_kv_blocks()
+        par = cfg.parallelism
+        self.gpus_per_replica = (self.deployment.afd.num_gpus(par.tp) if self.deployment
+                                 is not None and self.deployment.afd is not None
+                                 else par.tp * par.pp)
+        self.num_gpus = self.gpus_per_replica * par.replicas
+
+    def _resolve_step_model(self, step_model: StepTimeModel | None) -> None:
+        """The step model a replica prices with: the given one or the deployment's kernels,
+        under the engine's profile, with speculative decoding, beams and the expert cache."""
+        cfg = self.cfg
         self.step_model: StepTimeModel = (step_model if step_model is not None
                                           else build_step_model(deployment_of(cfg)))
         if self.engine is not None:
@@ -80,6 +92,12 @@ class ServingSetup:
             self.expert_offload = ExpertOffload(
                 cfg.expert_offload, self.step_model, cfg.workload.seed, cfg.parallelism.tp,
                 cfg.parallelism.pp, self.beam, self.speculation)
+
+    def _resolve_token_limits(self) -> None:
+        """``max_model_len`` (the config's, else the model's trained context) and the step's
+        token budget ``max_batched`` (the config's; else 8192 for schedulers that chunk,
+        at least the longest prompt for those that do not)."""
+        cfg, sc = self.cfg, self.cfg.scheduler
         model_len = (self.deployment.model.max_position_embeddings
                      if self.deployment is not None else 1 << 20)
         self.max_model_len = int(cfg.model.max_model_len or model_len)
@@ -101,6 +119,11 @@ class ServingSetup:
             raise ConfigError(f"max_num_batched_tokens ({self.max_batched}) must be >= "
                               f"max_num_seqs ({sc.max_num_seqs}) for chunked prefill "
                               "(every decoding sequence needs a token per step)")
+
+    def _resolve_kv_blocks(self) -> None:
+        """The KV cache of a replica in blocks (:meth:`_kv_capacity`), the watermark kept free
+        at admission and the host blocks swap preemption may use."""
+        sc = self.cfg.scheduler
         self.kv_bytes_per_token = 0.0
         self.kv_tokens = self._kv_capacity()
         self.num_blocks = self.kv_tokens // sc.block_size
@@ -116,10 +139,6 @@ class ServingSetup:
             swap_bytes = (DEFAULT_SWAP_SPACE_BYTES if sc.swap_space_bytes is None
                           else sc.swap_space_bytes)
             self.host_blocks = int(swap_bytes // (sc.block_size * self.kv_bytes_per_token))
-        self.gpus_per_replica = (self.deployment.afd.num_gpus(par.tp) if self.deployment
-                                 is not None and self.deployment.afd is not None
-                                 else par.tp * par.pp)
-        self.num_gpus = self.gpus_per_replica * par.replicas
 
     # ------------------------------------------------------------------ resolution
     def _kv_capacity(self) -> int:
