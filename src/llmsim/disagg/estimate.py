@@ -27,6 +27,7 @@ between workers (all workers are alike and evenly loaded).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from llmsim import checks
@@ -90,68 +91,25 @@ def estimate_disagg(model: str, hardware: str | None, prefill: PoolSpec, decode:
     """xPyD estimate (module docstring). ``formats``: ``dtype``, ``weight_dtype``,
     ``act_dtype``, ``kv_dtype``, ``profile``, ``efficiency`` as :func:`estimate` takes them.
     ``concurrency`` None: every decode slot busy (``y x max_num_seqs x dp``)."""
-    for role, pool in (("prefill", prefill), ("decode", decode)):
-        if not isinstance(pool, PoolSpec):
-            raise ConfigError(f"{role} pool must be a PoolSpec (parse_pool('workers=1,tp=8'))")
-        if pool.workers < 1:
-            raise ConfigError(f"--{role}-pool has workers=0: a disaggregated deployment needs "
-                              f"at least one {role} worker")
+    _check_pools(prefill, decode)
     prompt, output = checks.whole(prompt, "prompt"), checks.whole(output, "output")
     if concurrency is not None:
         concurrency = checks.whole(concurrency, "concurrency")
     pk = _deployment_kwargs(model, prefill, hardware, formats)
     dk = _deployment_kwargs(model, decode, hardware, formats)
-
-    n_p = 1
-    if prefill.max_num_batched_tokens:
-        n_p = max(1, min(prefill.max_num_seqs, prefill.max_num_batched_tokens // prompt))
-    pre = estimate(**pk, batch=n_p * prefill.dp, prompt=prompt, output=1)
-    t_p = pre.ttft_s
-    mu_p = prefill.workers * n_p * prefill.dp / t_p
+    pre, t_p, mu_p = _prefill_pool(pk, prefill, prompt)
 
     ddep = Deployment.resolve(**{k: v for k, v in dk.items() if k != "model"}, model=model)
     kv_bytes = kv_bytes_per_gpu(ddep, prompt)
     transfer = kv_transfer_s(kv_bytes, link, ddep.cluster)
     exposed = exposed_transfer_s(transfer, t_p, ddep.model.num_layers, link.layerwise)
-
-    # a decode worker holds at most what its KV fits (activations: one step of its
-    # max_num_batched_tokens, default 8192, as engines pre-allocate; it runs no prefill)
-    fit = decode.dp * max_sequences(ddep.model, ddep.cluster, ddep.plan, ddep.precision,
-                                    prompt + output,
-                                    max_tokens=decode.max_num_batched_tokens or 8192)
-    if fit < 1:
-        raise ConfigError(f"a decode worker (tp {decode.tp}, pp {decode.pp}, dp {decode.dp}) "
-                          f"cannot hold the KV of one {prompt}+{output}-token request; raise "
-                          "its tp / pp or use --kv-dtype fp8")
-    cap_d = min(decode.max_num_seqs * decode.dp, fit)
-    tpot_cache: dict[int, float] = {}
-
-    def tpot(b: float) -> float:
-        key = max(1, min(cap_d, math.ceil(b)))
-        if key not in tpot_cache:
-            # memory is checked above (KV of the decode batch); the static estimate would
-            # also count the whole batch's prefill activations, which a decode worker never runs
-            tpot_cache[key] = (estimate(**dk, batch=key, prompt=prompt, output=output,
-                                        allow_overflow=True).tpot_s if output > 1 else 0.0)
-        return tpot_cache[key]
+    cap_d = _decode_slots(ddep, decode, prompt, output)
+    tpot = _tpot_curve(dk, cap_d, prompt, output)
 
     c = concurrency if concurrency is not None else decode.workers * cap_d
-    b = min(cap_d, max(1.0, c / decode.workers))
-    lam = wait = 0.0
-    for _ in range(60):
-        d_time = (output - 1) * tpot(b)
-        lam, wait = _solve_rate(c, t_p, mu_p, exposed, d_time)
-        new_b = min(float(cap_d), max(1.0, lam * d_time / decode.workers))
-        if abs(new_b - b) < 1e-3:
-            b = new_b
-            break
-        b = 0.5 * (b + new_b)
+    b, lam, wait, decode_wait = _operating_point(c, decode.workers, cap_d, tpot, output,
+                                                 t_p, mu_p, exposed)
     d_time = (output - 1) * tpot(b)
-    decode_wait = 0.0
-    mu_d_pool = decode.workers * b / d_time if d_time > 0 else math.inf
-    if lam > mu_d_pool * (1 + 1e-9):  # decode saturated: requests wait for a slot
-        lam = mu_d_pool
-        decode_wait = max(0.0, c / lam - d_time - (t_p + exposed))
     ttft = t_p + wait + exposed + decode_wait
     gpus = prefill.num_gpus + decode.num_gpus
     mu_p_worker = mu_p / prefill.workers
@@ -175,6 +133,86 @@ def estimate_disagg(model: str, hardware: str | None, prefill: PoolSpec, decode:
         prefill_utilization=rho_p, decode_utilization=rho_d,
         balanced_prefill_per_decode=ratio, suggested_xpyd=_suggest(ratio, prefill, decode),
         bottleneck="prefill" if rho_p >= rho_d else "decode")
+
+
+def _check_pools(prefill: PoolSpec, decode: PoolSpec) -> None:
+    """Both pools are pool specs with at least one worker (one line that says which is not)."""
+    for role, pool in (("prefill", prefill), ("decode", decode)):
+        if not isinstance(pool, PoolSpec):
+            raise ConfigError(f"{role} pool must be a PoolSpec (parse_pool('workers=1,tp=8'))")
+        if pool.workers < 1:
+            raise ConfigError(f"--{role}-pool has workers=0: a disaggregated deployment needs "
+                              f"at least one {role} worker")
+
+
+def _prefill_pool(pk: dict, prefill: PoolSpec, prompt: int):
+    """A prefill worker's static estimate, its step time ``t_p`` and the pool's capacity
+    ``mu_p = x n_p dp / t_p`` requests/s, ``n_p = max_num_batched_tokens // prompt`` prompts
+    per step and DP rank (at least 1, at most ``max_num_seqs``)."""
+    n_p = 1
+    if prefill.max_num_batched_tokens:
+        n_p = max(1, min(prefill.max_num_seqs, prefill.max_num_batched_tokens // prompt))
+    pre = estimate(**pk, batch=n_p * prefill.dp, prompt=prompt, output=1)
+    t_p = pre.ttft_s
+    return pre, t_p, prefill.workers * n_p * prefill.dp / t_p
+
+
+def _decode_slots(ddep: Deployment, decode: PoolSpec, prompt: int, output: int) -> int:
+    """The requests a decode worker holds: ``max_num_seqs x dp``, at most those whose KV fits
+    (activations: one step of its ``max_num_batched_tokens``, default 8192, as engines
+    pre-allocate; it runs no prefill)."""
+    fit = decode.dp * max_sequences(ddep.model, ddep.cluster, ddep.plan, ddep.precision,
+                                    prompt + output,
+                                    max_tokens=decode.max_num_batched_tokens or 8192)
+    if fit < 1:
+        raise ConfigError(f"a decode worker (tp {decode.tp}, pp {decode.pp}, dp {decode.dp}) "
+                          f"cannot hold the KV of one {prompt}+{output}-token request; raise "
+                          "its tp / pp or use --kv-dtype fp8")
+    return min(decode.max_num_seqs * decode.dp, fit)
+
+
+def _tpot_curve(dk: dict, cap_d: int, prompt: int, output: int) -> Callable[[float], float]:
+    """``TPOT(b)``: a decode worker's static-batch TPOT at ``ceil(b)`` requests (1 to
+    ``cap_d``), each batch size estimated once."""
+    cache: dict[int, float] = {}
+
+    def tpot(b: float) -> float:
+        key = max(1, min(cap_d, math.ceil(b)))
+        if key not in cache:
+            # memory is checked by _decode_slots (KV of the decode batch); the static estimate
+            # would also count the whole batch's prefill activations, which a decode worker
+            # never runs
+            cache[key] = (estimate(**dk, batch=key, prompt=prompt, output=output,
+                                   allow_overflow=True).tpot_s if output > 1 else 0.0)
+        return cache[key]
+
+    return tpot
+
+
+def _operating_point(c: int, workers: int, cap_d: int, tpot: Callable[[float], float],
+                     output: int, t_p: float, mu_p: float,
+                     exposed: float) -> tuple[float, float, float, float]:
+    """The decode batch per worker ``b``, the request rate ``lambda``, the prefill queue wait
+    and the wait for a decode slot: a damped fixed point on ``b = lambda D(b) / y`` around
+    :func:`_solve_rate`; a saturated decode pool caps ``lambda`` at ``y b / D`` and the rest
+    of the loop's time is spent waiting for a slot."""
+    b = min(cap_d, max(1.0, c / workers))
+    lam = wait = 0.0
+    for _ in range(60):
+        d_time = (output - 1) * tpot(b)
+        lam, wait = _solve_rate(c, t_p, mu_p, exposed, d_time)
+        new_b = min(float(cap_d), max(1.0, lam * d_time / workers))
+        if abs(new_b - b) < 1e-3:
+            b = new_b
+            break
+        b = 0.5 * (b + new_b)
+    d_time = (output - 1) * tpot(b)
+    decode_wait = 0.0
+    mu_d_pool = workers * b / d_time if d_time > 0 else math.inf
+    if lam > mu_d_pool * (1 + 1e-9):  # decode saturated: requests wait for a slot
+        lam = mu_d_pool
+        decode_wait = max(0.0, c / lam - d_time - (t_p + exposed))
+    return b, lam, wait, decode_wait
 
 
 def _solve_rate(c: float, t_p: float, mu_p: float, exposed: float,
