@@ -36,11 +36,9 @@ def decode_slopes(frame, simulated_tpot_ms=None):
     import numpy as np
     import pandas as pd
 
-    from llmsim.serving.reproduce import DEPLOYMENT_KEYS
+    from llmsim.serving.reproduce import DEPLOYMENT_KEYS, decode_occupancy
 
-    n = frame.batch_size * (frame.osl - 1) * frame.silicon_tpot_ms / (
-        frame.silicon_ttft_ms + (frame.osl - 1) * frame.silicon_tpot_ms)
-    frame = frame.assign(n_decoding=n)
+    frame = frame.assign(n_decoding=[decode_occupancy(r) for r in frame.to_dict("records")])
     keys = [*DEPLOYMENT_KEYS, "backend_version"]
     out = []
     for key, g in frame.groupby(keys, dropna=False):
@@ -60,9 +58,14 @@ def decode_slopes(frame, simulated_tpot_ms=None):
 
 
 def _simulated(path: str) -> dict[str, float]:
-    recs = json.loads(Path(path).read_text())
-    return {r["id"]: r["meas_tpot"] * (1 + r["tpot_err"]) * 1e3 for r in recs
-            if r.get("tpot_err") is not None}
+    """Row id -> simulated TPOT (ms) from serving_accuracy.py's ``--json`` records."""
+    try:
+        recs = json.loads(Path(path).read_text())
+        return {r["id"]: r["meas_tpot"] * (1 + r["tpot_err"]) * 1e3 for r in recs
+                if r.get("tpot_err") is not None}
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path} is not the --json output of serving_accuracy.py "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         if p and not Path(p).is_file():
             print(f"error: file not found: {p}", file=sys.stderr)
             return 2
+    try:
+        simulated = _simulated(args.json) if args.json else None
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import pandas as pd
 
     from llmsim.serving.reproduce import inconsistent_rows
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = frame[(frame["mode"] == "agg") & (frame.attention_dp_size.fillna(1) <= 1)]
     aside = inconsistent_rows(frame.to_dict("records"))
     frame = frame[~frame.id.isin(aside)]
-    s = decode_slopes(frame, _simulated(args.json) if args.json else None)
+    s = decode_slopes(frame, simulated)
     s["model"] = s.model_path.str.split("/").str[-1]
     s["release"] = s.backend_version.fillna("-")
     agg = {"groups": ("rows", "size"), "b_meas_us": ("b_meas_us", "median"),

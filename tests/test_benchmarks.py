@@ -192,3 +192,14 @@ def test_golden_outputs_drop_wall_clock_fields_in_json_lines(tmp_path):
     doc = tmp_path / "search.json"
     doc.write_text(json.dumps({"counts": {"n": 2}, "timing": {"task_s": {"x": 3.0}}}))
     assert golden._read_output(doc) == {"counts": {"n": 2}}
+
+
+def test_decode_slope_refuses_bad_inputs_in_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    mod = _load("benchmarks/decode_slope.py")
+    assert mod.main(["--json", str(tmp_path / "missing.json")]) == 2
+    assert mod.main(["--data", str(tmp_path / "missing.csv")]) == 2
+    data = tmp_path / "rows.csv"
+    data.write_text("id\n")
+    assert mod.main(["--data", str(data), "--json", str(bad)]) == 2

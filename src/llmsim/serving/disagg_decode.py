@@ -73,9 +73,7 @@ class DecodeReplica(Replica):
         t = self.table
         t.blocks[rid] = blocks
         if self.reserve_full:  # preemption none: its whole KV counts from now on
-            full = self.full_kv_blocks(rid)
-            self.reserved[rid] = full
-            self.reserved_blocks += full
+            self.reserve_whole_kv(rid)
         self.n_ready -= 1
         if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
             t.first_scheduled_s[rid] = now

@@ -276,7 +276,7 @@ class Simulation:
                 rid = r.waiting.peek()
                 need = t.input_tokens[rid] + t.generated[rid]
                 lim = r.scheduler.limits
-                if need <= lim.max_num_batched_tokens:
+                if r.scheduler.chunks_prompts or need <= lim.max_num_batched_tokens:
                     continue
                 return (f"the simulation stalled at t = {now:.3f} s: {len(r.waiting)} requests "
                         f"wait on replica {r.index} and nothing runs; request {rid} needs "

@@ -69,8 +69,7 @@ class Admission(DecodeSet):
         t.blocks[rid] = nblocks
         t.computed[rid] = start
         if self.reserve_full:
-            self.reserved[rid] = full
-            self.reserved_blocks += full
+            self.reserve_whole_kv(rid, full)
         if t.first_scheduled_s[rid] != t.first_scheduled_s[rid]:  # NaN: first admission
             t.first_scheduled_s[rid] = now
             t.cached_tokens[rid] = start
@@ -89,6 +88,13 @@ class Admission(DecodeSet):
         p = t.input_tokens[rid]
         prompt = -(-p // bs)
         return prompt + self.beam * (-(-(p + t.output_tokens[rid] - 1) // bs) - prompt)
+
+    def reserve_whole_kv(self, rid: int, full: int | None = None) -> None:
+        """Count ``rid``'s whole KV (``full`` blocks) among the running reservations
+        (``preemption: none``); :meth:`_free_blocks` takes it back."""
+        full = self.full_kv_blocks(rid) if full is None else full
+        self.reserved[rid] = full
+        self.reserved_blocks += full
 
     def try_extend(self, rid: int, chunk: int) -> bool:
         """Allocate blocks for the next ``chunk`` prompt tokens of a prefilling request."""
