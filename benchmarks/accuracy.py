@@ -49,7 +49,8 @@ CAL, RAW, OVH = "calibrated", "uncalibrated", "calibrated+split_overhead"
 FAMILY_LABEL = {"gemm": "gemm", "gemm_fp8": "gemm fp8", "moe": "moe", "moe_fp8": "moe fp8",
                 "attention_prefill": "attention prefill",
                 "attention_decode": "attention decode", "elementwise": "elementwise",
-                "comm_intra": "collectives intra-node", "comm_inter": "collectives inter-node"}
+                "comm_intra": "collectives intra-node", "comm_inter": "collectives inter-node",
+                "comm_custom": "custom all-reduce"}
 FAMILY_ORDER = list(FAMILY_LABEL)
 
 

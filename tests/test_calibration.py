@@ -15,7 +15,7 @@ import yaml
 from llmsim.calibration import fit as ft
 from llmsim.calibration import predict as pr
 from llmsim.calibration.accuracy import sets_from_golden
-from llmsim.calibration.measurements import MEASURED, validate
+from llmsim.calibration.measurements import COMM_KINDS, MEASURED, validate
 from llmsim.catalog import get_hardware, list_hardware
 from llmsim.costmodel import kernels
 from llmsim.costmodel.profile import NEUTRAL_KERNEL, Profile, ResolvedKernel
@@ -47,8 +47,10 @@ def test_vectorised_prediction_equals_price_op_row_by_row():
         for (_, row), t in zip(rows.iterrows(), vec, strict=True):
             shape = {k: row[k] for k in _PRICE_OP_ARGS if pd.notna(row[k])}
             kv = row["kv_dtype"] if pd.notna(row["kv_dtype"]) else None
+            lib = ({"library": pr.row_library(row["op"])} if row["kind"] in COMM_KINDS
+                   else {})
             cost = price_op(row["kind"], row["hardware"], dtype=row["dtype"], kv_dtype=kv,
-                            profile=prof, **shape)
+                            profile=prof, **lib, **shape)
             assert cost.time_s == pytest.approx(t, rel=1e-9), (ds.name, dict(row))
             checked += 1
     assert checked > 100

@@ -144,6 +144,17 @@ def test_op_weight_only_inter_node_and_bad_shapes(cli):
     assert mismatch.code == 2 and "built from rtx-4090" in mismatch.err
 
 
+def test_op_all_reduce_library(cli):
+    """auto = the faster of NCCL and the engines' custom all-reduce (custom at decode sizes)."""
+    t = {}
+    for lib in ("auto", "nccl", "custom"):
+        res = cli("op", "--kind", "all-reduce", "-H", "h100-sxm", "--message-bytes", "65536",
+                  "--num-gpus", "8", "--library", lib, "--format", "json")
+        assert res.code == 0, res.err
+        t[lib] = res.json()["time_s"]
+    assert t["auto"] == t["custom"] < t["nccl"] / 2
+
+
 def test_memory_command(cli):
     res = cli("memory", "-m", "llama-2-70b", "-H", "a100-sxm-80gb", "--tp", "4", "--batch", "16",
               "--seq-len", "4096", "--format", "json")
@@ -163,6 +174,10 @@ def test_memory_command(cli):
     (["estimate", "-m", "llama-2-7b"], "--hardware"),
     (["op", "--kind", "gemm", "--hardware", "h100-sxm", "--m", "4"], "--n --k"),
     (["op", "--kind", "conv", "--hardware", "h100-sxm"], "unknown op kind"),
+    (["op", "--kind", "all-reduce", "-H", "h100-sxm", "--message-bytes", "65536",
+      "--num-gpus", "8", "--library", "ncl"], "Did you mean 'nccl'"),
+    (["op", "--kind", "gemm", "-H", "h100-sxm", "--m", "4", "--n", "4", "--k", "4",
+      "--library", "nccl"], "--library applies to collectives only"),
     (["estimate", "--cases", "/nonexistent.csv", "-m", "llama-2-7b"], "no such file"),
     (["estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--format", "xml"], "'xml' is not one of"),
     (["estimate", "--bogus"], "No such option: --bogus"),

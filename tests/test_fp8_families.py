@@ -108,3 +108,26 @@ def test_a_bad_fp8_curve_in_a_profile_is_one_error_line(cli, tmp_path, bad):
               "--profile", str(prof))
     assert res.code == 2 and "Traceback" not in res.err
     assert len(res.err.strip().splitlines()) == 1 and "gemm_fp8" in res.err, res.err
+
+
+def test_user_all_reduce_rows_tagged_custom_fit_comm_custom():
+    """``llmsim calibrate`` rows of an engine's own all-reduce (``op=custom``) fit
+    ``comm_custom``; untagged all-reduce rows fit NCCL's ``comm_intra``."""
+    truth = {"comm_intra": dict(bw_eff=0.6, latency_s=7e-7, base_latency_s=6e-6),
+             "comm_custom": dict(bw_eff=0.45, latency_s=1e-7, base_latency_s=3e-6)}
+    hp = HardwareProfile([ProfileEntry(**truth)], ["h100-sxm"], None)
+    sizes = [2.0 ** e for e in range(8, 24)]
+    frames = []
+    for op in ("nccl", "custom"):
+        rows = pd.DataFrame([{"kind": "all-reduce", "hardware": "h100-sxm", "op": op,
+                              "message_bytes": s, "num_gpus": g, "source": "synthetic"}
+                             for s in sizes for g in (2, 4, 8)])
+        rows["measured_time_s"] = 1.0
+        rows = validate(rows)
+        rows["measured_time_s"] = pr.predict(rows, _Single(hp))
+        frames.append(rows)
+    entry, results = build.fit_table(pd.concat(frames, ignore_index=True), "h100-sxm")
+    assert {r.family for r in results} == {"comm_intra", "comm_custom"}
+    for fam, want in truth.items():
+        assert entry[fam]["base_latency_s"] == pytest.approx(want["base_latency_s"], rel=0.05)
+        assert entry[fam]["bw_eff"] == pytest.approx(want["bw_eff"], rel=0.05)

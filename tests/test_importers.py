@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from llmsim.calibration import aiconfigurator as aic
+from llmsim.calibration import predict as pr
 from llmsim.calibration.importers import load_source
 from llmsim.calibration.measurements import MEASURED
 from llmsim.calibration.runs import validate_runs
@@ -81,6 +82,28 @@ def test_shared_importers_and_the_sglang_version_bug():
     assert set(v["kind"]) == {"gemm", "elementwise"} and set(v["framework"]) == {"vidur"}
     lc = load_source(f"llmcompass:{SHARED_DATA}")
     assert set(lc["hardware"]) == {"a100-sxm-80gb"}  # the MI210 file: not in the catalog
+
+
+@pytest.mark.shared_data
+def test_custom_allreduce_tables_load_tagged_and_fit_below_nccl():
+    """Each engine's own all-reduce table: bf16 elements -> bytes, vLLM's CUDA-graph rows
+    only, tagged op=custom; the fitted comm_custom curve prices them within 25% (median) and
+    the TP-8 decode sizes at a third of NCCL's measured time or less."""
+    from llmsim.calibration import fit as ft
+
+    d = aic.load_custom_allreduce(SHARED_DATA, "h100_sxm")
+    assert set(d["framework"]) == {"vllm", "trtllm"} and set(d["op"]) == {"custom"}
+    assert len(d) == 2 * 69 and set(d["num_gpus"]) == {2.0, 4.0, 8.0}
+    assert d["message_bytes"].min() == 256  # 128 bf16 elements
+    small = d[d["message_bytes"] <= 8 * 2 ** 20]
+    r = ft.fit_comm(small, "h100-sxm", "custom")
+    assert r.median_ape_pct < 25
+    nccl = aic.load_nccl(SHARED_DATA, "h100_sxm")
+    pick = (nccl["kind"] == "all-reduce") & (nccl["num_gpus"] == 8) & (
+        nccl["message_bytes"] == 65536) & (nccl["dtype"] == "fp16")
+    prof = ft.comm_profile("h100-sxm", {}, {}, r.params)
+    row = small[(small["num_gpus"] == 8) & (small["message_bytes"] == 65536)].head(1)
+    assert pr.comm_time(pr.comm_rows(row), prof)[0] < nccl[pick][MEASURED].min() / 3
 
 
 def _docs_block(title: str) -> str:

@@ -21,6 +21,10 @@ ai-dynamo/aiconfigurator@095f58a5 ``collector/``):
 - ``nccl_perf``: nccl-tests ``*_perf`` out-of-place time; ``message_size`` counts elements of
   ``nccl_dtype`` (half: 2 bytes, int8: 1) of the full tensor (collect_nccl.py divides the
   nccl-tests byte size by the element size).
+- ``custom_allreduce_perf`` (``comm/<framework>/``): the engine's own all-reduce (vLLM's and
+  SGLang's custom all-reduce, TensorRT-LLM's one-/two-shot kernels) of ``message_size`` bf16
+  elements on 2/4/8 GPUs of one node; vLLM's CUDA-graph rows are kept (decode steps run in
+  graphs), tagged ``op=custom``.
 
 Every row carries ``framework`` and ``framework_version`` (the version folder read). The
 loaders take the shared data root (``../shared/data``), AIConfigurator's ``systems/data`` folder
@@ -268,6 +272,27 @@ def load_nccl(root: Path, gpu: str, version: str | None = None) -> pd.DataFrame:
                 message_bytes=d["message_size"].to_numpy(float) * elem,
                 num_gpus=d["num_gpus"].to_numpy(float), stride=1.0, op="nccl")
     return tb.frame(rows)
+
+
+def load_custom_allreduce(root: Path, gpu: str) -> pd.DataFrame:
+    """Each engine's own intra-node all-reduce (``comm/<framework>/custom_allreduce_perf``,
+    newest version per framework), tagged ``op=custom``."""
+    frames = []
+    for fw in FRAMEWORKS:
+        paths = table_paths(root, gpu, "comm", fw, "custom_allreduce_perf")
+        if not paths:
+            continue
+        d = pd.read_parquet(paths[0])
+        if "backend" in d.columns:
+            graph = d["backend"].astype(str).str.contains("graph")
+            d = d[graph] if graph.any() else d
+        src = ("aiconfigurator/"
+               + paths[0].relative_to(base_dir(root)[0]).with_suffix("").as_posix())
+        rows = _base(d, gpu, "all-reduce", src, fw, paths[0].parent.name)
+        rows.update(dtype="bf16", message_bytes=d["message_size"].to_numpy(float) * 2.0,
+                    num_gpus=d["num_gpus"].to_numpy(float), stride=1.0, op="custom")
+        frames.append(tb.frame(rows))
+    return pd.concat(frames, ignore_index=True) if frames else tb.frame({})
 
 
 def load_all(root: Path, framework: str = "vllm", version: str | None = None) -> pd.DataFrame:

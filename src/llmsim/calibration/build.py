@@ -18,11 +18,12 @@ import pandas as pd
 
 from llmsim.calibration import fit as ft
 from llmsim.calibration.measurements import COMM_KINDS, FAMILY
-from llmsim.calibration.predict import families, inter_node_mask
+from llmsim.calibration.predict import CUSTOM_OP, families, inter_node_mask
 from llmsim.calibration.reference import FIT, DataSet, combined, fit_sets
 from llmsim.catalog import get_hardware
 from llmsim.costmodel.profile import (
     COMM_FAMILIES,
+    CUSTOM_COMM_FAMILY,
     KERNEL_FAMILIES,
     HardwareProfile,
     ProfileEntry,
@@ -74,6 +75,11 @@ def fit_hardware(sets: list[DataSet], hardware: str, prior: HardwareProfile | No
         r = ft.fit_comm(inter, hardware, "inter", other=intra_params)
         entry["comm_inter"] = r.params
         results.append(r)
+    custom = combined(fit_sets(sets, hardware, "comm_custom"))
+    if len(custom):
+        r = ft.fit_comm(custom, hardware, "custom")
+        entry["comm_custom"] = r.params
+        results.append(r)
     entry["fit"] = {r.family: r.provenance() for r in results}
     return entry, results
 
@@ -81,7 +87,8 @@ def fit_hardware(sets: list[DataSet], hardware: str, prior: HardwareProfile | No
 def fit_table(table: pd.DataFrame, hardware: str, prior: HardwareProfile | None = None
               ) -> tuple[dict[str, Any], list[ft.FitResult]]:
     """Fit one hardware entry from a user's measurement table (every row is a fit row; kernel
-    kinds map to their family, collectives to ``comm_intra`` / ``comm_inter`` by span)."""
+    kinds map to their family, collectives to ``comm_intra`` / ``comm_inter`` by span, and
+    those tagged ``op=custom`` (an engine's own all-reduce) to ``comm_custom``)."""
     rows = table[table["hardware"].map(lambda h: get_hardware(str(h)).name) == hardware]
     sets = []
     kernel_rows = rows[rows["kind"].isin(list(FAMILY))]
@@ -93,7 +100,9 @@ def fit_table(table: pd.DataFrame, hardware: str, prior: HardwareProfile | None 
     comm = rows[rows["kind"].isin(COMM_KINDS)]
     if len(comm):
         inter = inter_node_mask(comm)
-        for mask, fam in ((~inter, "comm_intra"), (inter, "comm_inter")):
+        custom = (comm["op"] == CUSTOM_OP).to_numpy()
+        for mask, fam in ((~inter & ~custom, "comm_intra"), (inter & ~custom, "comm_inter"),
+                          (~inter & custom, "comm_custom")):
             if mask.any():
                 sets.append(DataSet(fam, hardware, fam, FIT, "user measurements", comm[mask]))
     return fit_hardware(sets, hardware, prior)
@@ -118,7 +127,7 @@ def derived_entry(entries: dict[str, dict[str, Any]], members: list[str]) -> dic
                               _KERNEL_FIELDS)
         if vals:
             out[family] = vals
-    for family in COMM_FAMILIES:
+    for family in (*COMM_FAMILIES, CUSTOM_COMM_FAMILY):
         vals = _median_fields((entries[m][family] for m in members if family in entries[m]),
                               _COMM_FIELDS)
         if vals:

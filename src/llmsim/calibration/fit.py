@@ -182,17 +182,18 @@ def fit_kernel_family(df: pd.DataFrame, hardware: str, family: str,
                      stats["p90_ape_pct"])
 
 
-def comm_profile(hardware: str, intra: dict[str, float], inter: dict[str, float]
-                 ) -> HardwareProfile:
+def comm_profile(hardware: str, intra: dict[str, float], inter: dict[str, float],
+                 custom: dict[str, float] | None = None) -> HardwareProfile:
     """A :class:`HardwareProfile` with only collective parameters set."""
-    entry = ProfileEntry(comm_intra=intra, comm_inter=inter)
+    entry = ProfileEntry(comm_intra=intra, comm_inter=inter, comm_custom=custom or {})
     return HardwareProfile([entry], [hardware], None)
 
 
 def fit_comm(df: pd.DataFrame, hardware: str, link: str,
              other: dict[str, float] | None = None,
              free: tuple[str, ...] = COMM_PARAMS) -> FitResult:
-    """Fit ``comm_intra`` (``link='intra'``) or ``comm_inter`` on collective rows; ``other`` holds
+    """Fit ``comm_intra`` (``link='intra'``), ``comm_inter`` or ``comm_custom`` (``'custom'``:
+    the engines' own all-reduce, rows tagged ``op=custom``) on collective rows; ``other`` holds
     the already fitted parameters of the other link class (multi-node rows use both)."""
     _check(df, f"comm_{link} on {hardware}")
     rows = pr.comm_rows(df)
@@ -204,6 +205,8 @@ def fit_comm(df: pd.DataFrame, hardware: str, link: str,
     def prof_for(values: dict[str, float]) -> HardwareProfile:
         if link == "intra":
             return comm_profile(hardware, values, other)
+        if link == "custom":
+            return comm_profile(hardware, other, {}, values)
         return comm_profile(hardware, other, values)
 
     def residual(x: np.ndarray) -> np.ndarray:

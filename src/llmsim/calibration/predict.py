@@ -53,23 +53,36 @@ def cluster_for(hardware: str, cluster: str | None, num_gpus: int) -> Cluster:
     return get_cluster(cluster, None if cluster else hardware, num_gpus=max(num_gpus, 2))
 
 
-def comm_rows(df: pd.DataFrame) -> list[tuple[OpKind, float, int, Cluster, int]]:
-    """Per-row arguments of :func:`collective_time` (kind, bytes, group, cluster, stride)."""
+#: ``op`` of a measured collective run by the engine's own all-reduce kernel (priced with
+#: ``comm_custom``); every other measured collective is NCCL's (``library="nccl"``)
+CUSTOM_OP = "custom"
+
+
+def row_library(op: object) -> str:
+    """The collective library a measured row ran: ``custom`` for ``op == "custom"``, else
+    ``nccl`` (nccl-tests, Vidur's torch.distributed timings)."""
+    return "custom" if isinstance(op, str) and op == CUSTOM_OP else "nccl"
+
+
+def comm_rows(df: pd.DataFrame) -> list[tuple[OpKind, float, int, Cluster, int, str]]:
+    """Per-row arguments of :func:`collective_time` (kind, bytes, group, cluster, stride,
+    library)."""
     out = []
     clusters = df["cluster"] if "cluster" in df.columns else pd.Series([None] * len(df))
-    for kind, size, n, stride, hw, cl in zip(df["kind"], _col(df, "message_bytes"),
-                                             _col(df, "num_gpus"),
-                                             np.nan_to_num(_col(df, "stride"), nan=1.0),
-                                             df["hardware"], clusters, strict=True):
+    ops = df["op"] if "op" in df.columns else pd.Series([None] * len(df))
+    for kind, size, n, stride, hw, cl, op in zip(df["kind"], _col(df, "message_bytes"),
+                                                 _col(df, "num_gpus"),
+                                                 np.nan_to_num(_col(df, "stride"), nan=1.0),
+                                                 df["hardware"], clusters, ops, strict=True):
         n = 2 if kind == "p2p" or not np.isfinite(n) else int(n)
         cname = cl if isinstance(cl, str) and cl else None
         cluster = cluster_for(str(hw), cname, n * int(stride))
-        out.append((OpKind(kind), float(size), n, cluster, int(stride)))
+        out.append((OpKind(kind), float(size), n, cluster, int(stride), row_library(op)))
     return out
 
 
-def is_inter_node(args: tuple[OpKind, float, int, Cluster, int]) -> bool:
-    kind, _, n, cluster, stride = args
+def is_inter_node(args: tuple[OpKind, float, int, Cluster, int, str]) -> bool:
+    kind, _, n, cluster, stride, _ = args
     return (2 if kind == OpKind.P2P else n) * stride > cluster.gpus_per_node
 
 
@@ -80,9 +93,10 @@ def inter_node_mask(df: pd.DataFrame) -> np.ndarray:
     return np.array([is_inter_node(a) for a in comm_rows(df)], dtype=bool)
 
 
-def comm_time(rows: list[tuple[OpKind, float, int, Cluster, int]],
+def comm_time(rows: list[tuple[OpKind, float, int, Cluster, int, str]],
               prof: HardwareProfile) -> np.ndarray:
-    return np.array([collective_time(k, s, n, cl, prof, stride) for k, s, n, cl, stride in rows])
+    return np.array([collective_time(k, s, n, cl, prof, stride, lib)
+                     for k, s, n, cl, stride, lib in rows])
 
 
 def _groups(df: pd.DataFrame):

@@ -108,7 +108,21 @@ def _aic_sets(root: Path, gpu: str) -> list[DataSet]:
                         "AIConfigurator nccl_perf (nccl-tests, one 8-GPU NVSwitch node): "
                         "all-reduce, all-gather, reduce-scatter, all-to-all on 2/4/8 GPUs",
                         aic.load_nccl(root, gpu)))
+    sets.append(DataSet("aic custom all-reduce", hw, "comm_custom", FIT,
+                        "AIConfigurator custom_allreduce_perf: the engines' own all-reduce "
+                        "(vLLM / SGLang custom all-reduce, TensorRT-LLM one-/two-shot) on "
+                        "2/4/8 GPUs of one node, up to 8 MiB",
+                        _custom_rows(aic.load_custom_allreduce(root, gpu))))
     return sets
+
+
+#: the largest all-reduce the engines run with their own kernel (vLLM's custom all-reduce
+#: ``max_size`` default); larger messages go to NCCL, so larger rows are not this curve's
+CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 2 ** 20
+
+
+def _custom_rows(rows):
+    return rows[pd.to_numeric(rows["message_bytes"]) <= CUSTOM_ALLREDUCE_MAX_BYTES]
 
 
 def _vidur_sets(root: Path) -> list[DataSet]:

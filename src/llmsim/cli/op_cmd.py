@@ -43,6 +43,9 @@ MessageBytesOpt = Annotated[float | None, typer.Option("--message-bytes", min=1)
 OpNumGpusOpt = Annotated[int | None, typer.Option("--num-gpus", min=2)]
 InterNodeOpt = Annotated[bool, typer.Option(
     "--inter-node", help="p2p: the two GPUs sit on different nodes.")]
+LibraryOpt = Annotated[str, typer.Option(
+    "--library", help="Collectives: auto (an intra-node all-reduce as engines run it: the "
+                      "faster of NCCL and their custom all-reduce), nccl, or custom.")]
 OpCasesOpt = Annotated[str | None, typer.Option(
     "--cases", help="CSV with kind,hardware,dtype + shape columns; one row per op.")]
 FeaturesOpt = Annotated[bool, typer.Option(
@@ -75,6 +78,7 @@ def op_cmd(
     num_experts: NumExpertsOpt = None, top_k: TopKOpt = None, ep: OpEpOpt = 1,
     message_bytes: MessageBytesOpt = None, num_gpus: OpNumGpusOpt = None,
     inter_node: InterNodeOpt = False,
+    library: LibraryOpt = "auto",
     cluster: ClusterOpt = None,
     profile: ProfileOpt = None,
     efficiency: EfficiencyOpt = None,
@@ -112,7 +116,7 @@ def op_cmd(
         raise ConfigError("give --kind and --hardware (or --cases FILE.csv)")
     shape = {k2: ctx.params[k2] for k2 in SHAPE_FLAGS}
     cost = price_op(kind, hardware, dtype=dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
-                    cluster=cluster, inter_node=inter_node, **how, **shape)
+                    cluster=cluster, inter_node=inter_node, library=library, **how, **shape)
     write_op(op_record(cost, hardware, dtype, act_dtype, inter_node, shape), cost, fmt, out)
 
 

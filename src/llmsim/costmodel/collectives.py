@@ -18,6 +18,17 @@ all-reduce of ``S / g`` per GPU over its own NIC share, intra-node all-gather. O
 (PCIe-switch) fabric a collective of more than two GPUs crosses the root complex, which halves
 the usable bandwidth (assumption, documented in docs/cost-model.md).
 
+Serving engines do not run NCCL for their tensor-parallel all-reduces inside a node: vLLM and
+SGLang use a custom all-reduce over peer-mapped buffers (vLLM ``custom_all_reduce.py``: world
+sizes up to 8, fully NVLink-connected GPUs, messages up to 8 MiB), TensorRT-LLM its one-/two-shot
+kernels with NCCL for large messages (``AllReduceStrategy.AUTO``). At decode sizes (16-128 KB) they
+take 3-8 us where NCCL takes 6-19 us (AIConfigurator's H100 tables, TP 2-8). ``library="auto"``
+(what every priced step uses) takes ``min(NCCL, custom)`` for an intra-node all-reduce of at most
+:data:`CUSTOM_ALLREDUCE_MAX_GPUS` GPUs on a non-shared fabric, where the profile has a
+``comm_custom`` curve (same formula, its own fitted ``base_latency_s``, ``latency_s``,
+``bw_eff``); ``"nccl"`` and ``"custom"`` force one (the calibration prices each measured table
+with its own library).
+
 Full-mesh fabrics (``mesh`` topology: AMD XGMI on MI300X, Gaudi's scale-up ports): the link
 bandwidth is the GPU's aggregate over its ``N - 1`` peer links (``N`` GPUs per node). A group of
 ``n`` GPUs can drive ``n - 1`` of them at once (multi-ring / direct all-to-all, as RCCL does), so
@@ -29,15 +40,20 @@ from __future__ import annotations
 from llmsim.catalog.cluster import Cluster
 from llmsim.catalog.hardware import LinkSpec, LinkTopology
 from llmsim.costmodel.ops import Bound, OpCost, OpKind
-from llmsim.costmodel.profile import HardwareProfile
+from llmsim.costmodel.profile import HardwareProfile, ResolvedComm
 from llmsim.errors import ConfigError
 
 _SHARED_FABRIC_FACTOR = 0.5
+#: the largest group the engines' custom all-reduce serves (vLLM: world sizes 2, 4, 6, 8)
+CUSTOM_ALLREDUCE_MAX_GPUS = 8
+#: ``library`` values: the faster of the two (engines), NCCL's alone, the custom kernel's alone
+LIBRARIES = ("auto", "nccl", "custom")
 
 
 def _link_time(steps: float, nbytes: float, link: LinkSpec, group: int, inter: bool,
-               prof: HardwareProfile, node_gpus: int = 8) -> float:
-    eff = prof.comm(inter)
+               prof: HardwareProfile, node_gpus: int = 8,
+               eff: ResolvedComm | None = None) -> float:
+    eff = prof.comm(inter) if eff is None else eff
     bandwidth = link.bandwidth_bytes_per_s * eff.bw_eff
     if link.topology == LinkTopology.SHARED and group > 2:
         bandwidth *= _SHARED_FABRIC_FACTOR
@@ -48,10 +64,15 @@ def _link_time(steps: float, nbytes: float, link: LinkSpec, group: int, inter: b
 
 
 def _flat(kind: OpKind, size: float, n: int, link: LinkSpec, inter: bool,
-          prof: HardwareProfile, node_gpus: int = 8) -> float:
+          prof: HardwareProfile, node_gpus: int = 8, library: str = "auto") -> float:
     if kind == OpKind.ALL_REDUCE:
-        return _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, inter, prof,
+        ring = _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, inter, prof,
                           node_gpus)
+        custom = (None if library == "nccl" or inter else
+                  custom_allreduce_time(size, n, link, prof, node_gpus))
+        if custom is None:
+            return ring
+        return custom if library == "custom" else min(ring, custom)
     if kind in (OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER):
         return _link_time(n - 1, (n - 1) / n * size, link, n, inter, prof, node_gpus)
     if kind == OpKind.ALL_TO_ALL:
@@ -61,13 +82,29 @@ def _flat(kind: OpKind, size: float, n: int, link: LinkSpec, inter: bool,
     raise ValueError(kind)
 
 
+def custom_allreduce_time(size: float, n: int, link: LinkSpec, prof: HardwareProfile,
+                          node_gpus: int = 8) -> float | None:
+    """The engines' custom all-reduce of ``size`` bytes over ``n`` GPUs of one node: the ring's
+    accounting (``2 (n - 1)`` steps, ``2 (n - 1) / n * size`` bytes per rank) priced with the
+    profile's ``comm_custom`` curve; None where it does not apply (no curve, more than
+    :data:`CUSTOM_ALLREDUCE_MAX_GPUS` GPUs, a shared PCIe fabric)."""
+    eff = prof.custom_allreduce()
+    if eff is None or n > CUSTOM_ALLREDUCE_MAX_GPUS or link.topology == LinkTopology.SHARED:
+        return None
+    return _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, False, prof, node_gpus,
+                      eff)
+
+
 def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster: Cluster,
-                    prof: HardwareProfile, stride: int = 1) -> float:
+                    prof: HardwareProfile, stride: int = 1, library: str = "auto") -> float:
     """Seconds for one collective of ``message_bytes`` over ``group_size`` ranks.
 
     ``stride``: spacing of the group's ranks (TP groups are contiguous: 1; a DP/EP group whose
     ranks interleave with TP ranks has stride ``tp``), used to tell intra- from inter-node.
+    ``library``: one of :data:`LIBRARIES` for an intra-node all-reduce (module docstring).
     """
+    if library not in LIBRARIES:
+        raise ConfigError(f"collective library {library!r} is not one of {', '.join(LIBRARIES)}")
     if group_size <= 1 or message_bytes <= 0:
         return 0.0
     if kind == OpKind.P2P:
@@ -76,7 +113,7 @@ def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster
     span = group_size * stride
     if span <= cluster.gpus_per_node:
         return _flat(kind, message_bytes, group_size, cluster.intra_node, False, prof,
-                     cluster.gpus_per_node)
+                     cluster.gpus_per_node, library)
     # Spans nodes: ranks per node g, nodes N.
     per_node = max(1, cluster.gpus_per_node // stride)
     per_node = min(per_node, group_size)
@@ -108,9 +145,10 @@ def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster
 
 
 def collective(kind: OpKind, message_bytes: float, group_size: int, cluster: Cluster,
-               prof: HardwareProfile, stride: int = 1, name: str | None = None) -> OpCost:
+               prof: HardwareProfile, stride: int = 1, name: str | None = None,
+               library: str = "auto") -> OpCost:
     """:func:`collective_time` as an :class:`OpCost` record."""
-    t = collective_time(kind, message_bytes, group_size, cluster, prof, stride)
+    t = collective_time(kind, message_bytes, group_size, cluster, prof, stride, library)
     return OpCost(name or kind.value, kind, 0.0, 0.0, 0.0, 0.0, 0.0, t, 0.0, t,
                   Bound.COMMUNICATION, comm_bytes=message_bytes,
                   shape={"message_bytes": message_bytes, "num_gpus": group_size})

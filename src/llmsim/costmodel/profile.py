@@ -24,6 +24,9 @@ the sustained bandwidth (``mn_half``: the m*n at which it reaches half of ``memo
 Collectives (``collectives.py``): ``time = base_latency_s + steps * latency_s + algo_bytes /
 (link_bandwidth * bw_eff)``; ``base_latency_s`` is the fixed cost of launching one collective
 (NCCL kernel launch and protocol set-up) and ``latency_s`` the per-step hop latency.
+``comm_intra`` / ``comm_inter`` are NCCL's; ``comm_custom`` is the serving engines' own
+intra-node all-reduce (vLLM's and SGLang's custom all-reduce, TensorRT-LLM's one-/two-shot
+kernels), same formula and fields, resolved only where an entry sets it.
 
 Host section (``host:`` of an entry keyed by a *host* name, e.g. ``gcp-t4-flexgen``; formulas in
 ``host.py``): the achieved fractions of a host's datasheet rates -- PCIe host->device and
@@ -109,6 +112,8 @@ class ProfileEntry(Spec):
     moe_fp8: KernelEfficiency = KernelEfficiency()
     comm_intra: CommEfficiency = CommEfficiency()
     comm_inter: CommEfficiency = CommEfficiency()
+    # the serving engines' own intra-node all-reduce kernels (collectives.custom_allreduce_time)
+    comm_custom: CommEfficiency = CommEfficiency()
     step_overhead_s: float | None = Field(default=None, ge=0)
     host: HostEfficiency = HostEfficiency()
     fit: dict[str, Any] = Field(default_factory=dict, description="fit provenance and error")
@@ -140,6 +145,8 @@ FP8_FAMILIES = {"gemm_fp8": "gemm", "moe_fp8": "moe"}
 KERNEL_FAMILIES = ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise",
                    *FP8_FAMILIES)
 COMM_FAMILIES = ("comm_intra", "comm_inter")
+#: the engines' custom all-reduce: resolved only where some entry of the chain sets it
+CUSTOM_COMM_FAMILY = "comm_custom"
 
 
 def kernel_family(family: str, compute: DType) -> str:
@@ -327,6 +334,14 @@ class HardwareProfile:
                         neutral,
                     )
             self._comm[family] = ResolvedComm(**cvals)
+        self._custom: ResolvedComm | None = None
+        if efficiency is None and any(
+                v is not None for e in chain
+                for v in getattr(e, CUSTOM_COMM_FAMILY).model_dump().values()):
+            self._custom = ResolvedComm(**{key: next(
+                (getattr(getattr(e, CUSTOM_COMM_FAMILY), key) for e in chain
+                 if getattr(getattr(e, CUSTOM_COMM_FAMILY), key) is not None), neutral)
+                for key, neutral in NEUTRAL_COMM.items()})
         if efficiency is not None:
             self.step_overhead_s = 0.0
         else:
@@ -339,6 +354,11 @@ class HardwareProfile:
 
     def comm(self, inter_node: bool) -> ResolvedComm:
         return self._comm["comm_inter" if inter_node else "comm_intra"]
+
+    def custom_allreduce(self) -> ResolvedComm | None:
+        """The engines' custom all-reduce curve (``comm_custom``), or None where no entry of
+        the chain has one (or with a flat ``efficiency``): all-reduces then price as NCCL's."""
+        return self._custom
 
     def describe(self) -> str:
         if self.efficiency is not None:

@@ -9,6 +9,10 @@
   num_gpus (a group larger than a node crosses the inter-node network)
 - ``p2p``: message_bytes; ``inter_node`` puts the two GPUs on different nodes
 
+``library`` (collectives): ``auto`` prices an intra-node all-reduce as serving engines run it
+(the faster of NCCL and the engine's custom all-reduce, ``costmodel/collectives.py``), ``nccl``
+as NCCL alone, ``custom`` as the custom kernel alone.
+
 ``dtype`` is the weight format, ``act_dtype`` the activation (math) format, chosen as
 ``estimate`` does: by default the weight format when it is 16/32-bit or fp8, else 16-bit
 (weight-only int4 / int8 / fp4: W4A16), and a format the part cannot compute becomes one it can.
@@ -25,7 +29,7 @@ from typing import Any
 from llmsim import checks
 from llmsim.catalog import get_cluster, get_hardware
 from llmsim.costmodel import opcases
-from llmsim.costmodel.collectives import collective
+from llmsim.costmodel.collectives import LIBRARIES, collective
 from llmsim.costmodel.estimators import ESTIMATORS, kernel_pricer
 from llmsim.costmodel.estimators.repriced import price_case, tagged
 from llmsim.costmodel.ops import OpCost, OpKind
@@ -80,7 +84,8 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
              cluster: str | None = None, profile: Profile | str | None = None,
              efficiency: float | None = None, act_dtype: str | None = None,
              inter_node: bool = False, estimator: str = "calibrated",
-             estimator_model: str | None = None, **shape: Any) -> OpCost:
+             estimator_model: str | None = None, library: str = "auto",
+             **shape: Any) -> OpCost:
     """Cost of one op on ``hardware`` (see module docstring for kinds and shape keys)."""
     checks.text(kind, "op kind")
     kind = opcases.normalize_kind(kind)
@@ -96,6 +101,10 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
         raise ConfigError(f"--kv-dtype applies to attention ops only, not {kind}; drop it")
     if act_dtype is not None and kind not in opcases.KERNEL_KINDS:
         raise ConfigError(f"--act-dtype applies to kernels only, not the collective {kind}")
+    if library not in LIBRARIES:
+        raise UnknownNameError("collective library", library, LIBRARIES)
+    if library != "auto" and kind in opcases.KERNEL_KINDS:
+        raise ConfigError(f"--library applies to collectives only, not the kernel {kind}")
     hw = get_hardware(hardware)
     name = ESTIMATORS.canonical(estimator)
     if name == "analytic":
@@ -112,12 +121,12 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
         cols = {**s, "ep": int(s.get("ep", 1))}
         op = opcases.kernel_op(kind, cols.__getitem__, hw, prof, prec)
         return op if pricer is None else price_case(pricer, kind, cols, hw, prec, op)
-    out = _collective(kind, s, shape, hw, cluster, prof, inter_node)
+    out = _collective(kind, s, hw, cluster, prof, inter_node, library)
     return out if pricer is None else tagged(out)
 
 
-def _collective(kind: str, s: dict[str, float], shape: dict[str, Any], hw, cluster: str | None,
-                prof, inter_node: bool) -> OpCost:
+def _collective(kind: str, s: dict[str, float], hw, cluster: str | None, prof,
+                inter_node: bool, library: str) -> OpCost:
     op_kind = OpKind(kind)
     remote = _truthy(inter_node)
     if kind == "p2p":
@@ -133,7 +142,7 @@ def _collective(kind: str, s: dict[str, float], shape: dict[str, Any], hw, clust
     cl = get_cluster(cluster, hw, num_gpus=max(n, 2))
     if n > cl.num_gpus:
         raise ConfigError(f"{kind} over {n} GPUs but cluster {cl.name} has {cl.num_gpus}")
-    return collective(op_kind, s["message_bytes"], n, cl, prof)
+    return collective(op_kind, s["message_bytes"], n, cl, prof, library=library)
 
 
 def _check_kernel_case(kind: str, s: dict[str, float], shape: dict[str, Any]) -> None:
