@@ -160,15 +160,22 @@ def _stats(recs: list[dict[str, Any]], prefix: str = "") -> str:
     return f"{len(recs):5d} {ta:9.1%} {tb:+9.1%} {pa:9.1%} {pb:+9.1%} {ea:9.1%} {eb:+9.1%}"
 
 
-def report(recs: list[dict[str, Any]], prefix: str, title: str) -> None:
+def _group(r: dict[str, Any], key: str) -> str:
+    if key == "engine":
+        return r["engine"]
+    if key == "tp":
+        return f"{r['engine']} / {r['model']} tp{r['tp']}"
+    return f"{r['engine']} / {concurrency_bucket(r['c']) if key == 'bucket' else r[key]}"
+
+
+def report(recs: list[dict[str, Any]], prefix: str, title: str, by_tp: bool = False) -> None:
     print(f"\n{title}")
     print(f"{'group':34s} {'rows':>5s} {'TTFT MdAE':>9s} {'bias':>9s} {'TPOT MdAE':>9s} "
           f"{'bias':>9s} {'E2E MdAE':>9s} {'bias':>9s}")
-    for key in ("engine", "model", "bucket"):
+    for key in ("engine", "model", "bucket", *(("tp",) if by_tp else ())):
         groups: dict[str, list] = defaultdict(list)
         for r in recs:
-            g = concurrency_bucket(r["c"]) if key == "bucket" else r[key]
-            groups[f"{r['engine']} / {g}" if key != "engine" else g].append(r)
+            groups[_group(r, key)].append(r)
         for g in sorted(groups):
             print(f"{g:34s} {_stats(groups[g], prefix)}")
     print(f"{'overall':34s} {_stats(recs, prefix)}")
@@ -186,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", help="only these models' rows (catalog names)")
     ap.add_argument("--slots-delta", type=int, default=0,
                     help="diagnostic: rerun with max_num_seqs = c + N")
+    ap.add_argument("--by-tp", action="store_true",
+                    help="also group by engine, model and tensor-parallel size")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--json", help="also write every row's record (errors included) here")
     ap.add_argument("--sglang-mixed", action="store_true",
@@ -242,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     print("profiles: " + ", ".join(
         f"{k}: " + " ".join(f"{p}={getattr(v, p):.4g}" for p in PARAMETERS)
         for k, v in load_profiles().engines.items()))
-    report(recs, "", "packaged profile (fitted on a subsample of these rows)")
+    report(recs, "", "packaged profile (fitted on a subsample of these rows)", args.by_tp)
     if args.held_out:
-        report(recs, "ho_", "held out: leave-one-model-out within each engine")
+        report(recs, "ho_", "held out: leave-one-model-out within each engine", args.by_tp)
     unseen = [r for r in recs if not r["seen"]]
     if unseen:
         report(unseen, "", "models the packaged fit never saw (out of sample as shipped)")

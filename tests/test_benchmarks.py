@@ -136,6 +136,20 @@ def test_serving_accuracy_slots_delta_sets_the_batch_limit():
         "max_num_seqs": 1}
 
 
+def test_serving_accuracy_groups_by_tp(capsys):
+    """``--by-tp`` adds one group per engine, model and TP size to each table."""
+    mod = _load("benchmarks/serving_accuracy.py")
+    recs = [{"engine": "trtllm", "model": "qwen3-32b", "tp": tp, "c": 16, "ttft_err": e,
+             "tpot_err": e, "e2e_err": e} for tp, e in ((1, 0.1), (8, -0.2), (8, -0.4))]
+    assert mod._group(recs[1], "tp") == "trtllm / qwen3-32b tp8"
+    mod.report(recs, "", "t", by_tp=True)
+    out = capsys.readouterr().out
+    assert "trtllm / qwen3-32b tp1                 1     10.0%    +10.0%" in out
+    assert "trtllm / qwen3-32b tp8                 2     30.0%    -30.0%" in out
+    mod.report(recs, "", "t")
+    assert " tp8 " not in capsys.readouterr().out
+
+
 def test_cohort_phase_reruns_the_quoted_rows():
     data = ROOT.parent / "shared" / "data" / "e2e" / "aiconfigurator_silicon"
     if not (data / "silicon_h100_sxm.csv").is_file():
