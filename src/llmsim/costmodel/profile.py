@@ -295,6 +295,14 @@ class ResolvedHost:
         return f"ResolvedHost({self.describe()}: {vals})"
 
 
+def _resolved_comm(chain: list[ProfileEntry], family: str) -> ResolvedComm:
+    """A collective family's fields, each from the first entry of the chain that sets it (else
+    the neutral value)."""
+    return ResolvedComm(**{key: next((getattr(getattr(e, family), key) for e in chain
+                                      if getattr(getattr(e, family), key) is not None), neutral)
+                           for key, neutral in NEUTRAL_COMM.items()})
+
+
 class HardwareProfile:
     """The efficiencies that apply to one hardware, after fallback (hardware > family > generic).
 
@@ -323,25 +331,14 @@ class HardwareProfile:
                     )
             self._kernels[family] = ResolvedKernel(**vals)
         for family in COMM_FAMILIES:
-            if efficiency is not None:
-                cvals = dict(bw_eff=efficiency, latency_s=None, base_latency_s=0.0)
-            else:
-                cvals = {}
-                for key, neutral in NEUTRAL_COMM.items():
-                    cvals[key] = next(
-                        (getattr(getattr(e, family), key) for e in chain
-                         if getattr(getattr(e, family), key) is not None),
-                        neutral,
-                    )
-            self._comm[family] = ResolvedComm(**cvals)
+            self._comm[family] = (
+                ResolvedComm(bw_eff=efficiency, latency_s=None, base_latency_s=0.0)
+                if efficiency is not None else _resolved_comm(chain, family))
         self._custom: ResolvedComm | None = None
         if efficiency is None and any(
                 v is not None for e in chain
                 for v in getattr(e, CUSTOM_COMM_FAMILY).model_dump().values()):
-            self._custom = ResolvedComm(**{key: next(
-                (getattr(getattr(e, CUSTOM_COMM_FAMILY), key) for e in chain
-                 if getattr(getattr(e, CUSTOM_COMM_FAMILY), key) is not None), neutral)
-                for key, neutral in NEUTRAL_COMM.items()})
+            self._custom = _resolved_comm(chain, CUSTOM_COMM_FAMILY)
         if efficiency is not None:
             self.step_overhead_s = 0.0
         else:
