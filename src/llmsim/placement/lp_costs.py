@@ -157,42 +157,64 @@ class CandidateModel:
         return 1 if stage == "prefill" else self.decode_steps
 
 
+@dataclass(frozen=True)
+class _Footprint:
+    """What the memory peaks need from the units: the model's stored weight and KV bytes, and
+    the widest block's 16-bit weights, KV bytes per token (stored / 16-bit) and heads."""
+
+    weight_bytes: float
+    kv_bytes: float
+    w16_block_max: float
+    kv_max: float
+    kv16_max: float
+    heads_max: float
+
+
 def build_candidate(wl: OffloadRun, policy: OffloadPolicy) -> CandidateModel:
     """Affine streams and peak memories for ``policy``'s batching and flags (see module doc)."""
-    gbs, k, b = policy.gpu_batch_size, policy.num_gpu_batches, policy.block_size
-    s, n = wl.prompt_len, wl.gen_len
-    # the cache holds s + n - 1 tokens: the last generated token's K/V is never stored
-    c_mid, c_max = s + n / 2.0, float(s + n - 1)
-    x = policy.cpu_cache_compute
-    cw, cq = policy.compress_weight, policy.compress_cache
-    w_el, p_el = wl.weight_bytes_per_element(cw), wl.plain_bytes_per_element
-    k_el, k16_el = wl.kv_bytes_per_element(cq), wl.kv16_bytes_per_element
-    a = wl.hidden_bytes_per_token
-    units = wl.units
-    times = wl.times(gbs, cw)
-    overhead = wl.step_overhead_s
+    stage_units, moved, fp = _unit_streams(wl, policy)
+    overhead = policy.num_gpu_batches * wl.step_overhead_s
+    return CandidateModel(
+        policy=policy, prompt_len=wl.prompt_len, gen_len=wl.gen_len,
+        units={st: tuple(v) for st, v in stage_units.items()},
+        step_overhead_s={"prefill": overhead, "decode": overhead},
+        memory={stage: _stage_memory(wl, policy, fp, stage) for stage in STAGES},
+        weight_bytes=fp.weight_bytes, kv_bytes=fp.kv_bytes, weight_moved_bytes=moved,
+    )
 
+
+def _unit_streams(wl: OffloadRun, policy: OffloadPolicy
+                  ) -> tuple[dict[str, list[UnitStreams]], dict[str, float], _Footprint]:
+    """Each unit's streams per stage (module doc), the weight bytes each stage moves, and the
+    footprint the memory peaks are built from."""
+    b, s = policy.block_size, wl.prompt_len
+    # the cache holds s + n - 1 tokens: the last generated token's K/V is never stored
+    c_mid, c_max = s + wl.gen_len / 2.0, float(s + wl.gen_len - 1)
+    cw = policy.compress_weight
+    w_el, p_el = wl.weight_bytes_per_element(cw), wl.plain_bytes_per_element
+    k_el = wl.kv_bytes_per_element(policy.compress_cache)
+    k16_el = wl.kv16_bytes_per_element
+    a = wl.hidden_bytes_per_token
     stage_units: dict[str, list[UnitStreams]] = {"prefill": [], "decode": []}
     w_total = kv_total = 0.0
-    w16_block_max = kv_max = kv16_max = scores_heads_max = 0.0
+    w16_block_max = kv_max = kv16_max = heads_max = 0.0
     moved = {"prefill": 0.0, "decode": 0.0}
     tables = cw and wl.runtime.compress_tables  # the embedding tables are compressed too
-    for u, t in zip(units, times, strict=True):
+    for u, t in zip(wl.units, wl.times(policy.gpu_batch_size, cw), strict=True):
         w = (u.linear_params * w_el + u.table_params * (w_el if tables else p_el)
              + (u.plain_params - u.table_params) * p_el)
         kt = u.kv_elements_per_token * k_el
-        kt16 = u.kv_elements_per_token * k16_el
         w_total += u.repeat * w
         kv_total += u.repeat * kt * b * c_max
         w16_block_max = max(w16_block_max, (u.block_linear_params_max
                                             + (u.table_params if tables else 0.0))
                             * wl.act_bytes)
-        kv_max, kv16_max = max(kv_max, kt), max(kv16_max, kt16)
-        scores_heads_max = max(scores_heads_max, u.num_heads)
+        kv_max = max(kv_max, kt)
+        kv16_max = max(kv16_max, u.kv_elements_per_token * k16_el)
+        heads_max = max(heads_max, u.num_heads)
         hid = a if u.kind == "decoder" else 0.0
         for stage in STAGES:
-            tokens = b * s if stage == "prefill" else b
-            frac = wl.expert_touched_frac(u, tokens)
+            frac = wl.expert_touched_frac(u, b * s if stage == "prefill" else b)
             wm = w - u.expert_params * w_el * (1.0 - frac)
             moved[stage] += u.repeat * wm
             if stage == "prefill":
@@ -200,58 +222,60 @@ def build_candidate(wl: OffloadRun, policy: OffloadPolicy) -> CandidateModel:
             else:
                 streams = _decode_streams(wl, u, t, wm, kt, hid, policy, frac, c_mid)
             stage_units[stage].append(UnitStreams(u.name, u.repeat, streams))
+    return stage_units, moved, _Footprint(w_total, kv_total, w16_block_max, kv_max, kv16_max,
+                                          heads_max)
 
+
+def _stage_memory(wl: OffloadRun, policy: OffloadPolicy, fp: _Footprint, stage: str
+                  ) -> dict[str, np.ndarray]:
+    """Peak GPU, CPU and disk bytes of one stage, affine in the fractions: the homes of weights,
+    cache and activations plus the working sets of the layer in flight."""
+    gbs, b, s = policy.gpu_batch_size, policy.block_size, wl.prompt_len
+    x, cw, cq = policy.cpu_cache_compute, policy.compress_weight, policy.compress_cache
+    a = wl.hidden_bytes_per_token
     w_pair, _ = in_flight_weight_bytes(wl, cw)
-    memory: dict[str, dict[str, np.ndarray]] = {}
-    for stage in STAGES:
-        t_tok = float(s) if stage == "prefill" else 1.0
-        keys = float(s) if stage == "prefill" else c_max
-        hid_home = a * b * t_tok
-        gpu = WG * w_total + CG * kv_total + HG * hid_home
-        cpu = WC * w_total + CC * kv_total + HC * hid_home
-        disk = WN * w_total + CN * kv_total + HN * hid_home
-        # GPU working set of the layer in flight: its weights and the prefetched next layer's
-        # (FlexGen's layers: attention and MLP apart, so one decoder layer's worth), the
-        # decompressed matrices of one block, the next GPU batch's prefetched input, and the
-        # larger of the core transient-activation peak (widest block) and FlexGen's attention
-        # with materialised scores (residual + q/k/v/out + the score copies alive at once,
-        # gbs x heads x t x keys each).
-        gpu = gpu + (ONE - WG) * w_pair + (ONE - HG) * a * gbs * t_tok
-        if cw:
-            gpu = gpu + ONE * w16_block_max
-        tokens = gbs * t_tok
-        copies = wl.runtime.prefill_score_copies if stage == "prefill" else 1
-        attn_peak = max((2.0 * a + (u.q_elements_per_token + u.kv_elements_per_token
-                                    + u.o_elements_per_token) * wl.act_bytes) * tokens
-                        + copies * gbs * u.num_heads * t_tok * keys * wl.act_bytes
-                        for u in units)
-        gpu = gpu + ONE * max(wl.activation_working_bytes(tokens, gbs), attn_peak)
-        # CPU staging of disk-resident data on its way to the GPU (the layer in flight and
-        # the next; activations double-buffered)
-        cpu = cpu + WN * w_pair + 2.0 * HN * a * gbs * t_tok
-        if stage == "prefill" or not x:
-            # new cache (prefill) / the cache a GPU batch reads (decode), current + next batch
-            gpu = gpu + 2.0 * (ONE - CG) * kv_max * gbs * keys
-            if cq:
-                gpu = gpu + ONE * kv16_max * gbs * keys
-        else:
-            # attention on the CPU for the CPU/disk share: only the new token's K/V on the GPU
-            gpu = gpu + 2.0 * (ONE - CG) * kv_max * gbs
-            if cq:
-                gpu = gpu + CG * kv16_max * gbs * keys
-            cpu_attn = gbs * scores_heads_max * keys * 4.0  # fp32 scores of one GPU batch
-            if cq:
-                cpu_attn += kv16_max * gbs * keys
-            cpu = cpu + (ONE - CG) * cpu_attn
-        cpu = cpu + 2.0 * CN * kv_max * gbs * keys
-        memory[stage] = {"gpu": gpu, "cpu": cpu, "disk": disk}
-
-    return CandidateModel(
-        policy=policy, prompt_len=s, gen_len=n,
-        units={st: tuple(v) for st, v in stage_units.items()},
-        step_overhead_s={"prefill": k * overhead, "decode": k * overhead},
-        memory=memory, weight_bytes=w_total, kv_bytes=kv_total, weight_moved_bytes=moved,
-    )
+    t_tok = float(s) if stage == "prefill" else 1.0
+    keys = float(s) if stage == "prefill" else float(s + wl.gen_len - 1)
+    hid_home = a * b * t_tok
+    w_total, kv_total, kv_max, kv16_max = fp.weight_bytes, fp.kv_bytes, fp.kv_max, fp.kv16_max
+    gpu = WG * w_total + CG * kv_total + HG * hid_home
+    cpu = WC * w_total + CC * kv_total + HC * hid_home
+    disk = WN * w_total + CN * kv_total + HN * hid_home
+    # GPU working set of the layer in flight: its weights and the prefetched next layer's
+    # (FlexGen's layers: attention and MLP apart, so one decoder layer's worth), the
+    # decompressed matrices of one block, the next GPU batch's prefetched input, and the
+    # larger of the core transient-activation peak (widest block) and FlexGen's attention
+    # with materialised scores (residual + q/k/v/out + the score copies alive at once,
+    # gbs x heads x t x keys each).
+    gpu = gpu + (ONE - WG) * w_pair + (ONE - HG) * a * gbs * t_tok
+    if cw:
+        gpu = gpu + ONE * fp.w16_block_max
+    tokens = gbs * t_tok
+    copies = wl.runtime.prefill_score_copies if stage == "prefill" else 1
+    attn_peak = max((2.0 * a + (u.q_elements_per_token + u.kv_elements_per_token
+                                + u.o_elements_per_token) * wl.act_bytes) * tokens
+                    + copies * gbs * u.num_heads * t_tok * keys * wl.act_bytes
+                    for u in wl.units)
+    gpu = gpu + ONE * max(wl.activation_working_bytes(tokens, gbs), attn_peak)
+    # CPU staging of disk-resident data on its way to the GPU (the layer in flight and
+    # the next; activations double-buffered)
+    cpu = cpu + WN * w_pair + 2.0 * HN * a * gbs * t_tok
+    if stage == "prefill" or not x:
+        # new cache (prefill) / the cache a GPU batch reads (decode), current + next batch
+        gpu = gpu + 2.0 * (ONE - CG) * kv_max * gbs * keys
+        if cq:
+            gpu = gpu + ONE * kv16_max * gbs * keys
+    else:
+        # attention on the CPU for the CPU/disk share: only the new token's K/V on the GPU
+        gpu = gpu + 2.0 * (ONE - CG) * kv_max * gbs
+        if cq:
+            gpu = gpu + CG * kv16_max * gbs * keys
+        cpu_attn = gbs * fp.heads_max * keys * 4.0  # fp32 scores of one GPU batch
+        if cq:
+            cpu_attn += kv16_max * gbs * keys
+        cpu = cpu + (ONE - CG) * cpu_attn
+    cpu = cpu + 2.0 * CN * kv_max * gbs * keys
+    return {"gpu": gpu, "cpu": cpu, "disk": disk}
 
 
 def in_flight_weight_bytes(wl: OffloadRun, compressed: bool) -> tuple[float, float]:
