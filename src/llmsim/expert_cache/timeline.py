@@ -84,99 +84,107 @@ class StepTimeline:
         ``base``: the step's non-expert GPU times (:meth:`OffloadCosts.step_base`);
         ``routed[layer]``: int array ``[tokens, top_k]`` of the step's expert choices per MoE
         layer (the prefetcher's oracle too)."""
-        costs, engine = self.costs, self.engine
-        platform = costs.platform
-        async_copy, concurrent = platform.async_copy, platform.concurrent_host
-        eb = costs.expert_bytes
-        is_moe = self.is_moe
         now = self.now_s if start_s is None else start_s
-        h2d_free, d2h_free, busy = self.h2d_free_s, self.d2h_free_s, self.transfer_s
-        engine.begin_step(step)
+        self.engine.begin_step(step)
         events: list[LayerEvent] = []
         step_start = now
-        step_stall = 0.0
         now += base.embedding_s
         ready_next: dict[int, float] = {}
-        for i in range(len(is_moe)):
+        for i, moe in enumerate(self.is_moe):
             start = now
-            stall = 0.0
-            h2d_bytes = d2h_bytes = 0.0
-            ready_here, ready_next = ready_next, {}
-            target = engine.prefetch_target(i)
-            n_prefetch = 0
-            if target is not None:
-                plan = engine.prefetch(target, np.unique(routed[target]))
-                n_prefetch = len(plan.loads)
-                for load in plan.loads:
-                    xfer = costs.h2d_s(eb)
-                    busy += xfer
-                    if async_copy:
-                        h2d_free = max(h2d_free, start) + xfer
-                        ready_next[load.expert] = h2d_free
-                    else:
-                        now += xfer
-                        stall += xfer
-                        ready_next[load.expert] = now
-                    h2d_bytes += eb
-            dense_end = now + base.layer_s[i]
-            if not is_moe[i]:
-                now = dense_end
-                events.append(LayerEvent(step, i, False, start, now, base.layer_s[i], 0.0, 0.0,
-                                         stall, h2d_bytes, 0.0, 0, 0, 0, n_prefetch))
-                step_stall += stall
-                continue
-            layer_routed = routed[i]
-            counts = np.bincount(layer_routed.ravel(), minlength=engine.num_experts)
-            experts = np.nonzero(counts)[0]
-            access = engine.access(i, experts, counts[experts])
-            gpu_t = dense_end
-            jobs = [(ready_here.get(e, 0.0) if e in access.prefetched else 0.0, e)
-                    for e in access.hits]
-            for load in access.loads:
-                xfer = costs.h2d_s(eb)
-                busy += xfer
-                if async_copy:
-                    h2d_free = max(h2d_free, dense_end) + xfer
-                    jobs.append((h2d_free, load.expert))
-                else:
-                    gpu_t += xfer
-                    stall += xfer
-                    jobs.append((gpu_t, load.expert))
-                h2d_bytes += eb
-            gpu_expert = cpu_expert = 0.0
-            for ready, e in sorted(jobs):
-                if ready > gpu_t:
-                    stall += ready - gpu_t
-                    gpu_t = ready
-                dt = costs.gpu_expert_s(int(counts[e]))
-                gpu_t += dt
-                gpu_expert += dt
-            end = gpu_t
-            if engine.config.miss == MissMode.CPU and access.misses:
-                down_b = costs.activation_bytes(int(np.isin(layer_routed, access.misses)
-                                                    .any(axis=1).sum()))
-                up_b = costs.activation_bytes(int(sum(counts[e] for e in access.misses)))
-                cpu_expert = sum(costs.cpu_expert_s(int(counts[e])) for e in access.misses)
-                down, up = costs.d2h_s(down_b), costs.h2d_s(up_b)
-                busy += down + up
-                if concurrent:
-                    d2h_free = max(d2h_free, dense_end) + down
-                    cpu_done = d2h_free + cpu_expert
-                    h2d_free = max(h2d_free, cpu_done) + up
-                    if h2d_free > gpu_t:
-                        stall += h2d_free - gpu_t
-                    end = max(gpu_t, h2d_free)
-                else:
-                    stall += down + up
-                    end = gpu_t + down + cpu_expert + up
-                d2h_bytes += down_b
-                h2d_bytes += up_b
-            now = end
-            step_stall += stall
-            events.append(LayerEvent(step, i, True, start, now, base.layer_s[i], gpu_expert,
-                                     cpu_expert, stall, h2d_bytes, d2h_bytes, len(experts),
-                                     len(access.hits), len(access.misses), n_prefetch))
+            ready_here = ready_next
+            now, stall, n_prefetch, ready_next = self._prefetch(i, start, routed)
+            h2d_bytes = 0.0
+            for _ in range(n_prefetch):
+                h2d_bytes += self.costs.expert_bytes
+            if moe:
+                event = self._moe_layer(step, i, start, now + base.layer_s[i], ready_here,
+                                        routed[i], base.layer_s[i], stall, h2d_bytes,
+                                        n_prefetch)
+            else:
+                event = LayerEvent(step, i, False, start, now + base.layer_s[i],
+                                   base.layer_s[i], 0.0, 0.0, stall, h2d_bytes, 0.0, 0, 0, 0,
+                                   n_prefetch)
+            events.append(event)
+            now = event.end_s
         now += base.lm_head_s + base.overhead_s
-        self.now_s, self.h2d_free_s, self.d2h_free_s, self.transfer_s = \
-            now, h2d_free, d2h_free, busy
-        return StepOutcome(now - step_start, step_stall, tuple(events))
+        self.now_s = now
+        return StepOutcome(now - step_start, sum(e.stall_s for e in events), tuple(events))
+
+    def _copy_in(self, issue_s: float, clock_s: float) -> tuple[float, float, float]:
+        """One expert copied host -> GPU, issued at ``issue_s``: ``(ready_s, clock_s,
+        waited_s)``. With a copy engine it queues there (FIFO) and the clock goes on; without
+        one it runs on the critical path: the clock moves past it and the GPU waits for it."""
+        xfer = self.costs.h2d_s(self.costs.expert_bytes)
+        self.transfer_s += xfer
+        if self.costs.platform.async_copy:
+            self.h2d_free_s = max(self.h2d_free_s, issue_s) + xfer
+            return self.h2d_free_s, clock_s, 0.0
+        return clock_s + xfer, clock_s + xfer, xfer
+
+    def _prefetch(self, i: int, start_s: float, routed: Mapping[int, np.ndarray]
+                  ) -> tuple[float, float, int, dict[int, float]]:
+        """Layer ``i``'s prefetch for the layer the engine targets, its copies issued at the
+        layer's start: ``(clock, stall, copies, {expert: ready time})``."""
+        now, stall, ready = start_s, 0.0, {}
+        target = self.engine.prefetch_target(i)
+        loads = () if target is None else self.engine.prefetch(
+            target, np.unique(routed[target])).loads
+        for load in loads:
+            ready[load.expert], now, waited = self._copy_in(start_s, now)
+            stall += waited
+        return now, stall, len(loads), ready
+
+    def _moe_layer(self, step: int, i: int, start_s: float, dense_end_s: float,
+                   ready_here: Mapping[int, float], layer_routed: np.ndarray, dense_s: float,
+                   stall: float, h2d_bytes: float, n_prefetch: int) -> LayerEvent:
+        """MoE layer ``i`` after its non-expert work (module docstring, steps 3-4): misses
+        fetched or sent to the CPU, the GPU's experts in order of readiness."""
+        costs, engine = self.costs, self.engine
+        counts = np.bincount(layer_routed.ravel(), minlength=engine.num_experts)
+        experts = np.nonzero(counts)[0]
+        access = engine.access(i, experts, counts[experts])
+        gpu_t = dense_end_s
+        jobs = [(ready_here.get(e, 0.0) if e in access.prefetched else 0.0, e)
+                for e in access.hits]
+        for load in access.loads:
+            ready, gpu_t, waited = self._copy_in(dense_end_s, gpu_t)
+            stall += waited
+            jobs.append((ready, load.expert))
+            h2d_bytes += costs.expert_bytes
+        gpu_expert = 0.0
+        for ready, e in sorted(jobs):
+            if ready > gpu_t:
+                stall += ready - gpu_t
+                gpu_t = ready
+            dt = costs.gpu_expert_s(int(counts[e]))
+            gpu_t += dt
+            gpu_expert += dt
+        end, cpu_expert, d2h_bytes = gpu_t, 0.0, 0.0
+        if engine.config.miss == MissMode.CPU and access.misses:
+            end, cpu_expert, d2h_bytes, up_b, cpu_stall = self._cpu_misses(
+                layer_routed, counts, access.misses, dense_end_s, gpu_t)
+            stall += cpu_stall
+            h2d_bytes += up_b
+        return LayerEvent(step, i, True, start_s, end, dense_s, gpu_expert, cpu_expert, stall,
+                          h2d_bytes, d2h_bytes, len(experts), len(access.hits),
+                          len(access.misses), n_prefetch)
+
+    def _cpu_misses(self, layer_routed: np.ndarray, counts: np.ndarray, misses,
+                    dense_end_s: float, gpu_t: float
+                    ) -> tuple[float, float, float, float, float]:
+        """``cpu`` misses: the routed tokens' hidden states down, the CPU's experts, their
+        outputs up. ``(layer end, CPU expert time, bytes down, bytes up, GPU stall)``."""
+        costs = self.costs
+        down_b = costs.activation_bytes(int(np.isin(layer_routed, misses).any(axis=1).sum()))
+        up_b = costs.activation_bytes(int(sum(counts[e] for e in misses)))
+        cpu_expert = sum(costs.cpu_expert_s(int(counts[e])) for e in misses)
+        down, up = costs.d2h_s(down_b), costs.h2d_s(up_b)
+        self.transfer_s += down + up
+        if costs.platform.concurrent_host:
+            self.d2h_free_s = max(self.d2h_free_s, dense_end_s) + down
+            cpu_done = self.d2h_free_s + cpu_expert
+            self.h2d_free_s = max(self.h2d_free_s, cpu_done) + up
+            stall = max(self.h2d_free_s - gpu_t, 0.0)
+            return max(gpu_t, self.h2d_free_s), cpu_expert, down_b, up_b, stall
+        return gpu_t + down + cpu_expert + up, cpu_expert, down_b, up_b, down + up
