@@ -94,9 +94,7 @@ class StepTimeline:
             start = now
             ready_here = ready_next
             now, stall, n_prefetch, ready_next = self._prefetch(i, start, routed)
-            h2d_bytes = 0.0
-            for _ in range(n_prefetch):
-                h2d_bytes += self.costs.expert_bytes
+            h2d_bytes = n_prefetch * self.costs.expert_bytes
             if moe:
                 event = self._moe_layer(step, i, start, now + base.layer_s[i], ready_here,
                                         routed[i], base.layer_s[i], stall, h2d_bytes,
