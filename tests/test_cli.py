@@ -155,6 +155,23 @@ def test_op_all_reduce_library(cli):
     assert t["auto"] == t["custom"] < t["nccl"] / 2
 
 
+def test_op_moe_routing(cli):
+    """balanced (AIConfigurator's evenly dealt tables): every local expert is read once the
+    batch routes E assignments; uniform routing touches fewer, so it is cheaper there and
+    the two meet at a large batch."""
+    base = ("op", "--kind", "moe", "-H", "h100-sxm", "--dtype", "fp8", "--hidden-size", "4096",
+            "--intermediate-size", "1536", "--num-experts", "128", "--top-k", "8",
+            "--format", "json")
+    t = {}
+    for tokens in ("16", "4096"):
+        for routing in ("uniform", "balanced"):
+            res = cli(*base, "--num-tokens", tokens, "--routing", routing)
+            assert res.code == 0, res.err
+            t[tokens, routing] = res.json()["time_s"]
+    assert t["16", "uniform"] < 0.8 * t["16", "balanced"]
+    assert t["4096", "uniform"] == pytest.approx(t["4096", "balanced"], rel=1e-6)
+
+
 def test_memory_command(cli):
     res = cli("memory", "-m", "llama-2-70b", "-H", "a100-sxm-80gb", "--tp", "4", "--batch", "16",
               "--seq-len", "4096", "--format", "json")
@@ -178,6 +195,11 @@ def test_memory_command(cli):
       "--num-gpus", "8", "--library", "ncl"], "Did you mean 'nccl'"),
     (["op", "--kind", "gemm", "-H", "h100-sxm", "--m", "4", "--n", "4", "--k", "4",
       "--library", "nccl"], "--library applies to collectives only"),
+    (["op", "--kind", "moe", "-H", "h100-sxm", "--num-tokens", "4", "--hidden-size", "64",
+      "--intermediate-size", "64", "--num-experts", "8", "--top-k", "2", "--routing",
+      "balance"], "Did you mean 'balanced'"),
+    (["op", "--kind", "gemm", "-H", "h100-sxm", "--m", "4", "--n", "4", "--k", "4",
+      "--routing", "balanced"], "--routing applies to moe only"),
     (["estimate", "--cases", "/nonexistent.csv", "-m", "llama-2-7b"], "no such file"),
     (["estimate", "-m", "llama-2-7b", "-H", "h100-sxm", "--format", "xml"], "'xml' is not one of"),
     (["estimate", "--bogus"], "No such option: --bogus"),

@@ -56,6 +56,12 @@ def test_expected_experts_touched():
     assert kernels.expected_experts_touched(8, 2, 1) == pytest.approx(2.0)
     assert kernels.expected_experts_touched(8, 2, 10_000) == pytest.approx(8.0)
     assert 2 < kernels.expected_experts_touched(64, 4, 4) < 16
+    # balanced (evenly dealt, as measured tables): min(E, tokens x k), per element
+    assert kernels.expected_experts_touched(64, 4, 4, True) == pytest.approx(16.0)
+    both = kernels.expected_experts_touched(64, 4, np.array([4.0, 100.0]),
+                                            np.array([False, True]))
+    assert both[0] == pytest.approx(kernels.expected_experts_touched(64, 4, 4))
+    assert both[1] == pytest.approx(64.0)
 
 
 def test_moe_decode_reads_only_touched_experts():

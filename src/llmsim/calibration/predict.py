@@ -4,8 +4,11 @@ Kernel rows go through the one case mapping of :mod:`llmsim.costmodel.opcases` (
 to the arguments of the ``kernels.*_work`` formulas, with the formats ``llmsim op`` picks and
 the step model's KV bytes per token), over arrays of rows that share kind, hardware and formats;
 collectives through :func:`collectives.collective_time` on the hardware's default cluster (or
-the row's ``cluster``), with the row's ``stride``. ``tests/test_calibration.py`` checks these
-predictions against ``price_op`` row by row.
+the row's ``cluster``), with the row's ``stride``. MoE rows of a table's ``balanced``
+distribution are priced with that routing (every expert hit once the batch routes ``E``
+assignments: ``kernels.expected_experts_touched``), others with the uniform routing a served
+model is priced with. ``tests/test_calibration.py`` checks these predictions against
+``price_op`` row by row.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from llmsim.costmodel.estimators import work
 from llmsim.costmodel.ops import OpKind
 from llmsim.costmodel.profile import HardwareProfile, Profile, ResolvedKernel
 
+#: a measured MoE table's evenly dealt routing (``kernels.expected_experts_touched``)
+BALANCED = "balanced"
+
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(df[name], errors="coerce").to_numpy(float)
@@ -38,6 +44,8 @@ def kernel_work(df: pd.DataFrame, kind: str, hardware: str, dtype: str,
     cols = {c: _col(df, c) for c in opcases.REQUIRED[kind]}
     if "ep" in df.columns:
         cols["ep"] = _col(df, "ep")
+    if kind == "moe" and "distribution" in df.columns:
+        cols["balanced"] = (df["distribution"].astype(str) == BALANCED).to_numpy()
     return work.work(kind, cols, hw, precision)
 
 

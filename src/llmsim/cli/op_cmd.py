@@ -46,6 +46,10 @@ InterNodeOpt = Annotated[bool, typer.Option(
 LibraryOpt = Annotated[str, typer.Option(
     "--library", help="Collectives: auto (an intra-node all-reduce as engines run it: the "
                       "faster of NCCL and their custom all-reduce), nccl, or custom.")]
+RoutingOpt = Annotated[str, typer.Option(
+    "--routing", help="MoE: uniform (each token's experts at random, as a served model is "
+                      "priced) or balanced (assignments dealt evenly, as AIConfigurator's "
+                      "balanced tables).")]
 OpCasesOpt = Annotated[str | None, typer.Option(
     "--cases", help="CSV with kind,hardware,dtype + shape columns; one row per op.")]
 FeaturesOpt = Annotated[bool, typer.Option(
@@ -79,6 +83,7 @@ def op_cmd(
     message_bytes: MessageBytesOpt = None, num_gpus: OpNumGpusOpt = None,
     inter_node: InterNodeOpt = False,
     library: LibraryOpt = "auto",
+    routing: RoutingOpt = "uniform",
     cluster: ClusterOpt = None,
     profile: ProfileOpt = None,
     efficiency: EfficiencyOpt = None,
@@ -116,7 +121,8 @@ def op_cmd(
         raise ConfigError("give --kind and --hardware (or --cases FILE.csv)")
     shape = {k2: ctx.params[k2] for k2 in SHAPE_FLAGS}
     cost = price_op(kind, hardware, dtype=dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
-                    cluster=cluster, inter_node=inter_node, library=library, **how, **shape)
+                    cluster=cluster, inter_node=inter_node, library=library, routing=routing,
+                    **how, **shape)
     write_op(op_record(cost, hardware, dtype, act_dtype, inter_node, shape), cost, fmt, out)
 
 

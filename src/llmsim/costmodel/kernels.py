@@ -130,26 +130,37 @@ def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
     return _op(name, OpKind.GEMM, work, hw, prof.kernel(family), {"m": m, "n": n, "k": k}, case)
 
 
-def expected_experts_touched(num_experts: float, top_k: float, num_tokens: float):
-    """Expected distinct experts hit by ``num_tokens`` tokens routing top-k of E uniformly:
-    ``E * (1 - (1 - k/E)^tokens)`` (each expert is missed by one token with prob 1 - k/E).
-    Works on numpy arrays."""
+#: how a batch's tokens pick their experts (``llmsim op --routing``)
+ROUTINGS = ("uniform", "balanced")
+
+
+def expected_experts_touched(num_experts: float, top_k: float, num_tokens: float,
+                             balanced: Any = False):
+    """Expected distinct experts hit by ``num_tokens`` tokens routing top-k of E: uniformly
+    at random ``E * (1 - (1 - k/E)^tokens)`` (each expert is missed by one token with prob
+    1 - k/E; what a served model's routing is priced as); ``balanced`` (a measured kernel
+    table's ``balanced`` distribution, AIConfigurator ``collect_moe``: the ``tokens x k``
+    assignments dealt round-robin) ``min(E, tokens x k)``. Works on numpy arrays."""
     if np.isscalar(num_experts) and num_experts <= 0:
         return 0.0
-    return num_experts * (1.0 - np.power(1.0 - top_k / num_experts, num_tokens))
+    uniform = num_experts * (1.0 - np.power(1.0 - top_k / num_experts, num_tokens))
+    if np.isscalar(balanced) and not balanced:
+        return uniform
+    return np.where(balanced, np.minimum(num_experts, num_tokens * top_k), uniform)
 
 
 def moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw: HardwareSpec,
              ep=1, moe_tp=1, weight: DType = DType.BF16, activation: DType = DType.BF16,
-             gated: bool = True) -> tuple[KernelWork, Any]:
+             gated: bool = True, balanced: Any = False) -> tuple[KernelWork, Any]:
     """Grouped expert GEMMs on one EP rank (see :func:`moe_experts`); returns the work and the
-    expected experts touched on this rank. Efficiency dims: (tokens per touched expert, at least
-    a 16-row tile; expert width; hidden)."""
+    expected experts touched on this rank (``balanced``: routing dealt evenly, as a measured
+    table's ``balanced`` rows, :func:`expected_experts_touched`). Efficiency dims: (tokens per
+    touched expert, at least a 16-row tile; expert width; hidden)."""
     peak = hw.peak_flops(compute_dtype(weight, activation, hw.supported_dtypes))
     mats = 3 if gated else 2
     width = intermediate_size / moe_tp
     routed = num_tokens * top_k / ep
-    touched = expected_experts_touched(num_experts, top_k, num_tokens) / ep
+    touched = expected_experts_touched(num_experts, top_k, num_tokens, balanced) / ep
     flops = 2.0 * routed * hidden_size * width * mats
     weight_bytes = touched * mats * hidden_size * width * weight.bytes_with_scales
     act_bytes = routed * hidden_size * activation.bytes * 2 + routed * width * (mats - 1) * 2.0
@@ -167,15 +178,16 @@ def moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw:
 def moe_experts(num_tokens: float, hidden_size: int, intermediate_size: int, num_experts: int,
                 top_k: int, hw: HardwareSpec, prof: HardwareProfile, ep: int = 1,
                 moe_tp: int = 1, weight: DType = DType.BF16, activation: DType = DType.BF16,
-                gated: bool = True, name: str = "experts") -> OpCost:
-    """Grouped expert GEMMs (gate/up and down) on one EP rank, balanced routing.
+                gated: bool = True, name: str = "experts", balanced: bool = False) -> OpCost:
+    """Grouped expert GEMMs (gate/up and down) on one EP rank, uniformly random routing
+    (``balanced``: dealt evenly, :func:`expected_experts_touched`).
 
     Tokens routed to this rank: ``T*k/ep``; experts it holds: ``E/ep``, of which
     ``expected_experts_touched`` are hit and have their weights read (I/moe_tp wide each).
     FLOPs = 2 * (T*k/ep) * h * I/moe_tp * (3 if gated else 2).
     """
     work, touched = moe_work(num_tokens, hidden_size, intermediate_size, num_experts, top_k, hw,
-                             ep, moe_tp, weight, activation, gated)
+                             ep, moe_tp, weight, activation, gated, balanced)
     # the case folds moe_tp into the expert width (one rank's experts), as measured tables do
     case = (("num_tokens", num_tokens), ("hidden_size", hidden_size),
             ("intermediate_size", intermediate_size / moe_tp), ("num_experts", num_experts),

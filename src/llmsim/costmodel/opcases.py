@@ -112,6 +112,15 @@ def _kernel_args(kind: str, col: Callable[[str], Any],
     raise ValueError(f"not a kernel kind: {kind}")
 
 
+def _balanced(col: Callable[[str], Any]) -> Any:
+    """A MoE case's ``balanced`` column (measured with evenly dealt routing), False where the
+    case has none (uniform routing, as a served model)."""
+    try:
+        return col("balanced")
+    except KeyError:
+        return False
+
+
 _WORK = {"gemm": kernels.gemm_work, "moe": lambda *a, **k: kernels.moe_work(*a, **k)[0],
          "attention-prefill": kernels.attention_prefill_work,
          "attention-decode": kernels.attention_decode_work}
@@ -123,10 +132,13 @@ _OP = {"gemm": kernels.gemm, "moe": kernels.moe_experts,
 def kernel_work(kind: str, col: Callable[[str], Any], hw: HardwareSpec,
                 precision: Precision) -> kernels.KernelWork:
     """The :class:`~llmsim.costmodel.kernels.KernelWork` of a kernel case; ``col(name)`` reads
-    one column (a number, or an array over many cases of the same kind and formats)."""
+    one column (a number, or an array over many cases of the same kind and formats; MoE cases
+    also read ``balanced``, the measured routing, :func:`kernels.expected_experts_touched`)."""
     if kind == "elementwise":
         return kernels.elementwise_work(col("bytes_read"), col("bytes_written"), hw)
     args, formats = _kernel_args(kind, col, precision)
+    if kind == "moe":
+        formats["balanced"] = _balanced(col)
     return _WORK[kind](*args, hw, **formats)
 
 
@@ -138,4 +150,6 @@ def kernel_op(kind: str, col: Callable[[str], Any], hw: HardwareSpec, prof: Hard
         return kernels.elementwise("elementwise", col("bytes_read"), col("bytes_written"), hw,
                                    prof)
     args, formats = _kernel_args(kind, col, precision)
+    if kind == "moe":
+        formats["balanced"] = _balanced(col)
     return _OP[kind](*args, hw, prof, **formats)

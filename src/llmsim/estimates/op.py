@@ -13,6 +13,12 @@
 (the faster of NCCL and the engine's custom all-reduce, ``costmodel/collectives.py``), ``nccl``
 as NCCL alone, ``custom`` as the custom kernel alone.
 
+``routing`` (MoE): ``uniform`` (each token's experts at random: what a served model is priced
+with) or ``balanced`` (the batch's ``tokens x top_k`` assignments dealt evenly over the
+experts, as AIConfigurator's ``balanced`` tables measure them; the calibration prices those
+rows so): ``costmodel.kernels.expected_experts_touched``. The roofline estimators only: the
+``table`` / ``learned`` estimators return their data's own routing.
+
 ``dtype`` is the weight format, ``act_dtype`` the activation (math) format, chosen as
 ``estimate`` does: by default the weight format when it is 16/32-bit or fp8, else 16-bit
 (weight-only int4 / int8 / fp4: W4A16), and a format the part cannot compute becomes one it can.
@@ -32,6 +38,7 @@ from llmsim.costmodel import opcases
 from llmsim.costmodel.collectives import LIBRARIES, collective
 from llmsim.costmodel.estimators import ESTIMATORS, kernel_pricer
 from llmsim.costmodel.estimators.repriced import price_case, tagged
+from llmsim.costmodel.kernels import ROUTINGS
 from llmsim.costmodel.ops import OpCost, OpKind
 from llmsim.costmodel.profile import Profile
 from llmsim.errors import ConfigError, UnknownNameError
@@ -85,7 +92,7 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
              efficiency: float | None = None, act_dtype: str | None = None,
              inter_node: bool = False, estimator: str = "calibrated",
              estimator_model: str | None = None, library: str = "auto",
-             **shape: Any) -> OpCost:
+             routing: str = "uniform", **shape: Any) -> OpCost:
     """Cost of one op on ``hardware`` (see module docstring for kinds and shape keys)."""
     checks.text(kind, "op kind")
     kind = opcases.normalize_kind(kind)
@@ -105,8 +112,16 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
         raise UnknownNameError("collective library", library, LIBRARIES)
     if library != "auto" and kind in opcases.KERNEL_KINDS:
         raise ConfigError(f"--library applies to collectives only, not the kernel {kind}")
+    if routing not in ROUTINGS:
+        raise UnknownNameError("MoE routing", routing, ROUTINGS)
+    if routing != "uniform" and kind != "moe":
+        raise ConfigError(f"--routing applies to moe only, not {kind}; drop it")
     hw = get_hardware(hardware)
     name = ESTIMATORS.canonical(estimator)
+    if routing != "uniform" and name not in ("analytic", "calibrated"):
+        raise ConfigError(f"--routing {routing} applies to the roofline estimators (analytic, "
+                          f"calibrated); the {name} estimator prices its data's own routing: "
+                          "drop --routing")
     if name == "analytic":
         if profile is not None:
             raise ConfigError("estimator analytic is the uncalibrated datasheet roofline and "
@@ -118,7 +133,7 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
     prec = opcases.case_precision(hw, dtype, act_dtype, kv_dtype)
     if kind in opcases.KERNEL_KINDS:
         _check_kernel_case(kind, s, shape)
-        cols = {**s, "ep": int(s.get("ep", 1))}
+        cols = {**s, "ep": int(s.get("ep", 1)), "balanced": routing == "balanced"}
         op = opcases.kernel_op(kind, cols.__getitem__, hw, prof, prec)
         return op if pricer is None else price_case(pricer, kind, cols, hw, prec, op)
     out = _collective(kind, s, hw, cluster, prof, inter_node, library)

@@ -37,8 +37,12 @@ def precision_of(hw: HardwareSpec, dtype: object = "bf16", act_dtype: object = N
 
 
 def case_column(cols: Mapping[str, Any]) -> Callable[[str], Any]:
-    """A column reader over a mapping of arrays (``ep`` defaults to 1 where missing / NaN)."""
+    """A column reader over a mapping of arrays (``ep`` defaults to 1 where missing / NaN;
+    ``balanced``, MoE rows measured with evenly dealt routing, to False where missing)."""
     def col(name: str) -> Any:
+        if name == "balanced":
+            v = cols.get("balanced")
+            return False if v is None else np.asarray(v, dtype=bool)
         if name == "ep":
             v = cols.get("ep")
             if v is None:
