@@ -152,6 +152,8 @@ def test_op_all_reduce_library(cli):
                   "--num-gpus", "8", "--library", lib, "--format", "json")
         assert res.code == 0, res.err
         t[lib] = res.json()["time_s"]
+        # the record names the kernel that priced it (auto: the faster, here the custom one)
+        assert res.json()["library"] == ("nccl" if lib == "nccl" else "custom")
     assert t["auto"] == t["custom"] < t["nccl"] / 2
 
 

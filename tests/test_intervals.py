@@ -164,6 +164,24 @@ def test_fp8_deployments_draw_from_the_fp8_pools():
     assert np.allclose(bf16.kernel[:, gemm], 1.0) and "fp8" not in bf16.basis["gemm"]
 
 
+def test_custom_all_reduces_draw_their_own_pool():
+    """An all-reduce the engines' custom kernel priced (decode sizes) counts as comm_custom and
+    draws that pool; NCCL's (a 16 MiB prefill all-reduce on tp 8) stays comm."""
+    base = build_step_model(Deployment.resolve("llama-3.1-70b", "h100-sxm", tp=8))
+    comm, custom = ci.FAMILIES.index("comm"), ci.FAMILIES.index("comm_custom")
+    t_dec, _ = ci.family_stage_times(base.price(BatchShape.decode(8, 1000)), 1)
+    t_pre, _ = ci.family_stage_times(base.price(BatchShape.prefill(1, 1024)), 1)
+    assert t_dec[custom].sum() > 0 and t_dec[comm].sum() < 0.05 * t_dec[custom].sum()
+    assert t_pre[comm].sum() > 10 * t_pre[custom].sum()
+    data = residuals(sigma=0.0)
+    data.data["estimators"]["calibrated"]["transfer"]["comm_custom"] = _flat(0.5)
+    d = data.draws("calibrated", "h100-sxm", k=50)
+    assert d.kernel[:, custom].std() > 0.2 and np.allclose(d.kernel[:, comm], 1.0)
+    sm = ci.ScaledStepTimeModel(base, {"comm_custom": 2.0})
+    shape = BatchShape.decode(8, 1000)
+    assert sm.step_time(shape) == pytest.approx(base.step_time(shape) + t_dec[custom].sum())
+
+
 def test_shipped_residual_file_is_small_attributed_and_complete():
     ref = resources.files("llmsim.data").joinpath("estimators", ci.RESIDUALS_FILE)
     text = ref.read_text(encoding="utf-8")

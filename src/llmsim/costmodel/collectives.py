@@ -63,16 +63,22 @@ def _link_time(steps: float, nbytes: float, link: LinkSpec, group: int, inter: b
     return eff.base_latency_s + steps * latency + nbytes / bandwidth
 
 
+def _all_reduce(size: float, n: int, link: LinkSpec, inter: bool, prof: HardwareProfile,
+                node_gpus: int = 8, library: str = "auto") -> tuple[float, bool]:
+    """``(seconds, whether the engines' custom kernel priced it)`` of a flat all-reduce: the
+    ring, or ``min(ring, custom)`` where the custom kernel applies (module docstring)."""
+    ring = _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, inter, prof, node_gpus)
+    custom = (None if library == "nccl" or inter else
+              custom_allreduce_time(size, n, link, prof, node_gpus))
+    if custom is None or (library == "auto" and ring <= custom):
+        return ring, False
+    return custom, True
+
+
 def _flat(kind: OpKind, size: float, n: int, link: LinkSpec, inter: bool,
           prof: HardwareProfile, node_gpus: int = 8, library: str = "auto") -> float:
     if kind == OpKind.ALL_REDUCE:
-        ring = _link_time(2 * (n - 1), 2.0 * (n - 1) / n * size, link, n, inter, prof,
-                          node_gpus)
-        custom = (None if library == "nccl" or inter else
-                  custom_allreduce_time(size, n, link, prof, node_gpus))
-        if custom is None:
-            return ring
-        return custom if library == "custom" else min(ring, custom)
+        return _all_reduce(size, n, link, inter, prof, node_gpus, library)[0]
     if kind in (OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER):
         return _link_time(n - 1, (n - 1) / n * size, link, n, inter, prof, node_gpus)
     if kind == OpKind.ALL_TO_ALL:
@@ -147,8 +153,23 @@ def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster
 def collective(kind: OpKind, message_bytes: float, group_size: int, cluster: Cluster,
                prof: HardwareProfile, stride: int = 1, name: str | None = None,
                library: str = "auto") -> OpCost:
-    """:func:`collective_time` as an :class:`OpCost` record."""
+    """:func:`collective_time` as an :class:`OpCost` record; an all-reduce's shape also says
+    whether the engines' custom kernel priced it (``custom``: 1 or 0; the error bars draw its
+    factor from that kernel's residuals)."""
     t = collective_time(kind, message_bytes, group_size, cluster, prof, stride, library)
+    shape = {"message_bytes": message_bytes, "num_gpus": group_size}
+    if kind == OpKind.ALL_REDUCE:
+        shape["custom"] = float(custom_priced(message_bytes, group_size, cluster, prof, stride,
+                                              library))
     return OpCost(name or kind.value, kind, 0.0, 0.0, 0.0, 0.0, 0.0, t, 0.0, t,
-                  Bound.COMMUNICATION, comm_bytes=message_bytes,
-                  shape={"message_bytes": message_bytes, "num_gpus": group_size})
+                  Bound.COMMUNICATION, comm_bytes=message_bytes, shape=shape)
+
+
+def custom_priced(message_bytes: float, group_size: int, cluster: Cluster,
+                  prof: HardwareProfile, stride: int = 1, library: str = "auto") -> bool:
+    """Whether :func:`collective_time` prices this all-reduce with the engines' custom kernel
+    (a group within one node, where that kernel applies and is the faster)."""
+    if group_size <= 1 or message_bytes <= 0 or group_size * stride > cluster.gpus_per_node:
+        return False
+    return _all_reduce(message_bytes, group_size, cluster.intra_node, False, prof,
+                       cluster.gpus_per_node, library)[1]

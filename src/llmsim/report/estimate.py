@@ -232,6 +232,9 @@ def op_table(cost: Any, hardware: str) -> Table:
              ("fixed cost", units.fmt_time(c.overhead_s))]
     if c.source:
         rows.append(("time from", c.source))
+    if _library(c):
+        rows.append(("priced as", "the engines' custom all-reduce" if _library(c) == "custom"
+                     else "NCCL"))
     if c.time_s > 0 and c.flops:
         rows.append(("achieved", f"{c.flops / c.time_s / 1e12:,.1f} TFLOP/s, "
                                  f"{c.bytes / c.time_s / 1e9:,.1f} GB/s"))
@@ -248,7 +251,16 @@ def op_record(cost: Any, hardware: str, dtype: str, act_dtype: str | None, inter
             "flops": cost.flops, "bytes": cost.bytes, "comm_bytes": cost.comm_bytes,
             "bound": cost.bound.value,
             "compute_s": cost.compute_s, "memory_s": cost.memory_s, "comm_s": cost.comm_s,
-            "overhead_s": cost.overhead_s, **({"source": cost.source} if cost.source else {})}
+            "overhead_s": cost.overhead_s, **({"source": cost.source} if cost.source else {}),
+            **({"library": _library(cost)} if _library(cost) else {})}
+
+
+def _library(cost: Any) -> str | None:
+    """Which kernel priced an all-reduce (``custom``: the engines' own, ``nccl``); None for
+    other ops (``collectives.collective`` marks the all-reduces)."""
+    if "custom" not in cost.shape:
+        return None
+    return "custom" if cost.shape["custom"] else "nccl"
 
 
 def write_op(record: dict[str, Any], cost: Any, fmt: str, out: str | None = None) -> None:

@@ -22,7 +22,9 @@ residuals (research r12, Q5: kernel draws x the other part's uncentred end-to-en
 ``residuals.json`` (``scripts/fit_residuals.py``) holds all of it. A deployment whose GEMM math
 runs in fp8 draws its ``gemm`` and ``moe`` factors from the ``gemm_fp8`` / ``moe_fp8`` pools
 (the profile families that price those kernels, ``costmodel.profile.kernel_family``) where
-the file has them, else from the base family's.
+the file has them, else from the base family's. Collectives draw the ``comm_intra`` pool
+(NCCL's), except an all-reduce the engines' custom kernel priced (``op_family``), which draws
+``comm_custom`` (that kernel's residuals: it is fitted to other tables and errs on its own).
 
 :class:`ScaledStepTimeModel` applies one draw to a step model (the serving simulator's K step
 models: :func:`scaled_step_models`); ``estimate`` prices one prefill and one decode curve and
@@ -42,15 +44,17 @@ from pathlib import Path
 import numpy as np
 
 from llmsim.costmodel.deployment import Deployment
-from llmsim.costmodel.ops import OpKind
+from llmsim.costmodel.ops import OpCost, OpKind
 from llmsim.costmodel.profile import kernel_family
 from llmsim.costmodel.shapes import BatchShape
 from llmsim.costmodel.step import StepCost, StepTimeModel, StepTimeModelBase
 from llmsim.dtypes import compute_dtype
 from llmsim.errors import ConfigError, DataError
 
-#: the interval families (kernel families of the profile; every collective is ``comm``)
-FAMILIES = ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise", "comm")
+#: the interval families (kernel families of the profile; a collective is ``comm`` (NCCL's,
+#: residuals of ``comm_intra``), an all-reduce the engines' custom kernel priced ``comm_custom``)
+FAMILIES = ("gemm", "moe", "attention_prefill", "attention_decode", "elementwise", "comm",
+            "comm_custom")
 _INDEX = {f: i for i, f in enumerate(FAMILIES)}
 _OF_KIND = {OpKind.GEMM: "gemm", OpKind.MOE: "moe", OpKind.ATTENTION_PREFILL: "attention_prefill",
             OpKind.ATTENTION_DECODE: "attention_decode", OpKind.ELEMENTWISE: "elementwise",
@@ -62,8 +66,17 @@ RESIDUALS_FILE = "residuals.json"
 
 
 def family_of(kind: OpKind) -> str:
-    """The interval family of an op kind."""
+    """The interval family of an op kind (a collective: ``comm``; :func:`op_family` tells the
+    custom all-reduce apart)."""
     return _OF_KIND.get(kind, "comm")
+
+
+def op_family(op: OpCost) -> str:
+    """The interval family of a priced op: :func:`family_of` its kind, ``comm_custom`` for an
+    all-reduce the engines' custom kernel priced (``collectives.collective``'s ``custom``)."""
+    if op.kind == OpKind.ALL_REDUCE and op.shape.get("custom"):
+        return "comm_custom"
+    return family_of(op.kind)
 
 
 def family_stage_times(step: StepCost, num_stages: int) -> tuple[np.ndarray, float]:
@@ -76,7 +89,7 @@ def family_stage_times(step: StepCost, num_stages: int) -> tuple[np.ndarray, flo
             p2p += layer.time_s * layer.repeat
             continue
         for o in layer.ops:
-            out[_INDEX[family_of(o.kind)], layer.stage] += o.time_s * o.count * layer.repeat
+            out[_INDEX[op_family(o)], layer.stage] += o.time_s * o.count * layer.repeat
     return out, p2p
 
 
@@ -311,7 +324,7 @@ class ScaledStepTimeModel(StepTimeModelBase):
             type(layer)(layer.name, layer.kind, layer.stage, layer.repeat, tuple(
                 o.repriced(o.time_s * f, o.compute_s * f, o.memory_s * f, o.overhead_s * f,
                            o.source) if not o.kind.is_comm else _scaled_comm(o, f)
-                for o in layer.ops for f in (self.phi[_INDEX[family_of(o.kind)]],)))
+                for o in layer.ops for f in (self.phi[_INDEX[op_family(o)]],)))
             for layer in step.layers)
         t, stage = self._times(shape)
         return StepCost(t, stage, layers, step.overhead_s)
@@ -340,9 +353,7 @@ class ScaledStepTimeModel(StepTimeModelBase):
                                                             strict=True))}
 
 
-def _scaled_comm(o, f: float):
-    from llmsim.costmodel.ops import OpCost
-
+def _scaled_comm(o: OpCost, f: float) -> OpCost:
     return OpCost(o.name, o.kind, o.flops, o.bytes_read, o.bytes_written, o.compute_s,
                   o.memory_s, o.comm_s * f, o.overhead_s * f, o.time_s * f, o.bound,
                   o.comm_bytes, o.count, o.shape, o.source, o.case)
