@@ -48,7 +48,7 @@ def test_vectorised_prediction_equals_price_op_row_by_row():
             shape = {k: row[k] for k in _PRICE_OP_ARGS if pd.notna(row[k])}
             kv = row["kv_dtype"] if pd.notna(row["kv_dtype"]) else None
             lib = ({"library": pr.row_library(row["op"])} if row["kind"] in COMM_KINDS
-                   else {"routing": "balanced"} if row.get("distribution") == pr.BALANCED
+                   else {"routing": "balanced"} if row.get("distribution") == kernels.BALANCED
                    else {})
             cost = price_op(row["kind"], row["hardware"], dtype=row["dtype"], kv_dtype=kv,
                             profile=prof, **lib, **shape)

@@ -27,9 +27,6 @@ from llmsim.costmodel.estimators import work
 from llmsim.costmodel.ops import OpKind
 from llmsim.costmodel.profile import HardwareProfile, Profile, ResolvedKernel
 
-#: a measured MoE table's evenly dealt routing (``kernels.expected_experts_touched``)
-BALANCED = "balanced"
-
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(df[name], errors="coerce").to_numpy(float)
@@ -45,7 +42,7 @@ def kernel_work(df: pd.DataFrame, kind: str, hardware: str, dtype: str,
     if "ep" in df.columns:
         cols["ep"] = _col(df, "ep")
     if kind == "moe" and "distribution" in df.columns:
-        cols["balanced"] = (df["distribution"].astype(str) == BALANCED).to_numpy()
+        cols["balanced"] = (df["distribution"].astype(str) == kernels.BALANCED).to_numpy()
     return work.work(kind, cols, hw, precision)
 
 

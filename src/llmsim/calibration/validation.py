@@ -37,6 +37,7 @@ from llmsim.calibration import transfer
 from llmsim.calibration.measurements import MEASURED
 from llmsim.calibration.reference import FIT, DataSet
 from llmsim.catalog import get_hardware
+from llmsim.costmodel import kernels
 from llmsim.costmodel.estimators import learned as lm
 from llmsim.costmodel.estimators import sources as src
 from llmsim.costmodel.estimators.table import KernelTable
@@ -239,6 +240,9 @@ def table_predict(table: KernelTable, rows: pd.DataFrame) -> np.ndarray:
             if "ep" in part.columns:
                 cols["ep"] = np.nan_to_num(pd.to_numeric(part["ep"], errors="coerce")
                                            .to_numpy(float), nan=1.0)
+            if kind == "moe" and "distribution" in part.columns:
+                cols["balanced"] = (part["distribution"].astype(str)
+                                    == kernels.BALANCED).to_numpy()
             sol = work.roofline_time(work.work(kind, cols, hw, prec), hw)
             case_cols = {"dtype": prec.weight.value, "act_dtype": prec.activation.value,
                          "kv_dtype": prec.kv.value}

@@ -130,8 +130,10 @@ def gemm(m: float, n: float, k: float, hw: HardwareSpec, prof: HardwareProfile,
     return _op(name, OpKind.GEMM, work, hw, prof.kernel(family), {"m": m, "n": n, "k": k}, case)
 
 
+#: a measured MoE table's evenly dealt routing (AIConfigurator's ``distribution`` value)
+BALANCED = "balanced"
 #: how a batch's tokens pick their experts (``llmsim op --routing``)
-ROUTINGS = ("uniform", "balanced")
+ROUTINGS = ("uniform", BALANCED)
 
 
 def expected_experts_touched(num_experts: float, top_k: float, num_tokens: float,

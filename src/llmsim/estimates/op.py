@@ -16,8 +16,8 @@ as NCCL alone, ``custom`` as the custom kernel alone.
 ``routing`` (MoE): ``uniform`` (each token's experts at random: what a served model is priced
 with) or ``balanced`` (the batch's ``tokens x top_k`` assignments dealt evenly over the
 experts, as AIConfigurator's ``balanced`` tables measure them; the calibration prices those
-rows so): ``costmodel.kernels.expected_experts_touched``. The roofline estimators only: the
-``table`` / ``learned`` estimators return their data's own routing.
+rows so): ``costmodel.kernels.expected_experts_touched``. Not for the ``learned`` estimator
+(its features are those of its training rows' routing).
 
 ``dtype`` is the weight format, ``act_dtype`` the activation (math) format, chosen as
 ``estimate`` does: by default the weight format when it is 16/32-bit or fp8, else 16-bit
@@ -118,10 +118,10 @@ def price_op(kind: str, hardware: str, dtype: str = "bf16", kv_dtype: str | None
         raise ConfigError(f"--routing applies to moe only, not {kind}; drop it")
     hw = get_hardware(hardware)
     name = ESTIMATORS.canonical(estimator)
-    if routing != "uniform" and name not in ("analytic", "calibrated"):
-        raise ConfigError(f"--routing {routing} applies to the roofline estimators (analytic, "
-                          f"calibrated); the {name} estimator prices its data's own routing: "
-                          "drop --routing")
+    if routing != "uniform" and name == "learned":
+        raise ConfigError(f"--routing {routing} does not apply to the learned estimator (its "
+                          "features follow its training rows' routing); drop --routing or use "
+                          "--estimator calibrated / table")
     if name == "analytic":
         if profile is not None:
             raise ConfigError("estimator analytic is the uncalibrated datasheet roofline and "

@@ -18,7 +18,10 @@ layout and its ``Grid`` / ``ScatteredSites`` engines, ai-dynamo/aiconfigurator@0
 - elementwise: one slice; inner bytes moved (read + written); log2, log-util.
 
 ``util = sol / measured`` with ``sol`` the datasheet roofline of the same case
-(:mod:`.work`), so one formula defines the roofline for fits, tables and the learned model.
+(:mod:`.work`), so one formula defines the roofline for fits, tables and the learned model;
+a MoE row's ``sol`` follows the routing it was measured under (a ``balanced`` table's evenly
+dealt assignments read more experts than uniform routing), a query's the uniform routing of a
+served model, as the calibrated roofline prices it.
 A query brackets each outer axis between its two nearest keys (linear weights in the axis'
 coordinates; an exact key collapses the level; a branch without data is dropped and the
 weights renormalised) and interpolates every bracketing curve along the inner axis. Latency
@@ -46,7 +49,7 @@ import numpy as np
 
 from llmsim.catalog import get_hardware
 from llmsim.catalog.hardware import HardwareSpec
-from llmsim.costmodel import opcases
+from llmsim.costmodel import kernels, opcases
 from llmsim.costmodel.deployment import Deployment
 from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.estimators import sources, work
@@ -404,6 +407,8 @@ def _prepared(cols: Mapping[str, np.ndarray], kind: str, spec: TableSpec, hw: Ha
     num = {c: np.asarray(cols[c], dtype=float) for c in opcases.REQUIRED[kind]}
     num["ep"] = (np.nan_to_num(np.asarray(cols["ep"], dtype=float), nan=1.0)
                  if "ep" in cols else np.ones(n))
+    if kind == "moe" and "distribution" in cols:  # the roofline of the routing measured
+        num["balanced"] = np.asarray(cols["distribution"]).astype(str) == kernels.BALANCED
     t = np.asarray(cols[sources.MEASURED], dtype=float)
     fmt = {c: (np.where(_present(cols[c]), cols[c], "").astype(str) if c in cols
                and cols[c].dtype == object else np.full(n, "", dtype=object))
