@@ -79,14 +79,17 @@ rows with parameters that never saw it. Not fitted: ``jitter_s`` (client timing 
 measurement of it here): the documented constant ``JITTER_S`` (1 ms, the order of an HTTP
 round trip on a local network). An engine without rows gets the
 fallback rule of ``llmsim.engines.profile`` (median of the fitted engines). Deterministic;
-the packaged file: the defaults with ``--jobs 2`` (132 rows, 43 minutes on 2 idle cores,
-2026-12-04; ``--jobs``: rows simulated in that many processes, the result does not depend on
-it). Its outcome: every engine in one cohort (the out-of-phase start ends at a higher loss:
-vLLM 4.89 against 4.50, TensorRT-LLM 6.72 against 6.61), vLLM's request overhead about 1 ms
-(91 ms in the 96-row fit before gpt-oss-120b and MiniMax-M2.5), TensorRT-LLM's 38 ms (116);
-the refinement of ``trtllm@1.0.0rc3`` found no better point than the engine's, that of
-``vllm@0.18.0`` a little (loss 1.32 -> 1.26 on its 30 rows). ``benchmarks/serving_accuracy.py``
-reports what that does to each engine and model.
+the packaged file: the defaults with ``--jobs 2`` (132 rows, 48 minutes on 2 cores,
+2026-12-08, on the MoE curves fitted with each kernel table's own routing; ``--jobs``: rows
+simulated in that many processes, the result does not depend on it). Its outcome: SGLang and
+vLLM in one cohort (the out-of-phase start ends at a higher loss: 0.513 against 0.319, 4.93
+against 4.79), TensorRT-LLM out of phase (spread 0.87, loss 6.13 against 6.28 from the cohort
+start; the fit before, on the MoE curves fitted as if the balanced tables were routed
+uniformly, ended in one cohort) with a 158 ms request overhead, a 0.85 ms step overhead and a
+50 us per-sequence host floor; vLLM's request overhead about 0.6 ms; the refinement of
+``trtllm@1.0.0rc3`` found no better point than the engine's, that of ``vllm@0.18.0`` a little
+(loss 1.49 -> 1.35 on its 30 rows). ``benchmarks/serving_accuracy.py`` reports what that does
+to each engine and model.
 """
 
 from __future__ import annotations

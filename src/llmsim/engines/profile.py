@@ -32,14 +32,14 @@ The cost model of a run with an engine (``EngineStepModel`` and the simulator):
   step), so a cohort that arrives together comes back compressed and re-forms every cycle;
   no timing noise of a realistic size (1-100 ms) breaks it. Some measured rows show real
   engines out of that state (``python benchmarks/cohort_phase.py``, packaged profile): rerun
-  as one cohort, TensorRT-LLM Qwen3-32B tp 4, 1024 / 128 at ``c = 32`` predicts TTFT 409 ms /
-  TPOT 14.7 ms against 196 / 15.9 measured (prefills bunched: long queues, little decode
-  interference), started out of phase 167 / 16.4; others prefer the cohort (SGLang's Qwen3-32B
-  tp 4, 2048 / 256 at ``c = 64``: 2369 ms as one, 500 ms out of phase, 2317 measured).
-  ``scripts/fit_engine_profile.py`` fits the spread per engine (from
-  two starts, 0 and 1): over all rows the packaged fit leaves all three engines as one cohort
-  (SGLang 0.025, TensorRT-LLM and vLLM 0), the out-of-phase state a second basin of higher
-  loss.
+  as one cohort, TensorRT-LLM Qwen3-32B tp 4, 1024 / 128 at ``c = 32`` predicts TTFT 734 ms /
+  TPOT 12.4 ms against 196 / 15.9 measured (prefills bunched: long queues, little decode
+  interference), started out of phase 365 / 15.0 (most of the rest the fitted request
+  overhead); others prefer the cohort (SGLang's Qwen3-32B tp 4, 2048 / 256 at ``c = 64``:
+  2363 ms as one, 465 ms out of phase, 2317 measured). ``scripts/fit_engine_profile.py`` fits
+  the spread per engine (from two starts, 0 and 1): the packaged fit (2026-12-08) leaves
+  SGLang and vLLM as one cohort (0.005, 0.0006) and TensorRT-LLM out of phase (0.87); for each
+  engine the other state is a second basin of higher loss.
 
 So a batch-1 request of prompt ``p`` and ``n`` output tokens costs
 ``TTFT = request_overhead_s + prefill_step_factor x prefill(p) + step_overhead_s`` and
