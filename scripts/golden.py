@@ -196,7 +196,7 @@ def _golden_kernels(path: Path) -> None:
     """The H100 rows of the kernel golden set, as a measurement file (calibrate / validate)."""
     import pandas as pd
 
-    from llmsim.costmodel.opcases import OP_KINDS
+    from llmsim.costmodel.opcases import CASE_COLUMNS, OP_KINDS
 
     frame = pd.read_csv(ROOT / "tests" / "golden" / "calib_kernels.csv")
     frame = frame[(frame["hardware"] == "h100-sxm") & frame["kind"].isin(OP_KINDS)]
@@ -204,7 +204,9 @@ def _golden_kernels(path: Path) -> None:
                                                    "bytes_read", "bytes_written", "stride")]
     frame = frame[keep].iloc[::4].dropna(axis=1, how="all")
     frame.to_csv(path, index=False)
-    frame.drop(columns=["measured_time_s"]).to_csv(path.with_name("golden_ops.csv"), index=False)
+    # the op-case file: the case columns only (a measurement's stack and routing are metadata)
+    frame[[c for c in frame.columns if c in CASE_COLUMNS]].to_csv(
+        path.with_name("golden_ops.csv"), index=False)
 
 
 def _has_format(words: list[str]) -> bool:
