@@ -141,8 +141,10 @@ def expected_experts_touched(num_experts: float, top_k: float, num_tokens: float
     """Expected distinct experts hit by ``num_tokens`` tokens routing top-k of E: uniformly
     at random ``E * (1 - (1 - k/E)^tokens)`` (each expert is missed by one token with prob
     1 - k/E; what a served model's routing is priced as); ``balanced`` (a measured kernel
-    table's ``balanced`` distribution, AIConfigurator ``collect_moe``: the ``tokens x k``
-    assignments dealt round-robin) ``min(E, tokens x k)``. Works on numpy arrays."""
+    table's ``balanced`` distribution: the ``tokens x k`` assignments dealt evenly, so
+    ``min(E, tokens x k)``; AIConfigurator's H100 balanced MoE times grow linearly in it up to
+    the plateau, e.g. top-8 of 128 at 4 / 8 / 16 tokens: 0.23 / 0.42 / 0.82 ms). Works on numpy
+    arrays."""
     if np.isscalar(num_experts) and num_experts <= 0:
         return 0.0
     uniform = num_experts * (1.0 - np.power(1.0 - top_k / num_experts, num_tokens))
