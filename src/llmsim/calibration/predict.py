@@ -42,7 +42,7 @@ def kernel_work(df: pd.DataFrame, kind: str, hardware: str, dtype: str,
     if "ep" in df.columns:
         cols["ep"] = _col(df, "ep")
     if kind == "moe" and "distribution" in df.columns:
-        cols["balanced"] = (df["distribution"].astype(str) == kernels.BALANCED).to_numpy()
+        cols["balanced"] = work.balanced_rows(df["distribution"])
     return work.work(kind, cols, hw, precision)
 
 

@@ -37,7 +37,6 @@ from llmsim.calibration import transfer
 from llmsim.calibration.measurements import MEASURED
 from llmsim.calibration.reference import FIT, DataSet
 from llmsim.catalog import get_hardware
-from llmsim.costmodel import kernels
 from llmsim.costmodel.estimators import learned as lm
 from llmsim.costmodel.estimators import sources as src
 from llmsim.costmodel.estimators.table import KernelTable
@@ -241,8 +240,7 @@ def table_predict(table: KernelTable, rows: pd.DataFrame) -> np.ndarray:
                 cols["ep"] = np.nan_to_num(pd.to_numeric(part["ep"], errors="coerce")
                                            .to_numpy(float), nan=1.0)
             if kind == "moe" and "distribution" in part.columns:
-                cols["balanced"] = (part["distribution"].astype(str)
-                                    == kernels.BALANCED).to_numpy()
+                cols["balanced"] = work.balanced_rows(part["distribution"])
             sol = work.roofline_time(work.work(kind, cols, hw, prec), hw)
             case_cols = {"dtype": prec.weight.value, "act_dtype": prec.activation.value,
                          "kv_dtype": prec.kv.value}

@@ -76,9 +76,9 @@ def _all_reduce(size: float, n: int, link: LinkSpec, inter: bool, prof: Hardware
 
 
 def _flat(kind: OpKind, size: float, n: int, link: LinkSpec, inter: bool,
-          prof: HardwareProfile, node_gpus: int = 8, library: str = "auto") -> float:
-    if kind == OpKind.ALL_REDUCE:
-        return _all_reduce(size, n, link, inter, prof, node_gpus, library)[0]
+          prof: HardwareProfile, node_gpus: int = 8) -> float:
+    if kind == OpKind.ALL_REDUCE:  # within a node :func:`_priced` calls _all_reduce itself
+        return _all_reduce(size, n, link, inter, prof, node_gpus)[0]
     if kind in (OpKind.ALL_GATHER, OpKind.REDUCE_SCATTER):
         return _link_time(n - 1, (n - 1) / n * size, link, n, inter, prof, node_gpus)
     if kind == OpKind.ALL_TO_ALL:
@@ -109,17 +109,31 @@ def collective_time(kind: OpKind, message_bytes: float, group_size: int, cluster
     ranks interleave with TP ranks has stride ``tp``), used to tell intra- from inter-node.
     ``library``: one of :data:`LIBRARIES` for an intra-node all-reduce (module docstring).
     """
+    return _priced(kind, message_bytes, group_size, cluster, prof, stride, library)[0]
+
+
+def _priced(kind: OpKind, message_bytes: float, group_size: int, cluster: Cluster,
+            prof: HardwareProfile, stride: int, library: str) -> tuple[float, bool]:
+    """``(seconds, whether the engines' custom all-reduce priced it)`` of a collective."""
     if library not in LIBRARIES:
         raise ConfigError(f"collective library {library!r} is not one of {', '.join(LIBRARIES)}")
     if group_size <= 1 or message_bytes <= 0:
-        return 0.0
+        return 0.0, False
+    if kind == OpKind.ALL_REDUCE and group_size * stride <= cluster.gpus_per_node:
+        return _all_reduce(message_bytes, group_size, cluster.intra_node, False, prof,
+                           cluster.gpus_per_node, library)
+    return _group_time(kind, message_bytes, group_size, cluster, prof, stride), False
+
+
+def _group_time(kind: OpKind, message_bytes: float, group_size: int, cluster: Cluster,
+                prof: HardwareProfile, stride: int) -> float:
+    """Every collective but an intra-node all-reduce (those: :func:`_all_reduce`)."""
     if kind == OpKind.P2P:
         link, nodes = cluster.link_for_group(2, stride)
         return _flat(kind, message_bytes, 2, link, nodes > 1, prof, cluster.gpus_per_node)
-    span = group_size * stride
-    if span <= cluster.gpus_per_node:
+    if group_size * stride <= cluster.gpus_per_node:
         return _flat(kind, message_bytes, group_size, cluster.intra_node, False, prof,
-                     cluster.gpus_per_node, library)
+                     cluster.gpus_per_node)
     # Spans nodes: ranks per node g, nodes N.
     per_node = max(1, cluster.gpus_per_node // stride)
     per_node = min(per_node, group_size)
@@ -156,20 +170,10 @@ def collective(kind: OpKind, message_bytes: float, group_size: int, cluster: Clu
     """:func:`collective_time` as an :class:`OpCost` record; an all-reduce's shape also says
     whether the engines' custom kernel priced it (``custom``: 1 or 0; the error bars draw its
     factor from that kernel's residuals)."""
-    t = collective_time(kind, message_bytes, group_size, cluster, prof, stride, library)
+    t, custom = _priced(kind, message_bytes, group_size, cluster, prof, stride, library)
     shape = {"message_bytes": message_bytes, "num_gpus": group_size}
     if kind == OpKind.ALL_REDUCE:
-        shape["custom"] = float(custom_priced(message_bytes, group_size, cluster, prof, stride,
-                                              library))
+        shape["custom"] = float(custom)
     return OpCost(name or kind.value, kind, 0.0, 0.0, 0.0, 0.0, 0.0, t, 0.0, t,
                   Bound.COMMUNICATION, comm_bytes=message_bytes, shape=shape)
 
-
-def custom_priced(message_bytes: float, group_size: int, cluster: Cluster,
-                  prof: HardwareProfile, stride: int = 1, library: str = "auto") -> bool:
-    """Whether :func:`collective_time` prices this all-reduce with the engines' custom kernel
-    (a group within one node, where that kernel applies and is the faster)."""
-    if group_size <= 1 or message_bytes <= 0 or group_size * stride > cluster.gpus_per_node:
-        return False
-    return _all_reduce(message_bytes, group_size, cluster.intra_node, False, prof,
-                       cluster.gpus_per_node, library)[1]

@@ -232,8 +232,9 @@ def op_table(cost: Any, hardware: str) -> Table:
              ("fixed cost", units.fmt_time(c.overhead_s))]
     if c.source:
         rows.append(("time from", c.source))
-    if _library(c):
-        rows.append(("priced as", "the engines' custom all-reduce" if _library(c) == "custom"
+    library = _library(c)
+    if library:
+        rows.append(("priced as", "the engines' custom all-reduce" if library == "custom"
                      else "NCCL"))
     if c.time_s > 0 and c.flops:
         rows.append(("achieved", f"{c.flops / c.time_s / 1e12:,.1f} TFLOP/s, "
@@ -252,7 +253,7 @@ def op_record(cost: Any, hardware: str, dtype: str, act_dtype: str | None, inter
             "bound": cost.bound.value,
             "compute_s": cost.compute_s, "memory_s": cost.memory_s, "comm_s": cost.comm_s,
             "overhead_s": cost.overhead_s, **({"source": cost.source} if cost.source else {}),
-            **({"library": _library(cost)} if _library(cost) else {})}
+            **({"library": library} if (library := _library(cost)) else {})}
 
 
 def _library(cost: Any) -> str | None:

@@ -30,16 +30,15 @@ log-util kinds always, ``t = sol(query) / exp(sum_i w_i log util_i)``. Beyond a 
 the boundary util (median of its last 3 points) is held and the roofline carries the scaling.
 Per-family settings from a 20% hold-out of each table (research r12, Q4): median error 1-5%.
 
-Sources per op (``OpCost.source``): ``table`` (inside the data), ``table-extrapolated``
+The grid itself (curves, nested outer axes, the blend) is :mod:`.grid`. Sources per op
+(``OpCost.source``): ``table`` (inside the data), ``table-extrapolated``
 (beyond a curve or an outer axis, or prefill after a cached prefix), ``calibrated`` (no slice
 for the case: other formats, head layouts, MoE configs, sliding windows, MLA, collectives).
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,10 +48,11 @@ import numpy as np
 
 from llmsim.catalog import get_hardware
 from llmsim.catalog.hardware import HardwareSpec
-from llmsim.costmodel import kernels, opcases
+from llmsim.costmodel import opcases
 from llmsim.costmodel.deployment import Deployment
 from llmsim.costmodel.estimator_registry import ESTIMATORS
 from llmsim.costmodel.estimators import sources, work
+from llmsim.costmodel.estimators.grid import TableEval, bracket, build_grid
 from llmsim.costmodel.estimators.repriced import FALLBACK, RepricedStepTimeModel
 from llmsim.errors import DataError
 
@@ -61,12 +61,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSIDE, OUTSIDE = "table", "table-extrapolated"
 #: frameworks preferred where a table holds several for one kind (the simulated engine is vLLM)
 PREFERRED_FRAMEWORKS = ("vllm",)
-#: routing preferred for MoE tables (the cost model assumes balanced routing)
+#: routing preferred for MoE tables (each row is divided by the roofline of its own routing)
 PREFERRED_DISTRIBUTIONS = ("balanced", "power_law_1.01")
-_TAIL = 3
 
 
 @dataclass(frozen=True)
@@ -90,137 +88,6 @@ SPECS = {
     "elementwise": TableSpec((), (), "bytes", True, False),
 }
 _DTYPE_COLS = ("dtype", "act_dtype", "kv_dtype")
-
-
-class _Curve:
-    """Measured points along the inner axis of one grid node."""
-
-    __slots__ = ("x", "lu", "raw", "lo_hold", "hi_hold", "log", "_lists")
-
-    def __init__(self, x: np.ndarray, lu: np.ndarray, raw: np.ndarray, log_coords: bool):
-        order = np.argsort(x, kind="mergesort")
-        self.log = log_coords
-        self.x = _coord(x[order], log_coords)
-        self.lu, self.raw = lu[order], raw[order]
-        self.lo_hold = _median(self.lu[:_TAIL])
-        self.hi_hold = _median(self.lu[-_TAIL:])
-        self._lists: tuple[list[float], list[float], list[float]] | None = None
-
-    def eval_scalar(self, xq: float) -> tuple[float, float, bool]:
-        """:meth:`eval` of one value with bisection on lists (no numpy overhead)."""
-        if self._lists is None:
-            self._lists = (self.x.tolist(), self.lu.tolist(), self.raw.tolist())
-        xs, lus, raws = self._lists
-        c = math.log2(max(xq, 1e-30)) if self.log else float(xq)
-        n = len(xs)
-        if c <= xs[0]:  # the same branches as eval(): hold beyond, endpoint at it
-            return (self.lo_hold if c < xs[0] else lus[0]), raws[0], c >= xs[0] - 1e-12
-        if c >= xs[-1]:
-            return (self.hi_hold if c > xs[-1] else lus[-1]), raws[-1], c <= xs[-1] + 1e-12
-        i = bisect.bisect_right(xs, c)
-        i = min(max(i, 1), n - 1)
-        f = (c - xs[i - 1]) / (xs[i] - xs[i - 1])
-        return (lus[i - 1] + f * (lus[i] - lus[i - 1]), raws[i - 1] + f * (raws[i] - raws[i - 1]),
-                True)
-
-    def eval(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(log-util, latency, inside the measured range) at inner values ``xq``."""
-        c = _coord(xq, self.log)
-        lu = np.interp(c, self.x, self.lu)
-        lu = np.where(c < self.x[0], self.lo_hold, np.where(c > self.x[-1], self.hi_hold, lu))
-        inside = (c >= self.x[0] - 1e-12) & (c <= self.x[-1] + 1e-12)
-        return lu, np.interp(c, self.x, self.raw), inside
-
-
-def _median(v: np.ndarray) -> float:
-    s = sorted(float(x) for x in v)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
-def _coord(x, log_coords: bool):
-    return np.log2(np.maximum(x, 1e-30)) if log_coords else np.asarray(x, dtype=float)
-
-
-class _TableEval:
-    """Blend of the bracketing curves of one case (module docstring), vector and scalar."""
-
-    __slots__ = ("entries", "raw")
-
-    def __init__(self, entries: list[tuple[float, _Curve, bool]], raw: bool):
-        self.entries = entries
-        self.raw = raw
-
-    def __call__(self, inner: np.ndarray, sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        x = np.asarray(inner, dtype=float)
-        lu = np.zeros(x.shape)
-        raw = np.zeros(x.shape)
-        inside = np.ones(x.shape, dtype=bool)
-        for w, curve, clamped in self.entries:
-            c_lu, c_raw, c_in = curve.eval(x)
-            lu += w * c_lu
-            raw += w * c_raw
-            inside &= c_in & (not clamped)
-        t = np.asarray(sol, dtype=float) / np.exp(lu)
-        if self.raw:
-            t = np.where(inside, raw, t)
-        return t, [INSIDE if i else OUTSIDE for i in np.atleast_1d(inside)]
-
-    def scalar(self, inner: float, sol: float) -> tuple[float, str]:
-        """One inner value, without numpy (the serving simulator's per-step path)."""
-        lu = raw = 0.0
-        inside = True
-        for w, curve, clamped in self.entries:
-            c_lu, c_raw, c_in = curve.eval_scalar(inner)
-            lu += w * c_lu
-            raw += w * c_raw
-            inside = inside and c_in and not clamped
-        if self.raw and inside:
-            return raw, INSIDE
-        return sol / math.exp(lu), INSIDE if inside else OUTSIDE
-
-
-class _Node:
-    """One outer axis level: sorted keys and a child per key (a node or a curve)."""
-
-    __slots__ = ("keys", "coords", "children")
-
-    def __init__(self, keys: np.ndarray, children: list, log_coords: bool):
-        self.keys = keys
-        self.coords = _coord(keys, log_coords)
-        self.children = children
-
-
-def _build(outer: np.ndarray, x: np.ndarray, lu: np.ndarray, t: np.ndarray, level: int,
-           spec: TableSpec):
-    """The grid below ``level`` of rows sorted lexicographically by (outer columns, x)."""
-    if level == outer.shape[1]:
-        return _Curve(x, lu, t, spec.log_coords)
-    col = outer[:, level]
-    cuts = np.flatnonzero(np.diff(col)) + 1
-    starts = np.concatenate([[0], cuts])
-    ends = np.concatenate([cuts, [len(col)]])
-    children = [_build(outer[a:b], x[a:b], lu[a:b], t[a:b], level + 1, spec)
-                for a, b in zip(starts, ends, strict=True)]
-    return _Node(col[starts].astype(float), children, spec.log_coords)
-
-
-def _bracket(node, values: tuple[float, ...], log_coords: bool, weight: float = 1.0,
-             clamped: bool = False) -> list[tuple[float, _Curve, bool]]:
-    if isinstance(node, _Curve):
-        return [(weight, node, clamped)]
-    v, rest = values[0], values[1:]
-    keys, coords = node.keys, node.coords
-    i = int(np.searchsorted(keys, v))
-    if i < len(keys) and math.isclose(keys[i], v, rel_tol=1e-9):
-        return _bracket(node.children[i], rest, log_coords, weight, clamped)
-    if i == 0 or i == len(keys):
-        j = 0 if i == 0 else len(keys) - 1
-        return _bracket(node.children[j], rest, log_coords, weight, True)
-    c = float(_coord(np.array([v]), log_coords)[0])
-    w = (c - coords[i - 1]) / (coords[i] - coords[i - 1])
-    return (_bracket(node.children[i - 1], rest, log_coords, weight * (1.0 - w), clamped)
-            + _bracket(node.children[i], rest, log_coords, weight * w, clamped))
 
 
 class KernelTable:
@@ -254,8 +121,8 @@ class KernelTable:
                 key = tuple(names[c][int(v)] if c in names else float(v)
                             for c, v in zip(spec.cat, key, strict=True))
                 idx = np.sort(idx)  # rows are sorted by (cat, outer, x): keep that order
-                self._slices[(kind, key)] = _build(outer[idx], x[idx], lu[idx], t[idx], 0,
-                                                   spec)
+                self._slices[(kind, key)] = build_grid(outer[idx], x[idx], lu[idx], t[idx],
+                                                       spec.log_coords)
             self.info[kind] = {**picked, "rows": int(len(frame)),
                                "slices": int(sum(1 for k in self._slices if k[0] == kind))}
 
@@ -274,7 +141,7 @@ class KernelTable:
         if memo_key in self._memo:
             return self._memo[memo_key]
         node = self._slices.get((kind, key))
-        out = None if node is None else _bracket(node, outer, spec.log_coords)
+        out = None if node is None else bracket(node, outer, spec.log_coords)
         if len(self._memo) < 100_000:
             self._memo[memo_key] = out
         return out
@@ -286,11 +153,11 @@ class KernelTable:
     def inner_column(self, kind: str) -> str:
         return SPECS[kind].inner
 
-    def evaluator(self, kind: str, case: Mapping[str, object]) -> _TableEval | None:
+    def evaluator(self, kind: str, case: Mapping[str, object]) -> TableEval | None:
         """The interpolant of one case's fixed columns along the inner one (None: no slice);
         the step model caches it per attention batch size."""
         entries = self._entries(kind, case) if kind in SPECS else None
-        return None if entries is None else _TableEval(entries, SPECS[kind].raw_values)
+        return None if entries is None else TableEval(entries, SPECS[kind].raw_values)
 
     def times(self, kind: str, case: Mapping[str, object], inner: np.ndarray,
               sol: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -408,7 +275,7 @@ def _prepared(cols: Mapping[str, np.ndarray], kind: str, spec: TableSpec, hw: Ha
     num["ep"] = (np.nan_to_num(np.asarray(cols["ep"], dtype=float), nan=1.0)
                  if "ep" in cols else np.ones(n))
     if kind == "moe" and "distribution" in cols:  # the roofline of the routing measured
-        num["balanced"] = np.asarray(cols["distribution"]).astype(str) == kernels.BALANCED
+        num["balanced"] = work.balanced_rows(cols["distribution"])
     t = np.asarray(cols[sources.MEASURED], dtype=float)
     fmt = {c: (np.where(_present(cols[c]), cols[c], "").astype(str) if c in cols
                and cols[c].dtype == object else np.full(n, "", dtype=object))

@@ -37,12 +37,8 @@ def precision_of(hw: HardwareSpec, dtype: object = "bf16", act_dtype: object = N
 
 
 def case_column(cols: Mapping[str, Any]) -> Callable[[str], Any]:
-    """A column reader over a mapping of arrays (``ep`` defaults to 1 where missing / NaN;
-    ``balanced``, MoE rows measured with evenly dealt routing, to False where missing)."""
+    """A column reader over a mapping of arrays (``ep`` defaults to 1 where missing / NaN)."""
     def col(name: str) -> Any:
-        if name == "balanced":
-            v = cols.get("balanced")
-            return False if v is None else np.asarray(v, dtype=bool)
         if name == "ep":
             v = cols.get("ep")
             if v is None:
@@ -50,6 +46,13 @@ def case_column(cols: Mapping[str, Any]) -> Callable[[str], Any]:
             return np.nan_to_num(np.asarray(v, dtype=float), nan=1.0)
         return np.asarray(cols[name], dtype=float)
     return col
+
+
+def balanced_rows(distribution: Any) -> np.ndarray:
+    """Which measured MoE rows ran evenly dealt routing (a table's ``distribution`` column:
+    ``kernels.BALANCED``): the ``balanced`` column the MoE case mapping reads
+    (``opcases.kernel_work``; missing: uniform routing)."""
+    return np.asarray(distribution).astype(str) == kernels.BALANCED
 
 
 def work(kind: str, cols: Mapping[str, Any], hw: HardwareSpec,
