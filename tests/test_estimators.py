@@ -264,6 +264,12 @@ def test_price_op_under_each_estimator():
     assert ar.source == FALLBACK and ar.bound.value == "communication"
     with pytest.raises(ConfigError, match="takes no profile"):
         price_op("gemm", "h100-sxm", estimator="analytic", profile="x.yaml", **gemm)
+    moe = {"num_tokens": 16, "hidden_size": 4096, "intermediate_size": 1536,
+           "num_experts": 128, "top_k": 8}
+    with pytest.raises(ConfigError, match="does not apply to the learned estimator"):
+        price_op("moe", "h100-sxm", estimator="learned", routing="balanced", **moe)
+    with pytest.raises(UnknownNameError, match="balanced"):
+        price_op("moe", "h100-sxm", routing="even", **moe)
 
 
 def test_the_estimators_keep_the_cost_model_import_light():
